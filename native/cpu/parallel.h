@@ -1,0 +1,44 @@
+// A persistent pool of worker threads and parallel_for, shared by every CPU kernel.
+// Why a pool: a kernel call is often tens of microseconds, far less than starting a thread.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace r1 {
+
+class ThreadPool {
+ public:
+  static ThreadPool& get();
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  void resize(int n);
+  // Runs fn(task) for task in [0, tasks), the calling thread taking part; returns when all are done.
+  void run(int64_t tasks, const std::function<void(int64_t)>& fn);
+  ~ThreadPool();
+
+ private:
+  ThreadPool();
+  void stop_workers();
+  void worker_loop(int index);
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  const std::function<void(int64_t)>* job_ = nullptr;
+  int64_t tasks_ = 0;
+  std::atomic<int64_t> next_{0};
+  int active_ = 0;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+  bool busy_ = false;  // a nested parallel_for runs serially instead of deadlocking
+};
+
+// Splits [0, n) into chunks of at least `grain` items, one or more per thread, and calls fn(begin, end).
+// Small problems run on the calling thread alone.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace r1
