@@ -1,0 +1,413 @@
+// r1_matmul (native/r1.h): batched single-precision GEMM, C_b = op(A_b) op(B_b) + beta C_b.
+//
+// The layout follows Goto & van de Geijn, "Anatomy of High-Performance Matrix Multiplication" (TOMS 2008) as
+// BLIS refines it (Van Zee & van de Geijn, TOMS 2015): five loops around a register-blocked micro-kernel.
+//   jc: NC columns of B      -> the packed KC x NC block of B lives in L2/L3
+//   pc: KC of the k dimension -> one rank-KC update; KC sized so a KC x NR micro-panel of B sits in L1
+//   ic: MC rows of A          -> the packed MC x KC block of A lives in L2
+//   jr, ir: NR x MR tiles     -> the micro-kernel keeps an MR x NR tile of C in registers for all KC steps
+// Packing copies each block once into the exact order the micro-kernel reads it (unit stride, zero-padded to
+// MR / NR), which also turns the four transpose combinations into one kernel: only the packing routines see
+// strides. Edge tiles run the same kernel into a scratch tile and copy the valid part out.
+//
+// Threads: the output of every batch item is split into a few rectangular parts along its longer side, and
+// each part is an independent serial GEMM with thread-local pack buffers (no barriers, no shared buffers).
+// Splitting along the longer side bounds the duplicated packing (each part packs the whole of the operand it
+// shares) to 1 / (longer side / threads) of the work.
+//
+// Matrix-vector shapes (m == 1: decoding one token; n == 1) skip packing: they are bound by reading the matrix
+// once, so they stream it with a dedicated loop instead.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "parallel.h"
+#include "r1.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define R1_GEMM_AVX2 1
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#define R1_GEMM_NEON 1
+#endif
+
+namespace {
+
+// ---- micro-kernels -------------------------------------------------------------------------------------
+// kernel(kc, a, b, c, ldc, accumulate): C[MR x NR] (row stride ldc) = (accumulate ? C : 0) + A B, where a is
+// an MR-row micro-panel packed k-major (a[p * MR + i]) and b an NR-column micro-panel (b[p * NR + j]).
+// With accumulate false C is only written, never read (it may hold NaN garbage, r1.h's beta = 0).
+
+#if R1_GEMM_AVX2
+// 6 x 16 on Zen3/Haswell-class cores: 12 ymm accumulators + 2 B vectors + 1 broadcast = 15 of 16 registers.
+// Each k step issues 12 FMAs (6 cycles on two FMA pipes) against 2 loads and 6 broadcasts, so the FMA units,
+// not the load ports, are the limit; 12 independent chains cover the 4-cycle FMA latency (BLIS's haswell and
+// zen sgemm kernels use the same shape). Measured against 8 x 8 and 4 x 24 in docs/BENCHMARKS.md.
+constexpr int64_t MR = 6, NR = 16;
+
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
+                         int64_t ldc, bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+         c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
+         c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
+         c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int64_t i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 ai;
+    ai = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
+    ai = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
+    ai = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
+    ai = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+    ai = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
+    ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+    a += MR;
+    b += NR;
+  }
+  const __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int64_t i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    __m256 lo = rows[i][0], hi = rows[i][1];
+    if (accumulate) lo = _mm256_add_ps(lo, _mm256_loadu_ps(ci)), hi = _mm256_add_ps(hi, _mm256_loadu_ps(ci + 8));
+    _mm256_storeu_ps(ci, lo);
+    _mm256_storeu_ps(ci + 8, hi);
+  }
+}
+
+#elif R1_GEMM_NEON
+// 8 x 12 on 128-bit NEON (32 vector registers): 24 accumulators + 2 A vectors + 3 B vectors; each k step is
+// 24 FMAs by lane against 5 loads (the shape of OpenBLAS's and BLIS's armv8 sgemm kernels).
+constexpr int64_t MR = 8, NR = 12;
+
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
+                         int64_t ldc, bool accumulate) {
+  float32x4_t acc[MR][3];
+  for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = acc[i][2] = vdupq_n_f32(0.0f);
+  for (int64_t p = 0; p < kc; ++p) {
+    const float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
+    const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
+#define R1_NEON_ROW(i, av, lane)                           \
+  acc[i][0] = vfmaq_laneq_f32(acc[i][0], b0, av, lane); \
+  acc[i][1] = vfmaq_laneq_f32(acc[i][1], b1, av, lane); \
+  acc[i][2] = vfmaq_laneq_f32(acc[i][2], b2, av, lane);
+    R1_NEON_ROW(0, a0, 0) R1_NEON_ROW(1, a0, 1) R1_NEON_ROW(2, a0, 2) R1_NEON_ROW(3, a0, 3)
+    R1_NEON_ROW(4, a1, 0) R1_NEON_ROW(5, a1, 1) R1_NEON_ROW(6, a1, 2) R1_NEON_ROW(7, a1, 3)
+#undef R1_NEON_ROW
+    a += MR;
+    b += NR;
+  }
+  for (int64_t i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    for (int64_t v = 0; v < 3; ++v) {
+      float32x4_t r = acc[i][v];
+      if (accumulate) r = vaddq_f32(r, vld1q_f32(ci + 4 * v));
+      vst1q_f32(ci + 4 * v, r);
+    }
+  }
+}
+
+#else
+// Portable fallback: the same blocking with a plain-loop 4 x 8 tile the compiler may vectorise.
+constexpr int64_t MR = 4, NR = 8;
+
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
+                         int64_t ldc, bool accumulate) {
+  float acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int64_t i = 0; i < MR; ++i)
+      for (int64_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    a += MR;
+    b += NR;
+  }
+  for (int64_t i = 0; i < MR; ++i)
+    for (int64_t j = 0; j < NR; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + acc[i][j];
+}
+#endif
+
+// ---- blocking -------------------------------------------------------------------------------------------
+// Zen3 per core: 32 KiB L1d, 512 KiB L2. KC x NR x 4 B = 16 KiB of B in L1 next to the streaming A panel;
+// MC x KC x 4 B = 144 KiB of A in L2. NC is large for tall problems (the B block is reused by many MC blocks
+// and stays in L3); when the whole of A is one MC block, each B block is used once, so a smaller one that
+// stays in L2 between packing and use is faster.
+constexpr int64_t KC = 256;
+constexpr int64_t MC = 24 * MR;
+constexpr int64_t NC_TALL = 256 * NR;
+constexpr int64_t NC_SHORT = 24 * NR;
+static_assert(MC % MR == 0 && NC_TALL % NR == 0 && NC_SHORT % NR == 0, "blocks are whole micro-tiles");
+
+// Thread-local pack buffers, grown on demand and 64-byte aligned (one cache line, one full AVX-512 load).
+struct PackBuffer {
+  float* data = nullptr;
+  int64_t capacity = 0;
+  float* reserve(int64_t floats) {
+    if (floats > capacity) {
+      std::free(data);
+      const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+      data = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (data == nullptr) throw std::bad_alloc();
+      capacity = floats;
+    }
+    return data;
+  }
+  ~PackBuffer() { std::free(data); }
+};
+thread_local PackBuffer a_buffer, b_buffer;
+
+// Packs rows [0, mc) x k-range [0, kc) of op(A) (element (i, p) at a[i * rs + p * cs]) into MR-row
+// micro-panels, k-major inside each, rows past mc zero-filled.
+void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float* __restrict dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
+    const int64_t rows = std::min(MR, mc - i0);
+    const float* src = a + i0 * rs;
+    if (rows == MR && rs == 1) {  // A stored transposed: the MR values of one k step are adjacent
+      for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * MR, src + p * cs, MR * sizeof(float));
+    } else if (rows == MR && cs == 1) {  // A row-major: MR rows read side by side
+      const float* r[MR];
+      for (int64_t i = 0; i < MR; ++i) r[i] = src + i * rs;
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = r[i][p];
+    } else {
+      for (int64_t p = 0; p < kc; ++p) {
+        for (int64_t i = 0; i < rows; ++i) dst[p * MR + i] = src[i * rs + p * cs];
+        for (int64_t i = rows; i < MR; ++i) dst[p * MR + i] = 0.0f;
+      }
+    }
+  }
+}
+
+#if R1_GEMM_AVX2
+// dst[p * NR + j] = src[j * ld + p] for an 8 x 8 block (B stored n x k, trans_b): the 8 x 8 transpose
+// through unpack/shuffle/permute, 24 shuffles for 64 elements instead of 64 scalar moves.
+inline void transpose_8x8(const float* src, int64_t ld, float* dst) {
+  __m256 r0 = _mm256_loadu_ps(src + 0 * ld), r1 = _mm256_loadu_ps(src + 1 * ld),
+         r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld),
+         r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld),
+         r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  r0 = _mm256_shuffle_ps(t0, t2, 0x44), r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  r2 = _mm256_shuffle_ps(t1, t3, 0x44), r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  r4 = _mm256_shuffle_ps(t4, t6, 0x44), r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  r6 = _mm256_shuffle_ps(t5, t7, 0x44), r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_store_ps(dst + 0 * NR, _mm256_permute2f128_ps(r0, r4, 0x20));
+  _mm256_store_ps(dst + 1 * NR, _mm256_permute2f128_ps(r1, r5, 0x20));
+  _mm256_store_ps(dst + 2 * NR, _mm256_permute2f128_ps(r2, r6, 0x20));
+  _mm256_store_ps(dst + 3 * NR, _mm256_permute2f128_ps(r3, r7, 0x20));
+  _mm256_store_ps(dst + 4 * NR, _mm256_permute2f128_ps(r0, r4, 0x31));
+  _mm256_store_ps(dst + 5 * NR, _mm256_permute2f128_ps(r1, r5, 0x31));
+  _mm256_store_ps(dst + 6 * NR, _mm256_permute2f128_ps(r2, r6, 0x31));
+  _mm256_store_ps(dst + 7 * NR, _mm256_permute2f128_ps(r3, r7, 0x31));
+}
+#endif
+
+// Packs k-range [0, kc) x columns [0, nc) of op(B) (element (p, j) at b[p * rs + j * cs]) into NR-column
+// micro-panels, k-major inside each, columns past nc zero-filled.
+void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, float* __restrict dst) {
+  for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
+    const int64_t cols = std::min(NR, nc - j0);
+    const float* src = b + j0 * cs;
+    if (cols == NR && cs == 1) {  // B row-major: one contiguous run of NR per k step
+      for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * NR, src + p * rs, NR * sizeof(float));
+      continue;
+    }
+    int64_t p = 0;
+#if R1_GEMM_AVX2
+    if (cols == NR && rs == 1)  // B stored n x k (trans_b, a Linear weight): transpose 8 x 8 blocks
+      for (; p + 8 <= kc; p += 8) {
+        transpose_8x8(src + p, cs, dst + p * NR);
+        transpose_8x8(src + 8 * cs + p, cs, dst + p * NR + 8);
+      }
+#endif
+    for (; p < kc; ++p) {
+      for (int64_t j = 0; j < cols; ++j) dst[p * NR + j] = src[p * rs + j * cs];
+      for (int64_t j = cols; j < NR; ++j) dst[p * NR + j] = 0.0f;
+    }
+  }
+}
+
+// C[mc x nc] (+)= packed A block x packed B block, tile by tile; B's micro-panel stays in L1 across the ir loop.
+void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc,
+                  bool accumulate) {
+  alignas(64) float edge[MR * NR];
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t nr = std::min(NR, nc - jr);
+    const float* bp = pb + jr * kc;
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+      const int64_t mr = std::min(MR, mc - ir);
+      const float* ap = pa + ir * kc;
+      float* ct = c + ir * ldc + jr;
+      if (mr == MR && nr == NR) {
+        micro_kernel(kc, ap, bp, ct, ldc, accumulate);
+        continue;
+      }
+      micro_kernel(kc, ap, bp, edge, NR, false);
+      for (int64_t i = 0; i < mr; ++i)
+        for (int64_t j = 0; j < nr; ++j) ct[i * ldc + j] = (accumulate ? ct[i * ldc + j] : 0.0f) + edge[i * NR + j];
+    }
+  }
+}
+
+// One thread's GEMM: C[m x n] (row stride ldc) = op(A) op(B) (+ C when accumulate), operands given by element
+// strides (op(A)(i, p) = a[i * rsa + p * csa], op(B)(p, j) = b[p * rsb + j * csb]).
+void gemm_serial(const float* a, int64_t rsa, int64_t csa, const float* b, int64_t rsb, int64_t csb, float* c,
+                 int64_t ldc, int64_t m, int64_t n, int64_t k, bool accumulate) {
+  // Even K blocks: k = 300 runs as 2 x 150 rather than 256 + 44, keeping every rank-KC update efficient.
+  const int64_t k_blocks = (k + KC - 1) / KC;
+  const int64_t kc_even = (k + k_blocks - 1) / k_blocks;
+  const int64_t nc_max = m <= MC ? NC_SHORT : NC_TALL;
+  const int64_t mc_max = std::min(MC, (m + MR - 1) / MR * MR);
+  float* pa = a_buffer.reserve(mc_max * kc_even);
+  float* pb = b_buffer.reserve(kc_even * std::min(nc_max, (n + NR - 1) / NR * NR));
+  for (int64_t jc = 0; jc < n; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kc_even) {
+      const int64_t kc = std::min(kc_even, k - pc);
+      pack_b(b + pc * rsb + jc * csb, rsb, csb, kc, nc, pb);
+      const bool acc = accumulate || pc > 0;
+      for (int64_t ic = 0; ic < m; ic += MC) {
+        const int64_t mc = std::min(MC, m - ic);
+        pack_a(a + ic * rsa + pc * csa, rsa, csa, mc, kc, pa);
+        macro_kernel(mc, nc, kc, pa, pb, c + ic * ldc + jc, ldc, acc);
+      }
+    }
+  }
+}
+
+// ---- matrix-vector --------------------------------------------------------------------------------------
+// y[j] (+)= sum_p x[p] W(p, j) for j in [j0, j1): W(p, j) = w[p * n + j] (W stored k x n) or, with w_nk,
+// w[j * k + p] (stored n x k, a Linear weight). Both stream W once, which bounds their speed.
+void gemv(const float* x, const float* w, float* y, int64_t k, int64_t n, bool w_nk, bool accumulate, int64_t j0,
+          int64_t j1) {
+  if (w_nk) {
+    // One dot product per output, four outputs at a time so each load of x serves four rows of W.
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+      const float* r0 = w + j * k;
+      const float *r1 = r0 + k, *r2 = r1 + k, *r3 = r2 + k;
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int64_t p = 0;
+#if R1_GEMM_AVX2
+      __m256 v0 = _mm256_setzero_ps(), v1 = _mm256_setzero_ps(), v2 = _mm256_setzero_ps(),
+             v3 = _mm256_setzero_ps();
+      for (; p + 8 <= k; p += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + p);
+        v0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r0 + p), v0);
+        v1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r1 + p), v1);
+        v2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r2 + p), v2);
+        v3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r3 + p), v3);
+      }
+      // Horizontal sums of the four accumulators at once: hadd pairs them, then add the two 128-bit halves.
+      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v0, v1), _mm256_hadd_ps(v2, v3));
+      alignas(16) float sums[4];
+      _mm_store_ps(sums, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+      s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
+#endif
+      for (; p < k; ++p) s0 += x[p] * r0[p], s1 += x[p] * r1[p], s2 += x[p] * r2[p], s3 += x[p] * r3[p];
+      if (accumulate) s0 += y[j], s1 += y[j + 1], s2 += y[j + 2], s3 += y[j + 3];
+      y[j] = s0, y[j + 1] = s1, y[j + 2] = s2, y[j + 3] = s3;
+    }
+    for (; j < j1; ++j) {
+      const float* r = w + j * k;
+      float s = 0;
+      for (int64_t p = 0; p < k; ++p) s += x[p] * r[p];
+      y[j] = accumulate ? y[j] + s : s;
+    }
+    return;
+  }
+  // W stored k x n: y += x[p] * row p, over column strips narrow enough that the strip of y stays in L1 while
+  // all k rows stream past it.
+  constexpr int64_t STRIP = 256;
+  float strip[STRIP];
+  for (int64_t s0 = j0; s0 < j1; s0 += STRIP) {
+    const int64_t width = std::min(STRIP, j1 - s0);
+    if (accumulate) std::memcpy(strip, y + s0, width * sizeof(float));
+    else std::memset(strip, 0, width * sizeof(float));
+    for (int64_t p = 0; p < k; ++p) {
+      const float xp = x[p];
+      const float* row = w + p * n + s0;
+#pragma GCC ivdep
+      for (int64_t j = 0; j < width; ++j) strip[j] += xp * row[j];
+    }
+    std::memcpy(y + s0, strip, width * sizeof(float));
+  }
+}
+
+// Below this many multiply-adds a call runs on the calling thread: waking the pool costs more than it saves.
+constexpr int64_t PARALLEL_MIN_FMAS = int64_t{1} << 17;
+
+}  // namespace
+
+extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, int64_t m, int64_t n,
+                                 int64_t k, int trans_a, int trans_b, int64_t stride_a, int64_t stride_b,
+                                 int64_t stride_c, float beta) {
+  if (batch <= 0 || m <= 0 || n <= 0) return;
+  const bool accumulate = beta != 0.0f;
+  if (k <= 0) {  // an empty sum: C = beta C
+    if (!accumulate)
+      for (int64_t bi = 0; bi < batch; ++bi) std::memset(c + bi * stride_c, 0, sizeof(float) * m * n);
+    return;
+  }
+  // One weight shared by a batch of row-major inputs (x @ W over [batch, m, k]) is one GEMM with batch * m
+  // rows, which reuses each packed block of W batch times more.
+  if (batch > 1 && stride_b == 0 && !trans_a && stride_a == m * k && stride_c == m * n) {
+    m *= batch;
+    batch = 1;
+  }
+  r1::ThreadPool& pool = r1::ThreadPool::get();
+  const int64_t threads = pool.size();
+  const int64_t fmas = batch * m * n * k;
+
+  if (m == 1 || n == 1) {
+    // m == 1: c = a op(B), with a's k values contiguous either way. n == 1: c^T = b^T op(A)^T, likewise; the
+    // matrix is then A, stored k x m when trans_a and m x k otherwise.
+    const bool row = m == 1;
+    const float* x = row ? a : b;
+    const float* w = row ? b : a;
+    const int64_t xs = row ? stride_a : stride_b, ws = row ? stride_b : stride_a;
+    const int64_t len = row ? n : m;
+    const bool w_nk = row ? trans_b != 0 : trans_a == 0;
+    // Column chunks of at least 64 outputs and ~32k multiply-adds each, spread over batch items.
+    const int64_t chunk = std::max<int64_t>(64, (int64_t{1} << 15) / k + 1);
+    const int64_t chunks = fmas < PARALLEL_MIN_FMAS ? 1 : std::min<int64_t>((len + chunk - 1) / chunk, threads);
+    const int64_t step = (len + chunks - 1) / chunks;
+    const auto task = [&](int64_t t) {
+      const int64_t bi = t / chunks, j0 = (t % chunks) * step, j1 = std::min(len, j0 + step);
+      if (j0 < j1) gemv(x + bi * xs, w + bi * ws, c + bi * stride_c, k, len, w_nk, accumulate, j0, j1);
+    };
+    if (batch * chunks == 1 || fmas < PARALLEL_MIN_FMAS) {
+      for (int64_t t = 0; t < batch * chunks; ++t) task(t);
+    } else {
+      pool.run(batch * chunks, task);
+    }
+    return;
+  }
+
+  const int64_t rsa = trans_a ? 1 : k, csa = trans_a ? m : 1;
+  const int64_t rsb = trans_b ? 1 : n, csb = trans_b ? k : 1;
+  // Parts per matrix: none when the batch alone balances the threads, else one per thread along the longer
+  // side (rounded to whole micro-tiles so no part gets a sliver).
+  int64_t parts = 1;
+  if (threads > 1 && fmas >= PARALLEL_MIN_FMAS && batch % threads != 0 && batch < 4 * threads) parts = threads;
+  const bool split_rows = m > n;
+  const int64_t unit = split_rows ? MR : NR, extent = split_rows ? m : n;
+  const int64_t part_len = ((extent + parts - 1) / parts + unit - 1) / unit * unit;
+  parts = (extent + part_len - 1) / part_len;
+  const auto task = [&](int64_t t) {
+    const int64_t bi = t / parts, lo = (t % parts) * part_len, len = std::min(extent, lo + part_len) - lo;
+    const float* ab = a + bi * stride_a;
+    const float* bb = b + bi * stride_b;
+    float* cb = c + bi * stride_c;
+    if (split_rows) gemm_serial(ab + lo * rsa, rsa, csa, bb, rsb, csb, cb + lo * n, n, len, n, k, accumulate);
+    else gemm_serial(ab, rsa, csa, bb + lo * csb, rsb, csb, cb + lo, n, m, len, k, accumulate);
+  };
+  if (batch * parts == 1 || fmas < PARALLEL_MIN_FMAS) {
+    for (int64_t t = 0; t < batch * parts; ++t) task(t);
+  } else {
+    pool.run(batch * parts, task);
+  }
+}

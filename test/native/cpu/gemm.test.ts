@@ -1,0 +1,177 @@
+// r1_matmul (native/cpu/gemm.cpp) against a float64 triple loop, through the C ABI of native/r1.h.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load } from 'koffi';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const libPath = join(root, 'build', 'libr1cpu.so');
+if (!existsSync(libPath)) execFileSync(process.execPath, [join(root, 'scripts', 'build-native.mjs')], { stdio: 'inherit' });
+const lib = load(libPath);
+const r1Matmul = lib.func(
+  'void r1_matmul(const float *a, const float *b, float *c, int64_t batch, int64_t m, int64_t n, int64_t k, ' +
+    'int trans_a, int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta)',
+);
+
+// Deterministic inputs (xorshift32), uniform in [-1, 1).
+function randomArray(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; ++i) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+interface Case {
+  batch?: number;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  strideA?: number; // defaults: packed matrices back to back; 0 broadcasts
+  strideB?: number;
+  strideC?: number;
+  beta?: 0 | 1;
+}
+
+/**
+ * Runs one case and checks every element of C against the float64 product. C starts NaN-filled for beta 0
+ * (r1.h: C may hold garbage then) and random for beta 1; elements between batch items (strideC > m n) must
+ * keep their value.
+ *
+ * Tolerance: a float32 sum of k products, in any order and with or without FMA, is within
+ * gamma_k |a|^T |b| of the exact dot product, gamma_k = k u / (1 - k u), u = 2^-24 (Higham, Accuracy and
+ * Stability of Numerical Algorithms, 2nd ed., eq. 3.5); beta 1 adds one more rounded term, so the bound
+ * per element is gamma_{k+1} (sum_p |a_ip b_pj| + |c_ij|). It is rigorous, so a correct kernel never fails,
+ * and far below the size of any single product, so a dropped, doubled or misplaced term always fails.
+ */
+function check(name: string, cs: Case, seed: number): void {
+  const { m, n, k, batch = 1, transA = false, transB = false, beta = 0 } = cs;
+  const strideA = cs.strideA ?? m * k, strideB = cs.strideB ?? k * n, strideC = cs.strideC ?? m * n;
+  const a = randomArray(Math.max(1, (batch - 1) * strideA + m * k), seed);
+  const b = randomArray(Math.max(1, (batch - 1) * strideB + k * n), seed * 7 + 1);
+  const c = beta === 0 ? new Float32Array((batch - 1) * strideC + m * n).fill(NaN) : randomArray((batch - 1) * strideC + m * n, seed * 13 + 5);
+  const cBefore = c.slice();
+  r1Matmul(a, b, c, batch, m, n, k, transA ? 1 : 0, transB ? 1 : 0, strideA, strideB, strideC, beta);
+
+  const u = 2 ** -24;
+  const gamma = ((k + 1) * u) / (1 - (k + 1) * u);
+  const written = new Uint8Array(c.length);
+  for (let bi = 0; bi < batch; ++bi) {
+    const ao = bi * strideA, bo = bi * strideB, co = bi * strideC;
+    for (let i = 0; i < m; ++i) {
+      for (let j = 0; j < n; ++j) {
+        let exact = 0, magnitude = 0;
+        for (let p = 0; p < k; ++p) {
+          const av = a[ao + (transA ? p * m + i : i * k + p)];
+          const bv = b[bo + (transB ? j * k + p : p * n + j)];
+          exact += av * bv;
+          magnitude += Math.abs(av * bv);
+        }
+        const ci = co + i * n + j;
+        if (beta === 1) exact += cBefore[ci], magnitude += Math.abs(cBefore[ci]);
+        const got = c[ci];
+        if (!(Math.abs(got - exact) <= gamma * magnitude)) {
+          assert.fail(`${name}: C[${bi}][${i}][${j}] = ${got}, expected ${exact} (tolerance ${gamma * magnitude})`);
+        }
+        written[ci] = 1;
+      }
+    }
+  }
+  for (let i = 0; i < c.length; ++i) {
+    if (!written[i]) assert.ok(Object.is(c[i], cBefore[i]), `${name}: element ${i} outside every C_b was changed`);
+  }
+}
+
+const transposes = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
+function label(cs: Case): string {
+  const t = `${cs.transA ? 'T' : 'N'}${cs.transB ? 'T' : 'N'}`;
+  return `${t} batch=${cs.batch ?? 1} m=${cs.m} n=${cs.n} k=${cs.k} beta=${cs.beta ?? 0}`;
+}
+
+test('r1_matmul matches float64 for all transposes, odd edges and block boundaries', () => {
+  // Odd sizes around the micro-tile (6 x 16 on AVX2, 8 x 12 NEON, 4 x 8 portable), the blocks (KC 256,
+  // MC 144, NC 384 / 4096) and the matrix-vector shapes (m = 1, n = 1).
+  const shapes: Array<[number, number, number]> = [
+    [1, 1, 1], [3, 17, 65], [17, 3, 127], [65, 127, 3], [127, 65, 17], [6, 16, 256], [7, 33, 300],
+    [150, 40, 20], [20, 500, 10], [1, 300, 257], [300, 1, 257], [1, 1, 300], [1, 5, 3], [5, 1, 3],
+    [2, 2, 1], [13, 29, 513],
+  ];
+  let seed = 1;
+  for (const [transA, transB] of transposes) {
+    for (const [m, n, k] of shapes) {
+      for (const beta of [0, 1] as const) {
+        const cs = { m, n, k, transA, transB, beta };
+        check(label(cs), cs, seed++);
+      }
+    }
+  }
+});
+
+test('r1_matmul splits large problems over threads correctly (GEMM and matrix-vector)', () => {
+  let seed = 100;
+  for (const [transA, transB] of transposes) {
+    for (const cs of [
+      { m: 200, n: 190, k: 70 }, // taller than wide: split by rows
+      { m: 70, n: 230, k: 90 }, // wider than tall: split by columns
+      { m: 150, n: 4100, k: 2 }, // crosses the 4096-column NC block
+      { m: 1, n: 3001, k: 600 }, // decode matvec, parallel over columns
+      { m: 2999, n: 1, k: 500 },
+    ]) {
+      for (const beta of [0, 1] as const) check(label({ ...cs, transA, transB, beta }), { ...cs, transA, transB, beta }, seed++);
+    }
+  }
+});
+
+test('r1_matmul batches with strides, broadcasting (stride 0) and gaps between outputs', () => {
+  let seed = 200;
+  for (const [transA, transB] of transposes) {
+    const m = 19, n = 35, k = 41;
+    const cases: Case[] = [
+      { batch: 3, m, n, k }, // three items: not a multiple of the thread count, so each is also split
+      { batch: 4, m, n, k, strideB: 0 }, // one weight for all items (folded into one tall GEMM when A is N)
+      { batch: 3, m, n, k, strideA: 0 }, // one left operand for all items
+      { batch: 2, m, n, k, strideA: 0, strideB: 0 },
+      { batch: 3, m, n, k, strideA: m * k + 5, strideB: k * n + 3, strideC: m * n + 7 }, // gaps stay untouched
+      { batch: 5, m: 1, n: 77, k: 50, strideB: 0 }, // batched decode rows against one weight
+      { batch: 3, m: 1, n: 300, k: 600 }, // batched matvec large enough to go parallel
+      { batch: 3, m: 64, n: 1, k: 33, strideA: 0, strideC: 70 },
+      { batch: 3, m: 120, n: 130, k: 64 }, // attention-like: parallel over batch and parts
+      { batch: 6, m: 70, n: 50, k: 40, strideB: 0, strideC: 70 * 50 + 1 }, // not foldable: C has gaps
+    ];
+    for (const cs of cases) {
+      for (const beta of [0, 1] as const) check(label({ ...cs, transA, transB, beta }), { ...cs, transA, transB, beta }, seed++);
+    }
+  }
+});
+
+test('r1_matmul with k = 0 writes zeros for beta 0 and leaves C alone for beta 1', () => {
+  const a = new Float32Array(1), b = new Float32Array(1);
+  const c = new Float32Array(2 * 3 * 4).fill(NaN);
+  r1Matmul(a, b, c, 2, 3, 4, 0, 0, 0, 0, 0, 12, 0);
+  assert.deepEqual([...c], new Array(24).fill(0));
+  const kept = randomArray(24, 9);
+  const c1 = kept.slice();
+  r1Matmul(a, b, c1, 2, 3, 4, 0, 1, 1, 0, 0, 12, 1);
+  assert.deepEqual(c1, kept);
+  // Empty outputs touch nothing.
+  const untouched = new Float32Array(4).fill(NaN);
+  r1Matmul(a, b, untouched, 1, 0, 4, 3, 0, 0, 0, 0, 0, 0);
+  r1Matmul(a, b, untouched, 0, 2, 2, 3, 0, 0, 0, 0, 0, 0);
+  assert.ok(untouched.every(Number.isNaN));
+});
