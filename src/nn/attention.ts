@@ -1,0 +1,66 @@
+// Causal self-attention with grouped-query heads (MHA when kv heads = heads, MQA when 1), rotary positions and
+// an optional KV cache for decoding.
+import { attention, copyInto, reshape, rope, slice, zeros, type RopeTables, type Rng, type Tensor } from '../tensor/index.ts';
+import { Linear } from './linear.ts';
+import { Module } from './module.ts';
+
+/**
+ * One layer's keys and values for sequences decoded in lockstep: buffers [B, capacity, Hkv, D] and the number
+ * of positions filled. Batched prompts are left-padded; `kvStart` (int32 [B]) masks each row's padding.
+ */
+export interface LayerKvCache {
+  k: Tensor;
+  v: Tensor;
+  length: number;
+}
+
+export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: number, keyDim: number, valueDim: number): LayerKvCache {
+  return { k: zeros([batch, capacity, kvHeads, keyDim]), v: zeros([batch, capacity, kvHeads, valueDim]), length: 0 };
+}
+
+export interface AttentionConfig {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  bias: boolean;
+}
+
+export class GroupedQueryAttention extends Module {
+  readonly qProj: Linear;
+  readonly kProj: Linear;
+  readonly vProj: Linear;
+  readonly oProj: Linear;
+
+  constructor(readonly config: AttentionConfig, rng: Rng) {
+    super();
+    const { hiddenSize, numHeads, numKvHeads, headDim, bias } = config;
+    this.qProj = this.module('q_proj', new Linear(hiddenSize, numHeads * headDim, rng, { bias }));
+    this.kProj = this.module('k_proj', new Linear(hiddenSize, numKvHeads * headDim, rng, { bias }));
+    this.vProj = this.module('v_proj', new Linear(hiddenSize, numKvHeads * headDim, rng, { bias }));
+    this.oProj = this.module('o_proj', new Linear(numHeads * headDim, hiddenSize, rng));
+  }
+
+  /**
+   * x [B, T, C] at int32 positions [B, T]. With a cache, the new keys and values are appended at
+   * cache.length and attention runs over everything cached so far.
+   */
+  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null): Tensor {
+    const [B, T] = x.shape;
+    const { numHeads, numKvHeads, headDim } = this.config;
+    const q = rope(reshape(this.qProj.forward(x), [B, T, numHeads, headDim]), positions, tables);
+    let k = rope(reshape(this.kProj.forward(x), [B, T, numKvHeads, headDim]), positions, tables);
+    let v = reshape(this.vProj.forward(x), [B, T, numKvHeads, headDim]);
+    if (cache) {
+      const end = cache.length + T;
+      if (end > cache.k.shape[1]) throw new Error(`KV cache of ${cache.k.shape[1]} positions is full (needs ${end})`);
+      copyInto(k, slice(cache.k, 1, cache.length, end));
+      copyInto(v, slice(cache.v, 1, cache.length, end));
+      cache.length = end;
+      k = slice(cache.k, 1, 0, end);
+      v = slice(cache.v, 1, 0, end);
+    }
+    const out = attention(q, k, v, { causal: true, kvStart });
+    return this.oProj.forward(reshape(out, [B, T, numHeads * headDim]));
+  }
+}

@@ -1,0 +1,56 @@
+// Module: a named tree of parameters and submodules. Names are given when a child is registered, and they are
+// Hugging Face's tensor names (`model.layers.0.self_attn.q_proj.weight`), so saving and loading a checkpoint
+// is a walk over namedParameters() with no renaming table.
+import { copyInto, tensor, type Tensor } from '../tensor/index.ts';
+import { UserError } from '../util/errors.ts';
+
+export class Module {
+  private readonly childModules = new Map<string, Module>();
+  private readonly ownParameters = new Map<string, Tensor>();
+
+  protected module<M extends Module>(name: string, child: M): M {
+    this.childModules.set(name, child);
+    return child;
+  }
+
+  protected parameter(name: string, value: Tensor): Tensor {
+    value.requiresGrad = true;
+    this.ownParameters.set(name, value);
+    return value;
+  }
+
+  /** Every parameter with its dotted name, in registration order. */
+  namedParameters(prefix = ''): Array<[string, Tensor]> {
+    const out: Array<[string, Tensor]> = [];
+    for (const [name, p] of this.ownParameters) out.push([prefix + name, p]);
+    for (const [name, child] of this.childModules) out.push(...child.namedParameters(`${prefix}${name}.`));
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+
+  parameterCount(): number {
+    return this.parameters().reduce((n, p) => n + p.size, 0);
+  }
+
+  zeroGrad(): void {
+    for (const p of this.parameters()) p.grad = null;
+  }
+
+  /**
+   * Copies values into the parameters by name. Every parameter must be present with its exact shape; `source`
+   * names the file in errors.
+   */
+  loadState(values: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, source: string): void {
+    for (const [name, p] of this.namedParameters()) {
+      const v = values.get(name);
+      if (!v) throw new UserError(`${source}: missing tensor '${name}' (expected shape [${p.shape}])`);
+      if (v.shape.length !== p.shape.length || v.shape.some((d, i) => d !== p.shape[i])) {
+        throw new UserError(`${source}: tensor '${name}' has shape [${v.shape}], the model expects [${p.shape}]`);
+      }
+      copyInto(tensor(v.data, p.shape, p.dtype), p);
+    }
+  }
+}

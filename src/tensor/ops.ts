@@ -1,0 +1,773 @@
+// Every tensor op, defined once: its shape rules, its forward (a call into the active backend's kernel table)
+// and, right beside it, its backward. Backends supply kernels only (src/tensor/kernels.ts); models call ops.
+import { allocHost, cpuBackend, type DType, type FloatArray } from './backend.ts';
+import type { BinaryOpName, Kernels, ReduceOpName, UnaryOpName } from './kernels.ts';
+import type { Rng } from './random.ts';
+import { bindTapeOps, contiguousStrides, isGradEnabled, record, sameShape, shapeSize, Tensor, type Shape } from './tensor.ts';
+
+const kernels = (): Kernels<FloatArray, Int32Array> => cpuBackend().kernels;
+
+// ---------------------------------------------------------------------------------------------------------
+// Creation
+
+export function empty(shape: Shape, dtype: DType = 'f32'): Tensor {
+  return new Tensor(allocHost(dtype, shapeSize(shape)), [...shape]);
+}
+
+export function zeros(shape: Shape, dtype: DType = 'f32'): Tensor {
+  return empty(shape, dtype);
+}
+
+export function full(shape: Shape, value: number, dtype: DType = 'f32'): Tensor {
+  const t = empty(shape, dtype);
+  t.storage.fill(value);
+  return t;
+}
+
+export function ones(shape: Shape, dtype: DType = 'f32'): Tensor {
+  return full(shape, 1, dtype);
+}
+
+export function onesLike(t: Tensor): Tensor {
+  return full(t.shape, 1, t.dtype);
+}
+
+export function zerosLike(t: Tensor): Tensor {
+  return zeros(t.shape, t.dtype);
+}
+
+/** A tensor from numbers (copied). Without a shape, a 1-d tensor of data.length elements. */
+export function tensor(data: ArrayLike<number>, shape: Shape = [data.length], dtype: DType = 'f32'): Tensor {
+  if (shapeSize(shape) !== data.length) throw new Error(`tensor(): ${data.length} values do not fill shape [${shape}]`);
+  const t = empty(shape, dtype);
+  t.storage.set(data);
+  return t;
+}
+
+export function scalar(value: number, dtype: DType = 'f32'): Tensor {
+  return tensor([value], [], dtype);
+}
+
+/** Normal draws with the given standard deviation, from a seeded generator. */
+export function randn(shape: Shape, rng: Rng, std = 1, dtype: DType = 'f32'): Tensor {
+  const t = empty(shape, dtype);
+  for (let i = 0; i < t.storage.length; i++) t.storage[i] = rng.normal() * std;
+  return t;
+}
+
+/** Uniform draws in [low, high). */
+export function rand(shape: Shape, rng: Rng, low = 0, high = 1, dtype: DType = 'f32'): Tensor {
+  const t = empty(shape, dtype);
+  for (let i = 0; i < t.storage.length; i++) t.storage[i] = low + (high - low) * rng.uniform();
+  return t;
+}
+
+export function arange(n: number, dtype: DType = 'i32'): Tensor {
+  const t = empty([n], dtype);
+  for (let i = 0; i < n; i++) t.storage[i] = i;
+  return t;
+}
+
+/** A copy in another dtype (f32 <-> f64 <-> i32); gradients flow between float dtypes. */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  if (x.dtype === dtype) return x;
+  const out = new Tensor(allocHost(dtype, x.size), [...x.shape]);
+  out.storage.set(x.toArray());
+  if (dtype === 'i32' || x.dtype === 'i32') return out;
+  return record(out, 'cast', [x], (g) => [cast(g, x.dtype)]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Views: no data moves; the backward maps the gradient back through the same view.
+
+function view(x: Tensor, shape: Shape, strides: Shape, offset: number): Tensor {
+  return new Tensor(x.storage, shape, { strides, offset });
+}
+
+export function reshape(x: Tensor, shape: Shape): Tensor {
+  const resolved = resolveShape(shape, x.size, x.shape);
+  if (sameShape(resolved, x.shape)) return x;
+  const src = x.isContiguous ? x : contiguous(x);
+  const out = view(src, resolved, contiguousStrides(resolved), src.offset);
+  return record(out, 'reshape', [src], (g) => [reshape(g, src.shape)]);
+}
+
+function resolveShape(shape: Shape, size: number, from: Shape): number[] {
+  const out = [...shape];
+  const free = out.indexOf(-1);
+  if (free >= 0) {
+    const known = out.reduce((p, d, i) => (i === free ? p : p * d), 1);
+    out[free] = known === 0 ? 0 : size / known;
+  }
+  if (shapeSize(out) !== size || out.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new Error(`cannot reshape [${from}] (${size} elements) to [${shape}]`);
+  }
+  return out;
+}
+
+export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
+  const a = x.axis(dim0);
+  const b = x.axis(dim1);
+  if (a === b) return x;
+  const perm = x.shape.map((_, i) => i);
+  perm[a] = b;
+  perm[b] = a;
+  return permute(x, perm);
+}
+
+export function permute(x: Tensor, dims: readonly number[]): Tensor {
+  if (dims.length !== x.ndim || new Set(dims.map((d) => x.axis(d))).size !== x.ndim) {
+    throw new Error(`permute([${dims}]) is not a permutation of the ${x.ndim} axes of [${x.shape}]`);
+  }
+  const axes = dims.map((d) => x.axis(d));
+  const out = view(x, axes.map((d) => x.shape[d]), axes.map((d) => x.strides[d]), x.offset);
+  const inverse = new Array<number>(axes.length);
+  axes.forEach((d, i) => (inverse[d] = i));
+  return record(out, 'permute', [x], (g) => [permute(g, inverse)]);
+}
+
+/** Elements [start, end) along one axis (negative indices count from the end). */
+export function slice(x: Tensor, dim: number, start: number, end: number = x.shape[x.axis(dim)]): Tensor {
+  const d = x.axis(dim);
+  const len = x.shape[d];
+  const s = start < 0 ? start + len : start;
+  const e = end < 0 ? end + len : Math.min(end, len);
+  if (s < 0 || s > e) throw new RangeError(`slice [${start}, ${end}) out of range for axis ${dim} of length ${len}`);
+  const shape = [...x.shape];
+  shape[d] = e - s;
+  const out = view(x, shape, x.strides, x.offset + s * x.strides[d]);
+  return record(out, 'slice', [x], (g) => {
+    const dx = zeros(x.shape, g.dtype);
+    copyInto(g, slice(dx, d, s, e));
+    return [dx];
+  });
+}
+
+/** A broadcast view to a larger shape (size-1 axes repeat with stride 0). */
+export function expand(x: Tensor, shape: Shape): Tensor {
+  if (sameShape(x.shape, shape)) return x;
+  const out = view(x, [...shape], broadcastStrides(x, shape), x.offset);
+  return record(out, 'expand', [x], (g) => [sumTo(g, x.shape)]);
+}
+
+export function unsqueeze(x: Tensor, dim: number): Tensor {
+  const d = dim < 0 ? dim + x.ndim + 1 : dim;
+  const shape = [...x.shape];
+  shape.splice(d, 0, 1);
+  return reshape(x, shape);
+}
+
+export function squeeze(x: Tensor, dim: number): Tensor {
+  const d = x.axis(dim);
+  if (x.shape[d] !== 1) throw new Error(`squeeze(${dim}): axis has length ${x.shape[d]}, not 1`);
+  return reshape(x, x.shape.filter((_, i) => i !== d));
+}
+
+/** This tensor if it is already contiguous (unless `copy`), else a contiguous copy. */
+export function contiguous(x: Tensor, copy = false): Tensor {
+  if (x.isContiguous && !copy) return x;
+  const out = empty(x.shape, x.dtype);
+  copyInto(x, out);
+  return record(out, 'contiguous', [x], (g) => [g]);
+}
+
+/**
+ * Writes src's elements (broadcast to dst's shape) into dst, which may be a view (any strides): the one place
+ * data moves between layouts. Not recorded on the tape: writing into a KV cache or a parameter is not a
+ * differentiable step.
+ */
+export function copyInto(src: Tensor, dst: Tensor): void {
+  if (src.dtype === 'i32' || dst.dtype === 'i32') {
+    const values = src.toArray();
+    const idx = new Array(dst.ndim).fill(0);
+    for (let i = 0; i < values.length; i++) {
+      let p = dst.offset;
+      for (let d = 0; d < dst.ndim; d++) p += idx[d] * dst.strides[d];
+      dst.storage[p] = values[i];
+      for (let d = dst.ndim - 1; d >= 0; d--) {
+        if (++idx[d] < dst.shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    return;
+  }
+  kernels().copy(src.floats(), broadcastStrides(src, dst.shape), dst.floats(), dst.strides, dst.shape);
+}
+
+/** Concatenation along an axis. */
+export function concat(xs: readonly Tensor[], dim: number): Tensor {
+  if (xs.length === 0) throw new Error('concat of no tensors');
+  const d = xs[0].axis(dim);
+  const shape = [...xs[0].shape];
+  shape[d] = xs.reduce((n, x) => {
+    if (x.ndim !== shape.length || x.shape.some((s, i) => i !== d && s !== shape[i])) {
+      throw new Error(`concat along axis ${dim}: shapes [${xs[0].shape}] and [${x.shape}] differ off that axis`);
+    }
+    return n + x.shape[d];
+  }, 0);
+  const out = empty(shape, xs[0].dtype);
+  const starts: number[] = [];
+  let at = 0;
+  for (const x of xs) {
+    starts.push(at);
+    copyInto(x, slice(out, d, at, at + x.shape[d]));
+    at += x.shape[d];
+  }
+  return record(out, 'concat', xs, (g) => xs.map((x, i) => slice(g, d, starts[i], starts[i] + x.shape[d])));
+}
+
+/** Splits along an axis into pieces of the given sizes (views). */
+export function split(x: Tensor, sizes: readonly number[], dim: number): Tensor[] {
+  const d = x.axis(dim);
+  if (sizes.reduce((a, b) => a + b, 0) !== x.shape[d]) {
+    throw new Error(`split sizes [${sizes}] do not add up to axis ${dim} of length ${x.shape[d]}`);
+  }
+  let at = 0;
+  return sizes.map((n) => slice(x, d, at, (at += n)));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Broadcasting
+
+export function broadcastShapes(a: Shape, b: Shape): number[] {
+  const n = Math.max(a.length, b.length);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) throw new Error(`shapes [${a}] and [${b}] do not broadcast`);
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** x's strides for reading it as `shape` (axes x lacks or has as 1 get stride 0). */
+function broadcastStrides(x: Tensor, shape: Shape): number[] {
+  return stridesBroadcast(x.shape, x.strides, shape);
+}
+
+function stridesBroadcast(from: Shape, strides: Shape, shape: Shape): number[] {
+  const lead = shape.length - from.length;
+  if (lead < 0) throw new Error(`cannot broadcast [${from}] to [${shape}]`);
+  return shape.map((d, i) => {
+    if (i < lead) return 0;
+    const xd = from[i - lead];
+    if (xd === d) return xd === 1 ? 0 : strides[i - lead];
+    if (xd === 1) return 0;
+    throw new Error(`cannot broadcast [${from}] to [${shape}]`);
+  });
+}
+
+/** Sums a broadcast gradient back down to the shape of the input it was broadcast from. */
+export function sumTo(g: Tensor, shape: Shape): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const lead = g.ndim - shape.length;
+  const dims: number[] = [];
+  for (let i = 0; i < g.ndim; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) dims.push(i);
+  return reshape(sum(g, dims, true), shape);
+}
+
+type Operand = Tensor | number;
+
+function asTensor(x: Operand, like: Tensor): Tensor {
+  return typeof x === 'number' ? scalar(x, like.dtype) : x;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Elementwise
+
+function binaryRaw(op: BinaryOpName, a: Tensor, b: Tensor): Tensor {
+  if (a.dtype !== b.dtype) throw new TypeError(`${op}: dtypes ${a.dtype} and ${b.dtype} differ`);
+  const shape = broadcastShapes(a.shape, b.shape);
+  const out = empty(shape, a.dtype);
+  kernels().binary(op, a.floats(), broadcastStrides(a, shape), b.floats(), broadcastStrides(b, shape), out.floats(), shape);
+  return out;
+}
+
+export function add(a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  return record(binaryRaw('add', x, y), 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]);
+}
+
+export function sub(a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  return record(binaryRaw('sub', x, y), 'sub', [x, y], (g) => [sumTo(g, x.shape), sumTo(neg(g), y.shape)]);
+}
+
+export function mul(a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  return record(binaryRaw('mul', x, y), 'mul', [x, y], (g) => [
+    x.requiresGrad ? sumTo(mul(g, y), x.shape) : null,
+    y.requiresGrad ? sumTo(mul(g, x), y.shape) : null,
+  ]);
+}
+
+export function div(a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  return record(binaryRaw('div', x, y), 'div', [x, y], (g) => [
+    x.requiresGrad ? sumTo(div(g, y), x.shape) : null,
+    // d(x/y)/dy = -x / y^2
+    y.requiresGrad ? sumTo(neg(div(mul(g, x), mul(y, y))), y.shape) : null,
+  ]);
+}
+
+export function pow(a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  const out = binaryRaw('pow', x, y);
+  return record(out, 'pow', [x, y], (g) => [
+    // d(x^y)/dx = y x^(y-1); d(x^y)/dy = x^y ln x
+    x.requiresGrad ? sumTo(mul(g, mul(y, pow(x, sub(y, 1)))), x.shape) : null,
+    y.requiresGrad ? sumTo(mul(g, mul(out, log(x))), y.shape) : null,
+  ]);
+}
+
+/** Elementwise maximum; where a == b the gradient goes to a. */
+export function maximum(a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  return record(binaryRaw('max', x, y), 'maximum', [x, y], (g) => {
+    const pickX = binaryRaw('ge', x, y);
+    return [sumTo(mul(g, pickX), x.shape), sumTo(mul(g, sub(1, pickX)), y.shape)];
+  });
+}
+
+export function minimum(a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  return record(binaryRaw('min', x, y), 'minimum', [x, y], (g) => {
+    const pickX = binaryRaw('le', x, y);
+    return [sumTo(mul(g, pickX), x.shape), sumTo(mul(g, sub(1, pickX)), y.shape)];
+  });
+}
+
+// Comparisons give 1 or 0 in the float dtype of their inputs and carry no gradient.
+export const eq = (a: Operand, b: Operand): Tensor => binaryRaw('eq', ...operands(a, b));
+export const ne = (a: Operand, b: Operand): Tensor => binaryRaw('ne', ...operands(a, b));
+export const lt = (a: Operand, b: Operand): Tensor => binaryRaw('lt', ...operands(a, b));
+export const le = (a: Operand, b: Operand): Tensor => binaryRaw('le', ...operands(a, b));
+export const gt = (a: Operand, b: Operand): Tensor => binaryRaw('gt', ...operands(a, b));
+export const ge = (a: Operand, b: Operand): Tensor => binaryRaw('ge', ...operands(a, b));
+
+function operands(a: Operand, b: Operand): [Tensor, Tensor] {
+  if (typeof a === 'number' && typeof b === 'number') return [scalar(a), scalar(b)];
+  const like = (typeof a === 'number' ? b : a) as Tensor;
+  return [asTensor(a, like), asTensor(b, like)];
+}
+
+/** cond ? a : b elementwise (cond is a 0/1 float mask); broadcasts all three. */
+export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
+  const [x, y] = operands(a, b);
+  const shape = broadcastShapes(cond.shape, broadcastShapes(x.shape, y.shape));
+  const out = empty(shape, x.dtype);
+  kernels().where(cond.floats(), broadcastStrides(cond, shape), x.floats(), broadcastStrides(x, shape), y.floats(),
+    broadcastStrides(y, shape), out.floats(), shape);
+  return record(out, 'where', [x, y], (g) => [
+    x.requiresGrad ? sumTo(where(cond, g, 0), x.shape) : null,
+    y.requiresGrad ? sumTo(where(cond, 0, g), y.shape) : null,
+  ]);
+}
+
+function unary(op: UnaryOpName, x: Tensor): Tensor {
+  const src = contiguous(x);
+  const out = empty(x.shape, x.dtype);
+  kernels().unary(op, src.floats(), out.floats(), out.size);
+  return record(out, op, [src], (g) => {
+    const dx = empty(x.shape, x.dtype);
+    kernels().unaryBackward(op, src.floats(), out.floats(), contiguous(g).floats(), dx.floats(), dx.size);
+    return [dx];
+  });
+}
+
+export const neg = (x: Tensor): Tensor => unary('neg', x);
+export const exp = (x: Tensor): Tensor => unary('exp', x);
+export const log = (x: Tensor): Tensor => unary('log', x);
+export const sqrt = (x: Tensor): Tensor => unary('sqrt', x);
+export const rsqrt = (x: Tensor): Tensor => unary('rsqrt', x);
+export const tanh = (x: Tensor): Tensor => unary('tanh', x);
+export const sigmoid = (x: Tensor): Tensor => unary('sigmoid', x);
+export const silu = (x: Tensor): Tensor => unary('silu', x);
+/** GELU, tanh approximation (GPT-2's). */
+export const gelu = (x: Tensor): Tensor => unary('geluTanh', x);
+export const relu = (x: Tensor): Tensor => unary('relu', x);
+export const abs = (x: Tensor): Tensor => unary('abs', x);
+export const recip = (x: Tensor): Tensor => unary('recip', x);
+export const square = (x: Tensor): Tensor => unary('square', x);
+export const sin = (x: Tensor): Tensor => unary('sin', x);
+export const cos = (x: Tensor): Tensor => unary('cos', x);
+
+/** silu(gate) * up in one pass: the SwiGLU MLP's activation. */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  if (!sameShape(gate.shape, up.shape)) throw new Error(`swiglu: gate [${gate.shape}] and up [${up.shape}] differ`);
+  const g0 = contiguous(gate);
+  const u0 = contiguous(up);
+  const out = empty(gate.shape, gate.dtype);
+  kernels().swiglu(g0.floats(), u0.floats(), out.floats(), out.size);
+  return record(out, 'swiglu', [g0, u0], (g) => {
+    const dgate = empty(gate.shape, gate.dtype);
+    const dup = empty(up.shape, up.dtype);
+    kernels().swigluBackward(g0.floats(), u0.floats(), contiguous(g).floats(), dgate.floats(), dup.floats(), out.size);
+    return [dgate, dup];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reductions
+
+function normalizeDims(x: Tensor, dims: number | readonly number[] | undefined): number[] {
+  if (dims === undefined) return x.shape.map((_, i) => i);
+  const list = typeof dims === 'number' ? [dims] : dims;
+  return [...new Set(list.map((d) => x.axis(d)))].sort((a, b) => a - b);
+}
+
+// Reduces the given axes (one kernel call per axis, each over a [outer, len, inner] view), keeping them as 1s.
+function reduceRaw(op: ReduceOpName, x: Tensor, dims: number[]): Tensor {
+  let cur = contiguous(x);
+  for (const d of dims) {
+    const outer = shapeSize(cur.shape.slice(0, d));
+    const len = cur.shape[d];
+    const inner = shapeSize(cur.shape.slice(d + 1));
+    const shape = [...cur.shape];
+    shape[d] = 1;
+    const out = empty(shape, x.dtype);
+    kernels().reduce(op, cur.floats(), out.floats(), outer, len, inner);
+    cur = out;
+  }
+  return cur;
+}
+
+function dropDims(shape: Shape, dims: number[]): number[] {
+  return shape.filter((_, i) => !dims.includes(i));
+}
+
+export function sum(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
+  const axes = normalizeDims(x, dims);
+  const kept = reduceRaw('sum', x, axes);
+  const out = keepdim ? kept : new Tensor(kept.storage, dropDims(x.shape, axes));
+  return record(out, 'sum', [x], (g) => [contiguous(expand(reshape(g, kept.shape), x.shape))]);
+}
+
+export function mean(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
+  const axes = normalizeDims(x, dims);
+  const count = axes.reduce((n, d) => n * x.shape[d], 1);
+  return mul(sum(x, axes, keepdim), 1 / count);
+}
+
+function extremum(op: 'max' | 'min', x: Tensor, dims: number | readonly number[] | undefined, keepdim: boolean): Tensor {
+  const axes = normalizeDims(x, dims);
+  const kept = reduceRaw(op, x, axes);
+  const out = keepdim ? kept : new Tensor(kept.storage, dropDims(x.shape, axes));
+  return record(out, op, [x], (g) => {
+    // The gradient is shared equally among the elements that tie for the extremum.
+    const hit = eq(x, kept);
+    const count = reduceRaw('sum', hit, axes);
+    return [mul(hit, div(reshape(g, kept.shape), count))];
+  });
+}
+
+export const max = (x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor => extremum('max', x, dims, keepdim);
+export const min = (x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor => extremum('min', x, dims, keepdim);
+
+/** Sum of squares of all elements, as a number (gradient-norm clipping). */
+export function sumSquares(x: Tensor): number {
+  const src = contiguous(x);
+  return kernels().sumSquares(src.floats(), src.size);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Softmax family (over the last axis)
+
+function lastAxisRows(x: Tensor, dim: number, name: string): { rows: number; cols: number } {
+  if (x.axis(dim) !== x.ndim - 1) throw new Error(`${name} runs over the last axis; transpose first (got axis ${dim} of [${x.shape}])`);
+  const cols = x.shape[x.ndim - 1];
+  return { rows: x.size / cols, cols };
+}
+
+export function softmax(x: Tensor, dim = -1): Tensor {
+  const { rows, cols } = lastAxisRows(x, dim, 'softmax');
+  const src = contiguous(x);
+  const out = empty(x.shape, x.dtype);
+  kernels().softmax(src.floats(), out.floats(), rows, cols);
+  return record(out, 'softmax', [src], (g) => {
+    const dx = empty(x.shape, x.dtype);
+    kernels().softmaxBackward(out.floats(), contiguous(g).floats(), dx.floats(), rows, cols);
+    return [dx];
+  });
+}
+
+export function logSoftmax(x: Tensor, dim = -1): Tensor {
+  const { rows, cols } = lastAxisRows(x, dim, 'logSoftmax');
+  const src = contiguous(x);
+  const out = empty(x.shape, x.dtype);
+  kernels().logSoftmax(src.floats(), out.floats(), rows, cols);
+  return record(out, 'logSoftmax', [src], (g) => {
+    const dx = empty(x.shape, x.dtype);
+    kernels().logSoftmaxBackward(out.floats(), contiguous(g).floats(), dx.floats(), rows, cols);
+    return [dx];
+  });
+}
+
+export const IGNORE_INDEX = -100;
+
+/**
+ * Per-row cross-entropy -log softmax(logits)[target] over the last axis, fused so that the probabilities are
+ * never materialised. logits [..., V], targets int32 [...]; rows whose target is `ignoreIndex` give 0.
+ * reduction 'mean' averages over the rows that are not ignored (PyTorch's convention).
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor, options: { ignoreIndex?: number; reduction?: 'mean' | 'sum' | 'none' } = {}): Tensor {
+  const ignoreIndex = options.ignoreIndex ?? IGNORE_INDEX;
+  const vocab = logits.shape[logits.ndim - 1];
+  const rows = logits.size / vocab;
+  if (targets.size !== rows || targets.dtype !== 'i32') {
+    throw new Error(`crossEntropy: targets must be int32 with ${rows} elements (logits [${logits.shape}]), got ${targets.dtype} [${targets.shape}]`);
+  }
+  const t = contiguous(targets);
+  const ids = t.ints();
+  let counted = 0;
+  for (let i = 0; i < rows; i++) {
+    const id = ids[i];
+    if (id === ignoreIndex) continue;
+    if (id < 0 || id >= vocab) throw new RangeError(`crossEntropy: target ${id} at row ${i} is outside [0, ${vocab})`);
+    counted++;
+  }
+  const src = contiguous(logits);
+  const losses = empty(targets.shape, logits.dtype);
+  const lse = empty([rows], logits.dtype);
+  kernels().crossEntropy(src.floats(), ids, losses.floats(), lse.floats(), rows, vocab, ignoreIndex);
+  const perRow = record(losses, 'crossEntropy', [src], (g) => {
+    const dx = empty(src.shape, src.dtype);
+    kernels().crossEntropyBackward(src.floats(), ids, lse.floats(), contiguous(g).floats(), dx.floats(), rows, vocab, ignoreIndex);
+    return [dx];
+  });
+  switch (options.reduction ?? 'mean') {
+    case 'none': return perRow;
+    case 'sum': return sum(perRow);
+    case 'mean': return mul(sum(perRow), 1 / Math.max(counted, 1));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Matrix products
+
+// One matrix operand as the GEMM kernel takes it: a batch of row-major matrices, maybe stored transposed.
+interface GemmOperand { t: Tensor; rows: number; cols: number; trans: boolean; batchStride: number }
+
+// Reads x [..., r, c] (batch dims already broadcast to `batch`) as a GEMM operand without copying when its
+// layout allows: row-major or transposed matrices, batched with one uniform stride (or 0 = broadcast).
+function gemmOperand(x: Tensor, batchShape: Shape): GemmOperand {
+  const r = x.shape[x.ndim - 2];
+  const c = x.shape[x.ndim - 1];
+  const sr = x.strides[x.ndim - 2];
+  const sc = x.strides[x.ndim - 1];
+  const plain = sc === 1 && (sr === c || r === 1);
+  const trans = !plain && sr === 1 && (sc === r || c === 1);
+  const uniform = uniformBatchStride(batchShape, stridesBroadcast(x.shape.slice(0, -2), x.strides.slice(0, -2), batchShape), r * c);
+  if ((plain || trans) && uniform !== null) return { t: x, rows: r, cols: c, trans, batchStride: uniform };
+  const copy = contiguous(expand(x, [...batchShape, r, c]));
+  return { t: copy, rows: r, cols: c, trans: false, batchStride: r * c };
+}
+
+function uniformBatchStride(batchShape: Shape, strides: number[], matrixSize: number): number | null {
+  if (strides.every((s) => s === 0)) return 0;
+  let expected = matrixSize;
+  for (let d = batchShape.length - 1; d >= 0; d--) {
+    if (batchShape[d] !== 1 && strides[d] !== expected) return null;
+    expected *= batchShape[d];
+  }
+  return matrixSize;
+}
+
+/** op(A) @ op(B) for operands already in GEMM form; out is [...batch, m, n]. */
+function gemm(a: GemmOperand, b: GemmOperand, batchShape: Shape): Tensor {
+  // rows and cols are the logical (already transposed) sizes; `trans` only says how the data is stored.
+  const m = a.rows;
+  const k = a.cols;
+  const n = b.cols;
+  const out = empty([...batchShape, m, n], a.t.dtype);
+  kernels().matmul(a.t.floats(), b.t.floats(), out.floats(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
+  return out;
+}
+
+/**
+ * Matrix product of the last two axes, batched and broadcast over the leading ones ([..., m, k] @ [..., k, n]).
+ * Transposed views are read in place (the kernel's transpose flags), and a 2-d right operand folds the left
+ * operand's batch into its rows, so `x @ W^T` over [B, T, in] is one GEMM.
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  if (a.ndim < 2 || b.ndim < 2) throw new Error(`matmul needs at least 2-d operands, got [${a.shape}] and [${b.shape}]`);
+  if (a.dtype !== b.dtype) throw new TypeError(`matmul: dtypes ${a.dtype} and ${b.dtype} differ`);
+  const k = a.shape[a.ndim - 1];
+  if (b.shape[b.ndim - 2] !== k) throw new Error(`matmul: [${a.shape}] @ [${b.shape}]: inner sizes ${k} and ${b.shape[b.ndim - 2]} differ`);
+  if (b.ndim === 2 && a.ndim > 2) {
+    const lead = a.shape.slice(0, -1);
+    const flat = reshape(a, [-1, k]);
+    return reshape(matmul(flat, b), [...lead, b.shape[1]]);
+  }
+  const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const out = gemm(gemmOperand(a, batchShape), gemmOperand(b, batchShape), batchShape);
+  return record(out, 'matmul', [a, b], (g) => [
+    // dA = g @ B^T and dB = A^T @ g (summed over broadcast batch axes)
+    a.requiresGrad ? sumTo(matmul(g, transpose(b)), a.shape) : null,
+    b.requiresGrad ? gradOfRight(a, b, g) : null,
+  ]);
+}
+
+// When B is a transposed view (x @ W^T with W [out, in]), (A^T g) is computed as (g^T A)^T so that the
+// gradient lands in W's own row-major layout and reaches W's .grad without a transposing copy.
+function gradOfRight(a: Tensor, b: Tensor, g: Tensor): Tensor {
+  const storedTransposed = b.ndim === 2 && b.strides[0] === 1 && b.strides[1] === b.shape[0] && b.shape[0] > 1;
+  if (storedTransposed) return transpose(matmul(transpose(g), a));
+  return sumTo(matmul(transpose(a), g), b.shape);
+}
+
+/** x @ W^T + bias with W stored [out, in] (PyTorch and Hugging Face layout). */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const y = matmul(x, transpose(weight));
+  return bias ? add(y, bias) : y;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Indexing
+
+/** Rows of `table` [V, D] picked by int32 ids of any shape: out [...ids.shape, D]. */
+export function embedding(table: Tensor, ids: Tensor): Tensor {
+  const [vocab, dim] = table.shape;
+  const idx = contiguous(ids).ints();
+  for (let i = 0; i < idx.length; i++) {
+    if (idx[i] < 0 || idx[i] >= vocab) throw new RangeError(`embedding: id ${idx[i]} at position ${i} is outside [0, ${vocab})`);
+  }
+  const src = contiguous(table);
+  const out = empty([...ids.shape, dim], table.dtype);
+  kernels().embedding(src.floats(), idx, out.floats(), idx.length, dim);
+  return record(out, 'embedding', [src], (g) => {
+    const dtable = zeros(table.shape, table.dtype);
+    kernels().embeddingBackward(idx, contiguous(g).floats(), dtable.floats(), idx.length, dim);
+    return [dtable];
+  });
+}
+
+/** torch.gather: out[..., j, ...] = x[..., index[..., j, ...], ...] along `dim`. */
+export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
+  const d = x.axis(dim);
+  if (index.ndim !== x.ndim || index.shape.some((s, i) => i !== d && s !== x.shape[i])) {
+    throw new Error(`gather: index [${index.shape}] must match x [${x.shape}] off axis ${dim}`);
+  }
+  const outer = shapeSize(x.shape.slice(0, d));
+  const inner = shapeSize(x.shape.slice(d + 1));
+  const len = x.shape[d];
+  const k = index.shape[d];
+  const idx = contiguous(index).ints();
+  for (let i = 0; i < idx.length; i++) {
+    if (idx[i] < 0 || idx[i] >= len) throw new RangeError(`gather: index ${idx[i]} is outside [0, ${len})`);
+  }
+  const src = contiguous(x);
+  const out = empty(index.shape, x.dtype);
+  kernels().gather(src.floats(), idx, out.floats(), outer, len, inner, k);
+  return record(out, 'gather', [src], (g) => {
+    const dx = zeros(x.shape, x.dtype);
+    kernels().scatterAdd(idx, contiguous(g).floats(), dx.floats(), outer, len, inner, k);
+    return [dx];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Normalisation, rotary embedding, attention: fused kernels
+
+/** RMSNorm over the last axis: w * x / sqrt(mean(x^2) + eps) (Zhang & Sennrich 2019). */
+export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  const dim = x.shape[x.ndim - 1];
+  if (weight.size !== dim) throw new Error(`rmsNorm: weight of ${weight.size} elements for rows of ${dim}`);
+  const rows = x.size / dim;
+  const src = contiguous(x);
+  const w = contiguous(weight);
+  const out = empty(x.shape, x.dtype);
+  const rstd = empty([rows], x.dtype);
+  kernels().rmsnorm(src.floats(), w.floats(), out.floats(), rstd.floats(), rows, dim, eps);
+  return record(out, 'rmsNorm', [src, w], (g) => {
+    const dx = empty(x.shape, x.dtype);
+    const dw = zeros(weight.shape, weight.dtype);
+    kernels().rmsnormBackward(src.floats(), w.floats(), rstd.floats(), contiguous(g).floats(), dx.floats(), dw.floats(), rows, dim);
+    return [dx, dw];
+  });
+}
+
+/** Precomputed rotation tables: row p holds cos/sin(p * invFreq[i]) for i < rotDim / 2. */
+export interface RopeTables { cos: Tensor; sin: Tensor; rotDim: number; interleaved: boolean }
+
+/**
+ * Rotary position embedding (Su et al. 2021) of x [B, T, H, D] at int32 positions [B, T]; backward rotates the
+ * gradient by the opposite angle.
+ */
+export function rope(x: Tensor, positions: Tensor, tables: RopeTables): Tensor {
+  if (x.ndim !== 4) throw new Error(`rope: x must be [B, T, H, D], got [${x.shape}]`);
+  const [B, T, H, D] = x.shape;
+  if (positions.size !== B * T) throw new Error(`rope: ${positions.size} positions for ${B}x${T} tokens`);
+  const pos = contiguous(positions).ints();
+  const maxPos = tables.cos.shape[0];
+  for (let i = 0; i < pos.length; i++) {
+    if (pos[i] < 0 || pos[i] >= maxPos) throw new RangeError(`rope: position ${pos[i]} is outside the table of ${maxPos} positions`);
+  }
+  const src = contiguous(x);
+  const out = empty(x.shape, x.dtype);
+  const apply = (input: FloatArray, output: FloatArray, inverse: boolean) =>
+    kernels().rope(input, output, pos, tables.cos.floats(), tables.sin.floats(), B * T, H, D, tables.rotDim, tables.interleaved, inverse);
+  apply(src.floats(), out.floats(), false);
+  return record(out, 'rope', [src], (g) => {
+    const dx = empty(x.shape, x.dtype);
+    apply(contiguous(g).floats(), dx.floats(), true);
+    return [dx];
+  });
+}
+
+export interface AttentionOptions {
+  causal?: boolean;
+  /** Defaults to 1 / sqrt(head dim). */
+  scale?: number;
+  /** Per batch row, the first key position that may be attended to (left padding); int32 [B]. */
+  kvStart?: Tensor | null;
+}
+
+/**
+ * Scaled dot-product attention with grouped-query heads, fused (flash-attention style, no [T, T] matrix kept):
+ * q [B, Tq, Hq, D], k [B, Tk, Hkv, D], v [B, Tk, Hkv, Dv] -> [B, Tq, Hq, Dv]. Query i sits at position
+ * Tk - Tq + i, so the same op serves training (Tq = Tk) and decoding against a cache.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
+  const [B, Tq, Hq, D] = q.shape;
+  const [Bk, Tk, Hkv, Dk] = k.shape;
+  const Dv = v.shape[3];
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4 || Bk !== B || Dk !== D || v.shape[0] !== B || v.shape[1] !== Tk || v.shape[2] !== Hkv) {
+    throw new Error(`attention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not fit [B, T, H, D]`);
+  }
+  if (Hq % Hkv !== 0) throw new Error(`attention: ${Hq} query heads are not a multiple of ${Hkv} key/value heads`);
+  const causal = options.causal ?? true;
+  const scale = options.scale ?? 1 / Math.sqrt(D);
+  const kvStart = options.kvStart ? contiguous(options.kvStart).ints() : null;
+  const q0 = contiguous(q);
+  const out = empty([B, Tq, Hq, Dv], q.dtype);
+  const lse = empty([B, Hq, Tq], q.dtype);
+  // Decoding reads k and v in place from a KV cache (views [B, Tk, H, D] of [B, capacity, H, D] buffers).
+  const inPlace = !isGradEnabled() || !(q.requiresGrad || k.requiresGrad || v.requiresGrad);
+  if (inPlace && rowsContiguous(k) && rowsContiguous(v)) {
+    kernels().attention(q0.floats(), k.floats(), v.floats(), out.floats(), lse.floats(), kvStart, B, Tq, Tk, Hq, Hkv, D, Dv,
+      B === 1 ? Tk * Hkv * D : k.strides[0], B === 1 ? Tk * Hkv * Dv : v.strides[0], scale, causal);
+    return out;
+  }
+  const k0 = contiguous(k);
+  const v0 = contiguous(v);
+  kernels().attention(q0.floats(), k0.floats(), v0.floats(), out.floats(), lse.floats(), kvStart, B, Tq, Tk, Hq, Hkv, D, Dv,
+    Tk * Hkv * D, Tk * Hkv * Dv, scale, causal);
+  return record(out, 'attention', [q0, k0, v0], (g) => {
+    const dq = empty(q.shape, q.dtype);
+    const dk = empty(k.shape, k.dtype);
+    const dv = empty(v.shape, v.dtype);
+    kernels().attentionBackward(q0.floats(), k0.floats(), v0.floats(), out.floats(), lse.floats(), contiguous(g).floats(),
+      dq.floats(), dk.floats(), dv.floats(), kvStart, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal);
+    return [dq, dk, dv];
+  });
+}
+
+// [B, T, H, D] with each batch row's [T, H, D] block contiguous (the batch stride may be anything).
+function rowsContiguous(x: Tensor): boolean {
+  const [, T, H, D] = x.shape;
+  return x.strides[3] === 1 && (x.strides[2] === D || H === 1) && (x.strides[1] === H * D || T === 1);
+}
+
+bindTapeOps({ add, onesLike, contiguous });

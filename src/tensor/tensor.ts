@@ -1,0 +1,251 @@
+// Tensor: a typed buffer with a shape, strides and an offset (so transposes, slices and broadcasts are views),
+// plus what reverse-mode autograd needs: `requiresGrad`, `grad`, and the tape node of the op that made it.
+//
+// Lifetime rule: host memory belongs to the JavaScript garbage collector. A tensor holds its storage, its
+// autograd node holds its inputs; `backward()` drops the nodes it has used, so the graph of a step is freed
+// once the loss is out of scope. `liveNodes()` counts graph nodes not yet freed (tests check it returns to 0).
+import { allocHost, type DType, type Device, type FloatArray, type HostArray } from './backend.ts';
+
+export type Shape = readonly number[];
+
+/** What an op leaves on the tape: its inputs and the function from the output's gradient to theirs. */
+export interface GradNode {
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  /** Returns one gradient per input (null where an input needs none), given the output's gradient. */
+  backward(gradOutput: Tensor): Array<Tensor | null>;
+}
+
+let gradEnabled = true;
+let nodeCount = 0;
+
+/** Runs fn without recording anything on the tape (sampling, evaluation, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Graph nodes created and not yet released by backward() or garbage collection of an unused graph. */
+export function liveNodes(): number {
+  return nodeCount;
+}
+
+export class Tensor {
+  readonly shape: Shape;
+  readonly strides: Shape;
+  readonly offset: number;
+  readonly dtype: DType;
+  readonly device: Device = 'cpu';
+  readonly storage: HostArray;
+  requiresGrad: boolean;
+  grad: Tensor | null = null;
+  node: GradNode | null = null;
+
+  constructor(storage: HostArray, shape: Shape, options: { strides?: Shape; offset?: number; requiresGrad?: boolean } = {}) {
+    this.storage = storage;
+    this.shape = shape;
+    this.strides = options.strides ?? contiguousStrides(shape);
+    this.offset = options.offset ?? 0;
+    this.dtype = storage instanceof Float32Array ? 'f32' : storage instanceof Float64Array ? 'f64' : 'i32';
+    this.requiresGrad = options.requiresGrad ?? false;
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  get size(): number {
+    return shapeSize(this.shape);
+  }
+
+  get isContiguous(): boolean {
+    let expected = 1;
+    for (let d = this.shape.length - 1; d >= 0; d--) {
+      if (this.shape[d] !== 1 && this.strides[d] !== expected) return false;
+      expected *= this.shape[d];
+    }
+    return true;
+  }
+
+  /** Dimension index from a possibly negative axis. */
+  axis(dim: number): number {
+    const d = dim < 0 ? dim + this.ndim : dim;
+    if (d < 0 || d >= this.ndim) throw new RangeError(`axis ${dim} out of range for a tensor of shape [${this.shape}]`);
+    return d;
+  }
+
+  /** The float buffer positioned at this tensor's first element (for kernels). */
+  floats(): FloatArray {
+    if (this.dtype === 'i32') throw new TypeError(`expected a float tensor, got int32 of shape [${this.shape}]`);
+    const s = this.storage as FloatArray;
+    return this.offset === 0 ? s : s.subarray(this.offset);
+  }
+
+  ints(): Int32Array {
+    if (this.dtype !== 'i32') throw new TypeError(`expected an int32 tensor, got ${this.dtype} of shape [${this.shape}]`);
+    const s = this.storage as Int32Array;
+    return this.offset === 0 ? s : s.subarray(this.offset);
+  }
+
+  /** The elements in row-major order as a fresh array of this dtype. */
+  toArray(): HostArray {
+    const out = allocHost(this.dtype, this.size);
+    const idx = new Array(this.ndim).fill(0);
+    for (let i = 0; i < out.length; i++) {
+      let p = this.offset;
+      for (let d = 0; d < this.ndim; d++) p += idx[d] * this.strides[d];
+      out[i] = this.storage[p];
+      for (let d = this.ndim - 1; d >= 0; d--) {
+        if (++idx[d] < this.shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    return out;
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`item() needs a tensor of one element, got shape [${this.shape}]`);
+    return this.storage[this.offset];
+  }
+
+  /** Nested arrays, for printing and tests. */
+  toNested(): unknown {
+    const flat = Array.from(this.toArray());
+    const build = (dim: number, start: number): unknown => {
+      if (dim === this.ndim) return flat[start];
+      const inner = shapeSize(this.shape.slice(dim + 1));
+      return Array.from({ length: this.shape[dim] }, (_, i) => build(dim + 1, start + i * inner));
+    };
+    return build(0, 0);
+  }
+
+  /** A tensor sharing this one's storage that is not part of any graph. */
+  detach(): Tensor {
+    return new Tensor(this.storage, this.shape, { strides: this.strides, offset: this.offset });
+  }
+
+  /** Computes the gradient of this scalar with respect to every tensor with requiresGrad that it depends on. */
+  backward(gradOutput?: Tensor): void {
+    backward(this, gradOutput);
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape}])`;
+  }
+}
+
+export function shapeSize(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function contiguousStrides(shape: Shape): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+  return strides;
+}
+
+export function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+const nodeRegistry = new FinalizationRegistry<null>(() => {
+  nodeCount--;
+});
+
+/**
+ * Records `out` as produced by an op, if grad mode is on and any input requires a gradient. Ops call this
+ * once, right after computing their output, with the backward written beside their forward.
+ */
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode['backward']): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  out.requiresGrad = true;
+  out.node = { op, inputs, backward };
+  nodeCount++;
+  // An unused graph (a forward with no backward) is released by the garbage collector.
+  nodeRegistry.register(out.node, null, out.node);
+  return out;
+}
+
+// Reverse-mode accumulation over the tape, in reverse topological order. Gradients of leaves (tensors with
+// requiresGrad and no node: parameters) are added into `.grad`, so several backward calls accumulate.
+function backward(root: Tensor, gradOutput: Tensor | undefined): void {
+  if (!root.requiresGrad) throw new Error('backward() on a tensor that does not require grad');
+  if (!gradOutput && root.size !== 1) throw new Error(`backward() without a gradient needs a scalar, got shape [${root.shape}]`);
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // Iterative depth-first post-order: deep graphs (many layers) must not overflow the JS stack.
+  const stack: Array<[Tensor, number]> = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const child = inputs[i];
+      if (child.requiresGrad && !seen.has(child)) {
+        seen.add(child);
+        stack.push([child, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  const grads = new Map<Tensor, Tensor>();
+  grads.set(root, gradOutput ?? ops().onesLike(root));
+  noGrad(() => {
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i];
+      const g = grads.get(t);
+      grads.delete(t);
+      if (!g) continue;
+      if (!t.node) {
+        // Gradients are never written in place (one may be shared by several inputs), so no copy is needed.
+        t.grad = t.grad ? ops().add(t.grad, g) : ops().contiguous(g);
+        continue;
+      }
+      const inputGrads = t.node.backward(g);
+      t.node.inputs.forEach((input, j) => {
+        const ig = inputGrads[j];
+        if (!ig || !input.requiresGrad) return;
+        if (!sameShape(ig.shape, input.shape)) {
+          throw new Error(`internal: ${t.node!.op} backward gave a gradient of shape [${ig.shape}] for an input of shape [${input.shape}]`);
+        }
+        const prev = grads.get(input);
+        grads.set(input, prev ? ops().add(prev, ig) : ig);
+      });
+      nodeRegistry.unregister(t.node);
+      nodeCount--;
+      t.node = null;
+    }
+  });
+}
+
+// The op module imports this one; reaching it through a late-bound getter keeps the import graph acyclic at
+// load time.
+type OpsForTape = { add(a: Tensor, b: Tensor): Tensor; onesLike(t: Tensor): Tensor; contiguous(t: Tensor, copy?: boolean): Tensor };
+let opsModule: OpsForTape | undefined;
+export function bindTapeOps(m: OpsForTape): void {
+  opsModule = m;
+}
+function ops(): OpsForTape {
+  if (!opsModule) throw new Error('internal: tensor ops not loaded (import from src/tensor/index.ts)');
+  return opsModule;
+}

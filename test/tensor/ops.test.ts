@@ -1,0 +1,166 @@
+// Every op with a backward, gradient-checked in float64 against central differences; plus the forward
+// properties users rely on (broadcasting, views, matmul layouts, reductions).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { UnaryOp } from '../../src/tensor/kernels.ts';
+import * as T from '../../src/tensor/index.ts';
+import { ropeTables } from '../../src/nn/rope.ts';
+import { gradcheck, leaf } from './gradcheck.ts';
+
+const ids = (values: number[], shape: number[] = [values.length]) => T.tensor(values, shape, 'i32');
+const f64 = (t: T.Tensor) => T.cast(t, 'f64');
+
+// One entry per differentiable op (the name its tape node carries). Each runs the op on float64 leaves.
+const gradChecks: Record<string, () => void> = {
+  add: () => gradcheck((a, b) => T.add(a, b), [leaf([2, 3], 1), leaf([3], 2)]),
+  sub: () => gradcheck((a, b) => T.sub(a, b), [leaf([2, 1, 3], 3), leaf([4, 1], 4)]),
+  mul: () => gradcheck((a, b) => T.mul(a, b), [leaf([2, 3], 5), leaf([2, 1], 6)]),
+  div: () => gradcheck((a, b) => T.div(a, b), [leaf([2, 3], 7), leaf([3], 8, 3)]),
+  pow: () => gradcheck((a, b) => T.pow(a, b), [leaf([2, 3], 9, 3), leaf([2, 3], 10)]),
+  maximum: () => gradcheck((a, b) => T.maximum(a, b), [leaf([2, 3], 11), leaf([2, 3], 12)]),
+  minimum: () => gradcheck((a, b) => T.minimum(a, b), [leaf([2, 3], 13), leaf([3], 14)]),
+  where: () => {
+    const cond = T.tensor([1, 0, 1, 0, 0, 1], [2, 3], 'f64');
+    gradcheck((a, b) => T.where(cond, a, b), [leaf([2, 3], 15), leaf([1, 3], 16)]);
+  },
+  neg: () => gradcheck((a) => T.neg(a), [leaf([5], 17)]),
+  exp: () => gradcheck((a) => T.exp(a), [leaf([5], 18)]),
+  log: () => gradcheck((a) => T.log(a), [leaf([5], 19, 4)]),
+  sqrt: () => gradcheck((a) => T.sqrt(a), [leaf([5], 20, 4)]),
+  rsqrt: () => gradcheck((a) => T.rsqrt(a), [leaf([5], 21, 4)]),
+  tanh: () => gradcheck((a) => T.tanh(a), [leaf([5], 22)]),
+  sigmoid: () => gradcheck((a) => T.sigmoid(a), [leaf([5], 23)]),
+  silu: () => gradcheck((a) => T.silu(a), [leaf([5], 24)]),
+  geluTanh: () => gradcheck((a) => T.gelu(a), [leaf([5], 25)]),
+  relu: () => gradcheck((a) => T.relu(a), [leaf([7], 26)]),
+  abs: () => gradcheck((a) => T.abs(a), [leaf([7], 27)]),
+  recip: () => gradcheck((a) => T.recip(a), [leaf([5], 28, 4)]),
+  square: () => gradcheck((a) => T.square(a), [leaf([5], 29)]),
+  sin: () => gradcheck((a) => T.sin(a), [leaf([5], 30)]),
+  cos: () => gradcheck((a) => T.cos(a), [leaf([5], 31)]),
+  swiglu: () => gradcheck((g, u) => T.swiglu(g, u), [leaf([3, 4], 32), leaf([3, 4], 33)]),
+  sum: () => gradcheck((a) => T.sum(a, [0, 2]), [leaf([2, 3, 4], 34)]),
+  max: () => gradcheck((a) => T.max(a, 1), [leaf([3, 5], 35)]),
+  min: () => gradcheck((a) => T.min(a, 0, true), [leaf([3, 5], 36)]),
+  softmax: () => gradcheck((a) => T.softmax(a), [leaf([3, 5], 37)]),
+  logSoftmax: () => gradcheck((a) => T.logSoftmax(a), [leaf([3, 5], 38)]),
+  crossEntropy: () => gradcheck((a) => T.crossEntropy(a, ids([2, T.IGNORE_INDEX, 0, 4]), { reduction: 'none' }), [leaf([4, 5], 39)]),
+  matmul: () => {
+    gradcheck((a, b) => T.matmul(a, b), [leaf([2, 3, 4], 40), leaf([2, 4, 5], 41)]);
+    // broadcast batch, transposed right operand (the x @ W^T path), and a 2-d right operand folded into rows
+    gradcheck((a, w) => T.linear(a, w), [leaf([2, 3, 4], 42), leaf([5, 4], 43)]);
+    gradcheck((a, b) => T.matmul(T.transpose(a), b), [leaf([3, 4, 2], 44), leaf([1, 4, 5], 45)]);
+  },
+  embedding: () => gradcheck((table) => T.embedding(table, ids([1, 3, 1, 0], [2, 2])), [leaf([4, 3], 46)]),
+  gather: () => gradcheck((x) => T.gather(x, 1, ids([0, 2, 2, 1, 1, 0], [2, 3])), [leaf([2, 4], 47)]),
+  rmsNorm: () => gradcheck((x, w) => T.rmsNorm(x, w, 1e-5), [leaf([3, 6], 48), leaf([6], 49, 1)]),
+  rope: () => {
+    const tables = ropeTables({ rotDim: 4, theta: 10000, scaling: null, maxPositions: 16 });
+    const t64 = { ...tables, cos: f64(tables.cos), sin: f64(tables.sin) };
+    gradcheck((x) => T.rope(x, ids([0, 5, 2, 9], [2, 2]), t64), [leaf([2, 2, 3, 6], 50)]);
+    gradcheck((x) => T.rope(x, ids([3, 4], [1, 2]), { ...t64, interleaved: true }), [leaf([1, 2, 2, 4], 51)]);
+  },
+  attention: () => {
+    // GQA (4 query heads over 2 kv heads), causal, and Tq < Tk (queries at the end of the key range)
+    gradcheck((q, k, v) => T.attention(q, k, v), [leaf([2, 3, 4, 3], 52), leaf([2, 3, 2, 3], 53), leaf([2, 3, 2, 2], 54)]);
+    gradcheck((q, k, v) => T.attention(q, k, v, { causal: false, kvStart: ids([1, 0]) }), [leaf([2, 2, 2, 3], 55), leaf([2, 4, 1, 3], 56), leaf([2, 4, 1, 3], 57)]);
+  },
+  reshape: () => gradcheck((a) => T.reshape(T.transpose(a), [-1]), [leaf([2, 3], 58)]),
+  permute: () => gradcheck((a) => T.permute(a, [2, 0, 1]), [leaf([2, 3, 4], 59)]),
+  slice: () => gradcheck((a) => T.slice(a, 1, 1, 3), [leaf([2, 4], 60)]),
+  expand: () => gradcheck((a) => T.expand(a, [3, 2, 4]), [leaf([2, 1], 61)]),
+  contiguous: () => gradcheck((a) => T.contiguous(T.transpose(a)), [leaf([3, 2], 62)]),
+  concat: () => gradcheck((a, b) => T.concat([a, b], 1), [leaf([2, 2], 63), leaf([2, 3], 64)]),
+  cast: () => gradcheck((a) => T.cast(T.cast(a, 'f32'), 'f64'), [leaf([3], 65)], { h: 1e-2, tolerance: 1e-4 /* the forward rounds to float32 (~1e-7 relative), so a wide step keeps the difference above the rounding */ }),
+};
+
+describe('gradient checks (float64, central differences)', () => {
+  for (const [name, check] of Object.entries(gradChecks)) it(name, check);
+
+  it('covers every op that records a backward', () => {
+    const source = readFileSync(new URL('../../src/tensor/ops.ts', import.meta.url), 'utf8');
+    const recorded = new Set([...source.matchAll(/record\((?:[^()]|\([^()]*\))*?, '(\w+)'/g)].map((m) => m[1]));
+    for (const op of Object.keys(UnaryOp)) recorded.add(op);
+    const missing = [...recorded].filter((op) => !(op in gradChecks));
+    assert.deepEqual(missing, [], `ops without a gradient check: ${missing.join(', ')}`);
+  });
+});
+
+describe('forward semantics', () => {
+  it('broadcasts like NumPy', () => {
+    const a = T.tensor([1, 2, 3], [3, 1]);
+    const b = T.tensor([10, 20], [2]);
+    assert.deepEqual(T.add(a, b).toNested(), [[11, 21], [12, 22], [13, 23]]);
+    assert.deepEqual(T.mul(2, b).toNested(), [20, 40]);
+  });
+
+  it('matmul reads transposed views without copying and agrees with the plain product', () => {
+    const a = T.tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+    const b = T.tensor([1, 0, 2, 1, 0, 3], [3, 2]);
+    // [[1,2,3],[4,5,6]] @ [[1,0],[2,1],[0,3]] = [[5, 11], [14, 23]]
+    assert.deepEqual(T.matmul(a, b).toNested(), [[5, 11], [14, 23]]);
+    const bt = T.contiguous(T.transpose(b));
+    assert.deepEqual(T.matmul(a, T.transpose(bt)).toNested(), [[5, 11], [14, 23]]);
+    assert.deepEqual(T.matmul(T.transpose(T.contiguous(T.transpose(a))), b).toNested(), [[5, 11], [14, 23]]);
+  });
+
+  it('reductions along axes with and without keepdim', () => {
+    const x = T.tensor([1, 5, 3, 4, 2, 6], [2, 3]);
+    assert.deepEqual(T.sum(x, 1).toNested(), [9, 12]);
+    assert.deepEqual(T.max(x, 0, true).toNested(), [[4, 5, 6]]);
+    assert.deepEqual(T.mean(x).toNested(), 3.5);
+  });
+
+  it('slices, concatenates and splits as views of the same data', () => {
+    const x = T.tensor([0, 1, 2, 3, 4, 5], [2, 3]);
+    const [l, r] = T.split(x, [1, 2], 1);
+    assert.deepEqual(l.toNested(), [[0], [3]]);
+    assert.equal(r.storage, x.storage);
+    assert.deepEqual(T.concat([r, l], 1).toNested(), [[1, 2, 0], [4, 5, 3]]);
+  });
+
+  it('cross-entropy mean ignores masked rows', () => {
+    const logits = T.tensor([0, 0, Math.log(3), 0], [2, 2]);
+    // row 0: -log(1/2); row 1 ignored
+    const loss = T.crossEntropy(logits, ids([1, T.IGNORE_INDEX]));
+    assert.ok(Math.abs(loss.item() - Math.log(2)) < 1e-6);
+  });
+
+  it('rejects out-of-range ids and mismatched shapes with clear messages', () => {
+    assert.throws(() => T.embedding(T.zeros([4, 2]), ids([4])), /id 4 at position 0 is outside \[0, 4\)/);
+    assert.throws(() => T.matmul(T.zeros([2, 3]), T.zeros([2, 3])), /inner sizes 3 and 2 differ/);
+    assert.throws(() => T.add(T.zeros([2, 3]), T.zeros([4])), /do not broadcast/);
+  });
+});
+
+describe('autograd', () => {
+  it('accumulates gradients over backward calls and frees the graph', () => {
+    const w = T.tensor([1, 2, 3]);
+    w.requiresGrad = true;
+    const before = T.liveNodes();
+    for (let i = 0; i < 2; i++) T.sum(T.mul(w, w)).backward();
+    // d/dw sum(w^2) = 2w, twice
+    assert.deepEqual(Array.from(w.grad!.toArray()), [4, 8, 12]);
+    // Graphs of earlier tests may still await garbage collection, so the count may only have gone down.
+    assert.ok(T.liveNodes() <= before);
+  });
+
+  it('noGrad records nothing and detach cuts the graph', () => {
+    const w = T.tensor([1, 2]);
+    w.requiresGrad = true;
+    const y = T.noGrad(() => T.mul(w, 3));
+    assert.equal(y.requiresGrad, false);
+    const z = T.mul(w.detach(), 3);
+    assert.equal(z.node, null);
+  });
+
+  it('a weight used twice gets the sum of both paths', () => {
+    const w = T.tensor([2]);
+    w.requiresGrad = true;
+    const x = T.tensor([3]);
+    // y = w*x + w*w -> dy/dw = x + 2w = 7
+    T.sum(T.add(T.mul(w, x), T.mul(w, w))).backward();
+    assert.equal(w.grad!.item(), 7);
+  });
+});
