@@ -1,0 +1,307 @@
+// Fused attention, forward and backward, for grouped-query heads.
+//
+// Forward (FlashAttention, Dao et al. 2022, Algorithm 1, with FlashAttention-2's loop order): one task per
+// (batch row, kv head, block of queries). The tile's rows are every (query, query head) pair that reads that
+// kv head, so a key/value block loaded once serves the whole group (GQA), and decoding (Tq = 1) becomes a small
+// matrix product over the cache instead of Hq separate matrix-vector products. Keys stream through in blocks of
+// kKeyBlock with the online softmax: per row a running max m, a running sum l and an unnormalised output acc,
+// rescaled by exp(m_old - m_new) when the max grows. Nothing [Tq, Tk]-sized is ever allocated.
+//
+// Backward (FlashAttention-2, Dao 2023, Algorithm 2): P is recomputed from the saved lse as exp(S - lse);
+// with D_i = dO_i . O_i, dS = P * (dO V^T - D_i), dQ = scale dS K, dK = scale dS^T Q, dV = P^T dO. One task per
+// (batch row, kv head): it owns dK and dV of that head and dQ of the query heads of its group, so no two threads
+// write one gradient and sums run in a fixed order (results do not depend on the thread count).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "parallel.h"
+#include "r1.h"
+#include "simd.h"
+
+using namespace r1;
+
+namespace {
+
+constexpr int64_t kKeyBlock = 64;      // keys per block: a [rows, 64] score tile is 8 vectors per row
+constexpr int64_t kTileRows = 64;      // (query, head) rows per tile
+constexpr double kSerialFlops = 2e5;   // below this a call runs on the calling thread
+
+struct Geometry {
+  int64_t B, Tq, Tk, Hq, Hkv, D, Dv, group;
+  int64_t k_batch_stride, v_batch_stride;
+  float scale;
+  bool causal;
+  const int32_t* kv_start;
+  int64_t queries_per_tile;
+
+  // Keys visible to query i of batch row b are [first_key(b), end_key(i)).
+  int64_t first_key(int64_t b) const { return kv_start ? std::max<int64_t>(0, kv_start[b]) : 0; }
+  int64_t end_key(int64_t i) const { return causal ? std::min(Tk, Tk - Tq + i + 1) : Tk; }
+  int64_t query_blocks() const { return (Tq + queries_per_tile - 1) / queries_per_tile; }
+  const float* k_row(const float* k, int64_t b, int64_t j, int64_t g) const {
+    return k + b * k_batch_stride + (j * Hkv + g) * D;
+  }
+  const float* v_row(const float* v, int64_t b, int64_t j, int64_t g) const {
+    return v + b * v_batch_stride + (j * Hkv + g) * Dv;
+  }
+};
+
+Geometry make_geometry(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv,
+                       int64_t k_stride, int64_t v_stride, float scale, int causal, const int32_t* kv_start) {
+  Geometry g{B, Tq, Tk, Hq, Hkv, D, Dv, Hq / Hkv, k_stride, v_stride, scale, causal != 0, kv_start, 1};
+  g.queries_per_tile = std::max<int64_t>(1, std::min<int64_t>(Tq, kTileRows / g.group));
+  return g;
+}
+
+// dst[d][jj] = rows[jj][d] for jj < n, zero for n <= jj < kKeyBlock: a key (or value) block transposed so that a
+// score row is 8 contiguous vectors. rows[jj] = base + jj * stride.
+void transpose_block(const float* base, int64_t stride, int64_t n, int64_t width, float* dst) {
+  for (int64_t d = 0; d < width; ++d) {
+    float* out = dst + d * kKeyBlock;
+    for (int64_t jj = 0; jj < n; ++jj) out[jj] = base[jj * stride + d];
+    for (int64_t jj = n; jj < kKeyBlock; ++jj) out[jj] = 0.0f;
+  }
+}
+
+// out[r][0..kKeyBlock) = a[r] . bt[:, jj] for r < rows; a rows have length width, bt is [width][kKeyBlock].
+void tile_products(const float* a, int64_t rows, int64_t width, const float* bt, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* ar = a + r * width;
+    f32x8 acc[8];
+    for (int u = 0; u < 8; ++u) acc[u] = splat(0.0f);
+    for (int64_t d = 0; d < width; ++d) {
+      f32x8 av = splat(ar[d]);
+      const float* bd = bt + d * kKeyBlock;
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) acc[u] += av * load8(bd + 8 * u);
+    }
+    for (int u = 0; u < 8; ++u) store8(out + r * kKeyBlock + 8 * u, acc[u]);
+  }
+}
+
+// acc[0..n) += sum_{jj < count} w[jj] * (base + jj * stride)[0..n), holding a 32-wide slice of acc in registers
+// across the whole block so that each row of the block costs one load per FMA.
+void accumulate_rows(float* acc, const float* w, const float* base, int64_t stride, int64_t count, int64_t n) {
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    f32x8 a0 = load8(acc + c), a1 = load8(acc + c + 8), a2 = load8(acc + c + 16), a3 = load8(acc + c + 24);
+    for (int64_t jj = 0; jj < count; ++jj) {
+      if (w[jj] == 0.0f) continue;
+      f32x8 wv = splat(w[jj]);
+      const float* row = base + jj * stride + c;
+      a0 += wv * load8(row);
+      a1 += wv * load8(row + 8);
+      a2 += wv * load8(row + 16);
+      a3 += wv * load8(row + 24);
+    }
+    store8(acc + c, a0);
+    store8(acc + c + 8, a1);
+    store8(acc + c + 16, a2);
+    store8(acc + c + 24, a3);
+  }
+  for (; c + 8 <= n; c += 8) {
+    f32x8 a0 = load8(acc + c);
+    for (int64_t jj = 0; jj < count; ++jj) a0 += splat(w[jj]) * load8(base + jj * stride + c);
+    store8(acc + c, a0);
+  }
+  for (; c < n; ++c) {
+    float s = acc[c];
+    for (int64_t jj = 0; jj < count; ++jj) s += w[jj] * base[jj * stride + c];
+    acc[c] = s;
+  }
+}
+
+// Scratch buffers reused across calls on each thread (a decode step calls attention once per layer per token).
+struct Scratch {
+  std::vector<float> q, kt, vt, s, p, acc, dout, dq, pt, dst;
+  std::vector<float> m, l, lse, delta;
+  std::vector<int64_t> end;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Runs fn(task) for each task, spread over the pool (tasks are taken dynamically, so uneven causal tiles
+// balance), or serially when the whole call is too small to be worth waking threads.
+template <class F>
+void run_tasks(int64_t tasks, double flops, F fn) {
+  if (flops < kSerialFlops) {
+    for (int64_t t = 0; t < tasks; ++t) fn(t);
+    return;
+  }
+  std::function<void(int64_t)> job = fn;
+  ThreadPool::get().run(tasks, job);
+}
+
+void forward_tile(const Geometry& G, const float* q, const float* k, const float* v, float* out, float* lse,
+                  int64_t b, int64_t g, int64_t qb) {
+  int64_t i0 = qb * G.queries_per_tile, i1 = std::min(G.Tq, i0 + G.queries_per_tile);
+  int64_t rows = (i1 - i0) * G.group;
+  int64_t D = G.D, Dv = G.Dv;
+  Scratch& S = scratch();
+  S.q.resize(rows * D);
+  S.kt.resize(D * kKeyBlock);
+  S.s.resize(rows * kKeyBlock);
+  S.acc.assign(rows * Dv, 0.0f);
+  S.m.assign(rows, -kInf);
+  S.l.assign(rows, 0.0f);
+  S.end.resize(rows);
+  // Row r is query i0 + r / group of head g * group + r % group: the group's heads are adjacent in q, so
+  // each query contributes group * D contiguous floats.
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* src = q + ((b * G.Tq + i) * G.Hq + g * G.group) * D;
+    float* dst = S.q.data() + (i - i0) * G.group * D;
+    for (int64_t x = 0; x < G.group * D; ++x) dst[x] = src[x] * G.scale;
+    for (int64_t h = 0; h < G.group; ++h) S.end[(i - i0) * G.group + h] = G.end_key(i);
+  }
+  int64_t lo = G.first_key(b), hi = G.end_key(i1 - 1);
+  for (int64_t j0 = lo; j0 < hi; j0 += kKeyBlock) {
+    int64_t nk = std::min(kKeyBlock, hi - j0);
+    transpose_block(G.k_row(k, b, j0, g), G.Hkv * D, nk, D, S.kt.data());
+    tile_products(S.q.data(), rows, D, S.kt.data(), S.s.data());
+    const float* vbase = G.v_row(v, b, j0, g);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* sr = S.s.data() + r * kKeyBlock;
+      int64_t visible = std::min(kKeyBlock, S.end[r] - j0);
+      if (visible <= 0) continue;
+      for (int64_t jj = visible; jj < kKeyBlock; ++jj) sr[jj] = -kInf;
+      float m_new = std::max(S.m[r], row_max(sr, kKeyBlock));
+      float alpha = exp1(S.m[r] - m_new);  // 0 on the first visible block (m = -inf)
+      float sum = exp_shift_sum(sr, sr, kKeyBlock, m_new);
+      S.l[r] = S.l[r] * alpha + sum;
+      S.m[r] = m_new;
+      float* ar = S.acc.data() + r * Dv;
+      if (alpha != 1.0f)
+        for (int64_t c = 0; c < Dv; ++c) ar[c] *= alpha;
+      accumulate_rows(ar, sr, vbase, G.Hkv * Dv, visible, Dv);
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t i = i0 + r / G.group, h = g * G.group + r % G.group;
+    float* dst = out + ((b * G.Tq + i) * G.Hq + h) * Dv;
+    const float* ar = S.acc.data() + r * Dv;
+    bool empty = S.l[r] == 0.0f;
+    float inv = empty ? 0.0f : 1.0f / S.l[r];
+    for (int64_t c = 0; c < Dv; ++c) dst[c] = ar[c] * inv;
+    if (lse) lse[(b * G.Hq + h) * G.Tq + i] = empty ? -kInf : S.m[r] + std::log(S.l[r]);
+  }
+}
+
+void backward_head(const Geometry& G, const float* q, const float* k, const float* v, const float* out,
+                   const float* lse, const float* dout, float* dq, float* dk, float* dv, int64_t b, int64_t g) {
+  int64_t D = G.D, Dv = G.Dv, kstride = G.Hkv * D, vstride = G.Hkv * Dv;
+  for (int64_t j = 0; j < G.Tk; ++j) {
+    std::memset(dk + b * G.k_batch_stride + j * kstride + g * D, 0, D * sizeof(float));
+    std::memset(dv + b * G.v_batch_stride + j * vstride + g * Dv, 0, Dv * sizeof(float));
+  }
+  Scratch& S = scratch();
+  int64_t max_rows = G.queries_per_tile * G.group;
+  S.q.resize(max_rows * D);
+  S.dout.resize(max_rows * Dv);
+  S.dq.resize(max_rows * D);
+  S.kt.resize(D * kKeyBlock);
+  S.vt.resize(Dv * kKeyBlock);
+  S.s.resize(max_rows * kKeyBlock);
+  S.p.resize(max_rows * kKeyBlock);
+  S.pt.resize(kKeyBlock * max_rows);
+  S.dst.resize(kKeyBlock * max_rows);
+  S.lse.resize(max_rows);
+  S.delta.resize(max_rows);
+  S.end.resize(max_rows);
+  for (int64_t qb = 0; qb < G.query_blocks(); ++qb) {
+    int64_t i0 = qb * G.queries_per_tile, i1 = std::min(G.Tq, i0 + G.queries_per_tile);
+    int64_t rows = (i1 - i0) * G.group;
+    for (int64_t i = i0; i < i1; ++i) {
+      int64_t at = ((b * G.Tq + i) * G.Hq + g * G.group);
+      std::memcpy(S.q.data() + (i - i0) * G.group * D, q + at * D, G.group * D * sizeof(float));
+      std::memcpy(S.dout.data() + (i - i0) * G.group * Dv, dout + at * Dv, G.group * Dv * sizeof(float));
+      for (int64_t h = 0; h < G.group; ++h) {
+        int64_t r = (i - i0) * G.group + h;
+        S.end[r] = G.end_key(i);
+        S.lse[r] = lse[(b * G.Hq + g * G.group + h) * G.Tq + i];
+        S.delta[r] = dot(dout + (at + h) * Dv, out + (at + h) * Dv, Dv);
+      }
+    }
+    std::fill(S.dq.begin(), S.dq.begin() + rows * D, 0.0f);
+    int64_t lo = G.first_key(b), hi = G.end_key(i1 - 1);
+    for (int64_t j0 = lo; j0 < hi; j0 += kKeyBlock) {
+      int64_t nk = std::min(kKeyBlock, hi - j0);
+      const float* kbase = G.k_row(k, b, j0, g);
+      const float* vbase = G.v_row(v, b, j0, g);
+      transpose_block(kbase, kstride, nk, D, S.kt.data());
+      transpose_block(vbase, vstride, nk, Dv, S.vt.data());
+      tile_products(S.q.data(), rows, D, S.kt.data(), S.s.data());     // q . k
+      tile_products(S.dout.data(), rows, Dv, S.vt.data(), S.p.data());  // dP = dO . v, in p for now
+      for (int64_t r = 0; r < rows; ++r) {
+        float* sr = S.s.data() + r * kKeyBlock;  // becomes P
+        float* dpr = S.p.data() + r * kKeyBlock;  // becomes scale * dS
+        int64_t visible = std::max<int64_t>(0, std::min(kKeyBlock, S.end[r] - j0));
+        float l = S.lse[r];
+        if (l == -kInf) visible = 0;  // a query that saw no key has P = 0
+        f32x8 sc = splat(G.scale), lv = splat(l), dl = splat(S.delta[r]);
+        for (int64_t jj = 0; jj < kKeyBlock; jj += 8) {
+          f32x8 p = exp8(load8(sr + jj) * sc - lv);
+          store8(sr + jj, p);
+          store8(dpr + jj, p * (load8(dpr + jj) - dl) * sc);
+        }
+        for (int64_t jj = visible; jj < kKeyBlock; ++jj) sr[jj] = dpr[jj] = 0.0f;
+        accumulate_rows(S.dq.data() + r * D, dpr, kbase, kstride, nk, D);
+      }
+      // Transposes of P and dS, so that dV and dK rows accumulate with contiguous weights.
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t jj = 0; jj < nk; ++jj) {
+          S.pt[jj * rows + r] = S.s[r * kKeyBlock + jj];
+          S.dst[jj * rows + r] = S.p[r * kKeyBlock + jj];
+        }
+      for (int64_t jj = 0; jj < nk; ++jj) {
+        accumulate_rows(dv + b * G.v_batch_stride + (j0 + jj) * vstride + g * Dv, S.pt.data() + jj * rows,
+                        S.dout.data(), Dv, rows, Dv);
+        accumulate_rows(dk + b * G.k_batch_stride + (j0 + jj) * kstride + g * D, S.dst.data() + jj * rows,
+                        S.q.data(), D, rows, D);
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t i = i0 + r / G.group, h = g * G.group + r % G.group;
+      std::memcpy(dq + ((b * G.Tq + i) * G.Hq + h) * D, S.dq.data() + r * D, D * sizeof(float));
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+R1_API void r1_attention(const float* q, const float* k, const float* v, float* out, float* lse,
+                         const int32_t* kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv,
+                         int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
+                         int causal) {
+  if (B <= 0 || Tq <= 0 || Hq <= 0) return;
+  Geometry G = make_geometry(B, Tq, Tk, Hq, Hkv, D, Dv, kv_batch_stride, v_batch_stride, scale, causal, kv_start);
+  int64_t qblocks = G.query_blocks();
+  double flops = 2.0 * B * Hq * Tq * std::max<int64_t>(Tk, 1) * (D + Dv);
+  // Causal tiles late in the sequence see more keys: hand them out first so the short ones fill the gaps.
+  run_tasks(B * Hkv * qblocks, flops, [&](int64_t t) {
+    int64_t qb = qblocks - 1 - t / (B * Hkv), bg = t % (B * Hkv);
+    forward_tile(G, q, k, v, out, lse, bg / Hkv, bg % Hkv, qb);
+  });
+}
+
+R1_API void r1_attention_backward(const float* q, const float* k, const float* v, const float* out,
+                                  const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                                  const int32_t* kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq,
+                                  int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal) {
+  if (B <= 0 || Hkv <= 0) return;
+  Geometry G = make_geometry(B, Tq, Tk, Hq, Hkv, D, Dv, Tk * Hkv * D, Tk * Hkv * Dv, scale, causal, kv_start);
+  if (Tq <= 0) {  // no queries: zero gradients for k and v
+    std::memset(dk, 0, B * Tk * Hkv * D * sizeof(float));
+    std::memset(dv, 0, B * Tk * Hkv * Dv * sizeof(float));
+    return;
+  }
+  double flops = 5.0 * B * Hq * Tq * std::max<int64_t>(Tk, 1) * (D + Dv);
+  run_tasks(B * Hkv, flops, [&](int64_t t) { backward_head(G, q, k, v, out, lse, dout, dq, dk, dv, t / Hkv, t % Hkv); });
+}
+
+}  // extern "C"
