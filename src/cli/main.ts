@@ -9,7 +9,9 @@ const program = new Command('r1')
   .showHelpAfterError();
 
 // Subcommands register themselves here, in the order `r1 --help` lists them.
-const commands: Array<() => Promise<{ register(program: Command): void }>> = [];
+const commands: Array<() => Promise<{ register(program: Command): void }>> = [
+  () => import('./tokenizer.ts'),
+];
 
 export async function main(argv: string[]): Promise<void> {
   for (const load of commands) (await load()).register(program);
