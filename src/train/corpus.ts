@@ -1,0 +1,298 @@
+// Pretraining text: a seeded generator of a small synthetic English corpus, and readers of a user's corpus.
+//
+// The synthetic corpus is about one made-up world, fixed by the seed: people with a job, a home town, a
+// favourite colour, pets and a friend; towns with a landmark and a food. Documents state those facts in
+// varied templates (profiles, town notes, question-answer pairs, short stories) and add arithmetic sentences.
+// The facts never contradict each other, so a small model can learn both the grammar and the facts, and a
+// sample shows at a glance whether it did ("Mira Tolden lives in Fenford" is right or wrong in this world).
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { Rng } from '../tensor/index.ts';
+import { UserError } from '../util/errors.ts';
+
+// ---------------------------------------------------------------------------------------------------------
+// The world
+
+const COLOURS = ['red', 'blue', 'green', 'yellow', 'purple', 'orange', 'white', 'black', 'brown', 'grey', 'pink', 'gold'];
+const ANIMALS = [['cat', 'cats'], ['dog', 'dogs'], ['horse', 'horses'], ['goat', 'goats'], ['owl', 'owls'], ['fox', 'foxes'],
+  ['rabbit', 'rabbits'], ['duck', 'ducks'], ['sheep', 'sheep'], ['hen', 'hens']] as const;
+const FOODS = ['bread', 'apples', 'soup', 'cheese', 'rice', 'plums', 'honey', 'fish', 'pears', 'cake', 'beans', 'eggs'];
+const JOBS = ['baker', 'farmer', 'teacher', 'painter', 'sailor', 'doctor', 'builder', 'singer', 'potter', 'miller', 'weaver', 'fisher'];
+const LANDMARKS = ['by the river', 'on a hill', 'near the sea', 'in a green valley', 'at the edge of the forest', 'beside a lake'];
+const NUMBER_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve',
+  'thirteen', 'fourteen', 'fifteen', 'sixteen', 'seventeen', 'eighteen', 'nineteen', 'twenty'];
+const FIRST_SYLLABLES = ['Mi', 'To', 'Ba', 'Le', 'Ka', 'Ro', 'Su', 'Fe', 'Da', 'Ni', 'Po', 'Ve', 'Ha', 'Jo', 'Lu', 'Wi'];
+const NAME_ENDINGS = ['ra', 'bin', 'lo', 'na', 'dric', 'ssa', 'mon', 'ta', 'vin', 'lia', 'rek', 'ne'];
+const FAMILY_STARTS = ['Tol', 'Fal', 'Mar', 'Bren', 'Cor', 'Ash', 'Wel', 'Dun', 'Hol', 'Pen'];
+const FAMILY_ENDS = ['den', 'low', 'wick', 'ley', 'ton', 'by', 'mere', 'ford'];
+const TOWN_STARTS = ['Bram', 'Fen', 'Oak', 'Stone', 'Mill', 'Red', 'Elm', 'Crow', 'Lark', 'Thorn', 'Glen', 'Ash'];
+const TOWN_ENDS = ['wick', 'ford', 'haven', 'field', 'bury', 'dale', 'moor', 'stead'];
+
+export interface Person {
+  first: string;
+  full: string;
+  he: 'he' | 'she';
+  his: 'his' | 'her';
+  job: string;
+  town: Town;
+  colour: string;
+  pet: readonly [string, string];
+  pets: number;
+  food: string;
+  friend: Person | null;
+}
+
+export interface Town {
+  name: string;
+  landmark: string;
+  food: string;
+  people: Person[];
+}
+
+export interface World {
+  people: Person[];
+  towns: Town[];
+}
+
+function pick<T>(rng: Rng, items: readonly T[]): T {
+  return items[rng.int(items.length)];
+}
+
+/** Distinct strings drawn from `make` (retrying on repeats). */
+function distinct(rng: Rng, count: number, make: () => string): string[] {
+  const out = new Set<string>();
+  while (out.size < count) out.add(make());
+  return [...out];
+}
+
+export function makeWorld(rng: Rng, people = 32, towns = 8): World {
+  const townList: Town[] = distinct(rng, towns, () => pick(rng, TOWN_STARTS) + pick(rng, TOWN_ENDS))
+    .map((name) => ({ name, landmark: pick(rng, LANDMARKS), food: pick(rng, FOODS), people: [] }));
+  const firstNames = distinct(rng, people, () => pick(rng, FIRST_SYLLABLES) + pick(rng, NAME_ENDINGS));
+  const personList: Person[] = firstNames.map((first) => {
+    const she = rng.uniform() < 0.5;
+    const town = pick(rng, townList);
+    const p: Person = {
+      first,
+      full: `${first} ${pick(rng, FAMILY_STARTS)}${pick(rng, FAMILY_ENDS)}`,
+      he: she ? 'she' : 'he',
+      his: she ? 'her' : 'his',
+      job: pick(rng, JOBS),
+      town,
+      colour: pick(rng, COLOURS),
+      pet: pick(rng, ANIMALS),
+      pets: 1 + rng.int(5),
+      food: pick(rng, FOODS),
+      friend: null,
+    };
+    town.people.push(p);
+    return p;
+  });
+  for (const p of personList) {
+    let friend = pick(rng, personList);
+    while (friend === p) friend = pick(rng, personList);
+    p.friend = friend;
+  }
+  return { people: personList, towns: townList.filter((t) => t.people.length > 0) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Documents
+
+const cap = (s: string) => s[0].toUpperCase() + s.slice(1);
+const petPhrase = (p: Person) => `${NUMBER_WORDS[p.pets]} ${p.pets === 1 ? p.pet[0] : p.pet[1]}`;
+const him = (p: Person) => (p.he === 'he' ? 'him' : 'her');
+const article = (word: string) => (/^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`);
+
+function shuffle<T>(rng: Rng, items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+  return items;
+}
+
+function profile(rng: Rng, p: Person): string {
+  const facts = [
+    () => pick(rng, [`${cap(p.he)} lives in ${p.town.name}.`, `${p.first}'s home is in ${p.town.name}.`]),
+    () => pick(rng, [`${cap(p.his)} favourite colour is ${p.colour}.`, `${p.first} likes the colour ${p.colour}.`]),
+    () => pick(rng, [`${cap(p.he)} has ${petPhrase(p)}.`, `${p.first} keeps ${petPhrase(p)} at home.`]),
+    () => pick(rng, [`${p.first} loves to eat ${p.food}.`, `${cap(p.his)} favourite food is ${p.food}.`]),
+    () => `${cap(p.his)} best friend is ${p.friend!.full}.`,
+  ];
+  const body = shuffle(rng, facts.slice(0)).slice(0, 2 + rng.int(4)).map((f) => f());
+  return [`${p.full} is ${article(p.job)} from ${p.town.name}.`, ...body].join(' ');
+}
+
+function townNote(rng: Rng, t: Town): string {
+  const names = t.people.map((p) => p.full);
+  const who = names.length === 1 ? `${names[0]} lives there.` : `${names.slice(0, -1).join(', ')} and ${names.at(-1)} live there.`;
+  return [
+    pick(rng, [`${t.name} is a small town ${t.landmark}.`, `The town of ${t.name} lies ${t.landmark}.`]),
+    pick(rng, [`It is known for its ${t.food}.`, `People come to ${t.name} for the ${t.food}.`]),
+    who,
+  ].join(' ');
+}
+
+function questions(rng: Rng, world: World): string {
+  const lines: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const p = pick(rng, world.people);
+    lines.push(pick(rng, [
+      `Q: Where does ${p.full} live? A: ${p.first} lives in ${p.town.name}.`,
+      `Q: What is the favourite colour of ${p.first}? A: ${cap(p.his)} favourite colour is ${p.colour}.`,
+      `Q: What does ${p.first} do? A: ${cap(p.he)} is ${article(p.job)}.`,
+      `Q: How many ${p.pet[1]} does ${p.first} have? A: ${cap(p.he)} has ${NUMBER_WORDS[p.pets]}.`,
+      `Q: Who is the best friend of ${p.first}? A: ${cap(p.his)} best friend is ${p.friend!.first}.`,
+      `Q: What is ${p.town.name} known for? A: It is known for its ${p.town.food}.`,
+    ]));
+  }
+  return lines.join('\n');
+}
+
+function story(rng: Rng, world: World): string {
+  const p = pick(rng, world.people);
+  const f = p.friend!;
+  const colourThing = pick(rng, ['bird', 'kite', 'boat', 'flower', 'door', 'hat']);
+  const when = pick(rng, ['One morning', 'One day', 'Early one evening', 'Last summer', 'On a cold night']);
+  const sentences = [
+    `${when}, ${p.first} the ${p.job} left ${p.town.name} to visit ${f.first} in ${f.town.name}.`,
+    pick(rng, [`On the way, ${p.he} saw ${article(p.colour)} ${colourThing}.`, `${cap(p.he)} walked past ${article(p.colour)} ${colourThing} and smiled, because ${p.colour} is ${p.his} favourite colour.`]),
+    `"Hello, ${f.first}!" said ${p.first}.`,
+    pick(rng, [`"Hello, ${p.first}. Come in and eat some ${f.food}," said ${f.first}.`, `${f.first} was happy to see ${f.his} friend and gave ${him(p)} some ${f.food}.`]),
+    pick(rng, [`They talked about the ${f.pet[1]} of ${f.first} and the ${p.pet[1]} of ${p.first}.`, `${p.first} told ${f.first} that ${p.his} ${p.pets === 1 ? p.pet[0] : p.pet[1]} missed ${him(p)}.`]),
+    pick(rng, [`When the sun went down, ${p.first} went home to ${p.town.name}.`, `At night, ${p.first} walked back to ${p.town.name} and fed ${p.his} ${petPhrase(p)}.`]),
+    pick(rng, ['The end.', `It was a good day for ${p.first}.`]),
+  ];
+  return sentences.join(' ');
+}
+
+function arithmetic(rng: Rng): string {
+  const lines: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const a = rng.int(11);
+    const b = rng.int(11);
+    const words = rng.uniform() < 0.5;
+    const kind = rng.int(3);
+    if (kind === 0) lines.push(words ? `${cap(NUMBER_WORDS[a])} plus ${NUMBER_WORDS[b]} is ${NUMBER_WORDS[a + b]}.` : `${a} + ${b} = ${a + b}`);
+    else if (kind === 1) {
+      const [hi, lo] = a >= b ? [a, b] : [b, a];
+      lines.push(words ? `${cap(NUMBER_WORDS[hi])} minus ${NUMBER_WORDS[lo]} is ${NUMBER_WORDS[hi - lo]}.` : `${hi} - ${lo} = ${hi - lo}`);
+    } else {
+      const x = a % 5;
+      const y = b % 5;
+      lines.push(words ? `${cap(NUMBER_WORDS[x])} times ${NUMBER_WORDS[y]} is ${NUMBER_WORDS[x * y]}.` : `${x} * ${y} = ${x * y}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/**
+ * `documents` documents of the synthetic corpus, the same for the same seed. Mix: 30% stories, 25% profiles,
+ * 15% question-answer sets, 15% arithmetic, 15% town notes.
+ */
+export function syntheticCorpus(seed: number, documents: number): string[] {
+  const rng = new Rng(seed);
+  const world = makeWorld(rng);
+  const out: string[] = [];
+  for (let i = 0; i < documents; i++) {
+    const r = rng.uniform();
+    if (r < 0.3) out.push(story(rng, world));
+    else if (r < 0.55) out.push(profile(rng, pick(rng, world.people)));
+    else if (r < 0.7) out.push(questions(rng, world));
+    else if (r < 0.85) out.push(arithmetic(rng));
+    else out.push(townNote(rng, pick(rng, world.towns)));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A user's corpus
+
+/**
+ * Reads documents from a .txt file (the whole file is one document) or a .jsonl file (one JSON object per
+ * line with a string field "text"; blank lines are skipped). Errors name the file and the byte offset (bad
+ * UTF-8) or the line (bad JSONL).
+ */
+export async function readCorpusFile(file: string): Promise<string[]> {
+  const kind = extname(file).toLowerCase();
+  if (kind !== '.txt' && kind !== '.jsonl') throw new UserError(`${file}: corpus must be a .txt or .jsonl file`);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(file);
+  } catch (error) {
+    throw new UserError(`${file}: cannot read corpus (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const text = decodeUtf8(bytes, file);
+  const docs = kind === '.txt' ? [text] : parseJsonlCorpus(text, file);
+  if (!docs.some((d) => d.length > 0)) throw new UserError(`${file}: corpus is empty`);
+  return docs.filter((d) => d.length > 0);
+}
+
+/** Documents of a JSONL corpus: the "text" field of each non-blank line. */
+export function parseJsonlCorpus(text: string, file: string): string[] {
+  const docs: string[] = [];
+  const lines = text.split('\n');
+  for (const [i, raw] of lines.entries()) {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (line.trim() === '') continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (error) {
+      throw new UserError(`${file}:${i + 1}: not valid JSON (${(error as Error).message})`);
+    }
+    const value = typeof record === 'object' && record !== null && !Array.isArray(record) ? (record as Record<string, unknown>).text : undefined;
+    if (typeof value !== 'string') {
+      throw new UserError(`${file}:${i + 1}: expected an object with a string field "text", found ${JSON.stringify(line.length > 80 ? `${line.slice(0, 77)}...` : line)}`);
+    }
+    docs.push(value);
+  }
+  return docs;
+}
+
+/** UTF-8 text of `bytes` (a leading BOM dropped); invalid UTF-8 is an error naming the file, byte offset and line. */
+export function decodeUtf8(bytes: Uint8Array, file: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const offset = firstInvalidUtf8(bytes);
+    let line = 1;
+    for (let i = 0; i < offset; i++) if (bytes[i] === 0x0a) line++;
+    throw new UserError(`${file}: invalid UTF-8 at byte offset ${offset} (line ${line})`);
+  }
+}
+
+/**
+ * Offset of the first byte that does not start or continue a well-formed UTF-8 sequence (Unicode 15, table
+ * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or -1 if all of `bytes` is valid.
+ */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i];
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) need = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      if (b === 0xe0) lo = 0xa0;
+      if (b === 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      if (b === 0xf0) lo = 0x90;
+      if (b === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k];
+      if (c === undefined || c < (k === 1 ? lo : 0x80) || c > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
+}

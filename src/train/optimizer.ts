@@ -1,0 +1,125 @@
+// AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization", Algorithm 2) over a model's named
+// parameters, and global gradient-norm clipping. The update itself is the fused `adamw` kernel (native/r1.h),
+// run in place on each parameter's storage: the optimizer is the one place parameters are written.
+import { allocHost, cpuBackend, type FloatArray } from '../tensor/backend.ts';
+import { mul, type Tensor } from '../tensor/index.ts';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Decoupled decay coefficient (the kernel applies p -= lr * wd * p), for the parameters that decay. */
+  weightDecay: number;
+}
+
+export const defaultAdamW: AdamWOptions = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+
+/** A set of parameters sharing a weight decay (PyTorch's param_groups). */
+export interface ParamGroup {
+  params: Array<[string, Tensor]>;
+  weightDecay: number;
+}
+
+/**
+ * The usual split (GPT-2/nanoGPT, Llama): the matrices of linear layers decay; norms' gains, biases and
+ * embedding tables do not. Decaying a gain pulls it toward 0 rather than toward its initial 1, and decaying
+ * a table shrinks the rows of rare tokens that seldom get a gradient to pull back.
+ */
+export function weightDecayGroups(named: ReadonlyArray<[string, Tensor]>, weightDecay: number): ParamGroup[] {
+  const decay: Array<[string, Tensor]> = [];
+  const noDecay: Array<[string, Tensor]> = [];
+  for (const entry of named) {
+    const [name, p] = entry;
+    (p.ndim >= 2 && !/embed/.test(name) ? decay : noDecay).push(entry);
+  }
+  return [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0);
+}
+
+/** Moments of every parameter by name, and the number of updates taken (for bias correction). */
+export interface AdamWState {
+  step: number;
+  m: Map<string, FloatArray>;
+  v: Map<string, FloatArray>;
+}
+
+export class AdamW {
+  readonly groups: ParamGroup[];
+  readonly options: AdamWOptions;
+  /** Updates taken so far; the next one uses t = step + 1 in the bias corrections. */
+  step = 0;
+  private readonly m = new Map<string, FloatArray>();
+  private readonly v = new Map<string, FloatArray>();
+
+  /** `named` is model.namedParameters(); the decay split follows weightDecayGroups. */
+  constructor(named: ReadonlyArray<[string, Tensor]>, options: Partial<AdamWOptions> = {}) {
+    this.options = { ...defaultAdamW, ...options };
+    this.groups = weightDecayGroups(named, this.options.weightDecay);
+    for (const [name, p] of named) {
+      if (this.m.has(name)) throw new Error(`AdamW: parameter '${name}' is listed twice`);
+      if (p.dtype === 'i32' || !p.isContiguous || p.offset !== 0) throw new Error(`AdamW: parameter '${name}' must be a contiguous float tensor`);
+      this.m.set(name, allocHost(p.dtype, p.size) as FloatArray);
+      this.v.set(name, allocHost(p.dtype, p.size) as FloatArray);
+    }
+  }
+
+  /**
+   * One update with learning rate `lr` from each parameter's `.grad`; parameters without a gradient are left
+   * alone (their moments do not decay either, as in PyTorch).
+   */
+  update(lr: number): void {
+    const { beta1, beta2, eps } = this.options;
+    this.step++;
+    const bias1 = 1 - beta1 ** this.step;
+    const bias2 = 1 - beta2 ** this.step;
+    const kernels = cpuBackend().kernels;
+    for (const group of this.groups) {
+      for (const [name, p] of group.params) {
+        const g = p.grad;
+        if (!g) continue;
+        if (g.dtype !== p.dtype || g.size !== p.size) throw new Error(`AdamW: gradient of '${name}' is ${g} for a parameter ${p}`);
+        const grad = g.isContiguous ? g.floats() : g.detach().toArray() as FloatArray;
+        kernels.adamw(p.floats(), grad, this.m.get(name)!, this.v.get(name)!, p.size, lr, beta1, beta2, eps, group.weightDecay, bias1, bias2);
+      }
+    }
+  }
+
+  /** The moments (live arrays, not copies: save them before the next update) and the step count. */
+  stateDict(): AdamWState {
+    return { step: this.step, m: this.m, v: this.v };
+  }
+
+  /** Restores a state saved by stateDict(); every parameter must be present with its size. `source` names the file. */
+  loadStateDict(state: AdamWState, source: string): void {
+    for (const [which, target, saved] of [['m', this.m, state.m], ['v', this.v, state.v]] as const) {
+      for (const [name, array] of target) {
+        const values = saved.get(name);
+        if (!values) throw new Error(`${source}: optimizer state has no ${which} for parameter '${name}'`);
+        if (values.length !== array.length) throw new Error(`${source}: optimizer ${which} of '${name}' has ${values.length} values, the parameter ${array.length}`);
+        array.set(values);
+      }
+    }
+    this.step = state.step;
+  }
+}
+
+/**
+ * Scales all gradients together so that their global L2 norm is at most maxNorm (Pascanu et al. 2013, as
+ * torch.nn.utils.clip_grad_norm_), replacing each `.grad` with a new tensor (gradients are never written in
+ * place: one may be shared). Returns the norm before clipping; a non-finite norm is returned unclipped for
+ * the caller to act on.
+ */
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
+  const kernels = cpuBackend().kernels;
+  let sumSq = 0;
+  for (const p of params) {
+    if (!p.grad) continue;
+    const g = p.grad.isContiguous ? p.grad.floats() : p.grad.detach().toArray() as FloatArray;
+    sumSq += kernels.sumSquares(g, p.grad.size);
+  }
+  const norm = Math.sqrt(sumSq);
+  if (!Number.isFinite(norm) || norm <= maxNorm) return norm;
+  // The 1e-6 keeps the clipped norm just under maxNorm, as PyTorch does.
+  const scale = maxNorm / (norm + 1e-6);
+  for (const p of params) if (p.grad) p.grad = mul(p.grad, scale);
+  return norm;
+}
