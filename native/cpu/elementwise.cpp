@@ -199,8 +199,9 @@ R1_API void r1_unary(int op, const float* x, float* y, int64_t n) {
     case R1_SIGMOID: return map_vector(x, y, n, [](f32x8 v) { return sigmoid8(v); });
     case R1_SILU: return map_vector(x, y, n, [](f32x8 v) { return v * sigmoid8(v); });
     case R1_GELU_TANH:
+      // 0.5 (1 + tanh(u)) = sigmoid(2u): the same function without the cancellation of 1 + tanh(u) for x << 0.
       return map_scalar(x, y, n, [](float v) {
-        return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
+        return v / (1.0f + std::exp(-2.0f * kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
       });
     case R1_RELU: return map_scalar(x, y, n, [](float v) { return v > 0.0f ? v : 0.0f; });
     case R1_ABS: return map_scalar(x, y, n, [](float v) { return std::fabs(v); });
@@ -246,11 +247,13 @@ R1_API void r1_unary_backward(int op, const float* x_in, const float* y_in, cons
       });
       return;
     case R1_GELU_TANH:
+      // With s = sigmoid(2u) = 0.5 (1 + tanh u): y = x s and y' = s + 2 x s (1 - s) u'. 1 - s is computed as
+      // sigmoid(-2u), not by subtraction, so that both tails keep their relative precision.
       return run([](float x, float, float g) {
-        float u = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
-        float t = std::tanh(u);
+        float u2 = 2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+        float s = 1.0f / (1.0f + std::exp(-u2)), one_minus_s = 1.0f / (1.0f + std::exp(u2));
         float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
-        return g * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+        return g * (s + 2.0f * x * s * one_minus_s * du);
       });
     case R1_RELU: return run([](float x, float, float g) { return x > 0.0f ? g : 0.0f; });
     case R1_ABS: return run([](float x, float, float g) { return x > 0.0f ? g : x < 0.0f ? -g : 0.0f; });

@@ -25,7 +25,7 @@ R1_API void r1_rmsnorm(const float* x, const float* w, float* y, float* rstd, in
 
 // With r = rstd and c = sum_i w_i dy_i x_i, dx_j = r (w_j dy_j - x_j r^2 c / dim), since dr/dx_j = -r^3 x_j / dim.
 // dw_j += sum_r dy_rj x_rj r_r is a second pass split over columns, so that no two threads write one dw_j and
-// the sum runs in row order whatever the thread count.
+// the sum runs in row order whatever the thread count; it sums in double, since rows is every token of a batch.
 R1_API void r1_rmsnorm_backward(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
                                 float* dw, int64_t rows, int64_t dim) {
   parallel_for(rows, row_grain(dim), [&](int64_t b, int64_t e) {
@@ -50,13 +50,16 @@ R1_API void r1_rmsnorm_backward(const float* x, const float* w, const float* rst
   int64_t blocks = (dim + kBlock - 1) / kBlock;
   parallel_for(blocks, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(rows * kBlock, 1)),
                [&](int64_t b, int64_t e) {
-                 int64_t c0 = b * kBlock, c1 = std::min(dim, e * kBlock);
-                 float* __restrict d = dw;
-                 for (int64_t r = 0; r < rows; ++r) {
-                   const float* __restrict xr = x + r * dim;
-                   const float* __restrict gr = dy + r * dim;
-                   float s = rstd[r];
-                   for (int64_t i = c0; i < c1; ++i) d[i] += gr[i] * xr[i] * s;
+                 for (int64_t c0 = b * kBlock; c0 < std::min(dim, e * kBlock); c0 += kBlock) {
+                   int64_t w = std::min(kBlock, dim - c0);
+                   double acc[kBlock] = {};
+                   for (int64_t r = 0; r < rows; ++r) {
+                     const float* __restrict xr = x + r * dim + c0;
+                     const float* __restrict gr = dy + r * dim + c0;
+                     float s = rstd[r];
+                     for (int64_t i = 0; i < w; ++i) acc[i] += static_cast<double>(gr[i]) * xr[i] * s;
+                   }
+                   for (int64_t i = 0; i < w; ++i) dw[c0 + i] += static_cast<float>(acc[i]);
                  }
                });
 }
