@@ -1,6 +1,6 @@
 // The tensor layer's public face: Tensor, autograd controls, ops, random numbers, backends.
 import './backends/reference.ts';
-// import './backends/native.ts';
+import './backends/native.ts';
 
 export * from './tensor.ts';
 export * from './ops.ts';
