@@ -157,6 +157,46 @@ struct PackBuffer {
 };
 thread_local PackBuffer a_buffer, b_buffer;
 
+#if R1_GEMM_AVX2
+// In-place 8 x 8 transpose of r[0..7] (r[i] holds row i) through unpack/shuffle/permute: 24 shuffles for 64
+// elements instead of 64 scalar moves. Packing A row-major or B stored n x k (trans_b, a Linear weight) needs it.
+inline void transpose_8x8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+               t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+               t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+               t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// dst[p * NR + j] = src[j * ld + p] for j, p < 8.
+inline void pack_b_block_8x8(const float* src, int64_t ld, float* dst) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+  transpose_8x8(r);
+  for (int p = 0; p < 8; ++p) _mm256_store_ps(dst + p * NR, r[p]);
+}
+
+// dst[p * MR + i] = src[i * ld + p] for i < MR = 6, p < 8: transposed with two zero rows, 6 of 8 lanes kept.
+static_assert(MR == 6, "pack_a_block_6x8 packs the 6 x 16 kernel's A panels");
+inline void pack_a_block_6x8(const float* src, int64_t ld, float* dst) {
+  __m256 r[8];
+  for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+  r[6] = r[7] = _mm256_setzero_ps();
+  transpose_8x8(r);
+  for (int p = 0; p < 8; ++p) {
+    _mm_storeu_ps(dst + p * MR, _mm256_castps256_ps128(r[p]));
+    _mm_storel_pi(reinterpret_cast<__m64*>(dst + p * MR + 4), _mm256_extractf128_ps(r[p], 1));
+  }
+}
+#endif
+
 // Packs rows [0, mc) x k-range [0, kc) of op(A) (element (i, p) at a[i * rs + p * cs]) into MR-row
 // micro-panels, k-major inside each, rows past mc zero-filled.
 void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float* __restrict dst) {
@@ -166,10 +206,12 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, floa
     if (rows == MR && rs == 1) {  // A stored transposed: the MR values of one k step are adjacent
       for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * MR, src + p * cs, MR * sizeof(float));
     } else if (rows == MR && cs == 1) {  // A row-major: MR rows read side by side
-      const float* r[MR];
-      for (int64_t i = 0; i < MR; ++i) r[i] = src + i * rs;
-      for (int64_t p = 0; p < kc; ++p)
-        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = r[i][p];
+      int64_t p = 0;
+#if R1_GEMM_AVX2
+      for (; p + 8 <= kc; p += 8) pack_a_block_6x8(src + p, rs, dst + p * MR);
+#endif
+      for (; p < kc; ++p)
+        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = src[i * rs + p];
     } else {
       for (int64_t p = 0; p < kc; ++p) {
         for (int64_t i = 0; i < rows; ++i) dst[p * MR + i] = src[i * rs + p * cs];
@@ -178,32 +220,6 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, floa
     }
   }
 }
-
-#if R1_GEMM_AVX2
-// dst[p * NR + j] = src[j * ld + p] for an 8 x 8 block (B stored n x k, trans_b): the 8 x 8 transpose
-// through unpack/shuffle/permute, 24 shuffles for 64 elements instead of 64 scalar moves.
-inline void transpose_8x8(const float* src, int64_t ld, float* dst) {
-  __m256 r0 = _mm256_loadu_ps(src + 0 * ld), r1 = _mm256_loadu_ps(src + 1 * ld),
-         r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld),
-         r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld),
-         r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-  r0 = _mm256_shuffle_ps(t0, t2, 0x44), r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  r2 = _mm256_shuffle_ps(t1, t3, 0x44), r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  r4 = _mm256_shuffle_ps(t4, t6, 0x44), r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  r6 = _mm256_shuffle_ps(t5, t7, 0x44), r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_store_ps(dst + 0 * NR, _mm256_permute2f128_ps(r0, r4, 0x20));
-  _mm256_store_ps(dst + 1 * NR, _mm256_permute2f128_ps(r1, r5, 0x20));
-  _mm256_store_ps(dst + 2 * NR, _mm256_permute2f128_ps(r2, r6, 0x20));
-  _mm256_store_ps(dst + 3 * NR, _mm256_permute2f128_ps(r3, r7, 0x20));
-  _mm256_store_ps(dst + 4 * NR, _mm256_permute2f128_ps(r0, r4, 0x31));
-  _mm256_store_ps(dst + 5 * NR, _mm256_permute2f128_ps(r1, r5, 0x31));
-  _mm256_store_ps(dst + 6 * NR, _mm256_permute2f128_ps(r2, r6, 0x31));
-  _mm256_store_ps(dst + 7 * NR, _mm256_permute2f128_ps(r3, r7, 0x31));
-}
-#endif
 
 // Packs k-range [0, kc) x columns [0, nc) of op(B) (element (p, j) at b[p * rs + j * cs]) into NR-column
 // micro-panels, k-major inside each, columns past nc zero-filled.
@@ -219,8 +235,8 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, floa
 #if R1_GEMM_AVX2
     if (cols == NR && rs == 1)  // B stored n x k (trans_b, a Linear weight): transpose 8 x 8 blocks
       for (; p + 8 <= kc; p += 8) {
-        transpose_8x8(src + p, cs, dst + p * NR);
-        transpose_8x8(src + 8 * cs + p, cs, dst + p * NR + 8);
+        pack_b_block_8x8(src + p, cs, dst + p * NR);
+        pack_b_block_8x8(src + 8 * cs + p, cs, dst + p * NR + 8);
       }
 #endif
     for (; p < kc; ++p) {
@@ -319,18 +335,53 @@ void gemv(const float* x, const float* w, float* y, int64_t k, int64_t n, bool w
     }
     return;
   }
-  // W stored k x n: y += x[p] * row p, over column strips narrow enough that the strip of y stays in L1 while
-  // all k rows stream past it.
-  constexpr int64_t STRIP = 256;
-  float strip[STRIP];
-  for (int64_t s0 = j0; s0 < j1; s0 += STRIP) {
+  // W stored k x n: y += x[p] * row p.
+  int64_t s0 = j0;
+#if R1_GEMM_AVX2
+  // Few outputs (attention's probabilities @ V at decode, n = head_dim): 64 of them live in 8 ymm accumulators
+  // (8 independent FMA chains cover the FMA latency) while all k rows stream past, y touched once.
+  if (j1 - j0 <= 256)
+    for (; s0 + 64 <= j1; s0 += 64) {
+      __m256 acc[8];
+      for (int v = 0; v < 8; ++v) acc[v] = accumulate ? _mm256_loadu_ps(y + s0 + 8 * v) : _mm256_setzero_ps();
+      const float* row = w + s0;
+      for (int64_t p = 0; p < k; ++p, row += n) {
+        const __m256 xp = _mm256_broadcast_ss(x + p);
+        for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(xp, _mm256_loadu_ps(row + 8 * v), acc[v]);
+      }
+      for (int v = 0; v < 8; ++v) _mm256_storeu_ps(y + s0 + 8 * v, acc[v]);
+    }
+#endif
+  // Many outputs: strips of y that stay in L1 while all k rows stream past, four rows at a time so that each
+  // load and store of the strip serves four rows of W. Rows are read in long contiguous runs (4 KiB per row
+  // per strip), which keeps DRAM streaming when W is larger than L3 (a vocabulary projection); 256-byte runs
+  // measured 40% slower there.
+  constexpr int64_t STRIP = 1024;
+  alignas(64) float strip[STRIP];
+  for (; s0 < j1; s0 += STRIP) {
     const int64_t width = std::min(STRIP, j1 - s0);
     if (accumulate) std::memcpy(strip, y + s0, width * sizeof(float));
     else std::memset(strip, 0, width * sizeof(float));
-    for (int64_t p = 0; p < k; ++p) {
+    int64_t p = 0;
+    for (; p + 4 <= k; p += 4) {
+      const float x0 = x[p], x1 = x[p + 1], x2 = x[p + 2], x3 = x[p + 3];
+      const float* r0 = w + p * n + s0;
+      const float *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+      int64_t j = 0;
+#if R1_GEMM_AVX2
+      const __m256 v0 = _mm256_set1_ps(x0), v1 = _mm256_set1_ps(x1), v2 = _mm256_set1_ps(x2), v3 = _mm256_set1_ps(x3);
+      for (; j + 8 <= width; j += 8) {
+        __m256 acc = _mm256_fmadd_ps(v0, _mm256_loadu_ps(r0 + j), _mm256_load_ps(strip + j));
+        acc = _mm256_fmadd_ps(v1, _mm256_loadu_ps(r1 + j), acc);
+        acc = _mm256_fmadd_ps(v2, _mm256_loadu_ps(r2 + j), acc);
+        _mm256_store_ps(strip + j, _mm256_fmadd_ps(v3, _mm256_loadu_ps(r3 + j), acc));
+      }
+#endif
+      for (; j < width; ++j) strip[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j];
+    }
+    for (; p < k; ++p) {
       const float xp = x[p];
       const float* row = w + p * n + s0;
-#pragma GCC ivdep
       for (int64_t j = 0; j < width; ++j) strip[j] += xp * row[j];
     }
     std::memcpy(y + s0, strip, width * sizeof(float));

@@ -110,7 +110,7 @@ test('r1_matmul matches float64 for all transposes, odd edges and block boundari
   const shapes: Array<[number, number, number]> = [
     [1, 1, 1], [3, 17, 65], [17, 3, 127], [65, 127, 3], [127, 65, 17], [6, 16, 256], [7, 33, 300],
     [150, 40, 20], [20, 500, 10], [1, 300, 257], [300, 1, 257], [1, 1, 300], [1, 5, 3], [5, 1, 3],
-    [2, 2, 1], [13, 29, 513],
+    [2, 2, 1], [13, 29, 513], [1, 130, 33], [130, 1, 34],
   ];
   let seed = 1;
   for (const [transA, transB] of transposes) {

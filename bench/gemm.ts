@@ -1,0 +1,163 @@
+// CPU GEMM benchmark: r1_matmul (native/cpu/gemm.cpp) against OpenBLAS's cblas_sgemm on square sizes and the
+// shapes a small transformer trains and decodes with. Prints a table and writes bench/results/gemm.json.
+//   node --import tsx bench/gemm.ts            (all shapes)
+//   node --import tsx bench/gemm.ts 1024 2048  (only rows whose name contains one of the arguments)
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load } from 'koffi';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const libPath = join(root, 'build', 'libr1cpu.so');
+if (!existsSync(libPath)) execFileSync(process.execPath, [join(root, 'scripts', 'build-native.mjs')], { stdio: 'inherit' });
+const r1 = load(libPath);
+const r1Matmul = r1.func(
+  'void r1_matmul(const float *a, const float *b, float *c, int64_t batch, int64_t m, int64_t n, int64_t k, ' +
+    'int trans_a, int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta)',
+);
+const r1NumThreads = r1.func('int r1_num_threads(void)');
+
+type Sgemm = (order: number, ta: number, tb: number, m: number, n: number, k: number, alpha: number,
+  a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number) => void;
+
+function loadOpenBlas(): Sgemm | undefined {
+  for (const name of ['libopenblas.so.0', 'libopenblas.so', '/usr/lib/x86_64-linux-gnu/libopenblas.so.0',
+    '/usr/lib/aarch64-linux-gnu/libopenblas.so.0', 'libopenblas.dylib']) {
+    try {
+      return load(name).func('void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, ' +
+        'const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)') as Sgemm;
+    } catch {}
+  }
+  console.log('OpenBLAS not found, so the OpenBLAS column is skipped. To compare, install it (Debian/Ubuntu: ' +
+    '`sudo apt-get install -y libopenblas0-pthread`) and run this again.\n');
+  return undefined;
+}
+const sgemm = loadOpenBlas();
+const CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112;
+
+/**
+ * Machine peak in GFLOP/s: cores x clock x 2 FMA pipes x 8 float lanes (256-bit AVX2) x 2 flops per FMA.
+ * The clock is the "cpu MHz" field of /proc/cpuinfo (on this KVM guest the host's nominal clock; the real
+ * clock may boost above it, so % of peak can read high), else os.cpus()'s speed.
+ */
+function machine(): { model: string; cores: number; clockMHz: number; clockSource: string; peakGflops: number } {
+  const cores = availableParallelism();
+  let clockMHz = 0, clockSource = '', model = cpus()[0]?.model ?? 'unknown';
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(info);
+    if (mhz) clockMHz = Number(mhz[1]), clockSource = '/proc/cpuinfo "cpu MHz"';
+    model = /^model name\s*:\s*(.+)$/m.exec(info)?.[1] ?? model;
+  } catch {}
+  if (!clockMHz) clockMHz = cpus()[0]?.speed ?? 0, clockSource = 'os.cpus()[0].speed';
+  return { model, cores, clockMHz, clockSource, peakGflops: (cores * clockMHz * 2 * 8 * 2) / 1000 };
+}
+
+interface Shape {
+  name: string;
+  batch?: number;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+}
+
+// Transformer shapes for hidden size h and T = 4096 tokens (a batch of 16 x 256): the fused QKV projection
+// (h -> 3h) with the weight stored [out, in] as in a Linear layer, forward Y = X W^T and its two backward
+// products, dX = dY W and dW = dY^T X. Decode: one token (m = 1) or 32 sequences (m = 32) through a
+// Linear layer and through the vocabulary projection.
+function transformerShapes(label: string, h: number): Shape[] {
+  const T = 4096;
+  return [
+    { name: `${label} X W (NN)`, m: T, n: 3 * h, k: h },
+    { name: `${label} X W^T (NT) fwd`, m: T, n: 3 * h, k: h, transB: true },
+    { name: `${label} dY W (NN) dX`, m: T, n: h, k: 3 * h },
+    { name: `${label} dY^T X (TN) dW`, m: 3 * h, n: h, k: T, transA: true },
+  ];
+}
+
+const shapes: Shape[] = [
+  ...[256, 512, 1024, 2048].map((s) => ({ name: `square ${s}`, m: s, n: s, k: s })),
+  ...transformerShapes('5M h=256', 256),
+  ...transformerShapes('20M h=512', 512),
+  { name: 'attention 16 heads QK^T', batch: 16, m: 256, n: 256, k: 64, transB: true },
+  ...[512, 1024].flatMap((h) => [
+    { name: `decode m=1 ${h}x${h} (NT)`, m: 1, n: h, k: h, transB: true },
+    { name: `decode m=1 ${h}x${h} (NN)`, m: 1, n: h, k: h },
+    { name: `decode m=32 ${h}x${h} (NT)`, m: 32, n: h, k: h, transB: true },
+  ]),
+  ...[4096, 32768].flatMap((v) => [
+    { name: `decode m=1 vocab 512x${v} (NT)`, m: 1, n: v, k: 512, transB: true },
+    { name: `decode m=32 vocab 512x${v} (NT)`, m: 32, n: v, k: 512, transB: true },
+  ]),
+  { name: 'decode m=32 vocab 1024x32768 (NT)', m: 32, n: 32768, k: 1024, transB: true },
+];
+
+// Median seconds per call over at least 5 calls and 0.3 s, after one warm-up call.
+function time(run: () => void): number {
+  run();
+  const samples: number[] = [];
+  const start = performance.now();
+  while (samples.length < 5 || performance.now() - start < 300) {
+    const t = performance.now();
+    run();
+    samples.push((performance.now() - t) / 1000);
+  }
+  samples.sort((x, y) => x - y);
+  return samples[samples.length >> 1];
+}
+
+function randomArray(n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; ++i) out[i] = Math.random() * 2 - 1;
+  return out;
+}
+
+const filters = process.argv.slice(2);
+const info = machine();
+console.log(`${info.model}, ${info.cores} cores, ${info.clockMHz} MHz (${info.clockSource}); r1 threads ${r1NumThreads()}`);
+console.log(`peak ${info.peakGflops.toFixed(1)} GFLOP/s = ${info.cores} cores x ${(info.clockMHz / 1000).toFixed(3)} GHz x 2 FMA x 8 lanes x 2\n`);
+const header = ['shape', 'batch', 'm', 'n', 'k', 'r1 ms', 'r1 GFLOP/s', '% peak', 'OpenBLAS GFLOP/s', 'r1 / OpenBLAS'];
+const widths = [36, 5, 6, 6, 6, 9, 10, 7, 16, 13];
+const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' ');
+console.log(row(header));
+
+const results = [];
+for (const s of shapes) {
+  if (filters.length && !filters.some((f) => s.name.includes(f))) continue;
+  const { m, n, k, batch = 1, transA = false, transB = false } = s;
+  const a = randomArray(batch * m * k), b = randomArray(batch * k * n), c = new Float32Array(batch * m * n);
+  const flops = 2 * batch * m * n * k;
+  const r1Seconds = time(() => r1Matmul(a, b, c, batch, m, n, k, transA ? 1 : 0, transB ? 1 : 0, m * k, k * n, m * n, 0));
+  let blasSeconds: number | undefined;
+  if (sgemm) {
+    const lda = transA ? m : k, ldb = transB ? k : n;
+    // cblas has no batch: one call per item on subarray views (koffi passes views by pointer too).
+    const views = Array.from({ length: batch }, (_, i) => [a.subarray(i * m * k), b.subarray(i * k * n), c.subarray(i * m * n)]);
+    blasSeconds = time(() => {
+      for (const [av, bv, cv] of views) {
+        sgemm(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS, transB ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, k, 1,
+          av, lda, bv, ldb, 0, cv, n);
+      }
+    });
+  }
+  const r1Gflops = flops / r1Seconds / 1e9;
+  const blasGflops = blasSeconds ? flops / blasSeconds / 1e9 : undefined;
+  const result = {
+    ...s, batch, transA, transB,
+    r1Ms: r1Seconds * 1000, r1Gflops, percentOfPeak: (100 * r1Gflops) / info.peakGflops,
+    openblasMs: blasSeconds === undefined ? null : blasSeconds * 1000, openblasGflops: blasGflops ?? null,
+    ratioToOpenblas: blasGflops ? r1Gflops / blasGflops : null,
+  };
+  results.push(result);
+  console.log(row([s.name, String(batch), String(m), String(n), String(k), result.r1Ms.toFixed(3), r1Gflops.toFixed(1),
+    result.percentOfPeak.toFixed(0), blasGflops ? blasGflops.toFixed(1) : '-', result.ratioToOpenblas ? result.ratioToOpenblas.toFixed(2) : '-']));
+}
+
+const outDir = join(root, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'gemm.json'), JSON.stringify({ date: new Date().toISOString(), machine: info, threads: r1NumThreads(), openblas: !!sgemm, results }, null, 2) + '\n');
+console.log(`\nwrote ${join('bench', 'results', 'gemm.json')}`);
