@@ -1,0 +1,72 @@
+// Whole models on disk: a Hugging Face directory (config.json + safetensors + tokenizer.json) in, a DenseModel
+// and its Tokenizer out, and back. Tensor names are already Hugging Face's (Module registers them so), so
+// loading is a check of the directory followed by Module.loadState, with no renaming table.
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CONFIG_FILE, loadHfWeights, readHfConfig, saveHfModel } from '../io/hf.ts';
+import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
+import { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { UserError } from '../util/errors.ts';
+import { DenseModel } from './dense.ts';
+
+const TOKENIZER_FILE = 'tokenizer.json';
+
+export interface LoadedModel {
+  model: DenseModel;
+  tokenizer: Tokenizer;
+  /**
+   * Every end-of-sequence id config.json names (Llama-3-Instruct lists several; DenseConfig.eosTokenId keeps
+   * only the first). Pass them as stopTokenIds to generate() to stop where the model was trained to stop.
+   */
+  eosTokenIds: number[];
+}
+
+/** Loads a Hugging Face model directory of the Llama or Qwen2 family. */
+export async function loadModel(dir: string): Promise<LoadedModel> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: no such model folder`);
+  if (!existsSync(join(dir, CONFIG_FILE))) throw new UserError(`${dir}: no ${CONFIG_FILE} (a model folder holds config.json, *.safetensors and tokenizer.json)`);
+  if (!existsSync(join(dir, TOKENIZER_FILE))) throw new UserError(`${dir}: no ${TOKENIZER_FILE} (a model folder holds config.json, *.safetensors and tokenizer.json)`);
+  const { config, eosTokenIds } = await readHfConfig(dir);
+  const tokenizer = Tokenizer.fromFile(dir);
+  if (tokenizer.vocabSize > config.vocabSize) {
+    throw new UserError(`${join(dir, TOKENIZER_FILE)}: ${tokenizer.vocabSize} token ids, more than vocab_size ${config.vocabSize} in ${join(dir, CONFIG_FILE)}`);
+  }
+  const weights = await loadHfWeights(dir, config);
+  const model = new DenseModel(config);
+  const values = new Map([...weights].map(([name, array]) => [name, { shape: array.shape, data: toFloat32(array) }]));
+  model.loadState(values, dir);
+  const eosIds = [...eosTokenIds];
+  if (tokenizer.eosTokenId !== null && !eosIds.includes(tokenizer.eosTokenId)) eosIds.push(tokenizer.eosTokenId);
+  return { model, tokenizer, eosTokenIds: eosIds };
+}
+
+export interface SaveModelOptions {
+  /** Weight dtype on disk (default F32; BF16 halves the files, rounding to nearest even). */
+  dtype?: 'F32' | 'BF16';
+}
+
+/**
+ * Writes `model` and `tokenizer` as a Hugging Face directory that transformers opens (AutoModelForCausalLM,
+ * AutoTokenizer). The tokenizer's files (tokenizer.json and tokenizer_config.json) are copied from where it
+ * was loaded.
+ */
+export async function saveModel(model: DenseModel, tokenizer: Tokenizer, dir: string, options: SaveModelOptions = {}): Promise<void> {
+  const { tokenizerFile, configFile } = tokenizer.sources;
+  if (!existsSync(tokenizerFile)) {
+    throw new UserError(`saveModel: the tokenizer's file ${tokenizerFile} does not exist; write the tokenizer to disk (e.g. saveTrainedBpe) and load it from there`);
+  }
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    throw new UserError(`saveModel: the tokenizer has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${model.config.vocabSize}`);
+  }
+  const dtype = options.dtype ?? 'F32';
+  const tensors: TensorMap = new Map();
+  for (const [name, p] of model.namedParameters()) {
+    const values = p.toArray();
+    tensors.set(name, fromFloat32([...p.shape], values instanceof Float32Array ? values : Float32Array.from(values), dtype));
+  }
+  await saveHfModel(dir, { config: model.config, tensors }, {
+    tokenizerJson: await readFile(tokenizerFile, 'utf8'),
+    tokenizerConfig: configFile === null ? undefined : JSON.parse(await readFile(configFile, 'utf8')),
+  });
+}
