@@ -74,12 +74,12 @@ export function firstInvalidUtf8(bytes: Uint8Array): number {
  * runs, punctuation with trailing newlines and whitespace runs all end there), so the pieces pre-tokenize to
  * exactly the words of the whole text, while the regex never has to hold all of a large file's matches at once.
  */
-export function splitTextForTraining(text: string): string[] {
+export function splitTextForTraining(text: string, chunkUnits = TXT_CHUNK_UNITS): string[] {
   const pieces: string[] = [];
   const boundary = /\n(?=\S)/g;
   let start = 0;
-  while (text.length - start > TXT_CHUNK_UNITS) {
-    boundary.lastIndex = start + TXT_CHUNK_UNITS;
+  while (text.length - start > chunkUnits) {
+    boundary.lastIndex = start + chunkUnits;
     const match = boundary.exec(text);
     if (match === null) break;
     pieces.push(text.slice(start, match.index + 1));

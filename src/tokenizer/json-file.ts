@@ -63,9 +63,9 @@ export function locateJsonError(text: string): { offset: number; problem: string
     if (pos === start) fail();
   };
   const string = () => {
-    pos++; // opening quote
+    const opening = pos++;
     for (;;) {
-      if (pos >= text.length) fail('unterminated string');
+      if (pos >= text.length) fail('unterminated string', opening);
       const c = text.charCodeAt(pos);
       if (c === 0x22) return void pos++;
       if (c < 0x20) fail('control character in string (escape it)');
