@@ -217,6 +217,11 @@ export function parseHfConfig(raw: unknown, file: string): { config: DenseConfig
   fields.mustBe('hidden_act', 'silu', 'the MLP is SwiGLU');
   if (isLlama) fields.mustBe('mlp_bias', false, 'the MLP projections have no bias');
   else fields.mustBe('use_sliding_window', false, 'attention is full causal attention');
+  // transformers 5 lists each layer's attention kind.
+  const layerTypes = fields.get('layer_types');
+  if (layerTypes !== undefined && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === 'full_attention'))) {
+    throw new UserError(`${file}: field "layer_types" is ${JSON.stringify(layerTypes)}, but only "full_attention" layers are supported`);
+  }
 
   const hiddenSize = fields.positiveInt('hidden_size');
   const numHeads = fields.positiveInt('num_attention_heads');

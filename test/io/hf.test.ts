@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   expectedTensorShapes, hfConfigJson, loadHfModel, loadHfWeights, parseHfConfig, readHfConfig, saveHfModel,
 } from '../../src/io/hf.ts';
@@ -149,6 +150,7 @@ const BAD_CONFIGS: [string, Record<string, unknown>, RegExp][] = [
   ['another activation', { ...LLAMA32_1B_INSTRUCT, hidden_act: 'gelu' }, /field "hidden_act" is "gelu", but only "silu" is supported/],
   ['MLP bias', { ...LLAMA32_1B_INSTRUCT, mlp_bias: true }, /field "mlp_bias" is true, but only false is supported/],
   ['sliding-window attention', { ...QWEN25_05B, use_sliding_window: true }, /field "use_sliding_window" is true/],
+  ['sliding-window layers (transformers 5)', { ...QWEN25_05B, layer_types: ['full_attention', 'sliding_attention'] }, /field "layer_types" is \["full_attention","sliding_attention"\], but only "full_attention" layers are supported/],
 ];
 
 for (const [problem, json, message] of BAD_CONFIGS) {
@@ -323,4 +325,32 @@ test('readHfConfig names a missing config.json', async () => {
   await withTempDir(async (dir) => {
     await assert.rejects(readHfConfig(dir), (e: unknown) => e instanceof UserError && e.message.startsWith(`${join(dir, 'config.json')}: cannot read (ENOENT)`));
   });
+});
+
+// Folders written by transformers 5.17's save_pretrained (test/io/fixtures/make_hf_tiny.py, run on the GPU
+// machine): config.json in the transformers 5 style (rope_parameters, dtype, layer_types), one file or shards.
+const HF_TINY = fileURLToPath(new URL('./fixtures/hf-tiny', import.meta.url));
+
+test('folders saved by transformers load with the DenseConfig and tensors transformers meant', async () => {
+  const folders = await readdir(HF_TINY);
+  assert.deepEqual(folders.sort(), ['llama', 'llama3-rope', 'qwen2', 'qwen2-sharded']);
+  for (const folder of folders) {
+    const dir = join(HF_TINY, folder);
+    const expected = JSON.parse(await readFile(join(dir, 'expected.json'), 'utf8'));
+    const model = await loadHfModel(dir);
+    assert.deepEqual(model.config, expected.config, folder);
+    assert.deepEqual(model.eosTokenIds, expected.eosTokenIds, folder);
+    assert.equal(model.torchDtype, 'bfloat16');
+    assert.deepEqual([...model.tensors.keys()].sort(), expected.tensorNames, folder);
+    for (const array of model.tensors.values()) assert.equal(array.dtype, 'BF16');
+
+    // Saved again by us and read back: the same bytes (transformers opening these re-saved folders and
+    // computing the same logits was checked with make_hf_tiny.py --load on resave_hf_tiny.ts's output).
+    await withTempDir(async (out) => {
+      await saveHfModel(out, model);
+      const again = await loadHfModel(out);
+      assert.deepEqual(again.config, model.config);
+      await assertSameTensors(again.tensors, model.tensors);
+    });
+  }
 });
