@@ -11,6 +11,8 @@ const program = new Command('r1')
 // Subcommands register themselves here, in the order `r1 --help` lists them.
 const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./tokenizer.ts'),
+  () => import('./sample.ts'),
+  () => import('./logits.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {
