@@ -1,0 +1,39 @@
+// The dense model against Hugging Face transformers: tiny random Llama and Qwen2 checkpoints saved by
+// transformers 5.17 (test/io/fixtures/make_hf_tiny.py, run on the GPU machine) carry the float32 logits that
+// transformers computed for a fixed prompt; r1ts must reproduce them from the same files.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadHfWeights, readHfConfig } from '../../src/io/hf.ts';
+import { toFloat32 } from '../../src/io/safetensors.ts';
+import { DenseModel } from '../../src/models/dense.ts';
+import { noGrad, tensor, withBackend } from '../../src/tensor/index.ts';
+
+const fixtures = new URL('../io/fixtures/hf-tiny/', import.meta.url).pathname;
+
+// Both sides compute in float32 from the same bf16-rounded weights; they differ only in summation order, which
+// over these widths (16-40 terms, two layers) moves logits by ~1e-6 of their scale. 1e-4 of the largest
+// logit leaves room for that and catches any wrong rotary pairing, scaling, bias or norm (errors of ~1e-1).
+const RELATIVE_TOLERANCE = 1e-4;
+
+for (const backend of ['native', 'reference'] as const) {
+  describe(`dense model logits equal transformers' (${backend} backend)`, () => {
+    for (const name of ['llama', 'llama3-rope', 'qwen2', 'qwen2-sharded']) {
+      it(name, async () => {
+        const dir = join(fixtures, name);
+        const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { prompt: number[]; logits: number[][] };
+        const { config } = await readHfConfig(dir);
+        const weights = await loadHfWeights(dir, config);
+        const model = new DenseModel(config);
+        model.loadState(new Map([...weights].map(([n, a]) => [n, { shape: a.shape, data: toFloat32(a) }])), dir);
+        const logits = withBackend(backend, () => noGrad(() => model.forward(tensor(expected.prompt, [1, expected.prompt.length], 'i32'))));
+        const got = logits.toArray();
+        const scale = Math.max(...expected.logits.flat().map(Math.abs));
+        let worst = 0;
+        expected.logits.flat().forEach((want, i) => (worst = Math.max(worst, Math.abs(got[i] - want))));
+        assert.ok(worst <= RELATIVE_TOLERANCE * scale, `max |r1ts - transformers| = ${worst.toExponential(2)} (scale ${scale.toFixed(3)})`);
+      });
+    }
+  });
+}
