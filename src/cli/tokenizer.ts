@@ -24,6 +24,11 @@ export function parseIdList(text: string): number[] {
   });
 }
 
+/** Writes a line to the command's output (stdout unless configureOutput says otherwise, as in tests). */
+function println(command: Command, line: string): void {
+  command.configureOutput().writeOut!(`${line}\n`);
+}
+
 /** A token's text as JSON, or its bytes in hex when it holds only part of a UTF-8 character ("<e4 bd>"). */
 function showTokenText(tok: Tokenizer, id: number): string {
   const bytes = tok.tokenBytes(id);
@@ -52,7 +57,7 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'folder to write tokenizer.json and tokenizer_config.json into')
     .option('--special <tokens...>', 'more special tokens, after the default ones')
     .option('--min-frequency <n>', 'do not merge pairs seen fewer times than this', positiveInteger, 2)
-    .action(async (opts: { corpus: string; vocabSize: number; out: string; special?: string[]; minFrequency: number }) => {
+    .action(async (opts: { corpus: string; vocabSize: number; out: string; special?: string[]; minFrequency: number }, command: Command) => {
       const started = performance.now();
       const texts = readCorpus(opts.corpus);
       const bar = new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true }, cliProgress.Presets.shades_classic);
@@ -74,7 +79,8 @@ export function register(program: Command): void {
       await saveTrainedBpe(opts.out, trained);
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       const shortBy = opts.vocabSize - trained.vocabSize;
-      console.log(
+      println(
+        command,
         `wrote ${join(opts.out, 'tokenizer.json')}: vocab ${trained.vocabSize} (256 bytes, ` +
           `${trained.vocabSize - 256 - trained.addedTokens} learned, ${trained.addedTokens} added) in ${seconds} s` +
           (shortBy > 0 ? `; ${shortBy} short of --vocab-size: the corpus has no more pairs seen >= ${opts.minFrequency} times` : ''),
@@ -88,15 +94,15 @@ export function register(program: Command): void {
     .requiredOption('--tokenizer <path>', 'tokenizer.json, or a folder holding it (and tokenizer_config.json)')
     .option('--tokens', 'print "id<TAB>vocabulary string<TAB>text as JSON" for each token')
     .option('--no-add-special-tokens', "leave out what the tokenizer's post-processor adds (e.g. Llama-3's BOS)")
-    .action((text: string, opts: { tokenizer: string; tokens?: boolean; addSpecialTokens: boolean }) => {
+    .action((text: string, opts: { tokenizer: string; tokens?: boolean; addSpecialTokens: boolean }, command: Command) => {
       const tok = Tokenizer.fromFile(opts.tokenizer);
       const ids = tok.encode(text, { addSpecialTokens: opts.addSpecialTokens });
       if (!opts.tokens) {
-        console.log(ids.join(','));
+        println(command, ids.join(','));
         return;
       }
       const pieces = tok.tokenize(text, { addSpecialTokens: opts.addSpecialTokens });
-      for (let i = 0; i < ids.length; i++) console.log(`${ids[i]}\t${pieces[i]}\t${showTokenText(tok, ids[i])}`);
+      for (let i = 0; i < ids.length; i++) println(command, `${ids[i]}\t${pieces[i]}\t${showTokenText(tok, ids[i])}`);
     });
 
   tokenizer
@@ -105,9 +111,9 @@ export function register(program: Command): void {
     .argument('<ids>', 'token ids separated by commas (or spaces), e.g. 9707,11,1879')
     .requiredOption('--tokenizer <path>', 'tokenizer.json, or a folder holding it (and tokenizer_config.json)')
     .option('--skip-special-tokens', 'leave out special tokens such as <|im_end|>')
-    .action((idsText: string, opts: { tokenizer: string; skipSpecialTokens?: boolean }) => {
+    .action((idsText: string, opts: { tokenizer: string; skipSpecialTokens?: boolean }, command: Command) => {
       const ids = parseIdList(idsText);
       const tok = Tokenizer.fromFile(opts.tokenizer);
-      process.stdout.write(`${tok.decode(ids, { skipSpecialTokens: opts.skipSpecialTokens ?? false })}\n`);
+      println(command, tok.decode(ids, { skipSpecialTokens: opts.skipSpecialTokens ?? false }));
     });
 }

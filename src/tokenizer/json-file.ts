@@ -46,9 +46,9 @@ export function locateJsonError(text: string): { offset: number; problem: string
   class Fail {
     constructor(readonly offset: number, readonly problem: string) {}
   }
-  const describe = (at: number) => (at >= text.length ? 'unexpected end of input' : `unexpected character ${JSON.stringify(text[at])}`);
   const fail = (problem?: string, at = pos): never => {
-    throw new Fail(at, problem ?? describe(at));
+    if (at >= text.length) throw new Fail(at, 'unexpected end of input');
+    throw new Fail(at, problem ?? `unexpected character ${JSON.stringify(text[at])}`);
   };
   const skipSpace = () => {
     while (pos < text.length && (text[pos] === ' ' || text[pos] === '\t' || text[pos] === '\n' || text[pos] === '\r')) pos++;
