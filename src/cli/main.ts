@@ -13,6 +13,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./tokenizer.ts'),
   () => import('./sample.ts'),
   () => import('./logits.ts'),
+  () => import('./pretrain.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -5,9 +5,9 @@
 // varied templates (profiles, town notes, question-answer pairs, short stories) and add arithmetic sentences.
 // The facts never contradict each other, so a small model can learn both the grammar and the facts, and a
 // sample shows at a glance whether it did ("Mira Tolden lives in Fenford" is right or wrong in this world).
-import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Rng } from '../tensor/index.ts';
+import { readCorpus } from '../tokenizer/corpus.ts';
 import { UserError } from '../util/errors.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -210,89 +210,14 @@ export function syntheticCorpus(seed: number, documents: number): string[] {
 // A user's corpus
 
 /**
- * Reads documents from a .txt file (the whole file is one document) or a .jsonl file (one JSON object per
- * line with a string field "text"; blank lines are skipped). Errors name the file and the byte offset (bad
- * UTF-8) or the line (bad JSONL).
+ * Documents of a .txt file (the whole file is one document) or a .jsonl file (the "text" string of each line),
+ * read and checked by the tokenizer layer's reader: invalid UTF-8 names the file and byte offset, a bad JSONL
+ * line names file:line.
  */
-export async function readCorpusFile(file: string): Promise<string[]> {
-  const kind = extname(file).toLowerCase();
-  if (kind !== '.txt' && kind !== '.jsonl') throw new UserError(`${file}: corpus must be a .txt or .jsonl file`);
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(file);
-  } catch (error) {
-    throw new UserError(`${file}: cannot read corpus (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
-  const text = decodeUtf8(bytes, file);
-  const docs = kind === '.txt' ? [text] : parseJsonlCorpus(text, file);
-  if (!docs.some((d) => d.length > 0)) throw new UserError(`${file}: corpus is empty`);
-  return docs.filter((d) => d.length > 0);
-}
-
-/** Documents of a JSONL corpus: the "text" field of each non-blank line. */
-export function parseJsonlCorpus(text: string, file: string): string[] {
-  const docs: string[] = [];
-  const lines = text.split('\n');
-  for (const [i, raw] of lines.entries()) {
-    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (line.trim() === '') continue;
-    let record: unknown;
-    try {
-      record = JSON.parse(line);
-    } catch (error) {
-      throw new UserError(`${file}:${i + 1}: not valid JSON (${(error as Error).message})`);
-    }
-    const value = typeof record === 'object' && record !== null && !Array.isArray(record) ? (record as Record<string, unknown>).text : undefined;
-    if (typeof value !== 'string') {
-      throw new UserError(`${file}:${i + 1}: expected an object with a string field "text", found ${JSON.stringify(line.length > 80 ? `${line.slice(0, 77)}...` : line)}`);
-    }
-    docs.push(value);
-  }
+export function readCorpusFile(file: string): string[] {
+  const texts = readCorpus(file);
+  // readCorpus cuts a long .txt into pieces for the BPE trainer; for packing they are one document again.
+  const docs = (extname(file).toLowerCase() === '.txt' ? [texts.join('')] : texts).filter((d) => d.length > 0);
+  if (docs.length === 0) throw new UserError(`${file}: corpus is empty`);
   return docs;
-}
-
-/** UTF-8 text of `bytes` (a leading BOM dropped); invalid UTF-8 is an error naming the file, byte offset and line. */
-export function decodeUtf8(bytes: Uint8Array, file: string): string {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    const offset = firstInvalidUtf8(bytes);
-    let line = 1;
-    for (let i = 0; i < offset; i++) if (bytes[i] === 0x0a) line++;
-    throw new UserError(`${file}: invalid UTF-8 at byte offset ${offset} (line ${line})`);
-  }
-}
-
-/**
- * Offset of the first byte that does not start or continue a well-formed UTF-8 sequence (Unicode 15, table
- * 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or -1 if all of `bytes` is valid.
- */
-export function firstInvalidUtf8(bytes: Uint8Array): number {
-  let i = 0;
-  while (i < bytes.length) {
-    const b = bytes[i];
-    if (b < 0x80) {
-      i++;
-      continue;
-    }
-    let need: number;
-    let lo = 0x80;
-    let hi = 0xbf;
-    if (b >= 0xc2 && b <= 0xdf) need = 1;
-    else if (b >= 0xe0 && b <= 0xef) {
-      need = 2;
-      if (b === 0xe0) lo = 0xa0;
-      if (b === 0xed) hi = 0x9f;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      need = 3;
-      if (b === 0xf0) lo = 0x90;
-      if (b === 0xf4) hi = 0x8f;
-    } else return i;
-    for (let k = 1; k <= need; k++) {
-      const c = bytes[i + k];
-      if (c === undefined || c < (k === 1 ? lo : 0x80) || c > (k === 1 ? hi : 0xbf)) return i;
-    }
-    i += need + 1;
-  }
-  return -1;
 }

@@ -190,7 +190,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   }
 
   // Corpus, tokenizer, token stream.
-  const docs = config.corpus === null ? syntheticCorpus(config.seed, config.syntheticDocuments) : await readCorpusFile(config.corpus);
+  const docs = config.corpus === null ? syntheticCorpus(config.seed, config.syntheticDocuments) : readCorpusFile(config.corpus);
   const corpusName = config.corpus ?? 'the synthetic corpus';
   const tokenizerFiles = checkpoint ? await readTokenizerFiles(checkpoint.dir)
     : config.model ? await readTokenizerFiles(config.model)
