@@ -243,7 +243,8 @@ void backward_head(const Geometry& G, const float* q, const float* k, const floa
         if (l == -kInf) visible = 0;  // a query that saw no key has P = 0
         f32x8 sc = splat(G.scale), lv = splat(l), dl = splat(S.delta[r]);
         for (int64_t jj = 0; jj < kKeyBlock; jj += 8) {
-          f32x8 p = exp8(load8(sr + jj) * sc - lv);
+          // s - lse <= 0 for visible keys (up to rounding); masked columns may be anything and are zeroed below.
+          f32x8 p = exp8_bounded(vmin(load8(sr + jj) * sc - lv, splat(0.0f)));
           store8(sr + jj, p);
           store8(dpr + jj, p * (load8(dpr + jj) - dl) * sc);
         }

@@ -76,6 +76,29 @@ inline f32x8 exp8(f32x8 x) {
   return select(x != x, x, y);
 }
 
+// exp(x) for x <= 87 (or -inf), the same polynomial without the overflow branch and with a single exponent
+// scale: about 30% fewer instructions than exp8. For softmax-style arguments x - max <= 0, which dominate
+// attention at small head sizes. NaN still gives NaN (the clamp is written so that it passes NaN through).
+inline f32x8 exp8_bounded(f32x8 x) {
+  const f32x8 lo = splat(-87.3365448f);
+  i32x8 too_small = x < lo;
+  f32x8 xc = select(too_small, lo, x);
+  const f32x8 magic = splat(12582912.0f);
+  f32x8 n = (xc * splat(1.44269504088896341f) + magic) - magic;
+  f32x8 r = xc - n * splat(0.693359375f);
+  r = r - n * splat(-2.12194440e-4f);
+  f32x8 p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * (r * r) + r + splat(1.0f);
+  // n is in [-126, 127] here, so 2^n is one normal float.
+  f32x8 y = p * (f32x8)((__builtin_convertvector(n, i32x8) + 127) << 23);
+  return select(too_small, splat(0.0f), y);
+}
+
 inline float exp1(float x) { return exp8(splat(x))[0]; }
 
 // 1 / (1 + exp(-x)), stable for both signs (exp(-x) overflows to inf for x < -88.7 and gives 0, as it should).
@@ -129,16 +152,17 @@ inline float row_sum(const float* x, int64_t n) {
 }
 
 // y[i] = exp(x[i] - shift), returning the sum of y (the softmax numerator and denominator in one pass).
+// shift is the row max (or more), so every argument is <= 0.
 inline float exp_shift_sum(const float* x, float* y, int64_t n, float shift) {
   f32x8 s = splat(0.0f), sh = splat(shift);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    f32x8 e = exp8(load8(x + i) - sh);
+    f32x8 e = exp8_bounded(load8(x + i) - sh);
     store8(y + i, e);
     s += e;
   }
   if (i < n) {
-    f32x8 e = exp8(load_partial(x + i, n - i) - sh);
+    f32x8 e = exp8_bounded(load_partial(x + i, n - i) - sh);
     store_partial(y + i, e, n - i);
     for (int64_t j = 0; j < n - i; ++j) s[j] += e[j];
   }
@@ -150,12 +174,12 @@ inline float exp_shift_sum(const float* x, int64_t n, float shift) {
   f32x8 s0 = splat(0.0f), s1 = splat(0.0f), sh = splat(shift);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    s0 += exp8(load8(x + i) - sh);
-    s1 += exp8(load8(x + i + 8) - sh);
+    s0 += exp8_bounded(load8(x + i) - sh);
+    s1 += exp8_bounded(load8(x + i + 8) - sh);
   }
-  for (; i + 8 <= n; i += 8) s0 += exp8(load8(x + i) - sh);
+  for (; i + 8 <= n; i += 8) s0 += exp8_bounded(load8(x + i) - sh);
   if (i < n) {
-    f32x8 e = exp8(load_partial(x + i, n - i) - sh);
+    f32x8 e = exp8_bounded(load_partial(x + i, n - i) - sh);
     for (int64_t j = 0; j < n - i; ++j) s1[j] += e[j];
   }
   return hsum(s0 + s1);

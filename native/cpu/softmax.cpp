@@ -67,7 +67,7 @@ R1_API void r1_log_softmax_backward(const float* y, const float* dy, float* dx, 
       const float* gr = dy + r * cols;
       float* dr = dx + r * cols;
       f32x8 s = splat(row_sum(gr, cols));
-      map8(yr, dr, cols, [](f32x8 v) { return exp8(v); });
+      map8(yr, dr, cols, [](f32x8 v) { return exp8_bounded(v); });  // y <= 0
       int64_t i = 0;
       for (; i + 8 <= cols; i += 8) store8(dr + i, load8(gr + i) - load8(dr + i) * s);
       for (; i < cols; ++i) dr[i] = gr[i] - dr[i] * s[0];
@@ -106,7 +106,7 @@ R1_API void r1_cross_entropy_backward(const float* logits, const int32_t* target
         continue;
       }
       f32x8 shift = splat(lse[r]), g = splat(dloss[r]);
-      map8(row, d, vocab, [&](f32x8 v) { return exp8(v - shift) * g; });
+      map8(row, d, vocab, [&](f32x8 v) { return exp8_bounded(v - shift) * g; });  // logit - lse <= 0
       if (t >= 0 && t < vocab) d[t] -= dloss[r];
     }
   });
