@@ -22,7 +22,7 @@ export interface DecodeOptions {
 }
 
 /** Where a tokenizer came from, for error messages. */
-interface Sources {
+export interface Sources {
   tokenizerFile: string;
   configFile: string | null;
 }
