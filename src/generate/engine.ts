@@ -15,11 +15,12 @@
 // request's completion does not depend on which other requests share its batch or in what order they come.
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { DenseModel } from '../models/dense.ts';
-import { contiguous, copyInto, noGrad, slice, tensor, type Tensor } from '../tensor/index.ts';
+import type { FloatArray } from '../tensor/backend.ts';
+import { contiguous, copyInto, logSoftmax, mul, noGrad, slice, softmax, tensor, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
-import { sampleToken, tokenLogprob, type SamplingParams } from './sampler.ts';
+import { argmax, sampleFromWeights, type SamplingParams } from './sampler.ts';
 
 /** How one completion is sampled and when it ends. Unset fields take GenerateOptions' values, then the defaults. */
 export interface SamplingOptions {
@@ -131,7 +132,7 @@ function decodeBatch(model: DenseModel, rows: RowState[], sampleVocab: number, o
   const decoder = new BatchDecoder(model, rows.map((r) => r.promptIds), Math.max(...rows.map((r) => r.settings.maxNewTokens)));
   let logits = decoder.prefill();
   for (;;) {
-    const values = logits.floats();
+    const step = samplingInputs(logits, decoder.rows.map((rowIndex) => rows[rowIndex]));
     const next: number[] = [];
     let finished = 0;
     decoder.rows.forEach((rowIndex, r) => {
@@ -142,9 +143,11 @@ function decodeBatch(model: DenseModel, rows: RowState[], sampleVocab: number, o
         finished++;
         return;
       }
-      const logits = values.subarray(r * vocab, (r + 1) * vocab);
-      const id = sampleToken(logits.subarray(0, sampleVocab), row.settings, row.rng).id;
-      row.accept(id, tokenLogprob(logits, id), onToken);
+      const at = r * vocab;
+      const id = row.settings.temperature === 0
+        ? argmax(step.logits.subarray(at, at + sampleVocab))
+        : sampleFromWeights(step.weights!.subarray(at, at + sampleVocab), row.settings, row.rng);
+      row.accept(id, step.logprobs[at + id], onToken);
       next.push(id);
       if (row.done) finished++;
     });
@@ -157,6 +160,20 @@ function decodeBatch(model: DenseModel, rows: RowState[], sampleVocab: number, o
       logits = decoder.next(next);
     }
   }
+}
+
+/**
+ * What sampling reads for a whole batch, computed by tensor kernels rather than row by row in JavaScript:
+ * the log-softmax at temperature 1 (the reported log-probabilities) and, when any row samples, the softmax of
+ * logits / T with each row's own temperature (rows that are greedy or done use 1 and are not read).
+ */
+function samplingInputs(logits: Tensor, rows: readonly RowState[]): { logits: FloatArray; logprobs: FloatArray; weights: FloatArray | null } {
+  const logprobs = logSoftmax(logits).floats();
+  const sampling = rows.some((row) => !row.done && row.settings.temperature > 0);
+  if (!sampling) return { logits: logits.floats(), logprobs, weights: null };
+  const inverseTemperature = Float32Array.from(rows, (row) => (row.done || row.settings.temperature === 0 ? 1 : 1 / row.settings.temperature));
+  const weights = softmax(mul(logits, tensor(inverseTemperature, [rows.length, 1]))).floats();
+  return { logits: logits.floats(), logprobs, weights };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,8 +1,7 @@
 // Choosing the next token from one row of logits: greedy, or a draw from the temperature-scaled distribution
 // restricted by top-k and then top-p (the order of Hugging Face's logits warpers: temperature, top-k, top-p).
-// Everything here is plain TypeScript over one row; the engine calls it once per row per step. Probabilities
-// are computed in float64 from the float32 logits, so that the sampled token and its log-probability do not
-// depend on summation order across machines.
+// Plain TypeScript over one row. sampleToken starts from logits (float64 softmax); the engine computes the
+// softmax and log-softmax of a whole batch with tensor kernels and calls sampleFromWeights per row.
 import type { Rng } from '../tensor/random.ts';
 
 export interface SamplingParams {
@@ -13,8 +12,6 @@ export interface SamplingParams {
   /** Keep the smallest set of most likely tokens whose probability sums to at least p (nucleus, Holtzman et al. 2020); 1 keeps all. */
   topP: number;
 }
-
-export const DEFAULT_SAMPLING: SamplingParams = { temperature: 1, topK: 0, topP: 1 };
 
 export interface SampledToken {
   id: number;
@@ -43,10 +40,19 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
+/** Weights exp((l - max) / T) of a logits row in float64: softmax(logits / T) up to a constant factor. */
+export function temperatureWeights(logits: ArrayLike<number>, temperature: number): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  const weights = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) weights[i] = Math.exp((logits[i] - max) / temperature);
+  return weights;
+}
+
 /**
  * The distribution a token is drawn from: softmax(logits / temperature), then zero outside the top-k, then
- * zero outside the nucleus of mass topP, renormalised. Ties in probability are ordered by token id so that
- * the kept set is deterministic. Greedy (temperature 0) is a one-hot at argmax.
+ * zero outside the nucleus of mass topP, renormalised. Ties in probability are broken toward the lower id so
+ * that the kept set is deterministic. Greedy (temperature 0) is a one-hot at argmax.
  */
 export function samplingDistribution(logits: ArrayLike<number>, params: SamplingParams): Float64Array {
   const probs = new Float64Array(logits.length);
@@ -54,90 +60,135 @@ export function samplingDistribution(logits: ArrayLike<number>, params: Sampling
     probs[argmax(logits)] = 1;
     return probs;
   }
-  const kept = keptTokens(logits, params);
+  const weights = temperatureWeights(logits, params.temperature);
+  const ids = keptTokens(weights, params);
   let total = 0;
-  for (const i of kept.ids) total += kept.weights[i];
-  for (const i of kept.ids) probs[i] = kept.weights[i] / total;
+  for (const i of ids) total += weights[i];
+  for (const i of ids) probs[i] = weights[i] / total;
   return probs;
 }
 
-/** Samples one token; `rng` is consumed (one uniform draw) only when temperature > 0. */
+/** Samples one token from a logits row; `rng` is consumed (one uniform draw) only when temperature > 0. */
 export function sampleToken(logits: ArrayLike<number>, params: SamplingParams, rng: Rng): SampledToken {
-  if (params.temperature === 0) {
-    const id = argmax(logits);
-    return { id, logprob: tokenLogprob(logits, id) };
-  }
-  const { ids, weights } = keptTokens(logits, params);
-  let total = 0;
-  for (const i of ids) total += weights[i];
-  // Inverse CDF over the kept tokens in their fixed (probability, then id) order.
-  const u = rng.uniform() * total;
-  let id = ids[ids.length - 1];
-  let acc = 0;
-  for (const i of ids) {
-    acc += weights[i];
-    if (u < acc) {
-      id = i;
-      break;
-    }
-  }
+  const id = params.temperature === 0 ? argmax(logits) : sampleFromWeights(temperatureWeights(logits, params.temperature), params, rng);
   return { id, logprob: tokenLogprob(logits, id) };
 }
 
 /**
- * The tokens that survive top-k and top-p, most likely first, with unnormalised weights exp((l - max) / T)
- * (indexed by token id). With neither filter, every token in id order.
+ * Draws a token given its weights at the sampling temperature (softmax(logits / T), or any positive multiple
+ * of it: the engine computes them for a whole batch in one softmax kernel), after top-k and top-p. One uniform
+ * draw, mapped through the cumulative weights of the kept tokens in id order.
  */
-function keptTokens(logits: ArrayLike<number>, params: SamplingParams): { ids: number[] | Int32Array; weights: Float64Array } {
-  const n = logits.length;
-  const { temperature, topK, topP } = params;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
-  const weights = new Float64Array(n);
+export function sampleFromWeights(weights: ArrayLike<number>, params: SamplingParams, rng: Rng): number {
+  const ids = keptTokens(weights, params);
   let total = 0;
-  for (let i = 0; i < n; i++) total += weights[i] = Math.exp((logits[i] - max) / temperature);
-  const k = topK > 0 && topK < n ? topK : n;
-  if (k === n && topP >= 1) {
-    const all = new Int32Array(n);
-    for (let i = 0; i < n; i++) all[i] = i;
-    return { ids: all, weights };
+  for (const i of ids) total += weights[i];
+  const u = rng.uniform() * total;
+  let acc = 0;
+  for (const i of ids) {
+    acc += weights[i];
+    if (u < acc) return i;
   }
-  // Only the most likely tokens can survive either filter, so sort a candidate set rather than the whole
-  // vocabulary: tokens with weight >= threshold, lowering the threshold until the set holds the top k (with
-  // top-k) or carries mass topP (without it: the nucleus is then a prefix of the sorted candidates).
-  const order = (a: number, b: number) => weights[b] - weights[a] || a - b;
-  let threshold = 1 / n;
-  let candidates: number[] = [];
-  for (;;) {
-    candidates = [];
-    let mass = 0;
-    for (let i = 0; i < n; i++) {
-      if (weights[i] >= threshold) {
-        candidates.push(i);
-        mass += weights[i];
-      }
-    }
-    const enough = k < n ? candidates.length >= k : mass >= topP * total;
-    if (enough || threshold === 0) break;
-    threshold = threshold < 1e-300 ? 0 : threshold / 64;
-  }
-  candidates.sort(order);
-  if (candidates.length > k) candidates.length = k;
+  return ids[ids.length - 1];
+}
+
+/** The ids (in increasing order) that survive top-k and then top-p. */
+function keptTokens(weights: ArrayLike<number>, params: SamplingParams): Int32Array {
+  const n = weights.length;
+  const { topK, topP } = params;
+  let ids: Int32Array = new Int32Array(n);
+  for (let i = 0; i < n; i++) ids[i] = i;
+  if (topK > 0 && topK < n) ids = heaviest(ids, weights, (count) => count >= topK);
   if (topP < 1) {
-    // The nucleus is taken within the top-k set, after renormalising it (HF applies top-p to the logits
-    // that top-k left).
-    let keptMass = 0;
-    for (const i of candidates) keptMass += weights[i];
-    let acc = 0;
-    let cut = candidates.length;
-    for (let j = 0; j < candidates.length; j++) {
-      acc += weights[candidates[j]];
-      if (acc >= topP * keptMass) {
-        cut = j + 1;
-        break;
+    // The nucleus is taken within what top-k left, renormalised (HF applies top-p to the logits top-k kept).
+    let mass = 0;
+    for (const i of ids) mass += weights[i];
+    const target = topP * mass;
+    ids = heaviest(ids, weights, (_, m) => m >= target);
+  }
+  return ids;
+}
+
+/**
+ * The smallest set of the heaviest tokens among `ids` for which `reached(count, mass)` holds (it must be
+ * monotone), ties in weight going to the lower id; returned in increasing id order. The weight at which the
+ * set closes is found by a quickselect over the weights, so no sort of the vocabulary is needed: O(n) expected.
+ */
+function heaviest(ids: Int32Array, weights: ArrayLike<number>, reached: (count: number, mass: number) => boolean): Int32Array {
+  const values = new Float64Array(ids.length);
+  for (let j = 0; j < ids.length; j++) values[j] = weights[ids[j]];
+  const threshold = closingWeight(values, reached);
+  let count = 0;
+  let mass = 0;
+  for (const i of ids) {
+    if (weights[i] > threshold) {
+      count++;
+      mass += weights[i];
+    }
+  }
+  const kept = new Int32Array(ids.length);
+  let keptCount = 0;
+  let ties = !reached(count, mass);
+  for (const i of ids) {
+    const w = weights[i];
+    if (w > threshold) {
+      kept[keptCount++] = i;
+    } else if (w === threshold && ties) {
+      kept[keptCount++] = i;
+      count++;
+      mass += w;
+      ties = !reached(count, mass);
+    }
+  }
+  return kept.subarray(0, keptCount);
+}
+
+/**
+ * The weight w of the token at which the heaviest-first prefix first satisfies `reached`: a three-way
+ * quickselect that keeps the count and mass of everything heavier than the current range. Rearranges
+ * `values`. If rounding keeps `reached` from ever holding, the smallest weight (keep everything).
+ */
+function closingWeight(values: Float64Array, reached: (count: number, mass: number) => boolean): number {
+  let lo = 0;
+  let hi = values.length;
+  let countAbove = 0;
+  let massAbove = 0;
+  let smallest = Infinity;
+  while (lo < hi) {
+    const pivot = values[(lo + hi) >>> 1];
+    // Partition [lo, hi) into > pivot, == pivot, < pivot (Dijkstra's Dutch national flag).
+    let gt = lo;
+    let i = lo;
+    let lt = hi;
+    let gtMass = 0;
+    let eqMass = 0;
+    while (i < lt) {
+      const v = values[i];
+      if (v > pivot) {
+        values[i] = values[gt];
+        values[gt++] = v;
+        gtMass += v;
+        i++;
+      } else if (v < pivot) {
+        values[i] = values[--lt];
+        values[lt] = v;
+      } else {
+        eqMass += v;
+        i++;
       }
     }
-    candidates.length = cut;
+    const gtCount = gt - lo;
+    const eqCount = lt - gt;
+    smallest = pivot;
+    if (gtCount > 0 && reached(countAbove + gtCount, massAbove + gtMass)) {
+      hi = gt;
+    } else if (reached(countAbove + gtCount + eqCount, massAbove + gtMass + eqMass)) {
+      return pivot;
+    } else {
+      countAbove += gtCount + eqCount;
+      massAbove += gtMass + eqMass;
+      lo = lt;
+    }
   }
-  return { ids: candidates, weights };
+  return smallest;
 }

@@ -1,0 +1,74 @@
+// Sampling throughput of the generation engine (src/generate/engine.ts) on the CPU backend: the dense presets
+// with random weights, batch 1 and batch 32, prompts of 16-64 tokens, 128 new tokens each (stop tokens off, so
+// every row runs to the end). Prints a table and writes bench/results/sample.json.
+//   node --import tsx bench/sample.ts           (1m, 5m, 20m)
+//   node --import tsx bench/sample.ts 5m        (only the named sizes)
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generate } from '../src/generate/engine.ts';
+import { DenseModel, denseConfig, type DenseSize } from '../src/models/dense.ts';
+import { cpuBackend, Rng } from '../src/tensor/index.ts';
+import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
+import { trainBpe } from '../src/tokenizer/train.ts';
+import { syntheticCorpus } from '../src/train/corpus.ts';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const VOCAB = 2048; // the pretraining default (src/train/pretrain.ts)
+const NEW_TOKENS = 128;
+const BATCHES = [1, 32];
+const sizes = (process.argv.slice(2).length ? process.argv.slice(2) : ['1m', '5m', '20m']) as DenseSize[];
+
+function machine(): { model: string; cores: number } {
+  let model = cpus()[0]?.model ?? 'unknown';
+  try {
+    model = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? model;
+  } catch {}
+  return { model, cores: availableParallelism() };
+}
+
+// The tokenizer only turns sampled ids into text here; its size sets how many ids are sampled among.
+const trained = trainBpe(syntheticCorpus(1, 400), { vocabSize: VOCAB });
+const tokenizer = Tokenizer.fromJson(trained.tokenizerJson, trained.tokenizerConfig);
+
+function prompts(count: number, seed: number): number[][] {
+  const rng = new Rng(seed);
+  return Array.from({ length: count }, () => Array.from({ length: 16 + rng.int(49) }, () => rng.int(tokenizer.vocabSize)));
+}
+
+const backend = cpuBackend().name;
+const info = machine();
+console.log(`backend ${backend}, ${info.model}, ${info.cores} cores; vocab ${tokenizer.vocabSize}/${VOCAB}, prompts 16-64 tokens, ${NEW_TOKENS} new tokens, temperature 0.8, top-p 0.95\n`);
+const header = ['model', 'params', 'batch', 'seconds', 'tokens/s', 'ms/step'];
+const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(6) : c.padStart(10))).join(' ');
+console.log(row(header));
+
+const results = [];
+for (const size of sizes) {
+  const model = new DenseModel(denseConfig(size, VOCAB), 1);
+  const run = (batch: number, seed: number) => generate(model, tokenizer, prompts(batch, seed).map((prompt) => ({ prompt })), {
+    maxNewTokens: NEW_TOKENS, temperature: 0.8, topP: 0.95, stopTokenIds: [], seed, maxBatchSize: batch,
+  });
+  run(2, 99); // warm-up: JIT, thread pool, first allocations
+  for (const batch of BATCHES) {
+    const started = performance.now();
+    const out = run(batch, batch);
+    const seconds = (performance.now() - started) / 1000;
+    const tokens = out.reduce((n, r) => n + r.tokenIds.length, 0);
+    const result = {
+      size, parameters: model.parameterCount(), batch, promptTokens: out.reduce((n, r) => n + r.promptTokens, 0),
+      newTokens: tokens, seconds, tokensPerSecond: tokens / seconds, msPerStep: (seconds * 1000) / NEW_TOKENS,
+    };
+    results.push(result);
+    console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(batch), seconds.toFixed(2), result.tokensPerSecond.toFixed(0), result.msPerStep.toFixed(1)]));
+  }
+}
+
+const outDir = join(root, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'sample.json'), JSON.stringify({
+  date: new Date().toISOString(), machine: info, backend, vocab: tokenizer.vocabSize, modelVocab: VOCAB, newTokens: NEW_TOKENS,
+  sampling: { temperature: 0.8, topP: 0.95 }, results,
+}, null, 2) + '\n');
+console.log(`\nwrote ${join('bench', 'results', 'sample.json')}`);
