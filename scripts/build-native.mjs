@@ -2,11 +2,12 @@
 // Builds the native CPU core (native/cpu/*.cpp) into build/ as one shared library with a plain C ABI,
 // loaded at run time through koffi. Runs from `npm install`; needs only a C++17 compiler.
 // The library is built for the machine it is installed on (-march=native): it never travels.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, renameSync, existsSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, renameSync, existsSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { platform, arch } from 'node:os';
+import { platform, arch, availableParallelism } from 'node:os';
+import { promisify } from 'node:util';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = join(root, 'native', 'cpu');
@@ -28,15 +29,33 @@ const cxx = findCompiler();
 const sources = readdirSync(srcDir).filter((f) => f.endsWith('.cpp')).map((f) => join(srcDir, f));
 // Apple clang rejects -march=native on arm64; -mcpu=native is its spelling there.
 const archFlags = arch() === 'arm64' && platform() === 'darwin' ? ['-mcpu=native'] : ['-march=native'];
-const flags = ['-std=c++17', '-O3', '-fPIC', '-shared', '-pthread', '-fno-math-errno', '-DNDEBUG', ...archFlags, `-I${join(root, 'native')}`];
+const flags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fno-math-errno', '-DNDEBUG', ...archFlags, `-I${join(root, 'native')}`];
 mkdirSync(outDir, { recursive: true });
+const objDir = join(outDir, `obj-${process.pid}`);
+mkdirSync(objDir, { recursive: true });
 const tmp = join(outDir, `${libName}.tmp-${process.pid}`);
 const started = Date.now();
+// Sources compile in parallel (one compiler per core), then link into one library.
+const run = promisify(execFile);
+const objects = sources.map((src) => join(objDir, src.split(/[\\/]/).pop().replace(/\.cpp$/, '.o')));
+let next = 0;
+async function worker() {
+  while (next < sources.length) {
+    const i = next++;
+    await run(cxx, [...flags, '-c', sources[i], '-o', objects[i]], { maxBuffer: 64 * 1024 * 1024 }).catch((err) => {
+      process.stderr.write(err.stderr || String(err));
+      throw new Error(`compiling ${sources[i]} failed`);
+    });
+  }
+}
 try {
-  execFileSync(cxx, [...flags, ...sources, '-o', tmp], { stdio: 'inherit' });
-} catch {
-  console.error(`r1ts: building the native CPU core failed (${cxx}); the command is above.`);
+  await Promise.all(Array.from({ length: Math.min(availableParallelism(), sources.length) }, worker));
+  execFileSync(cxx, [...flags, '-shared', ...objects, '-o', tmp], { stdio: 'inherit' });
+} catch (err) {
+  console.error(`r1ts: building the native CPU core failed (${cxx}): ${err.message}`);
   process.exit(1);
+} finally {
+  rmSync(objDir, { recursive: true, force: true });
 }
 // Rename so that a process already running keeps its mapped library and a failed build never leaves half a file.
 renameSync(tmp, join(outDir, libName));
