@@ -1,0 +1,58 @@
+// Train/test splits by hashing, and the small seeded helpers the generators share.
+//
+// A held-out example must never be drawn for training, whatever seed a run uses. Generated tasks therefore
+// split the problem space itself rather than the draws: each problem has a key (its numeric skeleton, e.g. the
+// sorted numbers and target of a Countdown problem), and a key whose hash falls in the test bucket belongs to
+// the test set only. Training draws skip those keys; the test set is drawn from a fixed seed and keeps only
+// them. Loaded files split the same way on the question text, so duplicates land on the same side.
+import type { Rng } from '../tensor/random.ts';
+
+/** 32-bit FNV-1a over the UTF-16 code units of `text`, with a murmur3 finaliser so that low bits mix well. */
+export function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** True when `key` belongs to the held-out side of a split that holds out about `fraction` of all keys. */
+export function isHeldOut(key: string, fraction: number): boolean {
+  return hash32(key) / 4294967296 < fraction;
+}
+
+/** One element of `items`, uniformly. */
+export function pick<T>(rng: Rng, items: readonly T[]): T {
+  return items[rng.int(items.length)];
+}
+
+/** An integer uniform in [lo, hi] (both included). */
+export function intBetween(rng: Rng, lo: number, hi: number): number {
+  return lo + rng.int(hi - lo + 1);
+}
+
+/**
+ * The first `size` distinct keys' examples that `draw` produces from `rng` and that are held out. Throws when
+ * the held-out part of the problem space is too small for `size` (the caller's level is too narrow).
+ */
+export function drawHeldOut<T>(rng: Rng, size: number, fraction: number, draw: (rng: Rng) => { key: string; dedupKey: string; value: T }, what: string): T[] {
+  const out: T[] = [];
+  const seen = new Set<string>();
+  const maxAttempts = Math.max(10_000, Math.ceil((size / fraction) * 200));
+  for (let attempt = 0; out.length < size; attempt++) {
+    if (attempt >= maxAttempts) {
+      throw new Error(`${what}: found only ${out.length} distinct held-out problems of ${size} requested in ${maxAttempts} draws`);
+    }
+    const { key, dedupKey, value } = draw(rng);
+    if (!isHeldOut(key, fraction) || seen.has(dedupKey)) continue;
+    seen.add(dedupKey);
+    out.push(value);
+  }
+  return out;
+}
