@@ -118,6 +118,7 @@ export function generate(model: DenseModel, tokenizer: Tokenizer, requests: read
   // Batches of similar prompt lengths waste less on padding; the results do not depend on the grouping.
   const order = rows.map((_, i) => i).sort((a, b) => rows[b].promptIds.length - rows[a].promptIds.length || a - b);
   const maxBatch = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new UserError(`maxBatchSize must be a positive integer, got ${maxBatch}`);
   noGrad(() => {
     for (let start = 0; start < order.length; start += maxBatch) {
       const batch = order.slice(start, start + maxBatch).map((i) => rows[i]).filter((row) => !row.finishIfEmpty());
