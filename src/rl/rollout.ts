@@ -1,0 +1,124 @@
+// Rollouts: the sampling half of a GRPO step (DESIGN.md, "Data flow of one GRPO step"). Draw prompts from the
+// task, sample G completions each from the old policy, score them with the weighted rule rewards (SPEC.md 3),
+// and, with DAPO's dynamic sampling (DAPO sec. 3.2), drop groups whose rewards are all equal and sample more
+// prompts until the batch is full or the round limit is reached.
+import { generate } from '../generate/engine.ts';
+import type { DenseModel } from '../models/dense.ts';
+import { scoreSample, type WeightedReward } from '../rewards/reward.ts';
+import type { Example, Task } from '../tasks/task.ts';
+import type { Rng } from '../tensor/random.ts';
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { flatGroups, overlongPenalty } from './grpo.ts';
+
+export interface RolloutOptions {
+  /** Prompts (groups) per step: P. */
+  promptsPerStep: number;
+  /** Completions per prompt: G. */
+  groupSize: number;
+  maxNewTokens: number;
+  /** Sampling temperature of the old policy (R1-Zero: 1.0). */
+  temperature: number;
+  topP: number;
+  /** DAPO dynamic sampling: keep only groups whose rewards differ. */
+  dynamicSampling: boolean;
+  /** Sampling rounds per step at most when dynamic sampling keeps refilling the batch. */
+  maxSamplingRounds: number;
+  /** DAPO overlong reward shaping (eq. 13): the soft window L_cache in tokens, 0 = off. */
+  overlongCacheTokens: number;
+}
+
+/** How a rollout turns an example into the model's prompt, and reads the completions. */
+export interface RolloutTask {
+  task: Task;
+  /** The prompt text for a question (the R1-Zero template, SPEC.md 2). */
+  prompt: (question: string) => string;
+  rewards: readonly WeightedReward[];
+  /** Whether a completion follows the output format (for the format-rate metric). */
+  isFormatted: (completion: string) => boolean;
+}
+
+/** One sampled completion with everything the loss and the metrics need. */
+export interface Sample {
+  group: number;
+  example: Example;
+  promptIds: number[];
+  completionIds: number[];
+  text: string;
+  /** The completion hit maxNewTokens without stopping (overlong filtering masks these out of the loss). */
+  truncated: boolean;
+  /** Weighted sum of the reward components, plus the overlong shaping term when it is on. */
+  reward: number;
+  /** Unweighted value of each component by name (and `overlong` when shaping is on). */
+  parts: Record<string, number>;
+  /** Components that threw or returned a non-finite value (they scored 0). */
+  failedRewards: string[];
+  correct: boolean;
+  formatted: boolean;
+}
+
+export interface Rollout {
+  /** The groups kept for training, G consecutive samples per group. */
+  samples: Sample[];
+  /** Every sample drawn this step, kept or not: what the policy does, for the metrics. */
+  drawn: Sample[];
+  /** Groups dropped by dynamic sampling. */
+  droppedGroups: number;
+  rounds: number;
+}
+
+/** Samples one step's batch. `rng` draws the examples and every completion's seed, so a seed fixes the step. */
+export function sampleRollout(model: DenseModel, tokenizer: Tokenizer, source: RolloutTask, options: RolloutOptions, rng: Rng): Rollout {
+  const G = options.groupSize;
+  const kept: Sample[] = [];
+  const drawn: Sample[] = [];
+  let droppedGroups = 0;
+  let rounds = 0;
+  let groupIndex = 0;
+  while (kept.length < options.promptsPerStep * G && rounds < Math.max(1, options.maxSamplingRounds)) {
+    rounds++;
+    const examples = source.task.sample(rng, options.promptsPerStep - kept.length / G);
+    const prompts = examples.map((example) => tokenizer.encode(source.prompt(example.question)));
+    const requests = examples.flatMap((_, e) => Array.from({ length: G }, () => ({ prompt: prompts[e], seed: rng.nextUint32() })));
+    const results = generate(model, tokenizer, requests, { maxNewTokens: options.maxNewTokens, temperature: options.temperature, topP: options.topP });
+    const round = results.map((result, i): Sample => {
+      const e = Math.floor(i / G);
+      return scoreCompletion(source, examples[e], groupIndex + e, prompts[e], result.tokenIds, result.text + (result.stopString ?? ''), result.finishReason === 'length', options);
+    });
+    groupIndex += examples.length;
+    drawn.push(...round);
+    const flat = flatGroups(round.map((s) => s.reward), G);
+    for (let g = 0; g < examples.length; g++) {
+      if (options.dynamicSampling && flat[g]) droppedGroups++;
+      else kept.push(...round.slice(g * G, (g + 1) * G));
+    }
+    if (!options.dynamicSampling) break;
+  }
+  return { samples: kept, drawn, droppedGroups, rounds };
+}
+
+/** Rewards, correctness and format of one completion; nothing a completion contains can make this throw. */
+export function scoreCompletion(source: RolloutTask, example: Example, group: number, promptIds: number[], completionIds: number[], text: string, truncated: boolean, options: Pick<RolloutOptions, 'maxNewTokens' | 'overlongCacheTokens'>): Sample {
+  const breakdown = scoreSample(source.rewards, { prompt: source.prompt(example.question), completion: text, reference: example.reference });
+  let reward = breakdown.total;
+  const parts = { ...breakdown.parts };
+  if (options.overlongCacheTokens > 0) {
+    // The length limit is maxNewTokens, so a completion is never longer than L_max; a truncated one (it
+    // did not finish) counts as beyond it: -1 (DAPO eq. 13).
+    const shaping = truncated ? -1 : overlongPenalty(completionIds.length, options.maxNewTokens, options.overlongCacheTokens);
+    parts.overlong = shaping;
+    reward += shaping;
+  }
+  return {
+    group, example, promptIds, completionIds, text, truncated, reward, parts, failedRewards: breakdown.failed,
+    correct: safely(() => source.task.verify(text, example).correct),
+    formatted: safely(() => source.isFormatted(text)),
+  };
+}
+
+function safely(check: () => boolean): boolean {
+  try {
+    return check() === true;
+  } catch {
+    return false;
+  }
+}

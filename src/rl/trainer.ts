@@ -1,0 +1,563 @@
+// The GRPO trainer (DeepSeekMath sec. 4.1, Algorithm 1; SPEC.md 1): per step, sample P prompts x G completions
+// from the old policy, score them with rule rewards, compute group advantages, then run mu inner iterations
+// of clipped-ratio updates over mini-batches, with a k3 KL penalty to a frozen reference when beta > 0, and
+// DAPO's dynamic sampling, overlong filtering and overlong shaping as options. The math lives in grpo.ts;
+// this file turns samples into token log-probabilities, runs the optimizer, logs metrics and checkpoints.
+//
+// Exact resume: a checkpoint holds the policy, the AdamW moments and step, the reference weights (when there
+// is a reference), the generator's state (it draws every prompt and every completion's seed), the step and
+// the metrics position, so a resumed run samples the same completions and computes the same updates as the
+// run that was killed. Checkpoint writes are atomic (src/io/checkpoint.ts): a crash keeps the last one.
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import cliProgress from 'cli-progress';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, saveCheckpoint } from '../io/checkpoint.ts';
+import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
+import { DenseModel } from '../models/dense.ts';
+import { contiguous, copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, tensor, type Tensor } from '../tensor/index.ts';
+import { Rng } from '../tensor/random.ts';
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { AdamW, clipGradNorm } from '../train/optimizer.ts';
+import { learningRate, type DecayShape } from '../train/schedule.ts';
+import { UserError } from '../util/errors.ts';
+import { clipFraction, groupAdvantages, lossVariants, maskedMean, tokenTerms, type LossType } from './grpo.ts';
+import { sampleRollout, type RolloutOptions, type RolloutTask, type Sample } from './rollout.ts';
+
+export interface GrpoConfig extends RolloutOptions {
+  /** Steps (rollouts) in the whole run. */
+  steps: number;
+  /** How token terms are averaged and whether advantages are divided by the group std (SPEC.md 1's table). */
+  lossType: LossType;
+  /** Clip range below 1 (PPO's eps: 0.2). */
+  epsLow: number;
+  /** Clip range above 1 (0.2; DAPO's clip-higher: 0.28). */
+  epsHigh: number;
+  /** k3 KL coefficient (R1-Zero 0.001, DeepSeekMath 0.04); 0 skips the reference model entirely. */
+  beta: number;
+  /** Inner iterations over each rollout (DeepSeekMath's mu; R1 uses 1). */
+  mu: number;
+  /** Optimizer updates per inner iteration: the rollout is split into this many mini-batches (R1: 16). */
+  miniBatches: number;
+  /** Sequences per forward pass; a mini-batch larger than this accumulates gradients over several. */
+  microBatchSize: number;
+  /** DAPO overlong filtering: truncated completions are masked out of the loss. */
+  overlongFiltering: boolean;
+  /** Copy the policy into the reference every N steps (R1: 400); 0 never refreshes. */
+  referenceRefreshEvery: number;
+  lr: number;
+  warmup: number;
+  schedule: DecayShape;
+  minLrRatio: number;
+  weightDecay: number;
+  adamBeta1: number;
+  adamBeta2: number;
+  adamEps: number;
+  /** Global gradient-norm clip; 0 turns clipping off. */
+  gradClip: number;
+  /** Seed of the prompt draws and of every completion's sampling. */
+  seed: number;
+  checkpointEvery: number;
+  keepCheckpoints: number;
+  /** Stop (with a checkpoint) after this much time; null for no limit. */
+  timeLimitMinutes: number | null;
+}
+
+/**
+ * Paper settings where they apply (SPEC.md 1: temperature 1.0, eps 0.2, beta 0.001, mu 1, DAPO-style token
+ * mean as TRL's default) with sizes for a small model on a CPU; src/pipeline/zero.ts tunes the demo's.
+ */
+export const defaultGrpoConfig: GrpoConfig = {
+  steps: 100,
+  promptsPerStep: 8,
+  groupSize: 8,
+  maxNewTokens: 64,
+  temperature: 1,
+  topP: 1,
+  dynamicSampling: false,
+  maxSamplingRounds: 3,
+  overlongCacheTokens: 0,
+  lossType: 'dapo',
+  epsLow: 0.2,
+  epsHigh: 0.2,
+  beta: 0.001,
+  mu: 1,
+  miniBatches: 1,
+  microBatchSize: 64,
+  overlongFiltering: false,
+  referenceRefreshEvery: 0,
+  lr: 1e-6,
+  warmup: 0,
+  schedule: 'constant',
+  minLrRatio: 1,
+  weightDecay: 0,
+  adamBeta1: 0.9,
+  adamBeta2: 0.99,
+  adamEps: 1e-8,
+  gradClip: 1,
+  seed: 1,
+  checkpointEvery: 25,
+  keepCheckpoints: 2,
+  timeLimitMinutes: null,
+};
+
+/** Reflection vocabulary counted in responses (the "aha moment" words of R1 sec. 2.2.4 and Fig. 3's analysis). */
+export const REFLECTION_WORDS = ['wait', 'verify', 'check', 'recheck', 'however', 'mistake', 'retry', 'reconsider', 'again'] as const;
+const REFLECTION_PATTERN = new RegExp(`\\b(${REFLECTION_WORDS.join('|')})\\b`, 'gi');
+
+/** One line of metrics.jsonl. */
+export interface GrpoStepRecord {
+  step: number;
+  /** Mean total reward of every sample drawn this step. */
+  reward: number;
+  /** Mean unweighted value of each reward component. */
+  rewardParts: Record<string, number>;
+  /** Fraction of samples the task's verifier accepts. */
+  accuracy: number;
+  /** Fraction of samples in the output format. */
+  formatRate: number;
+  /** Completion length in tokens. */
+  responseLengthMean: number;
+  responseLengthMax: number;
+  /** Fraction of samples cut off at maxNewTokens. */
+  truncatedRate: number;
+  /** Mean k3 KL to the reference over counted tokens (null with beta = 0: no reference). */
+  kl: number | null;
+  clipFraction: number;
+  /** Mean entropy (nats) of the policy's next-token distribution at the sampled completion tokens. */
+  entropy: number;
+  /** Mean aggregated loss of the step's optimizer updates (0 when nothing was trained). */
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  /** Reflection words (REFLECTION_WORDS) per response. */
+  reflectionWords: number;
+  droppedGroups: number;
+  /** Samples whose reward components threw or returned a non-finite value (scored 0). */
+  rewardFailures: number;
+  /** Groups trained on this step. */
+  trainedGroups: number;
+  samplingSeconds: number;
+  trainingSeconds: number;
+  /** Completion tokens sampled per second of the whole step. */
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+}
+
+export interface GrpoHooks {
+  log?: (line: string) => void;
+  /** A progress bar on stderr when it is a terminal (default true). */
+  progress?: boolean;
+  /** Called after each step with every sample drawn, before that step's checkpoint (tests use it to stop a run). */
+  onStep?: (record: GrpoStepRecord, samples: readonly Sample[]) => void;
+}
+
+export interface GrpoRun {
+  model: DenseModel;
+  tokenizer: Tokenizer;
+  source: RolloutTask;
+  config: GrpoConfig;
+  /** Run folder: metrics.jsonl and checkpoints/. */
+  out: string;
+  /** Continue from the latest checkpoint in `out`. */
+  resume?: boolean;
+}
+
+export interface GrpoResult {
+  steps: number;
+  records: GrpoStepRecord[];
+}
+
+export const METRICS_FILE = 'metrics.jsonl';
+
+/** What trainer_state.json's "state" holds. */
+interface TrainerState {
+  config: GrpoConfig;
+  rng: number[];
+  optimizerStep: number;
+  /** Records in metrics.jsonl that belong to the steps up to this checkpoint. */
+  metricsRecords: number;
+  elapsedSeconds: number;
+}
+
+const REFERENCE_PREFIX = 'reference/';
+
+/** Trains `run.model` in place; returns the step records of the whole run (earlier ones too after a resume). */
+export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<GrpoResult> {
+  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const { model, tokenizer, source, out } = run;
+  let config = run.config;
+  await mkdir(out, { recursive: true });
+  const metricsFile = join(out, METRICS_FILE);
+
+  const checkpoint = run.resume ? await loadLatestCheckpoint(out, (m) => log(`warning: ${m}`)) : null;
+  if (!run.resume && await hasCheckpoints(out)) {
+    throw new UserError(`${join(out, CHECKPOINTS_DIR)} already holds checkpoints; pass --resume to continue that run, or choose another --out`);
+  }
+  if (run.resume && !checkpoint) log(`no checkpoint in ${out}; starting a new run`);
+
+  const named = model.namedParameters();
+  const optimizer = new AdamW(named, { beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEps, weightDecay: config.weightDecay });
+  let reference = config.beta > 0 ? cloneModel(model) : null;
+  let rng = new Rng(config.seed);
+  let step = 0;
+  let elapsedBefore = 0;
+  let records: GrpoStepRecord[] = [];
+  if (checkpoint) {
+    const saved = checkpoint.trainerState as unknown as TrainerState;
+    // The run's own settings, except how long and how often to save: a resumed run is the same run.
+    config = { ...saved.config, steps: run.config.steps, checkpointEvery: run.config.checkpointEvery, keepCheckpoints: run.config.keepCheckpoints, timeLimitMinutes: run.config.timeLimitMinutes };
+    model.loadState(floatValues(checkpoint.model.tensors), checkpoint.dir);
+    optimizer.loadStateDict({ step: saved.optimizerStep, m: floatMap(checkpoint.optimizer.m), v: floatMap(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
+    reference = config.beta > 0 ? cloneModel(model) : null;
+    if (reference) reference.loadState(floatValues(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, 'optimizer.safetensors'));
+    rng = Rng.fromState(saved.rng);
+    step = checkpoint.step;
+    elapsedBefore = saved.elapsedSeconds;
+    // Records past the checkpoint belong to steps about to be redone.
+    records = (await readJsonl<GrpoStepRecord>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).slice(0, saved.metricsRecords);
+    await writeFileAtomic(metricsFile, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    log(`resuming ${out} from step ${step} (${checkpoint.dir})`);
+  } else {
+    await writeFileAtomic(metricsFile, '');
+  }
+
+  const tokenizerJson = await readFile(tokenizer.sources.tokenizerFile, 'utf8').catch(() => null);
+  const tokenizerConfig = tokenizer.sources.configFile ? JSON.parse(await readFile(tokenizer.sources.configFile, 'utf8')) as object : undefined;
+  const startMs = performance.now();
+  const save = async (): Promise<void> => {
+    const state: TrainerState = { config, rng: rng.state(), optimizerStep: optimizer.step, metricsRecords: records.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
+    const { m, v } = optimizer.stateDict();
+    const other: TensorMap = new Map();
+    if (reference) for (const [name, p] of reference.namedParameters()) other.set(REFERENCE_PREFIX + name, fromFloat32([...p.shape], p.floats() as Float32Array, 'F32'));
+    await saveCheckpoint(out, step, {
+      model: { config: model.config, tensors: modelTensors(named), torchDtype: 'float32' },
+      optimizer: { m: namedArrays(named, m), v: namedArrays(named, v), other },
+      trainerState: state as unknown as Record<string, unknown>,
+      tokenizer: tokenizerJson === null ? undefined : { tokenizerJson, tokenizerConfig },
+    }, { keepLast: config.keepCheckpoints });
+  };
+
+  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps: config.steps, minLrRatio: config.minLrRatio };
+  const deadlineMs = config.timeLimitMinutes === null ? Infinity : startMs + config.timeLimitMinutes * 60_000;
+  const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
+    format: 'GRPO {bar} step {value}/{total} | reward {reward} | acc {acc} | len {len} | ETA {eta_formatted}',
+    hideCursor: true, etaBuffer: 10,
+  }, cliProgress.Presets.shades_classic) : null;
+  bar?.start(config.steps, step, { reward: '-', acc: '-', len: '-' });
+  const logEvery = Math.max(1, Math.round(config.steps / 20));
+  let lastSavedStep = checkpoint?.step ?? -1;
+  try {
+    while (step < config.steps && performance.now() < deadlineMs) {
+      const { record, samples } = grpoStep(model, reference, optimizer, tokenizer, source, config, rng, learningRate(step, schedule), step + 1);
+      step++;
+      record.elapsedSeconds = elapsedBefore + (performance.now() - startMs) / 1000;
+      if (reference && config.referenceRefreshEvery > 0 && step % config.referenceRefreshEvery === 0) copyParameters(model, reference);
+      records.push(record);
+      await appendJsonl(metricsFile, record);
+      hooks.onStep?.(record, samples);
+      if (bar) bar.update(step, { reward: record.reward.toFixed(3), acc: record.accuracy.toFixed(2), len: record.responseLengthMean.toFixed(1) });
+      else if (step % logEvery === 0 || step === config.steps) log(formatRecord(record, config.steps));
+      if (step % config.checkpointEvery === 0 || step === config.steps) {
+        await save();
+        lastSavedStep = step;
+      }
+    }
+  } finally {
+    bar?.stop();
+  }
+  if (lastSavedStep !== step) await save();
+  return { steps: step, records };
+}
+
+function formatRecord(r: GrpoStepRecord, totalSteps: number): string {
+  return [`step ${r.step}/${totalSteps}`, `reward ${r.reward.toFixed(3)}`, `acc ${r.accuracy.toFixed(2)}`, `format ${r.formatRate.toFixed(2)}`,
+    `len ${r.responseLengthMean.toFixed(1)}`, r.kl === null ? null : `kl ${r.kl.toExponential(2)}`, `${r.elapsedSeconds.toFixed(0)}s`].filter(Boolean).join(' | ');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// One step
+
+/**
+ * Samples a rollout with `rng`, scores it, and updates `model` (mu inner iterations x miniBatches updates).
+ * Returns the step's metrics (elapsedSeconds is left to the caller) and every sample drawn.
+ */
+export function grpoStep(model: DenseModel, reference: DenseModel | null, optimizer: AdamW, tokenizer: Tokenizer, source: RolloutTask, config: GrpoConfig, rng: Rng, lr: number, stepNumber: number): { record: GrpoStepRecord; samples: Sample[] } {
+  const sampleStart = performance.now();
+  const rollout = sampleRollout(model, tokenizer, source, config, rng);
+  const samplingSeconds = (performance.now() - sampleStart) / 1000;
+
+  const trainStart = performance.now();
+  const variant = lossVariants[config.lossType];
+  const advantages = groupAdvantages(rollout.samples.map((s) => s.reward), config.groupSize, { scaleByStd: variant.scaleByStd, epsStd: 1e-4, std: 'unbiased' });
+  const sequences: TrainSequence[] = rollout.samples.map((s, i) => ({
+    promptIds: s.promptIds, completionIds: s.completionIds, advantage: advantages[i],
+    counted: !(config.overlongFiltering && s.truncated),
+  }));
+  const update = sequences.length > 0 ? updatePolicy(model, reference, optimizer, sequences, config, lr) : null;
+  const trainingSeconds = (performance.now() - trainStart) / 1000;
+
+  const drawn = rollout.drawn;
+  const lengths = drawn.map((s) => s.completionIds.length);
+  const generatedTokens = lengths.reduce((a, b) => a + b, 0);
+  const rewardParts: Record<string, number> = {};
+  for (const s of drawn) for (const [name, value] of Object.entries(s.parts)) rewardParts[name] = (rewardParts[name] ?? 0) + value / drawn.length;
+  const record: GrpoStepRecord = {
+    step: stepNumber,
+    reward: mean(drawn.map((s) => s.reward)),
+    rewardParts,
+    accuracy: mean(drawn.map((s) => (s.correct ? 1 : 0))),
+    formatRate: mean(drawn.map((s) => (s.formatted ? 1 : 0))),
+    responseLengthMean: mean(lengths),
+    responseLengthMax: Math.max(0, ...lengths),
+    truncatedRate: mean(drawn.map((s) => (s.truncated ? 1 : 0))),
+    kl: update?.kl ?? (reference ? 0 : null),
+    clipFraction: update?.clipFraction ?? 0,
+    entropy: update?.entropy ?? 0,
+    loss: update?.loss ?? 0,
+    gradNorm: update?.gradNorm ?? 0,
+    lr,
+    reflectionWords: mean(drawn.map((s) => s.text.match(REFLECTION_PATTERN)?.length ?? 0)),
+    droppedGroups: rollout.droppedGroups,
+    rewardFailures: drawn.filter((s) => s.failedRewards.length > 0).length,
+    trainedGroups: rollout.samples.length / config.groupSize,
+    samplingSeconds,
+    trainingSeconds,
+    tokensPerSecond: generatedTokens / Math.max(samplingSeconds + trainingSeconds, 1e-9),
+    elapsedSeconds: 0,
+  };
+  return { record, samples: drawn };
+}
+
+/** A prompt and its sampled completion, with the completion's advantage. */
+export interface TrainSequence {
+  promptIds: readonly number[];
+  completionIds: readonly number[];
+  advantage: number;
+  /** False masks the whole completion out of the loss (overlong filtering). */
+  counted: boolean;
+}
+
+/**
+ * Sequences right-padded into one batch: inputs [n, T] hold prompt + completion from position 0; targets
+ * (flat, n * T) hold the next token at completion positions and IGNORE_INDEX elsewhere; mask [n, T] is 1
+ * where a target counts in the loss.
+ */
+export interface PackedSequences {
+  inputs: Tensor;
+  targets: Tensor;
+  mask: Tensor;
+  /** 1 at every completion position, counted or not (for the entropy metric). */
+  completion: Uint8Array;
+  rows: number;
+  width: number;
+  advantages: number[];
+  /** Counted tokens. */
+  tokens: number;
+}
+
+export function packSequences(sequences: readonly TrainSequence[]): PackedSequences {
+  const rows = sequences.length;
+  // The last token is only ever a target, so the inputs stop one short of the longest sequence.
+  const width = Math.max(1, ...sequences.map((s) => s.promptIds.length + s.completionIds.length - 1));
+  const inputs = new Int32Array(rows * width);
+  const targets = new Int32Array(rows * width).fill(IGNORE_INDEX);
+  const mask = new Float32Array(rows * width);
+  const completion = new Uint8Array(rows * width);
+  let tokens = 0;
+  sequences.forEach((s, b) => {
+    const all = [...s.promptIds, ...s.completionIds];
+    for (let t = 0; t < all.length - 1; t++) inputs[b * width + t] = all[t];
+    // Position t predicts token t + 1: completion token j sits at t = promptLength + j - 1.
+    for (let j = 0; j < s.completionIds.length; j++) {
+      const at = b * width + s.promptIds.length + j - 1;
+      targets[at] = s.completionIds[j];
+      completion[at] = 1;
+      if (s.counted) {
+        mask[at] = 1;
+        tokens++;
+      }
+    }
+  });
+  return {
+    inputs: tensor(inputs, [rows, width], 'i32'), targets: tensor(targets, [rows * width], 'i32'), mask: tensor(mask, [rows, width]),
+    completion, rows, width, advantages: sequences.map((s) => s.advantage), tokens,
+  };
+}
+
+/**
+ * log pi(target) at every position, [n, T] (0 where the target is ignored), from one forward over the packed
+ * sequences: the fused cross-entropy's per-row values are exactly -log softmax(logits)[target]. Also returns
+ * the logits for the entropy metric.
+ */
+export function tokenLogprobs(model: DenseModel, batch: PackedSequences): { logp: Tensor; logits: Tensor } {
+  const logits = model.forward(batch.inputs);
+  const perToken = crossEntropy(reshape(logits, [-1, model.config.vocabSize]), batch.targets, { reduction: 'none' });
+  return { logp: reshape(neg(perToken), [batch.rows, batch.width]), logits };
+}
+
+/** Mean entropy of softmax(logits) over the completion positions (plain arithmetic on the forward's logits). */
+function meanEntropy(logits: Tensor, completion: Uint8Array, vocab: number): { total: number; count: number } {
+  const values = contiguous(logits.detach()).floats();
+  let total = 0;
+  let count = 0;
+  for (let at = 0; at < completion.length; at++) {
+    if (!completion[at]) continue;
+    const row = values.subarray(at * vocab, (at + 1) * vocab);
+    let max = -Infinity;
+    for (let i = 0; i < vocab; i++) if (row[i] > max) max = row[i];
+    let z = 0;
+    let weighted = 0;
+    for (let i = 0; i < vocab; i++) {
+      const e = Math.exp(row[i] - max);
+      z += e;
+      weighted += e * (row[i] - max);
+    }
+    // H = log Z - E[x - max] with Z = sum exp(x - max).
+    total += Math.log(z) - weighted / z;
+    count++;
+  }
+  return { total, count };
+}
+
+interface MicroBatch {
+  batch: PackedSequences;
+  /** Which mini-batch (optimizer update) it belongs to. */
+  miniBatch: number;
+  logpOld: Tensor | null;
+  logpRef: Tensor | null;
+}
+
+interface UpdateMetrics {
+  loss: number;
+  kl: number | null;
+  clipFraction: number;
+  entropy: number;
+  gradNorm: number;
+}
+
+/**
+ * mu inner iterations, each one optimizer update per mini-batch (DeepSeekMath Algorithm 1's inner loop). Old
+ * log-probs: with a single update per rollout the policy is the old policy, so the forward's own values,
+ * detached, are used and rho = 1 exactly (as TRL does); otherwise they are computed once, without gradients,
+ * before the first update. Reference log-probs come from the frozen reference only when beta > 0.
+ */
+export function updatePolicy(model: DenseModel, reference: DenseModel | null, optimizer: AdamW, sequences: readonly TrainSequence[], config: GrpoConfig, lr: number): UpdateMetrics {
+  const variant = lossVariants[config.lossType];
+  const objective = { epsLow: config.epsLow, epsHigh: config.epsHigh, beta: config.beta };
+  const miniBatches = Math.min(config.miniBatches, sequences.length);
+  const perMini = Math.ceil(sequences.length / miniBatches);
+  const micro: MicroBatch[] = [];
+  for (let m = 0; m * perMini < sequences.length; m++) {
+    const mini = sequences.slice(m * perMini, (m + 1) * perMini);
+    for (let start = 0; start < mini.length; start += config.microBatchSize) {
+      micro.push({ batch: packSequences(mini.slice(start, start + config.microBatchSize)), miniBatch: m, logpOld: null, logpRef: null });
+    }
+  }
+  const separateOld = config.mu > 1 || micro.some((mb) => mb.miniBatch > 0);
+  noGrad(() => {
+    for (const mb of micro) {
+      if (separateOld) mb.logpOld = tokenLogprobs(model, mb.batch).logp;
+      if (config.beta > 0 && reference) mb.logpRef = tokenLogprobs(reference, mb.batch).logp;
+    }
+  });
+
+  const params = model.parameters();
+  let lossTotal = 0;
+  let updates = 0;
+  let klSum = 0;
+  let clipSum = 0;
+  let countedTokens = 0;
+  let entropySum = 0;
+  let entropyCount = 0;
+  let gradNorm = 0;
+  const miniCount = micro.at(-1)!.miniBatch + 1;
+  for (let iteration = 0; iteration < config.mu; iteration++) {
+    for (let m = 0; m < miniCount; m++) {
+      const parts = micro.filter((mb) => mb.miniBatch === m);
+      const context = {
+        sequences: parts.reduce((n, mb) => n + mb.batch.rows, 0),
+        tokens: parts.reduce((n, mb) => n + mb.batch.tokens, 0),
+        microBatches: parts.length,
+        maxCompletionLength: config.maxNewTokens,
+      };
+      let loss = 0;
+      for (const mb of parts) {
+        const { logp, logits } = tokenLogprobs(model, mb.batch);
+        const terms = tokenTerms({ logpNew: logp, logpOld: mb.logpOld ?? logp.detach(), logpRef: mb.logpRef, advantages: mb.batch.advantages, mask: mb.batch.mask }, objective);
+        const microLoss = variant.aggregate(terms.loss, mb.batch.mask, context);
+        loss += microLoss.item();
+        microLoss.backward();
+        if (iteration === 0) {
+          // Metrics of the first pass over the rollout: what the policy that sampled it looked like.
+          const entropy = meanEntropy(logits, mb.batch.completion, model.config.vocabSize);
+          entropySum += entropy.total;
+          entropyCount += entropy.count;
+          if (terms.kl) klSum += maskedMean(terms.kl, mb.batch.mask) * mb.batch.tokens;
+        }
+        clipSum += clipFraction(terms.ratio, mb.batch.advantages, mb.batch.mask, objective) * mb.batch.tokens;
+        countedTokens += mb.batch.tokens;
+      }
+      gradNorm = config.gradClip > 0 ? clipGradNorm(params, config.gradClip) : NaN;
+      if (!Number.isFinite(loss) || (config.gradClip > 0 && !Number.isFinite(gradNorm))) {
+        throw new UserError(`the GRPO loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
+      }
+      optimizer.update(lr);
+      model.zeroGrad();
+      lossTotal += loss;
+      updates++;
+    }
+  }
+  const firstPassTokens = micro.reduce((n, mb) => n + mb.batch.tokens, 0);
+  return {
+    loss: lossTotal / Math.max(updates, 1),
+    kl: reference ? klSum / Math.max(firstPassTokens, 1) : null,
+    clipFraction: clipSum / Math.max(countedTokens, 1),
+    entropy: entropySum / Math.max(entropyCount, 1),
+    gradNorm,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+/** A copy of a model with its own parameters (the frozen reference policy). */
+export function cloneModel(model: DenseModel): DenseModel {
+  const copy = new DenseModel(model.config);
+  copyParameters(model, copy);
+  return copy;
+}
+
+function copyParameters(from: DenseModel, to: DenseModel): void {
+  const target = new Map(to.namedParameters());
+  for (const [name, p] of from.namedParameters()) copyInto(p, target.get(name)!);
+}
+
+function mean(values: readonly number[]): number {
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0;
+}
+
+async function hasCheckpoints(out: string): Promise<boolean> {
+  const entries = await readdir(join(out, CHECKPOINTS_DIR)).catch(() => []);
+  return entries.some((name) => /^step-\d+$/.test(name));
+}
+
+/** The parameters as float32 safetensors arrays (copies: training goes on changing the live ones). */
+function modelTensors(params: ReadonlyArray<[string, Tensor]>): TensorMap {
+  return new Map(params.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(p.floats()), 'F32')]));
+}
+
+function namedArrays(params: ReadonlyArray<[string, Tensor]>, values: Map<string, Float32Array | Float64Array>): TensorMap {
+  return new Map(params.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(values.get(name)!), 'F32')]));
+}
+
+function floatMap(arrays: TensorMap): Map<string, Float32Array> {
+  return new Map([...arrays].map(([name, array]) => [name, toFloat32(array)]));
+}
+
+/** Arrays (optionally those under a name prefix, with the prefix removed) as Module.loadState's input. */
+function floatValues(arrays: TensorMap, prefix = ''): Map<string, { shape: readonly number[]; data: Float32Array }> {
+  const out = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const [name, array] of arrays) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), { shape: array.shape, data: toFloat32(array) });
+  return out;
+}
