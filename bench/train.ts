@@ -1,0 +1,92 @@
+// CPU training throughput: one full update (forward, backward, gradient clipping, AdamW) of dense models of
+// about 1M, 5M and 20M parameters on random token windows, on the active CPU backend (native when built).
+// Prints a table and writes bench/results/train.json.
+//   node --import tsx bench/train.ts                 (all sizes, batch 16 x seq 128, vocab 2048)
+//   node --import tsx bench/train.ts 5m              (only these sizes)
+//   BATCH=8 SEQ=256 node --import tsx bench/train.ts
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DenseModel, denseConfig, denseSizes, type DenseSize } from '../src/models/dense.ts';
+import { cpuBackend, Rng, tensor } from '../src/tensor/index.ts';
+import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const batch = Number(process.env.BATCH ?? 16);
+const seqLen = Number(process.env.SEQ ?? 128);
+const vocab = Number(process.env.VOCAB ?? 2048);
+const warmupSteps = 2;
+const sizes = (Object.keys(denseSizes) as DenseSize[]).filter((s) => process.argv.length <= 2 || process.argv.slice(2).includes(s));
+
+function machineModel(): string {
+  try {
+    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  } catch {
+    return cpus()[0]?.model ?? 'unknown';
+  }
+}
+
+function randomBatch(rng: Rng) {
+  const ids = new Int32Array(batch * (seqLen + 1));
+  for (let i = 0; i < ids.length; i++) ids[i] = rng.int(vocab);
+  const inputs = new Int32Array(batch * seqLen);
+  const targets = new Int32Array(batch * seqLen);
+  for (let b = 0; b < batch; b++) {
+    inputs.set(ids.subarray(b * (seqLen + 1), b * (seqLen + 1) + seqLen), b * seqLen);
+    targets.set(ids.subarray(b * (seqLen + 1) + 1, (b + 1) * (seqLen + 1)), b * seqLen);
+  }
+  return { inputs: tensor(inputs, [batch, seqLen], 'i32'), targets: tensor(targets, [batch, seqLen], 'i32') };
+}
+
+interface Row {
+  size: DenseSize;
+  parameters: number;
+  steps: number;
+  msPerStep: number;
+  tokensPerSecond: number;
+  /** 6 N flops per token (Kaplan et al. 2020, sec. 2.1), attention's T-dependent part not counted. */
+  gflops: number;
+}
+
+const rows: Row[] = [];
+for (const size of sizes) {
+  const model = new DenseModel(denseConfig(size, vocab, { maxPositionEmbeddings: Math.max(1024, seqLen) }), 0);
+  const optimizer = new AdamW(model.namedParameters());
+  const params = model.parameters();
+  const rng = new Rng(1);
+  const step = () => {
+    const { inputs, targets } = randomBatch(rng);
+    model.loss(inputs, targets).backward();
+    clipGradNorm(params, 1);
+    optimizer.update(1e-4);
+    model.zeroGrad();
+  };
+  for (let i = 0; i < warmupSteps; i++) step();
+  // Time at least 5 steps and 10 s, so that a step of any size is measured a few times.
+  const start = performance.now();
+  let steps = 0;
+  while (steps < 5 || performance.now() - start < 10_000) {
+    step();
+    steps++;
+  }
+  const msPerStep = (performance.now() - start) / steps;
+  const parameters = model.parameterCount();
+  const tokensPerSecond = (batch * seqLen) / (msPerStep / 1000);
+  rows.push({ size, parameters, steps, msPerStep, tokensPerSecond, gflops: (6 * parameters * tokensPerSecond) / 1e9 });
+  const r = rows.at(-1)!;
+  console.log(`${size.padEnd(4)} ${(parameters / 1e6).toFixed(2).padStart(6)}M params  ${r.msPerStep.toFixed(0).padStart(6)} ms/step  ${Math.round(r.tokensPerSecond).toString().padStart(6)} tokens/s  ${r.gflops.toFixed(1).padStart(5)} GFLOP/s (6N)`);
+}
+
+const result = {
+  date: new Date().toISOString(),
+  machine: { model: machineModel(), cores: availableParallelism() },
+  backend: cpuBackend().name,
+  batch,
+  seqLen,
+  vocab,
+  rows,
+};
+mkdirSync(join(root, 'bench', 'results'), { recursive: true });
+writeFileSync(join(root, 'bench', 'results', 'train.json'), `${JSON.stringify(result, null, 2)}\n`);
+console.log(`backend ${result.backend}, batch ${batch} x seq ${seqLen}, vocab ${vocab}; wrote bench/results/train.json`);
