@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,10 +7,22 @@ import { test } from 'node:test';
 
 // The CLI as a user runs it (src through tsx, so no build is needed), in its own process.
 const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
+const ROOT = join(import.meta.dirname, '../..');
 function r1(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: ROOT });
   return { code: run.status, stdout: run.stdout, stderr: run.stderr };
 }
+
+function tinyConfigFile(dir: string): string {
+  const config = join(dir, 'tiny.json');
+  writeFileSync(config, JSON.stringify({
+    syntheticDocuments: 200, vocabSize: 400, evalBatches: 2, sampleTokens: 8,
+    modelOverrides: { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKvHeads: 1, headDim: 16 },
+  }));
+  return config;
+}
+
+const metricLines = (out: string) => (existsSync(join(out, 'metrics.jsonl')) ? readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.endsWith('}')) : []);
 
 test('r1 pretrain --help documents every flag', () => {
   const { code, stdout } = r1('pretrain', '--help');
@@ -22,11 +34,7 @@ test('r1 pretrain --help documents every flag', () => {
 
 test('r1 pretrain trains from a config file and flags, then --resume continues the run', () => {
   const dir = mkdtempSync(join(tmpdir(), 'r1-cli-pretrain-'));
-  const config = join(dir, 'tiny.json');
-  writeFileSync(config, JSON.stringify({
-    syntheticDocuments: 200, vocabSize: 400, evalBatches: 2, sampleTokens: 8,
-    modelOverrides: { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKvHeads: 1, headDim: 16 },
-  }));
+  const config = tinyConfigFile(dir);
   const out = join(dir, 'run');
   const common = ['--config', config, '--out', out, '--batch-size', '4', '--seq-len', '16', '--warmup', '1', '--checkpoint-every', '2', '--samples', '2'];
   const first = r1('pretrain', ...common, '--steps', '3');
@@ -61,4 +69,26 @@ test('bad flags and config fields are named', () => {
   run = r1('pretrain', '--corpus', join(dir, 'missing.txt'), '--out', join(dir, 'run'));
   assert.equal(run.code, 1);
   assert.match(run.stderr, /missing\.txt: cannot read/);
+});
+
+test('a run killed with SIGKILL at an arbitrary step and resumed logs the same losses as an uninterrupted run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'r1-cli-pretrain-'));
+  const config = tinyConfigFile(dir);
+  const args = (out: string) => ['pretrain', '--config', config, '--out', out, '--batch-size', '4', '--seq-len', '16', '--steps', '40', '--checkpoint-every', '5', '--samples', '0'];
+  const whole = join(dir, 'whole');
+  assert.equal(r1(...args(whole)).code, 0);
+
+  const killed = join(dir, 'killed');
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args(killed)], { cwd: ROOT, stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  // Kill somewhere past the first checkpoints, wherever the process happens to be (a step, a save, a log write).
+  while (metricLines(killed).length < 17 && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 5));
+  child.kill('SIGKILL');
+  await exited;
+  assert.equal(child.signalCode, 'SIGKILL', 'the run finished before it could be killed');
+
+  const resumed = r1(...args(killed), '--resume');
+  assert.equal(resumed.code, 0, resumed.stderr);
+  const losses = (out: string) => metricLines(out).map((line) => { const r = JSON.parse(line); return [r.step, r.loss, r.gradNorm]; });
+  assert.deepEqual(losses(killed), losses(whole));
 });
