@@ -80,6 +80,27 @@ describe('sampler', () => {
     }
   });
 
+  it('keeps the same set as sorting the vocabulary would, ties going to the lower id', () => {
+    // The sampler finds the cut by quickselect; this reference sorts (probability descending, then id).
+    const reference = (logits: Float32Array, p: SamplingParams): number[] => {
+      const w = Array.from(logits, (l) => Math.exp(l / p.temperature));
+      let order = w.map((_, i) => i).sort((a, b) => w[b] - w[a] || a - b);
+      if (p.topK > 0) order = order.slice(0, p.topK);
+      const mass = order.reduce((m, i) => m + w[i], 0);
+      let acc = 0;
+      const cut = order.findIndex((i) => (acc += w[i]) >= p.topP * mass);
+      return order.slice(0, cut + 1).sort((a, b) => a - b);
+    };
+    const rng = new Rng(21);
+    for (let trial = 0; trial < 300; trial++) {
+      // Logits on a coarse grid, so that many tokens tie.
+      const logits = Float32Array.from({ length: 1 + rng.int(60) }, () => rng.int(6) / 2);
+      const p = params({ temperature: 0.5 + rng.uniform(), topK: rng.int(3) === 0 ? 0 : 1 + rng.int(20), topP: rng.int(3) === 0 ? 1 : 0.05 + 0.9 * rng.uniform() });
+      const kept = [...samplingDistribution(logits, p).entries()].filter(([, q]) => q > 0).map(([i]) => i);
+      assert.deepEqual(kept, reference(logits, p), `trial ${trial}: ${JSON.stringify(p)}`);
+    }
+  });
+
   it('a seed fixes the draw', () => {
     const logits = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i));
     const draw = (seed: number) => { const rng = new Rng(seed); return Array.from({ length: 20 }, () => sampleToken(logits, params({}), rng).id); };
