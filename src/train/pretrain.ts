@@ -13,9 +13,10 @@ import cliProgress from 'cli-progress';
 import { generate } from '../generate/engine.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, saveCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.ts';
-import { loadHfModel, saveHfModel, type HfModel } from '../io/hf.ts';
+import { saveHfModel } from '../io/hf.ts';
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
+import { loadModel } from '../models/pretrained.ts';
 import { mul, noGrad, type Tensor } from '../tensor/index.ts';
 import { readJsonFile } from '../tokenizer/json-file.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -204,8 +205,8 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   log(`${corpusName}: ${docs.length} documents, ${tokens.length} tokens (${validation.length} held out), vocabulary ${tokenizer.vocabSize}`);
 
   // Model, optimizer, data position.
-  const model = checkpoint ? modelFromHf(checkpoint.model, checkpoint.dir)
-    : config.model ? modelFromHf(await loadHfModel(config.model), config.model)
+  const model = checkpoint ? (await loadModel(checkpoint.dir)).model
+    : config.model ? (await loadModel(config.model)).model
     : newModel(config, tokenizer.vocabSize, endOfText);
   if (tokenizer.vocabSize > model.config.vocabSize) {
     throw new UserError(`the tokenizer has ${tokenizer.vocabSize} ids but the model's vocabulary is ${model.config.vocabSize}`);
@@ -214,6 +215,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     throw new UserError(`--seq-len ${config.seqLen} exceeds the model's maxPositionEmbeddings (${model.config.maxPositionEmbeddings})`);
   }
   const named = model.namedParameters();
+  const params = named.map(([, p]) => p);
   const optimizer = new AdamW(named, { beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay });
   const batcher = new RandomWindowBatcher(train, config.batchSize, config.seqLen, config.seed);
   let step = 0;
@@ -271,8 +273,8 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
         loss += microLoss.item() / config.gradAccumSteps;
         (config.gradAccumSteps === 1 ? microLoss : mul(microLoss, 1 / config.gradAccumSteps)).backward();
       }
-      const gradNorm = config.gradClip > 0 ? clipGradNorm(optimizer.groups.flatMap((g) => g.params.map(([, p]) => p)), config.gradClip) : NaN;
-      if (!Number.isFinite(loss) || (config.gradClip > 0 && !Number.isFinite(gradNorm))) {
+      const gradNorm = clipGradNorm(params, config.gradClip > 0 ? config.gradClip : Infinity);
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         throw new UserError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
       }
       optimizer.update(lr);
@@ -304,6 +306,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   } finally {
     bar?.stop();
   }
+  const trainingSeconds = (performance.now() - startMs) / 1000;
   if (lastSavedStep !== step) await save();
   if (bar) log(formatRecord({ step, loss: recentLosses.at(-1) ?? NaN, lr: 0, gradNorm: NaN, tokensPerSecond: 0, elapsedSeconds: 0, validationLoss }, config.steps));
 
@@ -313,14 +316,13 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   log(`saved the model and tokenizer to ${finalDir}`);
 
   const samples = sampleFromModel(model, tokenizer, docs, config, endOfText);
-  const seconds = (performance.now() - startMs) / 1000;
   return {
     steps: step,
     trainLoss: recentLosses.reduce((a, b) => a + b, 0) / Math.max(1, recentLosses.length),
     validationLoss: Number.isNaN(validationLoss) ? evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches) : validationLoss,
     finalDir,
     samples,
-    tokensPerSecond: tokensThisRun / Math.max(seconds, 1e-9),
+    tokensPerSecond: tokensThisRun / Math.max(trainingSeconds, 1e-9),
   };
 }
 
@@ -347,10 +349,10 @@ export function evaluate(model: DenseModel, tokens: Int32Array, batchSize: numbe
 /** Continuations of the first words of a few corpus documents (spread over the corpus), at temperature 0.8. */
 function sampleFromModel(model: DenseModel, tokenizer: Tokenizer, docs: readonly string[], config: PretrainConfig, endOfText: number): Array<{ prompt: string; text: string }> {
   if (config.samples <= 0) return [];
-  const prompts = Array.from({ length: config.samples }, (_, i) => {
+  const prompts = [...new Set(Array.from({ length: config.samples }, (_, i) => {
     const doc = docs[Math.floor((i * docs.length) / config.samples)];
     return doc.split(/(?<=\s)/).slice(0, 4).join('').trimEnd();
-  }).filter((p) => p.length > 0);
+  }))].filter((p) => p.length > 0);
   const results = generate(model, tokenizer, prompts.map((prompt) => ({ prompt })), {
     maxNewTokens: config.sampleTokens, temperature: 0.8, seed: config.seed, stopTokenIds: [endOfText],
   });
@@ -387,14 +389,6 @@ function newModel(config: PretrainConfig, vocabSize: number, endOfText: number):
   });
   validateDenseConfig(modelConfig, 'modelOverrides');
   return new DenseModel(modelConfig, config.seed);
-}
-
-function modelFromHf(hf: HfModel, source: string): DenseModel {
-  const model = new DenseModel(hf.config);
-  const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
-  for (const [name, array] of hf.tensors) values.set(name, { shape: array.shape, data: toFloat32(array) });
-  model.loadState(values, source);
-  return model;
 }
 
 /** The parameters as float32 safetensors arrays (copies: training goes on changing the live ones). */

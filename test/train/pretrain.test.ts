@@ -50,6 +50,12 @@ test('a few steps on a tiny repetitive corpus lower the loss, and the run leaves
   assert.equal((await loadLatestCheckpoint(out))!.step, 30);
   for (const file of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) readFileSync(join(result.finalDir, file));
   assert.equal(result.samples.length, 1);
+
+  // Training on from the saved model starts where this run ended, not from a fresh initialisation.
+  const next = join(dir, 'next');
+  await pretrain(tinyConfig(next, { corpus, model: result.finalDir, steps: 2, warmup: 1, lr: 1e-4 }), quiet);
+  const continued = await readJsonl<StepRecord>(join(next, 'metrics.jsonl'));
+  assert.ok(continued[0].loss < first / 3, `continued at ${continued[0].loss}`);
 });
 
 test('a run killed after a checkpoint and resumed computes exactly the losses of an uninterrupted run', async () => {
