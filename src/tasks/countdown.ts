@@ -9,6 +9,7 @@
 // with random operators (the Countdown game's own rule: every intermediate value a positive integer), and the
 // result, when it lands in the level's target range, becomes the target. The construction expression is kept
 // as `reference.solution`.
+import { lastAnswerTag } from '../rewards/answer.ts';
 import { Rng } from '../tensor/random.ts';
 import { drawHeldOut, intBetween, isHeldOut, pick } from './split.ts';
 import type { Example, Task, Verdict } from './task.ts';
@@ -175,18 +176,6 @@ export interface CountdownReference {
   solution: string;
 }
 
-/**
- * The contents of the last <answer>...</answer> of a completion, trimmed (TinyZero takes the last match too),
- * or null when there is none.
- */
-export function lastAnswerTag(completion: string): string | null {
-  const close = completion.lastIndexOf('</answer>');
-  if (close < 0) return null;
-  const open = completion.lastIndexOf('<answer>', close);
-  if (open < 0) return null;
-  return completion.slice(open + '<answer>'.length, close).trim();
-}
-
 /** Whether `expression` uses exactly the given numbers (as a multiset) and evaluates to `target`. */
 export function solvesCountdown(expression: string, numbers: readonly number[], target: number): boolean {
   const result = evaluateExpression(expression);
@@ -287,12 +276,15 @@ function problemKey(numbers: readonly number[], target: number): string {
   return `${[...numbers].sort((a, b) => a - b).join(',')}->${target}`;
 }
 
-/** The question in TinyZero's wording (its prompt, less the tag instructions that the R1-Zero template gives). */
+/**
+ * The question in TinyZero's wording (its prompt, less the tag instructions that the R1-Zero template gives). No
+ * final period: the template adds one after the question.
+ */
 export function countdownQuestion(numbers: readonly number[], target: number): string {
   return (
     `Using the numbers [${numbers.join(', ')}], create an equation that equals ${target}. ` +
     'You can use basic arithmetic operations (+, -, *, /) and each number can only be used once. ' +
-    'Write only the expression as the answer, for example <answer> (1 + 2) / 3 </answer>.'
+    'Write only the expression as the answer, for example <answer> (1 + 2) / 3 </answer>'
   );
 }
 
@@ -342,7 +334,8 @@ export function countdownTask(options: CountdownOptions = {}): Task {
     },
     verify(completion: string, example: Example): Verdict {
       const { numbers, target } = example.reference as CountdownReference;
-      const answer = lastAnswerTag(completion);
+      // The last <answer>...</answer>, as TinyZero reads it (a \boxed{} inside is unwrapped).
+      const answer = lastAnswerTag(completion)?.trim() ?? null;
       return { answer, correct: answer !== null && solvesCountdown(answer, numbers, target) };
     },
   };

@@ -6,6 +6,7 @@
 // the test set only. Training draws skip those keys; the test set is drawn from a fixed seed and keeps only
 // them. Loaded files split the same way on the question text, so duplicates land on the same side.
 import type { Rng } from '../tensor/random.ts';
+import { UserError } from '../util/errors.ts';
 
 /** 32-bit FNV-1a over the UTF-16 code units of `text`, with a murmur3 finaliser so that low bits mix well. */
 export function hash32(text: string): number {
@@ -38,21 +39,24 @@ export function intBetween(rng: Rng, lo: number, hi: number): number {
 }
 
 /**
- * The first `size` distinct keys' examples that `draw` produces from `rng` and that are held out. Throws when
- * the held-out part of the problem space is too small for `size` (the caller's level is too narrow).
+ * The first `size` distinct held-out examples that `draw` produces from `rng`. Throws when the held-out part of
+ * the problem space looks exhausted (no new problem in many draws): a test set larger than the level allows.
  */
 export function drawHeldOut<T>(rng: Rng, size: number, fraction: number, draw: (rng: Rng) => { key: string; dedupKey: string; value: T }, what: string): T[] {
   const out: T[] = [];
   const seen = new Set<string>();
-  const maxAttempts = Math.max(10_000, Math.ceil((size / fraction) * 200));
-  for (let attempt = 0; out.length < size; attempt++) {
-    if (attempt >= maxAttempts) {
-      throw new Error(`${what}: found only ${out.length} distinct held-out problems of ${size} requested in ${maxAttempts} draws`);
+  // About 2,000 held-out draws in a row that were all repeats.
+  const stallLimit = Math.ceil(2000 / fraction);
+  let sinceNew = 0;
+  while (out.length < size) {
+    if (++sinceNew > stallLimit) {
+      throw new UserError(`${what}: found only ${out.length} distinct held-out problems of the ${size} requested (ask for fewer, or a higher level)`);
     }
     const { key, dedupKey, value } = draw(rng);
     if (!isHeldOut(key, fraction) || seen.has(dedupKey)) continue;
     seen.add(dedupKey);
     out.push(value);
+    sinceNew = 0;
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { COUNTDOWN_LEVELS, countdownTask, evaluateExpression, lastAnswerTag, MAX_NESTING, solvesCountdown, type CountdownReference } from '../../src/tasks/countdown.ts';
+import { COUNTDOWN_LEVELS, countdownTask, evaluateExpression, MAX_NESTING, solvesCountdown, type CountdownReference } from '../../src/tasks/countdown.ts';
 import { Rng } from '../../src/tensor/random.ts';
 
 function valueOf(expression: string): string {
@@ -99,7 +99,7 @@ test('verify reads the last <answer> of the completion and never throws', () => 
   assert.deepEqual(task.verify('<answer> (25 - 4) * 3 / 9 = 7 </answer>', example).correct, false);
   assert.deepEqual(task.verify('<answer>process.exit()</answer>', example), { answer: 'process.exit()', correct: false });
   assert.equal(task.verify(`<answer>${'('.repeat(10_000)}</answer>`, example).correct, false);
-  assert.equal(lastAnswerTag('</answer> <answer> 1'), null);
+  assert.deepEqual(task.verify('</answer> <answer> (25 - 4) * 3 / 9', example), { answer: null, correct: false }); // unclosed
 });
 
 test('generated problems are solvable by their construction and respect the level', () => {

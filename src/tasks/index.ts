@@ -1,0 +1,13 @@
+// The tasks layer's public face: generated tasks (Countdown, arithmetic word problems), users' JSONL files, and
+// the registry that names them. Each task samples training examples, holds a fixed test set, and verifies.
+export type { Example, Task, Verdict } from './task.ts';
+export { taskByName, TASK_NAMES, type TaskOptions } from './registry.ts';
+export {
+  COUNTDOWN_LEVELS, countdownQuestion, countdownTask, evaluateExpression, solvesCountdown,
+  type CountdownLevel, type CountdownOptions, type CountdownReference, type Evaluation, type Rational,
+} from './countdown.ts';
+export {
+  ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, pretrainingText, workedSteps,
+  type ArithmeticLevel, type ArithmeticOptions, type ArithmeticProblem, type ArithmeticStep, type PretrainingTextOptions,
+} from './arithmetic.ts';
+export { jsonlTask, readProblemsJsonl, type JsonlTask, type JsonlTaskOptions } from './jsonl.ts';

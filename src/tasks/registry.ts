@@ -1,0 +1,41 @@
+// Tasks by name, for configs and the CLI: `countdown`, `arithmetic`, and `jsonl:PATH` (or `jsonl` with
+// `taskFile`) for a user's GSM8K- or MATH-style file.
+import { UserError } from '../util/errors.ts';
+import { ARITHMETIC_LEVELS, arithmeticTask } from './arithmetic.ts';
+import { COUNTDOWN_LEVELS, countdownTask } from './countdown.ts';
+import { jsonlTask, type JsonlTaskOptions } from './jsonl.ts';
+import type { Task } from './task.ts';
+
+export interface TaskOptions extends JsonlTaskOptions {
+  /** Difficulty level of a generated task (countdown 1-4, default 3; arithmetic 1-4, default 1). */
+  level?: number;
+  /** The problems file of the `jsonl` task (the same as naming the task `jsonl:PATH`). */
+  taskFile?: string;
+}
+
+export const TASK_NAMES = ['countdown', 'arithmetic', 'jsonl:PATH'] as const;
+
+const JSONL_ONLY_OPTIONS = ['questionField', 'answerField', 'testFile', 'testFraction', 'skipInvalid'] as const;
+
+export function taskByName(name: string, options: TaskOptions = {}): Task {
+  if (name === 'countdown' || name === 'arithmetic') {
+    const misplaced = [...JSONL_ONLY_OPTIONS, 'taskFile' as const].filter((key) => options[key] !== undefined);
+    if (misplaced.length > 0) throw new UserError(`task ${name}: not options of generated tasks (they are for jsonl): ${misplaced.join(', ')}`);
+    const levels = name === 'countdown' ? COUNTDOWN_LEVELS : ARITHMETIC_LEVELS;
+    if (options.level !== undefined && levels[options.level] === undefined) {
+      throw new UserError(`task ${name}: level must be one of ${Object.keys(levels).join(', ')}, got ${options.level}`);
+    }
+    return name === 'countdown' ? countdownTask({ level: options.level }) : arithmeticTask({ level: options.level });
+  }
+  if (name === 'jsonl' || name.startsWith('jsonl:')) {
+    const fromName = name === 'jsonl' ? undefined : name.slice('jsonl:'.length);
+    if (fromName !== undefined && options.taskFile !== undefined && fromName !== options.taskFile) {
+      throw new UserError(`task ${name}: the task names file ${fromName} but taskFile is ${options.taskFile}`);
+    }
+    const path = fromName ?? options.taskFile;
+    if (path === undefined || path.length === 0) throw new UserError('task jsonl: no problems file (name the task jsonl:PATH or give taskFile)');
+    if (options.level !== undefined) throw new UserError('task jsonl: level applies only to generated tasks (countdown, arithmetic)');
+    return jsonlTask(path, options);
+  }
+  throw new UserError(`unknown task "${name}" (known: ${TASK_NAMES.join(', ')})`);
+}

@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ARITHMETIC_LEVELS, arithmeticTask, pretrainingText } from '../../src/tasks/arithmetic.ts';
+import { r1ZeroPrompt } from '../../src/rewards/template.ts';
+import { Rng } from '../../src/tensor/random.ts';
+
+/**
+ * Solves a generated question from its English alone, with its own reading rules (not the generator's
+ * tables): the first sentence states the starting quantity (two numbers there are a product: "3 boxes with 4
+ * in each", "at 11 km per hour for 3 hours"), each later sentence but the question applies one operation with
+ * the number it states, read from its wording. Returns the answer and the numbers it read.
+ */
+function solveByReading(question: string): { answer: number; numbers: number[] } {
+  const sentences = question.match(/[^.?]+[.?]/g)!.map((s) => s.trim());
+  const ask = sentences.pop()!;
+  assert.match(ask, /^How (many|far|old)\b.*\?$/, question);
+  const numbersIn = (s: string) => (s.match(/\d+/g) ?? []).map(Number);
+  const read: number[] = [];
+  const opening = numbersIn(sentences[0]);
+  assert.ok(opening.length === 1 || opening.length === 2, sentences[0]);
+  read.push(...opening);
+  let value = opening.length === 1 ? opening[0] : opening[0] * opening[1];
+  const fractions: Record<string, number> = { half: 2, 'a third': 3, 'a quarter': 4 };
+  for (const s of sentences.slice(1)) {
+    const fraction = /is (half|a third|a quarter) as old as/.exec(s);
+    if (fraction !== null) {
+      value /= fractions[fraction[1]];
+      read.push(fractions[fraction[1]]);
+      continue;
+    }
+    const ns = numbersIn(s);
+    assert.equal(ns.length, 1, `one number per step sentence: ${s}`);
+    const n = ns[0];
+    read.push(n);
+    if (/\bequal(ly)?\b/.test(s)) value /= n; // "into 5 equal groups, keeps one"
+    else if (/\btimes\b/.test(s)) value *= n;
+    else if (/\b(more|older)\b/.test(s)) value += n;
+    else if (/\b(younger|gives|loses|sells|spends|pays|eats|back)\b/.test(s)) value -= n;
+    else assert.fail(`no operation recognised in: ${s}`);
+    assert.ok(Number.isInteger(value) && value > 0, `${s} -> ${value}`);
+  }
+  return { answer: value, numbers: read };
+}
+
+test('gold answers agree with an independent reading of the question', () => {
+  for (const levelNumber of Object.keys(ARITHMETIC_LEVELS).map(Number)) {
+    const level = ARITHMETIC_LEVELS[levelNumber];
+    const task = arithmeticTask({ level: levelNumber });
+    for (const e of [...task.sample(new Rng(100 + levelNumber), 400), ...task.testSet(100)]) {
+      const { answer, numbers } = solveByReading(e.question);
+      assert.equal(String(answer), e.reference, e.question);
+      // Level 1 is one + or - of a single digit; more steps at higher levels (a product opening counts as one).
+      assert.equal(numbers.length, level.steps + 1, e.question);
+      assert.ok(numbers.every((n) => n >= 2 && n <= Math.max(level.maxStart, level.maxOperand)), e.question);
+      assert.ok(answer <= level.maxValue, e.question);
+    }
+  }
+});
+
+test('hand-checked example and English spot checks', () => {
+  const [e] = arithmeticTask({ level: 1 }).sample(new Rng(7), 1);
+  assert.equal(solveByReading(e.question).answer, Number(e.reference));
+  // Worked by hand: the reader itself on a fixed question of each kind.
+  assert.equal(solveByReading('Mia has 12 marbles. She buys 5 more marbles. She gives 3 marbles to Tom. How many marbles does Mia have now?').answer, 14);
+  assert.equal(solveByReading('Ava is 30 years old. Ben is a third as old as Ava. Eli is 4 times as old as Ben. How old is Eli?').answer, 40);
+  for (const q of arithmeticTask({ level: 4 }).sample(new Rng(3), 50).map((x) => x.question)) {
+    assert.doesNotMatch(q, / 1 [a-z]+s\b/, 'no "1 marbles"');
+    assert.match(q, /^[A-Z]/);
+  }
+});
+
+test('verify checks the <answer> against the gold integer', () => {
+  const task = arithmeticTask();
+  const [e] = task.sample(new Rng(1), 1);
+  const gold = e.reference as string;
+  assert.deepEqual(task.verify(`<think> working </think> <answer> ${gold} </answer>`, e), { answer: gold, correct: true });
+  assert.equal(task.verify(`<think> working </think> <answer> ${Number(gold) + 1} </answer>`, e).correct, false);
+  assert.equal(task.verify('<think> no answer </think>', e).correct, false);
+});
+
+test('seeds reproduce; test sets are fixed and no training draw shares a test problem\'s arithmetic', () => {
+  for (const levelNumber of [1, 3]) {
+    const task = arithmeticTask({ level: levelNumber });
+    assert.deepEqual(task.sample(new Rng(5), 30), arithmeticTask({ level: levelNumber }).sample(new Rng(5), 30));
+    assert.notDeepEqual(task.sample(new Rng(5), 30), task.sample(new Rng(6), 30));
+    const testSet = task.testSet();
+    assert.equal(testSet.length, 200);
+    assert.deepEqual(arithmeticTask({ level: levelNumber }).testSet(), testSet);
+    assert.deepEqual(task.testSet(20), testSet.slice(0, 20));
+    assert.equal(new Set(testSet.map((x) => x.question)).size, testSet.length, 'test questions are distinct');
+    // The arithmetic of a question (start, then each operation and number), read from the text: no training
+    // draw, whatever its wording, has the arithmetic of a test question.
+    const testKeys = new Set(testSet.map((x) => skeletonKeyFromReading(x.question)));
+    for (const x of task.sample(new Rng(11), 3000)) {
+      const key = skeletonKeyFromReading(x.question);
+      assert.equal(x.id, `arithmetic/L${levelNumber}/train/${key}`);
+      assert.ok(!testKeys.has(key), `training draw has the arithmetic of a test question: ${x.question}`);
+    }
+  }
+});
+
+/**
+ * The generator's key format (start, then operator and number for each step; a leading product smaller factor
+ * first), rebuilt from the text by the reader's rules.
+ */
+function skeletonKeyFromReading(question: string): string {
+  return skeletonKeyFromSteps(question).replace(/^(\d+)\*(\d+)/, (_, a, b) => `${Math.min(+a, +b)}*${Math.max(+a, +b)}`);
+}
+
+function skeletonKeyFromSteps(question: string): string {
+  const sentences = question.match(/[^.?]+[.?]/g)!.map((s) => s.trim()).slice(0, -1);
+  const numbersIn = (s: string) => (s.match(/\d+/g) ?? []).map(Number);
+  const opening = numbersIn(sentences[0]);
+  let key = opening.length === 1 ? `${opening[0]}` : `${opening[0]}*${opening[1]}`;
+  const fractions: Record<string, number> = { half: 2, 'a third': 3, 'a quarter': 4 };
+  for (const s of sentences.slice(1)) {
+    const fraction = /is (half|a third|a quarter) as old as/.exec(s);
+    if (fraction !== null) {
+      key += `/${fractions[fraction[1]]}`;
+      continue;
+    }
+    const n = numbersIn(s)[0];
+    if (/\bequal(ly)?\b/.test(s)) key += `/${n}`;
+    else if (/\btimes\b/.test(s)) key += `*${n}`;
+    else if (/\b(more|older)\b/.test(s)) key += `+${n}`;
+    else key += `-${n}`;
+  }
+  return key;
+}
+
+/** Last integer of a text (every pretraining completion states its final answer last). */
+function lastNumber(text: string): number | null {
+  const all = text.match(/-?\d+/g);
+  return all === null ? null : Number(all[all.length - 1]);
+}
+
+const EXACT_FORMAT = /^<think>[\s\S]*?<\/think>\s*<answer>[\s\S]*?<\/answer>$/;
+
+test('pretrainingText: prompts in the R1-Zero template, correct and format rates within sampling error', () => {
+  const count = 2000;
+  const question = 'QUESTION_MARKER';
+  const [before, after] = r1ZeroPrompt(question).split(question);
+  for (const { correctRate, formatRate } of [
+    { correctRate: 0.5, formatRate: 0.7 },
+    { correctRate: 0.2, formatRate: 0.95 },
+    { correctRate: 1, formatRate: 0 },
+  ]) {
+    const docs = pretrainingText(new Rng(9), count, { correctRate, formatRate, level: [1, 2, 3] });
+    assert.equal(docs.length, count);
+    let correct = 0;
+    let formatted = 0;
+    for (const doc of docs) {
+      assert.ok(doc.startsWith(before), doc);
+      const end = doc.indexOf(after, before.length);
+      assert.ok(end > 0, doc);
+      const q = doc.slice(before.length, end);
+      const completion = doc.slice(end + after.length).trim();
+      if (lastNumber(completion) === solveByReading(q).answer) correct++;
+      if (EXACT_FORMAT.test(completion)) formatted++;
+      // Every completion shows its working as equations.
+      assert.match(completion, /\d+ [-+*/] \d+ = -?\d+\./, completion);
+    }
+    // 4.5 standard deviations of a binomial proportion: a correct generator fails this about once in 10^5 runs.
+    const tolerance = (p: number) => 4.5 * Math.sqrt((p * (1 - p)) / count) + 1e-9;
+    assert.ok(Math.abs(correct / count - correctRate) <= tolerance(correctRate), `correct ${correct / count} vs ${correctRate}`);
+    assert.ok(Math.abs(formatted / count - formatRate) <= tolerance(formatRate), `formatted ${formatted / count} vs ${formatRate}`);
+  }
+  assert.deepEqual(pretrainingText(new Rng(1), 20, { correctRate: 0.5, formatRate: 0.5 }), pretrainingText(new Rng(1), 20, { correctRate: 0.5, formatRate: 0.5 }));
+  assert.throws(() => pretrainingText(new Rng(1), 1, { correctRate: 1.5, formatRate: 0.5 }), RangeError);
+});
+
+test('pretrainingText never contains a held-out test question', () => {
+  const testQuestions = new Set(arithmeticTask({ level: 1 }).testSet().map((e) => skeletonKeyFromReading(e.question)));
+  const question = 'QUESTION_MARKER';
+  const [before, after] = r1ZeroPrompt(question).split(question);
+  for (const doc of pretrainingText(new Rng(2), 3000, { correctRate: 0.5, formatRate: 0.5, level: 1 })) {
+    const q = doc.slice(before.length, doc.indexOf(after, before.length));
+    assert.ok(!testQuestions.has(skeletonKeyFromReading(q)), q);
+  }
+});

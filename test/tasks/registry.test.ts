@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { taskByName } from '../../src/tasks/registry.ts';
+import { Rng } from '../../src/tensor/random.ts';
+import { UserError } from '../../src/util/errors.ts';
+
+function assertUserError(fn: () => unknown, message: string): void {
+  assert.throws(fn, (e: Error) => {
+    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
+    assert.equal(e.message, message);
+    return true;
+  });
+}
+
+test('generated tasks by name, with levels', () => {
+  const countdown = taskByName('countdown', { level: 1 });
+  assert.equal(countdown.name, 'countdown');
+  assert.equal(countdown.sample(new Rng(1), 2)[0].level, 1);
+  assert.equal(taskByName('countdown').testSet(1)[0].level, 3);
+  assert.equal(taskByName('arithmetic').sample(new Rng(1), 1)[0].level, 1);
+  assert.equal(taskByName('arithmetic', { level: 4 }).sample(new Rng(1), 1)[0].level, 4);
+});
+
+test('jsonl tasks by jsonl:PATH or taskFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'r1-registry-'));
+  try {
+    const path = join(dir, 'p.jsonl');
+    writeFileSync(path, '{"question": "What is 1 + 1?", "answer": "#### 2"}\n');
+    assert.equal(taskByName(`jsonl:${path}`, { testFraction: 0.01 }).sample(new Rng(0), 1)[0].reference, '2');
+    assert.equal(taskByName('jsonl', { taskFile: path, testFraction: 0.01 }).name, `jsonl:${path}`);
+    assertUserError(() => taskByName('jsonl'), 'task jsonl: no problems file (name the task jsonl:PATH or give taskFile)');
+    assertUserError(() => taskByName(`jsonl:${path}`, { taskFile: '/other.jsonl' }), `task jsonl:${path}: the task names file ${path} but taskFile is /other.jsonl`);
+    assertUserError(() => taskByName(`jsonl:${path}`, { level: 2 }), 'task jsonl: level applies only to generated tasks (countdown, arithmetic)');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('unknown names, bad levels and misplaced options are UserErrors that list what is known', () => {
+  assertUserError(() => taskByName('gsm8k'), 'unknown task "gsm8k" (known: countdown, arithmetic, jsonl:PATH)');
+  assertUserError(() => taskByName('countdown', { level: 9 }), 'task countdown: level must be one of 1, 2, 3, 4, got 9');
+  assertUserError(() => taskByName('arithmetic', { testFile: 'x.jsonl' }), 'task arithmetic: not options of generated tasks (they are for jsonl): testFile');
+});
