@@ -102,3 +102,15 @@ test('a failing run leaves the previous checkpoint intact', async () => {
   assert.equal((await loadLatestCheckpoint(out))!.step, 4);
   assert.equal((await pretrain(tinyConfig(out, { corpus, resume: true }), quiet)).steps, 8);
 });
+
+test('gradient accumulation over 2 micro-batches of 2 matches one batch of 4 (the same windows are drawn)', async () => {
+  const dir = tempDir();
+  const one = join(dir, 'one');
+  const two = join(dir, 'two');
+  await pretrain(tinyConfig(one, { steps: 4, batchSize: 4, samples: 0 }), quiet);
+  await pretrain(tinyConfig(two, { steps: 4, batchSize: 2, gradAccumSteps: 2, samples: 0 }), quiet);
+  const a = await losses(one);
+  const b = await losses(two);
+  // Equal but for float32 summation order: the mean of two means of 32 tokens vs one mean of 64.
+  a.forEach(([step, loss], i) => assert.ok(Math.abs(loss - b[i][1]) < 1e-4, `step ${step}: ${loss} vs ${b[i][1]}`));
+});
