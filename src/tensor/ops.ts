@@ -643,6 +643,33 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   });
 }
 
+/**
+ * torch.index_add along the first axis: out = base, then out[index[i]] += src[i] for each row i of src (repeated
+ * indices add up). base [N, ...], src [n, ...] with the same trailing shape, index int32 [n]. The adjoint of
+ * `embedding`: MoE combines expert outputs back into token order with it, and gathers rows with `embedding`.
+ */
+export function indexAdd(base: Tensor, index: Tensor, src: Tensor): Tensor {
+  const rows = base.shape[0];
+  const rowSize = shapeSize(base.shape.slice(1));
+  if (base.ndim < 1 || src.ndim !== base.ndim || src.shape.some((d, i) => i > 0 && d !== base.shape[i]) || index.size !== src.shape[0]) {
+    throw new Error(`indexAdd: base [${base.shape}], index [${index.shape}] and src [${src.shape}] do not fit (src [n, ...base.shape[1:]], index [n])`);
+  }
+  if (base.dtype !== src.dtype) throw new TypeError(`indexAdd: dtypes ${base.dtype} and ${src.dtype} differ`);
+  const idx = contiguous(index).ints();
+  for (let i = 0; i < idx.length; i++) {
+    if (idx[i] < 0 || idx[i] >= rows) throw new RangeError(`indexAdd: index ${idx[i]} at position ${i} is outside [0, ${rows})`);
+  }
+  const out = empty(base.shape, base.dtype);
+  copyInto(base, out);
+  const s0 = contiguous(src);
+  kernels().embeddingBackward(idx, s0.floats(), out.floats(), idx.length, rowSize);
+  return record(out, 'indexAdd', [base, s0], (g) => [
+    // d out / d base is the identity; row i of src reaches out[index[i]], so its gradient is that row of g.
+    g,
+    s0.requiresGrad ? reshape(embedding(reshape(g, [rows, rowSize]), index), s0.shape) : null,
+  ]);
+}
+
 /** torch.gather: out[..., j, ...] = x[..., index[..., j, ...], ...] along `dim`. */
 export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   const d = x.axis(dim);

@@ -54,6 +54,8 @@ const gradChecks: Record<string, () => void> = {
   },
   embedding: () => gradcheck((table) => T.embedding(table, ids([1, 3, 1, 0], [2, 2])), [leaf([4, 3], 46)]),
   gather: () => gradcheck((x) => T.gather(x, 1, ids([0, 2, 2, 1, 1, 0], [2, 3])), [leaf([2, 4], 47)]),
+  // a repeated index (row 1 twice) must add both source rows, and both must get that row's gradient
+  indexAdd: () => gradcheck((base, src) => T.indexAdd(base, ids([1, 3, 1]), src), [leaf([4, 2, 3], 66), leaf([3, 2, 3], 67)]),
   rmsNorm: () => gradcheck((x, w) => T.rmsNorm(x, w, 1e-5), [leaf([3, 6], 48), leaf([6], 49, 1)]),
   rope: () => {
     const tables = ropeTables({ rotDim: 4, theta: 10000, scaling: null, maxPositions: 16 });
