@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { checkAnswer, lastBoxed, lastGsm8kAnswer, type AnswerPlace } from '../rewards/answer.ts';
 import type { Rng } from '../tensor/random.ts';
+import { decodeUtf8 } from '../tokenizer/corpus.ts';
 import { lineAndColumn, locateJsonError } from '../tokenizer/json-file.ts';
 import { UserError } from '../util/errors.ts';
 import { isHeldOut } from './split.ts';
@@ -41,12 +42,14 @@ export type SkippedLine = string;
 
 /** Reads a JSONL file of problems; see the file comment for the formats. */
 export function readProblemsJsonl(path: string, options: Pick<JsonlTaskOptions, 'questionField' | 'answerField' | 'skipInvalid'> = {}): { examples: Example[]; skipped: SkippedLine[] } {
-  let content: string;
+  let bytes: Buffer;
   try {
-    content = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (err) {
     throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
+  // A byte-order mark (some Windows editors write one) is not part of the first line's JSON.
+  const content = decodeUtf8(bytes, path).replace(/^\uFEFF/, '');
   const examples: Example[] = [];
   const skipped: SkippedLine[] = [];
   const lines = content.split('\n');

@@ -54,6 +54,12 @@ test('GSM8K and MATH files: fields detected, final answers extracted, ids name f
   });
 });
 
+test('Windows files: a byte-order mark and CRLF line ends', () => {
+  withFiles({ 'win.jsonl': '\uFEFF' + GSM8K.replace(/\n/g, '\r\n') }, (p) => {
+    assert.deepEqual(readProblemsJsonl(p['win.jsonl']).examples.map((e) => e.reference), ['72', '10']);
+  });
+});
+
 test('explicit answer fields, numbers, named fields and blank lines', () => {
   const file = jsonl([
     { prompt: 'What is 2 + 2?', answer: 4 },
@@ -94,6 +100,10 @@ test('malformed lines fail with file:line and the problem', () => {
     });
   }
   withFiles({}, () => assertUserError(() => readProblemsJsonl('/nonexistent/x.jsonl'), '/nonexistent/x.jsonl: cannot read (ENOENT)'));
+  withFiles({ 'latin1.jsonl': '{"question": "q", "answer": "1"}\n{"question": "caf\xe9", "answer": "1"}\n' }, (p) => {
+    writeFileSync(p['latin1.jsonl'], Buffer.from('{"question": "q", "answer": "1"}\n{"question": "caf\xe9", "answer": "1"}\n', 'latin1'));
+    assertUserError(() => readProblemsJsonl(p['latin1.jsonl']), /latin1\.jsonl: invalid UTF-8 at byte offset 50 \(line 2\)$/);
+  });
   withFiles({ 'named.jsonl': '{"question": "q", "answer": "1"}\n' }, (p) => {
     assertUserError(() => readProblemsJsonl(p['named.jsonl'], { questionField: 'input' }), /named\.jsonl:1: no "input" field$/);
   });
