@@ -12,8 +12,8 @@
 //
 // Threads: the output of every batch item is split into a few rectangular parts along its longer side, and
 // each part is an independent serial GEMM with thread-local pack buffers (no barriers, no shared buffers).
-// Splitting along the longer side bounds the duplicated packing (each part packs the whole of the operand it
-// shares) to 1 / (longer side / threads) of the work.
+// Splitting along the longer side keeps the duplicated packing (each part packs the whole of the operand the
+// parts share) near 1 / (part length) of the work.
 //
 // Matrix-vector shapes (m == 1: decoding one token; n == 1) skip packing: they are bound by reading the matrix
 // once, so they stream it with a dedicated loop instead.
@@ -45,7 +45,8 @@ namespace {
 // 6 x 16 on Zen3/Haswell-class cores: 12 ymm accumulators + 2 B vectors + 1 broadcast = 15 of 16 registers.
 // Each k step issues 12 FMAs (6 cycles on two FMA pipes) against 2 loads and 6 broadcasts, so the FMA units,
 // not the load ports, are the limit; 12 independent chains cover the 4-cycle FMA latency (BLIS's haswell and
-// zen sgemm kernels use the same shape). Measured against 8 x 8 and 4 x 24 in docs/BENCHMARKS.md.
+// zen sgemm kernels use the same shape). On one Zen3 core it ties 4 x 24 and 5 x 16 and beats 12 x 8 and 8 x 8
+// (docs/BENCHMARKS.md, CPU GEMM).
 constexpr int64_t MR = 6, NR = 16;
 
 inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
@@ -440,12 +441,15 @@ extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64
 
   const int64_t rsa = trans_a ? 1 : k, csa = trans_a ? m : 1;
   const int64_t rsb = trans_b ? 1 : n, csb = trans_b ? k : 1;
-  // Parts per matrix: none when the batch alone balances the threads, else one per thread along the longer
-  // side (rounded to whole micro-tiles so no part gets a sliver).
-  int64_t parts = 1;
-  if (threads > 1 && fmas >= PARALLEL_MIN_FMAS && batch % threads != 0 && batch < 4 * threads) parts = threads;
+  // Parts per matrix along the longer side: none when the batch alone balances the threads, else two per
+  // thread, so that the pool's dynamic hand-out evens out a thread that starts late or shares its core with
+  // another process (one part per thread then takes twice as long), but never shorter than 128 rows or
+  // columns, since each part packs the whole of the other operand. Parts are whole micro-tiles.
   const bool split_rows = m > n;
   const int64_t unit = split_rows ? MR : NR, extent = split_rows ? m : n;
+  int64_t parts = 1;
+  if (threads > 1 && fmas >= PARALLEL_MIN_FMAS && batch % threads != 0 && batch < 4 * threads)
+    parts = std::max(threads, std::min(2 * threads, extent / 128));
   const int64_t part_len = ((extent + parts - 1) / parts + unit - 1) / unit * unit;
   parts = (extent + part_len - 1) / part_len;
   const auto task = [&](int64_t t) {
