@@ -17,6 +17,7 @@ const FIELDS: { [K in keyof PretrainConfig]: { schema: z.ZodType<PretrainConfig[
   corpus: { schema: z.string().min(1).nullable(), flag: '--corpus <file>', help: 'training text: .txt (one document) or .jsonl (a "text" string per line); default: a generated synthetic corpus' },
   syntheticDocuments: { schema: positiveInt, flag: '--synthetic-documents <n>', help: 'documents of the generated corpus' },
   out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/' },
+  family: { schema: z.enum(['dense', 'deepseek']), flag: '--family <family>', help: 'family of a new model: dense (Llama/Qwen2 shapes, see --size) or deepseek (MLA + DeepSeekMoE + MTP, a small default shape)' },
   size: { schema: z.enum(Object.keys(denseSizes) as [keyof typeof denseSizes]), flag: '--size <size>', help: `shape of a new model: ${Object.keys(denseSizes).join(', ')} parameters` },
   modelOverrides: { schema: z.record(z.string(), z.unknown()) as unknown as z.ZodType<PretrainConfig['modelOverrides']>, flag: null, help: 'DenseConfig fields that change the preset (e.g. {"numLayers": 2})' },
   model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model directory to continue training (its tokenizer is used)' },

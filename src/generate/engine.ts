@@ -14,7 +14,7 @@
 // Every request draws from its own generator, seeded per request, and rows are sampled independently, so a
 // request's completion does not depend on which other requests share its batch or in what order they come.
 import type { LayerKvCache } from '../nn/attention.ts';
-import type { DenseModel } from '../models/dense.ts';
+import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
 import { contiguous, copyInto, logSoftmax, mul, noGrad, slice, softmax, tensor, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
@@ -92,13 +92,13 @@ const DEFAULT_MAX_NEW_TOKENS = 128;
 const DEFAULT_MAX_BATCH_SIZE = 64;
 
 /** Stop ids when none are given: every EOS id the tokenizer and the model's config name. */
-export function defaultStopTokenIds(model: DenseModel, tokenizer: Tokenizer): number[] {
+export function defaultStopTokenIds(model: CausalLM, tokenizer: Tokenizer): number[] {
   const ids = [tokenizer.eosTokenId, model.config.eosTokenId].filter((id): id is number => id !== null);
   return [...new Set(ids)];
 }
 
 /** Samples a completion for each request; results are in request order. */
-export function generate(model: DenseModel, tokenizer: Tokenizer, requests: readonly GenerationRequest[], options: GenerateOptions = {}): GenerationResult[] {
+export function generate(model: CausalLM, tokenizer: Tokenizer, requests: readonly GenerationRequest[], options: GenerateOptions = {}): GenerationResult[] {
   const vocab = model.config.vocabSize;
   const maxPositions = model.config.maxPositionEmbeddings;
   const fallbackStopIds = defaultStopTokenIds(model, tokenizer);
@@ -128,7 +128,7 @@ export function generate(model: DenseModel, tokenizer: Tokenizer, requests: read
   return rows.map((row) => row.result());
 }
 
-function decodeBatch(model: DenseModel, rows: RowState[], sampleVocab: number, onToken: GenerateOptions['onToken']): void {
+function decodeBatch(model: CausalLM, rows: RowState[], sampleVocab: number, onToken: GenerateOptions['onToken']): void {
   const vocab = model.config.vocabSize;
   const decoder = new BatchDecoder(model, rows.map((r) => r.promptIds), Math.max(...rows.map((r) => r.settings.maxNewTokens)));
   let logits = decoder.prefill();
@@ -313,7 +313,7 @@ export class BatchDecoder {
   private readonly width: number;
   private prefilled = false;
 
-  constructor(private readonly model: DenseModel, private readonly prompts: readonly (readonly number[])[], maxNewTokens: number) {
+  constructor(private readonly model: CausalLM, private readonly prompts: readonly (readonly number[])[], maxNewTokens: number) {
     const width = (this.width = Math.max(...prompts.map((p) => p.length)));
     this.rows = prompts.map((_, i) => i);
     this.padStart = Int32Array.from(prompts, (p) => width - p.length);
@@ -368,9 +368,11 @@ export class BatchDecoder {
     const kept = length - trim;
     const cache = this.model.newCache(keep.length, this.capacity - trim);
     this.cache.forEach((layer, l) => {
+      // A latent (MLA) cache's values are a view of its keys (src/nn/mla.ts): copying the keys moves both.
+      const valuesInKeys = layer.v.storage === layer.k.storage;
       keep.forEach((r, i) => {
         copyInto(slice(slice(layer.k, 0, r, r + 1), 1, trim, length), slice(slice(cache[l].k, 0, i, i + 1), 1, 0, kept));
-        copyInto(slice(slice(layer.v, 0, r, r + 1), 1, trim, length), slice(slice(cache[l].v, 0, i, i + 1), 1, 0, kept));
+        if (!valuesInKeys) copyInto(slice(slice(layer.v, 0, r, r + 1), 1, trim, length), slice(slice(cache[l].v, 0, i, i + 1), 1, 0, kept));
       });
       cache[l].length = kept;
     });

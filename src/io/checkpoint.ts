@@ -12,10 +12,9 @@
 
 import { mkdir, open, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DenseConfig } from '../models/dense.ts';
 import { UserError } from '../util/errors.ts';
 import { cleanTemporaries, fsyncDir, removeDirAtomic, temporarySibling, writeFileAtomic, writeJsonAtomic } from './atomic.ts';
-import { loadHfModel, saveHfModel, type HfModel, type SaveHfOptions } from './hf.ts';
+import { loadHfModel, saveHfModel, type HfModel, type ModelConfig, type SaveHfOptions } from './hf.ts';
 import { readSafetensors, writeSafetensors, type TensorMap } from './safetensors.ts';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
@@ -37,7 +36,7 @@ export interface OptimizerState {
 const OPTIMIZER_PREFIXES = ['m', 'v', 'other'] as const satisfies readonly (keyof OptimizerState)[];
 
 export interface CheckpointParts {
-  model: { config: DenseConfig; tensors: TensorMap; torchDtype?: string | null; eosTokenIds?: number[] };
+  model: { config: ModelConfig; tensors: TensorMap; torchDtype?: string | null; eosTokenIds?: number[] };
   optimizer: OptimizerState;
   /** Opaque JSON object owned by the trainer; stored and returned as is. */
   trainerState: Record<string, unknown>;

@@ -1,12 +1,13 @@
-// Hugging Face model directories of the Llama and Qwen2 families, read and written so that a model trained
+// Hugging Face model directories of the Llama, Qwen2 and DeepSeek-V3 families, read and written so that a model trained
 // here opens in `transformers` and one from there trains here (DESIGN.md, "Formats users already have").
 //
-// A directory holds config.json (field names of transformers' LlamaConfig / Qwen2Config), optionally
+// A directory holds config.json (field names of transformers' LlamaConfig / Qwen2Config / DeepseekV3Config), optionally
 // generation_config.json, the weights as model.safetensors or as shards model-0000i-of-0000n.safetensors
 // listed in model.safetensors.index.json, and the tokenizer files.
 
 import { access, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.ts';
 import type { DenseConfig, RopeScaling } from '../models/dense.ts';
 import { UserError } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.ts';
@@ -17,13 +18,18 @@ import {
 
 type Family = DenseConfig['family'];
 
+/** A model configuration of any family we read and write. */
+export type ModelConfig = DenseConfig | DeepSeekConfig;
+
 /** The families we read and write, with the names transformers gives them. */
 const FAMILIES: Record<Family, { architecture: string; modelType: string }> = {
   llama: { architecture: 'LlamaForCausalLM', modelType: 'llama' },
   qwen2: { architecture: 'Qwen2ForCausalLM', modelType: 'qwen2' },
 };
+const DEEPSEEK = { architecture: 'DeepseekV3ForCausalLM', modelType: 'deepseek_v3' };
+const architectureOf = (config: ModelConfig): string => (config.family === 'deepseek' ? DEEPSEEK.architecture : FAMILIES[config.family].architecture);
 
-const SUPPORTED_ARCHITECTURES = Object.values(FAMILIES).map((f) => f.architecture).join(', ');
+const SUPPORTED_ARCHITECTURES = [...Object.values(FAMILIES), DEEPSEEK].map((f) => f.architecture).join(', ');
 
 export const CONFIG_FILE = 'config.json';
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
@@ -45,7 +51,7 @@ export interface HfConfigExtras {
 }
 
 export interface HfModel extends HfConfigExtras {
-  config: DenseConfig;
+  config: ModelConfig;
   tensors: TensorMap;
 }
 
@@ -154,7 +160,7 @@ function familyOf(fields: ConfigFields, file: string): Family {
   if (modelType !== null) {
     const byType = (Object.keys(FAMILIES) as Family[]).find((f) => FAMILIES[f].modelType === modelType);
     if (byType === undefined) {
-      throw new UserError(`${file}: unsupported model_type "${modelType}" (supported: ${Object.values(FAMILIES).map((f) => f.modelType).join(', ')})`);
+      throw new UserError(`${file}: unsupported model_type "${modelType}" (supported: ${[...Object.values(FAMILIES), DEEPSEEK].map((f) => f.modelType).join(', ')})`);
     }
     if (family !== undefined && family !== byType) {
       throw new UserError(`${file}: field "model_type" is "${modelType}" but "architectures" names ${FAMILIES[family].architecture}`);
@@ -289,8 +295,114 @@ export async function readHfConfig(dir: string): Promise<{ config: DenseConfig }
   return parseHfConfig(await readJsonFile(file), file);
 }
 
-/** config.json for a DenseConfig, with the fields and values transformers writes for these families. */
-export function hfConfigJson(config: DenseConfig, extras: Partial<HfConfigExtras> = {}): Record<string, unknown> {
+/** config.json of any family: DeepseekV3ForCausalLM (or model_type deepseek_v3), else Llama / Qwen2. */
+export function parseModelConfig(raw: unknown, file: string): { config: ModelConfig } & HfConfigExtras {
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+    const r = raw as Record<string, unknown>;
+    const names = Array.isArray(r.architectures) ? r.architectures : [];
+    if (names.includes(DEEPSEEK.architecture) || (r.architectures == null && r.model_type === DEEPSEEK.modelType)) return parseDeepSeekConfig(r, file);
+  }
+  return parseHfConfig(raw, file);
+}
+
+export async function readModelConfig(dir: string): Promise<{ config: ModelConfig } & HfConfigExtras> {
+  const file = join(dir, CONFIG_FILE);
+  return parseModelConfig(await readJsonFile(file), file);
+}
+
+/**
+ * DeepseekV3Config fields -> DeepSeekConfig. Absent fields take transformers' DeepseekV3Config defaults (the
+ * 671B shape), except num_nextn_predict_layers (not a transformers field: the released config.json has it)
+ * which defaults to 0. Settings we do not implement are refused by name rather than run differently.
+ */
+function parseDeepSeekConfig(raw: Record<string, unknown>, file: string): { config: DeepSeekConfig } & HfConfigExtras {
+  const fields = new ConfigFields(raw, file);
+  const modelType = fields.optionalString('model_type');
+  if (modelType !== null && modelType !== DEEPSEEK.modelType) {
+    throw new UserError(`${file}: field "model_type" is "${modelType}" but "architectures" names ${DEEPSEEK.architecture}`);
+  }
+  fields.mustBe('hidden_act', 'silu', 'the MLP and experts are SwiGLU');
+  fields.mustBe('scoring_func', 'sigmoid', 'expert affinities are sigmoids, as in DeepSeek-V3');
+  fields.mustBe('topk_method', 'noaux_tc', 'experts are chosen by affinity + bias, the auxiliary-loss-free method');
+  fields.mustBe('attention_bias', false, 'the attention projections have no bias');
+  fields.mustBe('moe_layer_freq', 1, 'every layer after first_k_dense_replace is an MoE layer');
+  // The MLA query has num_attention_heads heads and its keys are shared per head: transformers requires equality.
+  const numHeads = fields.positiveInt('num_attention_heads', 128);
+  const kvHeads = fields.positiveInt('num_key_value_heads', numHeads);
+  if (kvHeads !== numHeads) throw new UserError(`${file}: field "num_key_value_heads" (${kvHeads}) must equal "num_attention_heads" (${numHeads}) in multi-head latent attention`);
+  // Only plain RoPE: YaRN (rope_type "yarn", which also rescales the softmax by mscale^2) is not implemented.
+  for (const field of ['rope_scaling', 'rope_parameters']) {
+    const value = fields.get(field) as Record<string, unknown> | undefined;
+    const kind = value && typeof value === 'object' ? value.rope_type ?? value.type ?? 'default' : 'default';
+    if (kind !== 'default') throw new UserError(`${file}: field "${field}" has rope type ${JSON.stringify(kind)}; only default RoPE is supported for ${DEEPSEEK.architecture} (YaRN is not implemented)`);
+  }
+  const { ropeTheta } = ropeOf(fields, file);
+  const qLoraRank = fields.get('q_lora_rank') === undefined && Object.hasOwn(raw, 'q_lora_rank') ? null : fields.positiveInt('q_lora_rank', 1536);
+  const nonNegativeInt = (field: string, fallback: number): number => {
+    const value = fields.get(field) ?? fallback;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new UserError(`${file}: field "${field}" must be a non-negative integer, found ${JSON.stringify(value)}`);
+    }
+    return value;
+  };
+  const eosTokenIds = fields.tokenIds('eos_token_id', 1);
+  const config: DeepSeekConfig = {
+    family: 'deepseek',
+    vocabSize: fields.positiveInt('vocab_size', 129280),
+    hiddenSize: fields.positiveInt('hidden_size', 7168),
+    intermediateSize: fields.positiveInt('intermediate_size', 18432),
+    numLayers: fields.positiveInt('num_hidden_layers', 61),
+    numHeads,
+    qLoraRank,
+    kvLoraRank: fields.positiveInt('kv_lora_rank', 512),
+    qkNopeHeadDim: fields.positiveInt('qk_nope_head_dim', 128),
+    qkRopeHeadDim: fields.positiveInt('qk_rope_head_dim', 64),
+    vHeadDim: fields.positiveInt('v_head_dim', 128),
+    numRoutedExperts: fields.positiveInt('n_routed_experts', 256),
+    numSharedExperts: nonNegativeInt('n_shared_experts', 1),
+    numExpertsPerToken: fields.positiveInt('num_experts_per_tok', 8),
+    moeIntermediateSize: fields.positiveInt('moe_intermediate_size', 2048),
+    firstKDenseReplace: nonNegativeInt('first_k_dense_replace', 3),
+    routedScalingFactor: fields.positiveNumber('routed_scaling_factor', 2.5),
+    numGroups: fields.positiveInt('n_group', 8),
+    topkGroup: fields.positiveInt('topk_group', 4),
+    normTopkProb: fields.bool('norm_topk_prob', true),
+    biasUpdateSpeed: 0.001,
+    // V2's field for the sequence-level balance loss weight (with seq_aux true); V3's paper uses 1e-4.
+    seqBalanceWeight: (() => {
+      const value = fields.get('aux_loss_alpha') ?? 0.0001;
+      if (typeof value !== 'number' || !(value >= 0)) throw new UserError(`${file}: field "aux_loss_alpha" must be a number >= 0, found ${JSON.stringify(value)}`);
+      return value;
+    })(),
+    mtpDepth: nonNegativeInt('num_nextn_predict_layers', 0),
+    mtpLossWeight: 0.3,
+    maxPositionEmbeddings: fields.positiveInt('max_position_embeddings', 4096),
+    ropeTheta,
+    ropeInterleave: fields.bool('rope_interleave', true),
+    rmsNormEps: fields.positiveNumber('rms_norm_eps', 1e-6),
+    tieWordEmbeddings: fields.bool('tie_word_embeddings', false),
+    bosTokenId: fields.tokenId('bos_token_id', 0),
+    eosTokenId: eosTokenIds[0] ?? null,
+  };
+  validateDeepSeekConfig(config, file, (field) => `field "${DEEPSEEK_JSON_NAMES[field] ?? field}"`);
+  const torchDtype = fields.optionalString('torch_dtype') ?? fields.optionalString('dtype');
+  return { config, torchDtype, eosTokenIds };
+}
+
+// config.json's names of DeepSeekConfig fields, for validateDeepSeekConfig's messages.
+const DEEPSEEK_JSON_NAMES: Partial<Record<keyof DeepSeekConfig, string>> = {
+  vocabSize: 'vocab_size', hiddenSize: 'hidden_size', intermediateSize: 'intermediate_size', numLayers: 'num_hidden_layers',
+  numHeads: 'num_attention_heads', qLoraRank: 'q_lora_rank', kvLoraRank: 'kv_lora_rank', qkNopeHeadDim: 'qk_nope_head_dim',
+  qkRopeHeadDim: 'qk_rope_head_dim', vHeadDim: 'v_head_dim', numRoutedExperts: 'n_routed_experts', numSharedExperts: 'n_shared_experts',
+  numExpertsPerToken: 'num_experts_per_tok', moeIntermediateSize: 'moe_intermediate_size', firstKDenseReplace: 'first_k_dense_replace',
+  routedScalingFactor: 'routed_scaling_factor', numGroups: 'n_group', topkGroup: 'topk_group', mtpDepth: 'num_nextn_predict_layers',
+  rmsNormEps: 'rms_norm_eps', ropeTheta: 'rope_theta', maxPositionEmbeddings: 'max_position_embeddings', seqBalanceWeight: 'aux_loss_alpha',
+};
+
+
+/** config.json for a model config, with the fields and values transformers writes for its family. */
+export function hfConfigJson(config: ModelConfig, extras: Partial<HfConfigExtras> = {}): Record<string, unknown> {
+  if (config.family === 'deepseek') return deepseekConfigJson(config, extras);
   if (config.family === 'qwen2' && !config.attentionBias) {
     throw new Error('hfConfigJson: Qwen2 always has q/k/v bias; a model without it must use family "llama"');
   }
@@ -344,6 +456,68 @@ export function hfConfigJson(config: DenseConfig, extras: Partial<HfConfigExtras
   return json;
 }
 
+/** Token ids as config.json writes them: one id, or a list when there are several. */
+function eosJson(config: ModelConfig, extras: Partial<HfConfigExtras>): number | number[] | null {
+  const eosIds = extras.eosTokenIds?.length ? extras.eosTokenIds : config.eosTokenId === null ? [] : [config.eosTokenId];
+  if (config.eosTokenId !== null && eosIds[0] !== config.eosTokenId) {
+    throw new Error(`hfConfigJson: eosTokenIds ${JSON.stringify(eosIds)} must start with config.eosTokenId ${config.eosTokenId}`);
+  }
+  return eosIds.length > 1 ? eosIds : eosIds[0] ?? null;
+}
+
+/**
+ * DeepseekV3Config fields (transformers), plus those of the released config.json that transformers keeps as
+ * extras: scoring_func, topk_method, num_nextn_predict_layers (MTP modules, stored at layer indices
+ * num_hidden_layers.. and ignored by transformers), aux_loss_alpha with seq_aux (the balance loss weight).
+ */
+function deepseekConfigJson(c: DeepSeekConfig, extras: Partial<HfConfigExtras>): Record<string, unknown> {
+  const json: Record<string, unknown> = {
+    architectures: [DEEPSEEK.architecture],
+    model_type: DEEPSEEK.modelType,
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    moe_intermediate_size: c.moeIntermediateSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numHeads,
+    q_lora_rank: c.qLoraRank,
+    kv_lora_rank: c.kvLoraRank,
+    qk_nope_head_dim: c.qkNopeHeadDim,
+    qk_rope_head_dim: c.qkRopeHeadDim,
+    v_head_dim: c.vHeadDim,
+    n_routed_experts: c.numRoutedExperts,
+    n_shared_experts: c.numSharedExperts,
+    num_experts_per_tok: c.numExpertsPerToken,
+    first_k_dense_replace: c.firstKDenseReplace,
+    routed_scaling_factor: c.routedScalingFactor,
+    n_group: c.numGroups,
+    topk_group: c.topkGroup,
+    norm_topk_prob: c.normTopkProb,
+    scoring_func: 'sigmoid',
+    topk_method: 'noaux_tc',
+    aux_loss_alpha: c.seqBalanceWeight,
+    seq_aux: true,
+    num_nextn_predict_layers: c.mtpDepth,
+    hidden_act: 'silu',
+    max_position_embeddings: c.maxPositionEmbeddings,
+    rope_theta: c.ropeTheta,
+    rope_scaling: null,
+    rope_interleave: c.ropeInterleave,
+    rms_norm_eps: c.rmsNormEps,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    bos_token_id: c.bosTokenId,
+    eos_token_id: eosJson(c, extras),
+    attention_bias: false,
+    attention_dropout: 0.0,
+    initializer_range: 0.02,
+    pretraining_tp: 1,
+    use_cache: true,
+  };
+  if (extras.torchDtype) json.torch_dtype = extras.torchDtype;
+  return json;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Weights
 
@@ -351,7 +525,8 @@ export function hfConfigJson(config: DenseConfig, extras: Partial<HfConfigExtras
  * Every tensor a Hugging Face checkpoint of this config holds, with its shape, in model order (the names of
  * transformers' LlamaForCausalLM / Qwen2ForCausalLM state dicts; nn.Linear weights are [out, in]).
  */
-export function expectedTensorShapes(config: DenseConfig): Map<string, number[]> {
+export function expectedTensorShapes(config: ModelConfig): Map<string, number[]> {
+  if (config.family === 'deepseek') return deepseekTensorShapes(config);
   const { hiddenSize: h, intermediateSize: ffn, numHeads, numKvHeads, headDim } = config;
   const shapes = new Map<string, number[]>();
   shapes.set('model.embed_tokens.weight', [config.vocabSize, h]);
@@ -376,6 +551,63 @@ export function expectedTensorShapes(config: DenseConfig): Map<string, number[]>
   if (!config.tieWordEmbeddings) shapes.set('lm_head.weight', [config.vocabSize, h]);
   return shapes;
 }
+
+/**
+ * transformers' DeepseekV3ForCausalLM state dict, then the MTP modules at layer indices numLayers.. as in the
+ * released checkpoints (each a decoder block plus enorm, hnorm, eh_proj and shared_head.norm).
+ */
+function deepseekTensorShapes(c: DeepSeekConfig): Map<string, number[]> {
+  const h = c.hiddenSize;
+  const H = c.numHeads;
+  const shapes = new Map<string, number[]>();
+  shapes.set('model.embed_tokens.weight', [c.vocabSize, h]);
+  for (let i = 0; i < c.numLayers + c.mtpDepth; i++) {
+    const layer = `model.layers.${i}`;
+    shapes.set(`${layer}.input_layernorm.weight`, [h]);
+    const attn = `${layer}.self_attn`;
+    if (c.qLoraRank === null) {
+      shapes.set(`${attn}.q_proj.weight`, [H * (c.qkNopeHeadDim + c.qkRopeHeadDim), h]);
+    } else {
+      shapes.set(`${attn}.q_a_proj.weight`, [c.qLoraRank, h]);
+      shapes.set(`${attn}.q_a_layernorm.weight`, [c.qLoraRank]);
+      shapes.set(`${attn}.q_b_proj.weight`, [H * (c.qkNopeHeadDim + c.qkRopeHeadDim), c.qLoraRank]);
+    }
+    shapes.set(`${attn}.kv_a_proj_with_mqa.weight`, [c.kvLoraRank + c.qkRopeHeadDim, h]);
+    shapes.set(`${attn}.kv_a_layernorm.weight`, [c.kvLoraRank]);
+    shapes.set(`${attn}.kv_b_proj.weight`, [H * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank]);
+    shapes.set(`${attn}.o_proj.weight`, [h, H * c.vHeadDim]);
+    shapes.set(`${layer}.post_attention_layernorm.weight`, [h]);
+    const mlp = `${layer}.mlp`;
+    const swiglu = (prefix: string, inner: number) => {
+      shapes.set(`${prefix}.gate_proj.weight`, [inner, h]);
+      shapes.set(`${prefix}.up_proj.weight`, [inner, h]);
+      shapes.set(`${prefix}.down_proj.weight`, [h, inner]);
+    };
+    if (i < c.firstKDenseReplace) {
+      swiglu(mlp, c.intermediateSize);
+    } else {
+      for (let e = 0; e < c.numRoutedExperts; e++) swiglu(`${mlp}.experts.${e}`, c.moeIntermediateSize);
+      shapes.set(`${mlp}.gate.weight`, [c.numRoutedExperts, h]);
+      shapes.set(`${mlp}.gate.e_score_correction_bias`, [c.numRoutedExperts]);
+      if (c.numSharedExperts > 0) swiglu(`${mlp}.shared_experts`, c.moeIntermediateSize * c.numSharedExperts);
+    }
+    if (i >= c.numLayers) {
+      shapes.set(`${layer}.enorm.weight`, [h]);
+      shapes.set(`${layer}.hnorm.weight`, [h]);
+      shapes.set(`${layer}.eh_proj.weight`, [h, 2 * h]);
+      shapes.set(`${layer}.shared_head.norm.weight`, [h]);
+    }
+  }
+  shapes.set('model.norm.weight', [h]);
+  if (!c.tieWordEmbeddings) shapes.set('lm_head.weight', [c.vocabSize, h]);
+  return shapes;
+}
+
+/**
+ * Released DeepSeek-V3 checkpoints repeat the shared embedding and output head inside each MTP layer; they are
+ * the main model's tensors, so the copies are not read.
+ */
+const MTP_SHARED_COPY = /^model\.layers\.\d+\.(embed_tokens\.weight|shared_head\.head\.weight)$/;
 
 /** Old checkpoints saved RoPE's inverse frequencies as a buffer; they are recomputed from the config. */
 const IGNORED_TENSOR = /(^|\.)rotary_emb\.inv_freq$/;
@@ -418,7 +650,7 @@ function formatShape(shape: readonly number[]): string {
  * present with its shape and a float dtype, and nothing unexpected is there (rotary inv_freq buffers and a
  * redundant lm_head.weight under tied embeddings are dropped). Errors name the tensor, the file and the shapes.
  */
-export async function loadHfWeights(dir: string, config: DenseConfig): Promise<TensorMap> {
+export async function loadHfWeights(dir: string, config: ModelConfig): Promise<TensorMap> {
   const { files, weightMap, indexFile } = await weightFiles(dir);
   const found = new Map<string, { file: string; info: TensorInfo }>();
   for (const shard of files) {
@@ -452,10 +684,11 @@ export async function loadHfWeights(dir: string, config: DenseConfig): Promise<T
       throw new UserError(`${file}: tensor "${name}" has dtype ${info.dtype}; weights must be one of ${FLOAT_DTYPES.join(', ')}`);
     }
   }
-  const dropped = (name: string) => IGNORED_TENSOR.test(name) || (config.tieWordEmbeddings && name === 'lm_head.weight');
+  const dropped = (name: string) => IGNORED_TENSOR.test(name) || (config.tieWordEmbeddings && name === 'lm_head.weight')
+    || (config.family === 'deepseek' && MTP_SHARED_COPY.test(name) && Number(name.split('.')[2]) >= config.numLayers);
   for (const [name, { file, info }] of found) {
     if (!expected.has(name) && !dropped(name)) {
-      throw new UserError(`${file}: unexpected tensor "${name}" (shape ${formatShape(info.shape)}) for a ${FAMILIES[config.family].architecture} with this config.json`);
+      throw new UserError(`${file}: unexpected tensor "${name}" (shape ${formatShape(info.shape)}) for a ${architectureOf(config)} with this config.json`);
     }
   }
 
@@ -470,7 +703,7 @@ export async function loadHfWeights(dir: string, config: DenseConfig): Promise<T
 
 /** Read config.json and the weights of a Hugging Face directory. */
 export async function loadHfModel(dir: string): Promise<HfModel> {
-  const { config, torchDtype, eosTokenIds } = await readHfConfig(dir);
+  const { config, torchDtype, eosTokenIds } = await readModelConfig(dir);
   return { config, torchDtype, eosTokenIds, tensors: await loadHfWeights(dir, config) };
 }
 
@@ -528,7 +761,7 @@ const WEIGHT_FILE_PATTERN = /^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json
  * files of an earlier save in the same folder that this save did not write are removed, so that loaders do
  * not pick up stale shards. Tensors must match expectedTensorShapes(config) exactly.
  */
-export async function saveHfModel(dir: string, model: { config: DenseConfig; tensors: TensorMap } & Partial<HfConfigExtras>, options: SaveHfOptions = {}): Promise<void> {
+export async function saveHfModel(dir: string, model: { config: ModelConfig; tensors: TensorMap } & Partial<HfConfigExtras>, options: SaveHfOptions = {}): Promise<void> {
   const { config, tensors } = model;
   const expected = expectedTensorShapes(config);
   for (const [name, shape] of expected) {

@@ -1,19 +1,56 @@
-// Whole models on disk: a Hugging Face directory (config.json + safetensors + tokenizer.json) in, a DenseModel
-// and its Tokenizer out, and back. Tensor names are already Hugging Face's (Module registers them so), so
+// Whole models on disk: a Hugging Face directory (config.json + safetensors + tokenizer.json) in, a model of
+// its family (DenseModel for Llama/Qwen2, DeepSeekModel for DeepseekV3ForCausalLM) and its Tokenizer out, and
+// back. Tensor names are already Hugging Face's (Module registers them so), so
 // loading is a check of the directory followed by Module.loadState, with no renaming table.
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONFIG_FILE, loadHfWeights, readHfConfig, saveHfModel } from '../io/hf.ts';
+import { CONFIG_FILE, loadHfWeights, readModelConfig, saveHfModel, type ModelConfig } from '../io/hf.ts';
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
+import type { LayerKvCache } from '../nn/attention.ts';
+import type { Module } from '../nn/module.ts';
+import type { Tensor } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
-import { DenseModel } from './dense.ts';
+import { DeepSeekModel } from './deepseek.ts';
+import { DenseModel, type ForwardOptions } from './dense.ts';
+
+/**
+ * What sampling, training and the commands need of a causal language model, whatever its family: both
+ * DenseModel and DeepSeekModel are one.
+ */
+export interface CausalLM extends Module {
+  readonly config: ModelConfig;
+  /** Logits [B, T, V]. */
+  forward(ids: Tensor, options?: ForwardOptions): Tensor;
+  /** Logits of the last position [B, V]. */
+  lastLogits(ids: Tensor, options?: ForwardOptions): Tensor;
+  /** Final hidden states [B, T, C]. */
+  hidden(ids: Tensor, options?: ForwardOptions): Tensor;
+  /** The training loss (next-token cross-entropy plus whatever the family adds, e.g. MTP). */
+  loss(ids: Tensor, targets: Tensor): Tensor;
+  /** Per-layer KV caches for `batch` sequences of up to `capacity` positions (latent caches for MLA). */
+  newCache(batch: number, capacity: number): LayerKvCache[];
+  /** Called by trainers after each optimizer step (DeepSeekMoE's bias balancing); absent when nothing is due. */
+  afterStep?(): unknown;
+}
+
+/** A freshly initialised model of the config's family. */
+export function createModel(config: ModelConfig, seed = 0): CausalLM {
+  return config.family === 'deepseek' ? new DeepSeekModel(config, seed) : new DenseModel(config, seed);
+}
+
+/** A model of the config's family holding `tensors` (checked by name and shape; `source` names them in errors). */
+export function modelFromTensors(config: ModelConfig, tensors: TensorMap, source: string): CausalLM {
+  const model = createModel(config);
+  model.loadState(new Map([...tensors].map(([name, array]) => [name, { shape: array.shape, data: toFloat32(array) }])), source);
+  return model;
+}
 
 const TOKENIZER_FILE = 'tokenizer.json';
 
 export interface LoadedModel {
-  model: DenseModel;
+  model: CausalLM;
   tokenizer: Tokenizer;
   /**
    * Every end-of-sequence id config.json names (Llama-3-Instruct lists several; DenseConfig.eosTokenId keeps
@@ -22,20 +59,17 @@ export interface LoadedModel {
   eosTokenIds: number[];
 }
 
-/** Loads a Hugging Face model directory of the Llama or Qwen2 family. */
+/** Loads a Hugging Face model directory of the Llama, Qwen2 or DeepSeek-V3 family (config.json's architectures). */
 export async function loadModel(dir: string): Promise<LoadedModel> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: no such model folder`);
   if (!existsSync(join(dir, CONFIG_FILE))) throw new UserError(`${dir}: no ${CONFIG_FILE} (a model folder holds config.json, *.safetensors and tokenizer.json)`);
   if (!existsSync(join(dir, TOKENIZER_FILE))) throw new UserError(`${dir}: no ${TOKENIZER_FILE} (a model folder holds config.json, *.safetensors and tokenizer.json)`);
-  const { config, eosTokenIds } = await readHfConfig(dir);
+  const { config, eosTokenIds } = await readModelConfig(dir);
   const tokenizer = Tokenizer.fromFile(dir);
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new UserError(`${join(dir, TOKENIZER_FILE)}: ${tokenizer.vocabSize} token ids, more than vocab_size ${config.vocabSize} in ${join(dir, CONFIG_FILE)}`);
   }
-  const weights = await loadHfWeights(dir, config);
-  const model = new DenseModel(config);
-  const values = new Map([...weights].map(([name, array]) => [name, { shape: array.shape, data: toFloat32(array) }]));
-  model.loadState(values, dir);
+  const model = modelFromTensors(config, await loadHfWeights(dir, config), dir);
   const eosIds = [...eosTokenIds];
   if (tokenizer.eosTokenId !== null && !eosIds.includes(tokenizer.eosTokenId)) eosIds.push(tokenizer.eosTokenId);
   return { model, tokenizer, eosTokenIds: eosIds };
@@ -51,7 +85,7 @@ export interface SaveModelOptions {
  * AutoTokenizer). The tokenizer's files (tokenizer.json and tokenizer_config.json) are copied from where it
  * was loaded.
  */
-export async function saveModel(model: DenseModel, tokenizer: Tokenizer, dir: string, options: SaveModelOptions = {}): Promise<void> {
+export async function saveModel(model: CausalLM, tokenizer: Tokenizer, dir: string, options: SaveModelOptions = {}): Promise<void> {
   const { tokenizerFile, configFile } = tokenizer.sources;
   if (!existsSync(tokenizerFile)) {
     throw new UserError(`saveModel: the tokenizer's file ${tokenizerFile} does not exist; write the tokenizer to disk (e.g. saveTrainedBpe) and load it from there`);

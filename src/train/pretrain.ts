@@ -15,7 +15,9 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, saveCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.ts';
 import { saveHfModel } from '../io/hf.ts';
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
+import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.ts';
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
+import type { CausalLM } from '../models/pretrained.ts';
 import { loadModel } from '../models/pretrained.ts';
 import { mul, noGrad, type Tensor } from '../tensor/index.ts';
 import { readJsonFile } from '../tokenizer/json-file.ts';
@@ -35,10 +37,12 @@ export interface PretrainConfig {
   syntheticDocuments: number;
   /** Run folder: metrics.jsonl, checkpoints/, final/. */
   out: string;
-  /** Shape of a new model (ignored with `model`). */
+  /** Family of a new model: 'dense' (Llama/Qwen2 shapes, sized by `size`) or 'deepseek' (MLA + DeepSeekMoE + MTP, deepseekConfig's default shape). */
+  family: 'dense' | 'deepseek';
+  /** Shape of a new dense model (ignored with `model` or family 'deepseek'). */
   size: DenseSize;
-  /** Changes to the preset's DenseConfig for a new model (e.g. { numLayers: 2 }). */
-  modelOverrides: Partial<DenseConfig>;
+  /** Changes to the new model's DenseConfig or DeepSeekConfig (e.g. { numLayers: 2 }). */
+  modelOverrides: Partial<DenseConfig> | Partial<DeepSeekConfig>;
   /** A Hugging Face model directory to continue training (its tokenizer comes with it). */
   model: string | null;
   /** A tokenizer.json (or a folder holding one) for a new model; null trains a byte-level BPE on the corpus. */
@@ -82,6 +86,7 @@ export const defaultPretrainConfig: PretrainConfig = {
   corpus: null,
   syntheticDocuments: 20000,
   out: 'runs/pretrain',
+  family: 'dense',
   size: '5m',
   modelOverrides: {},
   model: null,
@@ -117,7 +122,7 @@ export const defaultPretrainConfig: PretrainConfig = {
  * same run); the others (how long, how often to evaluate and save) come from the config it is given.
  */
 export const RUN_FIELDS = [
-  'corpus', 'syntheticDocuments', 'size', 'modelOverrides', 'model', 'tokenizer', 'vocabSize', 'batchSize', 'seqLen', 'gradAccumSteps',
+  'corpus', 'syntheticDocuments', 'family', 'size', 'modelOverrides', 'model', 'tokenizer', 'vocabSize', 'batchSize', 'seqLen', 'gradAccumSteps',
   'lr', 'minLrRatio', 'warmup', 'schedule', 'weightDecay', 'beta1', 'beta2', 'eps', 'gradClip', 'validationFraction', 'seed',
 ] as const satisfies ReadonlyArray<keyof PretrainConfig>;
 
@@ -278,6 +283,8 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
         throw new UserError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
       }
       optimizer.update(lr);
+      // DeepSeekMoE's auxiliary-loss-free bias update, from this step's expert loads (V3 §2.1.2).
+      model.afterStep?.();
       model.zeroGrad();
       step++;
       tokensThisRun += tokensPerStep;
@@ -334,7 +341,7 @@ function formatRecord(r: StepRecord, totalSteps: number): string {
 }
 
 /** Mean next-token loss over a fixed set of validation windows (weighted by token count). */
-export function evaluate(model: DenseModel, tokens: Int32Array, batchSize: number, seqLen: number, maxBatches: number): number {
+export function evaluate(model: CausalLM, tokens: Int32Array, batchSize: number, seqLen: number, maxBatches: number): number {
   return noGrad(() => {
     let total = 0;
     let count = 0;
@@ -347,7 +354,7 @@ export function evaluate(model: DenseModel, tokens: Int32Array, batchSize: numbe
 }
 
 /** Continuations of the first words of a few corpus documents (spread over the corpus), at temperature 0.8. */
-function sampleFromModel(model: DenseModel, tokenizer: Tokenizer, docs: readonly string[], config: PretrainConfig, endOfText: number): Array<{ prompt: string; text: string }> {
+function sampleFromModel(model: CausalLM, tokenizer: Tokenizer, docs: readonly string[], config: PretrainConfig, endOfText: number): Array<{ prompt: string; text: string }> {
   if (config.samples <= 0) return [];
   const prompts = [...new Set(Array.from({ length: config.samples }, (_, i) => {
     const doc = docs[Math.floor((i * docs.length) / config.samples)];
@@ -383,10 +390,14 @@ async function hasCheckpoints(out: string): Promise<boolean> {
   return entries.some((name) => /^step-\d+$/.test(name));
 }
 
-function newModel(config: PretrainConfig, vocabSize: number, endOfText: number): DenseModel {
-  const modelConfig = denseConfig(config.size, vocabSize, {
-    maxPositionEmbeddings: Math.max(1024, config.seqLen), eosTokenId: endOfText, bosTokenId: null, ...config.modelOverrides,
-  });
+function newModel(config: PretrainConfig, vocabSize: number, endOfText: number): CausalLM {
+  const common = { maxPositionEmbeddings: Math.max(1024, config.seqLen), eosTokenId: endOfText, bosTokenId: null };
+  if (config.family === 'deepseek') {
+    const modelConfig = deepseekConfig(vocabSize, { ...common, ...config.modelOverrides as Partial<DeepSeekConfig>, family: 'deepseek' });
+    validateDeepSeekConfig(modelConfig, 'modelOverrides');
+    return new DeepSeekModel(modelConfig, config.seed);
+  }
+  const modelConfig = denseConfig(config.size, vocabSize, { ...common, ...config.modelOverrides as Partial<DenseConfig> });
   validateDenseConfig(modelConfig, 'modelOverrides');
   return new DenseModel(modelConfig, config.seed);
 }

@@ -6,8 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
-import type { DenseModel } from '../../src/models/dense.ts';
-import { loadModel, saveModel } from '../../src/models/pretrained.ts';
+import { loadModel, saveModel, type CausalLM } from '../../src/models/pretrained.ts';
 import { noGrad, tensor } from '../../src/tensor/index.ts';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { saveTrainedBpe } from '../../src/tokenizer/train.ts';
@@ -24,7 +23,7 @@ async function diskTokenizer(): Promise<Tokenizer> {
 }
 
 const IDS = [5, 17, 280, 3, 99, 150, 7];
-const logitsOf = (model: DenseModel) => noGrad(() => model.forward(tensor(IDS, [1, IDS.length], 'i32'))).toArray();
+const logitsOf = (model: CausalLM) => noGrad(() => model.forward(tensor(IDS, [1, IDS.length], 'i32'))).toArray();
 
 async function rejects(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
   await assert.rejects(promise, (e: Error) => {

@@ -15,7 +15,7 @@ const tables = ropeTables({ rotDim: 4, theta: 10000, scaling: null, maxPositions
 const positions = (B: number, T: number, start = 0) => tensor(Array.from({ length: B * T }, (_, i) => start + (i % T)), [B, T], 'i32');
 
 function maxDifference(a: Tensor, b: Tensor): number {
-  const x = a.toArray();
+  const x = Array.from(a.toArray());
   const y = b.toArray();
   assert.equal(x.length, y.length);
   return x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i])), 0);
