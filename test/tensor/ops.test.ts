@@ -122,6 +122,14 @@ describe('forward semantics', () => {
     assert.deepEqual(T.concat([r, l], 1).toNested(), [[1, 2, 0], [4, 5, 3]]);
   });
 
+  it('indexAdd adds rows of src into base at their indices, repeated indices summing', () => {
+    const base = T.tensor([1, 1, 2, 2, 3, 3], [3, 2]);
+    const src = T.tensor([10, 20, 30, 40, 50, 60], [3, 2]);
+    assert.deepEqual(T.indexAdd(base, ids([2, 0, 2]), src).toNested(), [[31, 41], [2, 2], [63, 83]]);
+    assert.deepEqual(base.toNested(), [[1, 1], [2, 2], [3, 3]], 'base is not written');
+    assert.throws(() => T.indexAdd(base, ids([3, 0, 0]), src), /index 3 at position 0 is outside \[0, 3\)/);
+  });
+
   it('cross-entropy mean ignores masked rows', () => {
     const logits = T.tensor([0, 0, Math.log(3), 0], [2, 2]);
     // row 0: -log(1/2); row 1 ignored
