@@ -9,6 +9,7 @@ import { CONFIG_FILE, loadHfWeights, readModelConfig, saveHfModel, type ModelCon
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { Module } from '../nn/module.ts';
+import type { MoeLoadStats } from '../nn/moe.ts';
 import type { Tensor } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
@@ -31,8 +32,11 @@ export interface CausalLM extends Module {
   loss(ids: Tensor, targets: Tensor): Tensor;
   /** Per-layer KV caches for `batch` sequences of up to `capacity` positions (latent caches for MLA). */
   newCache(batch: number, capacity: number): LayerKvCache[];
-  /** Called by trainers after each optimizer step (DeepSeekMoE's bias balancing); absent when nothing is due. */
-  afterStep?(): unknown;
+  /**
+   * Called by trainers after each optimizer step (DeepSeekMoE's bias balancing); absent when nothing is due.
+   * Returns the step's expert-load statistics of each MoE layer, in layer order, for the metrics.
+   */
+  afterStep?(): MoeLoadStats[];
 }
 
 /** A freshly initialised model of the config's family. */

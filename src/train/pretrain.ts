@@ -135,6 +135,8 @@ export interface StepRecord {
   tokensPerSecond: number;
   elapsedSeconds: number;
   validationLoss?: number;
+  /** DeepSeek models: max / mean tokens per routed expert in this step, one number per MoE layer (1 = balanced). */
+  moeMaxLoadRatio?: number[];
 }
 
 export interface PretrainHooks {
@@ -284,7 +286,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
       }
       optimizer.update(lr);
       // DeepSeekMoE's auxiliary-loss-free bias update, from this step's expert loads (V3 §2.1.2).
-      model.afterStep?.();
+      const moeLoads = model.afterStep?.();
       model.zeroGrad();
       step++;
       tokensThisRun += tokensPerStep;
@@ -294,6 +296,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
         tokensPerSecond: tokensPerStep / ((now - stepStart) / 1000),
         elapsedSeconds: elapsedBefore + (now - startMs) / 1000,
       };
+      if (moeLoads?.length) record.moeMaxLoadRatio = moeLoads.map((s) => s.maxLoadRatio);
       const last = step === config.steps || now >= deadlineMs;
       if (step % config.evalEvery === 0 || last) {
         validationLoss = evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches);
