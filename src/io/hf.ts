@@ -703,8 +703,24 @@ export async function loadHfWeights(dir: string, config: ModelConfig): Promise<T
 
 /** Read config.json and the weights of a Hugging Face directory. */
 export async function loadHfModel(dir: string): Promise<HfModel> {
-  const { config, torchDtype, eosTokenIds } = await readModelConfig(dir);
-  return { config, torchDtype, eosTokenIds, tensors: await loadHfWeights(dir, config) };
+  const parsed = await readModelConfig(dir);
+  const config = parsed.config.family === 'deepseek' ? await withStoredMtpDepth(dir, parsed.config) : parsed.config;
+  return { ...parsed, config, tensors: await loadHfWeights(dir, config) };
+}
+
+/**
+ * The MTP depth a DeepSeek checkpoint actually holds. transformers writes num_nextn_predict_layers (its
+ * DeepseekV3Config default is 1) but builds and saves no MTP module, while the released checkpoints store it at
+ * layer index num_hidden_layers: the depth is the number of those layers present, at most the config's.
+ */
+async function withStoredMtpDepth(dir: string, config: DeepSeekConfig): Promise<DeepSeekConfig> {
+  const names = new Set<string>();
+  for (const file of (await weightFiles(dir)).files) {
+    for (const name of (await readSafetensorsHeader(join(dir, file))).tensors.keys()) names.add(name.split('.').slice(0, 3).join('.'));
+  }
+  let depth = 0;
+  while (depth < config.mtpDepth && names.has(`model.layers.${config.numLayers + depth}`)) depth++;
+  return depth === config.mtpDepth ? config : { ...config, mtpDepth: depth };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONFIG_FILE, loadHfWeights, readModelConfig, saveHfModel, type ModelConfig } from '../io/hf.ts';
+import { CONFIG_FILE, loadHfModel, saveHfModel, type ModelConfig } from '../io/hf.ts';
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { Module } from '../nn/module.ts';
@@ -68,12 +68,12 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: no such model folder`);
   if (!existsSync(join(dir, CONFIG_FILE))) throw new UserError(`${dir}: no ${CONFIG_FILE} (a model folder holds config.json, *.safetensors and tokenizer.json)`);
   if (!existsSync(join(dir, TOKENIZER_FILE))) throw new UserError(`${dir}: no ${TOKENIZER_FILE} (a model folder holds config.json, *.safetensors and tokenizer.json)`);
-  const { config, eosTokenIds } = await readModelConfig(dir);
+  const { config, eosTokenIds, tensors } = await loadHfModel(dir);
   const tokenizer = Tokenizer.fromFile(dir);
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new UserError(`${join(dir, TOKENIZER_FILE)}: ${tokenizer.vocabSize} token ids, more than vocab_size ${config.vocabSize} in ${join(dir, CONFIG_FILE)}`);
   }
-  const model = modelFromTensors(config, await loadHfWeights(dir, config), dir);
+  const model = modelFromTensors(config, tensors, dir);
   const eosIds = [...eosTokenIds];
   if (tokenizer.eosTokenId !== null && !eosIds.includes(tokenizer.eosTokenId)) eosIds.push(tokenizer.eosTokenId);
   return { model, tokenizer, eosTokenIds: eosIds };
