@@ -1,0 +1,123 @@
+// The deepseek family: config validation names the field, the MTP loss is what V3 eq. 21-25 define and is
+// switchable, training reaches every parameter, the latent cache is small, and bad checkpoints fail by name.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { hfConfigJson, loadHfModel, parseModelConfig, saveHfModel } from '../../src/io/hf.ts';
+import { fromFloat32 } from '../../src/io/safetensors.ts';
+import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../../src/models/deepseek.ts';
+import { createModel } from '../../src/models/pretrained.ts';
+import { concat, crossEntropy, linear, noGrad, reshape, slice, tensor } from '../../src/tensor/index.ts';
+import { UserError } from '../../src/util/errors.ts';
+
+const tiny = (overrides: Partial<DeepSeekConfig> = {}) => deepseekConfig(50, {
+  hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 2, qLoraRank: 16, kvLoraRank: 12, qkNopeHeadDim: 8, qkRopeHeadDim: 4,
+  vHeadDim: 8, numRoutedExperts: 4, numExpertsPerToken: 2, moeIntermediateSize: 16, maxPositionEmbeddings: 64, ...overrides,
+});
+const IDS = tensor([3, 7, 1, 9, 4, 2, 8, 5, 6, 1, 2, 3], [2, 6], 'i32');
+const TARGETS = tensor([7, 1, 9, 4, 2, 8, 5, 6, 1, 2, 3, 4], [2, 6], 'i32');
+
+describe('DeepSeekConfig validation', () => {
+  const cases: Array<[string, Partial<DeepSeekConfig>, RegExp]> = [
+    ['top-k above the expert count', { numExpertsPerToken: 5 }, /numExpertsPerToken \(5\) is larger than numRoutedExperts \(4\)/],
+    ['a latent as wide as the keys and values it replaces', { kvLoraRank: 32 }, /kvLoraRank \(32\) must be smaller than/],
+    ['odd rotary dims', { qkRopeHeadDim: 3 }, /qkRopeHeadDim \(3\) must be even/],
+    ['more dense layers than layers', { firstKDenseReplace: 3 }, /firstKDenseReplace \(3\) is larger than numLayers \(2\)/],
+    ['experts not dividing into groups', { numGroups: 3 }, /numRoutedExperts \(4\) is not divisible by numGroups \(3\)/],
+    ['a zero-width query latent', { qLoraRank: 0 }, /qLoraRank must be a positive integer or null/],
+  ];
+  for (const [what, overrides, message] of cases) {
+    it(`rejects ${what}`, () => assert.throws(() => validateDeepSeekConfig(tiny(overrides), 'flags'), (e: unknown) => e instanceof UserError && e.message.startsWith('flags: ') && message.test(e.message)));
+  }
+
+  it('names config.json fields when the file is at fault', () => {
+    const json = { ...hfConfigJson(tiny()), num_experts_per_tok: 9 };
+    assert.throws(() => parseModelConfig(json, 'm/config.json'), /^UserError: m\/config.json: field "num_experts_per_tok" \(9\) is larger than field "n_routed_experts" \(4\)/);
+    assert.throws(() => parseModelConfig({ ...json, num_experts_per_tok: 2, rope_scaling: { rope_type: 'yarn', factor: 40 } }, 'm/config.json'),
+      /m\/config.json: field "rope_scaling" has rope type "yarn"; only default RoPE is supported/);
+    assert.throws(() => parseModelConfig({ ...json, num_experts_per_tok: 2, scoring_func: 'softmax' }, 'm/config.json'), /field "scoring_func" is "softmax", but only "sigmoid"/);
+    assert.throws(() => parseModelConfig({ ...json, architectures: ['DeepseekV2ForCausalLM'] }, 'm/config.json'),
+      /unsupported architecture DeepseekV2ForCausalLM in field "architectures" \(supported: LlamaForCausalLM, Qwen2ForCausalLM, DeepseekV3ForCausalLM\)/);
+  });
+
+  it('round-trips through config.json', () => {
+    const config = tiny({ qLoraRank: null, mtpDepth: 2, ropeInterleave: false, seqBalanceWeight: 0.01 });
+    assert.deepEqual(parseModelConfig(JSON.parse(JSON.stringify(hfConfigJson(config))), 'c').config, config);
+  });
+});
+
+describe('DeepSeekModel', () => {
+  it('adds lambda / D times the MTP module\'s cross-entropy (V3 eq. 21-25), as computed here step by step', () => {
+    const model = new DeepSeekModel(tiny({ mtpDepth: 1, mtpLossWeight: 0.3, seqBalanceWeight: 0 }), 1);
+    const V = 50;
+    const { total, main, mtpLoss } = noGrad(() => {
+      const h = model.hidden(IDS);
+      const main = crossEntropy(reshape(linear(h, model.lmHead), [-1, V]), reshape(TARGETS, [-1])).item();
+      // Module 1 at position i: [enorm(Emb(token i+1)) ; hnorm(h_i)] -> eh_proj -> block -> shared_head.norm ->
+      // head predicts token i+2, which is TARGETS[i+1]; positions 0..T-2.
+      const m = model.mtp[0];
+      const merged = m.ehProj.forward(concat([m.enorm.forward(model.embedTokens.forward(slice(IDS, 1, 1, 6))), m.hnorm.forward(slice(h, 1, 0, 5))], 2));
+      const hk = m.forward(merged, tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4], [2, 5], 'i32'), model.rope);
+      const mtpLoss = crossEntropy(reshape(linear(m.headNorm.forward(hk), model.lmHead), [-1, V]), reshape(slice(TARGETS, 1, 1, 6), [-1])).item();
+      return { total: model.loss(IDS, TARGETS).item(), main, mtpLoss };
+    });
+    assert.ok(Math.abs(total - (main + 0.3 * mtpLoss)) < 1e-5, `${total} vs ${main} + 0.3 * ${mtpLoss}`);
+    assert.ok(mtpLoss > 1, 'an untrained module is far from the targets');
+    model.config.mtpLossWeight = 0;
+    assert.ok(Math.abs(noGrad(() => model.loss(IDS, TARGETS).item()) - main) < 1e-6, 'lambda 0 leaves the next-token loss');
+  });
+
+  it('drops MTP at inference: the logits do not depend on mtpDepth', () => {
+    const a = new DeepSeekModel(tiny({ mtpDepth: 0 }), 4);
+    const b = new DeepSeekModel(tiny({ mtpDepth: 2 }), 5);
+    const bByName = new Map(b.namedParameters());
+    for (const [name, p] of a.namedParameters()) bByName.get(name)!.storage.set(p.toArray());
+    assert.deepEqual(noGrad(() => a.forward(IDS)).toArray(), noGrad(() => b.forward(IDS)).toArray());
+    assert.ok(bByName.has('model.layers.3.eh_proj.weight'));
+  });
+
+  it('sends gradients to every trainable parameter, the MTP module and the experts included', () => {
+    const model = new DeepSeekModel(tiny({ mtpDepth: 1, seqBalanceWeight: 0.01, numExpertsPerToken: 4 }), 2);
+    model.loss(IDS, TARGETS).backward();
+    for (const [name, p] of model.namedParameters()) {
+      if (name.endsWith('e_score_correction_bias')) {
+        assert.equal(p.requiresGrad, false, 'the routing bias is moved by afterStep, not by gradients');
+        continue;
+      }
+      assert.ok(p.grad && p.grad.toArray().some((g) => g !== 0), `${name} got no gradient`);
+    }
+    const stats = model.afterStep();
+    assert.equal(stats.length, 2, 'one MoE layer in the main model and one in the MTP module');
+  });
+
+  it('allocates a latent cache of kvLoraRank + qkRopeHeadDim floats per token per layer', () => {
+    const cache = createModel(tiny()).newCache(3, 10);
+    assert.equal(cache.length, 2);
+    for (const layer of cache) assert.equal(layer.k.storage.length, 3 * 10 * (12 + 4));
+  });
+});
+
+describe('deepseek checkpoints', () => {
+  it('fail by name when an expert tensor is missing, and load MTP copies of shared tensors silently', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'r1ts-deepseek-'));
+    try {
+      const config = tiny({ mtpDepth: 1 });
+      const model = new DeepSeekModel(config, 3);
+      const tensors = new Map(model.namedParameters().map(([n, p]) => [n, fromFloat32([...p.shape], Float32Array.from(p.toArray()), 'F32')]));
+      // Released V3 checkpoints repeat the embedding and head inside the MTP layer.
+      tensors.set('model.layers.2.embed_tokens.weight', tensors.get('model.embed_tokens.weight')!);
+      await saveHfModel(join(dir, 'ok'), { config, tensors: new Map([...tensors].filter(([n]) => !n.startsWith('model.layers.2.embed'))) });
+      const loaded = await loadHfModel(join(dir, 'ok'));
+      assert.equal(loaded.config.family === 'deepseek' && loaded.config.mtpDepth, 1);
+
+      await saveHfModel(join(dir, 'missing'), { config: { ...config, mtpDepth: 0 }, tensors: new Map([...tensors].filter(([n]) => !n.startsWith('model.layers.2.'))) });
+      const file = join(dir, 'missing', 'config.json');
+      await writeFile(file, JSON.stringify({ ...hfConfigJson({ ...config, mtpDepth: 0 }), n_routed_experts: 5 }));
+      await assert.rejects(loadHfModel(join(dir, 'missing')), /tensor "model.layers.1.mlp.experts.4.gate_proj.weight" is missing \(expected shape \[16, 32\]/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
