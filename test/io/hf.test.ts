@@ -142,7 +142,7 @@ const BAD_CONFIGS: [string, Record<string, unknown>, RegExp][] = [
   ['a bad eos id', { ...QWEN25_05B, eos_token_id: [1, -2] }, /field "eos_token_id" must be a token id or a list of token ids/],
   ['hidden size not divisible by heads', { ...QWEN25_05B, hidden_size: 900 }, /field "hidden_size" \(900\) is not divisible by "num_attention_heads" \(14\), and no "head_dim" is given/],
   ['heads not a multiple of kv heads', { ...QWEN25_05B, num_key_value_heads: 4 }, /field "num_attention_heads" \(14\) is not a multiple of "num_key_value_heads" \(4\)/],
-  ['an unsupported architecture', { ...QWEN25_05B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported architecture MistralForCausalLM in field "architectures" \(supported: LlamaForCausalLM, Qwen2ForCausalLM\)/],
+  ['an unsupported architecture', { ...QWEN25_05B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported architecture MistralForCausalLM in field "architectures" \(supported: LlamaForCausalLM, Qwen2ForCausalLM, DeepseekV3ForCausalLM\)/],
   ['model_type disagreeing with architectures', { ...QWEN25_05B, model_type: 'llama' }, /field "model_type" is "llama" but "architectures" names Qwen2ForCausalLM/],
   ['no architecture at all', { ...QWEN25_05B, architectures: undefined, model_type: undefined }, /missing required field "architectures"/],
   ['an unsupported rope kind', { ...QWEN25_05B, rope_scaling: { type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } }, /field "rope_scaling" has rope type "yarn", which is not supported \(supported: default, linear, llama3\)/],
