@@ -12,7 +12,7 @@ import { DeepSeekMoE, type MoeBalance, type MoeConfig, type MoeLoadStats } from 
 import { Module } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables } from '../nn/rope.ts';
-import { add, concat, crossEntropy, linear, mul, reshape, slice, tensor, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
+import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 import type { ForwardOptions } from './dense.ts';
 
@@ -242,13 +242,15 @@ export class DeepSeekModel extends Module {
    * Training loss: next-token cross-entropy, plus lambda / D * sum_k L_MTP^k (V3 eq. 25) when MTP is on, plus
    * the sequence-wise balance losses of the MoE layers (V3 eq. 17) when alpha > 0. targets int32 [B, T] hold
    * the next tokens (-100 where no loss is taken); MTP module k's target at position i is targets[i + k].
+   * Both extra terms are training objectives: under noGrad (validation) the loss is the next-token
+   * cross-entropy alone, comparable with a dense model's.
    */
   loss(ids: Tensor, targets: Tensor): Tensor {
     const { vocabSize: V, mtpDepth: D, mtpLossWeight } = this.config;
     const balanceLosses: Tensor[] = [];
     const h = this.hidden(ids, {}, balanceLosses);
     let total = crossEntropy(reshape(linear(h, this.lmHead), [-1, V]), reshape(targets, [-1]));
-    if (D > 0 && mtpLossWeight > 0) total = add(total, mul(this.mtpLoss(ids, targets, h, balanceLosses), mtpLossWeight / D));
+    if (D > 0 && mtpLossWeight > 0 && isGradEnabled()) total = add(total, mul(this.mtpLoss(ids, targets, h, balanceLosses), mtpLossWeight / D));
     // Each MoE layer's balance loss is already weighted by alpha and averaged over the sequences.
     for (const balance of balanceLosses) total = add(total, balance);
     return total;

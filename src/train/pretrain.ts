@@ -241,7 +241,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     await writeFileAtomic(metricsFile, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
   } else {
     await writeFileAtomic(metricsFile, '');
-    log(`model: ${model.parameterCount().toLocaleString('en')} parameters (${config.model ?? config.size}), ${config.steps} steps of ${config.batchSize * config.gradAccumSteps} x ${config.seqLen} tokens`);
+    log(`model: ${model.parameterCount().toLocaleString('en')} parameters (${config.model ?? (config.family === 'deepseek' ? 'deepseek' : config.size)}), ${config.steps} steps of ${config.batchSize * config.gradAccumSteps} x ${config.seqLen} tokens`);
   }
 
   const startMs = performance.now();

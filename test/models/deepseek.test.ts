@@ -5,6 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { BatchDecoder } from '../../src/generate/engine.ts';
 import { hfConfigJson, loadHfModel, parseModelConfig, saveHfModel } from '../../src/io/hf.ts';
 import { fromFloat32 } from '../../src/io/safetensors.ts';
 import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../../src/models/deepseek.ts';
@@ -52,7 +53,7 @@ describe('DeepSeekModel', () => {
   it('adds lambda / D times the MTP module\'s cross-entropy (V3 eq. 21-25), as computed here step by step', () => {
     const model = new DeepSeekModel(tiny({ mtpDepth: 1, mtpLossWeight: 0.3, seqBalanceWeight: 0 }), 1);
     const V = 50;
-    const { total, main, mtpLoss } = noGrad(() => {
+    const { main, mtpLoss } = noGrad(() => {
       const h = model.hidden(IDS);
       const main = crossEntropy(reshape(linear(h, model.lmHead), [-1, V]), reshape(TARGETS, [-1])).item();
       // Module 1 at position i: [enorm(Emb(token i+1)) ; hnorm(h_i)] -> eh_proj -> block -> shared_head.norm ->
@@ -61,12 +62,14 @@ describe('DeepSeekModel', () => {
       const merged = m.ehProj.forward(concat([m.enorm.forward(model.embedTokens.forward(slice(IDS, 1, 1, 6))), m.hnorm.forward(slice(h, 1, 0, 5))], 2));
       const hk = m.forward(merged, tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4], [2, 5], 'i32'), model.rope);
       const mtpLoss = crossEntropy(reshape(linear(m.headNorm.forward(hk), model.lmHead), [-1, V]), reshape(slice(TARGETS, 1, 1, 6), [-1])).item();
-      return { total: model.loss(IDS, TARGETS).item(), main, mtpLoss };
+      return { main, mtpLoss };
     });
+    const total = model.loss(IDS, TARGETS).item();
     assert.ok(Math.abs(total - (main + 0.3 * mtpLoss)) < 1e-5, `${total} vs ${main} + 0.3 * ${mtpLoss}`);
     assert.ok(mtpLoss > 1, 'an untrained module is far from the targets');
+    assert.ok(Math.abs(noGrad(() => model.loss(IDS, TARGETS).item()) - main) < 1e-6, 'validation (noGrad) reports the next-token loss');
     model.config.mtpLossWeight = 0;
-    assert.ok(Math.abs(noGrad(() => model.loss(IDS, TARGETS).item()) - main) < 1e-6, 'lambda 0 leaves the next-token loss');
+    assert.ok(Math.abs(model.loss(IDS, TARGETS).item() - main) < 1e-6, 'lambda 0 leaves the next-token loss');
   });
 
   it('drops MTP at inference: the logits do not depend on mtpDepth', () => {
@@ -90,6 +93,23 @@ describe('DeepSeekModel', () => {
     }
     const stats = model.afterStep();
     assert.equal(stats.length, 2, 'one MoE layer in the main model and one in the MTP module');
+  });
+
+  it('decodes left-padded batches over the latent cache, and keeps a row exact when others are dropped', () => {
+    const model = new DeepSeekModel(tiny(), 6);
+    const prompts = [[3, 7, 1, 9, 4], [8, 2]];
+    const alone = noGrad(() => {
+      const d = new BatchDecoder(model, [prompts[1]], 4);
+      return [d.prefill(), d.next([5]), d.next([11])].map((l) => Array.from(l.toArray()));
+    });
+    const batched = noGrad(() => {
+      const d = new BatchDecoder(model, prompts, 4);
+      const first = d.prefill();
+      const second = d.next([1, 5]);
+      d.retain([1]); // drop the longer row: the latent cache is copied and its padding trimmed
+      return [slice(first, 0, 1, 2), slice(second, 0, 1, 2), d.next([11])].map((l) => Array.from(l.toArray()));
+    });
+    batched.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - alone[i][j]) < 1e-4, `step ${i}, logit ${j}: ${v} vs ${alone[i][j]}`)));
   });
 
   it('allocates a latent cache of kvLoraRank + qkRopeHeadDim floats per token per layer', () => {
