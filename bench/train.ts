@@ -5,7 +5,7 @@
 //   node --import tsx bench/train.ts 5m              (only these sizes)
 //   BATCH=8 SEQ=256 node --import tsx bench/train.ts
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DenseModel, denseConfig, denseSizes, type DenseSize } from '../src/models/dense.ts';
@@ -43,8 +43,11 @@ interface Row {
   size: DenseSize;
   parameters: number;
   steps: number;
+  /** Median step time; the fastest step is also kept, since other processes on the machine only add time. */
   msPerStep: number;
+  bestMsPerStep: number;
   tokensPerSecond: number;
+  bestTokensPerSecond: number;
   /** 6 N flops per token (Kaplan et al. 2020, sec. 2.1), attention's T-dependent part not counted. */
   gflops: number;
 }
@@ -65,22 +68,28 @@ for (const size of sizes) {
   for (let i = 0; i < warmupSteps; i++) step();
   // Time at least 5 steps and 10 s, so that a step of any size is measured a few times.
   const start = performance.now();
-  let steps = 0;
-  while (steps < 5 || performance.now() - start < 10_000) {
+  const times: number[] = [];
+  while (times.length < 5 || performance.now() - start < 10_000) {
+    const t0 = performance.now();
     step();
-    steps++;
+    times.push(performance.now() - t0);
   }
-  const msPerStep = (performance.now() - start) / steps;
+  times.sort((a, b) => a - b);
+  const msPerStep = times[Math.floor(times.length / 2)];
+  const bestMsPerStep = times[0];
   const parameters = model.parameterCount();
   const tokensPerSecond = (batch * seqLen) / (msPerStep / 1000);
-  rows.push({ size, parameters, steps, msPerStep, tokensPerSecond, gflops: (6 * parameters * tokensPerSecond) / 1e9 });
+  const bestTokensPerSecond = (batch * seqLen) / (bestMsPerStep / 1000);
+  rows.push({ size, parameters, steps: times.length, msPerStep, bestMsPerStep, tokensPerSecond, bestTokensPerSecond, gflops: (6 * parameters * tokensPerSecond) / 1e9 });
   const r = rows.at(-1)!;
-  console.log(`${size.padEnd(4)} ${(parameters / 1e6).toFixed(2).padStart(6)}M params  ${r.msPerStep.toFixed(0).padStart(6)} ms/step  ${Math.round(r.tokensPerSecond).toString().padStart(6)} tokens/s  ${r.gflops.toFixed(1).padStart(5)} GFLOP/s (6N)`);
+  console.log(`${size.padEnd(4)} ${(parameters / 1e6).toFixed(2).padStart(6)}M params  ${r.msPerStep.toFixed(0).padStart(6)} ms/step (best ${r.bestMsPerStep.toFixed(0)})  ${Math.round(r.tokensPerSecond).toString().padStart(6)} tokens/s (best ${Math.round(r.bestTokensPerSecond)})  ${r.gflops.toFixed(1).padStart(5)} GFLOP/s (6N, median)`);
 }
 
 const result = {
   date: new Date().toISOString(),
   machine: { model: machineModel(), cores: availableParallelism() },
+  /** 1-minute load average at the end: above the core count, other processes shared the CPU. */
+  loadAverage: loadavg()[0],
   backend: cpuBackend().name,
   batch,
   seqLen,
