@@ -7,8 +7,8 @@
 // Routing follows transformers 5.17's DeepseekV3TopkRouter exactly (checked against it on a fixture,
 // test/nn/fixtures/hf-moe.json): scores s = sigmoid(x W^T) computed from float32; choice scores s + b; the
 // experts form n_group groups, each scored by the sum of its two best choice scores; the best topk_group
-// groups are kept and the others masked with -inf (older transformers used 0.0, which differs when choice
-// scores are negative; DeepSeek's reference code and the paper mask with -inf, as 5.17 does); the K best
+// groups are kept and the others masked with -inf (as SPEC.md 6 and DeepSeek's reference code; transformers
+// 4.x used 0.0, which differs once biases push choice scores below 0; the paper does not say); the K best
 // masked choice scores pick the experts; the gates are their s, divided by their sum (+1e-20) when
 // norm_topk_prob, times routed_scaling_factor.
 //
