@@ -14,6 +14,8 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./sample.ts'),
   () => import('./logits.ts'),
   () => import('./pretrain.ts'),
+  () => import('./zero.ts'),
+  () => import('./eval.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

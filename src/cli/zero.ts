@@ -1,0 +1,153 @@
+// `r1 zero`: flags (and an optional JSON config file) -> ZeroConfig -> runZero(). Precedence: defaults, then
+// the file, then flags. Every field is validated here with zod, with messages naming the flag or the file and
+// field; the library trusts its config.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { denseSizes } from '../models/dense.ts';
+import { comparisonTable } from '../pipeline/report.ts';
+import { defaultZeroConfig, runZero, type ZeroConfig } from '../pipeline/zero.ts';
+import { FORMAT_RULES } from '../rewards/format.ts';
+import { lossVariants } from '../rl/grpo.ts';
+import { decayShapes } from '../train/schedule.ts';
+import { UserError } from '../util/errors.ts';
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+const nonNegative = z.number().nonnegative();
+const fraction = z.number().min(0).max(1);
+
+interface Field<T> {
+  schema: z.ZodType<T>;
+  /** commander flag spec; null: settable in --config only. */
+  flag: string | null;
+  help: string;
+}
+
+/** Each config field: its schema and its flag with help text. */
+const FIELDS: { [K in keyof ZeroConfig]: Field<ZeroConfig[K]> } = {
+  task: { schema: z.string().min(1), flag: '--task <name>', help: 'task: arithmetic, countdown or jsonl:PATH (a GSM8K/MATH-style file)' },
+  level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },
+  model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model folder to train; default: make (or reuse) a base model pretrained here' },
+  out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html' },
+  cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept' },
+  resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out from its latest checkpoint, exactly where it stopped' },
+  // GRPO
+  steps: { schema: positiveInt, flag: '--steps <n>', help: 'GRPO steps (rollouts)' },
+  promptsPerStep: { schema: positiveInt, flag: '--prompts-per-step <n>', help: 'questions per step (P)' },
+  groupSize: { schema: z.number().int().min(2), flag: '--group-size <n>', help: 'completions per question (G)' },
+  maxNewTokens: { schema: positiveInt, flag: '--max-new-tokens <n>', help: 'completion length limit in tokens (training and evaluation)' },
+  temperature: { schema: z.number().positive(), flag: '--temperature <t>', help: 'sampling temperature of the rollouts (R1-Zero: 1.0)' },
+  topP: { schema: z.number().gt(0).max(1), flag: '--top-p <p>', help: 'nucleus mass of the rollouts' },
+  dynamicSampling: { schema: z.boolean(), flag: '--dynamic-sampling', help: 'DAPO dynamic sampling: drop groups whose rewards are all equal and sample more' },
+  maxSamplingRounds: { schema: positiveInt, flag: '--max-sampling-rounds <n>', help: 'sampling rounds per step at most with dynamic sampling' },
+  overlongCacheTokens: { schema: nonNegativeInt, flag: '--overlong-cache-tokens <n>', help: 'DAPO overlong reward shaping window L_cache (0: off)' },
+  lossType: { schema: z.enum(Object.keys(lossVariants) as [keyof typeof lossVariants]), flag: '--loss-type <name>', help: `loss aggregation: ${Object.keys(lossVariants).join(', ')}` },
+  epsLow: { schema: nonNegative, flag: '--eps-low <e>', help: 'clip range below 1' },
+  epsHigh: { schema: nonNegative, flag: '--eps-high <e>', help: 'clip range above 1 (DAPO clip-higher: 0.28)' },
+  beta: { schema: nonNegative, flag: '--beta <b>', help: 'k3 KL coefficient (0 skips the reference model)' },
+  mu: { schema: positiveInt, flag: '--mu <n>', help: 'inner iterations over each rollout' },
+  miniBatches: { schema: positiveInt, flag: '--mini-batches <n>', help: 'optimizer updates per inner iteration' },
+  microBatchSize: { schema: positiveInt, flag: '--micro-batch-size <n>', help: 'sequences per forward pass (gradient accumulation above it)' },
+  overlongFiltering: { schema: z.boolean(), flag: '--overlong-filtering', help: 'DAPO overlong filtering: truncated completions are masked out of the loss' },
+  referenceRefreshEvery: { schema: nonNegativeInt, flag: '--reference-refresh-every <n>', help: 'copy the policy into the reference every N steps (0: never)' },
+  lr: { schema: z.number().positive(), flag: '--lr <rate>', help: 'peak learning rate' },
+  warmup: { schema: nonNegativeInt, flag: '--warmup <n>', help: 'steps of linear warmup' },
+  schedule: { schema: z.enum(Object.keys(decayShapes) as [keyof typeof decayShapes]), flag: '--schedule <shape>', help: `decay after warmup: ${Object.keys(decayShapes).join(', ')}` },
+  minLrRatio: { schema: fraction, flag: null, help: 'final learning rate as a fraction of the peak' },
+  weightDecay: { schema: nonNegative, flag: '--weight-decay <wd>', help: 'AdamW decoupled weight decay' },
+  adamBeta1: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta1' },
+  adamBeta2: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta2' },
+  adamEps: { schema: z.number().positive(), flag: null, help: 'AdamW epsilon' },
+  gradClip: { schema: nonNegative, flag: '--grad-clip <norm>', help: 'clip the global gradient norm (0: off)' },
+  seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the prompt draws and the sampling' },
+  checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints' },
+  keepCheckpoints: { schema: positiveInt, flag: null, help: 'checkpoints kept (older ones are deleted)' },
+  timeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--time-limit-minutes <m>', help: 'stop GRPO after this long (saving a checkpoint)' },
+  // Rewards
+  accuracyWeight: { schema: nonNegative, flag: '--accuracy-weight <w>', help: 'weight of the accuracy reward' },
+  formatWeight: { schema: nonNegative, flag: '--format-weight <w>', help: 'weight of the format reward' },
+  formatRule: { schema: z.enum(Object.keys(FORMAT_RULES) as [keyof typeof FORMAT_RULES]), flag: '--format-rule <rule>', help: `format rule: ${Object.keys(FORMAT_RULES).join(', ')}` },
+  tagCountWeight: { schema: nonNegative, flag: '--tag-count-weight <w>', help: 'weight of partial credit per well-used tag (0: off, as in R1-Zero)' },
+  // Evaluation
+  evalK: { schema: positiveInt, flag: '--eval-k <n>', help: 'samples per test question in the before/after evaluation' },
+  evalTemperature: { schema: nonNegative, flag: '--eval-temperature <t>', help: 'evaluation temperature (paper: 0.6)' },
+  evalTopP: { schema: z.number().gt(0).max(1), flag: '--eval-top-p <p>', help: 'evaluation nucleus mass (paper: 0.95)' },
+  evalLimit: { schema: positiveInt.nullable(), flag: '--eval-limit <n>', help: 'test questions evaluated' },
+  // Base model
+  baseDocuments: { schema: positiveInt, flag: '--base-documents <n>', help: 'generated pretraining documents of the base model' },
+  baseCorrectRate: { schema: fraction, flag: '--base-correct-rate <r>', help: 'fraction of pretraining completions with the right answer' },
+  baseFormatRate: { schema: fraction, flag: '--base-format-rate <r>', help: 'fraction of pretraining completions in the R1-Zero format' },
+  baseTemplateRate: { schema: fraction, flag: '--base-template-rate <r>', help: 'fraction of pretraining documents with the whole template' },
+  baseDrillDocuments: { schema: nonNegativeInt, flag: '--base-drill-documents <n>', help: 'documents of correct worked arithmetic in the pretraining text' },
+  baseVocabSize: { schema: z.number().int().min(300), flag: '--base-vocab-size <n>', help: 'BPE vocabulary of the base model' },
+  baseSize: { schema: z.enum(Object.keys(denseSizes) as [keyof typeof denseSizes]), flag: '--base-size <size>', help: `base model shape: ${Object.keys(denseSizes).join(', ')}` },
+  baseModelOverrides: { schema: z.record(z.string(), z.unknown()) as unknown as z.ZodType<ZeroConfig['baseModelOverrides']>, flag: null, help: 'DenseConfig fields that change the base preset (e.g. {"numLayers": 3})' },
+  baseSteps: { schema: positiveInt, flag: '--base-steps <n>', help: 'pretraining steps of the base model' },
+  baseBatchSize: { schema: positiveInt, flag: '--base-batch-size <n>', help: 'pretraining sequences per step' },
+  baseSeqLen: { schema: positiveInt, flag: '--base-seq-len <n>', help: 'pretraining sequence length' },
+  baseLr: { schema: z.number().positive(), flag: '--base-lr <rate>', help: 'pretraining peak learning rate' },
+  baseSeed: { schema: nonNegativeInt, flag: '--base-seed <n>', help: 'seed of the pretraining text and weights' },
+};
+
+const configFileSchema = z.strictObject(Object.fromEntries(Object.entries(FIELDS).map(([k, f]) => [k, (f.schema as z.ZodType).optional()])));
+
+/** Reads and validates a --config JSON file (fields of ZeroConfig, all optional). */
+export function readZeroConfigFile(file: string): Partial<ZeroConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UserError(`${file}: cannot read a JSON config (${(error as Error).message})`);
+  }
+  const parsed = configFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new UserError(parsed.error.issues.map((issue) => issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => `${file}: field "${[...issue.path, key].join('.')}": not a setting of r1 zero`).join('; ')
+      : `${file}: field "${issue.path.join('.') || '(root)'}": ${issue.message}`).join('; '));
+  }
+  return parsed.data as Partial<ZeroConfig>;
+}
+
+/** Flags (commander's parsed values) and an optional config file -> a validated ZeroConfig. */
+export function zeroConfigFromFlags(flags: Record<string, unknown>): ZeroConfig {
+  const fromFile = typeof flags.config === 'string' ? readZeroConfigFile(flags.config) : {};
+  const config: Record<string, unknown> = { ...defaultZeroConfig, ...fromFile };
+  for (const [key, field] of Object.entries(FIELDS) as Array<[string, Field<unknown>]>) {
+    const value = flags[key];
+    if (value === undefined || field.flag === null) continue;
+    // Flag values arrive as strings: a field that does not take the string is read as a number.
+    const asGiven = field.schema.safeParse(value);
+    const check = asGiven.success || typeof value !== 'string' ? asGiven : field.schema.safeParse(value.trim() === '' ? NaN : Number(value));
+    if (!check.success) throw new UserError(`${field.flag.split(' ')[0]} ${JSON.stringify(value)}: ${check.error.issues.map((i) => i.message).join('; ')}`);
+    config[key] = check.data;
+  }
+  const result = config as unknown as ZeroConfig;
+  if (result.epsLow >= 1) throw new UserError(`--eps-low ${result.epsLow}: must be below 1 (the ratio is clipped at 1 - epsLow)`);
+  return result;
+}
+
+export function register(program: Command): void {
+  const command = program
+    .command('zero')
+    .summary('R1-Zero: GRPO with rule rewards straight on a base model, evaluated before and after (default: a laptop demo in minutes)')
+    .description(
+      'Makes (or reuses) a small base model pretrained on generated text, or takes --model, evaluates it, trains it with GRPO ' +
+        '(accuracy + format rewards on the R1-Zero template), evaluates it again and writes OUT/report.html. ' +
+        'OUT/metrics.jsonl has one record per step; checkpoints in OUT/checkpoints resume exactly with --resume.',
+    )
+    .option('--config <file.json>', 'JSON object of settings (names as in ZeroConfig); flags override it');
+  for (const [key, field] of Object.entries(FIELDS) as Array<[string, Field<unknown>]>) {
+    if (field.flag === null) continue;
+    const fallback = (defaultZeroConfig as unknown as Record<string, unknown>)[key];
+    const help = fallback === null || fallback === false ? field.help : `${field.help} (default: ${String(fallback)})`;
+    command.option(field.flag, help);
+  }
+  command.action(async (flags: Record<string, unknown>) => {
+    const config = zeroConfigFromFlags(flags);
+    const result = await runZero(config);
+    console.log(`\n${comparisonTable(result.before, result.after)}\n`);
+    console.log(`held-out ${result.before.questions} questions x ${result.before.k} samples (temperature ${result.before.temperature}, top-p ${result.before.topP})`);
+    console.log(`model: ${result.finalDir}\nreport: ${result.reportFile}`);
+  });
+}

@@ -1,0 +1,144 @@
+// The before/after report of an R1-Zero run: one self-contained HTML page (no scripts, no network) with the
+// evaluation table, the training curves drawn as inline SVG, and sample completions of the base model and the
+// trained one on the same test questions.
+import type { EvalQuestion, EvalReport } from '../eval/evaluate.ts';
+import type { GrpoStepRecord } from '../rl/trainer.ts';
+
+export interface ReportInput {
+  config: object;
+  /** The task's description. */
+  task: string;
+  before: EvalReport;
+  after: EvalReport;
+  records: readonly GrpoStepRecord[];
+  seconds: Record<string, number>;
+}
+
+/** The rows of the before/after table: [label, base, trained, format]. */
+export function comparisonRows(before: EvalReport, after: EvalReport): Array<[string, number, number, 'percent' | 'tokens']> {
+  return [
+    ['pass@1', before.passAt1, after.passAt1, 'percent'],
+    [`pass@${before.k}`, before.passAtK, after.passAtK, 'percent'],
+    [`cons@${before.k}`, before.consAtK, after.consAtK, 'percent'],
+    ['format rate', before.formatRate, after.formatRate, 'percent'],
+    ['mean response length (tokens)', before.meanLength, after.meanLength, 'tokens'],
+  ];
+}
+
+/** The before/after table as plain text, for the terminal. */
+export function comparisonTable(before: EvalReport, after: EvalReport): string {
+  const rows = comparisonRows(before, after).map(([label, a, b, kind]) => {
+    const show = (x: number) => (kind === 'percent' ? `${(100 * x).toFixed(1)}%` : x.toFixed(1));
+    const delta = kind === 'percent' ? `${b >= a ? '+' : ''}${(100 * (b - a)).toFixed(1)} pts` : `${b >= a ? '+' : ''}${(b - a).toFixed(1)}`;
+    return [label, show(a), show(b), delta];
+  });
+  const header = ['', 'base', 'after GRPO', 'change'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function renderReport(input: ReportInput): string {
+  const { before, after, records } = input;
+  const steps = records.map((r) => r.step);
+  const charts = [
+    chart('Mean reward', steps, [{ name: 'reward', values: records.map((r) => r.reward) }]),
+    chart('Accuracy and format rate (training samples)', steps, [
+      { name: 'accuracy', values: records.map((r) => r.accuracy) },
+      { name: 'format', values: records.map((r) => r.formatRate) },
+    ], { min: 0, max: 1 }),
+    chart('Mean response length (tokens)', steps, [{ name: 'length', values: records.map((r) => r.responseLengthMean) }]),
+    records.some((r) => r.kl !== null)
+      ? chart('KL to the reference (k3, mean per token)', steps, [{ name: 'KL', values: records.map((r) => r.kl ?? 0) }])
+      : '<figure class="chart"><figcaption>KL to the reference</figcaption><p>Not computed: beta = 0 runs without a reference model.</p></figure>',
+    chart('Policy entropy (nats per token)', steps, [{ name: 'entropy', values: records.map((r) => r.entropy) }]),
+  ].join('\n');
+  const rows = comparisonRows(before, after).map(([label, a, b, kind]) => {
+    const show = (x: number) => (kind === 'percent' ? `${(100 * x).toFixed(1)}%` : x.toFixed(1));
+    return `<tr><td>${escape(label)}</td><td>${show(a)}</td><td>${show(b)}</td></tr>`;
+  }).join('');
+  const samples = before.details.slice(0, 4).map((q, i) => sampleBlock(q, after.details[i])).join('\n');
+  const timing = Object.entries(input.seconds).map(([name, s]) => `${escape(name)} ${s.toFixed(0)} s`).join(', ');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>r1ts R1-Zero report</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border-bottom: 1px solid #ddd; padding: 4px 12px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 1em; }
+.chart { margin: 0; } .chart figcaption { font-weight: 600; }
+pre { white-space: pre-wrap; background: #f6f6f6; padding: 6px 8px; margin: 4px 0; font-size: 13px; }
+.ok { color: #18794e; } .bad { color: #b42318; } .muted { color: #666; font-size: 13px; }
+</style></head><body>
+<h1>R1-Zero on a laptop</h1>
+<p>Task: ${escape(input.task)}. ${records.length} GRPO steps. Evaluation: ${before.questions} held-out questions, k = ${before.k} samples each at temperature ${before.temperature}, top-p ${before.topP}.</p>
+<h2>Before and after</h2>
+<table><thead><tr><th></th><th>base model</th><th>after GRPO</th></tr></thead><tbody>${rows}</tbody></table>
+<p class="muted">Time: ${timing}.</p>
+<h2>Training curves</h2>
+<div class="charts">${charts}</div>
+<h2>Sample completions</h2>
+${samples}
+<h2>Settings</h2>
+<pre>${escape(JSON.stringify(input.config, null, 2))}</pre>
+</body></html>
+`;
+}
+
+function sampleBlock(before: EvalQuestion, after: EvalQuestion | undefined): string {
+  const response = (label: string, q: EvalQuestion | undefined) => {
+    const r = q?.responses[0];
+    if (!r) return '';
+    const verdict = r.correct ? '<span class="ok">correct</span>' : '<span class="bad">wrong</span>';
+    return `<p class="muted">${label}: ${verdict}, ${r.formatted ? 'in format' : 'not in format'}, ${r.lengthTokens} tokens</p><pre>${escape(r.text)}</pre>`;
+  };
+  return `<h3>${escape(before.question)}</h3><p class="muted">reference: ${escape(String(before.reference))}</p>${response('base model', before)}${response('after GRPO', after)}`;
+}
+
+interface Series {
+  name: string;
+  values: readonly number[];
+}
+
+const COLOURS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea'];
+
+/** A line chart as inline SVG: axes with min/max labels, one polyline per series, a legend. */
+export function chart(title: string, xs: readonly number[], series: readonly Series[], range: { min?: number; max?: number } = {}): string {
+  const width = 460;
+  const height = 220;
+  const left = 48;
+  const right = 12;
+  const top = 12;
+  const bottom = 28;
+  const all = series.flatMap((s) => s.values.filter(Number.isFinite));
+  if (xs.length === 0 || all.length === 0) return `<figure class="chart"><figcaption>${escape(title)}</figcaption><p>No data.</p></figure>`;
+  let lo = range.min ?? Math.min(...all);
+  let hi = range.max ?? Math.max(...all);
+  if (hi === lo) {
+    hi += Math.abs(hi) * 0.1 || 1;
+    lo -= range.min === undefined ? Math.abs(lo) * 0.1 || 1 : 0;
+  }
+  const x0 = xs[0];
+  const x1 = xs[xs.length - 1] === x0 ? x0 + 1 : xs[xs.length - 1];
+  const px = (x: number) => left + ((x - x0) / (x1 - x0)) * (width - left - right);
+  const py = (y: number) => top + (1 - (y - lo) / (hi - lo)) * (height - top - bottom);
+  const label = (v: number) => (Math.abs(v) >= 100 || v === 0 ? v.toFixed(0) : Math.abs(v) >= 0.01 ? v.toPrecision(3) : v.toExponential(1));
+  const lines = series.map((s, i) => {
+    const points = s.values.map((v, j) => (Number.isFinite(v) ? `${px(xs[j]).toFixed(1)},${py(v).toFixed(1)}` : null)).filter(Boolean).join(' ');
+    return `<polyline fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="1.8" points="${points}"/>`;
+  }).join('');
+  const legend = series.map((s, i) => `<text x="${left + 8 + i * 90}" y="${top + 12}" fill="${COLOURS[i % COLOURS.length]}" font-size="12">${escape(s.name)}</text>`).join('');
+  return `<figure class="chart"><figcaption>${escape(title)}</figcaption>
+<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escape(title)}">
+<rect x="${left}" y="${top}" width="${width - left - right}" height="${height - top - bottom}" fill="#fafafa" stroke="#ccc"/>
+<text x="${left - 4}" y="${top + 4}" text-anchor="end" font-size="11">${label(hi)}</text>
+<text x="${left - 4}" y="${height - bottom}" text-anchor="end" font-size="11">${label(lo)}</text>
+<text x="${left}" y="${height - 8}" font-size="11">step ${x0}</text>
+<text x="${width - right}" y="${height - 8}" text-anchor="end" font-size="11">step ${xs[xs.length - 1]}</text>
+${lines}${legend}</svg></figure>`;
+}
+
+function escape(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}

@@ -1,0 +1,315 @@
+// The R1-Zero recipe (R1 sec. 2.2; SPEC.md 1-3, 5): reinforcement learning straight on a base model, with no
+// supervised fine-tuning, using rule rewards (accuracy + format) on the R1-Zero template, then the paper's
+// evaluation before and after.
+//
+// On a laptop the base model is made here: a small dense model pretrained by r1ts on text the task generates
+// (R1-Zero-format completions, a set fraction with an arithmetic slip and a set fraction in a broken format),
+// cached under cacheDir/base-<hash of its settings> so that later runs reuse it. GRPO then raises what the
+// base model does only some of the time: right answers in the right format.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { loadModel, saveModel } from '../models/pretrained.ts';
+import { DenseModel, type DenseConfig, type DenseSize } from '../models/dense.ts';
+import { completionWithPrefill, FORMAT_RULES, formatReward, tagCountReward, type FormatRule } from '../rewards/format.ts';
+import type { WeightedReward } from '../rewards/reward.ts';
+import { R1_ZERO_TEMPLATE, r1ZeroPrompt } from '../rewards/template.ts';
+import type { RolloutTask } from '../rl/rollout.ts';
+import { defaultGrpoConfig, trainGrpo, type GrpoConfig, type GrpoHooks, type GrpoStepRecord } from '../rl/trainer.ts';
+import { pretrainingText } from '../tasks/arithmetic.ts';
+import { taskByName } from '../tasks/registry.ts';
+import type { Task } from '../tasks/task.ts';
+import { Rng } from '../tensor/random.ts';
+import { defaultPretrainConfig, pretrain, FINAL_DIR } from '../train/pretrain.ts';
+import { UserError } from '../util/errors.ts';
+import { renderReport } from './report.ts';
+
+/** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
+export interface ZeroConfig extends GrpoConfig {
+  /** Task name (taskByName: arithmetic, countdown, jsonl:PATH). */
+  task: string;
+  /** Level of a generated task; null takes the task's default. */
+  level: number | null;
+  /** A Hugging Face model folder to start from; null makes (or reuses) a base model pretrained here. */
+  model: string | null;
+  /** Run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html. */
+  out: string;
+  /** Where made base models are kept, one folder per settings hash. */
+  cacheDir: string;
+  resume: boolean;
+
+  // Rewards (SPEC.md 3): weighted accuracy and format, plus optional partial credit for the tags.
+  accuracyWeight: number;
+  formatWeight: number;
+  formatRule: FormatRule;
+  /** Weight of open-r1's tag-count partial credit (0: off, as in R1-Zero). */
+  tagCountWeight: number;
+
+  // Evaluation before and after (SPEC.md 5).
+  evalK: number;
+  evalTemperature: number;
+  evalTopP: number;
+  /** Test questions evaluated (the first ones of the task's test set); null for all. */
+  evalLimit: number | null;
+
+  // The base model made when `model` is null.
+  baseDocuments: number;
+  /** Fraction of pretraining completions with the right answer. */
+  baseCorrectRate: number;
+  /** Fraction of pretraining completions in the exact R1-Zero format. */
+  baseFormatRate: number;
+  /**
+   * Fraction of pretraining documents that keep the whole R1-Zero template; the others keep only its tail
+   * ("User: question. Assistant: ..."), which packs more problems into the same tokens.
+   */
+  baseTemplateRate: number;
+  /**
+   * Documents of correct worked arithmetic ("12 + 5 = 17. 9 - 4 = 5. ...", DRILL_EQUATIONS equations each, from
+   * training problems only), mixed into the pretraining text: the base model's general knowledge, which the
+   * R1-format documents then use correctly only `baseCorrectRate` of the time.
+   */
+  baseDrillDocuments: number;
+  baseVocabSize: number;
+  baseSize: DenseSize;
+  baseModelOverrides: Partial<DenseConfig>;
+  baseSteps: number;
+  baseBatchSize: number;
+  baseSeqLen: number;
+  baseLr: number;
+  baseSeed: number;
+}
+
+/**
+ * The laptop demo's settings (`npm start`), tuned on the 2-core CPU so that pretraining plus RL fit in 10
+ * minutes and GRPO measurably raises pass@1 (docs/BENCHMARKS.md, "R1-Zero learning"). Paper values where they
+ * apply: temperature 1.0 for sampling, eps 0.2, beta 0.001, mu 1, evaluation at temperature 0.6 / top-p 0.95.
+ * The learning rate is that of a tiny from-scratch model, not the 3e-6 of a 600B one.
+ */
+export const defaultZeroConfig: ZeroConfig = {
+  ...defaultGrpoConfig,
+  task: 'arithmetic',
+  level: 1,
+  model: null,
+  out: 'runs/zero',
+  cacheDir: '.cache/r1ts',
+  resume: false,
+  steps: 80,
+  promptsPerStep: 8,
+  groupSize: 8,
+  maxNewTokens: 48,
+  lr: 2e-4,
+  warmup: 5,
+  schedule: 'constant',
+  beta: 0.001,
+  checkpointEvery: 20,
+  timeLimitMinutes: null,
+  accuracyWeight: 1,
+  formatWeight: 0.5,
+  formatRule: 'strict',
+  tagCountWeight: 0,
+  evalK: 4,
+  evalTemperature: 0.6,
+  evalTopP: 0.95,
+  evalLimit: 100,
+  baseDocuments: 20000,
+  baseCorrectRate: 0.3,
+  baseFormatRate: 0.5,
+  baseTemplateRate: 0.25,
+  baseDrillDocuments: 4000,
+  baseVocabSize: 768,
+  baseSize: '1m',
+  baseModelOverrides: {},
+  baseSteps: 300,
+  baseBatchSize: 16,
+  baseSeqLen: 128,
+  baseLr: 3e-3,
+  baseSeed: 1,
+};
+
+/** Tasks that can write the pretraining text of a base model (R1-Zero-format completions of their problems). */
+const PRETRAINING_TEXT: Record<string, (rng: Rng, count: number, options: { correctRate: number; formatRate: number; level?: number }) => string[]> = {
+  arithmetic: pretrainingText,
+};
+
+export interface ZeroHooks extends Pick<GrpoHooks, 'onStep' | 'progress'> {
+  log?: (line: string) => void;
+}
+
+export interface ZeroResult {
+  before: EvalReport;
+  after: EvalReport;
+  records: GrpoStepRecord[];
+  baseModelDir: string;
+  finalDir: string;
+  reportFile: string;
+  seconds: { base: number; evalBefore: number; train: number; evalAfter: number };
+}
+
+/** Runs the recipe: base model, evaluation, GRPO, evaluation, report. */
+export async function runZero(config: ZeroConfig, hooks: ZeroHooks = {}): Promise<ZeroResult> {
+  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const task = taskByName(config.task, config.level === null ? {} : { level: config.level });
+  await mkdir(config.out, { recursive: true });
+
+  let clock = performance.now();
+  const lap = () => {
+    const now = performance.now();
+    const seconds = (now - clock) / 1000;
+    clock = now;
+    return seconds;
+  };
+  const baseModelDir = config.model ?? await ensureBaseModel(config, log);
+  const baseSeconds = lap();
+  const loaded = await loadModel(baseModelDir);
+  const { tokenizer } = loaded;
+  if (!(loaded.model instanceof DenseModel)) throw new UserError(`${baseModelDir}: r1 zero trains dense (Llama/Qwen2) models; this one is ${loaded.model.config.family}`);
+  const model = loaded.model;
+  const evalOptions: EvalOptions = { k: config.evalK, temperature: config.evalTemperature, topP: config.evalTopP, maxNewTokens: config.maxNewTokens, limit: config.evalLimit, seed: config.seed + 1_000_000 };
+
+  // The base model's figures; a resumed run reuses them (the base model has not changed).
+  const beforeFile = join(config.out, 'before.json');
+  let before: EvalReport;
+  if (config.resume && existsSync(beforeFile)) {
+    before = JSON.parse(await readFile(beforeFile, 'utf8')) as EvalReport;
+  } else {
+    log(`evaluating the base model on ${config.evalLimit ?? 'all'} ${task.name} test questions, k = ${config.evalK}`);
+    before = evaluateModel(model, tokenizer, task, evalOptions);
+    await writeEvalReport(beforeFile, before);
+  }
+  log(`base model: pass@1 ${percent(before.passAt1)}, format ${percent(before.formatRate)}, length ${before.meanLength.toFixed(1)}`);
+  const evalBeforeSeconds = lap();
+
+  const source = rolloutTask(task, config);
+  const { records } = await trainGrpo({ model, tokenizer, source, config, out: config.out, resume: config.resume }, { log, progress: hooks.progress, onStep: hooks.onStep });
+  const trainSeconds = lap();
+
+  const finalDir = join(config.out, 'final');
+  await saveModel(model, tokenizer, finalDir);
+  const after = evaluateModel(model, tokenizer, task, evalOptions);
+  await writeEvalReport(join(config.out, 'after.json'), after);
+  const evalAfterSeconds = lap();
+
+  const reportFile = join(config.out, 'report.html');
+  const seconds = { base: baseSeconds, evalBefore: evalBeforeSeconds, train: trainSeconds, evalAfter: evalAfterSeconds };
+  await writeFileAtomic(reportFile, renderReport({ config, task: task.description, before, after, records, seconds }));
+  await writeFileAtomic(join(config.out, 'summary.json'), `${JSON.stringify({ before: summary(before), after: summary(after), steps: records.length, seconds, baseModelDir, finalDir }, null, 2)}\n`);
+  return { before, after, records, baseModelDir, finalDir, reportFile, seconds };
+}
+
+/** The weighted rule rewards of R1-Zero (SPEC.md 3): the task's verifier for accuracy, plus the format rule. */
+export function zeroRewards(task: Task, config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): WeightedReward[] {
+  const rewards: WeightedReward[] = [
+    // The verifier needs an Example; the reward sees only the reference, which is all a verifier reads.
+    { name: 'accuracy', weight: config.accuracyWeight, fn: ({ completion, reference }) => (task.verify(completion, { id: '', question: '', reference }).correct ? 1 : 0) },
+    { name: 'format', weight: config.formatWeight, fn: formatReward(config.formatRule) },
+  ];
+  if (config.tagCountWeight > 0) rewards.push({ name: 'tags', weight: config.tagCountWeight, fn: tagCountReward() });
+  return rewards;
+}
+
+export function rolloutTask(task: Task, config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): RolloutTask {
+  const follows = FORMAT_RULES[config.formatRule];
+  return {
+    task,
+    prompt: r1ZeroPrompt,
+    rewards: zeroRewards(task, config),
+    isFormatted: (completion) => follows(completionWithPrefill({ prompt: 'Assistant:', completion })),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The base model
+
+/** The fields that decide the base model; their hash names its cache folder. */
+export function baseModelKey(config: ZeroConfig): Record<string, unknown> {
+  return {
+    task: config.task, level: config.level, documents: config.baseDocuments, correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate,
+    templateRate: config.baseTemplateRate, drillDocuments: config.baseDrillDocuments,
+    vocabSize: config.baseVocabSize, size: config.baseSize, overrides: config.baseModelOverrides, steps: config.baseSteps,
+    batchSize: config.baseBatchSize, seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.baseSeed,
+  };
+}
+
+/**
+ * The base model's folder: cacheDir/base-<hash>/final, pretrained now unless a complete one is there. The
+ * model is trained in a temporary folder renamed into place when done, so a killed run leaves no half model
+ * in the cache.
+ */
+export async function ensureBaseModel(config: ZeroConfig, log: (line: string) => void): Promise<string> {
+  const write = PRETRAINING_TEXT[config.task];
+  if (!write) throw new UserError(`task ${config.task}: r1ts cannot write pretraining text for it, so it cannot make a base model; give one with --model DIR`);
+  const key = baseModelKey(config);
+  const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 12);
+  const dir = join(config.cacheDir, `base-${hash}`);
+  const finalDir = join(dir, FINAL_DIR);
+  if (existsSync(join(finalDir, 'config.json'))) {
+    log(`using the cached base model ${finalDir}`);
+    return finalDir;
+  }
+  const temporary = `${dir}.tmp-${process.pid}`;
+  await rm(temporary, { recursive: true, force: true });
+  await mkdir(temporary, { recursive: true });
+  log(`making a base model in ${dir}: ${config.baseDocuments} generated documents (${percent(config.baseCorrectRate)} correct, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps`);
+  const rng = new Rng(config.baseSeed);
+  const documents = write(rng, config.baseDocuments, { correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate, ...(config.level === null ? {} : { level: config.level }) })
+    .map((doc) => (rng.uniform() < config.baseTemplateRate ? doc : templateTail(doc)));
+  documents.push(...drillDocuments(write, rng, config));
+  shuffle(rng, documents);
+  const corpus = join(temporary, 'corpus.jsonl');
+  await writeFile(corpus, documents.map((text) => `${JSON.stringify({ text })}\n`).join(''));
+  await writeFile(join(temporary, 'settings.json'), `${JSON.stringify(key, null, 2)}\n`);
+  await pretrain({
+    ...defaultPretrainConfig,
+    corpus,
+    out: temporary,
+    size: config.baseSize,
+    modelOverrides: config.baseModelOverrides,
+    vocabSize: config.baseVocabSize,
+    steps: config.baseSteps,
+    batchSize: config.baseBatchSize,
+    seqLen: config.baseSeqLen,
+    lr: config.baseLr,
+    warmup: Math.min(30, Math.floor(config.baseSteps / 10)),
+    evalEvery: config.baseSteps,
+    checkpointEvery: config.baseSteps,
+    keepCheckpoints: 1,
+    seed: config.baseSeed,
+    samples: 0,
+  }, { log });
+  await rm(join(temporary, 'checkpoints'), { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true });
+  await rename(temporary, dir);
+  return finalDir;
+}
+
+const DRILL_EQUATIONS = 16;
+
+/** Correct worked steps of training problems, DRILL_EQUATIONS a document (the working inside <think>). */
+function drillDocuments(write: (typeof PRETRAINING_TEXT)[string], rng: Rng, config: ZeroConfig): string[] {
+  if (config.baseDrillDocuments === 0) return [];
+  const worked = write(rng, config.baseDrillDocuments * DRILL_EQUATIONS, { correctRate: 1, formatRate: 1, ...(config.level === null ? {} : { level: config.level }) })
+    .map((doc) => /<think> (.*?) <\/think>/.exec(doc)?.[1] ?? '');
+  return Array.from({ length: config.baseDrillDocuments }, (_, d) => worked.slice(d * DRILL_EQUATIONS, (d + 1) * DRILL_EQUATIONS).join(' '));
+}
+
+function shuffle<T>(rng: Rng, items: T[]): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+}
+
+/** A document without the template's instructions: from its last "User: " on (R1_ZERO_TEMPLATE ends "User: prompt. Assistant:"). */
+function templateTail(doc: string): string {
+  const at = doc.indexOf(TEMPLATE_TAIL);
+  return at < 0 ? doc : doc.slice(at);
+}
+
+const TEMPLATE_TAIL = R1_ZERO_TEMPLATE.slice(R1_ZERO_TEMPLATE.lastIndexOf('User: '), R1_ZERO_TEMPLATE.lastIndexOf('prompt'));
+
+export function percent(x: number): string {
+  return `${(100 * x).toFixed(1)}%`;
+}
