@@ -1,0 +1,129 @@
+// `r1 verify-answer`: the accuracy reward's answer checker (src/rewards/answer.ts) from the shell, to see what it
+// accepts before a run relies on it. One pair prints `true` or `false` (exit 0 either way, 2 on usage errors);
+// `--jsonl FILE` checks {"gold", "pred"} lines and writes one JSON result per line, a malformed line giving a
+// result with an "error" instead of stopping the others.
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { Command, CommanderError } from 'commander';
+import { ANSWER_PLACES, answersEquivalent, extractAnswer, type AnswerPlace } from '../rewards/answer.ts';
+import { UserError } from '../util/errors.ts';
+
+export interface VerifyOptions {
+  /** Extract the final answer from a whole completion (pred) first, from these places in order. */
+  extract: boolean;
+  places: readonly AnswerPlace[];
+}
+
+export interface PairResult {
+  correct: boolean;
+  /** The answer compared with the gold: extracted from pred with `extract` (null when none found), else pred. */
+  extracted: string | null;
+}
+
+export type LineResult =
+  | { line: number; correct: boolean; gold: string; pred: string; extracted: string | null }
+  | { line: number; error: string };
+
+export function verifyPair(gold: string, pred: string, options: VerifyOptions): PairResult {
+  const extracted = options.extract ? (extractAnswer(pred, options.places)?.answer ?? null) : pred;
+  return { correct: extracted !== null && answersEquivalent(gold, extracted), extracted };
+}
+
+/** One JSONL line -> its result (an "error" result naming the line and the problem when it is malformed). */
+export function verifyLine(text: string, line: number, options: VerifyOptions): LineResult {
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch (err) {
+    return { line, error: `line ${line}: not valid JSON (${(err as Error).message})` };
+  }
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+    return { line, error: `line ${line}: expected an object {"gold": ..., "pred": ...}` };
+  }
+  const fields: Record<string, string> = {};
+  for (const name of ['gold', 'pred']) {
+    const value = (record as Record<string, unknown>)[name];
+    if (typeof value === 'number' && Number.isFinite(value)) fields[name] = String(value);
+    else if (typeof value === 'string') fields[name] = value;
+    else return { line, error: `line ${line}: field "${name}" ${value === undefined ? 'is missing' : 'must be a string or a number'}` };
+  }
+  const { correct, extracted } = verifyPair(fields.gold, fields.pred, options);
+  return { line, correct, gold: fields.gold, pred: fields.pred, extracted };
+}
+
+export interface JsonlSummary {
+  lines: number;
+  correct: number;
+  errors: number;
+}
+
+/** Checks every non-blank line of a JSONL file, handing each result to `write` in order. */
+export async function verifyJsonl(file: string, options: VerifyOptions, write: (result: LineResult) => void): Promise<JsonlSummary> {
+  if (!existsSync(file)) throw new UserError(`${file}: no such file`);
+  const summary: JsonlSummary = { lines: 0, correct: 0, errors: 0 };
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  let line = 0;
+  for await (const text of lines) {
+    line++;
+    if (text.trim() === '') continue;
+    const result = verifyLine(text, line, options);
+    summary.lines++;
+    if ('error' in result) summary.errors++;
+    else if (result.correct) summary.correct++;
+    write(result);
+  }
+  return summary;
+}
+
+export function parsePlaces(text: string): AnswerPlace[] {
+  const places = text.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  for (const place of places) {
+    if (!(ANSWER_PLACES as readonly string[]).includes(place)) {
+      throw new UserError(`--places: unknown place ${JSON.stringify(place)} (expected some of ${ANSWER_PLACES.join(', ')})`);
+    }
+  }
+  if (places.length === 0) throw new UserError(`--places: give at least one of ${ANSWER_PLACES.join(', ')}`);
+  return places as AnswerPlace[];
+}
+
+interface CommandOptions {
+  extract?: boolean;
+  places: string;
+  jsonl?: string;
+  out?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('verify-answer')
+    .description(
+      'check whether PRED is mathematically equivalent to GOLD (the accuracy reward\'s checker): prints true or false. ' +
+        'With --jsonl, checks {"gold", "pred"} lines and writes one JSON result per line ' +
+        '({"line", "correct", "gold", "pred", "extracted"}, or {"line", "error"} for a malformed line).',
+    )
+    .argument('[gold]', 'the reference answer, e.g. "\\frac{1}{2}"')
+    .argument('[pred]', 'the predicted answer (a whole completion with --extract)')
+    .option('--extract', 'extract the final answer from PRED (a whole completion) first')
+    .option('--places <list>', 'with --extract: where the answer may be, in order of preference', ANSWER_PLACES.join(','))
+    .option('--jsonl <file>', 'check every {"gold": ..., "pred": ...} line of a JSONL file')
+    .option('--out <file>', 'with --jsonl: write the results here instead of stdout')
+    // Usage errors exit with 2 (help and version still exit 0), so scripts can tell them from a `false`.
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(2, err.code, err.message);
+    })
+    .action(async (gold: string | undefined, pred: string | undefined, opts: CommandOptions, command: Command) => {
+      const usage = (message: string) => command.error(`error: ${message}`, { exitCode: 2, code: 'r1.usage' });
+      if (opts.jsonl !== undefined && (gold !== undefined || pred !== undefined)) usage('give GOLD PRED or --jsonl FILE, not both');
+      if (opts.jsonl === undefined && (gold === undefined || pred === undefined)) usage('give GOLD and PRED, or --jsonl FILE');
+      if (opts.out !== undefined && opts.jsonl === undefined) usage('--out goes with --jsonl');
+      const options: VerifyOptions = { extract: opts.extract === true, places: parsePlaces(opts.places) };
+      if (opts.jsonl === undefined) {
+        console.log(String(verifyPair(gold!, pred!, options).correct));
+        return;
+      }
+      const out = opts.out === undefined ? process.stdout : createWriteStream(opts.out);
+      const summary = await verifyJsonl(opts.jsonl, options, (result) => out.write(`${JSON.stringify(result)}\n`));
+      if (out !== process.stdout) await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      console.error(`${summary.lines} lines: ${summary.correct} correct, ${summary.lines - summary.correct - summary.errors} wrong, ${summary.errors} malformed`);
+    });
+}

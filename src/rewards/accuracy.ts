@@ -1,0 +1,46 @@
+// Accuracy rewards (SPEC.md 3): 1 when the completion's final answer is correct, 0 otherwise. R1-Zero's rule
+// requires the answer in a fixed place (inside <answer>, or \boxed{} for math) and checks it for mathematical
+// equivalence with the reference (answer.ts); "Reward_rule = Reward_acc + Reward_format" with equal weights (NAT
+// eq. 4, r1-spec-detail 2.2).
+import type { Example, Task, Verdict } from '../tasks/task.ts';
+import { checkAnswer, type AnswerPlace } from './answer.ts';
+import type { RewardFn } from './reward.ts';
+
+/** A verifier of a completion against an example's reference: a Verdict or a plain boolean. */
+export type AnswerVerifier = (completion: string, reference: unknown) => Verdict | boolean;
+
+/** Wraps a verifier into a reward: 1 when it says correct, 0 otherwise (a verifier that throws scores 0 in scoreSample). */
+export function accuracyReward(verify: AnswerVerifier): RewardFn {
+  return ({ completion, reference }) => {
+    const verdict = verify(completion, reference);
+    return (typeof verdict === 'boolean' ? verdict : verdict.correct) ? 1 : 0;
+  };
+}
+
+/**
+ * The accuracy reward of a task: its own verifier. A reward sees only the reference, so the verifier gets an
+ * Example holding that reference (task verifiers check the completion against `example.reference` alone).
+ */
+export function taskAccuracyReward(task: Task): RewardFn {
+  return accuracyReward((completion, reference) => {
+    const example: Example = { id: `${task.name}/reward`, question: '', reference };
+    return task.verify(completion, example);
+  });
+}
+
+export interface MathAccuracyOptions {
+  /** Where the final answer may be read from; R1-Zero requires `<answer>` (the default). */
+  places?: readonly AnswerPlace[];
+}
+
+/** Math answers: the reference is the gold answer (a string or a number), compared by equivalence (answer.ts). */
+export function mathAccuracyReward(options: MathAccuracyOptions = {}): RewardFn {
+  const places = options.places ?? ['answer-tag'];
+  return accuracyReward((completion, reference) => {
+    if (typeof reference === 'number' && Number.isFinite(reference)) reference = String(reference);
+    if (typeof reference !== 'string') {
+      throw new TypeError(`math accuracy reward: the reference must be a string or a number, got ${typeof reference}`);
+    }
+    return checkAnswer(completion, reference, places);
+  });
+}
