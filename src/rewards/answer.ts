@@ -29,9 +29,10 @@
 //     1e-9 at every sample point (\sqrt{8} = 2\sqrt{2}, 2^3 = 8, (x+1)^2 = x^2+2x+1). Words of three letters or
 //     more are compared as text, case-insensitively (so "yes" never equals "sey" as a product y*e*s).
 //
-// Bounds: answers longer than MAX_ANSWER_CHARS are compared as normalised text only, expressions longer than
-// MAX_PARSE_CHARS are not parsed, lists hold at most MAX_LIST_ITEMS items, and our evaluator (math-eval.ts) works in
-// doubles, so no answer can make a reward hang. Model text is never evaluated as JavaScript.
+// Bounds: answers longer than MAX_ANSWER_CHARS are compared as text only; expressions longer than MAX_PARSE_CHARS,
+// nested deeper than MAX_NESTING or with unbalanced brackets are not parsed; a parse runs in a worker and is
+// abandoned after PARSE_TIMEOUT_MS; lists hold at most MAX_LIST_ITEMS items; our evaluator (math-eval.ts) works in
+// doubles. So no answer can make a reward hang. Model text is never evaluated as JavaScript.
 //
 // Known limits: integers beyond 2^53 reached through arithmetic (2^{60}+1 vs 2^{60}) compare within 1e-9 relative;
 // matrices, \binom, \gcd and inequalities compare as normalised text only.

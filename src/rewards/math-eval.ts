@@ -1,5 +1,7 @@
 // LaTeX expression -> values at fixed sample points, for answer equivalence (answer.ts). The Compute Engine
-// (@cortex-js/compute-engine) parses the LaTeX into canonical MathJSON; the evaluation is ours, in double-precision
+// (@cortex-js/compute-engine) parses the LaTeX into canonical MathJSON, in a worker thread with a time limit: its
+// parser takes exponential time on some short inputs (measured below), and a reward must never hang a run. The
+// evaluation is ours, in double-precision
 // complex arithmetic over a closed list of operators, so that it always terminates quickly: the engine's own
 // evaluator computes exact big integers and would spend minutes (and gigabytes) on an answer like 9^{9^{9}}, while
 // here that overflows to Infinity in a few operations. A head we do not know (sums, integrals, matrices, errors)
@@ -20,8 +22,11 @@ export type Complex = readonly [number, number];
 /** MathJSON as the Compute Engine writes it (numbers, symbols, strings, function expressions, number objects). */
 type MathJson = number | string | { num: string } | readonly MathJson[] | Record<string, unknown>;
 
-/** Time limit of one parse, in milliseconds (typical parses take 1-5 ms, a parser path's first use up to ~0.3 s). */
-export const PARSE_TIMEOUT_MS = 1000;
+/**
+ * Time limit of one parse, in milliseconds. Typical parses take 1-5 ms; the first use of a parser path can take
+ * ~0.3 s on a loaded 2-core machine, which the worker's warm-up mostly absorbs.
+ */
+export const PARSE_TIMEOUT_MS = 2000;
 /** Time limit for the worker to load the engine. */
 const WORKER_START_TIMEOUT_MS = 30_000;
 const CHANNEL_BYTES = 1 << 16;
@@ -42,12 +47,18 @@ interface ParseWorker {
 }
 
 let parser: ParseWorker | null = null;
+let startFailure: Error | null = null;
 let timeouts = 0;
 
 /** How many parses were abandoned at PARSE_TIMEOUT_MS in this process (each restarts the worker). */
 export function parseTimeouts(): number {
   return timeouts;
 }
+
+const WARM_UP = [
+  '\\frac{1}{2}+\\sqrt{2}x^2-3y_{1}', '(1,2)', '\\{1,2\\}', 'x=1', '|x|+\\log_2 8+\\ln e', '\\sin(\\pi/6)\\cdot 3!',
+  'e^{i\\pi}', '\\sqrt[3]{-8}', '2\\times 10^{3}', '\\infty', '0.5', '-\\frac{a}{b}',
+];
 
 // The worker's program, plain JavaScript run with `eval` (so it needs no TypeScript loader, from sources or from
 // the build). It loads the engine from the URL the main thread resolved and then serves parses forever. Each parse
@@ -69,6 +80,8 @@ import(engineUrl).then(({ ComputeEngine }) => {
       engine.popScope();
     }
   };
+  // Warm-up: the parser's paths are slow on first use (JIT); take that cost before the first timed request.
+  for (const latex of ${JSON.stringify(WARM_UP)}) parse(latex);
   for (;;) {
     Atomics.store(control, 0, ${PARSE_DONE});
     Atomics.notify(control, 0);
@@ -92,7 +105,9 @@ function startParser(): ParseWorker {
   worker.unref(); // an idle parser must not keep the process alive
   if (Atomics.wait(channel.control, 0, 0, WORKER_START_TIMEOUT_MS) === 'timed-out') {
     void worker.terminate();
-    throw new Error(`the LaTeX parser worker did not start within ${WORKER_START_TIMEOUT_MS} ms`);
+    // Remembered: every later parse fails at once instead of waiting again.
+    startFailure = new Error(`the LaTeX parser worker (@cortex-js/compute-engine) did not start within ${WORKER_START_TIMEOUT_MS} ms`);
+    throw startFailure;
   }
   return { worker, channel };
 }
@@ -105,6 +120,7 @@ export function parseLatex(latex: string, timeoutMs = PARSE_TIMEOUT_MS): MathJso
   const safe = parseableLatex(latex);
   if (safe === null) return null;
   const request = new TextEncoder().encode(safe);
+  if (startFailure !== null) throw startFailure;
   parser ??= startParser();
   const { control, data } = parser.channel;
   if (request.length > data.length) return null;
