@@ -138,9 +138,10 @@ R1_API void r1_attention_backward(const float* q, const float* k, const float* v
 // ---- optimizer ----
 // One AdamW step (decoupled weight decay, Loshchilov & Hutter) over n parameters, in place:
 // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr (m / bias1 / (sqrt(v / bias2) + eps) + wd p),
-// with bias1 = 1 - b1^t and bias2 = 1 - b2^t given by the caller.
-R1_API void r1_adamw(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
-                     float eps, float weight_decay, float bias1, float bias2);
+// with bias1 = 1 - b1^t and bias2 = 1 - b2^t given by the caller. Scalars are double so that coefficients such
+// as 1 - b2 are formed exactly before rounding to the float32 of the update.
+R1_API void r1_adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
+                     double eps, double weight_decay, double bias1, double bias2);
 
 #ifdef __cplusplus
 }

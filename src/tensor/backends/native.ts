@@ -49,7 +49,7 @@ const declarations = {
   r1_rope: 'void r1_rope(const float *x, float *y, const int32_t *positions, const float *cos, const float *sin, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim, int interleaved, int inverse)',
   r1_attention: 'void r1_attention(const float *q, const float *k, const float *v, float *out, float *lse, const int32_t *kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int causal)',
   r1_attention_backward: 'void r1_attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse, const float *dout, float *dq, float *dk, float *dv, const int32_t *kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
-  r1_adamw: 'void r1_adamw(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float bias1, float bias2)',
+  r1_adamw: 'void r1_adamw(float *p, const float *g, float *m, float *v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
 } as const;
 
 type NativeFunctions = { -readonly [name in keyof typeof declarations]: (...args: any[]) => any };
