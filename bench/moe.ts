@@ -111,7 +111,7 @@ function train(name: string, config: DeepSeekConfig, train: Int32Array, validati
 function svgPlot(curves: Curve[], steps: number): string {
   const W = 900;
   const H = 300;
-  const pad = { l: 60, r: 160, t: 30, b: 40 };
+  const pad = { l: 60, r: 210, t: 30, b: 40 };
   const colours: Record<string, string> = { moe: '#1f77b4', 'moe-gamma0.01': '#9467bd', 'moe-frozen': '#ff7f0e', dense: '#2ca02c' };
   const smooth = (ys: number[], k = 10) => ys.map((_, i) => {
     const window = ys.slice(Math.max(0, i - k + 1), i + 1);
@@ -152,7 +152,7 @@ function svgPlot(curves: Curve[], steps: number): string {
   }));
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${2 * H}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-${panel(0, `Loss from step ${Math.round(steps / 10)} (train: 10-step mean; val: dashed)`, lossSeries, 'cross-entropy (nats)', Math.round(steps / 10))}
+${panel(0, `Loss, y range from step ${Math.round(steps / 3)} (train: 10-step mean; val: dashed)`, lossSeries, 'cross-entropy (nats)', Math.round(steps / 3))}
 ${panel(H, 'Max / mean expert load, worst MoE layer (5-step mean)', loadSeries, 'max / mean load', 1, 1.3)}
 </svg>
 `;
