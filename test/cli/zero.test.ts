@@ -1,0 +1,48 @@
+// `r1 zero`'s edge: every hyperparameter is a flag with its default in the help, and bad flags or config
+// fields fail with one line naming them, before any work.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { readZeroConfigFile, zeroConfigFromFlags } from '../../src/cli/zero.ts';
+import { defaultZeroConfig } from '../../src/pipeline/zero.ts';
+
+// The CLI as a user runs it (src through tsx), in its own process: commander exits after printing help.
+const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
+function r1(...args: string[]) {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+test('r1 zero --help lists the GRPO, reward, evaluation and base-model settings with their defaults', () => {
+  const { code, stdout: text } = r1('zero', '--help');
+  assert.equal(code, 0);
+  for (const flag of ['--task', '--model', '--out', '--resume', '--steps', '--group-size', '--prompts-per-step', '--temperature', '--loss-type', '--eps-low', '--eps-high',
+    '--beta', '--mu', '--dynamic-sampling', '--overlong-filtering', '--overlong-cache-tokens', '--reference-refresh-every', '--lr', '--format-weight', '--eval-k', '--base-steps']) {
+    assert.match(text, new RegExp(`${flag}\\b`), `no ${flag}`);
+  }
+  assert.match(text, /--beta <b>\s+k3 KL coefficient[\s\S]*?\(default:\s+0\.001\)/);
+});
+
+test('flags and config files are validated, naming the flag or the field', () => {
+  assert.deepEqual(zeroConfigFromFlags({}), defaultZeroConfig);
+  const config = zeroConfigFromFlags({ steps: '12', lossType: 'dr_grpo', dynamicSampling: true, beta: '0' });
+  assert.equal(config.steps, 12);
+  assert.equal(config.lossType, 'dr_grpo');
+  assert.equal(config.dynamicSampling, true);
+  assert.equal(config.beta, 0);
+  assert.throws(() => zeroConfigFromFlags({ groupSize: '1' }), /^UserError: --group-size "1": /);
+  assert.throws(() => zeroConfigFromFlags({ lossType: 'ppo' }), /--loss-type "ppo": .*grpo/);
+  assert.throws(() => zeroConfigFromFlags({ epsLow: '1.5' }), /--eps-low 1\.5: must be below 1/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'r1-cli-zero-'));
+  const file = join(dir, 'zero.json');
+  writeFileSync(file, JSON.stringify({ steps: 5, lr: -1, groupsize: 4 }));
+  assert.throws(() => readZeroConfigFile(file), (e: Error) => /zero\.json: field "groupsize": not a setting of r1 zero/.test(e.message) && /field "lr": /.test(e.message));
+  writeFileSync(file, JSON.stringify({ steps: 5, baseModelOverrides: { numLayers: 2 } }));
+  assert.equal(zeroConfigFromFlags({ config: file, steps: '7' }).steps, 7);
+  writeFileSync(file, '{ steps: 5');
+  assert.throws(() => readZeroConfigFile(file), /zero\.json: cannot read a JSON config/);
+});

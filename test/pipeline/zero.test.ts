@@ -1,0 +1,74 @@
+// The R1-Zero recipe end to end at toy size: a base model is made and cached, evaluated, trained with GRPO and
+// evaluated again; the report is one self-contained HTML page. Bad inputs fail before any work with errors
+// naming the file, and completions that try to run code earn nothing.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { defaultZeroConfig, runZero, zeroRewards, type ZeroConfig } from '../../src/pipeline/zero.ts';
+import { comparisonTable } from '../../src/pipeline/report.ts';
+import { scoreSample } from '../../src/rewards/reward.ts';
+import { countdownTask } from '../../src/tasks/countdown.ts';
+import { UserError } from '../../src/util/errors.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'r1-zero-'));
+const tiny: ZeroConfig = {
+  ...defaultZeroConfig,
+  cacheDir: join(root, 'cache'),
+  out: join(root, 'run'),
+  steps: 2, promptsPerStep: 2, groupSize: 2, maxNewTokens: 6, checkpointEvery: 1, lr: 1e-3,
+  evalK: 2, evalLimit: 3,
+  baseDocuments: 200, baseDrillDocuments: 10, baseVocabSize: 300, baseSteps: 3, baseBatchSize: 2, baseSeqLen: 64,
+  baseModelOverrides: { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 16 },
+};
+const quiet = { log: () => {}, progress: false };
+
+describe('runZero', () => {
+  it('makes a base model, trains it, evaluates before and after, and writes a self-contained report', async () => {
+    const result = await runZero(tiny, quiet);
+    assert.equal(result.records.length, 2);
+    assert.equal(result.before.questions, 3);
+    assert.ok(existsSync(join(result.finalDir, 'model.safetensors')));
+    assert.equal(readFileSync(join(tiny.out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
+    const html = readFileSync(result.reportFile, 'utf8');
+    assert.match(html, /<svg[^>]*>[\s\S]*<polyline/);
+    for (const title of ['Mean reward', 'Accuracy', 'Mean response length', 'KL']) assert.ok(html.includes(title), `no ${title} chart`);
+    // Nothing is fetched: no scripts, no links or sources (the only URL is the SVG namespace).
+    assert.doesNotMatch(html, /<script|\bsrc=|\bhref=|<link/);
+    assert.deepEqual([...html.matchAll(/https?:\/\/[^"\s]+/g)].map((m) => m[0]).filter((u) => u !== 'http://www.w3.org/2000/svg'), []);
+    assert.match(html, /base model<\/th><th>after GRPO/);
+    const summary = JSON.parse(readFileSync(join(tiny.out, 'summary.json'), 'utf8'));
+    assert.equal(summary.before.passAt1, result.before.passAt1);
+    assert.match(comparisonTable(result.before, result.after), /^ +base +after GRPO +change\n[- ]+\npass@1 /);
+
+    // A second run reuses the cached base model instead of pretraining again.
+    const lines: string[] = [];
+    await runZero({ ...tiny, out: join(root, 'run2'), steps: 1 }, { ...quiet, log: (l) => lines.push(l) });
+    assert.ok(lines.some((l) => l.startsWith('using the cached base model')), lines.join('\n'));
+    assert.equal(readdirSync(tiny.cacheDir).length, 1);
+  });
+
+  it('names what is wrong with a model folder or a task file before doing any work', async () => {
+    const bare = join(root, 'bare');
+    await assert.rejects(runZero({ ...tiny, model: bare, out: join(root, 'r3') }, quiet), (e: Error) => e instanceof UserError && /bare: no such model folder/.test(e.message));
+    const file = join(root, 'problems.jsonl');
+    writeFileSync(file, '{"question": "1 + 1?", "answer": "2"}\n{"question": "no answer here"}\nnot json\n');
+    await assert.rejects(runZero({ ...tiny, task: `jsonl:${file}`, level: null, out: join(root, 'r4') }, quiet), (e: Error) => e instanceof UserError && e.message.includes(`${file}:2`));
+    await assert.rejects(runZero({ ...tiny, task: 'countdown', level: null, out: join(root, 'r5') }, quiet), /cannot write pretraining text/);
+  });
+});
+
+describe('zeroRewards', () => {
+  it('a Countdown answer that tries to run code earns nothing and runs nothing', () => {
+    const task = countdownTask({ level: 1 });
+    const example = task.testSet(1)[0];
+    const rewards = zeroRewards(task, { accuracyWeight: 1, formatWeight: 0.5, formatRule: 'strict', tagCountWeight: 0 });
+    for (const attack of ['process.exit(1)', 'require("fs").rmSync("/")', '(()=>{while(true){}})()', 'constructor.constructor("return 1")()']) {
+      const score = scoreSample(rewards, { prompt: '', completion: `<think> x </think> <answer> ${attack} </answer>`, reference: example.reference });
+      assert.equal(score.parts.accuracy, 0, attack);
+      assert.equal(score.parts.format, 1);
+      assert.deepEqual(score.failed, []);
+    }
+  });
+});
