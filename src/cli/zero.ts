@@ -29,7 +29,7 @@ const FIELDS: { [K in keyof ZeroConfig]: Field<ZeroConfig[K]> } = {
   task: { schema: z.string().min(1), flag: '--task <name>', help: 'task: arithmetic, countdown or jsonl:PATH (a GSM8K/MATH-style file)' },
   level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },
   model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model folder to train; default: make (or reuse) a base model pretrained here' },
-  out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html' },
+  out: { schema: z.string().min(1).nullable(), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html (default: a new runs/zero-<date>-<time>)' },
   cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept' },
   resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out from its latest checkpoint, exactly where it stopped' },
   // GRPO

@@ -19,7 +19,7 @@ import type { WeightedReward } from '../rewards/reward.ts';
 import { R1_ZERO_TEMPLATE, r1ZeroPrompt } from '../rewards/template.ts';
 import type { RolloutTask } from '../rl/rollout.ts';
 import { defaultGrpoConfig, trainGrpo, type GrpoConfig, type GrpoHooks, type GrpoStepRecord } from '../rl/trainer.ts';
-import { pretrainingText } from '../tasks/arithmetic.ts';
+import { ARITHMETIC_LEVELS, drawArithmeticProblem, pretrainingText, workedSteps } from '../tasks/arithmetic.ts';
 import { taskByName } from '../tasks/registry.ts';
 import type { Task } from '../tasks/task.ts';
 import { Rng } from '../tensor/random.ts';
@@ -35,8 +35,11 @@ export interface ZeroConfig extends GrpoConfig {
   level: number | null;
   /** A Hugging Face model folder to start from; null makes (or reuses) a base model pretrained here. */
   model: string | null;
-  /** Run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html. */
-  out: string;
+  /**
+   * Run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html. null: a new
+   * runs/zero-<date>-<time> folder, so that running the demo again never meets an earlier run's checkpoints.
+   */
+  out: string | null;
   /** Where made base models are kept, one folder per settings hash. */
   cacheDir: string;
   resume: boolean;
@@ -67,9 +70,10 @@ export interface ZeroConfig extends GrpoConfig {
    */
   baseTemplateRate: number;
   /**
-   * Documents of correct worked arithmetic ("12 + 5 = 17. 9 - 4 = 5. ...", DRILL_EQUATIONS equations each, from
-   * training problems only), mixed into the pretraining text: the base model's general knowledge, which the
-   * R1-format documents then use correctly only `baseCorrectRate` of the time.
+   * Documents of correct worked arithmetic ("12 + 5 = 17. 9 - 4 = 5. ...", DRILL_EQUATIONS problems each, over
+   * the level's whole number range) mixed into the pretraining text: the base model's general knowledge,
+   * which the R1-format documents then apply correctly only `baseCorrectRate` of the time. The test
+   * questions themselves (their wording and their R1-format solutions) are never in the pretraining text.
    */
   baseDrillDocuments: number;
   baseVocabSize: number;
@@ -93,7 +97,7 @@ export const defaultZeroConfig: ZeroConfig = {
   task: 'arithmetic',
   level: 1,
   model: null,
-  out: 'runs/zero',
+  out: null,
   cacheDir: '.cache/r1ts',
   resume: false,
   steps: 80,
@@ -129,9 +133,21 @@ export const defaultZeroConfig: ZeroConfig = {
   baseSeed: 1,
 };
 
-/** Tasks that can write the pretraining text of a base model (R1-Zero-format completions of their problems). */
-const PRETRAINING_TEXT: Record<string, (rng: Rng, count: number, options: { correctRate: number; formatRate: number; level?: number }) => string[]> = {
-  arithmetic: pretrainingText,
+/**
+ * Tasks that can write a base model's pretraining text: R1-Zero-format documents of their problems, and
+ * "drills", the bare worked steps of problems across the task's whole number range (the general arithmetic a
+ * base model knows from pretraining before it ever sees the R1-Zero template).
+ */
+interface BaseText {
+  documents: (rng: Rng, count: number, options: { correctRate: number; formatRate: number; level?: number }) => string[];
+  drill: (rng: Rng, level: number | null) => string;
+}
+
+const BASE_TEXT: Record<string, BaseText> = {
+  arithmetic: {
+    documents: pretrainingText,
+    drill: (rng, level) => workedSteps(drawArithmeticProblem(rng, ARITHMETIC_LEVELS[level ?? 1]).steps),
+  },
 };
 
 export interface ZeroHooks extends Pick<GrpoHooks, 'onStep' | 'progress'> {
@@ -139,6 +155,8 @@ export interface ZeroHooks extends Pick<GrpoHooks, 'onStep' | 'progress'> {
 }
 
 export interface ZeroResult {
+  /** The run folder. */
+  out: string;
   before: EvalReport;
   after: EvalReport;
   records: GrpoStepRecord[];
@@ -149,8 +167,10 @@ export interface ZeroResult {
 }
 
 /** Runs the recipe: base model, evaluation, GRPO, evaluation, report. */
-export async function runZero(config: ZeroConfig, hooks: ZeroHooks = {}): Promise<ZeroResult> {
+export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise<ZeroResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  if (given.out === null && given.resume) throw new UserError('--resume needs the --out folder of the run to continue');
+  const config = { ...given, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
   const task = taskByName(config.task, config.level === null ? {} : { level: config.level });
   await mkdir(config.out, { recursive: true });
 
@@ -196,7 +216,7 @@ export async function runZero(config: ZeroConfig, hooks: ZeroHooks = {}): Promis
   const seconds = { base: baseSeconds, evalBefore: evalBeforeSeconds, train: trainSeconds, evalAfter: evalAfterSeconds };
   await writeFileAtomic(reportFile, renderReport({ config, task: task.description, before, after, records, seconds }));
   await writeFileAtomic(join(config.out, 'summary.json'), `${JSON.stringify({ before: summary(before), after: summary(after), steps: records.length, seconds, baseModelDir, finalDir }, null, 2)}\n`);
-  return { before, after, records, baseModelDir, finalDir, reportFile, seconds };
+  return { out: config.out, before, after, records, baseModelDir, finalDir, reportFile, seconds };
 }
 
 /** The weighted rule rewards of R1-Zero (SPEC.md 3): the task's verifier for accuracy, plus the format rule. */
@@ -239,8 +259,8 @@ export function baseModelKey(config: ZeroConfig): Record<string, unknown> {
  * in the cache.
  */
 export async function ensureBaseModel(config: ZeroConfig, log: (line: string) => void): Promise<string> {
-  const write = PRETRAINING_TEXT[config.task];
-  if (!write) throw new UserError(`task ${config.task}: r1ts cannot write pretraining text for it, so it cannot make a base model; give one with --model DIR`);
+  const text = BASE_TEXT[config.task];
+  if (!text) throw new UserError(`task ${config.task}: r1ts cannot write pretraining text for it, so it cannot make a base model; give one with --model DIR`);
   const key = baseModelKey(config);
   const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 12);
   const dir = join(config.cacheDir, `base-${hash}`);
@@ -254,9 +274,9 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
   await mkdir(temporary, { recursive: true });
   log(`making a base model in ${dir}: ${config.baseDocuments} generated documents (${percent(config.baseCorrectRate)} correct, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps`);
   const rng = new Rng(config.baseSeed);
-  const documents = write(rng, config.baseDocuments, { correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate, ...(config.level === null ? {} : { level: config.level }) })
+  const documents = text.documents(rng, config.baseDocuments, { correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate, ...(config.level === null ? {} : { level: config.level }) })
     .map((doc) => (rng.uniform() < config.baseTemplateRate ? doc : templateTail(doc)));
-  documents.push(...drillDocuments(write, rng, config));
+  for (let d = 0; d < config.baseDrillDocuments; d++) documents.push(Array.from({ length: DRILL_EQUATIONS }, () => text.drill(rng, config.level)).join(' '));
   shuffle(rng, documents);
   const corpus = join(temporary, 'corpus.jsonl');
   await writeFile(corpus, documents.map((text) => `${JSON.stringify({ text })}\n`).join(''));
@@ -286,14 +306,6 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
 }
 
 const DRILL_EQUATIONS = 16;
-
-/** Correct worked steps of training problems, DRILL_EQUATIONS a document (the working inside <think>). */
-function drillDocuments(write: (typeof PRETRAINING_TEXT)[string], rng: Rng, config: ZeroConfig): string[] {
-  if (config.baseDrillDocuments === 0) return [];
-  const worked = write(rng, config.baseDrillDocuments * DRILL_EQUATIONS, { correctRate: 1, formatRate: 1, ...(config.level === null ? {} : { level: config.level }) })
-    .map((doc) => /<think> (.*?) <\/think>/.exec(doc)?.[1] ?? '');
-  return Array.from({ length: config.baseDrillDocuments }, (_, d) => worked.slice(d * DRILL_EQUATIONS, (d + 1) * DRILL_EQUATIONS).join(' '));
-}
 
 function shuffle<T>(rng: Rng, items: T[]): void {
   for (let i = items.length - 1; i > 0; i--) {

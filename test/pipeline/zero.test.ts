@@ -30,7 +30,7 @@ describe('runZero', () => {
     assert.equal(result.records.length, 2);
     assert.equal(result.before.questions, 3);
     assert.ok(existsSync(join(result.finalDir, 'model.safetensors')));
-    assert.equal(readFileSync(join(tiny.out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
+    assert.equal(readFileSync(join(result.out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
     const html = readFileSync(result.reportFile, 'utf8');
     assert.match(html, /<svg[^>]*>[\s\S]*<polyline/);
     for (const title of ['Mean reward', 'Accuracy', 'Mean response length', 'KL']) assert.ok(html.includes(title), `no ${title} chart`);
@@ -38,7 +38,7 @@ describe('runZero', () => {
     assert.doesNotMatch(html, /<script|\bsrc=|\bhref=|<link/);
     assert.deepEqual([...html.matchAll(/https?:\/\/[^"\s]+/g)].map((m) => m[0]).filter((u) => u !== 'http://www.w3.org/2000/svg'), []);
     assert.match(html, /base model<\/th><th>after GRPO/);
-    const summary = JSON.parse(readFileSync(join(tiny.out, 'summary.json'), 'utf8'));
+    const summary = JSON.parse(readFileSync(join(result.out, 'summary.json'), 'utf8'));
     assert.equal(summary.before.passAt1, result.before.passAt1);
     assert.match(comparisonTable(result.before, result.after), /^ +base +after GRPO +change\n[- ]+\npass@1 /);
 
