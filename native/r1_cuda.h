@@ -1,0 +1,59 @@
+// The CUDA backend's runtime (build/libr1cuda.so, built by `npm run build:cuda`): device selection, memory,
+// copies, precision and CUDA graphs. The same library exports every kernel of r1.h under the same name and
+// contract, with its float and int32 arrays in device memory; the small host arrays of r1.h (strides, shapes)
+// stay in host memory. All work is queued on one stream per process, in call order, so kernels never need a
+// synchronisation between them; copies to the host and r1_sum_squares wait for the stream.
+//
+// Errors: functions returning int give 0 on success and a non-zero code on failure; kernels (void) record a
+// failed launch. r1_cuda_last_error() returns the message of the first failure not yet read (and clears it),
+// or "" when there is none, so the TypeScript side checks it after each call that can fail.
+#ifndef R1_CUDA_H
+#define R1_CUDA_H
+#include "r1.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- device ----
+R1_API int r1_cuda_device_count(void);            // 0 when there is no driver or no GPU (never an error)
+R1_API int r1_cuda_init(int device);              // selects the device, creates the stream and library handles
+R1_API const char* r1_cuda_device_name(void);     // of the initialised device
+R1_API const char* r1_cuda_last_error(void);
+R1_API int r1_cuda_synchronize(void);             // waits for every queued kernel; reports asynchronous faults
+
+// ---- memory: a caching allocator (freed blocks are reused by later allocations of a similar size) ----
+R1_API void* r1_cuda_alloc(int64_t bytes);        // NULL on failure (after emptying the cache and retrying once)
+R1_API void r1_cuda_free(void* ptr);              // stream-ordered: the block is reused only by later work
+R1_API void r1_cuda_empty_cache(void);            // returns every cached, unused block to the driver
+// stats[0] bytes in use, stats[1] bytes reserved from the driver, stats[2] peak bytes in use, stats[3] live blocks
+R1_API void r1_cuda_memory_stats(int64_t* stats);
+
+// ---- copies (bytes) ----
+R1_API int r1_cuda_upload(void* dst, const void* host_src, int64_t bytes);    // returns once host_src may be reused
+R1_API int r1_cuda_download(void* host_dst, const void* src, int64_t bytes);  // waits for the stream first
+R1_API int r1_cuda_copy(void* dst, const void* src, int64_t bytes);           // device to device, queued
+
+// ---- device-only helpers the op layer needs besides r1.h ----
+R1_API void r1_cuda_fill(float* x, float value, int64_t n);
+R1_API void r1_cuda_fill_i32(int32_t* x, int32_t value, int64_t n);
+R1_API void r1_cuda_f32_to_i32(const float* x, int32_t* y, int64_t n);   // truncation toward zero, as a C cast
+R1_API void r1_cuda_i32_to_f32(const int32_t* x, float* y, int64_t n);
+
+// ---- GEMM precision of r1_matmul ----
+// 0: float32 (exact IEEE products; the tests' mode and the default), 1: TF32 tensor cores, 2: bfloat16 tensor
+// cores (operands rounded to bf16, float32 accumulation and output: autocast-style mixed precision).
+R1_API int r1_cuda_set_matmul_precision(int precision);
+
+// ---- CUDA graphs: record a fixed sequence of kernel calls once, replay it with one launch ----
+// Between begin and end, calls are recorded, not run; allocations made while recording must stay alive as
+// long as the graph does. end returns the graph handle (NULL on failure).
+R1_API int r1_cuda_graph_begin(void);
+R1_API void* r1_cuda_graph_end(void);
+R1_API int r1_cuda_graph_launch(void* graph);
+R1_API void r1_cuda_graph_destroy(void* graph);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
