@@ -53,6 +53,10 @@ R1_API void* r1_cuda_graph_end(void);
 R1_API int r1_cuda_graph_launch(void* graph);
 R1_API void r1_cuda_graph_destroy(void* graph);
 
+// ---- appended after the first release (existing declarations above never change) ----
+// 1 when a failure is recorded and not yet read by r1_cuda_last_error: a check cheap enough to follow every call.
+R1_API int r1_cuda_error_pending(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,373 @@
+// The CUDA kernel library (build/libr1cuda.so, from native/cuda by `npm run build:cuda`) loaded with koffi:
+// every kernel of native/r1.h on device buffers, plus the runtime of native/r1_cuda.h (device, caching
+// allocator, copies, matmul precision, CUDA graphs). Device addresses are plain JS numbers (user-space GPU
+// addresses fit in 48 bits, far below 2^53), declared as uint64_t so that koffi passes them as integers;
+// 0 is NULL. The small host arrays of r1.h (strides, shapes) stay host pointers (BigInt64Array).
+//
+// Errors: the library records the first failure of a call (a bad launch, an asynchronous fault found by a
+// copy or a synchronize); every call here checks the cheap r1_cuda_error_pending flag after it and throws a JS
+// Error naming the call and the CUDA message, so a failed kernel surfaces at once, not at some later call.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import koffi from 'koffi';
+import { BinaryOp, ReduceOp, UnaryOp, type Dims, type Kernels } from '../kernels.ts';
+
+export type DevicePtr = number; // a device address; 0 means none (NULL)
+export interface CudaMemoryStats { inUse: number; reserved: number; peak: number; blocks: number }
+export type MatmulPrecision = 'f32' | 'tf32' | 'bf16';
+export interface CudaLibrary {
+  readonly path: string;                   // the .so that was loaded
+  deviceCount(): number;
+  init(device: number): void;              // throws with the CUDA message
+  deviceName(): string;
+  synchronize(): void;                     // throws on an asynchronous fault, naming it
+  alloc(bytes: number): DevicePtr;         // throws "CUDA out of memory: asked for N bytes, M in use, R reserved"
+  free(ptr: DevicePtr): void;
+  emptyCache(): void;
+  memoryStats(): CudaMemoryStats;
+  upload(dst: DevicePtr, src: ArrayBufferView): void;
+  download(dst: ArrayBufferView, src: DevicePtr): void;
+  copy(dst: DevicePtr, src: DevicePtr, bytes: number): void;
+  fill(x: DevicePtr, value: number, n: number): void;
+  fillI32(x: DevicePtr, value: number, n: number): void;
+  f32ToI32(x: DevicePtr, y: DevicePtr, n: number): void;
+  i32ToF32(x: DevicePtr, y: DevicePtr, n: number): void;
+  setMatmulPrecision(precision: MatmulPrecision): void;
+  graphBegin(): void;
+  graphEnd(): DevicePtr;                   // the graph handle
+  graphLaunch(graph: DevicePtr): void;
+  graphDestroy(graph: DevicePtr): void;
+  /** Every kernel of native/r1.h on device buffers (F and I are device addresses positioned at the data). */
+  readonly kernels: Kernels<DevicePtr, DevicePtr>;
+}
+
+/** build/libr1cuda.so at the package root (from src/tensor/backends or dist/tensor/backends); R1_CUDA_LIBRARY overrides it. */
+export function cudaLibraryPath(): string {
+  if (process.env.R1_CUDA_LIBRARY) return process.env.R1_CUDA_LIBRARY;
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'libr1cuda.so');
+}
+
+// The C declarations of native/r1.h and native/r1_cuda.h with every device pointer written as uint64_t.
+const declarations = {
+  r1_cuda_device_count: 'int r1_cuda_device_count()',
+  r1_cuda_init: 'int r1_cuda_init(int device)',
+  r1_cuda_device_name: 'const char *r1_cuda_device_name()',
+  r1_cuda_last_error: 'const char *r1_cuda_last_error()',
+  r1_cuda_error_pending: 'int r1_cuda_error_pending()',
+  r1_cuda_synchronize: 'int r1_cuda_synchronize()',
+  r1_cuda_alloc: 'uint64_t r1_cuda_alloc(int64_t bytes)',
+  r1_cuda_free: 'void r1_cuda_free(uint64_t ptr)',
+  r1_cuda_empty_cache: 'void r1_cuda_empty_cache()',
+  r1_cuda_memory_stats: 'void r1_cuda_memory_stats(int64_t *stats)',
+  r1_cuda_upload: 'int r1_cuda_upload(uint64_t dst, const void *host_src, int64_t bytes)',
+  r1_cuda_download: 'int r1_cuda_download(void *host_dst, uint64_t src, int64_t bytes)',
+  r1_cuda_copy: 'int r1_cuda_copy(uint64_t dst, uint64_t src, int64_t bytes)',
+  r1_cuda_fill: 'void r1_cuda_fill(uint64_t x, float value, int64_t n)',
+  r1_cuda_fill_i32: 'void r1_cuda_fill_i32(uint64_t x, int32_t value, int64_t n)',
+  r1_cuda_f32_to_i32: 'void r1_cuda_f32_to_i32(uint64_t x, uint64_t y, int64_t n)',
+  r1_cuda_i32_to_f32: 'void r1_cuda_i32_to_f32(uint64_t x, uint64_t y, int64_t n)',
+  r1_cuda_set_matmul_precision: 'int r1_cuda_set_matmul_precision(int precision)',
+  r1_cuda_graph_begin: 'int r1_cuda_graph_begin()',
+  r1_cuda_graph_end: 'uint64_t r1_cuda_graph_end()',
+  r1_cuda_graph_launch: 'int r1_cuda_graph_launch(uint64_t graph)',
+  r1_cuda_graph_destroy: 'void r1_cuda_graph_destroy(uint64_t graph)',
+
+  r1_matmul: 'void r1_matmul(uint64_t a, uint64_t b, uint64_t c, int64_t batch, int64_t m, int64_t n, int64_t k, int trans_a, int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta)',
+  r1_unary: 'void r1_unary(int op, uint64_t x, uint64_t y, int64_t n)',
+  r1_unary_backward: 'void r1_unary_backward(int op, uint64_t x, uint64_t y, uint64_t dy, uint64_t dx, int64_t n)',
+  r1_binary: 'void r1_binary(int op, uint64_t a, const int64_t *a_strides, uint64_t b, const int64_t *b_strides, uint64_t out, const int64_t *shape, int ndim)',
+  r1_where: 'void r1_where(uint64_t cond, const int64_t *cond_strides, uint64_t a, const int64_t *a_strides, uint64_t b, const int64_t *b_strides, uint64_t out, const int64_t *shape, int ndim)',
+  r1_copy: 'void r1_copy(uint64_t src, const int64_t *src_strides, uint64_t dst, const int64_t *dst_strides, const int64_t *shape, int ndim)',
+  r1_swiglu: 'void r1_swiglu(uint64_t gate, uint64_t up, uint64_t y, int64_t n)',
+  r1_swiglu_backward: 'void r1_swiglu_backward(uint64_t gate, uint64_t up, uint64_t dy, uint64_t dgate, uint64_t dup, int64_t n)',
+  r1_reduce: 'void r1_reduce(int op, uint64_t x, uint64_t out, int64_t outer, int64_t len, int64_t inner)',
+  r1_sum_squares: 'double r1_sum_squares(uint64_t x, int64_t n)',
+  r1_softmax: 'void r1_softmax(uint64_t x, uint64_t y, int64_t rows, int64_t cols)',
+  r1_softmax_backward: 'void r1_softmax_backward(uint64_t y, uint64_t dy, uint64_t dx, int64_t rows, int64_t cols)',
+  r1_log_softmax: 'void r1_log_softmax(uint64_t x, uint64_t y, int64_t rows, int64_t cols)',
+  r1_log_softmax_backward: 'void r1_log_softmax_backward(uint64_t y, uint64_t dy, uint64_t dx, int64_t rows, int64_t cols)',
+  r1_cross_entropy: 'void r1_cross_entropy(uint64_t logits, uint64_t targets, uint64_t loss, uint64_t lse, int64_t rows, int64_t vocab, int32_t ignore_index)',
+  r1_cross_entropy_backward: 'void r1_cross_entropy_backward(uint64_t logits, uint64_t targets, uint64_t lse, uint64_t dloss, uint64_t dlogits, int64_t rows, int64_t vocab, int32_t ignore_index)',
+  r1_embedding: 'void r1_embedding(uint64_t table, uint64_t ids, uint64_t out, int64_t n, int64_t dim)',
+  r1_embedding_backward: 'void r1_embedding_backward(uint64_t ids, uint64_t dout, uint64_t dtable, int64_t n, int64_t dim)',
+  r1_gather: 'void r1_gather(uint64_t x, uint64_t idx, uint64_t out, int64_t outer, int64_t len, int64_t inner, int64_t k)',
+  r1_scatter_add: 'void r1_scatter_add(uint64_t idx, uint64_t dout, uint64_t dx, int64_t outer, int64_t len, int64_t inner, int64_t k)',
+  r1_rmsnorm: 'void r1_rmsnorm(uint64_t x, uint64_t w, uint64_t y, uint64_t rstd, int64_t rows, int64_t dim, float eps)',
+  r1_rmsnorm_backward: 'void r1_rmsnorm_backward(uint64_t x, uint64_t w, uint64_t rstd, uint64_t dy, uint64_t dx, uint64_t dw, int64_t rows, int64_t dim)',
+  r1_rope: 'void r1_rope(uint64_t x, uint64_t y, uint64_t positions, uint64_t cos, uint64_t sin, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim, int interleaved, int inverse)',
+  r1_attention: 'void r1_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int causal)',
+  r1_attention_backward: 'void r1_attention_backward(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t dout, uint64_t dq, uint64_t dk, uint64_t dv, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
+  r1_adamw: 'void r1_adamw(uint64_t p, uint64_t g, uint64_t m, uint64_t v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
+} as const;
+
+type CudaFunctions = { -readonly [name in keyof typeof declarations]: (...args: any[]) => any };
+
+function loadFunctions(path: string): CudaFunctions {
+  if (!existsSync(path)) {
+    throw new Error(`the CUDA library is not built (${path} is missing): run \`npm run build:cuda\` on a machine with nvcc`);
+  }
+  let lib: ReturnType<typeof koffi.load>;
+  try {
+    lib = koffi.load(path);
+  } catch (err) {
+    throw new Error(`cannot load the CUDA library ${path}: ${(err as Error).message} (is the NVIDIA driver installed?)`);
+  }
+  const fns = {} as CudaFunctions;
+  for (const [name, declaration] of Object.entries(declarations)) {
+    try {
+      fns[name as keyof CudaFunctions] = lib.func(declaration);
+    } catch (err) {
+      throw new Error(`${path} lacks ${name} (${(err as Error).message}): rebuild it with \`npm run build:cuda\``);
+    }
+  }
+  return fns;
+}
+
+const MAX_DIMS = 8;
+
+// Shapes and strides go to C as host int64 arrays (copied into a kernel argument there), as in native.ts.
+class DimsBuffer {
+  private readonly buffer = new BigInt64Array(MAX_DIMS);
+  fill(dims: Dims): BigInt64Array {
+    for (let i = 0; i < dims.length; i++) this.buffer[i] = BigInt(dims[i]);
+    return this.buffer;
+  }
+}
+
+function checkDims(kernel: string, shape: Dims, ...strides: Dims[]): void {
+  if (shape.length > MAX_DIMS) throw new Error(`${kernel}: ${shape.length} dimensions, at most ${MAX_DIMS}`);
+  for (const s of strides) {
+    if (s.length !== shape.length) throw new Error(`${kernel}: ${s.length} strides for a ${shape.length}-dimensional shape`);
+  }
+}
+
+const precisionCodes: Record<MatmulPrecision, number> = { f32: 0, tf32: 1, bf16: 2 };
+
+function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
+  // Throws the recorded failure, if any, naming the call that found it.
+  const check = (call: string): void => {
+    if (c.r1_cuda_error_pending() !== 0) throw new Error(`CUDA ${call} failed: ${c.r1_cuda_last_error() as string}`);
+  };
+  const checkStatus = (call: string, status: number): void => {
+    if (status !== 0) throw new Error(`CUDA ${call} failed: ${(c.r1_cuda_last_error() as string) || `status ${status}`}`);
+  };
+  const stats = new BigInt64Array(4);
+  const memoryStats = (): CudaMemoryStats => {
+    c.r1_cuda_memory_stats(stats);
+    return { inUse: Number(stats[0]), reserved: Number(stats[1]), peak: Number(stats[2]), blocks: Number(stats[3]) };
+  };
+  const [dims0, dims1, dims2, dims3] = [new DimsBuffer(), new DimsBuffer(), new DimsBuffer(), new DimsBuffer()];
+
+  const kernels: Kernels<DevicePtr, DevicePtr> = {
+    matmul(a, b, out, batch, m, n, k, transA, transB, strideA, strideB, strideC, beta) {
+      c.r1_matmul(a, b, out, batch, m, n, k, transA ? 1 : 0, transB ? 1 : 0, strideA, strideB, strideC, beta);
+      check('matmul');
+    },
+
+    unary(op, x, y, n) {
+      c.r1_unary(UnaryOp[op], x, y, n);
+      check(`unary ${op}`);
+    },
+    unaryBackward(op, x, y, dy, dx, n) {
+      c.r1_unary_backward(UnaryOp[op], x, y, dy, dx, n);
+      check(`unaryBackward ${op}`);
+    },
+    binary(op, a, aStrides, b, bStrides, out, shape) {
+      checkDims('binary', shape, aStrides, bStrides);
+      c.r1_binary(BinaryOp[op], a, dims0.fill(aStrides), b, dims1.fill(bStrides), out, dims2.fill(shape), shape.length);
+      check(`binary ${op}`);
+    },
+    where(cond, condStrides, a, aStrides, b, bStrides, out, shape) {
+      checkDims('where', shape, condStrides, aStrides, bStrides);
+      c.r1_where(cond, dims0.fill(condStrides), a, dims1.fill(aStrides), b, dims2.fill(bStrides), out, dims3.fill(shape), shape.length);
+      check('where');
+    },
+    copy(src, srcStrides, dst, dstStrides, shape) {
+      checkDims('copy', shape, srcStrides, dstStrides);
+      c.r1_copy(src, dims0.fill(srcStrides), dst, dims1.fill(dstStrides), dims2.fill(shape), shape.length);
+      check('copy');
+    },
+    swiglu(gate, up, y, n) {
+      c.r1_swiglu(gate, up, y, n);
+      check('swiglu');
+    },
+    swigluBackward(gate, up, dy, dgate, dup, n) {
+      c.r1_swiglu_backward(gate, up, dy, dgate, dup, n);
+      check('swigluBackward');
+    },
+
+    reduce(op, x, out, outer, len, inner) {
+      c.r1_reduce(ReduceOp[op], x, out, outer, len, inner);
+      check(`reduce ${op}`);
+    },
+    sumSquares(x, n) {
+      const result = c.r1_sum_squares(x, n) as number;
+      check('sumSquares');
+      return result;
+    },
+
+    softmax(x, y, rows, cols) {
+      c.r1_softmax(x, y, rows, cols);
+      check('softmax');
+    },
+    softmaxBackward(y, dy, dx, rows, cols) {
+      c.r1_softmax_backward(y, dy, dx, rows, cols);
+      check('softmaxBackward');
+    },
+    logSoftmax(x, y, rows, cols) {
+      c.r1_log_softmax(x, y, rows, cols);
+      check('logSoftmax');
+    },
+    logSoftmaxBackward(y, dy, dx, rows, cols) {
+      c.r1_log_softmax_backward(y, dy, dx, rows, cols);
+      check('logSoftmaxBackward');
+    },
+    crossEntropy(logits, targets, loss, lse, rows, vocab, ignoreIndex) {
+      c.r1_cross_entropy(logits, targets, loss, lse, rows, vocab, ignoreIndex);
+      check('crossEntropy');
+    },
+    crossEntropyBackward(logits, targets, lse, dloss, dlogits, rows, vocab, ignoreIndex) {
+      c.r1_cross_entropy_backward(logits, targets, lse, dloss, dlogits, rows, vocab, ignoreIndex);
+      check('crossEntropyBackward');
+    },
+
+    embedding(table, ids, out, n, dim) {
+      c.r1_embedding(table, ids, out, n, dim);
+      check('embedding');
+    },
+    embeddingBackward(ids, dout, dtable, n, dim) {
+      c.r1_embedding_backward(ids, dout, dtable, n, dim);
+      check('embeddingBackward');
+    },
+    gather(x, idx, out, outer, len, inner, k) {
+      c.r1_gather(x, idx, out, outer, len, inner, k);
+      check('gather');
+    },
+    scatterAdd(idx, dout, dx, outer, len, inner, k) {
+      c.r1_scatter_add(idx, dout, dx, outer, len, inner, k);
+      check('scatterAdd');
+    },
+
+    rmsnorm(x, w, y, rstd, rows, dim, eps) {
+      c.r1_rmsnorm(x, w, y, rstd, rows, dim, eps);
+      check('rmsnorm');
+    },
+    rmsnormBackward(x, w, rstd, dy, dx, dw, rows, dim) {
+      c.r1_rmsnorm_backward(x, w, rstd, dy, dx, dw, rows, dim);
+      check('rmsnormBackward');
+    },
+
+    rope(x, y, positions, cos, sin, tokens, heads, headDim, rotDim, interleaved, inverse) {
+      c.r1_rope(x, y, positions, cos, sin, tokens, heads, headDim, rotDim, interleaved ? 1 : 0, inverse ? 1 : 0);
+      check('rope');
+    },
+
+    attention(q, k, v, out, lse, kvStart, B, Tq, Tk, Hq, Hkv, D, Dv, kvBatchStride, vBatchStride, scale, causal) {
+      if (Hkv <= 0 || Hq % Hkv !== 0) throw new Error(`attention: ${Hq} query heads is not a multiple of ${Hkv} kv heads`);
+      c.r1_attention(q, k, v, out, lse ?? 0, kvStart ?? 0, B, Tq, Tk, Hq, Hkv, D, Dv, kvBatchStride, vBatchStride, scale, causal ? 1 : 0);
+      check('attention');
+    },
+    attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, kvStart, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal) {
+      if (Hkv <= 0 || Hq % Hkv !== 0) throw new Error(`attentionBackward: ${Hq} query heads is not a multiple of ${Hkv} kv heads`);
+      c.r1_attention_backward(q, k, v, out, lse, dout, dq, dk, dv, kvStart ?? 0, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal ? 1 : 0);
+      check('attentionBackward');
+    },
+
+    adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2) {
+      c.r1_adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2);
+      check('adamw');
+    },
+  };
+
+  return {
+    path,
+    kernels,
+    deviceCount: () => c.r1_cuda_device_count() as number,
+    init(device) {
+      checkStatus(`init(${device})`, c.r1_cuda_init(device) as number);
+    },
+    deviceName: () => c.r1_cuda_device_name() as string,
+    synchronize() {
+      checkStatus('synchronize', c.r1_cuda_synchronize() as number);
+    },
+    alloc(bytes) {
+      if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error(`CUDA alloc: ${bytes} is not a byte count`);
+      const ptr = Number(c.r1_cuda_alloc(bytes));
+      if (ptr === 0) {
+        const message = c.r1_cuda_last_error() as string;
+        const s = memoryStats();
+        throw new Error(`CUDA out of memory: asked for ${bytes} bytes, ${s.inUse} in use, ${s.reserved} reserved (${message})`);
+      }
+      return ptr;
+    },
+    free(ptr) {
+      c.r1_cuda_free(ptr);
+      check('free');
+    },
+    emptyCache() {
+      c.r1_cuda_empty_cache();
+      check('emptyCache');
+    },
+    memoryStats,
+    upload(dst, src) {
+      checkStatus('upload', c.r1_cuda_upload(dst, src, src.byteLength) as number);
+    },
+    download(dst, src) {
+      checkStatus('download', c.r1_cuda_download(dst, src, dst.byteLength) as number);
+    },
+    copy(dst, src, bytes) {
+      checkStatus('copy', c.r1_cuda_copy(dst, src, bytes) as number);
+    },
+    fill(x, value, n) {
+      c.r1_cuda_fill(x, value, n);
+      check('fill');
+    },
+    fillI32(x, value, n) {
+      c.r1_cuda_fill_i32(x, value, n);
+      check('fillI32');
+    },
+    f32ToI32(x, y, n) {
+      c.r1_cuda_f32_to_i32(x, y, n);
+      check('f32ToI32');
+    },
+    i32ToF32(x, y, n) {
+      c.r1_cuda_i32_to_f32(x, y, n);
+      check('i32ToF32');
+    },
+    setMatmulPrecision(precision) {
+      const code = precisionCodes[precision];
+      if (code === undefined) throw new Error(`unknown matmul precision '${precision}' (known: f32, tf32, bf16)`);
+      checkStatus(`setMatmulPrecision(${precision})`, c.r1_cuda_set_matmul_precision(code) as number);
+    },
+    graphBegin() {
+      checkStatus('graphBegin', c.r1_cuda_graph_begin() as number);
+    },
+    graphEnd() {
+      const graph = Number(c.r1_cuda_graph_end());
+      if (graph === 0) throw new Error(`CUDA graphEnd failed: ${c.r1_cuda_last_error() as string}`);
+      return graph;
+    },
+    graphLaunch(graph) {
+      checkStatus('graphLaunch', c.r1_cuda_graph_launch(graph) as number);
+    },
+    graphDestroy(graph) {
+      c.r1_cuda_graph_destroy(graph);
+      check('graphDestroy');
+    },
+  };
+}
+
+let opened: CudaLibrary | undefined;
+
+/** Loads build/libr1cuda.so once (R1_CUDA_LIBRARY overrides the path); throws a clear error naming what is missing: the library not built ("run npm run build:cuda"), or no GPU/driver. */
+export function openCudaLibrary(): CudaLibrary {
+  if (opened) return opened;
+  const path = cudaLibraryPath();
+  const fns = loadFunctions(path);
+  if ((fns.r1_cuda_device_count() as number) === 0) {
+    throw new Error(`no CUDA GPU found by ${path} (no NVIDIA driver, or no visible device: check nvidia-smi and CUDA_VISIBLE_DEVICES)`);
+  }
+  opened = makeLibrary(path, fns);
+  return opened;
+}
