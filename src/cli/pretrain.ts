@@ -1,19 +1,17 @@
-// `r1 pretrain`: flags (and an optional JSON config file) -> PretrainConfig -> pretrain(). Precedence:
-// defaults, then the file, then flags. Every field is validated here, with messages naming the flag or the
-// file and field; the library trusts its config.
-import { readFileSync } from 'node:fs';
+// `r1 pretrain`: flags (and an optional JSON config file) -> PretrainConfig -> pretrain(), through the settings
+// table below (src/cli/settings.ts validates and names what is wrong).
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { denseSizes } from '../models/dense.ts';
 import { decayShapes } from '../train/schedule.ts';
 import { defaultPretrainConfig, pretrain, type PretrainConfig } from '../train/pretrain.ts';
-import { UserError } from '../util/errors.ts';
+import { Settings, type Fields } from './settings.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().nonnegative();
 
 /** Each config field: its schema, and its flag (null: settable in --config only) with help text. */
-const FIELDS: { [K in keyof PretrainConfig]: { schema: z.ZodType<PretrainConfig[K]>; flag: string | null; help: string } } = {
+const FIELDS: Fields<PretrainConfig> = {
   corpus: { schema: z.string().min(1).nullable(), flag: '--corpus <file>', help: 'training text: .txt (one document) or .jsonl (a "text" string per line); default: a generated synthetic corpus' },
   syntheticDocuments: { schema: positiveInt, flag: '--synthetic-documents <n>', help: 'documents of the generated corpus' },
   out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/' },
@@ -46,43 +44,20 @@ const FIELDS: { [K in keyof PretrainConfig]: { schema: z.ZodType<PretrainConfig[
   timeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--time-limit-minutes <m>', help: 'stop after this much training (saving a checkpoint and the model)' },
   samples: { schema: z.number().int().nonnegative(), flag: '--samples <n>', help: 'samples printed at the end' },
   sampleTokens: { schema: positiveInt, flag: null, help: 'tokens per sample' },
+  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: 'where to compute: cpu, or cuda (needs `npm run build:cuda` and an NVIDIA GPU)' },
+  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: 'GEMM precision: f32, or bf16 on cuda (bfloat16 operands, float32 accumulation, weights and loss)' },
 };
 
-const configFileSchema = z.strictObject(Object.fromEntries(Object.entries(FIELDS).map(([k, f]) => [k, f.schema.optional()])));
-
-function describeIssues(error: z.ZodError, where: (path: PropertyKey[]) => string): string {
-  return error.issues.map((issue) => issue.code === 'unrecognized_keys'
-    ? issue.keys.map((key) => `${where([...issue.path, key])}: not a setting of r1 pretrain`).join('; ')
-    : `${where(issue.path)}: ${issue.message}`).join('; ');
-}
+const settings = new Settings('pretrain', FIELDS, defaultPretrainConfig);
 
 /** Reads and validates a --config JSON file (fields of PretrainConfig, all optional). */
 export function readConfigFile(file: string): Partial<PretrainConfig> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new UserError(`${file}: cannot read a JSON config (${(error as Error).message})`);
-  }
-  const parsed = configFileSchema.safeParse(raw);
-  if (!parsed.success) throw new UserError(describeIssues(parsed.error, (path) => `${file}: field "${path.join('.') || '(root)'}"`));
-  return parsed.data as Partial<PretrainConfig>;
+  return settings.readFile(file);
 }
 
 /** Flags (commander's parsed strings) and an optional config file -> a validated PretrainConfig. */
 export function configFromFlags(flags: Record<string, unknown>): PretrainConfig {
-  const fromFile = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
-  const config: Record<string, unknown> = { ...defaultPretrainConfig, ...fromFile };
-  for (const [key, field] of Object.entries(FIELDS)) {
-    const value = flags[key];
-    if (value === undefined || field.flag === null) continue;
-    // Flag values arrive as strings: a field that does not take the string is read as a number.
-    const asGiven = field.schema.safeParse(value);
-    const check = asGiven.success || typeof value !== 'string' ? asGiven : field.schema.safeParse(value.trim() === '' ? NaN : Number(value));
-    if (!check.success) throw new UserError(`${field.flag.split(' ')[0]} ${JSON.stringify(value)}: ${check.error.issues.map((i) => i.message).join('; ')}`);
-    config[key] = check.data;
-  }
-  return config as unknown as PretrainConfig;
+  return settings.fromFlags(flags);
 }
 
 export function register(program: Command): void {
@@ -93,14 +68,8 @@ export function register(program: Command): void {
       'Next-token pretraining with AdamW, warmup + cosine decay, gradient clipping and periodic validation. ' +
         'Writes OUT/metrics.jsonl (one record per step), checkpoints in OUT/checkpoints (resumable with --resume), ' +
         'and the final Hugging Face model directory (weights + tokenizer) in OUT/final, then prints a few samples.',
-    )
-    .option('--config <file.json>', 'JSON object of settings (names as in PretrainConfig); flags override it');
-  for (const [key, field] of Object.entries(FIELDS)) {
-    if (field.flag === null) continue;
-    const fallback = (defaultPretrainConfig as unknown as Record<string, unknown>)[key];
-    const help = fallback === null || fallback === false ? field.help : `${field.help} (default: ${String(fallback)})`;
-    command.option(field.flag, help);
-  }
+    );
+  settings.addOptions(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = configFromFlags(flags);
     const result = await pretrain(config);

@@ -1,7 +1,5 @@
-// `r1 zero`: flags (and an optional JSON config file) -> ZeroConfig -> runZero(). Precedence: defaults, then
-// the file, then flags. Every field is validated here with zod, with messages naming the flag or the file and
-// field; the library trusts its config.
-import { readFileSync } from 'node:fs';
+// `r1 zero`: flags (and an optional JSON config file) -> ZeroConfig -> runZero(), through the settings table
+// below (src/cli/settings.ts validates and names what is wrong).
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { denseSizes } from '../models/dense.ts';
@@ -11,21 +9,15 @@ import { FORMAT_RULES } from '../rewards/format.ts';
 import { lossVariants } from '../rl/grpo.ts';
 import { decayShapes } from '../train/schedule.ts';
 import { UserError } from '../util/errors.ts';
+import { Settings, type Fields } from './settings.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const nonNegative = z.number().nonnegative();
 const fraction = z.number().min(0).max(1);
 
-interface Field<T> {
-  schema: z.ZodType<T>;
-  /** commander flag spec; null: settable in --config only. */
-  flag: string | null;
-  help: string;
-}
-
 /** Each config field: its schema and its flag with help text. */
-const FIELDS: { [K in keyof ZeroConfig]: Field<ZeroConfig[K]> } = {
+const FIELDS: Fields<ZeroConfig> = {
   task: { schema: z.string().min(1), flag: '--task <name>', help: 'task: arithmetic, countdown or jsonl:PATH (a GSM8K/MATH-style file)' },
   level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },
   model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model folder to train; default: make (or reuse) a base model pretrained here' },
@@ -90,41 +82,18 @@ const FIELDS: { [K in keyof ZeroConfig]: Field<ZeroConfig[K]> } = {
   baseSeed: { schema: nonNegativeInt, flag: '--base-seed <n>', help: 'seed of the pretraining text and weights' },
 };
 
-const configFileSchema = z.strictObject(Object.fromEntries(Object.entries(FIELDS).map(([k, f]) => [k, (f.schema as z.ZodType).optional()])));
+const settings = new Settings('zero', FIELDS, defaultZeroConfig);
 
 /** Reads and validates a --config JSON file (fields of ZeroConfig, all optional). */
 export function readZeroConfigFile(file: string): Partial<ZeroConfig> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new UserError(`${file}: cannot read a JSON config (${(error as Error).message})`);
-  }
-  const parsed = configFileSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new UserError(parsed.error.issues.map((issue) => issue.code === 'unrecognized_keys'
-      ? issue.keys.map((key) => `${file}: field "${[...issue.path, key].join('.')}": not a setting of r1 zero`).join('; ')
-      : `${file}: field "${issue.path.join('.') || '(root)'}": ${issue.message}`).join('; '));
-  }
-  return parsed.data as Partial<ZeroConfig>;
+  return settings.readFile(file);
 }
 
 /** Flags (commander's parsed values) and an optional config file -> a validated ZeroConfig. */
 export function zeroConfigFromFlags(flags: Record<string, unknown>): ZeroConfig {
-  const fromFile = typeof flags.config === 'string' ? readZeroConfigFile(flags.config) : {};
-  const config: Record<string, unknown> = { ...defaultZeroConfig, ...fromFile };
-  for (const [key, field] of Object.entries(FIELDS) as Array<[string, Field<unknown>]>) {
-    const value = flags[key];
-    if (value === undefined || field.flag === null) continue;
-    // Flag values arrive as strings: a field that does not take the string is read as a number.
-    const asGiven = field.schema.safeParse(value);
-    const check = asGiven.success || typeof value !== 'string' ? asGiven : field.schema.safeParse(value.trim() === '' ? NaN : Number(value));
-    if (!check.success) throw new UserError(`${field.flag.split(' ')[0]} ${JSON.stringify(value)}: ${check.error.issues.map((i) => i.message).join('; ')}`);
-    config[key] = check.data;
-  }
-  const result = config as unknown as ZeroConfig;
-  if (result.epsLow >= 1) throw new UserError(`--eps-low ${result.epsLow}: must be below 1 (the ratio is clipped at 1 - epsLow)`);
-  return result;
+  const config = settings.fromFlags(flags);
+  if (config.epsLow >= 1) throw new UserError(`--eps-low ${config.epsLow}: must be below 1 (the ratio is clipped at 1 - epsLow)`);
+  return config;
 }
 
 export function register(program: Command): void {
@@ -135,14 +104,8 @@ export function register(program: Command): void {
       'Makes (or reuses) a small base model pretrained on generated text, or takes --model, evaluates it, trains it with GRPO ' +
         '(accuracy + format rewards on the R1-Zero template), evaluates it again and writes OUT/report.html. ' +
         'OUT/metrics.jsonl has one record per step; checkpoints in OUT/checkpoints resume exactly with --resume.',
-    )
-    .option('--config <file.json>', 'JSON object of settings (names as in ZeroConfig); flags override it');
-  for (const [key, field] of Object.entries(FIELDS) as Array<[string, Field<unknown>]>) {
-    if (field.flag === null) continue;
-    const fallback = (defaultZeroConfig as unknown as Record<string, unknown>)[key];
-    const help = fallback === null || fallback === false ? field.help : `${field.help} (default: ${String(fallback)})`;
-    command.option(field.flag, help);
-  }
+    );
+  settings.addOptions(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = zeroConfigFromFlags(flags);
     const result = await runZero(config);

@@ -1,0 +1,73 @@
+// A command's settings as one table (field -> zod schema, flag, help), from which come its commander options
+// (help showing each default), the validation of a --config JSON file and of flags, and the messages naming
+// the flag or the file and field. Precedence: defaults, then the file, then flags; the library trusts the result.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { UserError } from '../util/errors.ts';
+
+export interface Field<T> {
+  schema: z.ZodType<T>;
+  /** commander flag spec; null: settable in --config only. */
+  flag: string | null;
+  help: string;
+}
+
+export type Fields<C> = { [K in keyof C]: Field<C[K]> };
+
+export class Settings<C extends object> {
+  private readonly fileSchema: z.ZodType;
+
+  /** `command` is the subcommand's name, for messages ("not a setting of r1 zero"). */
+  constructor(readonly command: string, readonly fields: Fields<C>, readonly defaults: C) {
+    this.fileSchema = z.strictObject(Object.fromEntries(this.entries().map(([k, f]) => [k, f.schema.optional()])));
+  }
+
+  private entries(): Array<[string, Field<unknown>]> {
+    return Object.entries(this.fields) as Array<[string, Field<unknown>]>;
+  }
+
+  /** Adds `--config` and one option per flagged field, its help ending in the default. */
+  addOptions(command: Command): void {
+    command.option('--config <file.json>', `JSON object of settings (the field names of r1 ${this.command}'s config); flags override it`);
+    for (const [key, field] of this.entries()) {
+      if (field.flag === null) continue;
+      const fallback = (this.defaults as unknown as Record<string, unknown>)[key];
+      command.option(field.flag, fallback === null || fallback === false ? field.help : `${field.help} (default: ${String(fallback)})`);
+    }
+  }
+
+  /** Reads and validates a --config JSON file (every field optional). */
+  readFile(file: string): Partial<C> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new UserError(`${file}: cannot read a JSON config (${(error as Error).message})`);
+    }
+    const parsed = this.fileSchema.safeParse(raw);
+    if (!parsed.success) {
+      const where = (path: PropertyKey[]) => `${file}: field "${path.join('.') || '(root)'}"`;
+      throw new UserError(parsed.error.issues.map((issue) => issue.code === 'unrecognized_keys'
+        ? issue.keys.map((key) => `${where([...issue.path, key])}: not a setting of r1 ${this.command}`).join('; ')
+        : `${where(issue.path)}: ${issue.message}`).join('; '));
+    }
+    return parsed.data as Partial<C>;
+  }
+
+  /** Flags (commander's parsed values) and the optional --config file -> a validated config. */
+  fromFlags(flags: Record<string, unknown>): C {
+    const fromFile = typeof flags.config === 'string' ? this.readFile(flags.config) : {};
+    const config: Record<string, unknown> = { ...(this.defaults as unknown as Record<string, unknown>), ...fromFile };
+    for (const [key, field] of this.entries()) {
+      const value = flags[key];
+      if (value === undefined || field.flag === null) continue;
+      // Flag values arrive as strings: a field that does not take the string is read as a number.
+      const asGiven = field.schema.safeParse(value);
+      const check = asGiven.success || typeof value !== 'string' ? asGiven : field.schema.safeParse(value.trim() === '' ? NaN : Number(value));
+      if (!check.success) throw new UserError(`${field.flag.split(' ')[0]} ${JSON.stringify(value)}: ${check.error.issues.map((i) => i.message).join('; ')}`);
+      config[key] = check.data;
+    }
+    return config as unknown as C;
+  }
+}
