@@ -12,9 +12,9 @@
 //   node --import tsx bench/moe.ts moe dense       (only the named runs)
 //   FROM=bench/results/moe.json node --import tsx bench/moe.ts   (summary and plot of stored curves again)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { machine } from './machine.ts';
 import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../src/models/deepseek.ts';
 import { cpuBackend } from '../src/tensor/index.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -58,13 +58,6 @@ interface Curve {
   seconds: number;
 }
 
-function machine(): { model: string; cores: number } {
-  let model = cpus()[0]?.model ?? 'unknown';
-  try {
-    model = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? model;
-  } catch {}
-  return { model, cores: availableParallelism() };
-}
 
 /** Parameters a token passes through: all, less the routed experts it does not use. */
 function activeParameters(model: DeepSeekModel): number {

@@ -3,10 +3,11 @@
 // every row runs to the end); the fastest of 3 runs. Prints a table and writes bench/results/sample.json.
 //   node --import tsx bench/sample.ts           (1m, 5m, 20m)
 //   node --import tsx bench/sample.ts 5m        (only the named sizes)
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { machine } from './machine.ts';
 import { generate } from '../src/generate/engine.ts';
 import { DenseModel, denseConfig, type DenseSize } from '../src/models/dense.ts';
 import { cpuBackend, Rng } from '../src/tensor/index.ts';
@@ -21,13 +22,6 @@ const BATCHES = [1, 32];
 const REPEATS = 3;
 const sizes = (process.argv.slice(2).length ? process.argv.slice(2) : ['1m', '5m', '20m']) as DenseSize[];
 
-function machine(): { model: string; cores: number } {
-  let model = cpus()[0]?.model ?? 'unknown';
-  try {
-    model = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? model;
-  } catch {}
-  return { model, cores: availableParallelism() };
-}
 
 // The tokenizer only turns sampled ids into text here; its size sets how many ids are sampled among.
 const trained = trainBpe(syntheticCorpus(1, 400), { vocabSize: VOCAB });

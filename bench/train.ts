@@ -4,10 +4,11 @@
 //   node --import tsx bench/train.ts                 (all sizes, batch 16 x seq 128, vocab 2048)
 //   node --import tsx bench/train.ts 5m              (only these sizes)
 //   BATCH=8 SEQ=256 node --import tsx bench/train.ts
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { machine } from './machine.ts';
 import { DenseModel, denseConfig, denseSizes, type DenseSize } from '../src/models/dense.ts';
 import { cpuBackend, Rng, tensor } from '../src/tensor/index.ts';
 import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
@@ -19,13 +20,6 @@ const vocab = Number(process.env.VOCAB ?? 2048);
 const warmupSteps = 2;
 const sizes = (Object.keys(denseSizes) as DenseSize[]).filter((s) => process.argv.length <= 2 || process.argv.slice(2).includes(s));
 
-function machineModel(): string {
-  try {
-    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
-  } catch {
-    return cpus()[0]?.model ?? 'unknown';
-  }
-}
 
 function randomBatch(rng: Rng) {
   const ids = new Int32Array(batch * (seqLen + 1));
@@ -87,7 +81,7 @@ for (const size of sizes) {
 
 const result = {
   date: new Date().toISOString(),
-  machine: { model: machineModel(), cores: availableParallelism() },
+  machine: machine(),
   /** 1-minute load average at the end: above the core count, other processes shared the CPU. */
   loadAverage: loadavg()[0],
   backend: cpuBackend().name,

@@ -4,10 +4,11 @@
 //   node --import tsx bench/zero.ts            (reuses a cached base model, as npm start does)
 //   node --import tsx bench/zero.ts --fresh    (a fresh cache folder: base-model pretraining timed too)
 //   node --import tsx bench/zero.ts '{"steps": 40}'   (ZeroConfig fields changed from the defaults)
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { machine } from './machine.ts';
 import { comparisonTable } from '../src/pipeline/report.ts';
 import { defaultZeroConfig, runZero, type ZeroConfig } from '../src/pipeline/zero.ts';
 
@@ -22,13 +23,6 @@ const config: ZeroConfig = {
   ...overrides,
 };
 
-function machineModel(): string {
-  try {
-    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
-  } catch {
-    return cpus()[0]?.model ?? 'unknown';
-  }
-}
 
 const loadBefore = loadavg()[0];
 const start = performance.now();
@@ -46,7 +40,7 @@ const perStep = result.records.map((r) => r.samplingSeconds + r.trainingSeconds)
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 writeFileSync(join(root, 'bench/results/zero.json'), `${JSON.stringify({
   date: new Date().toISOString(),
-  machine: { model: machineModel(), cores: availableParallelism(), loadAverageBefore: loadBefore },
+  machine: { ...machine(), loadAverage: loadBefore },
   command: `node --import tsx bench/zero.ts${fresh ? ' --fresh' : ''}${Object.keys(overrides).length ? ` '${JSON.stringify(overrides)}'` : ''}`,
   baseModelCached: !fresh && result.seconds.base < 5,
   before: { passAt1: result.before.passAt1, passAtK: result.before.passAtK, consAtK: result.before.consAtK, formatRate: result.before.formatRate, meanLength: result.before.meanLength },
