@@ -1,0 +1,528 @@
+// Fused scaled-dot-product attention, forward and backward, float32 on CUDA cores.
+//
+// Forward (flash-attention style): a block holds 32 query rows and walks the visible keys in tiles of 64,
+// keeping each row's running max m, sum l and unnormalised output in registers (online softmax), so [Tq, Tk]
+// is never materialised. 4 threads share a row: each scores 16 keys of a tile and owns a quarter of the output
+// columns. The 32 rows are either 32 consecutive queries of one head (prefill, training) or, when the query
+// heads of a GQA group times Tq fit in 32 rows (decoding), every query head of one kv head: then each K/V tile
+// is read from memory once for the whole group, and the keys are split over several blocks ("split-K") whose
+// partial (m, l, output) are merged by a second kernel, so that one decoding sequence still fills the GPU.
+//
+// Backward (FlashAttention-2, Dao 2023, Algorithm 2): a block owns 32 keys of one kv head and walks every query
+// tile of every query head of its group that can see them, recomputing P = exp(s - lse) from the saved lse;
+// dK and dV accumulate in registers and are written once; dQ receives each block's share with atomicAdd.
+// D_i = dO_i . O_i is computed first by its own kernel.
+//
+// Head sizes up to 256 (D and Dv padded to a multiple of 4 in shared memory; templates for 64, 128 and 256).
+#include <algorithm>
+
+#include "common.cuh"
+
+using namespace r1cuda;
+
+namespace {
+
+constexpr int kRows = 32;      // query rows per block (forward) / per tile (backward)
+constexpr int kKeys = 64;      // keys per tile (forward)
+constexpr int kBwdKeys = 32;   // keys per block (backward)
+constexpr int kThreadsAttn = 128;
+
+struct ForwardArgs {
+  const float *q, *k, *v;
+  float *out, *lse;
+  const int32_t* kv_start;
+  int64_t B, Tq, Tk, Hq, Hkv, D, Dv, kv_batch_stride, v_batch_stride;
+  float scale;
+  int causal;
+  int grouped;             // rows are (query head of the group, query); else 32 queries of one head
+  int splits;              // key ranges per row set (grouped only); > 1 writes partials
+  int64_t keys_per_split;  // a multiple of kKeys
+  float* partial;          // [splits, B, Hq, Tq, 2 + Dv]: m, l, unnormalised output
+};
+
+__host__ __device__ inline int64_t round4(int64_t x) { return (x + 3) & ~int64_t(3); }
+
+template <int DMAX>
+__global__ void __launch_bounds__(kThreadsAttn) attention_forward_kernel(ForwardArgs a) {
+  extern __shared__ float4 shared4[];
+  float* shared = reinterpret_cast<float*>(shared4);
+  const int64_t Dp = round4(a.D), Dvp = round4(a.Dv);
+  const int64_t qs = Dp + 4, ks = Dp + 4, vs = Dvp + 4;  // row strides: +4 keeps float4 rows off one bank
+  float* Qs = shared;                      // [kRows][qs]
+  float* Ks = Qs + kRows * qs;             // [kKeys][ks]
+  float* Vs = Ks + kKeys * ks;             // [kKeys][vs]
+  float* Ps = Vs + kKeys * vs;             // [kRows][kKeys + 1]
+
+  const int tid = threadIdx.x, row = tid >> 2, quarter = tid & 3;
+  const int64_t b = blockIdx.z;
+  const int64_t group = a.Hq / a.Hkv;
+  int64_t hk, first_query;
+  if (a.grouped) {
+    hk = blockIdx.y;
+    first_query = 0;
+  } else {
+    hk = blockIdx.y / group;
+    first_query = int64_t(blockIdx.x) * kRows;
+  }
+  // Row r of this block: query head and query index (valid when active).
+  auto row_head = [&](int r) -> int64_t { return a.grouped ? hk * group + r / a.Tq : int64_t(blockIdx.y); };
+  auto row_query = [&](int r) -> int64_t { return a.grouped ? r % a.Tq : first_query + r; };
+  auto row_active = [&](int r) -> bool { return a.grouped ? r < group * a.Tq : first_query + r < a.Tq; };
+
+  const int64_t h = row_head(row), qi = row_query(row);
+  const bool active = row_active(row);
+  const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
+  const int64_t row_last = a.causal ? min(a.Tk - 1, a.Tk - a.Tq + qi) : a.Tk - 1;  // last visible key (inclusive)
+  // The keys this block scans: visible to at least one of its rows, and inside its split.
+  int64_t block_last_query = a.grouped ? a.Tq - 1 : min(a.Tq - 1, first_query + kRows - 1);
+  int64_t key_end = a.causal ? min(a.Tk, a.Tk - a.Tq + block_last_query + 1) : a.Tk;
+  int64_t key_begin = key_lo;
+  const int split = a.grouped ? blockIdx.x : 0;
+  if (a.splits > 1) {
+    key_begin = max(key_begin, split * a.keys_per_split);
+    key_end = min(key_end, (split + 1) * a.keys_per_split);
+  }
+
+  // Q tile (zero-padded beyond D and for inactive rows).
+  for (int64_t e = tid; e < kRows * Dp; e += kThreadsAttn) {
+    int r = static_cast<int>(e / Dp);
+    int64_t d = e - r * Dp;
+    float value = 0.0f;
+    if (d < a.D && row_active(r)) value = a.q[((b * a.Tq + row_query(r)) * a.Hq + row_head(r)) * a.D + d];
+    Qs[r * qs + d] = value;
+  }
+
+  constexpr int kCols = DMAX / 16;  // float4 output chunks per thread: chunk quarter + 4 c
+  float4 acc[kCols];
+  for (int c = 0; c < kCols; ++c) acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+  float m = -INFINITY, l = 0.0f;
+
+  const float* kb = a.k + b * a.kv_batch_stride;
+  const float* vb = a.v + b * a.v_batch_stride;
+  const int64_t tile_start = key_begin < key_end ? (key_begin / kKeys) * kKeys : key_end;
+  for (int64_t k0 = tile_start; k0 < key_end; k0 += kKeys) {
+    __syncthreads();  // the previous tile's K, V and P are no longer read
+    for (int64_t e = tid; e < kKeys * Dp; e += kThreadsAttn) {
+      int j = static_cast<int>(e / Dp);
+      int64_t d = e - j * Dp, key = k0 + j;
+      Ks[j * ks + d] = d < a.D && key < a.Tk ? kb[(key * a.Hkv + hk) * a.D + d] : 0.0f;
+    }
+    for (int64_t e = tid; e < kKeys * Dvp; e += kThreadsAttn) {
+      int j = static_cast<int>(e / Dvp);
+      int64_t d = e - j * Dvp, key = k0 + j;
+      Vs[j * vs + d] = d < a.Dv && key < a.Tk ? vb[(key * a.Hkv + hk) * a.Dv + d] : 0.0f;
+    }
+    __syncthreads();
+
+    // Scores of this row against keys quarter + 4 t.
+    float s[kKeys / 4];
+    for (int t = 0; t < kKeys / 4; ++t) s[t] = 0.0f;
+    const float4* q4 = reinterpret_cast<const float4*>(Qs + row * qs);
+    for (int64_t d4 = 0; d4 < Dp / 4; ++d4) {
+      float4 qv = q4[d4];
+      #pragma unroll
+      for (int t = 0; t < kKeys / 4; ++t) {
+        float4 kv = reinterpret_cast<const float4*>(Ks + (quarter + 4 * t) * ks)[d4];
+        s[t] = fmaf(qv.x, kv.x, s[t]);
+        s[t] = fmaf(qv.y, kv.y, s[t]);
+        s[t] = fmaf(qv.z, kv.z, s[t]);
+        s[t] = fmaf(qv.w, kv.w, s[t]);
+      }
+    }
+    float tile_max = -INFINITY;
+    #pragma unroll
+    for (int t = 0; t < kKeys / 4; ++t) {
+      int64_t key = k0 + quarter + 4 * t;
+      bool visible = active && key >= key_begin && key < key_end && key <= row_last;
+      s[t] = visible ? a.scale * s[t] : -INFINITY;
+      tile_max = fmaxf(tile_max, s[t]);
+    }
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+    const float m_new = fmaxf(m, tile_max);
+    // A row that has seen no visible key yet keeps m = -inf, l = 0 and a zero output.
+    const float alpha = m_new == -INFINITY ? 1.0f : expf(m - m_new);
+    float tile_sum = 0.0f;
+    #pragma unroll
+    for (int t = 0; t < kKeys / 4; ++t) {
+      float p = m_new == -INFINITY ? 0.0f : expf(s[t] - m_new);
+      tile_sum += p;
+      Ps[row * (kKeys + 1) + quarter + 4 * t] = p;
+    }
+    tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
+    tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 2);
+    l = l * alpha + tile_sum;
+    m = m_new;
+    for (int c = 0; c < kCols; ++c) {
+      acc[c].x *= alpha, acc[c].y *= alpha, acc[c].z *= alpha, acc[c].w *= alpha;
+    }
+    __syncwarp();  // the 4 threads of a row are in one warp: P of this row is complete
+    const float* prow = Ps + row * (kKeys + 1);
+    for (int j = 0; j < kKeys; ++j) {
+      const float p = prow[j];
+      const float4* v4 = reinterpret_cast<const float4*>(Vs + j * vs);
+      #pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        int64_t chunk = quarter + 4 * c;
+        if (chunk < Dvp / 4) {
+          float4 vv = v4[chunk];
+          acc[c].x = fmaf(p, vv.x, acc[c].x);
+          acc[c].y = fmaf(p, vv.y, acc[c].y);
+          acc[c].z = fmaf(p, vv.z, acc[c].z);
+          acc[c].w = fmaf(p, vv.w, acc[c].w);
+        }
+      }
+    }
+  }
+
+  if (!active) return;
+  if (a.splits > 1) {
+    float* part = a.partial + (((split * a.B + b) * a.Hq + h) * a.Tq + qi) * (2 + a.Dv);
+    if (quarter == 0) part[0] = m, part[1] = l;
+    for (int c = 0; c < kCols; ++c) {
+      int64_t col = (quarter + 4 * c) * 4;
+      const float vals[4] = {acc[c].x, acc[c].y, acc[c].z, acc[c].w};
+      for (int i = 0; i < 4; ++i) if (col + i < a.Dv) part[2 + col + i] = vals[i];
+    }
+    return;
+  }
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  float* o = a.out + ((b * a.Tq + qi) * a.Hq + h) * a.Dv;
+  for (int c = 0; c < kCols; ++c) {
+    int64_t col = (quarter + 4 * c) * 4;
+    const float vals[4] = {acc[c].x, acc[c].y, acc[c].z, acc[c].w};
+    for (int i = 0; i < 4; ++i) if (col + i < a.Dv) o[col + i] = vals[i] * inv;
+  }
+  if (a.lse && quarter == 0) a.lse[(b * a.Hq + h) * a.Tq + qi] = l > 0.0f ? m + logf(l) : -INFINITY;
+}
+
+// Merges the split-K partials of each (b, h, query): one block per row, one thread per output column.
+__global__ void attention_combine_kernel(const float* partial, float* out, float* lse, int splits, int64_t B,
+                                         int64_t Hq, int64_t Tq, int64_t Dv) {
+  const int64_t rowi = blockIdx.x;  // (b * Hq + h) * Tq + qi
+  const int64_t qi = rowi % Tq, bh = rowi / Tq, h = bh % Hq, b = bh / Hq;
+  const int64_t row_stride = B * Hq * Tq * (2 + Dv);
+  const float* p = partial + rowi * (2 + Dv);
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, p[s * row_stride]);
+  float L = 0.0f;
+  if (M != -INFINITY) {
+    for (int s = 0; s < splits; ++s) L += p[s * row_stride + 1] * expf(p[s * row_stride] - M);
+  }
+  float* o = out + ((b * Tq + qi) * Hq + h) * Dv;
+  for (int64_t col = threadIdx.x; col < Dv; col += blockDim.x) {
+    float acc = 0.0f;
+    if (L > 0.0f) {
+      for (int s = 0; s < splits; ++s) {
+        const float* ps = p + s * row_stride;
+        if (ps[0] != -INFINITY) acc += ps[2 + col] * expf(ps[0] - M);
+      }
+      acc /= L;
+    }
+    o[col] = acc;
+  }
+  if (lse && threadIdx.x == 0) lse[rowi] = L > 0.0f ? M + logf(L) : -INFINITY;
+}
+
+// ---- backward ----
+
+// delta[b, h, i] = dO . O over Dv (FlashAttention-2's D_i), one warp per row.
+__global__ void attention_delta_kernel(const float* out, const float* dout, float* delta, int64_t rows, int64_t Hq,
+                                       int64_t Tq, int64_t Dv) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // r = (b * Tq + i) * Hq + h
+  if (r >= rows) return;
+  const int lane = threadIdx.x & 31;
+  float acc = 0.0f;
+  for (int64_t e = lane; e < Dv; e += 32) acc += out[r * Dv + e] * dout[r * Dv + e];
+  acc = warp_reduce(acc, Add{});
+  if (lane == 0) {
+    int64_t h = r % Hq, bi = r / Hq, i = bi % Tq, b = bi / Tq;
+    delta[(b * Hq + h) * Tq + i] = acc;
+  }
+}
+
+struct BackwardArgs {
+  const float *q, *k, *v, *lse, *dout, *delta;
+  float *dq, *dk, *dv;
+  const int32_t* kv_start;
+  int64_t B, Tq, Tk, Hq, Hkv, D, Dv;
+  float scale;
+  int causal;
+};
+
+template <int DMAX>
+__global__ void __launch_bounds__(kThreadsAttn) attention_backward_kernel(BackwardArgs a) {
+  extern __shared__ float4 shared4[];
+  float* shared = reinterpret_cast<float*>(shared4);
+  const int64_t Dp = round4(a.D), Dvp = round4(a.Dv);
+  const int64_t ds_ = Dp + 4, dvs = Dvp + 4;
+  float* Ks = shared;                        // [kBwdKeys][ds_]
+  float* Vs = Ks + kBwdKeys * ds_;           // [kBwdKeys][dvs]
+  float* Qs = Vs + kBwdKeys * dvs;           // [kRows][ds_]
+  float* dOs = Qs + kRows * ds_;             // [kRows][dvs]
+  float* Ps = dOs + kRows * dvs;             // [kBwdKeys][kRows + 1]
+  float* dSs = Ps + kBwdKeys * (kRows + 1);  // [kBwdKeys][kRows + 1]
+  float* lses = dSs + kBwdKeys * (kRows + 1);  // [kRows]
+  float* deltas = lses + kRows;                // [kRows]
+
+  const int tid = threadIdx.x, kr = tid >> 2, quarter = tid & 3;
+  const int64_t b = blockIdx.z, hk = blockIdx.y, k0 = int64_t(blockIdx.x) * kBwdKeys;
+  const int64_t group = a.Hq / a.Hkv;
+  const int64_t key = k0 + kr;
+  const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
+
+  for (int64_t e = tid; e < kBwdKeys * Dp; e += kThreadsAttn) {
+    int j = static_cast<int>(e / Dp);
+    int64_t d = e - j * Dp, kj = k0 + j;
+    Ks[j * ds_ + d] = d < a.D && kj < a.Tk ? a.k[((b * a.Tk + kj) * a.Hkv + hk) * a.D + d] : 0.0f;
+  }
+  for (int64_t e = tid; e < kBwdKeys * Dvp; e += kThreadsAttn) {
+    int j = static_cast<int>(e / Dvp);
+    int64_t d = e - j * Dvp, kj = k0 + j;
+    Vs[j * dvs + d] = d < a.Dv && kj < a.Tk ? a.v[((b * a.Tk + kj) * a.Hkv + hk) * a.Dv + d] : 0.0f;
+  }
+
+  constexpr int kCols = DMAX / 16;
+  float4 dk_acc[kCols], dv_acc[kCols];
+  for (int c = 0; c < kCols; ++c) dk_acc[c] = dv_acc[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+
+  // Queries that can see some key of this block: causal query i sees key j when j <= Tk - Tq + i.
+  const int64_t block_key_last = min(a.Tk - 1, k0 + kBwdKeys - 1);
+  const bool block_visible = block_key_last >= key_lo;
+  const int64_t first_q = a.causal ? max(int64_t(0), k0 - (a.Tk - a.Tq)) : 0;
+  for (int64_t hg = 0; hg < group && block_visible; ++hg) {
+    const int64_t h = hk * group + hg;
+    for (int64_t q0 = (first_q / kRows) * kRows; q0 < a.Tq; q0 += kRows) {
+      __syncthreads();  // previous tile's Q, dO, P, dS are no longer read
+      for (int64_t e = tid; e < kRows * Dp; e += kThreadsAttn) {
+        int r = static_cast<int>(e / Dp);
+        int64_t d = e - r * Dp, qi = q0 + r;
+        Qs[r * ds_ + d] = d < a.D && qi < a.Tq ? a.q[((b * a.Tq + qi) * a.Hq + h) * a.D + d] : 0.0f;
+      }
+      for (int64_t e = tid; e < kRows * Dvp; e += kThreadsAttn) {
+        int r = static_cast<int>(e / Dvp);
+        int64_t d = e - r * Dvp, qi = q0 + r;
+        dOs[r * dvs + d] = d < a.Dv && qi < a.Tq ? a.dout[((b * a.Tq + qi) * a.Hq + h) * a.Dv + d] : 0.0f;
+      }
+      if (tid < kRows) {
+        int64_t qi = q0 + tid;
+        lses[tid] = qi < a.Tq ? a.lse[(b * a.Hq + h) * a.Tq + qi] : -INFINITY;
+        deltas[tid] = qi < a.Tq ? a.delta[(b * a.Hq + h) * a.Tq + qi] : 0.0f;
+      }
+      __syncthreads();
+
+      // This thread: key kr against queries quarter + 4 t.
+      float s[kRows / 4], dp[kRows / 4];
+      for (int t = 0; t < kRows / 4; ++t) s[t] = dp[t] = 0.0f;
+      const float4* k4 = reinterpret_cast<const float4*>(Ks + kr * ds_);
+      for (int64_t d4 = 0; d4 < Dp / 4; ++d4) {
+        float4 kv = k4[d4];
+        #pragma unroll
+        for (int t = 0; t < kRows / 4; ++t) {
+          float4 qv = reinterpret_cast<const float4*>(Qs + (quarter + 4 * t) * ds_)[d4];
+          s[t] = fmaf(kv.x, qv.x, fmaf(kv.y, qv.y, fmaf(kv.z, qv.z, fmaf(kv.w, qv.w, s[t]))));
+        }
+      }
+      const float4* v4 = reinterpret_cast<const float4*>(Vs + kr * dvs);
+      for (int64_t d4 = 0; d4 < Dvp / 4; ++d4) {
+        float4 vv = v4[d4];
+        #pragma unroll
+        for (int t = 0; t < kRows / 4; ++t) {
+          float4 ov = reinterpret_cast<const float4*>(dOs + (quarter + 4 * t) * dvs)[d4];
+          dp[t] = fmaf(vv.x, ov.x, fmaf(vv.y, ov.y, fmaf(vv.z, ov.z, fmaf(vv.w, ov.w, dp[t]))));
+        }
+      }
+      #pragma unroll
+      for (int t = 0; t < kRows / 4; ++t) {
+        const int r = quarter + 4 * t;
+        const int64_t qi = q0 + r;
+        const bool visible = qi < a.Tq && key < a.Tk && key >= key_lo &&
+                             (!a.causal || key <= a.Tk - a.Tq + qi) && lses[r] != -INFINITY;
+        const float p = visible ? expf(a.scale * s[t] - lses[r]) : 0.0f;
+        Ps[kr * (kRows + 1) + r] = p;
+        dSs[kr * (kRows + 1) + r] = p * (dp[t] - deltas[r]);
+      }
+      __syncthreads();
+
+      // dV[kr] += sum_r P[kr][r] dO[r];  dK[kr] += scale sum_r dS[kr][r] Q[r]
+      for (int r = 0; r < kRows; ++r) {
+        const float p = Ps[kr * (kRows + 1) + r], dsv = dSs[kr * (kRows + 1) + r] * a.scale;
+        const float4* o4 = reinterpret_cast<const float4*>(dOs + r * dvs);
+        const float4* q4 = reinterpret_cast<const float4*>(Qs + r * ds_);
+        #pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          int64_t chunk = quarter + 4 * c;
+          if (chunk < Dvp / 4) {
+            float4 ov = o4[chunk];
+            dv_acc[c].x = fmaf(p, ov.x, dv_acc[c].x);
+            dv_acc[c].y = fmaf(p, ov.y, dv_acc[c].y);
+            dv_acc[c].z = fmaf(p, ov.z, dv_acc[c].z);
+            dv_acc[c].w = fmaf(p, ov.w, dv_acc[c].w);
+          }
+          if (chunk < Dp / 4) {
+            float4 qv = q4[chunk];
+            dk_acc[c].x = fmaf(dsv, qv.x, dk_acc[c].x);
+            dk_acc[c].y = fmaf(dsv, qv.y, dk_acc[c].y);
+            dk_acc[c].z = fmaf(dsv, qv.z, dk_acc[c].z);
+            dk_acc[c].w = fmaf(dsv, qv.w, dk_acc[c].w);
+          }
+        }
+      }
+      // dQ[r] += scale sum_kr dS[kr][r] K[kr]: thread (r = tid / 4) sums over this block's keys for its columns.
+      {
+        const int r = tid >> 2;
+        const int64_t qi = q0 + r;
+        if (qi < a.Tq) {
+          float* dqr = a.dq + ((b * a.Tq + qi) * a.Hq + h) * a.D;
+          for (int c = 0; c < kCols; ++c) {
+            int64_t chunk = quarter + 4 * c;
+            if (chunk >= Dp / 4) break;
+            float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+            for (int j = 0; j < kBwdKeys; ++j) {
+              const float dsv = dSs[j * (kRows + 1) + r];
+              float4 kv = reinterpret_cast<const float4*>(Ks + j * ds_)[chunk];
+              sum.x = fmaf(dsv, kv.x, sum.x);
+              sum.y = fmaf(dsv, kv.y, sum.y);
+              sum.z = fmaf(dsv, kv.z, sum.z);
+              sum.w = fmaf(dsv, kv.w, sum.w);
+            }
+            const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
+            for (int i = 0; i < 4; ++i) {
+              int64_t col = chunk * 4 + i;
+              if (col < a.D && vals[i] != 0.0f) atomicAdd(dqr + col, a.scale * vals[i]);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  if (key >= a.Tk) return;
+  float* dkr = a.dk + ((b * a.Tk + key) * a.Hkv + hk) * a.D;
+  float* dvr = a.dv + ((b * a.Tk + key) * a.Hkv + hk) * a.Dv;
+  for (int c = 0; c < kCols; ++c) {
+    int64_t col = (quarter + 4 * c) * 4;
+    const float kv[4] = {dk_acc[c].x, dk_acc[c].y, dk_acc[c].z, dk_acc[c].w};
+    const float vv[4] = {dv_acc[c].x, dv_acc[c].y, dv_acc[c].z, dv_acc[c].w};
+    for (int i = 0; i < 4; ++i) {
+      if (col + i < a.D) dkr[col + i] = kv[i];
+      if (col + i < a.Dv) dvr[col + i] = vv[i];
+    }
+  }
+}
+
+int head_template(int64_t d) { return d <= 64 ? 64 : d <= 128 ? 128 : d <= 256 ? 256 : 0; }
+
+int sm_count() {
+  static int count = 0;
+  if (!count) {
+    int device = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
+    if (count <= 0) count = 100;
+  }
+  return count;
+}
+
+// Kernels above 48 KiB of dynamic shared memory must opt in.
+template <class Kernel>
+bool allow_shared(Kernel kernel, size_t shared_bytes, const char* name) {
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
+  if (err != cudaSuccess) {
+    record_error(name, err);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+extern "C" {
+
+R1_API void r1_attention(const float* q, const float* k, const float* v, float* out, float* lse,
+                         const int32_t* kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv,
+                         int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
+                         int causal) {
+  if (B <= 0 || Tq <= 0 || Hq <= 0) return;
+  const int dmax = head_template(std::max(D, Dv));
+  if (!dmax || Hkv <= 0 || Hq % Hkv) {
+    record_message("r1_attention", "head sizes above 256, or Hq not a multiple of Hkv, are not supported");
+    return;
+  }
+  cudaStream_t s = stream();
+  ForwardArgs a{q, k, v, out, lse, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, kv_batch_stride, v_batch_stride, scale, causal,
+                0, 1, 0, nullptr};
+  const int64_t group = Hq / Hkv;
+  dim3 grid;
+  if (group * Tq <= kRows) {
+    a.grouped = 1;
+    // Split the keys so that about two blocks per SM run, each over at least one tile.
+    const int64_t blocks = B * Hkv, tiles = (Tk + kKeys - 1) / kKeys;
+    int64_t splits = std::min<int64_t>(tiles, std::max<int64_t>(1, (2 * sm_count() + blocks - 1) / blocks));
+    splits = std::min<int64_t>(splits, 64);
+    if (splits > 1) {
+      a.keys_per_split = ((tiles + splits - 1) / splits) * kKeys;
+      splits = (Tk + a.keys_per_split - 1) / a.keys_per_split;
+    }
+    a.splits = static_cast<int>(std::max<int64_t>(splits, 1));
+    if (a.splits > 1) {
+      a.partial = static_cast<float*>(scratch(kScratchAttention, a.splits * B * Hq * Tq * (2 + Dv) * sizeof(float)));
+      if (!a.partial) return;
+    }
+    grid = dim3(static_cast<unsigned>(a.splits), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
+  } else {
+    grid = dim3(static_cast<unsigned>((Tq + kRows - 1) / kRows), static_cast<unsigned>(Hq), static_cast<unsigned>(B));
+  }
+  const int64_t Dp = round4(D), Dvp = round4(Dv);
+  const size_t shared_bytes = sizeof(float) * (kRows * (Dp + 4) + kKeys * (Dp + 4) + kKeys * (Dvp + 4) + kRows * (kKeys + 1));
+  auto run = [&](auto kernel) {
+    if (!allow_shared(kernel, shared_bytes, "r1_attention")) return;
+    kernel<<<grid, kThreadsAttn, shared_bytes, s>>>(a);
+  };
+  if (dmax == 64) run(attention_forward_kernel<64>);
+  else if (dmax == 128) run(attention_forward_kernel<128>);
+  else run(attention_forward_kernel<256>);
+  if (a.splits > 1) {
+    attention_combine_kernel<<<static_cast<unsigned>(B * Hq * Tq), 64, 0, s>>>(a.partial, out, lse, a.splits, B, Hq, Tq, Dv);
+  }
+  check_launch("r1_attention");
+}
+
+R1_API void r1_attention_backward(const float* q, const float* k, const float* v, const float* out,
+                                  const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                                  const int32_t* kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq,
+                                  int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal) {
+  if (B <= 0 || Hq <= 0) return;
+  const int dmax = head_template(std::max(D, Dv));
+  if (!dmax || Hkv <= 0 || Hq % Hkv) {
+    record_message("r1_attention_backward", "head sizes above 256, or Hq not a multiple of Hkv, are not supported");
+    return;
+  }
+  cudaStream_t s = stream();
+  if (Tq > 0) cudaMemsetAsync(dq, 0, sizeof(float) * B * Tq * Hq * D, s);
+  if (Tk <= 0) return;
+  if (Tq <= 0) {
+    cudaMemsetAsync(dk, 0, sizeof(float) * B * Tk * Hkv * D, s);
+    cudaMemsetAsync(dv, 0, sizeof(float) * B * Tk * Hkv * Dv, s);
+    return;
+  }
+  auto* delta = static_cast<float*>(scratch(kScratchAttention, sizeof(float) * B * Hq * Tq));
+  if (!delta) return;
+  const int64_t rows = B * Tq * Hq;
+  attention_delta_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(out, dout, delta, rows, Hq, Tq, Dv);
+  BackwardArgs a{q, k, v, lse, dout, delta, dq, dk, dv, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal};
+  dim3 grid(static_cast<unsigned>((Tk + kBwdKeys - 1) / kBwdKeys), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
+  const int64_t Dp = round4(D), Dvp = round4(Dv);
+  const size_t shared_bytes = sizeof(float) * (kBwdKeys * (Dp + 4) + kBwdKeys * (Dvp + 4) + kRows * (Dp + 4) +
+                                               kRows * (Dvp + 4) + 2 * kBwdKeys * (kRows + 1) + 2 * kRows);
+  auto run = [&](auto kernel) {
+    if (!allow_shared(kernel, shared_bytes, "r1_attention_backward")) return;
+    kernel<<<grid, kThreadsAttn, shared_bytes, s>>>(a);
+  };
+  if (dmax == 64) run(attention_backward_kernel<64>);
+  else if (dmax == 128) run(attention_backward_kernel<128>);
+  else run(attention_backward_kernel<256>);
+  check_launch("r1_attention_backward");
+}
+
+}  // extern "C"

@@ -1,0 +1,108 @@
+// Shared by every file of the CUDA backend: the process's one stream, error recording, launch sizes, block
+// reductions and the library's persistent scratch buffers. Kernels follow r1.h's contracts exactly; the CPU
+// core (native/cpu, same file names) and src/tensor/backends/reference.ts define them.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "r1.h"
+#include "r1_cuda.h"
+
+namespace r1cuda {
+
+// The stream every kernel, copy and GEMM is queued on (initialising device 0 on first use).
+cudaStream_t stream();
+
+// Records the first failure not yet read by r1_cuda_last_error ("<where>: <CUDA message>").
+void record_error(const char* where, cudaError_t err);
+void record_message(const char* where, const char* message);
+
+// After a launch: a bad configuration (too many threads, too much shared memory) is reported here.
+inline void check_launch(const char* kernel) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) record_error(kernel, err);
+}
+
+// Grids for grid-stride loops: enough blocks to fill the GPU several times over, never more than needed.
+constexpr int kThreads = 256;
+inline unsigned grid_for(int64_t n, int threads = kThreads) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  if (blocks > 65536) blocks = 65536;
+  return static_cast<unsigned>(blocks);
+}
+
+// A persistent device buffer of at least `bytes`, one per slot, for work space inside one call (bf16 operands,
+// partial sums). It is not taken from the caching allocator: a CUDA graph that captured a call keeps using the
+// same buffer at replay, so it must never be handed to anything else. Growing retires the old buffer.
+enum ScratchSlot { kScratchGemmA = 0, kScratchGemmB, kScratchPartials, kScratchAttention, kScratchSlots };
+void* scratch(ScratchSlot slot, size_t bytes);
+
+// Sum / max over a block (blockDim.x a multiple of 32, at most 1024). Every thread gets the result.
+template <class T, class Op>
+__device__ inline T warp_reduce(T v, Op op) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+template <class T, class Op>
+__device__ inline T block_reduce(T v, Op op, T identity) {
+  __shared__ T partial[32];
+  __shared__ T total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_reduce(v, op);
+  __syncthreads();  // partial may still be read by a previous call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T w = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : identity;
+    w = warp_reduce(w, op);
+    if (lane == 0) total = w;
+  }
+  __syncthreads();
+  return total;
+}
+struct Add {
+  template <class T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct Max {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// The online softmax state (running max m, sum of exp(x - m)) and its merge, used by the softmax family,
+// cross-entropy and attention: merging is exact in any order, so rows can be split over threads freely.
+struct MaxSum {
+  float max;
+  float sum;
+};
+__device__ inline MaxSum merge(MaxSum a, MaxSum b) {
+  float m = fmaxf(a.max, b.max);
+  if (m == -INFINITY) return {m, 0.0f};
+  return {m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
+}
+__device__ inline MaxSum block_max_sum(MaxSum v) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    MaxSum o{__shfl_xor_sync(0xffffffffu, v.max, offset), __shfl_xor_sync(0xffffffffu, v.sum, offset)};
+    v = merge(v, o);
+  }
+  __shared__ MaxSum partial[32];
+  __shared__ MaxSum total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    MaxSum w = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : MaxSum{-INFINITY, 0.0f};
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      MaxSum o{__shfl_xor_sync(0xffffffffu, w.max, offset), __shfl_xor_sync(0xffffffffu, w.sum, offset)};
+      w = merge(w, o);
+    }
+    if (lane == 0) total = w;
+  }
+  __syncthreads();
+  return total;
+}
+
+}  // namespace r1cuda

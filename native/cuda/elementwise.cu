@@ -1,0 +1,261 @@
+// Elementwise kernels: unary maps and their derivatives, strided binary ops with broadcasting, where, strided
+// copy, and the fused SwiGLU activation. All are memory-bound: one pass, grid-stride loops, and the strided
+// ones merge dimensions on the host first so that the common cases index one long contiguous run.
+#include "common.cuh"
+
+using namespace r1cuda;
+
+namespace {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluCubic = 0.044715f;
+
+__device__ inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__device__ inline float unary_forward(int op, float x) {
+  switch (op) {
+    case R1_NEG: return -x;
+    case R1_EXP: return expf(x);
+    case R1_LOG: return logf(x);
+    case R1_SQRT: return sqrtf(x);
+    case R1_RSQRT: return 1.0f / sqrtf(x);
+    case R1_TANH: return tanhf(x);
+    case R1_SIGMOID: return sigmoid(x);
+    case R1_SILU: return x * sigmoid(x);
+    case R1_GELU_TANH: return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+    case R1_RELU: return x > 0.0f ? x : 0.0f;
+    case R1_ABS: return fabsf(x);
+    case R1_RECIP: return 1.0f / x;
+    case R1_SQUARE: return x * x;
+    case R1_SIN: return sinf(x);
+    case R1_COS: return cosf(x);
+  }
+  return NAN;
+}
+
+// f'(x) given x and y = f(x); at the kinks of relu and abs the derivative is 0, as in PyTorch.
+__device__ inline float unary_derivative(int op, float x, float y) {
+  switch (op) {
+    case R1_NEG: return -1.0f;
+    case R1_EXP: return y;
+    case R1_LOG: return 1.0f / x;
+    case R1_SQRT: return 0.5f / y;
+    case R1_RSQRT: return -0.5f * y * y * y;
+    case R1_TANH: return 1.0f - y * y;
+    case R1_SIGMOID: return y * (1.0f - y);
+    case R1_SILU: {
+      float s = sigmoid(x);
+      return s * (1.0f + x * (1.0f - s));
+    }
+    case R1_GELU_TANH: {
+      float t = tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+    }
+    case R1_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case R1_ABS: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f;
+    case R1_RECIP: return -y * y;
+    case R1_SQUARE: return 2.0f * x;
+    case R1_SIN: return cosf(x);
+    case R1_COS: return -sinf(x);
+  }
+  return NAN;
+}
+
+// max and min propagate NaN, like Math.max (the reference backend) and torch.maximum.
+__device__ inline float binary_op(int op, float a, float b) {
+  switch (op) {
+    case R1_ADD: return a + b;
+    case R1_SUB: return a - b;
+    case R1_MUL: return a * b;
+    case R1_DIV: return a / b;
+    case R1_MAX: return (a > b || a != a) ? a : b;
+    case R1_MIN: return (a < b || a != a) ? a : b;
+    case R1_POW: return powf(a, b);
+    case R1_EQ: return a == b ? 1.0f : 0.0f;
+    case R1_NE: return a != b ? 1.0f : 0.0f;
+    case R1_LT: return a < b ? 1.0f : 0.0f;
+    case R1_LE: return a <= b ? 1.0f : 0.0f;
+    case R1_GT: return a > b ? 1.0f : 0.0f;
+    case R1_GE: return a >= b ? 1.0f : 0.0f;
+  }
+  return NAN;
+}
+
+#define GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+__global__ void unary_kernel(int op, const float* x, float* y, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = unary_forward(op, x[i]);
+}
+
+__global__ void unary_backward_kernel(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n) {
+  GRID_STRIDE(i, n) dx[i] = dy[i] * unary_derivative(op, x[i], y ? y[i] : 0.0f);
+}
+
+// ---- strided iteration shared by binary, where and copy ----
+// N operands share one shape, each with its own strides, passed to the kernel by value. Dimensions of size 1
+// are dropped and neighbours contiguous in every operand merged, as in native/cpu/elementwise.cpp.
+template <int N>
+struct Strided {
+  int ndim;
+  int64_t shape[8];
+  int64_t strides[N][8];
+  int64_t total;
+  bool contiguous;  // one dimension, stride 1 in every operand: offsets are the linear index
+};
+
+template <int N>
+Strided<N> make_strided(const int64_t* shape_in, int ndim_in, const int64_t* const* strides_in) {
+  Strided<N> s{};
+  s.total = 1;
+  for (int d = 0; d < ndim_in; ++d) {
+    s.total *= shape_in[d];
+    if (shape_in[d] == 1) continue;
+    if (s.ndim > 0) {
+      bool mergeable = true;
+      for (int o = 0; o < N; ++o) mergeable &= s.strides[o][s.ndim - 1] == strides_in[o][d] * shape_in[d];
+      if (mergeable) {
+        s.shape[s.ndim - 1] *= shape_in[d];
+        for (int o = 0; o < N; ++o) s.strides[o][s.ndim - 1] = strides_in[o][d];
+        continue;
+      }
+    }
+    s.shape[s.ndim] = shape_in[d];
+    for (int o = 0; o < N; ++o) s.strides[o][s.ndim] = strides_in[o][d];
+    ++s.ndim;
+  }
+  if (s.ndim == 0) {
+    s.shape[0] = 1;
+    for (int o = 0; o < N; ++o) s.strides[o][0] = 0;
+    s.ndim = 1;
+  }
+  s.contiguous = s.ndim == 1;
+  for (int o = 0; o < N; ++o) s.contiguous &= s.strides[o][0] == 1;
+  return s;
+}
+
+template <int N>
+__device__ inline void offsets_of(const Strided<N>& s, int64_t linear, int64_t* offsets) {
+  if (s.contiguous) {
+    for (int o = 0; o < N; ++o) offsets[o] = linear;
+    return;
+  }
+  for (int o = 0; o < N; ++o) offsets[o] = 0;
+  for (int d = s.ndim - 1; d >= 0; --d) {
+    int64_t i = linear % s.shape[d];
+    linear /= s.shape[d];
+    for (int o = 0; o < N; ++o) offsets[o] += i * s.strides[o][d];
+  }
+}
+
+// Operand order of Strided<3>: a, b, out.
+__global__ void binary_kernel(int op, const float* a, const float* b, float* out, Strided<3> s) {
+  GRID_STRIDE(i, s.total) {
+    int64_t off[3];
+    offsets_of(s, i, off);
+    out[off[2]] = binary_op(op, a[off[0]], b[off[1]]);
+  }
+}
+
+// Operand order: cond, a, b, out.
+__global__ void where_kernel(const float* cond, const float* a, const float* b, float* out, Strided<4> s) {
+  GRID_STRIDE(i, s.total) {
+    int64_t off[4];
+    offsets_of(s, i, off);
+    out[off[3]] = cond[off[0]] != 0.0f ? a[off[1]] : b[off[2]];
+  }
+}
+
+// Operand order: src, dst.
+__global__ void copy_kernel(const float* src, float* dst, Strided<2> s) {
+  GRID_STRIDE(i, s.total) {
+    int64_t off[2];
+    offsets_of(s, i, off);
+    dst[off[1]] = src[off[0]];
+  }
+}
+
+__global__ void swiglu_kernel(const float* gate, const float* up, float* y, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float g = gate[i];
+    y[i] = g * sigmoid(g) * up[i];
+  }
+}
+
+__global__ void swiglu_backward_kernel(const float* gate, const float* up, const float* dy, float* dgate, float* dup,
+                                       int64_t n) {
+  GRID_STRIDE(i, n) {
+    float g = gate[i], s = sigmoid(g), d = dy[i];
+    dgate[i] = d * up[i] * (s * (1.0f + g * (1.0f - s)));
+    dup[i] = d * g * s;
+  }
+}
+
+void contiguous_strides(const int64_t* shape, int ndim, int64_t* strides) {
+  int64_t s = 1;
+  for (int d = ndim - 1; d >= 0; --d) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+R1_API void r1_unary(int op, const float* x, float* y, int64_t n) {
+  if (n <= 0) return;
+  unary_kernel<<<grid_for(n), kThreads, 0, stream()>>>(op, x, y, n);
+  check_launch("r1_unary");
+}
+
+R1_API void r1_unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n) {
+  if (n <= 0) return;
+  unary_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(op, x, y, dy, dx, n);
+  check_launch("r1_unary_backward");
+}
+
+R1_API void r1_binary(int op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,
+                      float* out, const int64_t* shape, int ndim) {
+  int64_t out_strides[8];
+  contiguous_strides(shape, ndim, out_strides);
+  const int64_t* strides[3] = {a_strides, b_strides, out_strides};
+  Strided<3> s = make_strided<3>(shape, ndim, strides);
+  if (s.total <= 0) return;
+  binary_kernel<<<grid_for(s.total), kThreads, 0, stream()>>>(op, a, b, out, s);
+  check_launch("r1_binary");
+}
+
+R1_API void r1_where(const float* cond, const int64_t* cond_strides, const float* a, const int64_t* a_strides,
+                     const float* b, const int64_t* b_strides, float* out, const int64_t* shape, int ndim) {
+  int64_t out_strides[8];
+  contiguous_strides(shape, ndim, out_strides);
+  const int64_t* strides[4] = {cond_strides, a_strides, b_strides, out_strides};
+  Strided<4> s = make_strided<4>(shape, ndim, strides);
+  if (s.total <= 0) return;
+  where_kernel<<<grid_for(s.total), kThreads, 0, stream()>>>(cond, a, b, out, s);
+  check_launch("r1_where");
+}
+
+R1_API void r1_copy(const float* src, const int64_t* src_strides, float* dst, const int64_t* dst_strides,
+                    const int64_t* shape, int ndim) {
+  const int64_t* strides[2] = {src_strides, dst_strides};
+  Strided<2> s = make_strided<2>(shape, ndim, strides);
+  if (s.total <= 0) return;
+  copy_kernel<<<grid_for(s.total), kThreads, 0, stream()>>>(src, dst, s);
+  check_launch("r1_copy");
+}
+
+R1_API void r1_swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  if (n <= 0) return;
+  swiglu_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, y, n);
+  check_launch("r1_swiglu");
+}
+
+R1_API void r1_swiglu_backward(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t n) {
+  if (n <= 0) return;
+  swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, n);
+  check_launch("r1_swiglu_backward");
+}
+
+}  // extern "C"

@@ -1,0 +1,91 @@
+// RMSNorm forward and backward, one block per row. dw sums over every row, in two stages without atomics (so
+// the result is the same on every run): per-column partial sums over slices of rows, then one pass adding the
+// slices into dw (which accumulates, as r1.h says for _backward parameter gradients).
+#include "common.cuh"
+
+using namespace r1cuda;
+
+namespace {
+
+__global__ void rmsnorm_kernel(const float* x, const float* w, float* y, float* rstd, int64_t dim, float eps) {
+  const float* xr = x + blockIdx.x * dim;
+  float* yr = y + blockIdx.x * dim;
+  float sum = 0.0f;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) sum += xr[d] * xr[d];
+  sum = block_reduce(sum, Add{}, 0.0f);
+  const float s = 1.0f / sqrtf(sum / static_cast<float>(dim) + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = s;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) yr[d] = w[d] * xr[d] * s;
+}
+
+// dx_k = s (w_k dy_k - x_k s^2 / dim * sum_j w_j dy_j x_j)
+__global__ void rmsnorm_dx_kernel(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
+                                  int64_t dim) {
+  const float* xr = x + blockIdx.x * dim;
+  const float* dyr = dy + blockIdx.x * dim;
+  float* dxr = dx + blockIdx.x * dim;
+  float dot = 0.0f;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) dot += w[d] * dyr[d] * xr[d];
+  dot = block_reduce(dot, Add{}, 0.0f);
+  const float s = rstd[blockIdx.x];
+  const float coefficient = s * s * dot / static_cast<float>(dim);
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) dxr[d] = s * (w[d] * dyr[d] - xr[d] * coefficient);
+}
+
+// Block (32, 8): 32 columns, 8 row lanes; blockIdx.y is the slice of rows.
+__global__ void rmsnorm_dw_partial_kernel(const float* x, const float* rstd, const float* dy, float* partial,
+                                          int64_t rows, int64_t dim) {
+  __shared__ float sums[8][33];
+  const int64_t d = blockIdx.x * 32 + threadIdx.x;
+  float acc = 0.0f;
+  if (d < dim) {
+    for (int64_t r = blockIdx.y * 8 + threadIdx.y; r < rows; r += int64_t(gridDim.y) * 8) {
+      acc += dy[r * dim + d] * x[r * dim + d] * rstd[r];
+    }
+  }
+  sums[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && d < dim) {
+    float total = 0.0f;
+    for (int j = 0; j < 8; ++j) total += sums[j][threadIdx.x];
+    partial[blockIdx.y * dim + d] = total;
+  }
+}
+
+__global__ void rmsnorm_dw_sum_kernel(const float* partial, float* dw, int64_t slices, int64_t dim) {
+  for (int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; d < dim; d += int64_t(gridDim.x) * blockDim.x) {
+    float total = 0.0f;
+    for (int64_t j = 0; j < slices; ++j) total += partial[j * dim + d];
+    dw[d] += total;
+  }
+}
+
+int threads_for(int64_t dim) { return dim >= 4096 ? 1024 : dim >= 1024 ? 512 : dim >= 256 ? 256 : 128; }
+
+}  // namespace
+
+extern "C" {
+
+R1_API void r1_rmsnorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim, float eps) {
+  if (rows <= 0 || dim <= 0) return;
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, stream()>>>(x, w, y, rstd, dim, eps);
+  check_launch("r1_rmsnorm");
+}
+
+R1_API void r1_rmsnorm_backward(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
+                                float* dw, int64_t rows, int64_t dim) {
+  if (rows <= 0 || dim <= 0) return;
+  cudaStream_t s = stream();
+  rmsnorm_dx_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, s>>>(x, w, rstd, dy, dx, dim);
+  // About 64 rows per slice, at most 256 slices: enough blocks to fill the GPU for any width.
+  int64_t slices = (rows + 63) / 64;
+  if (slices > 256) slices = 256;
+  auto* partial = static_cast<float*>(scratch(kScratchPartials, slices * dim * sizeof(float)));
+  if (!partial) return;
+  dim3 grid(static_cast<unsigned>((dim + 31) / 32), static_cast<unsigned>(slices));
+  rmsnorm_dw_partial_kernel<<<grid, dim3(32, 8), 0, s>>>(x, rstd, dy, partial, rows, dim);
+  rmsnorm_dw_sum_kernel<<<grid_for(dim), kThreads, 0, s>>>(partial, dw, slices, dim);
+  check_launch("r1_rmsnorm_backward");
+}
+
+}  // extern "C"

@@ -1,0 +1,145 @@
+// The softmax family over the last axis of [rows, cols] and cross-entropy over large vocabularies: one block per
+// row, an online max/sum (each element is read once for the statistics, one exp per element), and no float
+// copy of the logits besides the caller's (cross-entropy's backward recomputes softmax from the saved lse).
+#include "common.cuh"
+
+using namespace r1cuda;
+
+namespace {
+
+// Per-thread online softmax statistics of row[0, cols), strided over the block.
+__device__ inline MaxSum row_max_sum(const float* row, int64_t cols) {
+  float m = -INFINITY, s = 0.0f;
+  auto add = [&](float x) {
+    if (x > m) {
+      s = s * expf(m - x) + 1.0f;  // m = -inf on the first element: exp(-inf) = 0
+      m = x;
+    } else {
+      s += expf(x - m);
+    }
+  };
+  if ((reinterpret_cast<uintptr_t>(row) & 15) == 0 && (cols & 3) == 0) {
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
+      float4 v = row4[j];
+      add(v.x), add(v.y), add(v.z), add(v.w);
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) add(row[j]);
+  }
+  if (m == -INFINITY) s = 0.0f;
+  return block_max_sum({m, s});
+}
+
+__global__ void softmax_kernel(const float* x, float* y, int64_t cols, int log) {
+  const float* row = x + blockIdx.x * cols;
+  float* out = y + blockIdx.x * cols;
+  MaxSum ms = row_max_sum(row, cols);
+  float log_sum = logf(ms.sum);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    float z = row[j] - ms.max - log_sum;
+    out[j] = log ? z : expf(z);
+  }
+}
+
+// softmax: dx = y (dy - sum dy y); log_softmax: dx = dy - exp(y) sum dy.
+__global__ void softmax_backward_kernel(const float* y, const float* dy, float* dx, int64_t cols, int log) {
+  const float* yr = y + blockIdx.x * cols;
+  const float* dyr = dy + blockIdx.x * cols;
+  float* dxr = dx + blockIdx.x * cols;
+  float acc = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) acc += log ? dyr[j] : dyr[j] * yr[j];
+  acc = block_reduce(acc, Add{}, 0.0f);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    dxr[j] = log ? dyr[j] - expf(yr[j]) * acc : yr[j] * (dyr[j] - acc);
+  }
+}
+
+__global__ void cross_entropy_kernel(const float* logits, const int32_t* targets, float* loss, float* lse,
+                                     int64_t vocab, int32_t ignore_index) {
+  const float* row = logits + blockIdx.x * vocab;
+  MaxSum ms = row_max_sum(row, vocab);
+  if (threadIdx.x == 0) {
+    float row_lse = ms.max + logf(ms.sum);
+    lse[blockIdx.x] = row_lse;
+    int32_t target = targets[blockIdx.x];
+    loss[blockIdx.x] = target == ignore_index ? 0.0f : row_lse - row[target];
+  }
+}
+
+// dlogits = dloss (exp(logit - lse) - onehot(target)); 0 for ignored rows.
+__global__ void cross_entropy_backward_kernel(const float* logits, const int32_t* targets, const float* lse,
+                                              const float* dloss, float* dlogits, int64_t vocab, int32_t ignore_index) {
+  const int64_t r = blockIdx.x;
+  const float* row = logits + r * vocab;
+  float* out = dlogits + r * vocab;
+  const int32_t target = targets[r];
+  if (target == ignore_index) {
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) out[j] = 0.0f;
+    return;
+  }
+  const float d = dloss[r], row_lse = lse[r];
+  if ((reinterpret_cast<uintptr_t>(row) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0 && (vocab & 3) == 0) {
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    float4* out4 = reinterpret_cast<float4*>(out);
+    for (int64_t j = threadIdx.x; j < vocab / 4; j += blockDim.x) {
+      float4 v = row4[j];
+      out4[j] = make_float4(d * expf(v.x - row_lse), d * expf(v.y - row_lse), d * expf(v.z - row_lse), d * expf(v.w - row_lse));
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) out[target] = d * (expf(row[target] - row_lse) - 1.0f);
+  } else {
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+      float p = expf(row[j] - row_lse);
+      out[j] = d * (j == target ? p - 1.0f : p);
+    }
+  }
+}
+
+int threads_for(int64_t cols) { return cols >= 16384 ? 1024 : cols >= 2048 ? 512 : cols >= 256 ? 256 : 128; }
+
+}  // namespace
+
+extern "C" {
+
+R1_API void r1_softmax(const float* x, float* y, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_kernel<<<static_cast<unsigned>(rows), threads_for(cols), 0, stream()>>>(x, y, cols, 0);
+  check_launch("r1_softmax");
+}
+
+R1_API void r1_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_backward_kernel<<<static_cast<unsigned>(rows), threads_for(cols), 0, stream()>>>(y, dy, dx, cols, 0);
+  check_launch("r1_softmax_backward");
+}
+
+R1_API void r1_log_softmax(const float* x, float* y, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_kernel<<<static_cast<unsigned>(rows), threads_for(cols), 0, stream()>>>(x, y, cols, 1);
+  check_launch("r1_log_softmax");
+}
+
+R1_API void r1_log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_backward_kernel<<<static_cast<unsigned>(rows), threads_for(cols), 0, stream()>>>(y, dy, dx, cols, 1);
+  check_launch("r1_log_softmax_backward");
+}
+
+R1_API void r1_cross_entropy(const float* logits, const int32_t* targets, float* loss, float* lse, int64_t rows,
+                             int64_t vocab, int32_t ignore_index) {
+  if (rows <= 0) return;
+  cross_entropy_kernel<<<static_cast<unsigned>(rows), threads_for(vocab), 0, stream()>>>(logits, targets, loss, lse, vocab, ignore_index);
+  check_launch("r1_cross_entropy");
+}
+
+R1_API void r1_cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
+                                      const float* dloss, float* dlogits, int64_t rows, int64_t vocab,
+                                      int32_t ignore_index) {
+  if (rows <= 0) return;
+  cross_entropy_backward_kernel<<<static_cast<unsigned>(rows), threads_for(vocab), 0, stream()>>>(
+      logits, targets, lse, dloss, dlogits, vocab, ignore_index);
+  check_launch("r1_cross_entropy_backward");
+}
+
+}  // extern "C"
