@@ -27,7 +27,7 @@ const configs: Array<[string, DeepSeekConfig, boolean]> = [
 /** Distinct buffer bytes of one layer's cache, per token (a latent cache's values are a view of its keys). */
 function allocatedBytesPerToken(cache: LayerKvCache, batch: number, capacity: number): number {
   const buffers = new Set([cache.k.storage, cache.v.storage]);
-  return [...buffers].reduce((n, b) => n + b.byteLength, 0) / (batch * capacity);
+  return [...buffers].reduce((n, b) => n + b.length * 4, 0) / (batch * capacity);
 }
 
 const rows = configs.map(([name, c, instantiate]) => {

@@ -13,10 +13,14 @@
 //
 // Every request draws from its own generator, seeded per request, and rows are sampled independently, so a
 // request's completion does not depend on which other requests share its batch or in what order they come.
+//
+// On a GPU the model runs there and only what the host sampler reads comes back each step ([rows, vocab]
+// log-probabilities, and the weights or logits the rows need); each step runs in its own scope, so its
+// activations are freed at once, while the KV cache lives until the batch is done.
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
-import { contiguous, copyInto, logSoftmax, mul, noGrad, slice, softmax, tensor, type Tensor } from '../tensor/index.ts';
+import { contiguous, copyInto, dispose, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
@@ -119,62 +123,79 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, requests: readon
   const order = rows.map((_, i) => i).sort((a, b) => rows[b].promptIds.length - rows[a].promptIds.length || a - b);
   const maxBatch = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new UserError(`maxBatchSize must be a positive integer, got ${maxBatch}`);
-  noGrad(() => {
+  withDevice(model.device, () => noGrad(() => {
     for (let start = 0; start < order.length; start += maxBatch) {
       const batch = order.slice(start, start + maxBatch).map((i) => rows[i]).filter((row) => !row.finishIfEmpty());
       if (batch.length > 0) decodeBatch(model, batch, tokenizer.vocabSize, options.onToken);
     }
-  });
+  }));
   return rows.map((row) => row.result());
 }
 
 function decodeBatch(model: CausalLM, rows: RowState[], sampleVocab: number, onToken: GenerateOptions['onToken']): void {
   const vocab = model.config.vocabSize;
   const decoder = new BatchDecoder(model, rows.map((r) => r.promptIds), Math.max(...rows.map((r) => r.settings.maxNewTokens)));
-  let logits = decoder.prefill();
-  for (;;) {
-    const step = samplingInputs(logits, decoder.rows.map((rowIndex) => rows[rowIndex]));
-    const next: number[] = [];
-    let finished = 0;
-    decoder.rows.forEach((rowIndex, r) => {
-      const row = rows[rowIndex];
-      if (row.done) {
-        // Not yet dropped from the batch: decode anything, its logits are not read.
-        next.push(0);
-        finished++;
-        return;
-      }
-      const at = r * vocab;
-      const id = row.settings.temperature === 0
-        ? argmax(step.logits.subarray(at, at + sampleVocab))
-        : sampleFromWeights(step.weights!.subarray(at, at + sampleVocab), row.settings, row.rng);
-      row.accept(id, step.logprobs[at + id], onToken);
-      next.push(id);
-      if (row.done) finished++;
-    });
-    if (finished === decoder.rows.length) return;
-    if (finished * 4 >= decoder.rows.length) {
-      const keep = decoder.rows.map((rowIndex, r) => ({ rowIndex, r })).filter(({ rowIndex }) => !rows[rowIndex].done);
-      decoder.retain(keep.map(({ r }) => r));
-      logits = decoder.next(keep.map(({ r }) => next[r]));
-    } else {
-      logits = decoder.next(next);
+  const rowsNow = () => decoder.rows.map((rowIndex) => rows[rowIndex]);
+  try {
+    let step = scope(() => samplingInputs(decoder.prefill(), rowsNow()));
+    for (;;) {
+      const next = sampleStep(step, decoder, rows, vocab, sampleVocab, onToken);
+      if (next === null) return;
+      step = scope(() => samplingInputs(decoder.next(next), rowsNow()));
     }
+  } finally {
+    decoder.dispose();
   }
 }
+
+// Picks each row's next token from one step's sampling inputs; drops finished rows from the decoder once a
+// quarter of the batch has finished. Returns the tokens to feed (one per remaining row), or null when all are done.
+function sampleStep(step: SamplingInputs, decoder: BatchDecoder, rows: RowState[], vocab: number, sampleVocab: number,
+  onToken: GenerateOptions['onToken']): number[] | null {
+  const next: number[] = [];
+  let finished = 0;
+  decoder.rows.forEach((rowIndex, r) => {
+    const row = rows[rowIndex];
+    if (row.done) {
+      // Not yet dropped from the batch: decode anything, its logits are not read.
+      next.push(0);
+      finished++;
+      return;
+    }
+    const at = r * vocab;
+    const id = row.settings.temperature === 0
+      ? argmax(step.logits!.subarray(at, at + sampleVocab))
+      : sampleFromWeights(step.weights!.subarray(at, at + sampleVocab), row.settings, row.rng);
+    row.accept(id, step.logprobs[at + id], onToken);
+    next.push(id);
+    if (row.done) finished++;
+  });
+  if (finished === decoder.rows.length) return null;
+  if (finished * 4 < decoder.rows.length) return next;
+  const keep = decoder.rows.map((rowIndex, r) => ({ rowIndex, r })).filter(({ rowIndex }) => !rows[rowIndex].done);
+  decoder.retain(keep.map(({ r }) => r));
+  return keep.map(({ r }) => next[r]);
+}
+
+/** Host arrays [rows, vocab] that sampling reads; logits only when a row is greedy, weights only when one samples. */
+interface SamplingInputs { logits: FloatArray | null; logprobs: FloatArray; weights: FloatArray | null }
 
 /**
  * What sampling reads for a whole batch, computed by tensor kernels rather than row by row in JavaScript:
  * the log-softmax at temperature 1 (the reported log-probabilities) and, when any row samples, the softmax of
- * logits / T with each row's own temperature (rows that are greedy or done use 1 and are not read).
+ * logits / T with each row's own temperature (rows that are greedy or done use 1 and are not read). On the
+ * CPU these are the kernels' own arrays; on a device, downloads.
  */
-function samplingInputs(logits: Tensor, rows: readonly RowState[]): { logits: FloatArray; logprobs: FloatArray; weights: FloatArray | null } {
-  const logprobs = logSoftmax(logits).floats();
-  const sampling = rows.some((row) => !row.done && row.settings.temperature > 0);
-  if (!sampling) return { logits: logits.floats(), logprobs, weights: null };
+function samplingInputs(logits: Tensor, rows: readonly RowState[]): SamplingInputs {
+  const logprobs = logSoftmax(logits).hostValues() as FloatArray;
+  const live = rows.filter((row) => !row.done);
+  const greedy = live.some((row) => row.settings.temperature === 0);
+  const sampling = live.some((row) => row.settings.temperature > 0);
+  const hostLogits = greedy ? logits.hostValues() as FloatArray : null;
+  if (!sampling) return { logits: hostLogits, logprobs, weights: null };
   const inverseTemperature = Float32Array.from(rows, (row) => (row.done || row.settings.temperature === 0 ? 1 : 1 / row.settings.temperature));
-  const weights = softmax(mul(logits, tensor(inverseTemperature, [rows.length, 1]))).floats();
-  return { logits: logits.floats(), logprobs, weights };
+  const weights = softmax(mul(logits, tensor(inverseTemperature, [rows.length, 1], 'f32', logits.device))).hostValues() as FloatArray;
+  return { logits: hostLogits, logprobs, weights };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -345,7 +366,8 @@ export class BatchDecoder {
         positions[b * width + c] = c < pad ? 0 : c - pad;
       }
     }
-    return this.forward(tensor(ids, [B, width], 'i32'), tensor(positions, [B, width], 'i32'));
+    const device = this.model.device;
+    return this.forward(tensor(ids, [B, width], 'i32', device), tensor(positions, [B, width], 'i32', device));
   }
 
   /** Feeds one token per row (in row order); logits [rows, V] of the next position. */
@@ -355,7 +377,8 @@ export class BatchDecoder {
     if (tokens.length !== B) throw new Error(`BatchDecoder.next: ${tokens.length} tokens for ${B} rows`);
     const column = this.length;
     const positions = Int32Array.from(this.padStart, (pad) => column - pad);
-    return this.forward(tensor(tokens, [B, 1], 'i32'), tensor(positions, [B, 1], 'i32'));
+    const device = this.model.device;
+    return this.forward(tensor(tokens, [B, 1], 'i32', device), tensor(positions, [B, 1], 'i32', device));
   }
 
   /**
@@ -376,14 +399,23 @@ export class BatchDecoder {
       });
       cache[l].length = kept;
     });
+    this.dispose();
     this.cache = cache;
     this.capacity -= trim;
     this.padStart = Int32Array.from(keep, (r) => this.padStart[r] - trim);
     this.rows = keep.map((r) => this.rows[r]);
   }
 
+  /** Frees the KV cache's device memory now (a no-op on the CPU); the decoder is not used afterwards. */
+  dispose(): void {
+    for (const layer of this.cache) {
+      dispose(layer.k);
+      dispose(layer.v);
+    }
+  }
+
   private forward(ids: Tensor, positions: Tensor): Tensor {
-    const kvStart = tensor(this.padStart, [this.padStart.length], 'i32');
+    const kvStart = tensor(this.padStart, [this.padStart.length], 'i32', this.model.device);
     return contiguous(this.model.lastLogits(ids, { positions, cache: this.cache, kvStart }));
   }
 }

@@ -12,7 +12,7 @@ import { DeepSeekMoE, type MoeBalance, type MoeConfig, type MoeLoadStats } from 
 import { Module } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables } from '../nn/rope.ts';
-import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
+import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 import type { ForwardOptions } from './dense.ts';
 
@@ -213,12 +213,14 @@ export class DeepSeekModel extends Module {
     this.norm = this.module('model.norm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
     this.lmHead = c.tieWordEmbeddings ? this.embedTokens.weight : this.module('lm_head', new Embedding(c.vocabSize, c.hiddenSize, rng)).weight;
     this.rope = ropeTables({ rotDim: c.qkRopeHeadDim, theta: c.ropeTheta, scaling: null, maxPositions: c.maxPositionEmbeddings, interleaved: c.ropeInterleave });
+    this.buffer('rope.cos', this.rope.cos);
+    this.buffer('rope.sin', this.rope.sin);
   }
 
   /** Final hidden states [B, T, C] for int32 ids [B, T] (after the final norm). */
   hidden(ids: Tensor, options: ForwardOptions = {}, balanceLosses?: Tensor[]): Tensor {
     const [B, T] = ids.shape;
-    const positions = options.positions ?? defaultPositions(B, T, options.cache?.[0]?.length ?? 0);
+    const positions = options.positions ?? defaultPositions(B, T, options.cache?.[0]?.length ?? 0, ids.device);
     let x = this.embedTokens.forward(ids);
     this.layers.forEach((layer, i) => {
       x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart, balanceLosses);
@@ -280,24 +282,24 @@ export class DeepSeekModel extends Module {
       const k = i + 1;
       const n = T - k;
       if (n <= 0) return;
-      const hk = module.predict(slice(previous, 1, 0, n), this.embedTokens.forward(slice(ids, 1, k, T)), defaultPositions(B, n, 0), this.rope, balanceLosses);
+      const hk = module.predict(slice(previous, 1, 0, n), this.embedTokens.forward(slice(ids, 1, k, T)), defaultPositions(B, n, 0, ids.device), this.rope, balanceLosses);
       const logits = linear(module.headNorm.forward(hk), this.lmHead);
       const lossK = crossEntropy(reshape(logits, [-1, this.config.vocabSize]), reshape(slice(targets, 1, k, T), [-1]));
       sum = sum ? add(sum, lossK) : lossK;
       previous = hk;
     });
-    return sum ?? tensor([0], []);
+    return sum ?? tensor([0], [], 'f32', ids.device);
   }
 
   /** One latent cache per layer: kvLoraRank + qkRopeHeadDim numbers per token (src/nn/mla.ts). */
   newCache(batch: number, capacity: number): LayerKvCache[] {
     const c = this.config;
-    return this.layers.map(() => emptyLatentKvCache(batch, capacity, c.kvLoraRank, c.qkRopeHeadDim));
+    return this.layers.map(() => emptyLatentKvCache(batch, capacity, c.kvLoraRank, c.qkRopeHeadDim, this.device));
   }
 }
 
-function defaultPositions(B: number, T: number, start: number): Tensor {
+function defaultPositions(B: number, T: number, start: number, device: Device): Tensor {
   const p = new Int32Array(B * T);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) p[b * T + t] = start + t;
-  return tensor(p, [B, T], 'i32');
+  return tensor(p, [B, T], 'i32', device);
 }

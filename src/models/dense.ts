@@ -5,7 +5,7 @@ import { SwiGluMlp } from '../nn/mlp.ts';
 import { Module } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables, type RopeScaling } from '../nn/rope.ts';
-import { add, crossEntropy, linear, reshape, slice, tensor, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
+import { add, crossEntropy, linear, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export type { RopeScaling };
@@ -118,12 +118,14 @@ export class DenseModel extends Module {
     this.norm = this.module('model.norm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
     this.lmHead = c.tieWordEmbeddings ? this.embedTokens.weight : this.module('lm_head', new Embedding(c.vocabSize, c.hiddenSize, rng)).weight;
     this.rope = ropeTables({ rotDim: c.headDim, theta: c.ropeTheta, scaling: c.ropeScaling, maxPositions: c.maxPositionEmbeddings });
+    this.buffer('rope.cos', this.rope.cos);
+    this.buffer('rope.sin', this.rope.sin);
   }
 
   /** Final hidden states [B, T, C] for int32 ids [B, T]. */
   hidden(ids: Tensor, options: ForwardOptions = {}): Tensor {
     const [B, T] = ids.shape;
-    const positions = options.positions ?? defaultPositions(B, T, options.cache?.[0]?.length ?? 0);
+    const positions = options.positions ?? defaultPositions(B, T, options.cache?.[0]?.length ?? 0, ids.device);
     let x = this.embedTokens.forward(ids);
     this.layers.forEach((layer, i) => {
       x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart);
@@ -151,12 +153,12 @@ export class DenseModel extends Module {
 
   newCache(batch: number, capacity: number): LayerKvCache[] {
     const c = this.config;
-    return this.layers.map(() => emptyLayerKvCache(batch, capacity, c.numKvHeads, c.headDim, c.headDim));
+    return this.layers.map(() => emptyLayerKvCache(batch, capacity, c.numKvHeads, c.headDim, c.headDim, this.device));
   }
 }
 
-function defaultPositions(B: number, T: number, start: number): Tensor {
+function defaultPositions(B: number, T: number, start: number, device: Device): Tensor {
   const p = new Int32Array(B * T);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) p[b * T + t] = start + t;
-  return tensor(p, [B, T], 'i32');
+  return tensor(p, [B, T], 'i32', device);
 }

@@ -1,6 +1,6 @@
 // Causal self-attention with grouped-query heads (MHA when kv heads = heads, MQA when 1), rotary positions and
 // an optional KV cache for decoding.
-import { attention, copyInto, reshape, rope, slice, zeros, type RopeTables, type Rng, type Tensor } from '../tensor/index.ts';
+import { attention, copyInto, defaultDevice, reshape, rope, slice, zeros, type Device, type RopeTables, type Rng, type Tensor } from '../tensor/index.ts';
 import { Linear } from './linear.ts';
 import { Module } from './module.ts';
 
@@ -14,8 +14,8 @@ export interface LayerKvCache {
   length: number;
 }
 
-export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: number, keyDim: number, valueDim: number): LayerKvCache {
-  return { k: zeros([batch, capacity, kvHeads, keyDim]), v: zeros([batch, capacity, kvHeads, valueDim]), length: 0 };
+export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: number, keyDim: number, valueDim: number, device: Device = defaultDevice()): LayerKvCache {
+  return { k: zeros([batch, capacity, kvHeads, keyDim], 'f32', device), v: zeros([batch, capacity, kvHeads, valueDim], 'f32', device), length: 0 };
 }
 
 export interface AttentionConfig {

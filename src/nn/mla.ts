@@ -18,7 +18,7 @@
 // kv_b_proj (per head rows [k_nope ; v]), o_proj; per head, query rows are [q_nope ; q_rope].
 import {
   attention, concat, copyInto, expand, matmul, permute, reshape, rope, slice, split, transpose, zeros,
-  type RopeTables, type Rng, type Tensor,
+  defaultDevice, type Device, type RopeTables, type Rng, type Tensor,
 } from '../tensor/index.ts';
 import type { LayerKvCache } from './attention.ts';
 import { Linear } from './linear.ts';
@@ -45,8 +45,8 @@ export interface MlaConfig {
  * buffer, [B, capacity, 1, kvLoraRank + qkRopeHeadDim], each row [c_kv (after its norm) ; k_r (rotated)], and
  * `v` is a view of its first kvLoraRank columns: the absorbed attention's values are the latents themselves.
  */
-export function emptyLatentKvCache(batch: number, capacity: number, kvLoraRank: number, ropeDim: number): LayerKvCache {
-  const k = zeros([batch, capacity, 1, kvLoraRank + ropeDim]);
+export function emptyLatentKvCache(batch: number, capacity: number, kvLoraRank: number, ropeDim: number, device: Device = defaultDevice()): LayerKvCache {
+  const k = zeros([batch, capacity, 1, kvLoraRank + ropeDim], 'f32', device);
   return { k, v: slice(k, 3, 0, kvLoraRank), length: 0 };
 }
 

@@ -1,21 +1,29 @@
 // Module: a named tree of parameters and submodules. Names are given when a child is registered, and they are
 // Hugging Face's tensor names (`model.layers.0.self_attn.q_proj.weight`), so saving and loading a checkpoint
-// is a walk over namedParameters() with no renaming table.
-import { copyInto, tensor, type Tensor } from '../tensor/index.ts';
+// is a walk over namedParameters() with no renaming table. Buffers (RoPE tables) are tensors a module computes
+// with but does not train or save; `to(device)` moves parameters and buffers together.
+import { copyInto, keep, moveStorage, tensor, type Device, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export class Module {
   private readonly childModules = new Map<string, Module>();
   private readonly ownParameters = new Map<string, Tensor>();
+  private readonly ownBuffers = new Map<string, Tensor>();
 
   protected module<M extends Module>(name: string, child: M): M {
     this.childModules.set(name, child);
     return child;
   }
 
+  // Parameters and buffers live as long as their module: kept out of every scope (src/tensor/device.ts).
   protected parameter(name: string, value: Tensor): Tensor {
     value.requiresGrad = true;
-    this.ownParameters.set(name, value);
+    this.ownParameters.set(name, keep(value));
+    return value;
+  }
+
+  protected buffer(name: string, value: Tensor): Tensor {
+    this.ownBuffers.set(name, keep(value));
     return value;
   }
 
@@ -25,6 +33,32 @@ export class Module {
     for (const [name, p] of this.ownParameters) out.push([prefix + name, p]);
     for (const [name, child] of this.childModules) out.push(...child.namedParameters(`${prefix}${name}.`));
     return out;
+  }
+
+  namedBuffers(prefix = ''): Array<[string, Tensor]> {
+    const out: Array<[string, Tensor]> = [];
+    for (const [name, b] of this.ownBuffers) out.push([prefix + name, b]);
+    for (const [name, child] of this.childModules) out.push(...child.namedBuffers(`${prefix}${name}.`));
+    return out;
+  }
+
+  /** The device of the parameters (a module's parameters share one). */
+  get device(): Device {
+    const first = this.parameters()[0];
+    return first ? first.device : 'cpu';
+  }
+
+  /**
+   * Moves every parameter and buffer to `device` in place (the same Tensor objects, so fields and tied weights
+   * follow); gradients are dropped. Returns this module.
+   */
+  to(device: Device): this {
+    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
+      t.grad = null;
+      moveStorage(t, device);
+      keep(t);
+    }
+    return this;
   }
 
   parameters(): Tensor[] {
@@ -50,7 +84,7 @@ export class Module {
       if (v.shape.length !== p.shape.length || v.shape.some((d, i) => d !== p.shape[i])) {
         throw new UserError(`${source}: tensor '${name}' has shape [${v.shape}], the model expects [${p.shape}]`);
       }
-      copyInto(tensor(v.data, p.shape, p.dtype), p);
+      copyInto(tensor(v.data, p.shape, p.dtype, p.device), p);
     }
   }
 }

@@ -27,11 +27,14 @@
 //   are not counted. The bias is registered among the parameters (so checkpoints and HF folders carry it)
 //   but has requiresGrad false: it never gets a gradient, and AdamW skips it. Routed experts that got no token
 //   in a step get no gradient either.
+//
+// On a GPU the routing choice runs on the host: the scores [n, E] and the bias [E] are downloaded (small next to
+// the expert GEMMs), and the sorted token order goes back up as int32 index arrays.
 import {
-  add, concat, div, embedding, gather, indexAdd, isGradEnabled, linear, mul, randn, reshape, sigmoid, slice, sum,
+  add, concat, copyInto, div, embedding, gather, indexAdd, isGradEnabled, linear, mul, randn, reshape, sigmoid, slice, sum,
   tensor, zeros, type Rng, type Tensor,
 } from '../tensor/index.ts';
-import type { FloatArray } from '../tensor/backend.ts';
+import { allocHost, type FloatArray } from '../tensor/backend.ts';
 import { UserError } from '../util/errors.ts';
 import { SwiGluMlp } from './mlp.ts';
 import { Module } from './module.ts';
@@ -149,7 +152,7 @@ function topIndices(values: Float64Array, k: number): number[] {
  */
 export function expertGates(scores: Tensor, experts: Int32Array, c: MoeConfig): Tensor {
   const n = scores.shape[0];
-  const chosen = gather(scores, 1, tensor(experts, [n, c.numExpertsPerToken], 'i32'));
+  const chosen = gather(scores, 1, tensor(experts, [n, c.numExpertsPerToken], 'i32', scores.device));
   const normalised = c.normTopkProb ? div(chosen, add(sum(chosen, -1, true), 1e-20)) : chosen;
   return mul(normalised, c.routedScalingFactor);
 }
@@ -192,7 +195,7 @@ export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceW
   const flat = reshape(x, [n, C]);
   // V3 eq. 15; transformers computes router logits in float32, as we do for float32 models.
   const scores = sigmoid(linear(flat, parts.routerWeight));
-  const experts = selectExperts(scores.floats(), parts.bias, n, c);
+  const experts = selectExperts(scores.hostValues() as FloatArray, parts.bias, n, c);
   const gates = expertGates(scores, experts, c);
 
   // Counting sort of the n*K (token, slot) pairs by expert, tokens in increasing order within an expert.
@@ -208,15 +211,15 @@ export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceW
     tokenOfRow[row] = Math.floor(slot / K);
     slotOfRow[row] = slot;
   }
-  const tokenIds = tensor(tokenOfRow, [n * K], 'i32');
+  const tokenIds = tensor(tokenOfRow, [n * K], 'i32', x.device);
   const rows = embedding(flat, tokenIds);
   const outputs: Tensor[] = [];
   for (let e = 0; e < E; e++) {
     if (load[e] > 0) outputs.push(parts.expert(e, slice(rows, 0, start[e], start[e + 1])));
   }
   const expertOut = outputs.length === 1 ? outputs[0] : concat(outputs, 0);
-  const rowGates = embedding(reshape(gates, [n * K, 1]), tensor(slotOfRow, [n * K], 'i32'));
-  const routed = indexAdd(zeros([n, C], x.dtype), tokenIds, mul(expertOut, rowGates));
+  const rowGates = embedding(reshape(gates, [n * K, 1]), tensor(slotOfRow, [n * K], 'i32', x.device));
+  const routed = indexAdd(zeros([n, C], x.dtype, x.device), tokenIds, mul(expertOut, rowGates));
   const combined = parts.shared ? add(routed, reshape(parts.shared(flat), [n, C])) : routed;
   const output = reshape(combined, x.shape);
   const balanceLoss = seqBalanceWeight > 0 ? sequenceBalanceLoss(scores, x.ndim === 3 ? x.shape[0] : 1, c, seqBalanceWeight) : null;
@@ -235,13 +238,13 @@ export function sequenceBalanceLoss(scores: Tensor, sequences: number, c: MoeCon
   const K = c.numExpertsPerToken;
   const n = scores.shape[0];
   const T = n / sequences;
-  const unbiasedTopK = selectExperts(scores.floats(), new Float64Array(E), n, { ...c, numGroups: 1, topkGroup: 1 });
-  const f = zeros([sequences, E], scores.dtype);
-  const fData = f.floats();
+  const unbiasedTopK = selectExperts(scores.hostValues() as FloatArray, new Float64Array(E), n, { ...c, numGroups: 1, topkGroup: 1 });
+  const fData = allocHost(scores.dtype, sequences * E);
   for (let t = 0; t < n; t++) {
     const b = Math.floor(t / T);
     for (let k = 0; k < K; k++) fData[b * E + unbiasedTopK[t * K + k]] += E / (K * T);
   }
+  const f = tensor(fData, [sequences, E], scores.dtype, scores.device);
   const normalised = div(scores, sum(scores, -1, true));
   const P = mul(sum(reshape(normalised, [sequences, T, E]), 1), 1 / T);
   return mul(sum(mul(f, P)), alpha / sequences);
@@ -293,7 +296,7 @@ export class DeepSeekMoE extends Module {
     const shared = this.sharedExperts;
     const { output, balanceLoss, load } = moeForward(x, {
       routerWeight: this.gate.weight,
-      bias: this.gate.bias.floats(),
+      bias: this.gate.bias.hostValues() as FloatArray,
       expert: (e, rows) => this.experts[e].forward(rows),
       shared: shared ? (h) => shared.forward(h) : null,
     }, this.config, isGradEnabled() ? this.balance.seqBalanceWeight : 0);
@@ -313,8 +316,12 @@ export class DeepSeekMoE extends Module {
     if (total === 0) return null;
     const mean = total / load.length;
     const gamma = this.balance.biasUpdateSpeed;
-    const bias = this.gate.bias.floats();
-    if (gamma !== 0) for (let e = 0; e < load.length; e++) bias[e] += gamma * Math.sign(mean - load[e]);
+    if (gamma !== 0) {
+      const bias = this.gate.bias;
+      const values = bias.toArray();
+      for (let e = 0; e < load.length; e++) values[e] += gamma * Math.sign(mean - load[e]);
+      copyInto(tensor(values, bias.shape, bias.dtype, bias.device), bias);
+    }
     return { maxLoadRatio: Math.max(...load) / mean, load };
   }
 }

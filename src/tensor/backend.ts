@@ -1,17 +1,36 @@
 // Backends: a name, a device and a kernel table (src/tensor/kernels.ts). The two CPU backends share host
 // storage (typed arrays), so a tensor moves between them for free: `reference` is plain TypeScript, the living
-// definition of every kernel; `native` is the C++ core (native/cpu) and is the default where it is built.
+// definition of every kernel; `native` is the C++ core (native/cpu) and is the default where it is built. The
+// CUDA backend (backends/cuda.ts) keeps its tensors in device memory (DeviceArray) and adds what ops need to
+// create and move them there.
+import type { DeviceArray, DeviceMemory } from './device.ts';
 import type { Kernels } from './kernels.ts';
 
 export type DType = 'f32' | 'f64' | 'i32';
-export type Device = 'cpu' | 'cuda';
+export type { Device } from './device.ts';
 export type FloatArray = Float32Array | Float64Array;
 export type HostArray = FloatArray | Int32Array;
 
 export interface Backend {
   readonly name: 'reference' | 'native';
-  readonly device: Device;
+  readonly device: 'cpu';
   readonly kernels: Kernels<FloatArray, Int32Array>;
+}
+
+/** A backend whose buffers live in device memory; its kernels take device addresses (numbers). */
+export interface DeviceBackend {
+  readonly name: 'cuda';
+  readonly device: 'cuda';
+  readonly kernels: Kernels<number, number>;
+  readonly memory: DeviceMemory;
+  /** An uninitialised buffer of n elements (float64 is refused with a clear error). */
+  alloc(dtype: DType, n: number): DeviceArray;
+  upload(data: HostArray): DeviceArray;
+  fill(array: DeviceArray, value: number): void;
+  /** Copies n elements between buffers of the same element size, by address. */
+  copy(dst: number, src: number, n: number): void;
+  /** Converts n contiguous elements between float32 and int32 (toward zero, as a C cast). */
+  convert(src: number, srcDtype: 'f32' | 'i32', dst: number, n: number): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {
@@ -58,4 +77,21 @@ export function withBackend<T>(name: Backend['name'], fn: () => T): T {
   } finally {
     active = previous;
   }
+}
+
+let loadCuda: (() => DeviceBackend) | undefined;
+
+export function registerCudaBackend(load: () => DeviceBackend): void {
+  loadCuda = load;
+}
+
+/** The CUDA backend, initialised on first use; throws "CUDA backend not available: <reason>; ..." without one. */
+export function cudaBackend(): DeviceBackend {
+  if (!loadCuda) throw new Error('internal: the CUDA backend is not registered (import from src/tensor/index.ts)');
+  return loadCuda();
+}
+
+/** The kernel table of a device: the active CPU backend's or the CUDA backend's. */
+export function kernelsOn(device: 'cpu' | 'cuda'): Kernels<FloatArray | number, Int32Array | number> {
+  return device === 'cpu' ? cpuBackend().kernels : cudaBackend().kernels;
 }

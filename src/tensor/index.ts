@@ -1,8 +1,11 @@
-// The tensor layer's public face: Tensor, autograd controls, ops, random numbers, backends.
+// The tensor layer's public face: Tensor, autograd controls, ops, random numbers, backends, devices and scopes.
 import './backends/reference.ts';
 import './backends/native.ts';
+import './backends/cuda.ts';
 
 export * from './tensor.ts';
 export * from './ops.ts';
 export { Rng } from './random.ts';
-export { cpuBackend, withBackend, type Backend, type DType, type Device } from './backend.ts';
+export { cpuBackend, cudaBackend, withBackend, type Backend, type DeviceBackend, type DType } from './backend.ts';
+export { defaultDevice, dispose, keep, scope, setDefaultDevice, withDevice, type Device } from './device.ts';
+export { cudaMemoryStats, cudaSynchronize, setMatmulPrecision, useDevice, type Precision } from './backends/cuda.ts';

@@ -1,80 +1,134 @@
-// Every tensor op, defined once: its shape rules, its forward (a call into the active backend's kernel table)
-// and, right beside it, its backward. Backends supply kernels only (src/tensor/kernels.ts); models call ops.
-import { allocHost, cpuBackend, type DType, type FloatArray } from './backend.ts';
+// Every tensor op, defined once: its shape rules, its forward (a call into the kernel table of its inputs'
+// device) and, right beside it, its backward. Backends supply kernels only (src/tensor/kernels.ts); models call
+// ops. Outputs are allocated on the inputs' device; creation functions use the default device (device.ts).
+import { allocHost, cudaBackend, kernelsOn, type DType, type FloatArray, type HostArray } from './backend.ts';
+import { defaultDevice, DeviceArray, type Device } from './device.ts';
 import type { BinaryOpName, Kernels, ReduceOpName, UnaryOpName } from './kernels.ts';
 import type { Rng } from './random.ts';
 import { bindTapeOps, contiguousStrides, isGradEnabled, record, sameShape, shapeSize, Tensor, type Shape } from './tensor.ts';
 
-const kernels = (): Kernels<FloatArray, Int32Array> => cpuBackend().kernels;
+/** The kernel table of the inputs' device; mixing devices in one op is an error naming both. */
+function kernels(op: string, ...inputs: Tensor[]): Kernels<FloatArray | number, Int32Array | number> {
+  const device = inputs[0].device;
+  for (let i = 1; i < inputs.length; i++) {
+    if (inputs[i].device !== device) {
+      throw new Error(`${op}: ${inputs[0]} is on ${device} but ${inputs[i]} is on ${inputs[i].device}; move one with .to('${device}')`);
+    }
+  }
+  return kernelsOn(device);
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Creation
 
-export function empty(shape: Shape, dtype: DType = 'f32'): Tensor {
-  return new Tensor(allocHost(dtype, shapeSize(shape)), [...shape]);
+export function empty(shape: Shape, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
+  const n = shapeSize(shape);
+  return new Tensor(device === 'cpu' ? allocHost(dtype, n) : cudaBackend().alloc(dtype, n), [...shape]);
 }
 
-export function zeros(shape: Shape, dtype: DType = 'f32'): Tensor {
-  return empty(shape, dtype);
+export function zeros(shape: Shape, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
+  return device === 'cpu' ? empty(shape, dtype, device) : full(shape, 0, dtype, device);
 }
 
-export function full(shape: Shape, value: number, dtype: DType = 'f32'): Tensor {
-  const t = empty(shape, dtype);
-  t.storage.fill(value);
+export function full(shape: Shape, value: number, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
+  const t = empty(shape, dtype, device);
+  if (t.storage instanceof DeviceArray) cudaBackend().fill(t.storage, value);
+  else t.storage.fill(value);
   return t;
 }
 
-export function ones(shape: Shape, dtype: DType = 'f32'): Tensor {
-  return full(shape, 1, dtype);
+export function ones(shape: Shape, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
+  return full(shape, 1, dtype, device);
 }
 
 export function onesLike(t: Tensor): Tensor {
-  return full(t.shape, 1, t.dtype);
+  return full(t.shape, 1, t.dtype, t.device);
 }
 
 export function zerosLike(t: Tensor): Tensor {
-  return zeros(t.shape, t.dtype);
+  return zeros(t.shape, t.dtype, t.device);
+}
+
+// Host values as a tensor on `device`: the array itself on the CPU, an upload elsewhere. Every creation
+// function that computes its values (tensor, randn, rand, arange) fills a host array and ends here, so a
+// seeded initialisation is the same on every device.
+function fromHost(values: HostArray, shape: Shape, device: Device): Tensor {
+  return new Tensor(device === 'cpu' ? values : cudaBackend().upload(values), [...shape]);
 }
 
 /** A tensor from numbers (copied). Without a shape, a 1-d tensor of data.length elements. */
-export function tensor(data: ArrayLike<number>, shape: Shape = [data.length], dtype: DType = 'f32'): Tensor {
+export function tensor(data: ArrayLike<number>, shape: Shape = [data.length], dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
   if (shapeSize(shape) !== data.length) throw new Error(`tensor(): ${data.length} values do not fill shape [${shape}]`);
-  const t = empty(shape, dtype);
-  t.storage.set(data);
-  return t;
+  const values = allocHost(dtype, data.length);
+  values.set(data);
+  return fromHost(values, shape, device);
 }
 
-export function scalar(value: number, dtype: DType = 'f32'): Tensor {
-  return tensor([value], [], dtype);
+export function scalar(value: number, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
+  return tensor([value], [], dtype, device);
 }
 
-/** Normal draws with the given standard deviation, from a seeded generator. */
-export function randn(shape: Shape, rng: Rng, std = 1, dtype: DType = 'f32'): Tensor {
-  const t = empty(shape, dtype);
-  for (let i = 0; i < t.storage.length; i++) t.storage[i] = rng.normal() * std;
-  return t;
+/** Normal draws with the given standard deviation, from a seeded generator (drawn on the host on every device). */
+export function randn(shape: Shape, rng: Rng, std = 1, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
+  const values = allocHost(dtype, shapeSize(shape));
+  for (let i = 0; i < values.length; i++) values[i] = rng.normal() * std;
+  return fromHost(values, shape, device);
 }
 
 /** Uniform draws in [low, high). */
-export function rand(shape: Shape, rng: Rng, low = 0, high = 1, dtype: DType = 'f32'): Tensor {
-  const t = empty(shape, dtype);
-  for (let i = 0; i < t.storage.length; i++) t.storage[i] = low + (high - low) * rng.uniform();
-  return t;
+export function rand(shape: Shape, rng: Rng, low = 0, high = 1, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
+  const values = allocHost(dtype, shapeSize(shape));
+  for (let i = 0; i < values.length; i++) values[i] = low + (high - low) * rng.uniform();
+  return fromHost(values, shape, device);
 }
 
-export function arange(n: number, dtype: DType = 'i32'): Tensor {
-  const t = empty([n], dtype);
-  for (let i = 0; i < n; i++) t.storage[i] = i;
-  return t;
+export function arange(n: number, dtype: DType = 'i32', device: Device = defaultDevice()): Tensor {
+  const values = allocHost(dtype, n);
+  for (let i = 0; i < n; i++) values[i] = i;
+  return fromHost(values, [n], device);
 }
 
 /** A copy in another dtype (f32 <-> f64 <-> i32); gradients flow between float dtypes. */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
-  const out = new Tensor(allocHost(dtype, x.size), [...x.shape]);
-  out.storage.set(x.toArray());
+  let out: Tensor;
+  if (x.storage instanceof DeviceArray) {
+    const src = contiguous(x);
+    out = empty(x.shape, dtype, x.device);
+    cudaBackend().convert(deviceAddress(src), src.dtype as 'f32' | 'i32', deviceAddress(out), x.size);
+  } else {
+    out = new Tensor(allocHost(dtype, x.size), [...x.shape]);
+    (out.storage as HostArray).set(x.toArray());
+  }
   if (dtype === 'i32' || x.dtype === 'i32') return out;
   return record(out, 'cast', [x], (g) => [cast(g, x.dtype)]);
+}
+
+// The device address of a tensor's first element, whatever its dtype (casts and integer copies move raw words).
+function deviceAddress(t: Tensor): number {
+  return (t.storage as DeviceArray).address(() => t.toString()) + t.offset * 4;
+}
+
+/** A copy on another device (t.to(device) calls this); the gradient is copied back. */
+export function to(x: Tensor, device: Device): Tensor {
+  if (x.device === device) return x;
+  const out = fromHost(x.toArray(), x.shape, device);
+  return record(out, 'to', [x], (g) => [to(g, x.device)]);
+}
+
+/**
+ * Moves a tensor's storage to another device in place, so that every holder of this Tensor object (a model's
+ * fields, a tied output head) sees the move: Module.to uses it for parameters and buffers. The tensor must own
+ * its storage whole (contiguous, offset 0); views made before the move keep the old storage.
+ */
+export function moveStorage(t: Tensor, device: Device): void {
+  if (t.device === device) return;
+  if (!t.isContiguous || t.offset !== 0 || t.storage.length !== t.size) throw new Error(`moveStorage: ${t} is a view; only a tensor that owns its storage moves in place`);
+  const moved = fromHost(t.toArray(), t.shape, device);
+  const old = t.storage;
+  t.storage = moved.storage;
+  t.device = device;
+  if (old instanceof DeviceArray) old.free('dispose');
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -137,7 +191,7 @@ export function slice(x: Tensor, dim: number, start: number, end: number = x.sha
   shape[d] = e - s;
   const out = view(x, shape, x.strides, x.offset + s * x.strides[d]);
   return record(out, 'slice', [x], (g) => {
-    const dx = zeros(x.shape, g.dtype);
+    const dx = zeros(x.shape, g.dtype, g.device);
     copyInto(g, slice(dx, d, s, e));
     return [dx];
   });
@@ -166,7 +220,7 @@ export function squeeze(x: Tensor, dim: number): Tensor {
 /** This tensor if it is already contiguous (unless `copy`), else a contiguous copy. */
 export function contiguous(x: Tensor, copy = false): Tensor {
   if (x.isContiguous && !copy) return x;
-  const out = empty(x.shape, x.dtype);
+  const out = empty(x.shape, x.dtype, x.device);
   copyInto(x, out);
   return record(out, 'contiguous', [x], (g) => [g]);
 }
@@ -177,13 +231,21 @@ export function contiguous(x: Tensor, copy = false): Tensor {
  * differentiable step.
  */
 export function copyInto(src: Tensor, dst: Tensor): void {
+  const k = kernels('copyInto', src, dst);
+  if (dst.storage instanceof DeviceArray) {
+    if (src.dtype !== dst.dtype) throw new TypeError(`copyInto: dtypes ${src.dtype} and ${dst.dtype} differ`);
+    // The copy kernel moves 32-bit words, so it copies int32 data exactly too.
+    if (dst.dtype === 'i32') dst.storage.hostMirror = null;
+    k.copy(deviceAddress(src), broadcastStrides(src, dst.shape), deviceAddress(dst), dst.strides, dst.shape);
+    return;
+  }
   if (src.dtype === 'i32' || dst.dtype === 'i32') {
     const values = src.toArray();
     const idx = new Array(dst.ndim).fill(0);
     for (let i = 0; i < values.length; i++) {
       let p = dst.offset;
       for (let d = 0; d < dst.ndim; d++) p += idx[d] * dst.strides[d];
-      dst.storage[p] = values[i];
+      (dst.storage as HostArray)[p] = values[i];
       for (let d = dst.ndim - 1; d >= 0; d--) {
         if (++idx[d] < dst.shape[d]) break;
         idx[d] = 0;
@@ -191,7 +253,7 @@ export function copyInto(src: Tensor, dst: Tensor): void {
     }
     return;
   }
-  kernels().copy(src.floats(), broadcastStrides(src, dst.shape), dst.floats(), dst.strides, dst.shape);
+  k.copy(src.floatData(), broadcastStrides(src, dst.shape), dst.floatData(), dst.strides, dst.shape);
 }
 
 /** Concatenation along an axis. */
@@ -205,7 +267,7 @@ export function concat(xs: readonly Tensor[], dim: number): Tensor {
     }
     return n + x.shape[d];
   }, 0);
-  const out = empty(shape, xs[0].dtype);
+  const out = empty(shape, xs[0].dtype, xs[0].device);
   const starts: number[] = [];
   let at = 0;
   for (const x of xs) {
@@ -270,7 +332,7 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
 type Operand = Tensor | number;
 
 function asTensor(x: Operand, like: Tensor): Tensor {
-  return typeof x === 'number' ? scalar(x, like.dtype) : x;
+  return typeof x === 'number' ? scalar(x, like.dtype, like.device) : x;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -278,9 +340,10 @@ function asTensor(x: Operand, like: Tensor): Tensor {
 
 function binaryRaw(op: BinaryOpName, a: Tensor, b: Tensor): Tensor {
   if (a.dtype !== b.dtype) throw new TypeError(`${op}: dtypes ${a.dtype} and ${b.dtype} differ`);
+  const k = kernels(op, a, b);
   const shape = broadcastShapes(a.shape, b.shape);
-  const out = empty(shape, a.dtype);
-  kernels().binary(op, a.floats(), broadcastStrides(a, shape), b.floats(), broadcastStrides(b, shape), out.floats(), shape);
+  const out = empty(shape, a.dtype, a.device);
+  k.binary(op, a.floatData(), broadcastStrides(a, shape), b.floatData(), broadcastStrides(b, shape), out.floatData(), shape);
   return out;
 }
 
@@ -355,10 +418,11 @@ function operands(a: Operand, b: Operand): [Tensor, Tensor] {
 /** cond ? a : b elementwise (cond is a 0/1 float mask); broadcasts all three. */
 export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
   const [x, y] = operands(a, b);
+  const k = kernels('where', cond, x, y);
   const shape = broadcastShapes(cond.shape, broadcastShapes(x.shape, y.shape));
-  const out = empty(shape, x.dtype);
-  kernels().where(cond.floats(), broadcastStrides(cond, shape), x.floats(), broadcastStrides(x, shape), y.floats(),
-    broadcastStrides(y, shape), out.floats(), shape);
+  const out = empty(shape, x.dtype, x.device);
+  k.where(cond.floatData(), broadcastStrides(cond, shape), x.floatData(), broadcastStrides(x, shape), y.floatData(),
+    broadcastStrides(y, shape), out.floatData(), shape);
   return record(out, 'where', [x, y], (g) => [
     x.requiresGrad ? sumTo(where(cond, g, 0), x.shape) : null,
     y.requiresGrad ? sumTo(where(cond, 0, g), y.shape) : null,
@@ -366,12 +430,13 @@ export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
 }
 
 function unary(op: UnaryOpName, x: Tensor): Tensor {
+  const k = kernels(op, x);
   const src = contiguous(x);
-  const out = empty(x.shape, x.dtype);
-  kernels().unary(op, src.floats(), out.floats(), out.size);
+  const out = empty(x.shape, x.dtype, x.device);
+  k.unary(op, src.floatData(), out.floatData(), out.size);
   return record(out, op, [src], (g) => {
-    const dx = empty(x.shape, x.dtype);
-    kernels().unaryBackward(op, src.floats(), out.floats(), contiguous(g).floats(), dx.floats(), dx.size);
+    const dx = empty(x.shape, x.dtype, x.device);
+    k.unaryBackward(op, src.floatData(), out.floatData(), contiguous(g).floatData(), dx.floatData(), dx.size);
     return [dx];
   });
 }
@@ -396,14 +461,15 @@ export const cos = (x: Tensor): Tensor => unary('cos', x);
 /** silu(gate) * up in one pass: the SwiGLU MLP's activation. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (!sameShape(gate.shape, up.shape)) throw new Error(`swiglu: gate [${gate.shape}] and up [${up.shape}] differ`);
+  const k = kernels('swiglu', gate, up);
   const g0 = contiguous(gate);
   const u0 = contiguous(up);
-  const out = empty(gate.shape, gate.dtype);
-  kernels().swiglu(g0.floats(), u0.floats(), out.floats(), out.size);
+  const out = empty(gate.shape, gate.dtype, gate.device);
+  k.swiglu(g0.floatData(), u0.floatData(), out.floatData(), out.size);
   return record(out, 'swiglu', [g0, u0], (g) => {
-    const dgate = empty(gate.shape, gate.dtype);
-    const dup = empty(up.shape, up.dtype);
-    kernels().swigluBackward(g0.floats(), u0.floats(), contiguous(g).floats(), dgate.floats(), dup.floats(), out.size);
+    const dgate = empty(gate.shape, gate.dtype, gate.device);
+    const dup = empty(up.shape, up.dtype, up.device);
+    k.swigluBackward(g0.floatData(), u0.floatData(), contiguous(g).floatData(), dgate.floatData(), dup.floatData(), out.size);
     return [dgate, dup];
   });
 }
@@ -419,6 +485,7 @@ function normalizeDims(x: Tensor, dims: number | readonly number[] | undefined):
 
 // Reduces the given axes (one kernel call per axis, each over a [outer, len, inner] view), keeping them as 1s.
 function reduceRaw(op: ReduceOpName, x: Tensor, dims: number[]): Tensor {
+  const k = kernels(op, x);
   let cur = contiguous(x);
   for (const d of dims) {
     const outer = shapeSize(cur.shape.slice(0, d));
@@ -426,8 +493,8 @@ function reduceRaw(op: ReduceOpName, x: Tensor, dims: number[]): Tensor {
     const inner = shapeSize(cur.shape.slice(d + 1));
     const shape = [...cur.shape];
     shape[d] = 1;
-    const out = empty(shape, x.dtype);
-    kernels().reduce(op, cur.floats(), out.floats(), outer, len, inner);
+    const out = empty(shape, x.dtype, x.device);
+    k.reduce(op, cur.floatData(), out.floatData(), outer, len, inner);
     cur = out;
   }
   return cur;
@@ -468,7 +535,7 @@ export const min = (x: Tensor, dims?: number | readonly number[], keepdim = fals
 /** Sum of squares of all elements, as a number (gradient-norm clipping). */
 export function sumSquares(x: Tensor): number {
   const src = contiguous(x);
-  return kernels().sumSquares(src.floats(), src.size);
+  return kernels('sumSquares', x).sumSquares(src.floatData(), src.size);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -482,24 +549,26 @@ function lastAxisRows(x: Tensor, dim: number, name: string): { rows: number; col
 
 export function softmax(x: Tensor, dim = -1): Tensor {
   const { rows, cols } = lastAxisRows(x, dim, 'softmax');
+  const k = kernels('softmax', x);
   const src = contiguous(x);
-  const out = empty(x.shape, x.dtype);
-  kernels().softmax(src.floats(), out.floats(), rows, cols);
+  const out = empty(x.shape, x.dtype, x.device);
+  k.softmax(src.floatData(), out.floatData(), rows, cols);
   return record(out, 'softmax', [src], (g) => {
-    const dx = empty(x.shape, x.dtype);
-    kernels().softmaxBackward(out.floats(), contiguous(g).floats(), dx.floats(), rows, cols);
+    const dx = empty(x.shape, x.dtype, x.device);
+    k.softmaxBackward(out.floatData(), contiguous(g).floatData(), dx.floatData(), rows, cols);
     return [dx];
   });
 }
 
 export function logSoftmax(x: Tensor, dim = -1): Tensor {
   const { rows, cols } = lastAxisRows(x, dim, 'logSoftmax');
+  const k = kernels('logSoftmax', x);
   const src = contiguous(x);
-  const out = empty(x.shape, x.dtype);
-  kernels().logSoftmax(src.floats(), out.floats(), rows, cols);
+  const out = empty(x.shape, x.dtype, x.device);
+  k.logSoftmax(src.floatData(), out.floatData(), rows, cols);
   return record(out, 'logSoftmax', [src], (g) => {
-    const dx = empty(x.shape, x.dtype);
-    kernels().logSoftmaxBackward(out.floats(), contiguous(g).floats(), dx.floats(), rows, cols);
+    const dx = empty(x.shape, x.dtype, x.device);
+    k.logSoftmaxBackward(out.floatData(), contiguous(g).floatData(), dx.floatData(), rows, cols);
     return [dx];
   });
 }
@@ -518,8 +587,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: { ignoreI
   if (targets.size !== rows || targets.dtype !== 'i32') {
     throw new Error(`crossEntropy: targets must be int32 with ${rows} elements (logits [${logits.shape}]), got ${targets.dtype} [${targets.shape}]`);
   }
+  const k = kernels('crossEntropy', logits, targets);
   const t = contiguous(targets);
-  const ids = t.ints();
+  const ids = t.hostInts();
   let counted = 0;
   for (let i = 0; i < rows; i++) {
     const id = ids[i];
@@ -528,12 +598,12 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: { ignoreI
     counted++;
   }
   const src = contiguous(logits);
-  const losses = empty(targets.shape, logits.dtype);
-  const lse = empty([rows], logits.dtype);
-  kernels().crossEntropy(src.floats(), ids, losses.floats(), lse.floats(), rows, vocab, ignoreIndex);
+  const losses = empty(targets.shape, logits.dtype, logits.device);
+  const lse = empty([rows], logits.dtype, logits.device);
+  k.crossEntropy(src.floatData(), t.intData(), losses.floatData(), lse.floatData(), rows, vocab, ignoreIndex);
   const perRow = record(losses, 'crossEntropy', [src], (g) => {
-    const dx = empty(src.shape, src.dtype);
-    kernels().crossEntropyBackward(src.floats(), ids, lse.floats(), contiguous(g).floats(), dx.floats(), rows, vocab, ignoreIndex);
+    const dx = empty(src.shape, src.dtype, src.device);
+    k.crossEntropyBackward(src.floatData(), t.intData(), lse.floatData(), contiguous(g).floatData(), dx.floatData(), rows, vocab, ignoreIndex);
     return [dx];
   });
   switch (options.reduction ?? 'mean') {
@@ -580,8 +650,9 @@ function gemm(a: GemmOperand, b: GemmOperand, batchShape: Shape): Tensor {
   const m = a.rows;
   const k = a.cols;
   const n = b.cols;
-  const out = empty([...batchShape, m, n], a.t.dtype);
-  kernels().matmul(a.t.floats(), b.t.floats(), out.floats(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
+  const k2 = kernels('matmul', a.t, b.t);
+  const out = empty([...batchShape, m, n], a.t.dtype, a.t.device);
+  k2.matmul(a.t.floatData(), b.t.floatData(), out.floatData(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
   return out;
 }
 
@@ -629,16 +700,18 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 /** Rows of `table` [V, D] picked by int32 ids of any shape: out [...ids.shape, D]. */
 export function embedding(table: Tensor, ids: Tensor): Tensor {
   const [vocab, dim] = table.shape;
-  const idx = contiguous(ids).ints();
+  const k = kernels('embedding', table, ids);
+  const ids0 = contiguous(ids);
+  const idx = ids0.hostInts();
   for (let i = 0; i < idx.length; i++) {
     if (idx[i] < 0 || idx[i] >= vocab) throw new RangeError(`embedding: id ${idx[i]} at position ${i} is outside [0, ${vocab})`);
   }
   const src = contiguous(table);
-  const out = empty([...ids.shape, dim], table.dtype);
-  kernels().embedding(src.floats(), idx, out.floats(), idx.length, dim);
+  const out = empty([...ids.shape, dim], table.dtype, table.device);
+  k.embedding(src.floatData(), ids0.intData(), out.floatData(), idx.length, dim);
   return record(out, 'embedding', [src], (g) => {
-    const dtable = zeros(table.shape, table.dtype);
-    kernels().embeddingBackward(idx, contiguous(g).floats(), dtable.floats(), idx.length, dim);
+    const dtable = zeros(table.shape, table.dtype, table.device);
+    k.embeddingBackward(ids0.intData(), contiguous(g).floatData(), dtable.floatData(), idx.length, dim);
     return [dtable];
   });
 }
@@ -655,14 +728,16 @@ export function indexAdd(base: Tensor, index: Tensor, src: Tensor): Tensor {
     throw new Error(`indexAdd: base [${base.shape}], index [${index.shape}] and src [${src.shape}] do not fit (src [n, ...base.shape[1:]], index [n])`);
   }
   if (base.dtype !== src.dtype) throw new TypeError(`indexAdd: dtypes ${base.dtype} and ${src.dtype} differ`);
-  const idx = contiguous(index).ints();
+  const k = kernels('indexAdd', base, index, src);
+  const index0 = contiguous(index);
+  const idx = index0.hostInts();
   for (let i = 0; i < idx.length; i++) {
     if (idx[i] < 0 || idx[i] >= rows) throw new RangeError(`indexAdd: index ${idx[i]} at position ${i} is outside [0, ${rows})`);
   }
-  const out = empty(base.shape, base.dtype);
+  const out = empty(base.shape, base.dtype, base.device);
   copyInto(base, out);
   const s0 = contiguous(src);
-  kernels().embeddingBackward(idx, s0.floats(), out.floats(), idx.length, rowSize);
+  k.embeddingBackward(index0.intData(), s0.floatData(), out.floatData(), idx.length, rowSize);
   return record(out, 'indexAdd', [base, s0], (g) => [
     // d out / d base is the identity; row i of src reaches out[index[i]], so its gradient is that row of g.
     g,
@@ -680,16 +755,18 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   const inner = shapeSize(x.shape.slice(d + 1));
   const len = x.shape[d];
   const k = index.shape[d];
-  const idx = contiguous(index).ints();
+  const kern = kernels('gather', x, index);
+  const index0 = contiguous(index);
+  const idx = index0.hostInts();
   for (let i = 0; i < idx.length; i++) {
     if (idx[i] < 0 || idx[i] >= len) throw new RangeError(`gather: index ${idx[i]} is outside [0, ${len})`);
   }
   const src = contiguous(x);
-  const out = empty(index.shape, x.dtype);
-  kernels().gather(src.floats(), idx, out.floats(), outer, len, inner, k);
+  const out = empty(index.shape, x.dtype, x.device);
+  kern.gather(src.floatData(), index0.intData(), out.floatData(), outer, len, inner, k);
   return record(out, 'gather', [src], (g) => {
-    const dx = zeros(x.shape, x.dtype);
-    kernels().scatterAdd(idx, contiguous(g).floats(), dx.floats(), outer, len, inner, k);
+    const dx = zeros(x.shape, x.dtype, x.device);
+    kern.scatterAdd(index0.intData(), contiguous(g).floatData(), dx.floatData(), outer, len, inner, k);
     return [dx];
   });
 }
@@ -702,15 +779,16 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const dim = x.shape[x.ndim - 1];
   if (weight.size !== dim) throw new Error(`rmsNorm: weight of ${weight.size} elements for rows of ${dim}`);
   const rows = x.size / dim;
+  const k = kernels('rmsNorm', x, weight);
   const src = contiguous(x);
   const w = contiguous(weight);
-  const out = empty(x.shape, x.dtype);
-  const rstd = empty([rows], x.dtype);
-  kernels().rmsnorm(src.floats(), w.floats(), out.floats(), rstd.floats(), rows, dim, eps);
+  const out = empty(x.shape, x.dtype, x.device);
+  const rstd = empty([rows], x.dtype, x.device);
+  k.rmsnorm(src.floatData(), w.floatData(), out.floatData(), rstd.floatData(), rows, dim, eps);
   return record(out, 'rmsNorm', [src, w], (g) => {
-    const dx = empty(x.shape, x.dtype);
-    const dw = zeros(weight.shape, weight.dtype);
-    kernels().rmsnormBackward(src.floats(), w.floats(), rstd.floats(), contiguous(g).floats(), dx.floats(), dw.floats(), rows, dim);
+    const dx = empty(x.shape, x.dtype, x.device);
+    const dw = zeros(weight.shape, weight.dtype, weight.device);
+    k.rmsnormBackward(src.floatData(), w.floatData(), rstd.floatData(), contiguous(g).floatData(), dx.floatData(), dw.floatData(), rows, dim);
     return [dx, dw];
   });
 }
@@ -726,19 +804,21 @@ export function rope(x: Tensor, positions: Tensor, tables: RopeTables): Tensor {
   if (x.ndim !== 4) throw new Error(`rope: x must be [B, T, H, D], got [${x.shape}]`);
   const [B, T, H, D] = x.shape;
   if (positions.size !== B * T) throw new Error(`rope: ${positions.size} positions for ${B}x${T} tokens`);
-  const pos = contiguous(positions).ints();
+  const k = kernels('rope', x, positions, tables.cos, tables.sin);
+  const positions0 = contiguous(positions);
+  const pos = positions0.hostInts();
   const maxPos = tables.cos.shape[0];
   for (let i = 0; i < pos.length; i++) {
     if (pos[i] < 0 || pos[i] >= maxPos) throw new RangeError(`rope: position ${pos[i]} is outside the table of ${maxPos} positions`);
   }
   const src = contiguous(x);
-  const out = empty(x.shape, x.dtype);
-  const apply = (input: FloatArray, output: FloatArray, inverse: boolean) =>
-    kernels().rope(input, output, pos, tables.cos.floats(), tables.sin.floats(), B * T, H, D, tables.rotDim, tables.interleaved, inverse);
-  apply(src.floats(), out.floats(), false);
+  const out = empty(x.shape, x.dtype, x.device);
+  const apply = (input: FloatArray | number, output: FloatArray | number, inverse: boolean) =>
+    k.rope(input, output, positions0.intData(), tables.cos.floatData(), tables.sin.floatData(), B * T, H, D, tables.rotDim, tables.interleaved, inverse);
+  apply(src.floatData(), out.floatData(), false);
   return record(out, 'rope', [src], (g) => {
-    const dx = empty(x.shape, x.dtype);
-    apply(contiguous(g).floats(), dx.floats(), true);
+    const dx = empty(x.shape, x.dtype, x.device);
+    apply(contiguous(g).floatData(), dx.floatData(), true);
     return [dx];
   });
 }
@@ -766,27 +846,29 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   if (Hq % Hkv !== 0) throw new Error(`attention: ${Hq} query heads are not a multiple of ${Hkv} key/value heads`);
   const causal = options.causal ?? true;
   const scale = options.scale ?? 1 / Math.sqrt(D);
-  const kvStart = options.kvStart ? contiguous(options.kvStart).ints() : null;
+  const kern = options.kvStart ? kernels('attention', q, k, v, options.kvStart) : kernels('attention', q, k, v);
+  const kvStartTensor = options.kvStart ? contiguous(options.kvStart) : null;
+  const kvStart = (): Int32Array | number | null => kvStartTensor?.intData() ?? null;
   const q0 = contiguous(q);
-  const out = empty([B, Tq, Hq, Dv], q.dtype);
-  const lse = empty([B, Hq, Tq], q.dtype);
+  const out = empty([B, Tq, Hq, Dv], q.dtype, q.device);
+  const lse = empty([B, Hq, Tq], q.dtype, q.device);
   // Decoding reads k and v in place from a KV cache (views [B, Tk, H, D] of [B, capacity, H, D] buffers).
   const inPlace = !isGradEnabled() || !(q.requiresGrad || k.requiresGrad || v.requiresGrad);
   if (inPlace && rowsContiguous(k) && rowsContiguous(v)) {
-    kernels().attention(q0.floats(), k.floats(), v.floats(), out.floats(), lse.floats(), kvStart, B, Tq, Tk, Hq, Hkv, D, Dv,
+    kern.attention(q0.floatData(), k.floatData(), v.floatData(), out.floatData(), lse.floatData(), kvStart(), B, Tq, Tk, Hq, Hkv, D, Dv,
       B === 1 ? Tk * Hkv * D : k.strides[0], B === 1 ? Tk * Hkv * Dv : v.strides[0], scale, causal);
     return out;
   }
   const k0 = contiguous(k);
   const v0 = contiguous(v);
-  kernels().attention(q0.floats(), k0.floats(), v0.floats(), out.floats(), lse.floats(), kvStart, B, Tq, Tk, Hq, Hkv, D, Dv,
+  kern.attention(q0.floatData(), k0.floatData(), v0.floatData(), out.floatData(), lse.floatData(), kvStart(), B, Tq, Tk, Hq, Hkv, D, Dv,
     Tk * Hkv * D, Tk * Hkv * Dv, scale, causal);
   return record(out, 'attention', [q0, k0, v0], (g) => {
-    const dq = empty(q.shape, q.dtype);
-    const dk = empty(k.shape, k.dtype);
-    const dv = empty(v.shape, v.dtype);
-    kernels().attentionBackward(q0.floats(), k0.floats(), v0.floats(), out.floats(), lse.floats(), contiguous(g).floats(),
-      dq.floats(), dk.floats(), dv.floats(), kvStart, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal);
+    const dq = empty(q.shape, q.dtype, q.device);
+    const dk = empty(k.shape, k.dtype, k.device);
+    const dv = empty(v.shape, v.dtype, v.device);
+    kern.attentionBackward(q0.floatData(), k0.floatData(), v0.floatData(), out.floatData(), lse.floatData(), contiguous(g).floatData(),
+      dq.floatData(), dk.floatData(), dv.floatData(), kvStart(), B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal);
     return [dq, dk, dv];
   });
 }
@@ -797,4 +879,4 @@ function rowsContiguous(x: Tensor): boolean {
   return x.strides[3] === 1 && (x.strides[2] === D || H === 1) && (x.strides[1] === H * D || T === 1);
 }
 
-bindTapeOps({ add, onesLike, contiguous });
+bindTapeOps({ add, onesLike, contiguous, to });

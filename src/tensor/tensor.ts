@@ -1,10 +1,16 @@
 // Tensor: a typed buffer with a shape, strides and an offset (so transposes, slices and broadcasts are views),
 // plus what reverse-mode autograd needs: `requiresGrad`, `grad`, and the tape node of the op that made it.
 //
-// Lifetime rule: host memory belongs to the JavaScript garbage collector. A tensor holds its storage, its
-// autograd node holds its inputs; `backward()` drops the nodes it has used, so the graph of a step is freed
-// once the loss is out of scope. `liveNodes()` counts graph nodes not yet freed (tests check it returns to 0).
-import { allocHost, type DType, type Device, type FloatArray, type HostArray } from './backend.ts';
+// Storage is host memory (a typed array) or device memory (a DeviceArray, src/tensor/device.ts); `device` says
+// which. Kernels read a tensor through floatData()/intData(): the typed array positioned at the tensor's offset
+// on the CPU, its device address there on CUDA. toArray(), item() and toNested() download.
+//
+// Lifetime rule: host memory belongs to the JavaScript garbage collector; device memory to scopes (device.ts).
+// A tensor holds its storage, its autograd node holds its inputs; `backward()` drops the nodes it has used, so
+// the graph of a step is freed once the loss is out of scope. `liveNodes()` counts graph nodes not yet freed
+// (tests check it returns to 0).
+import { allocHost, type DType, type FloatArray, type HostArray } from './backend.ts';
+import { DeviceArray, type Device } from './device.ts';
 
 export type Shape = readonly number[];
 
@@ -44,18 +50,25 @@ export class Tensor {
   readonly strides: Shape;
   readonly offset: number;
   readonly dtype: DType;
-  readonly device: Device = 'cpu';
-  readonly storage: HostArray;
+  /** Where the storage lives; changes only through moveStorage (Module.to moving parameters in place). */
+  device: Device;
+  storage: HostArray | DeviceArray;
   requiresGrad: boolean;
   grad: Tensor | null = null;
   node: GradNode | null = null;
 
-  constructor(storage: HostArray, shape: Shape, options: { strides?: Shape; offset?: number; requiresGrad?: boolean } = {}) {
+  constructor(storage: HostArray | DeviceArray, shape: Shape, options: { strides?: Shape; offset?: number; requiresGrad?: boolean } = {}) {
     this.storage = storage;
     this.shape = shape;
     this.strides = options.strides ?? contiguousStrides(shape);
     this.offset = options.offset ?? 0;
-    this.dtype = storage instanceof Float32Array ? 'f32' : storage instanceof Float64Array ? 'f64' : 'i32';
+    if (storage instanceof DeviceArray) {
+      this.dtype = storage.dtype;
+      this.device = storage.memory.device;
+    } else {
+      this.dtype = storage instanceof Float32Array ? 'f32' : storage instanceof Float64Array ? 'f64' : 'i32';
+      this.device = 'cpu';
+    }
     this.requiresGrad = options.requiresGrad ?? false;
   }
 
@@ -83,27 +96,72 @@ export class Tensor {
     return d;
   }
 
-  /** The float buffer positioned at this tensor's first element (for kernels). */
+  /** The host float array positioned at this tensor's first element (writable: it is the storage). */
   floats(): FloatArray {
     if (this.dtype === 'i32') throw new TypeError(`expected a float tensor, got int32 of shape [${this.shape}]`);
-    const s = this.storage as FloatArray;
-    return this.offset === 0 ? s : s.subarray(this.offset);
+    if (this.storage instanceof DeviceArray) throw new Error(`floats() reads host memory, but ${this} is on ${this.device}: use toArray(), or .to('cpu')`);
+    return this.offset === 0 ? this.storage as FloatArray : (this.storage as FloatArray).subarray(this.offset);
   }
 
   ints(): Int32Array {
     if (this.dtype !== 'i32') throw new TypeError(`expected an int32 tensor, got ${this.dtype} of shape [${this.shape}]`);
-    const s = this.storage as Int32Array;
-    return this.offset === 0 ? s : s.subarray(this.offset);
+    if (this.storage instanceof DeviceArray) throw new Error(`ints() reads host memory, but ${this} is on ${this.device}: use toArray(), or .to('cpu')`);
+    return this.offset === 0 ? this.storage as Int32Array : (this.storage as Int32Array).subarray(this.offset);
   }
 
-  /** The elements in row-major order as a fresh array of this dtype. */
+  /** What kernels take for this float tensor: floats() on the CPU, the device address of the first element on CUDA. */
+  floatData(): FloatArray | number {
+    const s = this.storage;
+    if (!(s instanceof DeviceArray)) return this.floats();
+    if (this.dtype === 'i32') throw new TypeError(`expected a float tensor, got int32 of shape [${this.shape}]`);
+    return s.address(() => this.toString()) + this.offset * 4;
+  }
+
+  /** What kernels take for this int32 tensor (as floatData). */
+  intData(): Int32Array | number {
+    const s = this.storage;
+    if (!(s instanceof DeviceArray)) return this.ints();
+    if (this.dtype !== 'i32') throw new TypeError(`expected an int32 tensor, got ${this.dtype} of shape [${this.shape}]`);
+    return s.address(() => this.toString()) + this.offset * 4;
+  }
+
+  /**
+   * The values of this contiguous int32 tensor on the host, for checking indices before a kernel reads them:
+   * the storage itself on the CPU, the array a device buffer was uploaded from while it is unchanged, else a
+   * download. Read-only.
+   */
+  hostInts(): Int32Array {
+    const s = this.storage;
+    if (!(s instanceof DeviceArray)) return this.ints();
+    if (s.hostMirror && this.isContiguous) return s.hostMirror.subarray(this.offset, this.offset + this.size);
+    return this.toArray() as Int32Array;
+  }
+
+  /**
+   * The elements in row-major order on the host, read-only: the storage itself for a contiguous CPU tensor (no
+   * copy: decoding reads [batch, vocab] rows every step), a fresh array otherwise.
+   */
+  hostValues(): HostArray {
+    if (!(this.storage instanceof DeviceArray) && this.isContiguous) {
+      return this.storage.subarray(this.offset, this.offset + this.size);
+    }
+    return this.toArray();
+  }
+
+  /** The elements in row-major order as a fresh host array of this dtype (a download for device tensors). */
   toArray(): HostArray {
     const out = allocHost(this.dtype, this.size);
+    const s = this.storage;
+    if (s instanceof DeviceArray) {
+      const src = this.isContiguous ? this : ops().contiguous(this.detach());
+      s.memory.download(out, (src.storage as DeviceArray).address(() => this.toString()) + src.offset * 4);
+      return out;
+    }
     const idx = new Array(this.ndim).fill(0);
     for (let i = 0; i < out.length; i++) {
       let p = this.offset;
       for (let d = 0; d < this.ndim; d++) p += idx[d] * this.strides[d];
-      out[i] = this.storage[p];
+      out[i] = s[p];
       for (let d = this.ndim - 1; d >= 0; d--) {
         if (++idx[d] < this.shape[d]) break;
         idx[d] = 0;
@@ -115,6 +173,7 @@ export class Tensor {
   /** The value of a one-element tensor. */
   item(): number {
     if (this.size !== 1) throw new Error(`item() needs a tensor of one element, got shape [${this.shape}]`);
+    if (this.storage instanceof DeviceArray) return this.toArray()[0];
     return this.storage[this.offset];
   }
 
@@ -129,6 +188,11 @@ export class Tensor {
     return build(0, 0);
   }
 
+  /** This tensor on another device (itself when already there); gradients flow back across the copy. */
+  to(device: Device): Tensor {
+    return device === this.device ? this : ops().to(this, device);
+  }
+
   /** A tensor sharing this one's storage that is not part of any graph. */
   detach(): Tensor {
     return new Tensor(this.storage, this.shape, { strides: this.strides, offset: this.offset });
@@ -140,7 +204,7 @@ export class Tensor {
   }
 
   toString(): string {
-    return `Tensor(${this.dtype}, [${this.shape}])`;
+    return `Tensor(${this.dtype}, [${this.shape}]${this.device === 'cpu' ? '' : `, ${this.device}`})`;
   }
 }
 
@@ -240,7 +304,12 @@ function backward(root: Tensor, gradOutput: Tensor | undefined): void {
 
 // The op module imports this one; reaching it through a late-bound getter keeps the import graph acyclic at
 // load time.
-type OpsForTape = { add(a: Tensor, b: Tensor): Tensor; onesLike(t: Tensor): Tensor; contiguous(t: Tensor, copy?: boolean): Tensor };
+type OpsForTape = {
+  add(a: Tensor, b: Tensor): Tensor;
+  onesLike(t: Tensor): Tensor;
+  contiguous(t: Tensor, copy?: boolean): Tensor;
+  to(t: Tensor, device: Device): Tensor;
+};
 let opsModule: OpsForTape | undefined;
 export function bindTapeOps(m: OpsForTape): void {
   opsModule = m;

@@ -1,8 +1,9 @@
 // AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization", Algorithm 2) over a model's named
 // parameters, and global gradient-norm clipping. The update itself is the fused `adamw` kernel (native/r1.h),
-// run in place on each parameter's storage: the optimizer is the one place parameters are written.
-import { allocHost, cpuBackend, type FloatArray } from '../tensor/backend.ts';
-import { mul, type Tensor } from '../tensor/index.ts';
+// run in place on each parameter's storage, on the parameter's device (the moments live beside it, kept out of
+// every scope): the optimizer is the one place parameters are written.
+import { kernelsOn, type FloatArray } from '../tensor/backend.ts';
+import { contiguous, copyInto, keep, mul, sumSquares, tensor, zeros, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -35,7 +36,7 @@ export function weightDecayGroups(named: ReadonlyArray<[string, Tensor]>, weight
   return [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0);
 }
 
-/** Moments of every parameter by name, and the number of updates taken (for bias correction). */
+/** Moments of every parameter by name (host arrays), and the number of updates taken (for bias correction). */
 export interface AdamWState {
   step: number;
   m: Map<string, FloatArray>;
@@ -47,8 +48,8 @@ export class AdamW {
   readonly options: AdamWOptions;
   /** Updates taken so far; the next one uses t = step + 1 in the bias corrections. */
   step = 0;
-  private readonly m = new Map<string, FloatArray>();
-  private readonly v = new Map<string, FloatArray>();
+  private readonly m = new Map<string, Tensor>();
+  private readonly v = new Map<string, Tensor>();
 
   /** `named` is model.namedParameters(); the decay split follows weightDecayGroups. */
   constructor(named: ReadonlyArray<[string, Tensor]>, options: Partial<AdamWOptions> = {}) {
@@ -57,8 +58,8 @@ export class AdamW {
     for (const [name, p] of named) {
       if (this.m.has(name)) throw new Error(`AdamW: parameter '${name}' is listed twice`);
       if (p.dtype === 'i32' || !p.isContiguous || p.offset !== 0) throw new Error(`AdamW: parameter '${name}' must be a contiguous float tensor`);
-      this.m.set(name, allocHost(p.dtype, p.size) as FloatArray);
-      this.v.set(name, allocHost(p.dtype, p.size) as FloatArray);
+      this.m.set(name, keep(zeros([p.size], p.dtype, p.device)));
+      this.v.set(name, keep(zeros([p.size], p.dtype, p.device)));
     }
   }
 
@@ -71,31 +72,37 @@ export class AdamW {
     this.step++;
     const bias1 = 1 - beta1 ** this.step;
     const bias2 = 1 - beta2 ** this.step;
-    const kernels = cpuBackend().kernels;
     for (const group of this.groups) {
       for (const [name, p] of group.params) {
         const g = p.grad;
         if (!g) continue;
-        if (g.dtype !== p.dtype || g.size !== p.size) throw new Error(`AdamW: gradient of '${name}' is ${g} for a parameter ${p}`);
-        const grad = g.isContiguous ? g.floats() : g.detach().toArray() as FloatArray;
-        kernels.adamw(p.floats(), grad, this.m.get(name)!, this.v.get(name)!, p.size, lr, beta1, beta2, eps, group.weightDecay, bias1, bias2);
+        if (g.dtype !== p.dtype || g.size !== p.size || g.device !== p.device) throw new Error(`AdamW: gradient of '${name}' is ${g} for a parameter ${p}`);
+        const m = this.m.get(name)!;
+        const v = this.v.get(name)!;
+        if (m.device !== p.device) throw new Error(`AdamW: parameter '${name}' moved to ${p.device} after the optimizer was made on ${m.device}; make the optimizer after model.to()`);
+        kernelsOn(p.device).adamw(p.floatData(), contiguous(g.detach()).floatData(), m.floatData(), v.floatData(), p.size, lr, beta1, beta2, eps,
+          group.weightDecay, bias1, bias2);
       }
     }
   }
 
-  /** The moments (live arrays, not copies: save them before the next update) and the step count. */
+  /**
+   * The moments and the step count. On the CPU the arrays are the live moments, not copies (save them before
+   * the next update); on a device they are downloaded copies.
+   */
   stateDict(): AdamWState {
-    return { step: this.step, m: this.m, v: this.v };
+    const host = (moments: Map<string, Tensor>) => new Map([...moments].map(([name, t]) => [name, t.hostValues() as FloatArray]));
+    return { step: this.step, m: host(this.m), v: host(this.v) };
   }
 
   /** Restores a state saved by stateDict(); every parameter must be present with its size. `source` names the file. */
   loadStateDict(state: AdamWState, source: string): void {
     for (const [which, target, saved] of [['m', this.m, state.m], ['v', this.v, state.v]] as const) {
-      for (const [name, array] of target) {
+      for (const [name, moment] of target) {
         const values = saved.get(name);
         if (!values) throw new Error(`${source}: optimizer state has no ${which} for parameter '${name}'`);
-        if (values.length !== array.length) throw new Error(`${source}: optimizer ${which} of '${name}' has ${values.length} values, the parameter ${array.length}`);
-        array.set(values);
+        if (values.length !== moment.size) throw new Error(`${source}: optimizer ${which} of '${name}' has ${values.length} values, the parameter ${moment.size}`);
+        copyInto(tensor(values, moment.shape, moment.dtype, moment.device), moment);
       }
     }
     this.step = state.step;
@@ -109,13 +116,8 @@ export class AdamW {
  * the caller to act on.
  */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
-  const kernels = cpuBackend().kernels;
   let sumSq = 0;
-  for (const p of params) {
-    if (!p.grad) continue;
-    const g = p.grad.isContiguous ? p.grad.floats() : p.grad.detach().toArray() as FloatArray;
-    sumSq += kernels.sumSquares(g, p.grad.size);
-  }
+  for (const p of params) if (p.grad) sumSq += sumSquares(p.grad.detach());
   const norm = Math.sqrt(sumSq);
   if (!Number.isFinite(norm) || norm <= maxNorm) return norm;
   // The 1e-6 keeps the clipped norm just under maxNorm, as PyTorch does.

@@ -19,7 +19,7 @@ import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekCon
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import { loadModel } from '../models/pretrained.ts';
-import { mul, noGrad, type Tensor } from '../tensor/index.ts';
+import { mul, noGrad, scope, useDevice, type Device, type Precision, type Tensor } from '../tensor/index.ts';
 import { readJsonFile } from '../tokenizer/json-file.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { trainBpe } from '../tokenizer/train.ts';
@@ -79,6 +79,10 @@ export interface PretrainConfig {
   /** Samples printed at the end. */
   samples: number;
   sampleTokens: number;
+  /** Where the model computes: 'cpu' or 'cuda' (the CUDA backend, `npm run build:cuda`). */
+  device: Device;
+  /** GEMM precision: 'f32', or 'bf16' on cuda (bfloat16 operands, float32 accumulation, float32 weights and loss). */
+  precision: Precision;
 }
 
 /** The default job: a 5M model on the synthetic corpus, a few minutes on 2 CPU cores (docs/BENCHMARKS.md). */
@@ -115,6 +119,8 @@ export const defaultPretrainConfig: PretrainConfig = {
   timeLimitMinutes: null,
   samples: 4,
   sampleTokens: 64,
+  device: 'cpu',
+  precision: 'f32',
 };
 
 /**
@@ -176,8 +182,13 @@ interface TokenizerFiles {
 export const METRICS_FILE = 'metrics.jsonl';
 export const FINAL_DIR = 'final';
 
+/**
+ * Runs (or resumes) a pretraining job. It computes on config.device, which it makes the process's default device
+ * (useDevice), so the model, the batches and the sampling at the end are created there.
+ */
 export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  useDevice(given.device, given.precision);
   await mkdir(given.out, { recursive: true });
   const metricsFile = join(given.out, METRICS_FILE);
 
@@ -273,21 +284,25 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     while (step < config.steps && performance.now() < deadlineMs) {
       const stepStart = performance.now();
       const lr = learningRate(step, schedule);
-      let loss = 0;
-      for (let micro = 0; micro < config.gradAccumSteps; micro++) {
-        const { inputs, targets } = batcher.next();
-        const microLoss = model.loss(inputs, targets);
-        loss += microLoss.item() / config.gradAccumSteps;
-        (config.gradAccumSteps === 1 ? microLoss : mul(microLoss, 1 / config.gradAccumSteps)).backward();
-      }
-      const gradNorm = clipGradNorm(params, config.gradClip > 0 ? config.gradClip : Infinity);
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        throw new UserError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
-      }
-      optimizer.update(lr);
-      // DeepSeekMoE's auxiliary-loss-free bias update, from this step's expert loads (V3 §2.1.2).
-      const moeLoads = model.afterStep?.();
-      model.zeroGrad();
+      // One scope per step: the batch, the activations and the gradients are freed at its end (on a device).
+      const { loss, gradNorm, moeLoads } = scope(() => {
+        let loss = 0;
+        for (let micro = 0; micro < config.gradAccumSteps; micro++) {
+          const { inputs, targets } = batcher.next();
+          const microLoss = model.loss(inputs, targets);
+          loss += microLoss.item() / config.gradAccumSteps;
+          (config.gradAccumSteps === 1 ? microLoss : mul(microLoss, 1 / config.gradAccumSteps)).backward();
+        }
+        const gradNorm = clipGradNorm(params, config.gradClip > 0 ? config.gradClip : Infinity);
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          throw new UserError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
+        }
+        optimizer.update(lr);
+        // DeepSeekMoE's auxiliary-loss-free bias update, from this step's expert loads (V3 §2.1.2).
+        const moeLoads = model.afterStep?.();
+        model.zeroGrad();
+        return { loss, gradNorm, moeLoads };
+      });
       step++;
       tokensThisRun += tokensPerStep;
       const now = performance.now();
@@ -345,15 +360,15 @@ function formatRecord(r: StepRecord, totalSteps: number): string {
 
 /** Mean next-token loss over a fixed set of validation windows (weighted by token count). */
 export function evaluate(model: CausalLM, tokens: Int32Array, batchSize: number, seqLen: number, maxBatches: number): number {
-  return noGrad(() => {
+  return scope(() => noGrad(() => {
     let total = 0;
     let count = 0;
     for (const { inputs, targets } of sequentialBatches(tokens, batchSize, seqLen, maxBatches)) {
-      total += model.loss(inputs, targets).item() * targets.size;
+      total += scope(() => model.loss(inputs, targets).item()) * targets.size;
       count += targets.size;
     }
     return total / count;
-  });
+  }));
 }
 
 /** Continuations of the first words of a few corpus documents (spread over the corpus), at temperature 0.8. */
@@ -407,7 +422,7 @@ function newModel(config: PretrainConfig, vocabSize: number, endOfText: number):
 
 /** The parameters as float32 safetensors arrays (copies: training goes on changing the live ones). */
 function modelTensors(named: ReadonlyArray<[string, Tensor]>): TensorMap {
-  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], p.floats() as Float32Array, 'F32')]));
+  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], p.hostValues() as Float32Array, 'F32')]));
 }
 
 function namedArrays(named: ReadonlyArray<[string, Tensor]>, values: Map<string, Float32Array | Float64Array>): TensorMap {

@@ -146,7 +146,7 @@ describe('generate', () => {
     // With EOS's logit raised far above the rest (its output-embedding row scaled), the first token is EOS.
     const eosModel = tinyModel(1);
     const eos = tokenizer.eosTokenId!;
-    const row = eosModel.lmHead.storage.subarray(eos * 32, (eos + 1) * 32);
+    const row = eosModel.lmHead.floats().subarray(eos * 32, (eos + 1) * 32);
     const hidden = noGrad(() => eosModel.hidden(tensor(prompts[0], [1, prompts[0].length], 'i32'))).toArray();
     const last = hidden.subarray(hidden.length - 32);
     row.forEach((_, i) => (row[i] = 50 * Math.sign(last[i])));

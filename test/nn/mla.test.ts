@@ -28,7 +28,7 @@ describe('MultiHeadLatentAttention', () => {
       const B = 2;
       const T = 7;
       // Weights of std 0.02 give near-uniform attention; larger ones make the check sensitive to the scores.
-      for (const [, p] of mla.namedParameters()) if (p.ndim === 2) p.storage.set(randn(p.shape, new Rng(p.size), 0.4).toArray());
+      for (const [, p] of mla.namedParameters()) if (p.ndim === 2) p.floats().set(randn(p.shape, new Rng(p.size), 0.4).toArray());
       const x = randn([B, T, 24], new Rng(2));
       noGrad(() => {
         const naive = mla.forward(x, positions(B, T), tables);

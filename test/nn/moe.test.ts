@@ -161,8 +161,8 @@ describe('batched dispatch', () => {
     const moe = new DeepSeekMoE(c, new Rng(3));
     const rng = new Rng(4);
     // larger router weights than the 0.02 init spread the scores, so the routing differs between tokens
-    moe.gate.weight.storage.set(randn(moe.gate.weight.shape, rng, 0.5).storage);
-    moe.gate.bias.storage.set(randn([6], rng, 0.1).storage);
+    moe.gate.weight.floats().set(randn(moe.gate.weight.shape, rng, 0.5).floats());
+    moe.gate.bias.floats().set(randn([6], rng, 0.1).floats());
     const x = randn([2, 7, 16], rng);
     const batched = noGrad(() => moe.forward(x).output.toArray());
     // Outputs are O(0.01-0.1); the two paths sum the same float32 products in different orders (GEMM blocks vs
@@ -232,20 +232,20 @@ describe('auxiliary-loss-free balancing', () => {
       const moe = new DeepSeekMoE(c, new Rng(5), { biasUpdateSpeed: gamma });
       // Feature 0 of every token is 1 and router column 0 ramps from +2 (expert 0) to -2 (expert 7): a fixed
       // preference for the low experts, on top of a random part (std 0.5 weights) that varies between tokens.
-      const w = moe.gate.weight.storage;
-      w.set(randn([64], new Rng(7), 0.5).storage);
+      const w = moe.gate.weight.floats();
+      w.set(randn([64], new Rng(7), 0.5).floats());
       for (let e = 0; e < 8; e++) w[e * 8] = 2 - (4 * e) / 7;
       const rng = new Rng(6);
       const ratios: number[] = [];
       for (let step = 0; step < 300; step++) {
         const x = randn([tokens, 8], rng);
-        for (let t = 0; t < tokens; t++) x.storage[t * 8] = 1;
+        for (let t = 0; t < tokens; t++) x.floats()[t * 8] = 1;
         moe.forward(x);
         ratios.push(moe.updateBias()!.maxLoadRatio);
       }
       // 1024 assignments a step over 8 experts: sampling noise alone puts max/mean near 1.1
       const last = ratios.slice(-50).reduce((p, q) => p + q, 0) / 50;
-      return { first: ratios[0], last, bias: Array.from(moe.gate.bias.storage) };
+      return { first: ratios[0], last, bias: Array.from(moe.gate.bias.floats()) };
     };
     const balanced = run(0.01);
     assert.ok(balanced.first > 2.5, `the router starts skewed (max/mean ${balanced.first})`);

@@ -30,12 +30,13 @@ export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opti
       assert.ok(x.grad, `input ${which} got no gradient`);
       const analytic = x.grad.toArray();
       for (let i = 0; i < x.size; i++) {
-        const saved = x.storage[x.offset + i];
-        x.storage[x.offset + i] = saved + h;
+        const data = x.floats();
+        const saved = data[i];
+        data[i] = saved + h;
         const plus = objective();
-        x.storage[x.offset + i] = saved - h;
+        data[i] = saved - h;
         const minus = objective();
-        x.storage[x.offset + i] = saved;
+        data[i] = saved;
         const numeric = (plus - minus) / (2 * h);
         const err = Math.abs(analytic[i] - numeric) / Math.max(1, Math.abs(numeric));
         assert.ok(err <= tolerance, `input ${which} element ${i}: analytic ${analytic[i]} vs numeric ${numeric} (error ${err.toExponential(2)})`);

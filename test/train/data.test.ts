@@ -21,23 +21,23 @@ test('batches are windows whose targets are the inputs shifted by one, and a res
   const a = new RandomWindowBatcher(tokens, 3, 8, 42);
   const first = a.next();
   assert.deepEqual(first.inputs.shape, [3, 8]);
-  const x = Array.from(first.inputs.storage);
-  const y = Array.from(first.targets.storage);
+  const x = Array.from(first.inputs.ints());
+  const y = Array.from(first.targets.ints());
   for (let i = 0; i < x.length; i++) assert.equal(y[i], x[i] + 1);
   const saved = a.state();
-  const next = [a.next(), a.next()].map((b) => Array.from(b.inputs.storage));
+  const next = [a.next(), a.next()].map((b) => Array.from(b.inputs.ints()));
   const b = new RandomWindowBatcher(tokens, 3, 8, 0);
   b.restore(saved);
-  assert.deepEqual([b.next(), b.next()].map((batch) => Array.from(batch.inputs.storage)), next);
+  assert.deepEqual([b.next(), b.next()].map((batch) => Array.from(batch.inputs.ints())), next);
   assert.equal(b.batches, 3);
-  assert.notDeepEqual(Array.from(new RandomWindowBatcher(tokens, 3, 8, 43).next().inputs.storage), x);
+  assert.notDeepEqual(Array.from(new RandomWindowBatcher(tokens, 3, 8, 43).next().inputs.ints()), x);
 });
 
 test('validation batches are consecutive windows from the start, the last batch possibly smaller', () => {
   const tokens = Int32Array.from({ length: 26 }, (_, i) => i);
   const batches = [...sequentialBatches(tokens, 2, 8, 10)];
   assert.deepEqual(batches.map((b) => b.inputs.shape), [[2, 8], [1, 8]]);
-  assert.deepEqual(Array.from(batches[1].inputs.storage), [16, 17, 18, 19, 20, 21, 22, 23]);
-  assert.deepEqual(Array.from(batches[1].targets.storage), [17, 18, 19, 20, 21, 22, 23, 24]);
+  assert.deepEqual(Array.from(batches[1].inputs.ints()), [16, 17, 18, 19, 20, 21, 22, 23]);
+  assert.deepEqual(Array.from(batches[1].targets.ints()), [17, 18, 19, 20, 21, 22, 23, 24]);
   assert.equal([...sequentialBatches(tokens, 2, 8, 1)].length, 1);
 });

@@ -24,14 +24,14 @@ for (const backend of ['reference', 'native'] as const) {
     opt.update(0.1);
     // t=1: m = 0.1 g, v = 0.001 g^2, m/(1-0.9) = g, sqrt(v/(1-0.999)) = |g|, so the Adam step is sign(g) = 1.
     // w -= 0.1 (1 + 0.1 w): 1 -> 0.89, -2 -> -2.08. The bias has no decay: 1 -> 0.9.
-    close(w.storage, [0.89, -2.08]);
-    close(b.storage, [0.9]);
+    close(w.floats(), [0.89, -2.08]);
+    close(b.floats(), [0.9]);
     opt.update(0.1);
     // t=2, same gradient: m/(1-0.81) = g and v/(1-0.998001) = g^2 again, so the step is 1 again:
     // 0.89 - 0.1 (1 + 0.089) = 0.7811; -2.08 - 0.1 (1 - 0.208) = -2.1592.
     // Tolerance 1e-6: parameters are float32 (2^-24 ~ 6e-8 relative per rounding, a few roundings per step).
-    close(w.storage, [0.7811, -2.1592], 1e-6);
-    close(b.storage, [0.8], 1e-6);
+    close(w.floats(), [0.7811, -2.1592], 1e-6);
+    close(b.floats(), [0.8], 1e-6);
     assert.equal(opt.step, 2);
   }));
 }
@@ -58,14 +58,14 @@ test('an optimizer restored from stateDict continues exactly as the original', (
   a.grad = tensor(grads[0], [3, 1]);
   optA.update(0.01);
   const saved = optA.stateDict();
-  const b = param(Array.from(a.storage), [3, 1]);
+  const b = param(Array.from(a.floats()), [3, 1]);
   const optB = new AdamW([['w', b]]);
   optB.loadStateDict({ step: saved.step, m: new Map([...saved.m].map(([k, v]) => [k, v.slice()])), v: new Map([...saved.v].map(([k, v]) => [k, v.slice()])) }, 'test');
   a.grad = tensor(grads[1], [3, 1]);
   b.grad = tensor(grads[1], [3, 1]);
   optA.update(0.01);
   optB.update(0.01);
-  assert.deepEqual(Array.from(b.storage), Array.from(a.storage));
+  assert.deepEqual(Array.from(b.floats()), Array.from(a.floats()));
   assert.throws(() => new AdamW([['w', make()], ['u', make()]]).loadStateDict(saved, 'ckpt/optimizer.safetensors'), /ckpt\/optimizer.safetensors: optimizer state has no m for parameter 'u'/);
 });
 
@@ -77,9 +77,9 @@ test('clipGradNorm returns the norm before clipping and scales gradients to the 
   b.grad = tensor([12], [1]);
   const norm = clipGradNorm([a, b], 6.5);
   assert.equal(norm, 13); // sqrt(9 + 16 + 144)
-  close(a.grad!.storage, [1.5, 2], 1e-5);
-  close(b.grad!.storage, [6], 1e-5);
-  assert.deepEqual(Array.from(ga.storage), [3, 4]);
+  close(a.grad!.floats(), [1.5, 2], 1e-5);
+  close(b.grad!.floats(), [6], 1e-5);
+  assert.deepEqual(Array.from(ga.floats()), [3, 4]);
   const before = a.grad;
   assert.ok(Math.abs(clipGradNorm([a, b], 100) - 6.5) < 1e-5);
   assert.equal(a.grad, before, 'gradients under the limit are left as they are');

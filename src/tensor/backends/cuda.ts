@@ -1,0 +1,125 @@
+// The CUDA backend: the kernels of build/libr1cuda.so (cuda-library.ts) over tensors in device memory. It is
+// initialised once, on first use, on device 0 or R1_CUDA_DEVICE; where there is no GPU or no built library,
+// every use throws one error saying why and how to build it. Device kernels are float32 and int32: a float64
+// tensor on CUDA is refused when it is allocated.
+//
+// Precision (`useDevice('cuda', 'bf16')`, the CLI's --precision): GEMMs round their operands to bfloat16 and
+// accumulate in float32 (autocast-style); parameters, optimizer moments, activations between GEMMs and the loss
+// stay float32. bfloat16 has float32's exponent range, so gradients do not underflow and no loss scaling is
+// needed (it is for float16).
+import { registerCudaBackend, type DeviceBackend, type DType, type HostArray } from '../backend.ts';
+import { DeviceArray, setDefaultDevice, type Device, type DeviceMemory } from '../device.ts';
+import { openCudaLibrary, type CudaLibrary, type CudaMemoryStats } from './cuda-library.ts';
+
+export type Precision = 'f32' | 'bf16';
+
+let loaded: { backend: DeviceBackend; library: CudaLibrary } | undefined;
+let failure: Error | undefined;
+
+function load(): { backend: DeviceBackend; library: CudaLibrary } {
+  if (loaded) return loaded;
+  if (failure) throw failure;
+  try {
+    const library = openCudaLibrary();
+    const device = cudaDeviceIndex(library.deviceCount());
+    library.init(device);
+    loaded = { library, backend: makeBackend(library) };
+    return loaded;
+  } catch (err) {
+    failure = new Error(`CUDA backend not available: ${(err as Error).message}; run npm run build:cuda on a machine with nvcc`);
+    throw failure;
+  }
+}
+
+function cudaDeviceIndex(count: number): number {
+  const wanted = process.env.R1_CUDA_DEVICE;
+  if (wanted === undefined || wanted === '') return 0;
+  const index = Number(wanted);
+  if (!Number.isInteger(index) || index < 0 || index >= count) {
+    throw new Error(`R1_CUDA_DEVICE=${wanted} is not a device index in [0, ${count})`);
+  }
+  return index;
+}
+
+function makeBackend(library: CudaLibrary): DeviceBackend {
+  const memory: DeviceMemory = {
+    device: 'cuda',
+    free: (address) => library.free(address),
+    download: (dst, address) => library.download(dst, address),
+  };
+  const deviceDtype = (dtype: DType): 'f32' | 'i32' => {
+    if (dtype === 'f64') throw new TypeError('float64 tensors are not supported on cuda (its kernels are float32 and int32); cast to f32 first');
+    return dtype;
+  };
+  const alloc = (dtype: DType, n: number): DeviceArray => {
+    const d = deviceDtype(dtype);
+    // A zero-size tensor still gets a buffer of its own, so that freeing it is uniform.
+    return new DeviceArray(memory, library.alloc(Math.max(n, 1) * 4), n, d);
+  };
+  return {
+    name: 'cuda',
+    device: 'cuda',
+    kernels: library.kernels,
+    memory,
+    alloc,
+    upload(data: HostArray): DeviceArray {
+      const dtype: DType = data instanceof Float32Array ? 'f32' : data instanceof Int32Array ? 'i32' : 'f64';
+      const array = alloc(dtype, data.length);
+      if (data.length > 0) library.upload(array.address(() => 'an upload'), data);
+      if (data instanceof Int32Array) array.hostMirror = data;
+      return array;
+    },
+    fill(array, value) {
+      const address = array.address(() => 'a fill');
+      if (array.dtype === 'i32') library.fillI32(address, value, array.length);
+      else library.fill(address, value, array.length);
+      array.hostMirror = null;
+    },
+    copy: (dst, src, n) => library.copy(dst, src, n * 4),
+    convert(src, srcDtype, dst, n) {
+      if (srcDtype === 'f32') library.f32ToI32(src, dst, n);
+      else library.i32ToF32(src, dst, n);
+    },
+  };
+}
+
+registerCudaBackend(() => load().backend);
+
+/** Whether the CUDA backend loads here; the reason when it does not (tests skip with it). */
+export function cudaAvailable(): { ok: true } | { ok: false; reason: string } {
+  try {
+    load();
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+}
+
+/**
+ * The device a program computes on, chosen once at its edge (the CLI's --device and --precision): sets the
+ * default device and, for CUDA, initialises the backend (throwing its clear error without one) and sets the
+ * GEMM precision. bf16 needs CUDA: the CPU core has no bfloat16 GEMM.
+ */
+export function useDevice(device: Device, precision: Precision = 'f32'): void {
+  if (device === 'cpu') {
+    if (precision !== 'f32') throw new Error(`precision '${precision}' needs --device cuda (the CPU kernels compute in float32)`);
+  } else {
+    setMatmulPrecision(precision);
+  }
+  setDefaultDevice(device);
+}
+
+/** GEMM precision of the CUDA backend: 'f32' (exact float32, the default) or 'bf16' (bfloat16 operands, float32 accumulation). */
+export function setMatmulPrecision(precision: Precision): void {
+  load().library.setMatmulPrecision(precision);
+}
+
+/** Bytes of device memory in use, reserved by the caching allocator, the peak in use, and live blocks. */
+export function cudaMemoryStats(): CudaMemoryStats {
+  return load().library.memoryStats();
+}
+
+/** Waits for every queued kernel (timings; asynchronous faults surface here). */
+export function cudaSynchronize(): void {
+  load().library.synchronize();
+}
