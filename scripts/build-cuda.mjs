@@ -6,6 +6,9 @@
 //
 // Architectures: sm_80 (A100) and sm_90 (H100/H200) by default; R1_CUDA_ARCH="90" (or "80,90", ...) overrides.
 // Files compile in parallel, at most R1_CUDA_JOBS (default 2) at a time.
+//
+// `--optional` (the install script's step): skipped when R1_CUDA=0 or when there is no nvcc, and a failed build
+// only warns, since the CPU backend works without it.
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -75,9 +78,15 @@ export async function buildCuda({ quiet = false } = {}) {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const optional = process.argv.includes('--optional');
+  if (optional && (process.env.R1_CUDA === '0' || !findNvcc())) process.exit(0);
   try {
     await buildCuda();
   } catch (err) {
+    if (optional) {
+      console.warn(`r1ts: warning: the CUDA backend was not built (the CPU backend works without it): ${err.message}`);
+      process.exit(0);
+    }
     console.error(`r1ts: building the CUDA backend failed: ${err.message}`);
     process.exit(1);
   }
