@@ -6,7 +6,9 @@ import { defaultEvalOptions, evaluateModel, writeEvalReport, type EvalReport } f
 import { DenseModel } from '../models/dense.ts';
 import { loadModel } from '../models/pretrained.ts';
 import { taskByName } from '../tasks/registry.ts';
+import type { Device } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
+import { DEVICE_HELP, selectDevice } from './device.ts';
 
 const flagsSchema = z.object({
   model: z.string({ error: '--model <dir> is required' }).min(1),
@@ -19,11 +21,12 @@ const flagsSchema = z.object({
   limit: z.coerce.number().int().positive().optional(),
   seed: z.coerce.number().int().nonnegative(),
   out: z.string().min(1).optional(),
+  device: z.enum(['cpu', 'cuda']).default('cpu'),
 });
 
 const FLAG_NAMES: Record<string, string> = {
   model: '--model', task: '--task', level: '--level', k: '--k', temperature: '--temperature', topP: '--top-p',
-  maxNewTokens: '--max-new-tokens', limit: '--limit', seed: '--seed', out: '--out',
+  maxNewTokens: '--max-new-tokens', limit: '--limit', seed: '--seed', out: '--out', device: '--device',
 };
 
 export interface EvalCommandOptions {
@@ -37,6 +40,8 @@ export interface EvalCommandOptions {
   limit?: number;
   seed: number;
   out?: string;
+  /** Where the model computes (default cpu). */
+  device?: Device;
 }
 
 /** Validates commander's values; errors name the flag. */
@@ -54,6 +59,7 @@ export function evalOptionsFromFlags(flags: Record<string, unknown>): EvalComman
 /** Loads the model, evaluates it and writes the JSON report when asked. */
 export async function runEval(options: EvalCommandOptions): Promise<EvalReport> {
   const task = taskByName(options.task, options.level === undefined ? {} : { level: options.level });
+  selectDevice(options.device ?? 'cpu');
   const { model, tokenizer } = await loadModel(options.model);
   if (!(model instanceof DenseModel)) throw new UserError(`${options.model}: r1 eval samples dense (Llama/Qwen2) models; this one is ${model.config.family}`);
   const report = evaluateModel(model, tokenizer, task, {
@@ -90,6 +96,7 @@ export function register(program: Command): void {
     .option('--limit <n>', 'evaluate only the first N test questions')
     .option('--seed <n>', 'sampling seed', String(defaultEvalOptions.seed))
     .option('--out <file.json>', 'write the figures and every response as JSON')
+    .option('--device <device>', DEVICE_HELP, 'cpu')
     .action(async (flags: Record<string, unknown>) => {
       const report = await runEval(evalOptionsFromFlags(flags));
       console.log(formatEvalReport(report));

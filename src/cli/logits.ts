@@ -4,14 +4,17 @@
 import { Command } from 'commander';
 import { writeSafetensors, type NamedArray } from '../io/safetensors.ts';
 import { loadModel } from '../models/pretrained.ts';
-import { noGrad, tensor } from '../tensor/index.ts';
+import { noGrad, tensor, type Device } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
+import { deviceOptions, selectDevice } from './device.ts';
 
 export interface LogitsCommandOptions {
   model: string;
   ids?: string;
   text?: string;
   out: string;
+  /** Where the model computes (default cpu). */
+  device?: Device;
 }
 
 /** "1,2,3" (commas and/or spaces) -> ids, each checked to be an integer in [0, vocab). */
@@ -28,6 +31,7 @@ export function parseTokenIds(text: string, vocab: number): number[] {
 
 export async function logitsCommand(opts: LogitsCommandOptions): Promise<{ ids: number[]; shape: number[] }> {
   if ((opts.ids === undefined) === (opts.text === undefined)) throw new UserError('give exactly one of --ids and --text');
+  selectDevice(opts.device ?? 'cpu');
   const { model, tokenizer } = await loadModel(opts.model);
   const vocab = model.config.vocabSize;
   const ids = opts.ids !== undefined ? parseTokenIds(opts.ids, vocab) : tokenizer.encode(opts.text!);
@@ -47,13 +51,14 @@ export async function logitsCommand(opts: LogitsCommandOptions): Promise<{ ids: 
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('logits')
     .description('write the logits [1, T, V] of a token sequence as float32 safetensors (tensor "logits"), to compare with another framework')
     .requiredOption('--model <dir>', 'model folder: config.json, *.safetensors, tokenizer.json')
     .option('--ids <ids>', 'token ids, e.g. 1,2,3')
     .option('--text <text>', 'text to tokenize first (adding what the tokenizer\'s post-processor adds)')
-    .requiredOption('--out <file>', 'output .safetensors file')
+    .requiredOption('--out <file>', 'output .safetensors file');
+  deviceOptions(command, { precision: false })
     .action(async (opts: LogitsCommandOptions) => {
       const { ids, shape } = await logitsCommand(opts);
       console.log(`wrote ${opts.out}: logits [${shape.join(', ')}] float32 for ${ids.length} tokens`);

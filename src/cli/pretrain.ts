@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { denseSizes } from '../models/dense.ts';
 import { decayShapes } from '../train/schedule.ts';
 import { defaultPretrainConfig, pretrain, type PretrainConfig } from '../train/pretrain.ts';
+import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { Settings, type Fields } from './settings.ts';
 
 const positiveInt = z.number().int().positive();
@@ -44,8 +45,8 @@ const FIELDS: Fields<PretrainConfig> = {
   timeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--time-limit-minutes <m>', help: 'stop after this much training (saving a checkpoint and the model)' },
   samples: { schema: z.number().int().nonnegative(), flag: '--samples <n>', help: 'samples printed at the end' },
   sampleTokens: { schema: positiveInt, flag: null, help: 'tokens per sample' },
-  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: 'where to compute: cpu, or cuda (needs `npm run build:cuda` and an NVIDIA GPU)' },
-  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: 'GEMM precision: f32, or bf16 on cuda (bfloat16 operands, float32 accumulation, weights and loss)' },
+  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
+  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
 };
 
 const settings = new Settings('pretrain', FIELDS, defaultPretrainConfig);
@@ -72,6 +73,7 @@ export function register(program: Command): void {
   settings.addOptions(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = configFromFlags(flags);
+    selectDevice(config.device, config.precision);
     const result = await pretrain(config);
     console.log(`\n${result.steps} steps: train loss ${result.trainLoss.toFixed(3)}, validation loss ${result.validationLoss.toFixed(3)}, ${Math.round(result.tokensPerSecond)} tokens/s; model in ${result.finalDir}`);
     for (const [i, sample] of result.samples.entries()) console.log(`\n--- sample ${i + 1}\n${sample.prompt}${sample.text}`);

@@ -4,6 +4,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { generate, type GenerationResult } from '../generate/engine.ts';
 import { loadModel } from '../models/pretrained.ts';
+import type { Device } from '../tensor/index.ts';
+import { deviceOptions, selectDevice } from './device.ts';
 
 export interface SampleCommandOptions {
   model: string;
@@ -17,6 +19,8 @@ export interface SampleCommandOptions {
   seed: number;
   num: number;
   json: boolean;
+  /** Where the model computes (default cpu). */
+  device?: Device;
 }
 
 const integerAtLeast = (min: number) => (value: string): number => {
@@ -34,6 +38,7 @@ const numberIn = (min: number, max: number, minOpen = false) => (value: string):
 };
 
 export async function sampleCommand(opts: SampleCommandOptions): Promise<GenerationResult[]> {
+  selectDevice(opts.device ?? 'cpu');
   const { model, tokenizer, eosTokenIds } = await loadModel(opts.model);
   const prompt = opts.chat
     ? tokenizer.encodeChat([{ role: 'user', content: opts.prompt }], { addGenerationPrompt: true })
@@ -74,7 +79,7 @@ function describeFinish(r: GenerationResult): string {
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('sample')
     .description('sample completions of a prompt from a Hugging Face model folder')
     .requiredOption('--model <dir>', 'model folder: config.json, *.safetensors, tokenizer.json')
@@ -87,7 +92,8 @@ export function register(program: Command): void {
     .option('--stop <strings...>', 'stop at any of these strings (not included in the output)', [])
     .option('--seed <n>', 'seed of the first sample; sample i uses seed + i', integerAtLeast(0), 0)
     .option('--num <n>', 'number of samples', integerAtLeast(1), 1)
-    .addOption(new Option('--json', 'print one JSON object per sample (text, tokenIds, logprobs, finishReason)').default(false))
+    .addOption(new Option('--json', 'print one JSON object per sample (text, tokenIds, logprobs, finishReason)').default(false));
+  deviceOptions(command, { precision: false })
     .action(async (opts: SampleCommandOptions) => {
       await sampleCommand(opts);
     });

@@ -9,6 +9,7 @@ import { FORMAT_RULES } from '../rewards/format.ts';
 import { lossVariants } from '../rl/grpo.ts';
 import { decayShapes } from '../train/schedule.ts';
 import { UserError } from '../util/errors.ts';
+import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { Settings, type Fields } from './settings.ts';
 
 const positiveInt = z.number().int().positive();
@@ -80,6 +81,8 @@ const FIELDS: Fields<ZeroConfig> = {
   baseSeqLen: { schema: positiveInt, flag: '--base-seq-len <n>', help: 'pretraining sequence length' },
   baseLr: { schema: z.number().positive(), flag: '--base-lr <rate>', help: 'pretraining peak learning rate' },
   baseSeed: { schema: nonNegativeInt, flag: '--base-seed <n>', help: 'seed of the pretraining text and weights' },
+  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
+  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
 };
 
 const settings = new Settings('zero', FIELDS, defaultZeroConfig);
@@ -108,6 +111,7 @@ export function register(program: Command): void {
   settings.addOptions(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = zeroConfigFromFlags(flags);
+    selectDevice(config.device, config.precision);
     const result = await runZero(config);
     console.log(`\n${comparisonTable(result.before, result.after)}\n`);
     console.log(`held-out ${result.before.questions} questions x ${result.before.k} samples (temperature ${result.before.temperature}, top-p ${result.before.topP})`);

@@ -2,7 +2,7 @@
 // Hugging Face's tensor names (`model.layers.0.self_attn.q_proj.weight`), so saving and loading a checkpoint
 // is a walk over namedParameters() with no renaming table. Buffers (RoPE tables) are tensors a module computes
 // with but does not train or save; `to(device)` moves parameters and buffers together.
-import { copyInto, keep, moveStorage, tensor, type Device, type Tensor } from '../tensor/index.ts';
+import { copyInto, keep, moveStorage, setGrad, tensor, type Device, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export class Module {
@@ -54,7 +54,7 @@ export class Module {
    */
   to(device: Device): this {
     for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
-      t.grad = null;
+      setGrad(t, null);
       moveStorage(t, device);
       keep(t);
     }
@@ -69,8 +69,9 @@ export class Module {
     return this.parameters().reduce((n, p) => n + p.size, 0);
   }
 
+  /** Drops every gradient (and frees their device memory: see setGrad). */
   zeroGrad(): void {
-    for (const p of this.parameters()) p.grad = null;
+    for (const p of this.parameters()) setGrad(p, null);
   }
 
   /**

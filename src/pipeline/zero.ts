@@ -22,6 +22,7 @@ import { defaultGrpoConfig, trainGrpo, type GrpoConfig, type GrpoHooks, type Grp
 import { ARITHMETIC_LEVELS, drawArithmeticProblem, pretrainingText, workedSteps } from '../tasks/arithmetic.ts';
 import { taskByName } from '../tasks/registry.ts';
 import type { Task } from '../tasks/task.ts';
+import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import { defaultPretrainConfig, pretrain, FINAL_DIR } from '../train/pretrain.ts';
 import { UserError } from '../util/errors.ts';
@@ -84,6 +85,10 @@ export interface ZeroConfig extends GrpoConfig {
   baseSeqLen: number;
   baseLr: number;
   baseSeed: number;
+  /** Where everything computes (pretraining the base model, sampling, GRPO, evaluation): 'cpu' or 'cuda'. */
+  device: Device;
+  /** GEMM precision of training: 'f32', or 'bf16' on cuda. */
+  precision: Precision;
 }
 
 /**
@@ -133,6 +138,8 @@ export const defaultZeroConfig: ZeroConfig = {
   baseSeqLen: 128,
   baseLr: 3e-3,
   baseSeed: 1,
+  device: 'cpu',
+  precision: 'f32',
 };
 
 /**
@@ -174,6 +181,8 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
   if (given.out === null && given.resume) throw new UserError('--resume needs the --out folder of the run to continue');
   const config = { ...given, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
   const task = taskByName(config.task, config.level === null ? {} : { level: config.level });
+  // The process's default device from here on: the loaded model, the rollouts and the evaluations go there.
+  useDevice(config.device, config.precision);
   await mkdir(config.out, { recursive: true });
 
   let clock = performance.now();
@@ -300,6 +309,8 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
     keepCheckpoints: 1,
     seed: config.baseSeed,
     samples: 0,
+    device: config.device,
+    precision: config.precision,
   }, { log });
   await rm(join(temporary, 'checkpoints'), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });

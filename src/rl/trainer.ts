@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, saveCheckpoint } from '../io/checkpoint.ts';
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
 import { DenseModel } from '../models/dense.ts';
-import { contiguous, copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, tensor, type Tensor } from '../tensor/index.ts';
+import { copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, scope, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { AdamW, clipGradNorm } from '../train/optimizer.ts';
@@ -229,7 +229,7 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
     const state: TrainerState = { config, rng: rng.state(), optimizerStep: optimizer.step, metricsRecords: records.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
     const { m, v } = optimizer.stateDict();
     const other: TensorMap = new Map();
-    if (reference) for (const [name, p] of reference.namedParameters()) other.set(REFERENCE_PREFIX + name, fromFloat32([...p.shape], p.floats() as Float32Array, 'F32'));
+    if (reference) for (const [name, p] of reference.namedParameters()) other.set(REFERENCE_PREFIX + name, fromFloat32([...p.shape], p.hostValues() as Float32Array, 'F32'));
     await saveCheckpoint(out, step, {
       model: { config: model.config, tensors: modelTensors(named), torchDtype: 'float32' },
       optimizer: { m: namedArrays(named, m), v: namedArrays(named, v), other },
@@ -249,7 +249,8 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   let lastSavedStep = checkpoint?.step ?? -1;
   try {
     while (step < config.steps && performance.now() < deadlineMs) {
-      const { record, samples } = grpoStep(model, reference, optimizer, tokenizer, source, config, rng, learningRate(step, schedule), step + 1);
+      // On the policy's device, in one scope: the rollout's tensors and old/reference log-probs die with the step.
+      const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, source, config, rng, learningRate(step, schedule), step + 1)));
       step++;
       record.elapsedSeconds = elapsedBefore + (performance.now() - startMs) / 1000;
       if (reference && config.referenceRefreshEvery > 0 && step % config.referenceRefreshEvery === 0) copyParameters(model, reference);
@@ -398,7 +399,7 @@ export function tokenLogprobs(model: DenseModel, batch: PackedSequences): { logp
 
 /** Mean entropy of softmax(logits) over the completion positions (plain arithmetic on the forward's logits). */
 function meanEntropy(logits: Tensor, completion: Uint8Array, vocab: number): { total: number; count: number } {
-  const values = contiguous(logits.detach()).floats();
+  const values = logits.detach().hostValues() as Float32Array;
   let total = 0;
   let count = 0;
   for (let at = 0; at < completion.length; at++) {
@@ -483,27 +484,33 @@ export function updatePolicy(model: DenseModel, reference: DenseModel | null, op
       };
       let loss = 0;
       for (const mb of parts) {
-        const { logp, logits } = tokenLogprobs(model, mb.batch);
-        const terms = tokenTerms({ logpNew: logp, logpOld: mb.logpOld ?? logp.detach(), logpRef: mb.logpRef, advantages: mb.batch.advantages, mask: mb.batch.mask }, objective);
-        const microLoss = variant.aggregate(terms.loss, mb.batch.mask, context);
-        loss += microLoss.item();
-        microLoss.backward();
-        if (iteration === 0) {
-          // Metrics of the first pass over the rollout: what the policy that sampled it looked like.
-          const entropy = meanEntropy(logits, mb.batch.completion, model.config.vocabSize);
-          entropySum += entropy.total;
-          entropyCount += entropy.count;
-          if (terms.kl) klSum += maskedMean(terms.kl, mb.batch.mask) * mb.batch.tokens;
+        // One scope per micro-batch: its activations are freed once its backward is done; the gradients
+        // accumulate in the parameters' own buffers (setGrad) until zeroGrad.
+        scope(() => {
+          const { logp, logits } = tokenLogprobs(model, mb.batch);
+          const terms = tokenTerms({ logpNew: logp, logpOld: mb.logpOld ?? logp.detach(), logpRef: mb.logpRef, advantages: mb.batch.advantages, mask: mb.batch.mask }, objective);
+          const microLoss = variant.aggregate(terms.loss, mb.batch.mask, context);
+          loss += microLoss.item();
+          microLoss.backward();
+          if (iteration === 0) {
+            // Metrics of the first pass over the rollout: what the policy that sampled it looked like.
+            const entropy = meanEntropy(logits, mb.batch.completion, model.config.vocabSize);
+            entropySum += entropy.total;
+            entropyCount += entropy.count;
+            if (terms.kl) klSum += maskedMean(terms.kl, mb.batch.mask) * mb.batch.tokens;
+          }
+          clipSum += clipFraction(terms.ratio, mb.batch.advantages, mb.batch.mask, objective) * mb.batch.tokens;
+          countedTokens += mb.batch.tokens;
+        });
+      }
+      scope(() => {
+        gradNorm = config.gradClip > 0 ? clipGradNorm(params, config.gradClip) : NaN;
+        if (!Number.isFinite(loss) || (config.gradClip > 0 && !Number.isFinite(gradNorm))) {
+          throw new UserError(`the GRPO loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
         }
-        clipSum += clipFraction(terms.ratio, mb.batch.advantages, mb.batch.mask, objective) * mb.batch.tokens;
-        countedTokens += mb.batch.tokens;
-      }
-      gradNorm = config.gradClip > 0 ? clipGradNorm(params, config.gradClip) : NaN;
-      if (!Number.isFinite(loss) || (config.gradClip > 0 && !Number.isFinite(gradNorm))) {
-        throw new UserError(`the GRPO loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
-      }
-      optimizer.update(lr);
-      model.zeroGrad();
+        optimizer.update(lr);
+        model.zeroGrad();
+      });
       lossTotal += loss;
       updates++;
     }
@@ -523,7 +530,7 @@ export function updatePolicy(model: DenseModel, reference: DenseModel | null, op
 
 /** A copy of a model with its own parameters (the frozen reference policy). */
 export function cloneModel(model: DenseModel): DenseModel {
-  const copy = new DenseModel(model.config);
+  const copy = withDevice(model.device, () => new DenseModel(model.config));
   copyParameters(model, copy);
   return copy;
 }
@@ -544,7 +551,7 @@ async function hasCheckpoints(out: string): Promise<boolean> {
 
 /** The parameters as float32 safetensors arrays (copies: training goes on changing the live ones). */
 function modelTensors(params: ReadonlyArray<[string, Tensor]>): TensorMap {
-  return new Map(params.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(p.floats()), 'F32')]));
+  return new Map(params.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(p.hostValues()), 'F32')]));
 }
 
 function namedArrays(params: ReadonlyArray<[string, Tensor]>, values: Map<string, Float32Array | Float64Array>): TensorMap {

@@ -10,7 +10,7 @@
 // the graph of a step is freed once the loss is out of scope. `liveNodes()` counts graph nodes not yet freed
 // (tests check it returns to 0).
 import { allocHost, type DType, type FloatArray, type HostArray } from './backend.ts';
-import { DeviceArray, type Device } from './device.ts';
+import { DeviceArray, dispose, keep, type Device } from './device.ts';
 
 export type Shape = readonly number[];
 
@@ -282,7 +282,7 @@ function backward(root: Tensor, gradOutput: Tensor | undefined): void {
       if (!g) continue;
       if (!t.node) {
         // Gradients are never written in place (one may be shared by several inputs), so no copy is needed.
-        t.grad = t.grad ? ops().add(t.grad, g) : ops().contiguous(g);
+        setGrad(t, t.grad ? ops().add(t.grad, g) : ops().contiguous(g));
         continue;
       }
       const inputGrads = t.node.backward(g);
@@ -300,6 +300,23 @@ function backward(root: Tensor, gradOutput: Tensor | undefined): void {
       t.node = null;
     }
   });
+}
+
+/**
+ * Sets (or, with null, clears) a leaf's gradient. On the CPU a plain assignment. On a device the leaf owns its
+ * gradient buffer: it is kept out of scopes, so gradients accumulate over the micro-batch scopes of a step, and
+ * the previous buffer is freed when replaced; Module.zeroGrad() frees the last one. A buffer that another leaf
+ * already owns (one gradient reaching two leaves) is copied first.
+ */
+export function setGrad(t: Tensor, grad: Tensor | null): void {
+  const old = t.grad;
+  let next = grad;
+  if (next && next.storage instanceof DeviceArray) {
+    if (next.storage.kept && next !== old) next = ops().contiguous(next, true);
+    keep(next);
+  }
+  t.grad = next;
+  if (old && old.storage instanceof DeviceArray && old.storage !== next?.storage) dispose(old);
 }
 
 // The op module imports this one; reaching it through a late-bound getter keeps the import graph acyclic at

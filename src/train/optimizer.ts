@@ -3,7 +3,7 @@
 // run in place on each parameter's storage, on the parameter's device (the moments live beside it, kept out of
 // every scope): the optimizer is the one place parameters are written.
 import { kernelsOn, type FloatArray } from '../tensor/backend.ts';
-import { contiguous, copyInto, keep, mul, sumSquares, tensor, zeros, type Tensor } from '../tensor/index.ts';
+import { contiguous, copyInto, keep, mul, setGrad, sumSquares, tensor, zeros, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -112,7 +112,8 @@ export class AdamW {
 /**
  * Scales all gradients together so that their global L2 norm is at most maxNorm (Pascanu et al. 2013, as
  * torch.nn.utils.clip_grad_norm_), replacing each `.grad` with a new tensor (gradients are never written in
- * place: one may be shared). Returns the norm before clipping; a non-finite norm is returned unclipped for
+ * place: one may be shared; on a device the old buffers are freed, see setGrad). Returns the norm before
+ * clipping; a non-finite norm is returned unclipped for
  * the caller to act on.
  */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
@@ -122,6 +123,6 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number
   if (!Number.isFinite(norm) || norm <= maxNorm) return norm;
   // The 1e-6 keeps the clipped norm just under maxNorm, as PyTorch does.
   const scale = maxNorm / (norm + 1e-6);
-  for (const p of params) if (p.grad) p.grad = mul(p.grad, scale);
+  for (const p of params) if (p.grad) setGrad(p, mul(p.grad, scale));
   return norm;
 }
