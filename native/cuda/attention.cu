@@ -35,6 +35,7 @@ struct ForwardArgs {
   float scale;
   int causal;
   int grouped;             // rows are (query head of the group, query); else 32 queries of one head
+  int vectorized;          // D and Dv multiples of 4, k and v 16-byte aligned: K/V tiles load as float4
   int splits;              // key ranges per row set (grouped only); > 1 writes partials
   int64_t keys_per_split;  // a multiple of kKeys
   float* partial;          // [splits, B, Hq, Tq, 2 + Dv]: m, l, unnormalised output
@@ -102,15 +103,32 @@ __global__ void __launch_bounds__(kThreadsAttn) attention_forward_kernel(Forward
   const int64_t tile_start = key_begin < key_end ? (key_begin / kKeys) * kKeys : key_end;
   for (int64_t k0 = tile_start; k0 < key_end; k0 += kKeys) {
     __syncthreads();  // the previous tile's K, V and P are no longer read
-    for (int64_t e = tid; e < kKeys * Dp; e += kThreadsAttn) {
-      int j = static_cast<int>(e / Dp);
-      int64_t d = e - j * Dp, key = k0 + j;
-      Ks[j * ks + d] = d < a.D && key < a.Tk ? kb[(key * a.Hkv + hk) * a.D + d] : 0.0f;
-    }
-    for (int64_t e = tid; e < kKeys * Dvp; e += kThreadsAttn) {
-      int j = static_cast<int>(e / Dvp);
-      int64_t d = e - j * Dvp, key = k0 + j;
-      Vs[j * vs + d] = d < a.Dv && key < a.Tk ? vb[(key * a.Hkv + hk) * a.Dv + d] : 0.0f;
+    if (a.vectorized) {  // 16-byte loads: the decode path is bound by reading the cache
+      const int D4 = static_cast<int>(a.D / 4), Dv4 = static_cast<int>(a.Dv / 4);
+      for (int e = tid; e < kKeys * D4; e += kThreadsAttn) {
+        const int j = e / D4, d4 = e - j * D4;
+        const int64_t key = k0 + j;
+        reinterpret_cast<float4*>(Ks + j * ks)[d4] =
+            key < a.Tk ? reinterpret_cast<const float4*>(kb + (key * a.Hkv + hk) * a.D)[d4] : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+      for (int e = tid; e < kKeys * Dv4; e += kThreadsAttn) {
+        const int j = e / Dv4, d4 = e - j * Dv4;
+        const int64_t key = k0 + j;
+        reinterpret_cast<float4*>(Vs + j * vs)[d4] =
+            key < a.Tk ? reinterpret_cast<const float4*>(vb + (key * a.Hkv + hk) * a.Dv)[d4] : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+    } else {
+      const int Dpi = static_cast<int>(Dp), Dvpi = static_cast<int>(Dvp);
+      for (int e = tid; e < kKeys * Dpi; e += kThreadsAttn) {
+        const int j = e / Dpi, d = e - j * Dpi;
+        const int64_t key = k0 + j;
+        Ks[j * ks + d] = d < a.D && key < a.Tk ? kb[(key * a.Hkv + hk) * a.D + d] : 0.0f;
+      }
+      for (int e = tid; e < kKeys * Dvpi; e += kThreadsAttn) {
+        const int j = e / Dvpi, d = e - j * Dvpi;
+        const int64_t key = k0 + j;
+        Vs[j * vs + d] = d < a.Dv && key < a.Tk ? vb[(key * a.Hkv + hk) * a.Dv + d] : 0.0f;
+      }
     }
     __syncthreads();
 
@@ -450,8 +468,10 @@ R1_API void r1_attention(const float* q, const float* k, const float* v, float* 
     return;
   }
   cudaStream_t s = stream();
+  const bool vectorized = D % 4 == 0 && Dv % 4 == 0 && kv_batch_stride % 4 == 0 && v_batch_stride % 4 == 0 &&
+                          (reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) % 16 == 0;
   ForwardArgs a{q, k, v, out, lse, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, kv_batch_stride, v_batch_stride, scale, causal,
-                0, 1, 0, nullptr};
+                0, vectorized ? 1 : 0, 1, 0, nullptr};
   const int64_t group = Hq / Hkv;
   dim3 grid;
   if (group * Tq <= kRows) {

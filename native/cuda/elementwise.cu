@@ -22,7 +22,8 @@ __device__ inline float unary_forward(int op, float x) {
     case R1_TANH: return tanhf(x);
     case R1_SIGMOID: return sigmoid(x);
     case R1_SILU: return x * sigmoid(x);
-    case R1_GELU_TANH: return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+    // 0.5 (1 + tanh(u)) = sigmoid(2u): no cancellation where tanh(u) is near -1.
+    case R1_GELU_TANH: return x * sigmoid(2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x));
     case R1_RELU: return x > 0.0f ? x : 0.0f;
     case R1_ABS: return fabsf(x);
     case R1_RECIP: return 1.0f / x;
@@ -48,8 +49,12 @@ __device__ inline float unary_derivative(int op, float x, float y) {
       return s * (1.0f + x * (1.0f - s));
     }
     case R1_GELU_TANH: {
-      float t = tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
-      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+      // y' = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2), t = tanh(u). Where |t| is near 1, 1 + t and 1 - t^2
+      // cancel in float32, so they are formed as sigmoid(2u) and sech(u)^2 = 4 / (e^u + e^-u)^2 instead.
+      float u = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+      float cosh2 = expf(u) + expf(-u);
+      float sech2 = 4.0f / (cosh2 * cosh2);
+      return sigmoid(2.0f * u) + 0.5f * x * sech2 * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
     }
     case R1_RELU: return x > 0.0f ? 1.0f : 0.0f;
     case R1_ABS: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f;

@@ -1,6 +1,7 @@
 // RMSNorm forward and backward, one block per row. dw sums over every row, in two stages without atomics (so
 // the result is the same on every run): per-column partial sums over slices of rows, then one pass adding the
-// slices into dw (which accumulates, as r1.h says for _backward parameter gradients).
+// slices into dw (which accumulates, as r1.h says for _backward parameter gradients). The sums are in double, as
+// the reference's: dw is a sum of many terms that cancel, where a float32 sum loses ~1e-5 of the result.
 #include "common.cuh"
 
 using namespace r1cuda;
@@ -33,30 +34,30 @@ __global__ void rmsnorm_dx_kernel(const float* x, const float* w, const float* r
 }
 
 // Block (32, 8): 32 columns, 8 row lanes; blockIdx.y is the slice of rows.
-__global__ void rmsnorm_dw_partial_kernel(const float* x, const float* rstd, const float* dy, float* partial,
+__global__ void rmsnorm_dw_partial_kernel(const float* x, const float* rstd, const float* dy, double* partial,
                                           int64_t rows, int64_t dim) {
-  __shared__ float sums[8][33];
+  __shared__ double sums[8][33];
   const int64_t d = blockIdx.x * 32 + threadIdx.x;
-  float acc = 0.0f;
+  double acc = 0.0;
   if (d < dim) {
     for (int64_t r = blockIdx.y * 8 + threadIdx.y; r < rows; r += int64_t(gridDim.y) * 8) {
-      acc += dy[r * dim + d] * x[r * dim + d] * rstd[r];
+      acc += static_cast<double>(dy[r * dim + d]) * x[r * dim + d] * rstd[r];
     }
   }
   sums[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && d < dim) {
-    float total = 0.0f;
+    double total = 0.0;
     for (int j = 0; j < 8; ++j) total += sums[j][threadIdx.x];
     partial[blockIdx.y * dim + d] = total;
   }
 }
 
-__global__ void rmsnorm_dw_sum_kernel(const float* partial, float* dw, int64_t slices, int64_t dim) {
+__global__ void rmsnorm_dw_sum_kernel(const double* partial, float* dw, int64_t slices, int64_t dim) {
   for (int64_t d = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; d < dim; d += int64_t(gridDim.x) * blockDim.x) {
-    float total = 0.0f;
+    double total = 0.0;
     for (int64_t j = 0; j < slices; ++j) total += partial[j * dim + d];
-    dw[d] += total;
+    dw[d] = static_cast<float>(dw[d] + total);
   }
 }
 
@@ -80,7 +81,7 @@ R1_API void r1_rmsnorm_backward(const float* x, const float* w, const float* rst
   // About 64 rows per slice, at most 256 slices: enough blocks to fill the GPU for any width.
   int64_t slices = (rows + 63) / 64;
   if (slices > 256) slices = 256;
-  auto* partial = static_cast<float*>(scratch(kScratchPartials, slices * dim * sizeof(float)));
+  auto* partial = static_cast<double*>(scratch(kScratchPartials, slices * dim * sizeof(double)));
   if (!partial) return;
   dim3 grid(static_cast<unsigned>((dim + 31) / 32), static_cast<unsigned>(slices));
   rmsnorm_dw_partial_kernel<<<grid, dim3(32, 8), 0, s>>>(x, rstd, dy, partial, rows, dim);
