@@ -1,0 +1,291 @@
+// Device tensors on CUDA against the CPU (STYLE.md 4, 14): every op of the op table, forward and backward, on
+// fresh random inputs (the seed comes from the clock and is printed; replay with R1_TEST_SEED=<seed>); a few
+// training steps of a small dense and a small DeepSeek model on both devices; and the lifetime rule of device
+// memory (scopes, keep, dispose, a training step that leaves memory in use flat). Without a GPU or the built
+// library (`npm run build:cuda`) every test is skipped with the reason.
+//
+// Tolerances. Elementwise ops: |cuda - cpu| <= 1e-5 * max(|cpu|, rms(cpu)) per element: both sides round each
+// result to float32 (6e-8), and CUDA's expf/tanhf/powf differ from glibc's by a few ulp. Ops that sum (matmul,
+// attention, reductions, softmax, norms, and every gradient, which sums over broadcast axes and atomically
+// accumulates rows): ||cuda - cpu|| / ||cpu|| <= 1e-5, since their order of additions differs. bfloat16 GEMMs
+// round each operand to 8 bits of mantissa (2^-9 = 2e-3 relative): under 1e-2 of the norm.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { DeepSeekModel, deepseekConfig } from '../../src/models/deepseek.ts';
+import { DenseModel, denseConfig } from '../../src/models/dense.ts';
+import type { CausalLM } from '../../src/models/pretrained.ts';
+import { ropeTables } from '../../src/nn/rope.ts';
+import { cudaAvailable } from '../../src/tensor/backends/cuda.ts';
+import { UnaryOp, type UnaryOpName } from '../../src/tensor/kernels.ts';
+import * as T from '../../src/tensor/index.ts';
+import { AdamW, clipGradNorm } from '../../src/train/optimizer.ts';
+
+const available = cudaAvailable();
+const skip = available.ok ? false : available.reason;
+const seed = Number(process.env.R1_TEST_SEED ?? Date.now() % 1_000_000_007);
+if (available.ok) console.log(`# cuda.test.ts seed ${seed} (replay with R1_TEST_SEED=${seed})`);
+
+type Kind = 'elementwise' | 'sums';
+
+/** An input: values drawn from the seeded generator, float inputs get gradients. */
+interface Input { shape: number[]; dtype?: 'f32' | 'i32'; values: (rng: T.Rng, n: number) => number[] }
+
+const normal = (rng: T.Rng, n: number) => Array.from({ length: n }, () => rng.normal());
+const positive = (rng: T.Rng, n: number) => Array.from({ length: n }, () => 0.5 + Math.abs(rng.normal()));
+const ints = (max: number) => (rng: T.Rng, n: number) => Array.from({ length: n }, () => rng.int(max));
+const mask = (rng: T.Rng, n: number) => Array.from({ length: n }, () => (rng.uniform() < 0.5 ? 1 : 0));
+const f = (...shape: number[]): Input => ({ shape, values: normal });
+const pos = (...shape: number[]): Input => ({ shape, values: positive });
+const idx = (max: number, ...shape: number[]): Input => ({ shape, dtype: 'i32', values: ints(max) });
+
+interface OpCase { inputs: Input[]; run: (...xs: T.Tensor[]) => T.Tensor; kind: Kind }
+
+const unaryDomain: Partial<Record<UnaryOpName, 'positive'>> = { log: 'positive', sqrt: 'positive', rsqrt: 'positive', recip: 'positive' };
+const unaryCases = Object.fromEntries((Object.keys(UnaryOp) as UnaryOpName[]).map((op) => [op, {
+  inputs: [unaryDomain[op] ? pos(3, 67) : f(3, 67)],
+  run: (x: T.Tensor) => (T as unknown as Record<string, (t: T.Tensor) => T.Tensor>)[op === 'geluTanh' ? 'gelu' : op](x),
+  kind: 'elementwise' as Kind,
+}]));
+
+const tables = () => ropeTables({ rotDim: 8, theta: 10000, scaling: null, maxPositions: 32 });
+
+// One case per op name the tape records (the same table test/tensor/ops.test.ts keeps for gradient checks).
+const opCases: Record<string, OpCase> = {
+  ...unaryCases,
+  add: { inputs: [f(4, 33), f(33)], run: (a, b) => T.add(a, b), kind: 'sums' },
+  sub: { inputs: [f(2, 1, 33), f(5, 1)], run: (a, b) => T.sub(a, b), kind: 'sums' },
+  mul: { inputs: [f(4, 33), f(4, 1)], run: (a, b) => T.mul(a, b), kind: 'sums' },
+  div: { inputs: [f(4, 33), pos(33)], run: (a, b) => T.div(a, b), kind: 'sums' },
+  pow: { inputs: [pos(4, 33), f(4, 33)], run: (a, b) => T.pow(a, b), kind: 'elementwise' },
+  maximum: { inputs: [f(4, 33), f(4, 33)], run: (a, b) => T.maximum(a, b), kind: 'elementwise' },
+  minimum: { inputs: [f(4, 33), f(33)], run: (a, b) => T.minimum(a, b), kind: 'sums' },
+  where: { inputs: [{ shape: [4, 33], values: mask }, f(4, 33), f(33)], run: (c, a, b) => T.where(c.detach(), a, b), kind: 'sums' },
+  swiglu: { inputs: [f(4, 65), f(4, 65)], run: (a, b) => T.swiglu(a, b), kind: 'elementwise' },
+  sum: { inputs: [f(3, 50, 7)], run: (a) => T.sum(a, [0, 2]), kind: 'sums' },
+  max: { inputs: [f(3, 50, 7)], run: (a) => T.max(a, 1), kind: 'sums' },
+  min: { inputs: [f(3, 50, 7)], run: (a) => T.min(a, -1, true), kind: 'sums' },
+  softmax: { inputs: [f(6, 300)], run: (a) => T.softmax(a), kind: 'sums' },
+  logSoftmax: { inputs: [f(6, 300)], run: (a) => T.logSoftmax(a), kind: 'sums' },
+  crossEntropy: {
+    inputs: [f(2, 5, 300), { shape: [2, 5], dtype: 'i32', values: (rng, n) => ints(300)(rng, n).map((v, i) => (i === 3 ? T.IGNORE_INDEX : v)) }],
+    run: (logits, targets) => T.crossEntropy(logits, targets, { reduction: 'none' }), kind: 'sums',
+  },
+  matmul: { inputs: [f(2, 3, 37, 29), f(3, 41, 29)], run: (a, b) => T.matmul(a, T.transpose(b)), kind: 'sums' },
+  embedding: { inputs: [f(50, 24), idx(50, 3, 7)], run: (table, ids) => T.embedding(table, ids), kind: 'sums' },
+  indexAdd: { inputs: [f(9, 24), idx(9, 14), f(14, 24)], run: (base, index, src) => T.indexAdd(base, index, src), kind: 'sums' },
+  gather: { inputs: [f(5, 30), idx(30, 5, 4)], run: (x, index) => T.gather(x, 1, index), kind: 'sums' },
+  rmsNorm: { inputs: [f(2, 7, 96), pos(96)], run: (x, w) => T.rmsNorm(x, w, 1e-6), kind: 'sums' },
+  rope: { inputs: [f(2, 5, 3, 16), idx(32, 2, 5)], run: (x, p) => T.rope(x, p, tables()), kind: 'elementwise' },
+  attention: {
+    inputs: [f(2, 9, 4, 16), f(2, 9, 2, 16), f(2, 9, 2, 16)],
+    run: (q, k, v) => T.attention(q, k, v), kind: 'sums',
+  },
+  reshape: { inputs: [f(6, 10)], run: (a) => T.reshape(T.transpose(a), [-1]), kind: 'elementwise' },
+  permute: { inputs: [f(2, 3, 4)], run: (a) => T.permute(a, [2, 0, 1]), kind: 'elementwise' },
+  slice: { inputs: [f(4, 9)], run: (a) => T.slice(a, 1, 2, 7), kind: 'elementwise' },
+  expand: { inputs: [f(3, 1)], run: (a) => T.expand(a, [2, 3, 5]), kind: 'sums' },
+  contiguous: { inputs: [f(5, 7)], run: (a) => T.contiguous(T.transpose(a)), kind: 'elementwise' },
+  concat: { inputs: [f(3, 4), f(3, 6)], run: (a, b) => T.concat([a, b], 1), kind: 'elementwise' },
+  cast: { inputs: [f(40)], run: (a) => T.mul(a, T.cast(T.cast(T.mul(a, 10), 'i32'), 'f32')), kind: 'elementwise' },
+  to: { inputs: [f(3, 8)], run: (a) => T.mul(a.to('cpu').to(a.device), 2), kind: 'elementwise' },
+};
+
+/** The op on `device`: its output and the gradients of its float inputs under a random weighting of the output. */
+function runOp(c: OpCase, device: T.Device, values: number[][], weights: number[]): { out: Float32Array; grads: Array<Float32Array | null> } {
+  return T.withDevice(device, () => T.scope(() => {
+    const xs = c.inputs.map((input, i) => {
+      const t = T.tensor(values[i], input.shape, input.dtype ?? 'f32');
+      if ((input.dtype ?? 'f32') === 'f32') t.requiresGrad = true;
+      return t;
+    });
+    const out = c.run(...xs);
+    T.sum(T.mul(out, T.tensor(weights.slice(0, out.size), out.shape))).backward();
+    const result = { out: Float32Array.from(out.toArray()), grads: xs.map((x) => (x.grad ? Float32Array.from(x.grad.toArray()) : null)) };
+    for (const x of xs) T.setGrad(x, null);
+    return result;
+  }));
+}
+
+function errorOf(kind: Kind, got: Float32Array, want: Float32Array): number {
+  assert.equal(got.length, want.length);
+  let sq = 0;
+  let diffSq = 0;
+  for (let i = 0; i < want.length; i++) {
+    sq += want[i] * want[i];
+    diffSq += (got[i] - want[i]) ** 2;
+  }
+  if (kind === 'sums') return Math.sqrt(diffSq) / Math.max(Math.sqrt(sq), 1e-30);
+  const rms = Math.sqrt(sq / Math.max(want.length, 1));
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (Number.isNaN(got[i]) !== Number.isNaN(want[i])) return Infinity;
+    worst = Math.max(worst, Math.abs(got[i] - want[i]) / Math.max(Math.abs(want[i]), rms, 1e-30));
+  }
+  return worst;
+}
+
+function compareOp(name: string, c: OpCase, tolerance: number): void {
+  const rng = new T.Rng(seed + name.length * 7919 + name.charCodeAt(0));
+  const values = c.inputs.map((input) => input.values(rng, input.shape.reduce((a, b) => a * b, 1)));
+  const weights = normal(rng, 16384);
+  const cpu = runOp(c, 'cpu', values, weights);
+  const cuda = runOp(c, 'cuda', values, weights);
+  const outError = errorOf(c.kind, cuda.out, cpu.out);
+  assert.ok(outError <= tolerance, `${name} forward: error ${outError.toExponential(2)} > ${tolerance} (seed ${seed})`);
+  cpu.grads.forEach((want, i) => {
+    if (!want) return;
+    const gradError = errorOf('sums', cuda.grads[i]!, want);
+    assert.ok(gradError <= tolerance, `${name} backward of input ${i}: error ${gradError.toExponential(2)} > ${tolerance} (seed ${seed})`);
+  });
+}
+
+describe('CUDA ops match the CPU, forward and backward (float32)', { skip }, () => {
+  for (const [name, c] of Object.entries(opCases)) it(name, () => compareOp(name, c, 1e-5));
+
+  it('covers every op that records a backward', () => {
+    const source = readFileSync(new URL('../../src/tensor/ops.ts', import.meta.url), 'utf8');
+    const recorded = new Set([...source.matchAll(/record\((?:[^()]|\([^()]*\))*?, '(\w+)'/g)].map((m) => m[1]));
+    for (const op of Object.keys(UnaryOp)) recorded.add(op);
+    const missing = [...recorded].filter((op) => !(op in opCases));
+    assert.deepEqual(missing, [], `ops without a CUDA comparison: ${missing.join(', ')}`);
+  });
+
+  it('reads decode-style strided KV views and left padding in place (no gradient)', () => {
+    const run = (device: T.Device) => T.withDevice(device, () => T.noGrad(() => T.scope(() => {
+      const q = T.randn([2, 1, 4, 16], new T.Rng(seed + 2));
+      const cache = T.randn([2, 12, 2, 16], new T.Rng(seed + 3));
+      const k = T.slice(cache, 1, 0, 9);
+      return Float32Array.from(T.attention(q, k, k, { kvStart: T.tensor([2, 0], [2], 'i32') }).toArray());
+    })));
+    const error = errorOf('sums', run('cuda'), run('cpu'));
+    assert.ok(error <= 1e-5, `decode attention error ${error}`);
+  });
+});
+
+describe('CUDA bf16 GEMMs', { skip }, () => {
+  it('matmul, attention-free linear and their gradients within 1e-2 of float32 on the CPU', () => {
+    T.setMatmulPrecision('bf16');
+    try {
+      compareOp('matmul', opCases.matmul, 1e-2);
+      compareOp('linear', { inputs: [f(4, 10, 96), f(80, 96)], run: (x, w) => T.linear(x, w), kind: 'sums' }, 1e-2);
+    } finally {
+      T.setMatmulPrecision('f32');
+    }
+  });
+});
+
+describe('device tensors', { skip }, () => {
+  it('move between devices with to(), and mixing devices in one op is an error naming both', () => {
+    const x = T.tensor([1, 2, 3], [3], 'f32', 'cpu');
+    const y = x.to('cuda');
+    assert.equal(y.device, 'cuda');
+    assert.deepEqual(Array.from(y.toArray()), [1, 2, 3]);
+    assert.equal(T.sum(y).item(), 6);
+    assert.throws(() => T.add(x, y), /is on cpu but Tensor\(f32, \[3\], cuda\) is on cuda/);
+    assert.throws(() => y.floats(), /on cuda: use toArray\(\)/);
+    assert.throws(() => T.zeros([2], 'f64', 'cuda'), /float64 tensors are not supported on cuda/);
+  });
+
+  it('a model made with a seed is the same on both devices, and Module.to moves it in place', () => {
+    const config = denseConfig('1m', 64, { numLayers: 1, maxPositionEmbeddings: 32 });
+    const cpu = new DenseModel(config, 5);
+    const cuda = T.withDevice('cuda', () => new DenseModel(config, 5));
+    for (const [[name, a], [, b]] of cpu.namedParameters().map((p, i) => [p, cuda.namedParameters()[i]] as const)) {
+      assert.equal(b.device, 'cuda', name);
+      assert.deepEqual(b.toArray(), a.toArray(), name);
+    }
+    const moved = new DenseModel(config, 5).to('cuda');
+    assert.equal(moved.device, 'cuda');
+    assert.equal(moved.rope.cos.device, 'cuda');
+    assert.equal(moved.lmHead, moved.embedTokens.weight);
+  });
+});
+
+describe('scopes free device memory', { skip }, () => {
+  it('frees what the return value does not reach; the result passes to the enclosing scope', () => {
+    const escaped: T.Tensor[] = [];
+    const outer = T.scope(() => {
+      const inner = T.scope(() => {
+        escaped.push(T.ones([4], 'f32', 'cuda'));
+        return { kept: T.full([4], 2, 'f32', 'cuda') };
+      });
+      assert.throws(() => escaped[0].toArray(), /used after its scope ended/);
+      assert.deepEqual(Array.from(inner.kept.toArray()), [2, 2, 2, 2]);
+      escaped.push(inner.kept);
+      return 1;
+    });
+    assert.equal(outer, 1);
+    assert.throws(() => escaped[1].toArray(), /used after its scope ended/);
+  });
+
+  it('keep() exempts a tensor from every scope; dispose() frees it at once', () => {
+    let survivor: T.Tensor | null = null;
+    T.scope(() => {
+      survivor = T.keep(T.ones([3], 'f32', 'cuda'));
+      return null;
+    });
+    assert.deepEqual(Array.from(survivor!.toArray()), [1, 1, 1]);
+    T.dispose(survivor!);
+    assert.throws(() => survivor!.toArray(), /used after dispose\(\)/);
+  });
+
+  it('a training step in a scope leaves device memory in use flat over steps', () => {
+    const stats: number[] = [];
+    T.withDevice('cuda', () => {
+      const model = new DenseModel(denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 }), 3);
+      const optimizer = new AdamW(model.namedParameters());
+      const rng = new T.Rng(seed);
+      for (let step = 0; step < 5; step++) {
+        T.scope(() => {
+          const ids = T.tensor(ints(64)(rng, 2 * 16), [2, 16], 'i32');
+          model.loss(ids, ids).backward();
+          clipGradNorm(model.parameters(), 1);
+          optimizer.update(1e-3);
+          model.zeroGrad();
+        });
+        stats.push(T.cudaMemoryStats().inUse);
+      }
+    });
+    assert.ok(stats.every((bytes) => bytes === stats[0]), `device bytes in use after each step: ${stats.join(', ')}`);
+  });
+});
+
+// A few AdamW steps on the same batches from the same seeded initialisation on both devices. The first loss
+// agrees to float32 rounding of the sums (~1e-6); each update then feeds the small differences of the
+// gradients back through AdamW's m / sqrt(v), so after 4 steps the losses are compared at 1e-4 relative for the
+// dense model, and 1e-3 for DeepSeek, whose MoE routing (a discrete top-K over scores) may flip a near-tie.
+function trainLosses(make: () => CausalLM, device: T.Device, steps: number): number[] {
+  return T.withDevice(device, () => {
+    const model = make();
+    const optimizer = new AdamW(model.namedParameters());
+    const rng = new T.Rng(seed + 11);
+    const losses: number[] = [];
+    for (let step = 0; step < steps; step++) {
+      losses.push(T.scope(() => {
+        const ids = T.tensor(ints(64)(rng, 2 * 17), [2, 17], 'i32');
+        const loss = model.loss(T.slice(ids, 1, 0, 16), T.slice(ids, 1, 1, 17));
+        const value = loss.item();
+        loss.backward();
+        clipGradNorm(model.parameters(), 1);
+        optimizer.update(3e-3);
+        model.afterStep?.();
+        model.zeroGrad();
+        return value;
+      }));
+    }
+    return losses;
+  });
+}
+
+describe('training on CUDA matches the CPU', { skip }, () => {
+  const compare = (make: () => CausalLM, tolerance: number) => {
+    const cpu = trainLosses(make, 'cpu', 4);
+    const cuda = trainLosses(make, 'cuda', 4);
+    cpu.forEach((want, i) => {
+      assert.ok(Math.abs(cuda[i] - want) <= tolerance * Math.abs(want), `step ${i + 1}: cuda loss ${cuda[i]}, cpu ${want} (seed ${seed})`);
+    });
+  };
+  it('dense (Qwen2 shape), 4 steps', () => compare(() => new DenseModel(denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 }), 7), 1e-4));
+  it('DeepSeek (MLA, DeepSeekMoE, MTP), 4 steps', () => compare(() => new DeepSeekModel(deepseekConfig(64, { maxPositionEmbeddings: 32 }), 7), 1e-3));
+});
