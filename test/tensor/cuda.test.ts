@@ -11,7 +11,7 @@
 // round each operand to 8 bits of mantissa (2^-9 = 2e-3 relative): under 1e-2 of the norm.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { DeepSeekModel, deepseekConfig } from '../../src/models/deepseek.ts';
 import { DenseModel, denseConfig } from '../../src/models/dense.ts';
 import type { CausalLM } from '../../src/models/pretrained.ts';
@@ -27,6 +27,14 @@ const seed = Number(process.env.R1_TEST_SEED ?? Date.now() % 1_000_000_007);
 if (available.ok) console.log(`# cuda.test.ts seed ${seed} (replay with R1_TEST_SEED=${seed})`);
 
 type Kind = 'elementwise' | 'sums';
+
+// The largest error of each comparison, printed at the end (docs and reports quote them).
+const measured: Array<[string, number]> = [];
+after(() => {
+  if (measured.length === 0) return;
+  console.log(`# cuda.test.ts (seed ${seed}): largest error of each comparison (see the header for the measure)`);
+  for (const [name, error] of measured) console.log(`#   ${name.padEnd(28)} ${error.toExponential(2)}`);
+});
 
 /** An input: values drawn from the seeded generator, float inputs get gradients. */
 interface Input { shape: number[]; dtype?: 'f32' | 'i32'; values: (rng: T.Rng, n: number) => number[] }
@@ -132,6 +140,8 @@ function compareOp(name: string, c: OpCase, tolerance: number): void {
   const cpu = runOp(c, 'cpu', values, weights);
   const cuda = runOp(c, 'cuda', values, weights);
   const outError = errorOf(c.kind, cuda.out, cpu.out);
+  const gradErrors = cpu.grads.map((want, i) => (want ? errorOf('sums', cuda.grads[i]!, want) : 0));
+  measured.push([`${name}${tolerance > 1e-5 ? ' bf16' : ''}`, Math.max(outError, ...gradErrors)]);
   assert.ok(outError <= tolerance, `${name} forward: error ${outError.toExponential(2)} > ${tolerance} (seed ${seed})`);
   cpu.grads.forEach((want, i) => {
     if (!want) return;
@@ -279,13 +289,14 @@ function trainLosses(make: () => CausalLM, device: T.Device, steps: number): num
 }
 
 describe('training on CUDA matches the CPU', { skip }, () => {
-  const compare = (make: () => CausalLM, tolerance: number) => {
+  const compare = (name: string, make: () => CausalLM, tolerance: number) => {
     const cpu = trainLosses(make, 'cpu', 4);
     const cuda = trainLosses(make, 'cuda', 4);
+    measured.push([`training loss (${name})`, Math.max(...cpu.map((want, i) => Math.abs(cuda[i] - want) / Math.abs(want)))]);
     cpu.forEach((want, i) => {
       assert.ok(Math.abs(cuda[i] - want) <= tolerance * Math.abs(want), `step ${i + 1}: cuda loss ${cuda[i]}, cpu ${want} (seed ${seed})`);
     });
   };
-  it('dense (Qwen2 shape), 4 steps', () => compare(() => new DenseModel(denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 }), 7), 1e-4));
-  it('DeepSeek (MLA, DeepSeekMoE, MTP), 4 steps', () => compare(() => new DeepSeekModel(deepseekConfig(64, { maxPositionEmbeddings: 32 }), 7), 1e-3));
+  it('dense (Qwen2 shape), 4 steps', () => compare('dense', () => new DenseModel(denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 }), 7), 1e-4));
+  it('DeepSeek (MLA, DeepSeekMoE, MTP), 4 steps', () => compare('deepseek', () => new DeepSeekModel(deepseekConfig(64, { maxPositionEmbeddings: 32 }), 7), 1e-3));
 });
