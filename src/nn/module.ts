@@ -2,7 +2,7 @@
 // Hugging Face's tensor names (`model.layers.0.self_attn.q_proj.weight`), so saving and loading a checkpoint
 // is a walk over namedParameters() with no renaming table. Buffers (RoPE tables) are tensors a module computes
 // with but does not train or save; `to(device)` moves parameters and buffers together.
-import { copyInto, keep, moveStorage, setGrad, tensor, type Device, type Tensor } from '../tensor/index.ts';
+import { copyInto, dispose, keep, moveStorage, setGrad, tensor, type Device, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export class Module {
@@ -67,6 +67,15 @@ export class Module {
 
   parameterCount(): number {
     return this.parameters().reduce((n, p) => n + p.size, 0);
+  }
+
+  /**
+   * Frees the device memory of every parameter, buffer and gradient now (on the CPU the collector does it); the
+   * module must not be used afterwards. For a program that trains or loads one model after another on a GPU.
+   */
+  dispose(): void {
+    this.zeroGrad();
+    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) dispose(t);
   }
 
   /** Drops every gradient (and frees their device memory: see setGrad). */

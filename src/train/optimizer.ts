@@ -3,7 +3,7 @@
 // run in place on each parameter's storage, on the parameter's device (the moments live beside it, kept out of
 // every scope): the optimizer is the one place parameters are written.
 import { kernelsOn, type FloatArray } from '../tensor/backend.ts';
-import { contiguous, copyInto, keep, mul, setGrad, sumSquares, tensor, zeros, type Tensor } from '../tensor/index.ts';
+import { contiguous, copyInto, dispose, keep, mul, setGrad, sumSquares, tensor, zeros, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -61,6 +61,11 @@ export class AdamW {
       this.m.set(name, keep(zeros([p.size], p.dtype, p.device)));
       this.v.set(name, keep(zeros([p.size], p.dtype, p.device)));
     }
+  }
+
+  /** Frees the device memory of the moments now (see Module.dispose); the optimizer must not be used afterwards. */
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) dispose(t);
   }
 
   /**

@@ -259,6 +259,23 @@ describe('scopes free device memory', { skip }, () => {
     });
     assert.ok(stats.every((bytes) => bytes === stats[0]), `device bytes in use after each step: ${stats.join(', ')}`);
   });
+
+  it('disposing a trained model and its optimizer returns their device memory', () => {
+    const before = T.cudaMemoryStats().inUse;
+    T.withDevice('cuda', () => {
+      const model = new DenseModel(denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 }), 3);
+      const optimizer = new AdamW(model.namedParameters());
+      T.scope(() => {
+        const ids = T.tensor(ints(64)(new T.Rng(seed), 2 * 16), [2, 16], 'i32');
+        model.loss(ids, ids).backward();
+        optimizer.update(1e-3);
+      });
+      assert.ok(T.cudaMemoryStats().inUse > before, 'the model, its gradients and moments hold device memory');
+      model.dispose();
+      optimizer.dispose();
+    });
+    assert.equal(T.cudaMemoryStats().inUse, before);
+  });
 });
 
 // A few AdamW steps on the same batches from the same seeded initialisation on both devices. The first loss
