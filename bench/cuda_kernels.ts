@@ -3,8 +3,9 @@
 // forward and backward TFLOP/s at a training shape, decode attention bandwidth over a long KV cache,
 // cross-entropy over the 151936-token vocabulary, and device-to-device copy bandwidth (the memory roof).
 // Prints a table and writes bench/results/cuda_kernels.json. bench/cuda_kernels_torch.py times the PyTorch
-// equivalents of the same rows, to run beside it.
-//   node --import tsx bench/cuda_kernels.ts
+// equivalents of the same rows, to run beside it. Sections named on the command line run alone (copy, gemm,
+// attention, decode, cross-entropy, fused); none named runs them all.
+//   node --import tsx bench/cuda_kernels.ts [section...]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,12 @@ const cuda = openCudaLibrary();
 cuda.init(0);
 const k = cuda.kernels;
 const rng = new Rng(1);
+const sectionNames = ['copy', 'gemm', 'attention', 'decode', 'cross-entropy', 'fused'];
+const chosen = process.argv.slice(2);
+for (const name of chosen) {
+  if (!sectionNames.includes(name)) throw new Error(`unknown section '${name}' (known: ${sectionNames.join(', ')})`);
+}
+const runs = (section: string): boolean => chosen.length === 0 || chosen.includes(section);
 
 function deviceRandom(n: number, scale = 1): DevicePtr {
   const ptr = cuda.alloc(4 * n);
@@ -58,7 +65,7 @@ function report(row: Row): void {
 console.log(`device: ${cuda.deviceName()}\n`);
 
 // ---- copy bandwidth: the roof of every memory-bound kernel ----
-{
+if (runs('copy')) {
   const n = 256 << 20;  // 1 GiB
   const a = cuda.alloc(4 * n), b = cuda.alloc(4 * n);
   const s = time(() => cuda.copy(b, a, 4 * n));
@@ -75,34 +82,41 @@ const gemmShapes: [string, number, number, number, boolean][] = [
   ['LM head      [8192x896] x [151936x896]^T', tokens, 151936, 896, true],
   ['square 4096', 4096, 4096, 4096, false],
 ];
-for (const precision of ['f32', 'tf32', 'bf16'] as MatmulPrecision[]) {
-  cuda.setMatmulPrecision(precision);
+// 'bf16w': bf16 with the weight (the right operand) registered, so that only the activation is rounded per call.
+for (const precision of ['f32', 'tf32', 'bf16', 'bf16w'] as const) {
+  if (!runs('gemm')) break;
+  cuda.setMatmulPrecision(precision === 'bf16w' ? 'bf16' : precision as MatmulPrecision);
   for (const [name, m, n, kk, transB] of gemmShapes) {
     const a = deviceRandom(m * kk), b = deviceRandom(n * kk), c = cuda.alloc(4 * m * n);
+    if (precision === 'bf16w') cuda.registerWeight(b, n * kk);
     const s = time(() => k.matmul(a, b, c, 1, m, n, kk, false, transB, 0, 0, 0, 0));
-    report({ name: `gemm ${precision.padEnd(4)} ${name}`, ms: s * 1e3, tflops: (2 * m * n * kk) / s / 1e12 });
+    report({ name: `gemm ${precision.padEnd(5)} ${name}`, ms: s * 1e3, tflops: (2 * m * n * kk) / s / 1e12 });
     for (const p of [a, b, c]) cuda.free(p);
   }
 }
 cuda.setMatmulPrecision('f32');
 
-// ---- attention: training shape, Qwen2.5-0.5B heads (14 query, 2 kv, head size 64), causal ----
-{
-  const B = 8, T = 1024, Hq = 14, Hkv = 2, D = 64;
+// ---- attention: training shape, Qwen2.5-0.5B heads (14 query, 2 kv, head size 64), causal; in f32 (CUDA cores)
+// and bf16 precision (tensor cores), and the bf16 kernel at head size 128 ----
+for (const [precision, B, T, Hq, Hkv, D] of [['f32', 8, 1024, 14, 2, 64], ['bf16', 8, 1024, 14, 2, 64], ['bf16', 4, 2048, 16, 2, 128]] as const) {
+  if (!runs('attention')) break;
+  cuda.setMatmulPrecision(precision);
   const q = deviceRandom(B * T * Hq * D), kk = deviceRandom(B * T * Hkv * D), v = deviceRandom(B * T * Hkv * D);
   const out = cuda.alloc(4 * B * T * Hq * D), lse = cuda.alloc(4 * B * Hq * T), dout = deviceRandom(B * T * Hq * D);
   const dq = cuda.alloc(4 * B * T * Hq * D), dk = cuda.alloc(4 * B * T * Hkv * D), dv = cuda.alloc(4 * B * T * Hkv * D);
   const scale = 1 / Math.sqrt(D);
   const causalFlops = 4 * B * Hq * D * (T * (T + 1)) / 2;  // QK^T and PV over the visible half
   const fwd = time(() => k.attention(q, kk, v, out, lse, null, B, T, T, Hq, Hkv, D, D, T * Hkv * D, T * Hkv * D, scale, true));
-  report({ name: `attention fwd B=${B} T=${T} H=${Hq}/${Hkv} D=${D} causal`, ms: fwd * 1e3, tflops: causalFlops / fwd / 1e12 });
+  report({ name: `attention fwd ${precision} B=${B} T=${T} H=${Hq}/${Hkv} D=${D} causal`, ms: fwd * 1e3, tflops: causalFlops / fwd / 1e12 });
   const bwd = time(() => k.attentionBackward(q, kk, v, out, lse, dout, dq, dk, dv, null, B, T, T, Hq, Hkv, D, D, scale, true));
-  report({ name: `attention bwd B=${B} T=${T} H=${Hq}/${Hkv} D=${D} causal`, ms: bwd * 1e3, tflops: (2.5 * causalFlops) / bwd / 1e12 });
+  report({ name: `attention bwd ${precision} B=${B} T=${T} H=${Hq}/${Hkv} D=${D} causal`, ms: bwd * 1e3, tflops: (2.5 * causalFlops) / bwd / 1e12 });
   for (const p of [q, kk, v, out, lse, dout, dq, dk, dv]) cuda.free(p);
+  cuda.setMatmulPrecision('f32');
 }
 
 // ---- decode attention: one new token per sequence against a KV cache ----
 for (const [B, Tk] of [[64, 320], [256, 320], [8, 4096], [1, 32768]]) {
+  if (!runs('decode')) break;
   const Hq = 14, Hkv = 2, D = 64, capacity = Tk;
   const q = deviceRandom(B * Hq * D), kk = deviceRandom(B * capacity * Hkv * D), v = deviceRandom(B * capacity * Hkv * D);
   const out = cuda.alloc(4 * B * Hq * D);
@@ -113,7 +127,7 @@ for (const [B, Tk] of [[64, 320], [256, 320], [8, 4096], [1, 32768]]) {
 }
 
 // ---- cross-entropy over the Qwen2.5 vocabulary ----
-{
+if (runs('cross-entropy')) {
   const R = 4096, V = 151936;
   const logits = deviceRandom(R * V, 3), targets = cuda.alloc(4 * R), loss = cuda.alloc(4 * R), lse = cuda.alloc(4 * R);
   const dloss = deviceRandom(R), dlogits = cuda.alloc(4 * R * V);
@@ -126,7 +140,7 @@ for (const [B, Tk] of [[64, 320], [256, 320], [8, 4096], [1, 32768]]) {
 }
 
 // ---- memory-bound fused kernels at the training shape ----
-{
+if (runs('fused')) {
   const R = 8192, dim = 896, hidden = 4864;
   const x = deviceRandom(R * dim), w = deviceRandom(dim), y = cuda.alloc(4 * R * dim), rstd = cuda.alloc(4 * R);
   const s = time(() => k.rmsnorm(x, w, y, rstd, R, dim, 1e-6));

@@ -57,6 +57,25 @@ R1_API void r1_cuda_graph_destroy(void* graph);
 // 1 when a failure is recorded and not yet read by r1_cuda_last_error: a check cheap enough to follow every call.
 R1_API int r1_cuda_error_pending(void);
 
+// ---- bf16 copies of weights, for r1_matmul in bf16 precision ----
+// In bf16 precision r1_matmul rounds its float32 operands to bf16 on every call. A float32 buffer registered
+// here instead gets a bf16 copy (n * 2 bytes, from the caching allocator), rounded once and then kept current by
+// r1_adamw, which writes the new weight and its copy in one pass. r1_matmul reads the copy for an operand that
+// is one matrix (not a batch with a stride) lying inside a registered range.
+// When the copy is read and when it is refreshed:
+// - r1_adamw over the whole registered range makes the copy current; over part of it, updates that part.
+// - r1_cuda_upload, r1_cuda_copy and r1_cuda_fill into any part of the range mark the copy stale; the next
+//   r1_matmul that reads it rounds the whole weight again first.
+// - Any other kernel that writes into the range (r1_binary, r1_matmul's output, ...) is NOT seen: after one,
+//   call r1_cuda_register_weight(ptr, n) again with the same ptr and n, which marks the copy stale.
+// - r1_cuda_free of the block holding the range drops the registration and frees the copy.
+// - A CUDA graph replays what was recorded: reads of the copy if it was current while capturing (then a graph
+//   stays correct across r1_adamw steps, not across other writes: record it again after those), or a fresh
+//   rounding before each read if it was stale.
+// Registering with the same ptr and another n replaces the registration; a range that overlaps another
+// registered range is an error. Returns 0 on success.
+R1_API int r1_cuda_register_weight(const float* ptr, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,9 @@
 // D_i = dO_i . O_i is computed first by its own kernel.
 //
 // Head sizes up to 256 (D and Dv padded to a multiple of 4 in shared memory; templates for 64, 128 and 256).
+//
+// In bf16 matmul precision, prefill and training shapes with D == Dv of 64 or 128 run on tensor cores instead
+// (attention_bf16.cu); decoding (the grouped path) and every other shape stay here.
 #include <algorithm>
 
 #include "common.cuh"
@@ -473,8 +476,13 @@ R1_API void r1_attention(const float* q, const float* k, const float* v, float* 
   ForwardArgs a{q, k, v, out, lse, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, kv_batch_stride, v_batch_stride, scale, causal,
                 0, vectorized ? 1 : 0, 1, 0, nullptr};
   const int64_t group = Hq / Hkv;
+  const bool decoding = group * Tq <= kRows;
+  if (!decoding && attention_forward_bf16(q, k, v, out, lse, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, kv_batch_stride,
+                                          v_batch_stride, scale, causal)) {
+    return;
+  }
   dim3 grid;
-  if (group * Tq <= kRows) {
+  if (decoding) {
     a.grouped = 1;
     // Split the keys so that about two blocks per SM run, each over at least one tile.
     const int64_t blocks = B * Hkv, tiles = (Tk + kKeys - 1) / kKeys;
@@ -530,6 +538,9 @@ R1_API void r1_attention_backward(const float* q, const float* k, const float* v
   if (!delta) return;
   const int64_t rows = B * Tq * Hq;
   attention_delta_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(out, dout, delta, rows, Hq, Tq, Dv);
+  if (attention_backward_bf16(q, k, v, lse, dout, delta, dq, dk, dv, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal)) {
+    return;
+  }
   BackwardArgs a{q, k, v, lse, dout, delta, dq, dk, dv, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal};
   dim3 grid(static_cast<unsigned>((Tk + kBwdKeys - 1) / kBwdKeys), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
   const int64_t Dp = round4(D), Dvp = round4(Dv);

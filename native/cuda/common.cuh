@@ -2,6 +2,7 @@
 // reductions and the library's persistent scratch buffers. Kernels follow r1.h's contracts exactly; the CPU
 // core (native/cpu, same file names) and src/tensor/backends/reference.ts define them.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -39,6 +40,33 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 // same buffer at replay, so it must never be handed to anything else. Growing retires the old buffer.
 enum ScratchSlot { kScratchGemmA = 0, kScratchGemmB, kScratchPartials, kScratchAttention, kScratchSlots };
 void* scratch(ScratchSlot slot, size_t bytes);
+
+// bf16 shadows of the weights registered with r1_cuda_register_weight (bf16_weights.cu).
+// weight_shadow: a current bf16 copy of [p, p + count) when that range lies inside one registered weight (a
+// stale copy is refreshed first, on the stream), else nullptr. weight_shadow_for_update: where r1_adamw writes
+// the bf16 copy of [p, p + n) beside p, or nullptr. weights_written: a write the library made to device memory
+// (upload, copy, fill) that makes the copies of the weights it overlaps stale. weights_freed: a freed block,
+// whose registrations are dropped.
+const __nv_bfloat16* weight_shadow(const float* p, int64_t count);
+__nv_bfloat16* weight_shadow_for_update(const float* p, int64_t n);
+void weights_written(const void* p, int64_t bytes);
+void weights_freed(const void* block, int64_t bytes);
+
+// r1_cuda_set_matmul_precision's code (gemm.cu): 0 f32, 1 tf32, 2 bf16.
+int matmul_precision();
+
+// The tensor-core attention of attention_bf16.cu, with r1_attention's and r1_attention_backward's arguments
+// (delta: FlashAttention-2's D_i = dO_i . O_i, [B, Hq, Tq]). Each returns false, having queued nothing, when it
+// does not cover the call (precision not bf16, D != Dv, D not 64 or 128, misaligned buffers): the caller then
+// runs the float32 kernel.
+bool attention_forward_bf16(const float* q, const float* k, const float* v, float* out, float* lse,
+                            const int32_t* kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv,
+                            int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
+                            int causal);
+bool attention_backward_bf16(const float* q, const float* k, const float* v, const float* lse, const float* dout,
+                             const float* delta, float* dq, float* dk, float* dv, const int32_t* kv_start, int64_t B,
+                             int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale,
+                             int causal);
 
 // Sum / max over a block (blockDim.x a multiple of 32, at most 1024). Every thread gets the result.
 template <class T, class Op>

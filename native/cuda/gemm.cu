@@ -8,7 +8,9 @@
 // broadcasts), and a weight shared by a batch of contiguous activations folds the batch into m (one large GEMM).
 //
 // Precision: float32 by default (CUBLAS_COMPUTE_32F: exact IEEE products, no TF32), TF32 tensor cores, or bf16:
-// both operands rounded to bfloat16 into scratch buffers, then a bf16 x bf16 -> fp32 GEMM with fp32 accumulation.
+// both operands rounded to bfloat16 into scratch buffers, then a bf16 x bf16 -> fp32 GEMM with fp32 accumulation;
+// an operand inside a weight registered with r1_cuda_register_weight is read from its bf16 copy instead
+// (bf16_weights.cu), rounded once per optimizer step by r1_adamw.
 #include <dlfcn.h>
 #include <cuda_bf16.h>
 
@@ -157,6 +159,34 @@ __global__ void to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t bat
   }
 }
 
+// The same for matrices whose count and stride are multiples of 4 at a 16-byte aligned address: one float4 in,
+// 8 bytes out per thread and step (the conversion is bound by reading the float32 operand).
+__global__ void to_bf16_vector_kernel(const float4* src, uint2* dst, int64_t batch, int64_t count4, int64_t stride4) {
+  int64_t total = batch * count4;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t b = i / count4, r = i - b * count4;
+    const float4 v = src[b * stride4 + r];
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    dst[i] = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+  }
+}
+
+// Rounds an operand into its scratch slot (packed: batch b at b * count); nullptr when the slot cannot grow.
+const __nv_bfloat16* to_bf16(r1cuda::ScratchSlot slot, const float* src, int64_t batch, int64_t count, int64_t stride,
+                             cudaStream_t s) {
+  using namespace r1cuda;
+  auto* dst = static_cast<__nv_bfloat16*>(scratch(slot, batch * count * sizeof(__nv_bfloat16)));
+  if (!dst) return nullptr;
+  if (count % 4 == 0 && stride % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+    to_bf16_vector_kernel<<<grid_for(batch * count / 4), kThreads, 0, s>>>(
+        reinterpret_cast<const float4*>(src), reinterpret_cast<uint2*>(dst), batch, count / 4, stride / 4);
+  } else {
+    to_bf16_kernel<<<grid_for(batch * count), kThreads, 0, s>>>(src, dst, batch, count, stride);
+  }
+  check_launch("r1_matmul (bf16 operands)");
+  return dst;
+}
+
 // C = beta C when k = 0 (an empty sum): zero the matrices for beta 0.
 __global__ void zero_matrices_kernel(float* c, int64_t batch, int64_t count, int64_t stride) {
   int64_t total = batch * count;
@@ -232,6 +262,8 @@ bool gemm_init(std::string* error) {
   return true;
 }
 
+int matmul_precision() { return precision; }
+
 }  // namespace r1cuda
 
 using namespace r1cuda;
@@ -270,12 +302,12 @@ R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, i
   int64_t sa = stride_a, sb = stride_b;
   if (precision == 2) {
     const int64_t batch_a = stride_a == 0 ? 1 : batch, batch_b = stride_b == 0 ? 1 : batch;
-    auto* a16 = static_cast<__nv_bfloat16*>(scratch(kScratchGemmA, batch_a * m * k * sizeof(__nv_bfloat16)));
-    auto* b16 = static_cast<__nv_bfloat16*>(scratch(kScratchGemmB, batch_b * k * n * sizeof(__nv_bfloat16)));
+    // A registered weight (one matrix, not a batch of them) is read from its bf16 copy; others are rounded here.
+    const __nv_bfloat16* a16 = batch_a == 1 ? weight_shadow(a, m * k) : nullptr;
+    const __nv_bfloat16* b16 = batch_b == 1 ? weight_shadow(b, k * n) : nullptr;
+    if (!a16) a16 = to_bf16(kScratchGemmA, a, batch_a, m * k, stride_a, s);
+    if (!b16) b16 = to_bf16(kScratchGemmB, b, batch_b, k * n, stride_b, s);
     if (!a16 || !b16) return;
-    to_bf16_kernel<<<grid_for(batch_a * m * k), kThreads, 0, s>>>(a, a16, batch_a, m * k, stride_a);
-    to_bf16_kernel<<<grid_for(batch_b * k * n), kThreads, 0, s>>>(b, b16, batch_b, k * n, stride_b);
-    check_launch("r1_matmul (bf16 operands)");
     a_op = a16;
     b_op = b16;
     sa = stride_a == 0 ? 0 : m * k;

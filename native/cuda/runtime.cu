@@ -236,15 +236,20 @@ R1_API void* r1_cuda_alloc(int64_t bytes) {
 
 R1_API void r1_cuda_free(void* ptr) {
   if (!ptr) return;
-  std::lock_guard<std::mutex> lock(alloc_mutex);
-  auto it = live_blocks.find(ptr);
-  if (it == live_blocks.end()) {
-    record_message("r1_cuda_free", "pointer was not allocated by r1_cuda_alloc, or was freed twice");
-    return;
+  size_t size = 0;
+  {
+    std::lock_guard<std::mutex> lock(alloc_mutex);
+    auto it = live_blocks.find(ptr);
+    if (it == live_blocks.end()) {
+      record_message("r1_cuda_free", "pointer was not allocated by r1_cuda_alloc, or was freed twice");
+      return;
+    }
+    size = it->second;
+    free_blocks.emplace(it->second, ptr);
+    bytes_in_use -= static_cast<int64_t>(it->second);
+    live_blocks.erase(it);
   }
-  free_blocks.emplace(it->second, ptr);
-  bytes_in_use -= static_cast<int64_t>(it->second);
-  live_blocks.erase(it);
+  weights_freed(ptr, static_cast<int64_t>(size));  // frees their bf16 copies: outside the allocator's lock
 }
 
 R1_API void r1_cuda_empty_cache(void) {
@@ -263,6 +268,7 @@ R1_API void r1_cuda_memory_stats(int64_t* stats) {
 
 R1_API int r1_cuda_upload(void* dst, const void* host_src, int64_t bytes) {
   if (bytes <= 0) return 0;
+  weights_written(dst, bytes);
   // From pageable memory the driver stages host_src before returning, so the caller may reuse it at once.
   cudaError_t err = cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream());
   if (err != cudaSuccess) return record_error("r1_cuda_upload", err), 1;
@@ -279,6 +285,7 @@ R1_API int r1_cuda_download(void* host_dst, const void* src, int64_t bytes) {
 
 R1_API int r1_cuda_copy(void* dst, const void* src, int64_t bytes) {
   if (bytes <= 0) return 0;
+  weights_written(dst, bytes);
   cudaError_t err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream());
   if (err != cudaSuccess) return record_error("r1_cuda_copy", err), 1;
   return 0;
@@ -286,6 +293,7 @@ R1_API int r1_cuda_copy(void* dst, const void* src, int64_t bytes) {
 
 R1_API void r1_cuda_fill(float* x, float value, int64_t n) {
   if (n <= 0) return;
+  weights_written(x, n * static_cast<int64_t>(sizeof(float)));
   fill_kernel<<<grid_for(n), kThreads, 0, stream()>>>(x, value, n);
   check_launch("r1_cuda_fill");
 }

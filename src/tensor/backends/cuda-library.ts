@@ -40,6 +40,12 @@ export interface CudaLibrary {
   graphDestroy(graph: DevicePtr): void;
   /** Every kernel of native/r1.h on device buffers (F and I are device addresses positioned at the data). */
   readonly kernels: Kernels<DevicePtr, DevicePtr>;
+  /**
+   * Gives the float32 weight [ptr, ptr + 4n) a bf16 copy that bf16 GEMMs read instead of rounding it per call,
+   * kept current by adamw and marked stale by upload, copy and fill into it (r1_cuda.h states the rules). After
+   * writing the weight with any other kernel, call it again with the same ptr and n. Freed with its block.
+   */
+  registerWeight(ptr: DevicePtr, n: number): void;
 }
 
 /** build/libr1cuda.so at the package root (from src/tensor/backends or dist/tensor/backends); R1_CUDA_LIBRARY overrides it. */
@@ -99,6 +105,7 @@ const declarations = {
   r1_attention: 'void r1_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int causal)',
   r1_attention_backward: 'void r1_attention_backward(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t dout, uint64_t dq, uint64_t dk, uint64_t dv, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
   r1_adamw: 'void r1_adamw(uint64_t p, uint64_t g, uint64_t m, uint64_t v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
+  r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
 } as const;
 
 type CudaFunctions = { -readonly [name in keyof typeof declarations]: (...args: any[]) => any };
@@ -354,6 +361,9 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     graphDestroy(graph) {
       c.r1_cuda_graph_destroy(graph);
       check('graphDestroy');
+    },
+    registerWeight(ptr, n) {
+      checkStatus(`registerWeight(${n})`, c.r1_cuda_register_weight(ptr, n) as number);
     },
   };
 }

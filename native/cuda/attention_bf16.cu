@@ -1,0 +1,430 @@
+// Fused attention on tensor cores, used by r1_attention and r1_attention_backward (attention.cu) when the matmul
+// precision is bf16 (r1_cuda_set_matmul_precision(2)) and D == Dv is 64 or 128: the same contract as the float32
+// kernels (GQA, causal offset Tk - Tq, kv_start masking, KV cache strides, lse), with Q, K, V, dO rounded to
+// bfloat16 as their tiles are loaded into shared memory and every product on mma.sync m16n8k16 (bf16 operands,
+// fp32 accumulation). Softmax statistics, lse, the output and every gradient stay float32; P and dS are rounded
+// to bf16 only as operands of the second product of each pair, as FlashAttention-2 does.
+//
+// Forward (FlashAttention-2, Dao 2023, Algorithm 1): a block of 4 warps holds 64 queries of one head, 16 per
+// warp, with Q's fragments in registers, and walks the visible keys in tiles of 64. S = Q K^T lands in the
+// accumulator layout of m16n8k16, which is also the A-operand layout of P V, so P never touches shared memory.
+// Scores are kept in base 2 (scaled by scale * log2 e) so that exp2f is one instruction.
+//
+// Backward (FlashAttention-2, Algorithm 2): a block owns 64 keys of one kv head, 16 per warp, and walks every
+// query tile of every query head of its group that can see them. Per tile it forms S^T = K Q^T and dP^T = V dO^T,
+// P^T = exp2(S^T - lse), dS^T = P^T (dP^T - D_i), accumulates dV += P^T dO and dK += dS^T Q in registers, and
+// writes dS^T to shared memory so that the block computes dQ = dS K for the tile and adds it to dq with atomics.
+#include <cuda_bf16.h>
+
+#include "common.cuh"
+
+namespace {
+
+constexpr int kThreadsTc = 128;  // 4 warps
+constexpr int kTile = 64;        // queries per forward block, keys per forward tile, keys per backward block
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ inline uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo in the low half: the lower k index of a fragment pair
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// d += a b for one m16n8k16 tile (a: 4 registers of bf16 pairs, row-major 16 x 16; b: 2 registers, 16 x 8).
+__device__ inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8 x 8 bf16 matrices from shared memory, lane l giving the address of row l % 8 of matrix l / 8.
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* row) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+__device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const __nv_bfloat16* row) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+
+// Fragment addresses inside a row-major bf16 tile with row stride `ld` (elements), for the lane's ldmatrix row.
+// A operand (16 x 16 at row0, col0): matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15).
+__device__ inline const __nv_bfloat16* a_rows(const __nv_bfloat16* tile, int ld, int row0, int col0, int lane) {
+  return tile + (row0 + (lane & 15)) * ld + col0 + (lane >> 4) * 8;
+}
+// B operand of two n-tiles from a [n][k] tile (B = tile^T): matrices (n 0-7, k 0-7), (n 0-7, k 8-15),
+// (n 8-15, k 0-7), (n 8-15, k 8-15): registers 0, 1 are the first n-tile's b0, b1; 2, 3 the second's.
+__device__ inline const __nv_bfloat16* bt_rows(const __nv_bfloat16* tile, int ld, int n0, int k0, int lane) {
+  return tile + (n0 + (lane >> 4) * 8 + (lane & 7)) * ld + k0 + ((lane >> 3) & 1) * 8;
+}
+// B operand of two n-tiles from a [k][n] tile, read with .trans: matrices (k 0-7, n 0-7), (k 8-15, n 0-7),
+// (k 0-7, n 8-15), (k 8-15, n 8-15). With .trans, the A operand of a [k][m] tile uses the same addresses
+// with m for n: (m 0-7, k 0-7) is matrix (k 0-7, m 0-7) transposed, and so on, in the order a0, a2, a1, a3.
+__device__ inline const __nv_bfloat16* b_rows(const __nv_bfloat16* tile, int ld, int k0, int n0, int lane) {
+  return tile + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ld + n0 + (lane >> 4) * 8;
+}
+
+// Rows [0, R) of a float32 matrix (row r at base + r * row_stride, D floats, 16-byte aligned) into a bf16 tile
+// with row stride D + 8 (the 16 bytes of padding put the 8 rows of an ldmatrix in distinct banks). Rows at or
+// beyond valid_rows are zero. Every load of the tile is issued before the first conversion.
+template <int R, int D>
+__device__ inline void load_tile(__nv_bfloat16* tile, const float* base, int64_t row_stride, int64_t valid_rows,
+                                 int tid) {
+  constexpr int kVectors = D / 4, kPerThread = R * kVectors / kThreadsTc;
+  float4 v[kPerThread];
+  #pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int e = tid + i * kThreadsTc, r = e / kVectors, c = e % kVectors;
+    v[i] = r < valid_rows ? __ldg(reinterpret_cast<const float4*>(base + r * row_stride) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  #pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int e = tid + i * kThreadsTc, r = e / kVectors, c = e % kVectors;
+    *reinterpret_cast<uint2*>(tile + r * (D + 8) + c * 4) = make_uint2(pack_bf16(v[i].x, v[i].y), pack_bf16(v[i].z, v[i].w));
+  }
+}
+
+struct FlashArgs {
+  const float *q, *k, *v, *lse, *dout, *delta;
+  float *out, *lse_out, *dq, *dk, *dv;
+  const int32_t* kv_start;
+  int64_t Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride;
+  float scale;
+  int causal;
+};
+
+template <int D>
+__global__ void __launch_bounds__(kThreadsTc) flash_forward_kernel(FlashArgs a) {
+  constexpr int S = D + 8;
+  extern __shared__ uint4 shared_tc[];
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(shared_tc);
+  __nv_bfloat16* Ks = Qs + kTile * S;
+  __nv_bfloat16* Vs = Ks + kTile * S;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
+  // The last query tiles see the most keys under a causal mask: start them first.
+  const int64_t q0 = int64_t(gridDim.x - 1 - blockIdx.x) * kTile;
+  const int64_t h = blockIdx.y, b = blockIdx.z, hk = h / (a.Hq / a.Hkv);
+  const float scale2 = a.scale * kLog2e;
+
+  load_tile<kTile, D>(Qs, a.q + ((b * a.Tq + q0) * a.Hq + h) * D, a.Hq * D, a.Tq - q0, tid);
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+  #pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], a_rows(Qs, S, warp * 16, kk * 16, lane));
+
+  const int64_t offset = a.Tk - a.Tq;  // query i sits at absolute position offset + i
+  const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
+  const int64_t key_end = a.causal ? min(a.Tk, offset + min(a.Tq - 1, q0 + kTile - 1) + 1) : a.Tk;
+  const int64_t row_query[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  int64_t row_last[2];  // last visible key of each of this thread's rows (inclusive)
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) row_last[r] = a.causal ? min(a.Tk - 1, offset + row_query[r]) : a.Tk - 1;
+
+  float o[D / 8][4];
+  #pragma unroll
+  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's share of the row sum
+
+  const float* kb = a.k + b * a.kv_batch_stride;
+  const float* vb = a.v + b * a.v_batch_stride;
+  for (int64_t k0 = (key_lo / kTile) * kTile; k0 < key_end; k0 += kTile) {
+    __syncthreads();  // the previous tile's K and V are no longer read
+    load_tile<kTile, D>(Ks, kb + (k0 * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
+    load_tile<kTile, D>(Vs, vb + (k0 * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
+    __syncthreads();
+
+    float s[kTile / 8][4];
+    #pragma unroll
+    for (int j = 0; j < kTile / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    #pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      #pragma unroll
+      for (int j = 0; j < kTile / 8; j += 2) {
+        uint32_t kf[4];
+        ldmatrix_x4(kf, bt_rows(Ks, S, j * 8, kk * 16, lane));
+        mma_bf16(s[j], qf[kk], kf[0], kf[1]);
+        mma_bf16(s[j + 1], qf[kk], kf[2], kf[3]);
+      }
+    }
+
+    // Online softmax over this tile; element e of s[j] is row e / 2, key k0 + 8 j + 2 c + e % 2.
+    const bool whole = k0 >= key_lo && k0 + kTile - 1 <= min(row_last[0], row_last[1]);
+    float tile_max[2] = {-INFINITY, -INFINITY};
+    #pragma unroll
+    for (int j = 0; j < kTile / 8; ++j) {
+      #pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t key = k0 + j * 8 + 2 * c + (e & 1);
+        const bool visible = whole || (key >= key_lo && key <= row_last[e >> 1]);
+        s[j][e] = visible ? s[j][e] * scale2 : -INFINITY;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[j][e]);
+      }
+    }
+    float alpha[2];
+    #pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float m_new = fmaxf(m[r], tile_max[r]);
+      // A row that has seen no visible key yet keeps m = -inf, l = 0 and a zero output.
+      alpha[r] = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
+      m[r] = m_new;
+      l[r] *= alpha[r];
+    }
+    #pragma unroll
+    for (int j = 0; j < kTile / 8; ++j) {
+      #pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float mr = m[e >> 1];
+        s[j][e] = mr == -INFINITY ? 0.0f : exp2f(s[j][e] - mr);
+        l[e >> 1] += s[j][e];
+      }
+    }
+    #pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      o[n][0] *= alpha[0], o[n][1] *= alpha[0], o[n][2] *= alpha[1], o[n][3] *= alpha[1];
+    }
+    // O += P V: the accumulators of two adjacent key n-tiles are one A fragment over 16 keys.
+    #pragma unroll
+    for (int kk = 0; kk < kTile / 16; ++kk) {
+      const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      #pragma unroll
+      for (int n = 0; n < D / 8; n += 2) {
+        uint32_t vf[4];
+        ldmatrix_x4_trans(vf, b_rows(Vs, S, kk * 16, n * 8, lane));
+        mma_bf16(o[n], pa, vf[0], vf[1]);
+        mma_bf16(o[n + 1], pa, vf[2], vf[3]);
+      }
+    }
+  }
+
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    const int64_t qi = row_query[r];
+    if (qi >= a.Tq) continue;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    float* out = a.out + ((b * a.Tq + qi) * a.Hq + h) * D + 2 * c;
+    #pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    }
+    if (a.lse_out && c == 0) a.lse_out[(b * a.Hq + h) * a.Tq + qi] = l[r] > 0.0f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+  }
+}
+
+// QT queries per backward tile: 64 for D = 64; 32 for D = 128, which keeps dK and dV (2 x 64 floats a thread)
+// beside the tile's scores in registers.
+template <int D, int QT>
+__global__ void __launch_bounds__(kThreadsTc) flash_backward_kernel(FlashArgs a) {
+  constexpr int S = D + 8, SD = QT + 8;
+  extern __shared__ uint4 shared_tc[];
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(shared_tc);
+  __nv_bfloat16* Vs = Ks + kTile * S;
+  __nv_bfloat16* Qs = Vs + kTile * S;
+  __nv_bfloat16* dOs = Qs + QT * S;
+  __nv_bfloat16* dSs = dOs + QT * S;  // dS^T: [64 keys][QT queries]
+  float* lses = reinterpret_cast<float*>(dSs + kTile * SD);  // lse * log2 e
+  float* deltas = lses + QT;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
+  const int64_t b = blockIdx.z, hk = blockIdx.y, k0 = int64_t(blockIdx.x) * kTile;
+  const int64_t group = a.Hq / a.Hkv, offset = a.Tk - a.Tq;
+  const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
+  const float scale2 = a.scale * kLog2e;
+
+  load_tile<kTile, D>(Ks, a.k + ((b * a.Tk + k0) * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
+  load_tile<kTile, D>(Vs, a.v + ((b * a.Tk + k0) * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
+
+  const int64_t row_key[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
+  float dk[D / 8][4], dv[D / 8][4];
+  #pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    #pragma unroll
+    for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.0f;
+  }
+
+  // dQ of a tile: warp w takes 16 queries (w % (QT / 16)) and D / (64 / QT) columns (w / (QT / 16)).
+  constexpr int kQGroups = QT / 16, kDCols = D / (4 / kQGroups);
+  const int dq_row0 = (warp % kQGroups) * 16, dq_col0 = (warp / kQGroups) * kDCols;
+
+  // Query i sees key j when j <= offset + i: the first query that sees this block's first key.
+  const int64_t first_q = a.causal ? max(int64_t(0), k0 - offset) : 0;
+  const bool block_visible = min(a.Tk - 1, k0 + kTile - 1) >= key_lo;
+  for (int64_t hg = 0; hg < group && block_visible; ++hg) {
+    const int64_t h = hk * group + hg;
+    for (int64_t q0 = (first_q / QT) * QT; q0 < a.Tq; q0 += QT) {
+      __syncthreads();  // the previous tile's Q, dO and dS are no longer read
+      load_tile<QT, D>(Qs, a.q + ((b * a.Tq + q0) * a.Hq + h) * D, a.Hq * D, a.Tq - q0, tid);
+      load_tile<QT, D>(dOs, a.dout + ((b * a.Tq + q0) * a.Hq + h) * D, a.Hq * D, a.Tq - q0, tid);
+      if (tid < QT) {
+        const int64_t qi = q0 + tid;
+        lses[tid] = qi < a.Tq ? a.lse[(b * a.Hq + h) * a.Tq + qi] * kLog2e : -INFINITY;
+        deltas[tid] = qi < a.Tq ? a.delta[(b * a.Hq + h) * a.Tq + qi] : 0.0f;
+      }
+      __syncthreads();
+
+      // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys: element e of [j] is key row e / 2,
+      // query q0 + 8 j + 2 c + e % 2.
+      float st[QT / 8][4], dpt[QT / 8][4];
+      #pragma unroll
+      for (int j = 0; j < QT / 8; ++j) {
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) st[j][e] = dpt[j][e] = 0.0f;
+      }
+      #pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t ka[4], va[4];
+        ldmatrix_x4(ka, a_rows(Ks, S, warp * 16, kk * 16, lane));
+        ldmatrix_x4(va, a_rows(Vs, S, warp * 16, kk * 16, lane));
+        #pragma unroll
+        for (int j = 0; j < QT / 8; j += 2) {
+          uint32_t qb[4], ob[4];
+          ldmatrix_x4(qb, bt_rows(Qs, S, j * 8, kk * 16, lane));
+          ldmatrix_x4(ob, bt_rows(dOs, S, j * 8, kk * 16, lane));
+          mma_bf16(st[j], ka, qb[0], qb[1]);
+          mma_bf16(st[j + 1], ka, qb[2], qb[3]);
+          mma_bf16(dpt[j], va, ob[0], ob[1]);
+          mma_bf16(dpt[j + 1], va, ob[2], ob[3]);
+        }
+      }
+      // P^T = exp2(S^T scale2 - lse2) where visible; dS^T = P^T (dP^T - D_i), written to shared memory too.
+      #pragma unroll
+      for (int j = 0; j < QT / 8; ++j) {
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = j * 8 + 2 * c + (e & 1);
+          const int64_t qi = q0 + col, key = row_key[e >> 1];
+          const bool visible = qi < a.Tq && key < a.Tk && key >= key_lo && (!a.causal || key <= offset + qi) &&
+                               lses[col] != -INFINITY;
+          const float p = visible ? exp2f(st[j][e] * scale2 - lses[col]) : 0.0f;
+          st[j][e] = p;
+          dpt[j][e] = p * (dpt[j][e] - deltas[col]);
+        }
+        const int row = warp * 16 + g;
+        *reinterpret_cast<uint32_t*>(dSs + row * SD + j * 8 + 2 * c) = pack_bf16(dpt[j][0], dpt[j][1]);
+        *reinterpret_cast<uint32_t*>(dSs + (row + 8) * SD + j * 8 + 2 * c) = pack_bf16(dpt[j][2], dpt[j][3]);
+      }
+      // dV += P^T dO and dK += dS^T Q (scaled at the end), k running over the tile's queries.
+      #pragma unroll
+      for (int kq = 0; kq < QT / 16; ++kq) {
+        const uint32_t pa[4] = {pack_bf16(st[2 * kq][0], st[2 * kq][1]), pack_bf16(st[2 * kq][2], st[2 * kq][3]),
+                                pack_bf16(st[2 * kq + 1][0], st[2 * kq + 1][1]), pack_bf16(st[2 * kq + 1][2], st[2 * kq + 1][3])};
+        const uint32_t da[4] = {pack_bf16(dpt[2 * kq][0], dpt[2 * kq][1]), pack_bf16(dpt[2 * kq][2], dpt[2 * kq][3]),
+                                pack_bf16(dpt[2 * kq + 1][0], dpt[2 * kq + 1][1]), pack_bf16(dpt[2 * kq + 1][2], dpt[2 * kq + 1][3])};
+        #pragma unroll
+        for (int n = 0; n < D / 8; n += 2) {
+          uint32_t ob[4], qb[4];
+          ldmatrix_x4_trans(ob, b_rows(dOs, S, kq * 16, n * 8, lane));
+          ldmatrix_x4_trans(qb, b_rows(Qs, S, kq * 16, n * 8, lane));
+          mma_bf16(dv[n], pa, ob[0], ob[1]);
+          mma_bf16(dv[n + 1], pa, ob[2], ob[3]);
+          mma_bf16(dk[n], da, qb[0], qb[1]);
+          mma_bf16(dk[n + 1], da, qb[2], qb[3]);
+        }
+      }
+      __syncthreads();  // dS^T complete
+
+      // dQ = scale dS K over the block's 64 keys: A = dS from the [key][query] tile read transposed.
+      float dq[kDCols / 8][4];
+      #pragma unroll
+      for (int n = 0; n < kDCols / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+      #pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        uint32_t t[4];
+        ldmatrix_x4_trans(t, b_rows(dSs, SD, kk * 16, dq_row0, lane));
+        const uint32_t dsa[4] = {t[0], t[2], t[1], t[3]};
+        #pragma unroll
+        for (int n = 0; n < kDCols / 8; n += 2) {
+          uint32_t kb[4];
+          ldmatrix_x4_trans(kb, b_rows(Ks, S, kk * 16, dq_col0 + n * 8, lane));
+          mma_bf16(dq[n], dsa, kb[0], kb[1]);
+          mma_bf16(dq[n + 1], dsa, kb[2], kb[3]);
+        }
+      }
+      #pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int64_t qi = q0 + dq_row0 + g + 8 * r;
+        if (qi >= a.Tq) continue;
+        float* dqr = a.dq + ((b * a.Tq + qi) * a.Hq + h) * D + dq_col0 + 2 * c;
+        #pragma unroll
+        for (int n = 0; n < kDCols / 8; ++n) {
+          atomicAdd(dqr + n * 8, a.scale * dq[n][2 * r]);
+          atomicAdd(dqr + n * 8 + 1, a.scale * dq[n][2 * r + 1]);
+        }
+      }
+    }
+  }
+
+  #pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t key = row_key[r];
+    if (key >= a.Tk) continue;
+    float* dkr = a.dk + ((b * a.Tk + key) * a.Hkv + hk) * D + 2 * c;
+    float* dvr = a.dv + ((b * a.Tk + key) * a.Hkv + hk) * D + 2 * c;
+    #pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<float2*>(dkr + n * 8) = make_float2(a.scale * dk[n][2 * r], a.scale * dk[n][2 * r + 1]);
+      *reinterpret_cast<float2*>(dvr + n * 8) = make_float2(dv[n][2 * r], dv[n][2 * r + 1]);
+    }
+  }
+}
+
+template <class Kernel>
+bool launch(Kernel kernel, dim3 grid, size_t shared_bytes, const FlashArgs& args, const char* name) {
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
+  if (err != cudaSuccess) {
+    r1cuda::record_error(name, err);
+    return true;  // reported: the caller must not run the fallback on top of a recorded failure
+  }
+  kernel<<<grid, kThreadsTc, shared_bytes, r1cuda::stream()>>>(args);
+  r1cuda::check_launch(name);
+  return true;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+namespace r1cuda {
+
+bool attention_forward_bf16(const float* q, const float* k, const float* v, float* out, float* lse,
+                            const int32_t* kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv,
+                            int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
+                            int causal) {
+  if (matmul_precision() != 2 || D != Dv || (D != 64 && D != 128) || kv_batch_stride % 4 || v_batch_stride % 4 ||
+      !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) || Tk <= 0) {
+    return false;
+  }
+  FlashArgs a{q, k, v, nullptr, nullptr, nullptr, out, lse, nullptr, nullptr, nullptr, kv_start,
+              Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride, scale, causal};
+  const dim3 grid(static_cast<unsigned>((Tq + kTile - 1) / kTile), static_cast<unsigned>(Hq), static_cast<unsigned>(B));
+  const size_t shared_bytes = sizeof(__nv_bfloat16) * 3 * kTile * (D + 8);
+  if (D == 64) return launch(flash_forward_kernel<64>, grid, shared_bytes, a, "r1_attention (bf16 tensor cores)");
+  return launch(flash_forward_kernel<128>, grid, shared_bytes, a, "r1_attention (bf16 tensor cores)");
+}
+
+bool attention_backward_bf16(const float* q, const float* k, const float* v, const float* lse, const float* dout,
+                             const float* delta, float* dq, float* dk, float* dv, const int32_t* kv_start, int64_t B,
+                             int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale,
+                             int causal) {
+  if (matmul_precision() != 2 || D != Dv || (D != 64 && D != 128) || !aligned16(q) || !aligned16(k) ||
+      !aligned16(v) || !aligned16(dout) || !aligned16(dq) || !aligned16(dk) || !aligned16(dv)) {
+    return false;
+  }
+  FlashArgs a{q, k, v, lse, dout, delta, nullptr, nullptr, dq, dk, dv, kv_start,
+              Tq, Tk, Hq, Hkv, Tk * Hkv * D, Tk * Hkv * D, scale, causal};
+  const dim3 grid(static_cast<unsigned>((Tk + kTile - 1) / kTile), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
+  auto shared_bytes = [&](int qt) {
+    return sizeof(__nv_bfloat16) * (2 * kTile * (D + 8) + 2 * qt * (D + 8) + kTile * (qt + 8)) + sizeof(float) * 2 * qt;
+  };
+  const char* name = "r1_attention_backward (bf16 tensor cores)";
+  if (D == 64) return launch(flash_backward_kernel<64, 64>, grid, shared_bytes(64), a, name);
+  return launch(flash_backward_kernel<128, 32>, grid, shared_bytes(32), a, name);
+}
+
+}  // namespace r1cuda

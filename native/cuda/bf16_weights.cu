@@ -1,0 +1,134 @@
+// bf16 shadows of registered weights (r1_cuda_register_weight in r1_cuda.h): in bf16 matmul precision a weight
+// is rounded to bf16 once per optimizer step, by r1_adamw in the same pass that writes it, instead of once per
+// GEMM. The registry maps each registered range [ptr, ptr + n) to its bf16 copy and whether that copy is
+// current; every write the library can see (r1_cuda_upload, r1_cuda_copy, r1_cuda_fill into the range) marks it
+// stale, r1_cuda_free of the block holding it drops it, and r1_matmul refreshes a stale copy before reading it.
+#include <cuda_bf16.h>
+
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "common.cuh"
+
+namespace {
+
+struct Shadow {
+  int64_t n;
+  __nv_bfloat16* copy;
+  bool current;
+};
+std::mutex registry_mutex;
+std::map<uintptr_t, Shadow> registry;  // start address -> shadow
+
+__global__ void round_to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    dst[i] = __float2bfloat16_rn(src[i]);
+  }
+}
+
+// The registered weight holding [p, p + count) entirely, or registry.end(). Caller holds registry_mutex.
+std::map<uintptr_t, Shadow>::iterator holding(const float* p, int64_t count) {
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + sizeof(float) * count;
+  auto it = registry.upper_bound(lo);
+  if (it == registry.begin()) return registry.end();
+  --it;
+  return hi <= it->first + sizeof(float) * it->second.n ? it : registry.end();
+}
+
+}  // namespace
+
+namespace r1cuda {
+
+const __nv_bfloat16* weight_shadow(const float* p, int64_t count) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = holding(p, count);
+  if (it == registry.end()) return nullptr;
+  Shadow& shadow = it->second;
+  if (!shadow.current) {
+    round_to_bf16_kernel<<<grid_for(shadow.n), kThreads, 0, stream()>>>(reinterpret_cast<const float*>(it->first),
+                                                                        shadow.copy, shadow.n);
+    check_launch("bf16 weight shadow");
+    shadow.current = true;
+  }
+  return shadow.copy + (p - reinterpret_cast<const float*>(it->first));
+}
+
+__nv_bfloat16* weight_shadow_for_update(const float* p, int64_t n) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = holding(p, n);
+  if (it == registry.end()) return nullptr;
+  // An update of the whole weight makes its copy current; one of a part leaves a stale copy stale.
+  if (reinterpret_cast<const float*>(it->first) == p && it->second.n == n) it->second.current = true;
+  return it->second.copy + (p - reinterpret_cast<const float*>(it->first));
+}
+
+void weights_written(const void* p, int64_t bytes) {
+  if (bytes <= 0) return;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + static_cast<uintptr_t>(bytes);
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = registry.upper_bound(lo);
+  if (it != registry.begin()) --it;
+  for (; it != registry.end() && it->first < hi; ++it) {
+    if (it->first + sizeof(float) * it->second.n > lo) it->second.current = false;
+  }
+}
+
+void weights_freed(const void* block, int64_t bytes) {
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(block), hi = lo + static_cast<uintptr_t>(bytes);
+  std::vector<void*> copies;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry.lower_bound(lo);
+    while (it != registry.end() && it->first < hi) {
+      copies.push_back(it->second.copy);
+      it = registry.erase(it);
+    }
+  }
+  for (void* copy : copies) r1_cuda_free(copy);
+}
+
+}  // namespace r1cuda
+
+using namespace r1cuda;
+
+extern "C" {
+
+R1_API int r1_cuda_register_weight(const float* ptr, int64_t n) {
+  if (!ptr || n <= 0) {
+    record_message("r1_cuda_register_weight", "needs a device pointer and n > 0");
+    return 1;
+  }
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(ptr), hi = lo + sizeof(float) * n;
+  void* old_copy = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry.find(lo);
+    if (it != registry.end() && it->second.n == n) {
+      it->second.current = false;  // registering again: the caller wrote the weight behind the library's back
+      return 0;
+    }
+    if (it != registry.end()) {
+      old_copy = it->second.copy;
+      registry.erase(it);
+    }
+    auto next = registry.upper_bound(lo);
+    const bool overlaps_next = next != registry.end() && next->first < hi;
+    const bool overlaps_previous = next != registry.begin() &&
+                                   std::prev(next)->first + sizeof(float) * std::prev(next)->second.n > lo;
+    if (overlaps_next || overlaps_previous) {
+      record_message("r1_cuda_register_weight", "the range overlaps another registered weight");
+      if (old_copy) r1_cuda_free(old_copy);
+      return 1;
+    }
+  }
+  if (old_copy) r1_cuda_free(old_copy);
+  auto* copy = static_cast<__nv_bfloat16*>(r1_cuda_alloc(n * static_cast<int64_t>(sizeof(__nv_bfloat16))));
+  if (!copy) return 1;
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  registry[lo] = Shadow{n, copy, false};
+  return 0;
+}
+
+}  // extern "C"
