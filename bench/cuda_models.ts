@@ -1,0 +1,136 @@
+// Whole-model speed on a GPU: training tokens/s (and MFU) and sampling tokens/s of r1ts on CUDA, for the shapes
+// of ../shared/bench/torch_baseline.py (a 42.5M dense model and Qwen2.5-0.5B's 494M shape, random weights), and
+// the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
+// command on one machine. Prints a table and writes bench/results/cuda_models.json.
+//   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [train | train-s42m | train-q05b] [sample]
+// --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
+// the whole vocabulary, as Hugging Face generate does; without it the sampling rows are skipped.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { machine } from './machine.ts';
+import { generate } from '../src/generate/engine.ts';
+import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
+import { cudaSynchronize, mul, Rng, scope, slice, tensor, useDevice } from '../src/tensor/index.ts';
+import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
+import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const args = process.argv.slice(2);
+const flag = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const parts = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+const wants = (part: string) => parts.length === 0 || parts.includes(part);
+
+/** H100 SXM dense bf16 peak, as torch_baseline.py counts MFU. */
+const PEAK_FLOPS = 989e12;
+
+// The shapes of torch_baseline.py (Qwen2 layout: QKV bias, tied embeddings, SwiGLU).
+const SHAPES: Record<'s42m' | 'q05b', Partial<DenseConfig>> = {
+  s42m: { hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 8, intermediateSize: 1408, vocabSize: 32768 },
+  q05b: { hiddenSize: 896, numLayers: 24, numHeads: 14, numKvHeads: 2, intermediateSize: 4864, vocabSize: 151936 },
+};
+
+function config(name: keyof typeof SHAPES): DenseConfig {
+  const s = SHAPES[name];
+  return {
+    family: 'qwen2', vocabSize: s.vocabSize!, hiddenSize: s.hiddenSize!, intermediateSize: s.intermediateSize!,
+    numLayers: s.numLayers!, numHeads: s.numHeads!, numKvHeads: s.numKvHeads!, headDim: s.hiddenSize! / s.numHeads!,
+    maxPositionEmbeddings: 4096, ropeTheta: 1e6, ropeScaling: null, rmsNormEps: 1e-6, tieWordEmbeddings: true,
+    attentionBias: true, bosTokenId: null, eosTokenId: null,
+  };
+}
+
+interface TorchRow { kind: string; model: string; bs: number; seq?: number; compile?: boolean; tok_s: number; mfu?: number; new?: number }
+const torch: TorchRow[] = flag('--torch') ? readFileSync(flag('--torch')!, 'utf8').split('\n').filter((l) => l.trim().startsWith('{'))
+  .map((l) => JSON.parse(l) as TorchRow).filter((r) => r.tok_s !== undefined) : [];
+
+useDevice('cuda', 'bf16');
+const rows: Array<Record<string, unknown>> = [];
+const show = (cells: unknown[]) => console.log(cells.map((c, i) => String(c)[i === 0 ? 'padEnd' : 'padStart'](i === 0 ? 34 : 13)).join(''));
+show(['work', 'r1ts tok/s', 'r1ts MFU', 'torch eager', 'torch.compile', 'r1 / compile']);
+
+// Training: fp32 master weights and AdamW, bf16 GEMMs, loss in fp32; one update per step on random tokens. The
+// batch may be split into micro-batches whose gradients add up (the same update; float32 activations of the
+// 494M shape at 16 x 1024 tokens do not fit in 80 GB at once, PyTorch's bf16 ones do).
+function trainRow(name: keyof typeof SHAPES, batch: number, seq: number, steps: number, microBatches = 1): void {
+  const c = config(name);
+  const model = new DenseModel(c, 0);
+  const optimizer = new AdamW(model.namedParameters(), { weightDecay: 0 });
+  const params = model.parameters();
+  const rng = new Rng(1);
+  const ids = Array.from({ length: batch * (seq + 1) }, () => rng.int(c.vocabSize));
+  const inputs = tensor(ids.filter((_, i) => i % (seq + 1) !== seq), [batch, seq], 'i32');
+  const targets = tensor(ids.filter((_, i) => i % (seq + 1) !== 0), [batch, seq], 'i32');
+  const per = batch / microBatches;
+  const step = () => {
+    for (let m = 0; m < microBatches; m++) {
+      scope(() => mul(model.loss(slice(inputs, 0, m * per, (m + 1) * per), slice(targets, 0, m * per, (m + 1) * per)), 1 / microBatches).backward());
+    }
+    scope(() => {
+      clipGradNorm(params, 1);
+      optimizer.update(1e-4);
+      model.zeroGrad();
+    });
+  };
+  for (let i = 0; i < 3; i++) step();
+  cudaSynchronize();
+  const start = performance.now();
+  for (let i = 0; i < steps; i++) step();
+  cudaSynchronize();
+  const seconds = (performance.now() - start) / 1000 / steps;
+  const n = model.parameterCount();
+  const tokens = batch * seq;
+  // torch_baseline.py's count: 6 N per token plus causal attention counted in full.
+  const flops = 6 * n * tokens + 12 * c.numLayers * c.hiddenSize * seq * tokens;
+  const eager = torch.find((r) => r.kind === 'train' && r.model === name && !r.compile);
+  const compiled = torch.find((r) => r.kind === 'train' && r.model === name && r.compile);
+  model.dispose();
+  optimizer.dispose();
+  const row = { kind: 'train', model: name, parameters: n, batch, microBatches, seq, msPerStep: seconds * 1000, tokensPerSecond: tokens / seconds,
+    mfu: flops / seconds / PEAK_FLOPS, torchEager: eager?.tok_s ?? null, torchCompile: compiled?.tok_s ?? null };
+  rows.push(row);
+  show([`train ${name} (${(n / 1e6).toFixed(1)}M) bs${batch}x${seq}${microBatches > 1 ? ` (${microBatches} micro)` : ''}`, Math.round(row.tokensPerSecond), `${(100 * row.mfu).toFixed(1)}%`,
+    row.torchEager ?? '-', row.torchCompile ?? '-', row.torchCompile ? (row.tokensPerSecond / row.torchCompile).toFixed(2) : '-']);
+}
+
+// Sampling: prompts of 64 random ids, 256 new tokens each (no stop), temperature 1 over the whole vocabulary.
+function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Tokenizer, batch: number, promptLength: number, newTokens: number): void {
+  const rng = new Rng(2);
+  const prompts = Array.from({ length: batch }, () => ({ prompt: Array.from({ length: promptLength }, () => rng.int(tokenizer.vocabSize)) }));
+  const run = (count: number, tokens: number) => generate(model, tokenizer, prompts.slice(0, count), {
+    maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch,
+  });
+  run(Math.min(batch, 8), 8);
+  cudaSynchronize();
+  const start = performance.now();
+  const out = run(batch, newTokens);
+  const seconds = (performance.now() - start) / 1000;
+  const generated = out.reduce((s, r) => s + r.tokenIds.length, 0);
+  const hf = torch.find((r) => r.kind === 'generate_hf' && r.model === name && r.bs === batch);
+  const row = { kind: 'sample', model: name, batch, promptLength, newTokens, seconds, tokensPerSecond: generated / seconds, hfGenerate: hf?.tok_s ?? null };
+  rows.push(row);
+  show([`sample ${name} bs${batch} ${promptLength}+${newTokens}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
+    row.hfGenerate ? `${(row.tokensPerSecond / row.hfGenerate).toFixed(2)} x HF` : '-']);
+}
+
+if (wants('train') || wants('train-s42m')) trainRow('s42m', 32, 1024, 10);
+if (wants('train') || wants('train-q05b')) trainRow('q05b', 16, 1024, 5, Number(process.env.Q05B_MICRO ?? 2));
+if (wants('sample')) {
+  const dir = flag('--tokenizer');
+  if (!dir || !existsSync(join(dir, 'tokenizer.json'))) {
+    console.log('sampling rows skipped: --tokenizer DIR with a full-size tokenizer.json is needed (see the header)');
+  } else {
+    const tokenizer = Tokenizer.fromFile(dir);
+    const model = new DenseModel(config('q05b'), 0);
+    for (const batch of [64, 256]) sampleRow('q05b', model, tokenizer, batch, 64, 256);
+    model.dispose();
+  }
+}
+
+mkdirSync(join(root, 'bench', 'results'), { recursive: true });
+writeFileSync(join(root, 'bench', 'results', 'cuda_models.json'), `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), torch, rows }, null, 2)}\n`);
+console.log('wrote bench/results/cuda_models.json');
