@@ -3,16 +3,19 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [train | train-s42m | train-q05b] [sample]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [train | train-s42m | train-q05b] [sample] [grpo]
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
-// the whole vocabulary, as Hugging Face generate does; without it the sampling rows are skipped.
+// the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machine } from './machine.ts';
 import { generate } from '../src/generate/engine.ts';
+import { defaultZeroConfig, rolloutTask } from '../src/pipeline/zero.ts';
+import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
+import { taskByName } from '../src/tasks/registry.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
-import { cudaSynchronize, mul, Rng, scope, slice, tensor, useDevice } from '../src/tensor/index.ts';
+import { mul, Rng, scope, slice, synchronize, tensor, useDevice } from '../src/tensor/index.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
 
@@ -77,10 +80,10 @@ function trainRow(name: keyof typeof SHAPES, batch: number, seq: number, steps: 
     });
   };
   for (let i = 0; i < 3; i++) step();
-  cudaSynchronize();
+  synchronize('cuda');
   const start = performance.now();
   for (let i = 0; i < steps; i++) step();
-  cudaSynchronize();
+  synchronize('cuda');
   const seconds = (performance.now() - start) / 1000 / steps;
   const n = model.parameterCount();
   const tokens = batch * seq;
@@ -105,7 +108,7 @@ function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Toke
     maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch,
   });
   run(Math.min(batch, 8), 8);
-  cudaSynchronize();
+  synchronize('cuda');
   const start = performance.now();
   const out = run(batch, newTokens);
   const seconds = (performance.now() - start) / 1000;
@@ -129,6 +132,29 @@ if (wants('sample')) {
     for (const batch of [64, 256]) sampleRow('q05b', model, tokenizer, batch, 64, 256);
     model.dispose();
   }
+}
+
+// One GRPO step of the 494M shape as the issue states it: 64 prompts x 8 samples of 256 new tokens (random
+// weights never stop early), mu = 1, beta > 0 (so the frozen reference runs), split into its three parts.
+function grpoRow(tokenizer: Tokenizer): void {
+  const model = new DenseModel(config('q05b'), 0);
+  const reference = cloneModel(model);
+  const optimizer = new AdamW(model.namedParameters(), { weightDecay: 0 });
+  const grpo = { ...defaultGrpoConfig, promptsPerStep: 64, groupSize: 8, maxNewTokens: 256, mu: 1, beta: 0.001, microBatchSize: 16 };
+  const source = rolloutTask(taskByName('arithmetic'), defaultZeroConfig);
+  grpoStep(model, reference, optimizer, tokenizer, source, { ...grpo, promptsPerStep: 2, maxNewTokens: 8 }, new Rng(4), 1e-6, 1);
+  const { record } = grpoStep(model, reference, optimizer, tokenizer, source, grpo, new Rng(5), 1e-6, 2);
+  const total = record.samplingSeconds + record.referenceSeconds + record.trainingSeconds;
+  rows.push({ kind: 'grpo', model: 'q05b', prompts: 64, groupSize: 8, newTokens: 256, mu: 1, beta: 0.001, ...record, seconds: total });
+  console.log(`grpo step q05b 64x8x256: ${total.toFixed(1)} s = sampling ${record.samplingSeconds.toFixed(1)} s + reference ${record.referenceSeconds.toFixed(1)} s + policy update ${record.trainingSeconds.toFixed(1)} s`);
+  for (const m of [model, reference]) m.dispose();
+  optimizer.dispose();
+}
+
+if (wants('grpo')) {
+  const dir = flag('--tokenizer');
+  if (dir && existsSync(join(dir, 'tokenizer.json'))) grpoRow(Tokenizer.fromFile(dir));
+  else console.log('GRPO row skipped: --tokenizer DIR is needed');
 }
 
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });

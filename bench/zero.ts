@@ -36,7 +36,7 @@ console.log(`pass@1 gain ${(100 * gain).toFixed(1)} points (target >= 25): ${gai
 console.log(`wall ${wallSeconds.toFixed(0)} s (${phases}); load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after`);
 console.log(`report: ${result.reportFile}`);
 
-const perStep = result.records.map((r) => r.samplingSeconds + r.trainingSeconds);
+const perStep = result.records.map((r) => r.samplingSeconds + r.referenceSeconds + r.trainingSeconds);
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 writeFileSync(join(root, 'bench/results/zero.json'), `${JSON.stringify({
   date: new Date().toISOString(),

@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, saveCheckpoint } from '../io/checkpoint.ts';
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
 import { DenseModel } from '../models/dense.ts';
-import { copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, scope, tensor, withDevice, type Tensor } from '../tensor/index.ts';
+import { copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, scope, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { AdamW, clipGradNorm } from '../train/optimizer.ts';
@@ -137,7 +137,9 @@ export interface GrpoStepRecord {
   rewardFailures: number;
   /** Groups trained on this step. */
   trainedGroups: number;
+  /** Wall time of the step's parts: sampling the rollout, the frozen reference's forward passes, the policy update. */
   samplingSeconds: number;
+  referenceSeconds: number;
   trainingSeconds: number;
   /** Completion tokens sampled per second of the whole step. */
   tokensPerSecond: number;
@@ -296,7 +298,9 @@ export function grpoStep(model: DenseModel, reference: DenseModel | null, optimi
     counted: !(config.overlongFiltering && s.truncated),
   }));
   const update = sequences.length > 0 ? updatePolicy(model, reference, optimizer, sequences, config, lr) : null;
-  const trainingSeconds = (performance.now() - trainStart) / 1000;
+  synchronize(model.device);
+  const referenceSeconds = update?.referenceSeconds ?? 0;
+  const trainingSeconds = (performance.now() - trainStart) / 1000 - referenceSeconds;
 
   const drawn = rollout.drawn;
   const lengths = drawn.map((s) => s.completionIds.length);
@@ -323,8 +327,9 @@ export function grpoStep(model: DenseModel, reference: DenseModel | null, optimi
     rewardFailures: drawn.filter((s) => s.failedRewards.length > 0).length,
     trainedGroups: rollout.samples.length / config.groupSize,
     samplingSeconds,
+    referenceSeconds,
     trainingSeconds,
-    tokensPerSecond: generatedTokens / Math.max(samplingSeconds + trainingSeconds, 1e-9),
+    tokensPerSecond: generatedTokens / Math.max(samplingSeconds + referenceSeconds + trainingSeconds, 1e-9),
     elapsedSeconds: 0,
   };
   return { record, samples: drawn };
@@ -430,6 +435,8 @@ interface MicroBatch {
 }
 
 interface UpdateMetrics {
+  /** Time of the reference model's forward passes (part of the update's wall time). */
+  referenceSeconds: number;
   loss: number;
   kl: number | null;
   clipFraction: number;
@@ -456,10 +463,18 @@ export function updatePolicy(model: DenseModel, reference: DenseModel | null, op
     }
   }
   const separateOld = config.mu > 1 || micro.some((mb) => mb.miniBatch > 0);
+  let referenceSeconds = 0;
   noGrad(() => {
     for (const mb of micro) {
       if (separateOld) mb.logpOld = tokenLogprobs(model, mb.batch).logp;
-      if (config.beta > 0 && reference) mb.logpRef = tokenLogprobs(reference, mb.batch).logp;
+      if (config.beta > 0 && reference) {
+        // Synchronised, so that a GPU's queued work is counted where it belongs.
+        synchronize(reference.device);
+        const start = performance.now();
+        mb.logpRef = tokenLogprobs(reference, mb.batch).logp;
+        synchronize(reference.device);
+        referenceSeconds += (performance.now() - start) / 1000;
+      }
     }
   });
 
@@ -517,6 +532,7 @@ export function updatePolicy(model: DenseModel, reference: DenseModel | null, op
   }
   const firstPassTokens = micro.reduce((n, mb) => n + mb.batch.tokens, 0);
   return {
+    referenceSeconds,
     loss: lossTotal / Math.max(updates, 1),
     kl: reference ? klSum / Math.max(firstPassTokens, 1) : null,
     clipFraction: clipSum / Math.max(countedTokens, 1),

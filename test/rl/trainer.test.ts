@@ -44,7 +44,7 @@ const fast: GrpoConfig = {
   ...defaultGrpoConfig, steps: 20, promptsPerStep: 4, groupSize: 8, maxNewTokens: 8, lr: 3e-2, beta: 0, checkpointEvery: 100, seed: 7,
 };
 const quiet = { log: () => {}, progress: false };
-const withoutTimes = (r: GrpoStepRecord) => ({ ...r, samplingSeconds: 0, trainingSeconds: 0, tokensPerSecond: 0, elapsedSeconds: 0 });
+const withoutTimes = (r: GrpoStepRecord) => ({ ...r, samplingSeconds: 0, referenceSeconds: 0, trainingSeconds: 0, tokensPerSecond: 0, elapsedSeconds: 0 });
 
 describe('GRPO trainer against grpo.ts', () => {
   const sequences = [

@@ -119,7 +119,10 @@ export function cudaMemoryStats(): CudaMemoryStats {
   return load().library.memoryStats();
 }
 
-/** Waits for every queued kernel (timings; asynchronous faults surface here). */
-export function cudaSynchronize(): void {
-  load().library.synchronize();
+/**
+ * Waits until every kernel queued on `device` has run (for timings; asynchronous faults surface here). A no-op
+ * on the CPU, whose kernels have finished when they return.
+ */
+export function synchronize(device: Device): void {
+  if (device === 'cuda') load().library.synchronize();
 }
