@@ -245,6 +245,178 @@ __global__ void attention_combine_kernel(const float* partial, float* out, float
   if (lse && threadIdx.x == 0) lse[rowi] = L > 0.0f ? M + logf(L) : -INFINITY;
 }
 
+// ---- decoding: every query head of a kv head (times Tq) against a long KV cache ----
+// Bound by reading the cache, so K and V stream through shared memory by cp.async (16-byte copies, the next
+// 64-key tile in flight while this one is scored), each tile read once for all R = group * Tq rows of its kv
+// head. Scores: thread t takes key t % 64 and rows t / 64, t / 64 + 2, ... (whole head-size dot products, Q
+// broadcast from shared memory). P V: thread t takes one output column for every row, over its share of the
+// tile's keys. The keys are split over blocks as in the grouped path above, merged by attention_combine_kernel.
+constexpr int kDecodeKeys = 64;
+constexpr int kDecodeThreads = 128;
+
+struct DecodeArgs {
+  const float *q, *k, *v;
+  float *out, *lse, *partial;  // partial: [splits, B, Hq, Tq, 2 + D] when splits > 1
+  const int32_t* kv_start;
+  int64_t B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride, keys_per_split;
+  float scale2;  // scale * log2 e: scores are kept in base 2
+  int causal, splits;
+};
+
+__device__ inline void cp_async16(void* shared, const void* global, bool valid) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(valid ? 16 : 0));
+}
+
+template <int D, int RMAX>
+__global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(DecodeArgs a) {
+  constexpr int KS = D + 4;  // K row stride: the 8 rows of a float4 phase land in distinct banks
+  constexpr int kColGroups = kDecodeThreads / D, kKeysPerGroup = kDecodeKeys / kColGroups;
+  constexpr float kLn2 = 0.6931471805599453f;
+  extern __shared__ float4 decode_shared[];
+  float* Qs = reinterpret_cast<float*>(decode_shared);  // [RMAX][D], times scale2
+  float* Ks = Qs + RMAX * D;                 // [2 stages][kDecodeKeys][KS]
+  float* Vs = Ks + 2 * kDecodeKeys * KS;     // [2 stages][kDecodeKeys][D]
+  float* Ps = Vs + 2 * kDecodeKeys * D;      // [RMAX][kDecodeKeys]
+  float* row_m = Ps + RMAX * kDecodeKeys;    // running max (base 2)
+  float* row_l = row_m + RMAX;               // running sum
+  float* row_alpha = row_l + RMAX;           // this tile's rescaling
+  float* part_max = row_alpha + RMAX;        // [2 warp pairs][RMAX]
+  float* part_sum = part_max + 2 * RMAX;     // [2 warp pairs][RMAX]
+
+  const int tid = threadIdx.x, lane = tid & 31, pair = (tid >> 5) & 1;
+  const int64_t b = blockIdx.z, hk = blockIdx.y, split = blockIdx.x;
+  const int64_t group = a.Hq / a.Hkv;
+  const int R = static_cast<int>(group * a.Tq);
+  const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
+  const int64_t key_begin = max(key_lo, split * a.keys_per_split);
+  const int64_t key_end = min(a.Tk, (split + 1) * a.keys_per_split);
+  const float* kb = a.k + b * a.kv_batch_stride + hk * D;
+  const float* vb = a.v + b * a.v_batch_stride + hk * D;
+
+  // Keys outside [key_begin, key_end) arrive as zeros: never-written cache slots must not bring NaN into P V.
+  auto issue = [&](int64_t k0, int stage) {
+    constexpr int kChunks = D / 4, kPerThread = kDecodeKeys * kChunks / kDecodeThreads;
+    #pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const int e = tid + i * kDecodeThreads, j = e / kChunks, c4 = e % kChunks;
+      const int64_t key = k0 + j;
+      const bool valid = key >= key_begin && key < key_end;
+      const int64_t at = valid ? key * a.Hkv * D + c4 * 4 : 0;
+      cp_async16(Ks + (stage * kDecodeKeys + j) * KS + c4 * 4, kb + at, valid);
+      cp_async16(Vs + (stage * kDecodeKeys + j) * D + c4 * 4, vb + at, valid);
+    }
+  };
+  const int64_t first = key_begin < key_end ? (key_begin / kDecodeKeys) * kDecodeKeys : key_end;
+  if (first < key_end) issue(first, 0);
+  asm volatile("cp.async.commit_group;\n");
+
+  for (int e = tid; e < RMAX * D; e += kDecodeThreads) {
+    const int r = e / D, d = e % D;
+    Qs[e] = r < R ? a.q[((b * a.Tq + r % a.Tq) * a.Hq + hk * group + r / a.Tq) * D + d] * a.scale2 : 0.0f;
+  }
+  if (tid < RMAX) row_m[tid] = -INFINITY, row_l[tid] = 0.0f, row_alpha[tid] = 1.0f;
+
+  const int key_slot = tid % kDecodeKeys, parity = tid / kDecodeKeys;
+  const int col = tid % D, col_group = tid / D;
+  float o[RMAX];
+  #pragma unroll
+  for (int r = 0; r < RMAX; ++r) o[r] = 0.0f;
+
+  int stage = 0;
+  for (int64_t k0 = first; k0 < key_end; k0 += kDecodeKeys, stage ^= 1) {
+    if (k0 + kDecodeKeys < key_end) issue(k0 + kDecodeKeys, stage ^ 1);
+    asm volatile("cp.async.commit_group;\n");
+    asm volatile("cp.async.wait_group 1;\n");
+    __syncthreads();
+
+    float s[RMAX / 2];
+    #pragma unroll
+    for (int i = 0; i < RMAX / 2; ++i) s[i] = 0.0f;
+    const float4* krow = reinterpret_cast<const float4*>(Ks + (stage * kDecodeKeys + key_slot) * KS);
+    #pragma unroll 4
+    for (int d4 = 0; d4 < D / 4; ++d4) {
+      const float4 kv = krow[d4];
+      #pragma unroll
+      for (int i = 0; i < RMAX / 2; ++i) {
+        const float4 qv = reinterpret_cast<const float4*>(Qs + (parity + 2 * i) * D)[d4];
+        s[i] = fmaf(qv.x, kv.x, fmaf(qv.y, kv.y, fmaf(qv.z, kv.z, fmaf(qv.w, kv.w, s[i]))));
+      }
+    }
+    const int64_t key = k0 + key_slot;
+    const bool key_ok = key >= key_begin && key < key_end;
+    #pragma unroll
+    for (int i = 0; i < RMAX / 2; ++i) {
+      const int r = parity + 2 * i;
+      const bool visible = key_ok && r < R && (!a.causal || key <= a.Tk - a.Tq + r % a.Tq);
+      s[i] = visible ? s[i] : -INFINITY;
+      const float tile_max = warp_reduce(s[i], Max{});
+      if (lane == 0) part_max[pair * RMAX + r] = tile_max;
+    }
+    __syncthreads();
+    if (tid < R) {
+      const float m_new = fmaxf(row_m[tid], fmaxf(part_max[tid], part_max[RMAX + tid]));
+      // A row that has seen no visible key yet keeps m = -inf, l = 0 and a zero output.
+      row_alpha[tid] = m_new == -INFINITY ? 1.0f : exp2f(row_m[tid] - m_new);
+      row_m[tid] = m_new;
+    }
+    __syncthreads();
+    #pragma unroll
+    for (int i = 0; i < RMAX / 2; ++i) {
+      const int r = parity + 2 * i;
+      const float p = row_m[r] == -INFINITY ? 0.0f : exp2f(s[i] - row_m[r]);
+      Ps[r * kDecodeKeys + key_slot] = p;
+      const float tile_sum = warp_reduce(p, Add{});
+      if (lane == 0) part_sum[pair * RMAX + r] = tile_sum;
+    }
+    __syncthreads();
+    if (tid < R) row_l[tid] = row_l[tid] * row_alpha[tid] + part_sum[tid] + part_sum[RMAX + tid];
+
+    const float* vcol = Vs + stage * kDecodeKeys * D + col;
+    #pragma unroll
+    for (int r = 0; r < RMAX; ++r) o[r] *= row_alpha[r];
+    #pragma unroll 2
+    for (int j = col_group * kKeysPerGroup; j < (col_group + 1) * kKeysPerGroup; j += 4) {
+      const float v0 = vcol[j * D], v1 = vcol[(j + 1) * D], v2 = vcol[(j + 2) * D], v3 = vcol[(j + 3) * D];
+      #pragma unroll
+      for (int r = 0; r < RMAX; ++r) {
+        const float4 p = *reinterpret_cast<const float4*>(Ps + r * kDecodeKeys + j);
+        o[r] = fmaf(p.w, v3, fmaf(p.z, v2, fmaf(p.y, v1, fmaf(p.x, v0, o[r]))));
+      }
+    }
+    __syncthreads();  // this stage and Ps are rewritten by the next iteration
+  }
+  asm volatile("cp.async.wait_group 0;\n");
+
+  if (kColGroups > 1) {  // sum the column groups' shares through shared memory (the K tiles are free now)
+    float* Os = Ks;
+    if (col_group > 0) {
+      #pragma unroll
+      for (int r = 0; r < RMAX; ++r) Os[((col_group - 1) * RMAX + r) * D + col] = o[r];
+    }
+    __syncthreads();
+    if (col_group > 0) return;
+    #pragma unroll
+    for (int r = 0; r < RMAX; ++r) {
+      for (int g2 = 0; g2 < kColGroups - 1; ++g2) o[r] += Os[(g2 * RMAX + r) * D + col];
+    }
+  }
+  #pragma unroll
+  for (int r = 0; r < RMAX; ++r) {
+    if (r >= R) break;
+    const int64_t h = hk * group + r / a.Tq, qi = r % a.Tq;
+    if (a.splits > 1) {
+      float* part = a.partial + (((split * a.B + b) * a.Hq + h) * a.Tq + qi) * (2 + D);
+      part[2 + col] = o[r];
+      if (col == 0) part[0] = row_m[r] * kLn2, part[1] = row_l[r];
+    } else {
+      const float l = row_l[r];
+      a.out[((b * a.Tq + qi) * a.Hq + h) * D + col] = l > 0.0f ? o[r] / l : 0.0f;
+      if (a.lse && col == 0) a.lse[(b * a.Hq + h) * a.Tq + qi] = l > 0.0f ? (row_m[r] + log2f(l)) * kLn2 : -INFINITY;
+    }
+  }
+}
+
 // ---- backward ----
 
 // delta[b, h, i] = dO . O over Dv (FlashAttention-2's D_i), one warp per row.
@@ -456,6 +628,41 @@ bool allow_shared(Kernel kernel, size_t shared_bytes, const char* name) {
   return true;
 }
 
+void decode_attention(const float* q, const float* k, const float* v, float* out, float* lse, const int32_t* kv_start,
+                      int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t kv_batch_stride,
+                      int64_t v_batch_stride, float scale, int causal) {
+  const int64_t rows = Hq / Hkv * Tq;
+  const int rmax = rows <= 8 ? 8 : 32;
+  const size_t shared_bytes = sizeof(float) * (rmax * D + 2 * kDecodeKeys * (D + 4) + 2 * kDecodeKeys * D +
+                                               rmax * kDecodeKeys + 7 * rmax);
+  // Split the keys so that every SM runs about two rounds of as many blocks as fit on it.
+  int per_sm = 0;
+  auto run = [&](auto kernel) {
+    if (!allow_shared(kernel, shared_bytes, "r1_attention (decoding)")) return;
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads, shared_bytes);
+    const int64_t blocks = B * Hkv, tiles = (std::max<int64_t>(Tk, 1) + kDecodeKeys - 1) / kDecodeKeys;
+    int64_t splits = std::min<int64_t>({tiles, 512, std::max<int64_t>(1, (2 * std::max(per_sm, 1) * sm_count() + blocks - 1) / blocks)});
+    const int64_t keys_per_split = ((tiles + splits - 1) / splits) * kDecodeKeys;
+    splits = std::max<int64_t>(1, (Tk + keys_per_split - 1) / keys_per_split);
+    float* partial = nullptr;
+    if (splits > 1) {
+      partial = static_cast<float*>(scratch(kScratchAttention, splits * B * Hq * Tq * (2 + D) * sizeof(float)));
+      if (!partial) return;
+    }
+    DecodeArgs a{q, k, v, out, lse, partial, kv_start, B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride,
+                 keys_per_split, scale * 1.4426950408889634f, causal, static_cast<int>(splits)};
+    const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
+    kernel<<<grid, kDecodeThreads, shared_bytes, stream()>>>(a);
+    if (splits > 1) {
+      attention_combine_kernel<<<static_cast<unsigned>(B * Hq * Tq), 64, 0, stream()>>>(partial, out, lse,
+                                                                                       static_cast<int>(splits), B, Hq, Tq, D);
+    }
+  };
+  if (D == 64) rmax == 8 ? run(decode_attention_kernel<64, 8>) : run(decode_attention_kernel<64, 32>);
+  else rmax == 8 ? run(decode_attention_kernel<128, 8>) : run(decode_attention_kernel<128, 32>);
+  check_launch("r1_attention (decoding)");
+}
+
 }  // namespace
 
 extern "C" {
@@ -479,6 +686,10 @@ R1_API void r1_attention(const float* q, const float* k, const float* v, float* 
   const bool decoding = group * Tq <= kRows;
   if (!decoding && attention_forward_bf16(q, k, v, out, lse, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, kv_batch_stride,
                                           v_batch_stride, scale, causal)) {
+    return;
+  }
+  if (decoding && vectorized && D == Dv && (D == 64 || D == 128)) {
+    decode_attention(q, k, v, out, lse, kv_start, B, Tq, Tk, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, causal);
     return;
   }
   dim3 grid;

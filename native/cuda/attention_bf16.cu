@@ -1,11 +1,15 @@
 // Fused attention on tensor cores, used by r1_attention and r1_attention_backward (attention.cu) when the matmul
 // precision is bf16 (r1_cuda_set_matmul_precision(2)) and D == Dv is 64 or 128: the same contract as the float32
 // kernels (GQA, causal offset Tk - Tq, kv_start masking, KV cache strides, lse), with Q, K, V, dO rounded to
-// bfloat16 as their tiles are loaded into shared memory and every product on mma.sync m16n8k16 (bf16 operands,
-// fp32 accumulation). Softmax statistics, lse, the output and every gradient stay float32; P and dS are rounded
-// to bf16 only as operands of the second product of each pair, as FlashAttention-2 does.
+// bfloat16 and every product on mma.sync m16n8k16 (bf16 operands, fp32 accumulation). Softmax statistics, lse,
+// the output and every gradient stay float32; P and dS are rounded to bf16 only as operands of the second product
+// of each pair, as FlashAttention-2 does.
 //
-// Forward (FlashAttention-2, Dao 2023, Algorithm 1): a block of 4 warps holds 64 queries of one head, 16 per
+// The operands that a kernel reads many times (K and V in the forward, which every query tile of a group reads;
+// all four in the backward) are rounded to packed bf16 scratch copies by one pass first: that halves the bytes
+// each tile brings from L2 and lets tiles arrive by cp.async, two stages deep, while the previous tile computes.
+//
+// Forward (FlashAttention-2, Dao 2023, Algorithm 1): a block of 8 warps holds 128 queries of one head, 16 per
 // warp, with Q's fragments in registers, and walks the visible keys in tiles of 64. S = Q K^T lands in the
 // accumulator layout of m16n8k16, which is also the A-operand layout of P V, so P never touches shared memory.
 // Scores are kept in base 2 (scaled by scale * log2 e) so that exp2f is one instruction.
@@ -20,8 +24,10 @@
 
 namespace {
 
-constexpr int kThreadsTc = 128;  // 4 warps
-constexpr int kTile = 64;        // queries per forward block, keys per forward tile, keys per backward block
+constexpr int kFwdThreads = 256;  // 8 warps
+constexpr int kFwdQueries = 128;  // queries per forward block, 16 per warp
+constexpr int kBwdThreads = 128;  // 4 warps
+constexpr int kTile = 64;         // keys per forward tile and per backward block
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -50,6 +56,15 @@ __device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const __nv_bfloat16* 
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
 }
 
+// 16 bytes from global to shared memory without passing through registers; zero-filled when !valid.
+__device__ inline void cp_async16(void* shared, const void* global, bool valid) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(valid ? 16 : 0));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int Pending>
+__device__ inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending)); }
+
 // Fragment addresses inside a row-major bf16 tile with row stride `ld` (elements), for the lane's ldmatrix row.
 // A operand (16 x 16 at row0, col0): matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15).
 __device__ inline const __nv_bfloat16* a_rows(const __nv_bfloat16* tile, int ld, int row0, int col0, int lane) {
@@ -70,54 +85,78 @@ __device__ inline const __nv_bfloat16* b_rows(const __nv_bfloat16* tile, int ld,
 // Rows [0, R) of a float32 matrix (row r at base + r * row_stride, D floats, 16-byte aligned) into a bf16 tile
 // with row stride D + 8 (the 16 bytes of padding put the 8 rows of an ldmatrix in distinct banks). Rows at or
 // beyond valid_rows are zero. Every load of the tile is issued before the first conversion.
-template <int R, int D>
-__device__ inline void load_tile(__nv_bfloat16* tile, const float* base, int64_t row_stride, int64_t valid_rows,
-                                 int tid) {
-  constexpr int kVectors = D / 4, kPerThread = R * kVectors / kThreadsTc;
+template <int R, int D, int Threads>
+__device__ inline void load_tile_f32(__nv_bfloat16* tile, const float* base, int64_t row_stride, int64_t valid_rows,
+                                     int tid) {
+  constexpr int kVectors = D / 4, kPerThread = R * kVectors / Threads;
   float4 v[kPerThread];
   #pragma unroll
   for (int i = 0; i < kPerThread; ++i) {
-    const int e = tid + i * kThreadsTc, r = e / kVectors, c = e % kVectors;
+    const int e = tid + i * Threads, r = e / kVectors, c = e % kVectors;
     v[i] = r < valid_rows ? __ldg(reinterpret_cast<const float4*>(base + r * row_stride) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
   }
   #pragma unroll
   for (int i = 0; i < kPerThread; ++i) {
-    const int e = tid + i * kThreadsTc, r = e / kVectors, c = e % kVectors;
+    const int e = tid + i * Threads, r = e / kVectors, c = e % kVectors;
     *reinterpret_cast<uint2*>(tile + r * (D + 8) + c * 4) = make_uint2(pack_bf16(v[i].x, v[i].y), pack_bf16(v[i].z, v[i].w));
   }
 }
 
+// The same rows of a packed bf16 copy, queued with cp.async (the caller commits and waits).
+template <int R, int D, int Threads>
+__device__ inline void load_tile_async(__nv_bfloat16* tile, const __nv_bfloat16* base, int64_t row_stride,
+                                       int64_t valid_rows, int tid) {
+  constexpr int kChunks = D / 8, kPerThread = R * kChunks / Threads;
+  #pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int e = tid + i * Threads, r = e / kChunks, c = e % kChunks;
+    const bool valid = r < valid_rows;
+    cp_async16(tile + r * (D + 8) + c * 8, valid ? base + r * row_stride + c * 8 : base, valid);
+  }
+}
+
 struct FlashArgs {
-  const float *q, *k, *v, *lse, *dout, *delta;
+  const float *q, *lse, *delta;          // float32: Q (forward), lse and D_i (backward)
+  const __nv_bfloat16 *k, *v, *qb, *dob;  // packed bf16 copies: [B, Tk, Hkv, D] and [B, Tq, Hq, D]
   float *out, *lse_out, *dq, *dk, *dv;
   const int32_t* kv_start;
-  int64_t Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride;
+  int64_t Tq, Tk, Hq, Hkv;
   float scale;
   int causal;
 };
 
 template <int D>
-__global__ void __launch_bounds__(kThreadsTc) flash_forward_kernel(FlashArgs a) {
+__global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_kernel(FlashArgs a) {
   constexpr int S = D + 8;
   extern __shared__ uint4 shared_tc[];
   __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(shared_tc);
-  __nv_bfloat16* Ks = Qs + kTile * S;
-  __nv_bfloat16* Vs = Ks + kTile * S;
+  __nv_bfloat16* Ks = Qs + kFwdQueries * S;  // [2 stages][kTile][S]
+  __nv_bfloat16* Vs = Ks + 2 * kTile * S;    // [2 stages][kTile][S]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
   // The last query tiles see the most keys under a causal mask: start them first.
-  const int64_t q0 = int64_t(gridDim.x - 1 - blockIdx.x) * kTile;
+  const int64_t q0 = int64_t(gridDim.x - 1 - blockIdx.x) * kFwdQueries;
   const int64_t h = blockIdx.y, b = blockIdx.z, hk = h / (a.Hq / a.Hkv);
   const float scale2 = a.scale * kLog2e;
 
-  load_tile<kTile, D>(Qs, a.q + ((b * a.Tq + q0) * a.Hq + h) * D, a.Hq * D, a.Tq - q0, tid);
+  const int64_t offset = a.Tk - a.Tq;  // query i sits at absolute position offset + i
+  const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
+  const int64_t key_end = a.causal ? min(a.Tk, offset + min(a.Tq - 1, q0 + kFwdQueries - 1) + 1) : a.Tk;
+  const int64_t key_first = (key_lo / kTile) * kTile;
+  const __nv_bfloat16* kb = a.k + b * a.Tk * a.Hkv * D + hk * D;
+  const __nv_bfloat16* vb = a.v + b * a.Tk * a.Hkv * D + hk * D;
+  auto issue = [&](int64_t k0, int stage) {
+    load_tile_async<kTile, D, kFwdThreads>(Ks + stage * kTile * S, kb + k0 * a.Hkv * D, a.Hkv * D, a.Tk - k0, tid);
+    load_tile_async<kTile, D, kFwdThreads>(Vs + stage * kTile * S, vb + k0 * a.Hkv * D, a.Hkv * D, a.Tk - k0, tid);
+  };
+  if (key_first < key_end) issue(key_first, 0);
+  cp_async_commit();
+
+  load_tile_f32<kFwdQueries, D, kFwdThreads>(Qs, a.q + ((b * a.Tq + q0) * a.Hq + h) * D, a.Hq * D, a.Tq - q0, tid);
   __syncthreads();
   uint32_t qf[D / 16][4];
   #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], a_rows(Qs, S, warp * 16, kk * 16, lane));
 
-  const int64_t offset = a.Tk - a.Tq;  // query i sits at absolute position offset + i
-  const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
-  const int64_t key_end = a.causal ? min(a.Tk, offset + min(a.Tq - 1, q0 + kTile - 1) + 1) : a.Tk;
   const int64_t row_query[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
   int64_t row_last[2];  // last visible key of each of this thread's rows (inclusive)
   #pragma unroll
@@ -128,13 +167,14 @@ __global__ void __launch_bounds__(kThreadsTc) flash_forward_kernel(FlashArgs a) 
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's share of the row sum
 
-  const float* kb = a.k + b * a.kv_batch_stride;
-  const float* vb = a.v + b * a.v_batch_stride;
-  for (int64_t k0 = (key_lo / kTile) * kTile; k0 < key_end; k0 += kTile) {
-    __syncthreads();  // the previous tile's K and V are no longer read
-    load_tile<kTile, D>(Ks, kb + (k0 * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
-    load_tile<kTile, D>(Vs, vb + (k0 * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
+  int stage = 0;
+  for (int64_t k0 = key_first; k0 < key_end; k0 += kTile, stage ^= 1) {
+    if (k0 + kTile < key_end) issue(k0 + kTile, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();  // this tile has landed; the next one may still be in flight
     __syncthreads();
+    const __nv_bfloat16* Kt = Ks + stage * kTile * S;
+    const __nv_bfloat16* Vt = Vs + stage * kTile * S;
 
     float s[kTile / 8][4];
     #pragma unroll
@@ -144,7 +184,7 @@ __global__ void __launch_bounds__(kThreadsTc) flash_forward_kernel(FlashArgs a) 
       #pragma unroll
       for (int j = 0; j < kTile / 8; j += 2) {
         uint32_t kf[4];
-        ldmatrix_x4(kf, bt_rows(Ks, S, j * 8, kk * 16, lane));
+        ldmatrix_x4(kf, bt_rows(Kt, S, j * 8, kk * 16, lane));
         mma_bf16(s[j], qf[kk], kf[0], kf[1]);
         mma_bf16(s[j + 1], qf[kk], kf[2], kf[3]);
       }
@@ -195,11 +235,12 @@ __global__ void __launch_bounds__(kThreadsTc) flash_forward_kernel(FlashArgs a) 
       #pragma unroll
       for (int n = 0; n < D / 8; n += 2) {
         uint32_t vf[4];
-        ldmatrix_x4_trans(vf, b_rows(Vs, S, kk * 16, n * 8, lane));
+        ldmatrix_x4_trans(vf, b_rows(Vt, S, kk * 16, n * 8, lane));
         mma_bf16(o[n], pa, vf[0], vf[1]);
         mma_bf16(o[n + 1], pa, vf[2], vf[3]);
       }
     }
+    __syncthreads();  // this stage is refilled by the next iteration's issue
   }
 
   #pragma unroll
@@ -221,24 +262,44 @@ __global__ void __launch_bounds__(kThreadsTc) flash_forward_kernel(FlashArgs a) 
 // QT queries per backward tile: 64 for D = 64; 32 for D = 128, which keeps dK and dV (2 x 64 floats a thread)
 // beside the tile's scores in registers.
 template <int D, int QT>
-__global__ void __launch_bounds__(kThreadsTc) flash_backward_kernel(FlashArgs a) {
+__global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a) {
   constexpr int S = D + 8, SD = QT + 8;
   extern __shared__ uint4 shared_tc[];
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(shared_tc);
   __nv_bfloat16* Vs = Ks + kTile * S;
-  __nv_bfloat16* Qs = Vs + kTile * S;
-  __nv_bfloat16* dOs = Qs + QT * S;
-  __nv_bfloat16* dSs = dOs + QT * S;  // dS^T: [64 keys][QT queries]
-  float* lses = reinterpret_cast<float*>(dSs + kTile * SD);  // lse * log2 e
-  float* deltas = lses + QT;
+  __nv_bfloat16* Qs = Vs + kTile * S;      // [2 stages][QT][S]
+  __nv_bfloat16* dOs = Qs + 2 * QT * S;    // [2 stages][QT][S]
+  __nv_bfloat16* dSs = dOs + 2 * QT * S;   // dS^T: [64 keys][QT queries]
+  float* lses = reinterpret_cast<float*>(dSs + kTile * SD);  // [2 stages][QT], lse * log2 e
+  float* deltas = lses + 2 * QT;                              // [2 stages][QT]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
   const int64_t b = blockIdx.z, hk = blockIdx.y, k0 = int64_t(blockIdx.x) * kTile;
   const int64_t group = a.Hq / a.Hkv, offset = a.Tk - a.Tq;
   const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
   const float scale2 = a.scale * kLog2e;
 
-  load_tile<kTile, D>(Ks, a.k + ((b * a.Tk + k0) * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
-  load_tile<kTile, D>(Vs, a.v + ((b * a.Tk + k0) * a.Hkv + hk) * D, a.Hkv * D, a.Tk - k0, tid);
+  // The (query head, query tile) pairs that can see this block's keys, in order: query i sees key j when
+  // j <= offset + i, so causal tiles start at the first query that sees the block's first key.
+  const int64_t first_q = a.causal ? (max(int64_t(0), k0 - offset) / QT) * QT : 0;
+  const int64_t q_tiles = first_q < a.Tq ? (a.Tq - first_q + QT - 1) / QT : 0;
+  const bool block_visible = min(a.Tk - 1, k0 + kTile - 1) >= key_lo;
+  const int64_t tiles = block_visible ? group * q_tiles : 0;
+  auto issue = [&](int64_t t, int stage) {
+    const int64_t h = hk * group + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
+    const int64_t at = (b * a.Tq + q0) * a.Hq + h;
+    load_tile_async<QT, D, kBwdThreads>(Qs + stage * QT * S, a.qb + at * D, a.Hq * D, a.Tq - q0, tid);
+    load_tile_async<QT, D, kBwdThreads>(dOs + stage * QT * S, a.dob + at * D, a.Hq * D, a.Tq - q0, tid);
+    if (tid < QT) {
+      const int64_t qi = q0 + tid;
+      lses[stage * QT + tid] = qi < a.Tq ? a.lse[(b * a.Hq + h) * a.Tq + qi] * kLog2e : -INFINITY;
+      deltas[stage * QT + tid] = qi < a.Tq ? a.delta[(b * a.Hq + h) * a.Tq + qi] : 0.0f;
+    }
+  };
+  const int64_t kv_at = (b * a.Tk + k0) * a.Hkv + hk;
+  load_tile_async<kTile, D, kBwdThreads>(Ks, a.k + kv_at * D, a.Hkv * D, a.Tk - k0, tid);
+  load_tile_async<kTile, D, kBwdThreads>(Vs, a.v + kv_at * D, a.Hkv * D, a.Tk - k0, tid);
+  if (tiles > 0) issue(0, 0);
+  cp_async_commit();
 
   const int64_t row_key[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
   float dk[D / 8][4], dv[D / 8][4];
@@ -252,113 +313,110 @@ __global__ void __launch_bounds__(kThreadsTc) flash_backward_kernel(FlashArgs a)
   constexpr int kQGroups = QT / 16, kDCols = D / (4 / kQGroups);
   const int dq_row0 = (warp % kQGroups) * 16, dq_col0 = (warp / kQGroups) * kDCols;
 
-  // Query i sees key j when j <= offset + i: the first query that sees this block's first key.
-  const int64_t first_q = a.causal ? max(int64_t(0), k0 - offset) : 0;
-  const bool block_visible = min(a.Tk - 1, k0 + kTile - 1) >= key_lo;
-  for (int64_t hg = 0; hg < group && block_visible; ++hg) {
-    const int64_t h = hk * group + hg;
-    for (int64_t q0 = (first_q / QT) * QT; q0 < a.Tq; q0 += QT) {
-      __syncthreads();  // the previous tile's Q, dO and dS are no longer read
-      load_tile<QT, D>(Qs, a.q + ((b * a.Tq + q0) * a.Hq + h) * D, a.Hq * D, a.Tq - q0, tid);
-      load_tile<QT, D>(dOs, a.dout + ((b * a.Tq + q0) * a.Hq + h) * D, a.Hq * D, a.Tq - q0, tid);
-      if (tid < QT) {
-        const int64_t qi = q0 + tid;
-        lses[tid] = qi < a.Tq ? a.lse[(b * a.Hq + h) * a.Tq + qi] * kLog2e : -INFINITY;
-        deltas[tid] = qi < a.Tq ? a.delta[(b * a.Hq + h) * a.Tq + qi] : 0.0f;
-      }
-      __syncthreads();
+  int stage = 0;
+  for (int64_t t = 0; t < tiles; ++t, stage ^= 1) {
+    if (t + 1 < tiles) issue(t + 1, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const int64_t h = hk * group + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
+    const __nv_bfloat16* Qt = Qs + stage * QT * S;
+    const __nv_bfloat16* dOt = dOs + stage * QT * S;
+    const float* lse_t = lses + stage * QT;
+    const float* delta_t = deltas + stage * QT;
 
-      // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys: element e of [j] is key row e / 2,
-      // query q0 + 8 j + 2 c + e % 2.
-      float st[QT / 8][4], dpt[QT / 8][4];
+    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys: element e of [j] is key row e / 2,
+    // query q0 + 8 j + 2 c + e % 2.
+    float st[QT / 8][4], dpt[QT / 8][4];
+    #pragma unroll
+    for (int j = 0; j < QT / 8; ++j) {
       #pragma unroll
-      for (int j = 0; j < QT / 8; ++j) {
-        #pragma unroll
-        for (int e = 0; e < 4; ++e) st[j][e] = dpt[j][e] = 0.0f;
-      }
+      for (int e = 0; e < 4; ++e) st[j][e] = dpt[j][e] = 0.0f;
+    }
+    #pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t ka[4], va[4];
+      ldmatrix_x4(ka, a_rows(Ks, S, warp * 16, kk * 16, lane));
+      ldmatrix_x4(va, a_rows(Vs, S, warp * 16, kk * 16, lane));
       #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t ka[4], va[4];
-        ldmatrix_x4(ka, a_rows(Ks, S, warp * 16, kk * 16, lane));
-        ldmatrix_x4(va, a_rows(Vs, S, warp * 16, kk * 16, lane));
-        #pragma unroll
-        for (int j = 0; j < QT / 8; j += 2) {
-          uint32_t qb[4], ob[4];
-          ldmatrix_x4(qb, bt_rows(Qs, S, j * 8, kk * 16, lane));
-          ldmatrix_x4(ob, bt_rows(dOs, S, j * 8, kk * 16, lane));
-          mma_bf16(st[j], ka, qb[0], qb[1]);
-          mma_bf16(st[j + 1], ka, qb[2], qb[3]);
-          mma_bf16(dpt[j], va, ob[0], ob[1]);
-          mma_bf16(dpt[j + 1], va, ob[2], ob[3]);
-        }
-      }
-      // P^T = exp2(S^T scale2 - lse2) where visible; dS^T = P^T (dP^T - D_i), written to shared memory too.
-      #pragma unroll
-      for (int j = 0; j < QT / 8; ++j) {
-        #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = j * 8 + 2 * c + (e & 1);
-          const int64_t qi = q0 + col, key = row_key[e >> 1];
-          const bool visible = qi < a.Tq && key < a.Tk && key >= key_lo && (!a.causal || key <= offset + qi) &&
-                               lses[col] != -INFINITY;
-          const float p = visible ? exp2f(st[j][e] * scale2 - lses[col]) : 0.0f;
-          st[j][e] = p;
-          dpt[j][e] = p * (dpt[j][e] - deltas[col]);
-        }
-        const int row = warp * 16 + g;
-        *reinterpret_cast<uint32_t*>(dSs + row * SD + j * 8 + 2 * c) = pack_bf16(dpt[j][0], dpt[j][1]);
-        *reinterpret_cast<uint32_t*>(dSs + (row + 8) * SD + j * 8 + 2 * c) = pack_bf16(dpt[j][2], dpt[j][3]);
-      }
-      // dV += P^T dO and dK += dS^T Q (scaled at the end), k running over the tile's queries.
-      #pragma unroll
-      for (int kq = 0; kq < QT / 16; ++kq) {
-        const uint32_t pa[4] = {pack_bf16(st[2 * kq][0], st[2 * kq][1]), pack_bf16(st[2 * kq][2], st[2 * kq][3]),
-                                pack_bf16(st[2 * kq + 1][0], st[2 * kq + 1][1]), pack_bf16(st[2 * kq + 1][2], st[2 * kq + 1][3])};
-        const uint32_t da[4] = {pack_bf16(dpt[2 * kq][0], dpt[2 * kq][1]), pack_bf16(dpt[2 * kq][2], dpt[2 * kq][3]),
-                                pack_bf16(dpt[2 * kq + 1][0], dpt[2 * kq + 1][1]), pack_bf16(dpt[2 * kq + 1][2], dpt[2 * kq + 1][3])};
-        #pragma unroll
-        for (int n = 0; n < D / 8; n += 2) {
-          uint32_t ob[4], qb[4];
-          ldmatrix_x4_trans(ob, b_rows(dOs, S, kq * 16, n * 8, lane));
-          ldmatrix_x4_trans(qb, b_rows(Qs, S, kq * 16, n * 8, lane));
-          mma_bf16(dv[n], pa, ob[0], ob[1]);
-          mma_bf16(dv[n + 1], pa, ob[2], ob[3]);
-          mma_bf16(dk[n], da, qb[0], qb[1]);
-          mma_bf16(dk[n + 1], da, qb[2], qb[3]);
-        }
-      }
-      __syncthreads();  // dS^T complete
-
-      // dQ = scale dS K over the block's 64 keys: A = dS from the [key][query] tile read transposed.
-      float dq[kDCols / 8][4];
-      #pragma unroll
-      for (int n = 0; n < kDCols / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
-      #pragma unroll
-      for (int kk = 0; kk < kTile / 16; ++kk) {
-        uint32_t t[4];
-        ldmatrix_x4_trans(t, b_rows(dSs, SD, kk * 16, dq_row0, lane));
-        const uint32_t dsa[4] = {t[0], t[2], t[1], t[3]};
-        #pragma unroll
-        for (int n = 0; n < kDCols / 8; n += 2) {
-          uint32_t kb[4];
-          ldmatrix_x4_trans(kb, b_rows(Ks, S, kk * 16, dq_col0 + n * 8, lane));
-          mma_bf16(dq[n], dsa, kb[0], kb[1]);
-          mma_bf16(dq[n + 1], dsa, kb[2], kb[3]);
-        }
-      }
-      #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int64_t qi = q0 + dq_row0 + g + 8 * r;
-        if (qi >= a.Tq) continue;
-        float* dqr = a.dq + ((b * a.Tq + qi) * a.Hq + h) * D + dq_col0 + 2 * c;
-        #pragma unroll
-        for (int n = 0; n < kDCols / 8; ++n) {
-          atomicAdd(dqr + n * 8, a.scale * dq[n][2 * r]);
-          atomicAdd(dqr + n * 8 + 1, a.scale * dq[n][2 * r + 1]);
-        }
+      for (int j = 0; j < QT / 8; j += 2) {
+        uint32_t qb[4], ob[4];
+        ldmatrix_x4(qb, bt_rows(Qt, S, j * 8, kk * 16, lane));
+        ldmatrix_x4(ob, bt_rows(dOt, S, j * 8, kk * 16, lane));
+        mma_bf16(st[j], ka, qb[0], qb[1]);
+        mma_bf16(st[j + 1], ka, qb[2], qb[3]);
+        mma_bf16(dpt[j], va, ob[0], ob[1]);
+        mma_bf16(dpt[j + 1], va, ob[2], ob[3]);
       }
     }
+    // P^T = exp2(S^T scale2 - lse2) where visible; dS^T = P^T (dP^T - D_i), written to shared memory too.
+    #pragma unroll
+    for (int j = 0; j < QT / 8; ++j) {
+      #pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = j * 8 + 2 * c + (e & 1);
+        const int64_t qi = q0 + col, key = row_key[e >> 1];
+        const bool visible = qi < a.Tq && key < a.Tk && key >= key_lo && (!a.causal || key <= offset + qi) &&
+                             lse_t[col] != -INFINITY;
+        const float p = visible ? exp2f(st[j][e] * scale2 - lse_t[col]) : 0.0f;
+        st[j][e] = p;
+        dpt[j][e] = p * (dpt[j][e] - delta_t[col]);
+      }
+      const int row = warp * 16 + g;
+      *reinterpret_cast<uint32_t*>(dSs + row * SD + j * 8 + 2 * c) = pack_bf16(dpt[j][0], dpt[j][1]);
+      *reinterpret_cast<uint32_t*>(dSs + (row + 8) * SD + j * 8 + 2 * c) = pack_bf16(dpt[j][2], dpt[j][3]);
+    }
+    // dV += P^T dO and dK += dS^T Q (scaled at the end), k running over the tile's queries.
+    #pragma unroll
+    for (int kq = 0; kq < QT / 16; ++kq) {
+      const uint32_t pa[4] = {pack_bf16(st[2 * kq][0], st[2 * kq][1]), pack_bf16(st[2 * kq][2], st[2 * kq][3]),
+                              pack_bf16(st[2 * kq + 1][0], st[2 * kq + 1][1]), pack_bf16(st[2 * kq + 1][2], st[2 * kq + 1][3])};
+      const uint32_t da[4] = {pack_bf16(dpt[2 * kq][0], dpt[2 * kq][1]), pack_bf16(dpt[2 * kq][2], dpt[2 * kq][3]),
+                              pack_bf16(dpt[2 * kq + 1][0], dpt[2 * kq + 1][1]), pack_bf16(dpt[2 * kq + 1][2], dpt[2 * kq + 1][3])};
+      #pragma unroll
+      for (int n = 0; n < D / 8; n += 2) {
+        uint32_t ob[4], qb[4];
+        ldmatrix_x4_trans(ob, b_rows(dOt, S, kq * 16, n * 8, lane));
+        ldmatrix_x4_trans(qb, b_rows(Qt, S, kq * 16, n * 8, lane));
+        mma_bf16(dv[n], pa, ob[0], ob[1]);
+        mma_bf16(dv[n + 1], pa, ob[2], ob[3]);
+        mma_bf16(dk[n], da, qb[0], qb[1]);
+        mma_bf16(dk[n + 1], da, qb[2], qb[3]);
+      }
+    }
+    __syncthreads();  // dS^T complete
+
+    // dQ = scale dS K over the block's 64 keys: A = dS from the [key][query] tile read transposed.
+    float dq[kDCols / 8][4];
+    #pragma unroll
+    for (int n = 0; n < kDCols / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+    #pragma unroll
+    for (int kk = 0; kk < kTile / 16; ++kk) {
+      uint32_t tr[4];
+      ldmatrix_x4_trans(tr, b_rows(dSs, SD, kk * 16, dq_row0, lane));
+      const uint32_t dsa[4] = {tr[0], tr[2], tr[1], tr[3]};
+      #pragma unroll
+      for (int n = 0; n < kDCols / 8; n += 2) {
+        uint32_t kb[4];
+        ldmatrix_x4_trans(kb, b_rows(Ks, S, kk * 16, dq_col0 + n * 8, lane));
+        mma_bf16(dq[n], dsa, kb[0], kb[1]);
+        mma_bf16(dq[n + 1], dsa, kb[2], kb[3]);
+      }
+    }
+    #pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t qi = q0 + dq_row0 + g + 8 * r;
+      if (qi >= a.Tq) continue;
+      float* dqr = a.dq + ((b * a.Tq + qi) * a.Hq + h) * D + dq_col0 + 2 * c;
+      #pragma unroll
+      for (int n = 0; n < kDCols / 8; ++n) {
+        atomicAdd(dqr + n * 8, a.scale * dq[n][2 * r]);
+        atomicAdd(dqr + n * 8 + 1, a.scale * dq[n][2 * r + 1]);
+      }
+    }
+    __syncthreads();  // dS^T and this stage are rewritten by the next iteration
   }
+  cp_async_wait<0>();  // no copy may still target shared memory when the block exits
 
   #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -375,15 +433,11 @@ __global__ void __launch_bounds__(kThreadsTc) flash_backward_kernel(FlashArgs a)
 }
 
 template <class Kernel>
-bool launch(Kernel kernel, dim3 grid, size_t shared_bytes, const FlashArgs& args, const char* name) {
+void launch(Kernel kernel, dim3 grid, int threads, size_t shared_bytes, const FlashArgs& args, const char* name) {
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
-  if (err != cudaSuccess) {
-    r1cuda::record_error(name, err);
-    return true;  // reported: the caller must not run the fallback on top of a recorded failure
-  }
-  kernel<<<grid, kThreadsTc, shared_bytes, r1cuda::stream()>>>(args);
+  if (err != cudaSuccess) return r1cuda::record_error(name, err);
+  kernel<<<grid, threads, shared_bytes, r1cuda::stream()>>>(args);
   r1cuda::check_launch(name);
-  return true;
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -400,12 +454,19 @@ bool attention_forward_bf16(const float* q, const float* k, const float* v, floa
       !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out) || Tk <= 0) {
     return false;
   }
-  FlashArgs a{q, k, v, nullptr, nullptr, nullptr, out, lse, nullptr, nullptr, nullptr, kv_start,
-              Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride, scale, causal};
-  const dim3 grid(static_cast<unsigned>((Tq + kTile - 1) / kTile), static_cast<unsigned>(Hq), static_cast<unsigned>(B));
-  const size_t shared_bytes = sizeof(__nv_bfloat16) * 3 * kTile * (D + 8);
-  if (D == 64) return launch(flash_forward_kernel<64>, grid, shared_bytes, a, "r1_attention (bf16 tensor cores)");
-  return launch(flash_forward_kernel<128>, grid, shared_bytes, a, "r1_attention (bf16 tensor cores)");
+  const int64_t kv_count = Tk * Hkv * D;  // the visible rows of each batch entry, packed
+  auto* kv = static_cast<__nv_bfloat16*>(scratch(kScratchAttentionBf16, 2 * B * kv_count * sizeof(__nv_bfloat16)));
+  if (!kv) return true;  // the failure is recorded
+  round_to_bf16(k, kv, B, kv_count, kv_batch_stride);
+  round_to_bf16(v, kv + B * kv_count, B, kv_count, v_batch_stride);
+  FlashArgs a{q, nullptr, nullptr, kv, kv + B * kv_count, nullptr, nullptr, out, lse, nullptr, nullptr, nullptr,
+              kv_start, Tq, Tk, Hq, Hkv, scale, causal};
+  const dim3 grid(static_cast<unsigned>((Tq + kFwdQueries - 1) / kFwdQueries), static_cast<unsigned>(Hq), static_cast<unsigned>(B));
+  const size_t shared_bytes = sizeof(__nv_bfloat16) * (kFwdQueries + 4 * kTile) * (D + 8);
+  const char* name = "r1_attention (bf16 tensor cores)";
+  if (D == 64) launch(flash_forward_kernel<64>, grid, kFwdThreads, shared_bytes, a, name);
+  else launch(flash_forward_kernel<128>, grid, kFwdThreads, shared_bytes, a, name);
+  return true;
 }
 
 bool attention_backward_bf16(const float* q, const float* k, const float* v, const float* lse, const float* dout,
@@ -416,15 +477,23 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
       !aligned16(v) || !aligned16(dout) || !aligned16(dq) || !aligned16(dk) || !aligned16(dv)) {
     return false;
   }
-  FlashArgs a{q, k, v, lse, dout, delta, nullptr, nullptr, dq, dk, dv, kv_start,
-              Tq, Tk, Hq, Hkv, Tk * Hkv * D, Tk * Hkv * D, scale, causal};
+  const int64_t kv_count = B * Tk * Hkv * D, q_count = B * Tq * Hq * D;
+  auto* packed = static_cast<__nv_bfloat16*>(scratch(kScratchAttentionBf16, (2 * kv_count + 2 * q_count) * sizeof(__nv_bfloat16)));
+  if (!packed) return true;  // the failure is recorded
+  __nv_bfloat16 *kb = packed, *vb = kb + kv_count, *qb = vb + kv_count, *dob = qb + q_count;
+  round_to_bf16(k, kb, 1, kv_count, 0);
+  round_to_bf16(v, vb, 1, kv_count, 0);
+  round_to_bf16(q, qb, 1, q_count, 0);
+  round_to_bf16(dout, dob, 1, q_count, 0);
+  FlashArgs a{nullptr, lse, delta, kb, vb, qb, dob, nullptr, nullptr, dq, dk, dv, kv_start, Tq, Tk, Hq, Hkv, scale, causal};
   const dim3 grid(static_cast<unsigned>((Tk + kTile - 1) / kTile), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
   auto shared_bytes = [&](int qt) {
-    return sizeof(__nv_bfloat16) * (2 * kTile * (D + 8) + 2 * qt * (D + 8) + kTile * (qt + 8)) + sizeof(float) * 2 * qt;
+    return sizeof(__nv_bfloat16) * (2 * kTile * (D + 8) + 4 * qt * (D + 8) + kTile * (qt + 8)) + sizeof(float) * 4 * qt;
   };
   const char* name = "r1_attention_backward (bf16 tensor cores)";
-  if (D == 64) return launch(flash_backward_kernel<64, 64>, grid, shared_bytes(64), a, name);
-  return launch(flash_backward_kernel<128, 32>, grid, shared_bytes(32), a, name);
+  if (D == 64) launch(flash_backward_kernel<64, 64>, grid, kBwdThreads, shared_bytes(64), a, name);
+  else launch(flash_backward_kernel<128, 32>, grid, kBwdThreads, shared_bytes(32), a, name);
+  return true;
 }
 
 }  // namespace r1cuda

@@ -22,12 +22,6 @@ struct Shadow {
 std::mutex registry_mutex;
 std::map<uintptr_t, Shadow> registry;  // start address -> shadow
 
-__global__ void round_to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    dst[i] = __float2bfloat16_rn(src[i]);
-  }
-}
-
 // The registered weight holding [p, p + count) entirely, or registry.end(). Caller holds registry_mutex.
 std::map<uintptr_t, Shadow>::iterator holding(const float* p, int64_t count) {
   const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + sizeof(float) * count;
@@ -47,9 +41,7 @@ const __nv_bfloat16* weight_shadow(const float* p, int64_t count) {
   if (it == registry.end()) return nullptr;
   Shadow& shadow = it->second;
   if (!shadow.current) {
-    round_to_bf16_kernel<<<grid_for(shadow.n), kThreads, 0, stream()>>>(reinterpret_cast<const float*>(it->first),
-                                                                        shadow.copy, shadow.n);
-    check_launch("bf16 weight shadow");
+    round_to_bf16(reinterpret_cast<const float*>(it->first), shadow.copy, 1, shadow.n, 0);
     shadow.current = true;
   }
   return shadow.copy + (p - reinterpret_cast<const float*>(it->first));

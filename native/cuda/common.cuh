@@ -38,7 +38,8 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 // A persistent device buffer of at least `bytes`, one per slot, for work space inside one call (bf16 operands,
 // partial sums). It is not taken from the caching allocator: a CUDA graph that captured a call keeps using the
 // same buffer at replay, so it must never be handed to anything else. Growing retires the old buffer.
-enum ScratchSlot { kScratchGemmA = 0, kScratchGemmB, kScratchPartials, kScratchAttention, kScratchSlots };
+enum ScratchSlot { kScratchGemmA = 0, kScratchGemmB, kScratchPartials, kScratchAttention, kScratchAttentionBf16,
+                  kScratchSlots };
 void* scratch(ScratchSlot slot, size_t bytes);
 
 // bf16 shadows of the weights registered with r1_cuda_register_weight (bf16_weights.cu).
@@ -54,6 +55,9 @@ void weights_freed(const void* block, int64_t bytes);
 
 // r1_cuda_set_matmul_precision's code (gemm.cu): 0 f32, 1 tf32, 2 bf16.
 int matmul_precision();
+
+// Queues dst[b * count + i] = bf16(src[b * stride + i]) for b < batch, i < count (round to nearest even; gemm.cu).
+void round_to_bf16(const float* src, __nv_bfloat16* dst, int64_t batch, int64_t count, int64_t stride);
 
 // The tensor-core attention of attention_bf16.cu, with r1_attention's and r1_attention_backward's arguments
 // (delta: FlashAttention-2's D_i = dO_i . O_i, [B, Hq, Tq]). Each returns false, having queued nothing, when it

@@ -171,19 +171,10 @@ __global__ void to_bf16_vector_kernel(const float4* src, uint2* dst, int64_t bat
   }
 }
 
-// Rounds an operand into its scratch slot (packed: batch b at b * count); nullptr when the slot cannot grow.
-const __nv_bfloat16* to_bf16(r1cuda::ScratchSlot slot, const float* src, int64_t batch, int64_t count, int64_t stride,
-                             cudaStream_t s) {
-  using namespace r1cuda;
-  auto* dst = static_cast<__nv_bfloat16*>(scratch(slot, batch * count * sizeof(__nv_bfloat16)));
-  if (!dst) return nullptr;
-  if (count % 4 == 0 && stride % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
-    to_bf16_vector_kernel<<<grid_for(batch * count / 4), kThreads, 0, s>>>(
-        reinterpret_cast<const float4*>(src), reinterpret_cast<uint2*>(dst), batch, count / 4, stride / 4);
-  } else {
-    to_bf16_kernel<<<grid_for(batch * count), kThreads, 0, s>>>(src, dst, batch, count, stride);
-  }
-  check_launch("r1_matmul (bf16 operands)");
+// Rounds an operand into its scratch slot; nullptr when the slot cannot grow.
+const __nv_bfloat16* to_bf16(r1cuda::ScratchSlot slot, const float* src, int64_t batch, int64_t count, int64_t stride) {
+  auto* dst = static_cast<__nv_bfloat16*>(r1cuda::scratch(slot, batch * count * sizeof(__nv_bfloat16)));
+  if (dst) r1cuda::round_to_bf16(src, dst, batch, count, stride);
   return dst;
 }
 
@@ -264,6 +255,18 @@ bool gemm_init(std::string* error) {
 
 int matmul_precision() { return precision; }
 
+void round_to_bf16(const float* src, __nv_bfloat16* dst, int64_t batch, int64_t count, int64_t stride) {
+  if (batch <= 0 || count <= 0) return;
+  if (count % 4 == 0 && stride % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(dst) % 8 == 0) {
+    to_bf16_vector_kernel<<<grid_for(batch * count / 4), kThreads, 0, stream()>>>(
+        reinterpret_cast<const float4*>(src), reinterpret_cast<uint2*>(dst), batch, count / 4, stride / 4);
+  } else {
+    to_bf16_kernel<<<grid_for(batch * count), kThreads, 0, stream()>>>(src, dst, batch, count, stride);
+  }
+  check_launch("bf16 rounding");
+}
+
 }  // namespace r1cuda
 
 using namespace r1cuda;
@@ -305,8 +308,8 @@ R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, i
     // A registered weight (one matrix, not a batch of them) is read from its bf16 copy; others are rounded here.
     const __nv_bfloat16* a16 = batch_a == 1 ? weight_shadow(a, m * k) : nullptr;
     const __nv_bfloat16* b16 = batch_b == 1 ? weight_shadow(b, k * n) : nullptr;
-    if (!a16) a16 = to_bf16(kScratchGemmA, a, batch_a, m * k, stride_a, s);
-    if (!b16) b16 = to_bf16(kScratchGemmB, b, batch_b, k * n, stride_b, s);
+    if (!a16) a16 = to_bf16(kScratchGemmA, a, batch_a, m * k, stride_a);
+    if (!b16) b16 = to_bf16(kScratchGemmB, b, batch_b, k * n, stride_b);
     if (!a16 || !b16) return;
     a_op = a16;
     b_op = b16;
