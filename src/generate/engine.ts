@@ -1,11 +1,24 @@
-// The batched sampling engine: many prompts decoded together against a KV cache.
+// The batched sampling engine: many requests decoded together against one KV cache, with continuous batching.
 //
-// Prompts of different lengths are left-padded to the longest one and decoded in lockstep: one prefill
-// forward over the padded prompts, then one forward per new token with T = 1. Each row's padding is masked
-// by kvStart and its positions count from its own first token (position = column - padStart), so a prompt's
-// logits do not depend on the batch it sits in. Rows that finish (a stop token, a stop string, the token
-// limit) stop producing output, and once a quarter of a batch has finished the finished rows are dropped
-// from the cache and the batch (BatchDecoder.retain) instead of being decoded to the end.
+// Requests wait in a queue and enter the batch as soon as a row is free, and a row is freed as soon as its
+// request finishes (a stop token, a stop string, the token limit), so with more requests than maxBatchSize
+// (GRPO: P prompts x G samples in one call) every row stays busy until the queue runs dry. Entering requests are
+// prefilled as their own small batch, left-padded among themselves, and their keys and values are spliced into
+// the freed rows of the shared cache so that each prompt's last token lands on the last filled column; then
+// every row decodes one token per step with one T = 1 forward over the cache. Each row's kvStart masks whatever
+// lies before its own first token (padding, or an earlier request's columns), and its positions count from that
+// token (position = column - kvStart), so a request's logits depend neither on its neighbours nor on when it
+// entered.
+//
+// Why one [rows, columns] cache with a shared column counter, rather than a cache per row or a paged cache: the
+// attention kernel of every backend already reads that layout with a per-row kvStart, so continuous batching
+// needs no new kernel and works for every LayerKvCache (the dense K/V cache and DeepSeek's latent cache are
+// moved through their `buffers`). The price is the shared counter, which two moves keep bounded
+// (BatchDecoder.relayout): when the columns run out, every row shifts left by the smallest kvStart (compaction;
+// the capacity has a quarter of the longest request's span to spare, so compaction comes at most once every
+// span / 4 steps and copies the live cache once, less than attention reads meanwhile); when an entering prompt
+// is longer than the columns filled so far, the cache widens on the left. Once the queue is empty, free rows are
+// dropped (a smaller batch) when a quarter of the rows are free.
 //
 // Models often pad their vocabulary beyond the tokenizer's (Qwen2.5: 151,936 rows for 151,665 ids); tokens are
 // drawn only among the ids the tokenizer can decode, while log-probabilities stay those of the full softmax
@@ -16,11 +29,11 @@
 //
 // On a GPU the model runs there and only what the host sampler reads comes back each step ([rows, vocab]
 // log-probabilities, and the weights or logits the rows need); each step runs in its own scope, so its
-// activations are freed at once, while the KV cache lives until the batch is done.
+// activations are freed at once, while the KV cache is kept outside scopes and disposed when the queue is done.
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
-import { contiguous, copyInto, dispose, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, type Tensor } from '../tensor/index.ts';
+import { contiguous, copyInto, dispose, keep, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
@@ -64,10 +77,23 @@ export interface TokenEvent {
 export interface GenerateOptions extends SamplingOptions {
   /** Base seed: a request without its own seed uses seed + its index (default 0). */
   seed?: number;
-  /** Rows decoded together (default 64); more requests are decoded in several batches of similar lengths. */
+  /** Rows decoded together (default 64); further requests wait in a queue and enter as rows finish. */
   maxBatchSize?: number;
   /** Called for every sampled token, in order within a request (streaming). */
   onToken?: (event: TokenEvent) => void;
+  /** Called after every decode step: how full the batch was (benchmarks, and tests of the scheduling). */
+  onStep?: (event: StepEvent) => void;
+}
+
+export interface StepEvent {
+  /** Rows of the batch in this step's forward (the batch shrinks once the queue is empty). */
+  rows: number;
+  /** Rows holding an unfinished request (the others were fed a placeholder). */
+  liveRows: number;
+  /** Requests that have entered the batch so far, this step's included. */
+  entered: number;
+  /** Cache columns filled after this step (bounded by compaction, whatever the queue's length). */
+  cacheColumns: number;
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -119,62 +145,60 @@ export function generate(model: CausalLM, tokenizer: Tokenizer, requests: readon
     return new RowState(index, promptIds, { ...settings, maxNewTokens }, tokenizer);
   });
 
-  // Batches of similar prompt lengths waste less on padding; the results do not depend on the grouping.
-  const order = rows.map((_, i) => i).sort((a, b) => rows[b].promptIds.length - rows[a].promptIds.length || a - b);
+  // Longest prompts first: later entrants then rarely need the cache widened, and requests entering together
+  // have similar lengths, so their prefill pads little. The results do not depend on the order.
+  const queue = rows.filter((row) => !row.finishIfEmpty()).sort((a, b) => b.promptIds.length - a.promptIds.length || a.index - b.index);
   const maxBatch = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new UserError(`maxBatchSize must be a positive integer, got ${maxBatch}`);
-  withDevice(model.device, () => noGrad(() => {
-    for (let start = 0; start < order.length; start += maxBatch) {
-      const batch = order.slice(start, start + maxBatch).map((i) => rows[i]).filter((row) => !row.finishIfEmpty());
-      if (batch.length > 0) decodeBatch(model, batch, tokenizer.vocabSize, options.onToken);
-    }
-  }));
+  if (queue.length > 0) withDevice(model.device, () => noGrad(() => decodeQueue(model, queue, rows, maxBatch, tokenizer.vocabSize, options)));
   return rows.map((row) => row.result());
 }
 
-function decodeBatch(model: CausalLM, rows: RowState[], sampleVocab: number, onToken: GenerateOptions['onToken']): void {
+// Decodes every queued request, keeping up to maxBatch rows busy: each step, queued requests enter the free
+// rows (sampling their first token from their prefill's logits), then all rows advance by one token.
+function decodeQueue(model: CausalLM, queue: readonly RowState[], byIndex: readonly RowState[], maxBatch: number, sampleVocab: number, options: GenerateOptions): void {
+  // A request of n new tokens spans prompt + n - 1 columns (its last token is never fed back); the spare
+  // quarter bounds how often compaction runs (header).
+  const span = Math.max(...queue.map((row) => row.promptIds.length + row.settings.maxNewTokens - 1));
+  const decoder = new BatchDecoder(model, Math.min(maxBatch, queue.length), span + Math.ceil(span / 4));
   const vocab = model.config.vocabSize;
-  const decoder = new BatchDecoder(model, rows.map((r) => r.promptIds), Math.max(...rows.map((r) => r.settings.maxNewTokens)));
-  const rowsNow = () => decoder.rows.map((rowIndex) => rows[rowIndex]);
+  const pending = new Map<number, number>(); // request index -> its sampled token, fed in the next step
+  const take = (inputs: SamplingInputs, r: number, row: RowState, decoderRow: number): void => {
+    const id = sampleRow(inputs, r, row, vocab, sampleVocab, options.onToken);
+    if (row.done) decoder.leave(decoderRow);
+    else pending.set(row.index, id);
+  };
+  let entered = 0;
   try {
-    let step = scope(() => samplingInputs(decoder.prefill(), rowsNow()));
     for (;;) {
-      const next = sampleStep(step, decoder, rows, vocab, sampleVocab, onToken);
-      if (next === null) return;
-      step = scope(() => samplingInputs(decoder.next(next), rowsNow()));
+      // A request that finishes on its first token frees its row again at once.
+      for (let free = decoder.freeRows(); free.length > 0 && entered < queue.length; free = decoder.freeRows()) {
+        const entering = queue.slice(entered, entered + free.length);
+        entered += entering.length;
+        const inputs = scope(() => samplingInputs(decoder.enter(entering.map((row) => ({ id: row.index, prompt: row.promptIds }))), entering));
+        entering.forEach((row, e) => take(inputs, e, row, free[e]));
+      }
+      const free = decoder.freeRows().length;
+      if (free === decoder.rows.length) return;
+      if (entered === queue.length && free * 4 >= decoder.rows.length) decoder.shrink();
+      const batch = decoder.rows.map((id) => (id === null ? null : byIndex[id]));
+      const inputs = scope(() => samplingInputs(decoder.next(batch.map((row) => (row === null ? 0 : pending.get(row.index)!))), batch));
+      batch.forEach((row, r) => row && take(inputs, r, row, r));
+      options.onStep?.({ rows: batch.length, liveRows: batch.filter((row) => row !== null).length, entered, cacheColumns: decoder.length });
     }
   } finally {
     decoder.dispose();
   }
 }
 
-// Picks each row's next token from one step's sampling inputs; drops finished rows from the decoder once a
-// quarter of the batch has finished. Returns the tokens to feed (one per remaining row), or null when all are done.
-function sampleStep(step: SamplingInputs, decoder: BatchDecoder, rows: RowState[], vocab: number, sampleVocab: number,
-  onToken: GenerateOptions['onToken']): number[] | null {
-  const next: number[] = [];
-  let finished = 0;
-  decoder.rows.forEach((rowIndex, r) => {
-    const row = rows[rowIndex];
-    if (row.done) {
-      // Not yet dropped from the batch: decode anything, its logits are not read.
-      next.push(0);
-      finished++;
-      return;
-    }
-    const at = r * vocab;
-    const id = row.settings.temperature === 0
-      ? argmax(step.logits!.subarray(at, at + sampleVocab))
-      : sampleFromWeights(step.weights!.subarray(at, at + sampleVocab), row.settings, row.rng);
-    row.accept(id, step.logprobs[at + id], onToken);
-    next.push(id);
-    if (row.done) finished++;
-  });
-  if (finished === decoder.rows.length) return null;
-  if (finished * 4 < decoder.rows.length) return next;
-  const keep = decoder.rows.map((rowIndex, r) => ({ rowIndex, r })).filter(({ rowIndex }) => !rows[rowIndex].done);
-  decoder.retain(keep.map(({ r }) => r));
-  return keep.map(({ r }) => next[r]);
+/** Draws row r's next token from one forward's sampling inputs and records it on the request. */
+function sampleRow(inputs: SamplingInputs, r: number, row: RowState, vocab: number, sampleVocab: number, onToken: GenerateOptions['onToken']): number {
+  const at = r * vocab;
+  const id = row.settings.temperature === 0
+    ? argmax(inputs.logits!.subarray(at, at + sampleVocab))
+    : sampleFromWeights(inputs.weights!.subarray(at, at + sampleVocab), row.settings, row.rng);
+  row.accept(id, inputs.logprobs[at + id], onToken);
+  return id;
 }
 
 /** Host arrays [rows, vocab] that sampling reads; logits only when a row is greedy, weights only when one samples. */
@@ -186,14 +210,14 @@ interface SamplingInputs { logits: FloatArray | null; logprobs: FloatArray; weig
  * logits / T with each row's own temperature (rows that are greedy or done use 1 and are not read). On the
  * CPU these are the kernels' own arrays; on a device, downloads.
  */
-function samplingInputs(logits: Tensor, rows: readonly RowState[]): SamplingInputs {
+function samplingInputs(logits: Tensor, rows: readonly (RowState | null)[]): SamplingInputs {
   const logprobs = logSoftmax(logits).hostValues() as FloatArray;
-  const live = rows.filter((row) => !row.done);
+  const live = rows.filter((row): row is RowState => row !== null && !row.done);
   const greedy = live.some((row) => row.settings.temperature === 0);
   const sampling = live.some((row) => row.settings.temperature > 0);
   const hostLogits = greedy ? logits.hostValues() as FloatArray : null;
   if (!sampling) return { logits: hostLogits, logprobs, weights: null };
-  const inverseTemperature = Float32Array.from(rows, (row) => (row.done || row.settings.temperature === 0 ? 1 : 1 / row.settings.temperature));
+  const inverseTemperature = Float32Array.from(rows, (row) => (row === null || row.done || row.settings.temperature === 0 ? 1 : 1 / row.settings.temperature));
   const weights = softmax(mul(logits, tensor(inverseTemperature, [rows.length, 1], 'f32', logits.device))).hostValues() as FloatArray;
   return { logits: hostLogits, logprobs, weights };
 }
@@ -319,29 +343,23 @@ function checkPrompt(ids: readonly number[], index: number, vocab: number, maxPo
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The KV-cache side: left padding, positions, and dropping finished rows.
+// The KV-cache side: rows entering and leaving, positions, compaction.
 
 /**
- * Rows of token sequences decoded in lockstep against one KV cache. Column c of the cache holds, for row b,
- * the token at position c - padStart[b]; columns before padStart[b] are padding, masked by kvStart.
- * `rows[r]` is the index (into the prompts given to the constructor) of the sequence now in row r.
+ * Sequences decoded together against one KV cache of a fixed number of rows and columns. Row r holds, from
+ * column kvStart[r] on, the sequence rows[r] (an id given to enter()); column c is its token at position
+ * c - kvStart[r], and everything before kvStart[r] is masked. Every row's next token goes to the same column,
+ * `length`. A free row (rows[r] = null) is fed a placeholder that only attends to itself.
  */
 export class BatchDecoder {
-  rows: number[];
+  rows: (number | null)[];
   private cache: LayerKvCache[];
-  private padStart: Int32Array;
-  private capacity: number;
-  private readonly width: number;
-  private prefilled = false;
+  private kvStart: Int32Array;
 
-  constructor(private readonly model: CausalLM, private readonly prompts: readonly (readonly number[])[], maxNewTokens: number) {
-    const width = (this.width = Math.max(...prompts.map((p) => p.length)));
-    this.rows = prompts.map((_, i) => i);
-    this.padStart = Int32Array.from(prompts, (p) => width - p.length);
-    // The last sampled token is never fed back, so width + maxNewTokens - 1 columns would do; one spare
-    // keeps maxNewTokens = 0 valid.
-    this.capacity = width + maxNewTokens;
-    this.cache = model.newCache(prompts.length, this.capacity);
+  constructor(private readonly model: CausalLM, rows: number, readonly capacity: number) {
+    this.rows = new Array<number | null>(rows).fill(null);
+    this.kvStart = new Int32Array(rows);
+    this.cache = this.newCache(rows);
   }
 
   /** Columns filled so far (the same for every row). */
@@ -349,73 +367,131 @@ export class BatchDecoder {
     return this.cache[0].length;
   }
 
-  /** Runs the padded prompts; logits [rows, V] of each prompt's last token. */
-  prefill(): Tensor {
-    if (this.prefilled) throw new Error('BatchDecoder.prefill: already prefilled');
-    this.prefilled = true;
-    const B = this.rows.length;
-    const width = this.width;
-    const ids = new Int32Array(B * width);
-    const positions = new Int32Array(B * width);
-    for (let b = 0; b < B; b++) {
-      const prompt = this.prompts[b];
-      const pad = this.padStart[b];
-      for (let c = 0; c < width; c++) {
-        // Padding columns hold token 0 at position 0: finite inputs whose keys are masked everywhere.
-        ids[b * width + c] = c < pad ? 0 : prompt[c - pad];
-        positions[b * width + c] = c < pad ? 0 : c - pad;
-      }
-    }
-    const device = this.model.device;
-    return this.forward(tensor(ids, [B, width], 'i32', device), tensor(positions, [B, width], 'i32', device));
-  }
-
-  /** Feeds one token per row (in row order); logits [rows, V] of the next position. */
-  next(tokens: readonly number[]): Tensor {
-    if (!this.prefilled) throw new Error('BatchDecoder.next: prefill first');
-    const B = this.rows.length;
-    if (tokens.length !== B) throw new Error(`BatchDecoder.next: ${tokens.length} tokens for ${B} rows`);
-    const column = this.length;
-    const positions = Int32Array.from(this.padStart, (pad) => column - pad);
-    const device = this.model.device;
-    return this.forward(tensor(tokens, [B, 1], 'i32', device), tensor(positions, [B, 1], 'i32', device));
+  /** Indices of the rows no sequence holds. */
+  freeRows(): number[] {
+    return this.rows.flatMap((id, r) => (id === null ? [r] : []));
   }
 
   /**
-   * Keeps only the rows at the given indices (into `rows`, in increasing order): their cache rows are copied
-   * into a smaller cache, and padding columns that no kept row needs any more are cut from the left.
+   * Prefills the prompts as one left-padded batch of their own and splices their keys and values into free
+   * rows (the lowest first), each prompt ending at the last filled column (the cache widens on the left when a
+   * prompt is longer than that). Returns logits [entrants, V] of each prompt's last token, in the given order.
    */
-  retain(keep: readonly number[]): void {
-    const trim = Math.min(...keep.map((r) => this.padStart[r]));
-    const length = this.length;
-    const kept = length - trim;
-    const cache = this.model.newCache(keep.length, this.capacity - trim);
-    this.cache.forEach((layer, l) => {
-      // A latent (MLA) cache's values are a view of its keys (src/nn/mla.ts): copying the keys moves both.
-      const valuesInKeys = layer.v.storage === layer.k.storage;
-      keep.forEach((r, i) => {
-        copyInto(slice(slice(layer.k, 0, r, r + 1), 1, trim, length), slice(slice(cache[l].k, 0, i, i + 1), 1, 0, kept));
-        if (!valuesInKeys) copyInto(slice(slice(layer.v, 0, r, r + 1), 1, trim, length), slice(slice(cache[l].v, 0, i, i + 1), 1, 0, kept));
-      });
-      cache[l].length = kept;
+  enter(entrants: readonly { id: number; prompt: readonly number[] }[]): Tensor {
+    const free = this.freeRows();
+    if (entrants.length === 0 || entrants.length > free.length) throw new Error(`BatchDecoder.enter: ${entrants.length} sequences for ${free.length} free rows`);
+    const width = Math.max(...entrants.map((e) => e.prompt.length));
+    if (width >= this.capacity) throw new Error(`BatchDecoder.enter: a prompt of ${width} tokens leaves no column of the ${this.capacity} to decode into`);
+    if (width > this.length) this.relayout(this.rows.map((_, r) => r), width);
+    const B = entrants.length;
+    const ids = new Int32Array(B * width);
+    const positions = new Int32Array(B * width);
+    const padStart = Int32Array.from(entrants, (e) => width - e.prompt.length);
+    entrants.forEach(({ prompt }, b) => {
+      // Padding columns hold token 0 at position 0: finite inputs whose keys are masked everywhere.
+      for (let c = padStart[b]; c < width; c++) {
+        ids[b * width + c] = prompt[c - padStart[b]];
+        positions[b * width + c] = c - padStart[b];
+      }
     });
-    this.dispose();
-    this.cache = cache;
-    this.capacity -= trim;
-    this.padStart = Int32Array.from(keep, (r) => this.padStart[r] - trim);
-    this.rows = keep.map((r) => this.rows[r]);
+    const device = this.model.device;
+    const prefillCache = this.model.newCache(B, width);
+    try {
+      const logits = this.forward(tensor(ids, [B, width], 'i32', device), tensor(positions, [B, width], 'i32', device), prefillCache, padStart);
+      const end = this.length;
+      scope(() => entrants.forEach(({ prompt }, b) => {
+        const r = free[b];
+        this.cache.forEach((layer, l) => layer.buffers.forEach((buffer, i) => {
+          copyInto(slice(slice(prefillCache[l].buffers[i], 0, b, b + 1), 1, padStart[b], width), slice(slice(buffer, 0, r, r + 1), 1, end - prompt.length, end));
+        }));
+        this.kvStart[r] = end - prompt.length;
+      }));
+      entrants.forEach(({ id }, b) => (this.rows[free[b]] = id));
+      return logits;
+    } finally {
+      for (const layer of prefillCache) layer.buffers.forEach((buffer) => dispose(buffer));
+    }
+  }
+
+  /** Feeds one token per row (free rows' are ignored); logits [rows, V] of each row's next position. */
+  next(tokens: readonly number[]): Tensor {
+    const B = this.rows.length;
+    if (tokens.length !== B) throw new Error(`BatchDecoder.next: ${tokens.length} tokens for ${B} rows`);
+    if (this.rows.every((id) => id === null)) throw new Error('BatchDecoder.next: no row holds a sequence (enter() first)');
+    if (this.length === this.capacity) {
+      const first = this.firstLiveColumn();
+      if (first === 0) throw new Error(`BatchDecoder.next: all ${this.capacity} columns are in use by a live row (capacity below its prompt + new tokens)`);
+      this.relayout(this.rows.map((_, r) => r), this.length - first);
+    }
+    const column = this.length;
+    const kvStart = Int32Array.from(this.rows, (id, r) => (id === null ? column : this.kvStart[r]));
+    const positions = Int32Array.from(kvStart, (start) => column - start);
+    const device = this.model.device;
+    return this.forward(tensor(tokens, [B, 1], 'i32', device), tensor(positions, [B, 1], 'i32', device), this.cache, kvStart);
+  }
+
+  /** Frees row r (its sequence is done); a later enter() reuses it. */
+  leave(r: number): void {
+    if (this.rows[r] === null) throw new Error(`BatchDecoder.leave: row ${r} is already free`);
+    this.rows[r] = null;
+  }
+
+  /** Drops the free rows: the cache is copied into one of fewer rows (and compacted on the way). */
+  shrink(): void {
+    const live = this.rows.flatMap((id, r) => (id === null ? [] : [r]));
+    this.relayout(live, this.length - this.firstLiveColumn());
   }
 
   /** Frees the KV cache's device memory now (a no-op on the CPU); the decoder is not used afterwards. */
   dispose(): void {
-    for (const layer of this.cache) {
-      dispose(layer.k);
-      dispose(layer.v);
-    }
+    for (const layer of this.cache) layer.buffers.forEach((buffer) => dispose(buffer));
   }
 
-  private forward(ids: Tensor, positions: Tensor): Tensor {
-    const kvStart = tensor(this.padStart, [this.padStart.length], 'i32', this.model.device);
-    return contiguous(this.model.lastLogits(ids, { positions, cache: this.cache, kvStart }));
+  /** The smallest kvStart of a live row: the columns before it hold nothing any row reads. */
+  private firstLiveColumn(): number {
+    return Math.min(this.length, ...this.rows.flatMap((id, r) => (id === null ? [] : [this.kvStart[r]])));
+  }
+
+  /**
+   * Moves the cache into a new one holding the rows `keep` (indices, in their new order) with `length` columns
+   * filled: column c becomes c + (length - this.length), so the same shift compacts (negative) or widens
+   * (positive) every row, and kvStart moves with it. Free rows' columns are not copied.
+   */
+  private relayout(keep: readonly number[], length: number): void {
+    const shift = length - this.length;
+    const live = keep.filter((r) => this.rows[r] !== null);
+    const from = Math.min(this.length, ...live.map((r) => this.kvStart[r]));
+    if (from + shift < 0 || length > this.capacity) throw new Error(`BatchDecoder.relayout: ${length} columns do not hold columns ${from}-${this.length} shifted by ${shift}`);
+    const cache = this.newCache(keep.length);
+    scope(() => {
+      // Runs of consecutive rows that stay consecutive move with one copy per buffer.
+      for (let i = 0; i < keep.length;) {
+        let j = i + 1;
+        while (j < keep.length && keep[j] === keep[j - 1] + 1) j++;
+        if (from < this.length) {
+          this.cache.forEach((layer, l) => layer.buffers.forEach((buffer, b) => {
+            copyInto(slice(slice(buffer, 0, keep[i], keep[j - 1] + 1), 1, from, this.length), slice(slice(cache[l].buffers[b], 0, i, j), 1, from + shift, length));
+          }));
+        }
+        i = j;
+      }
+    });
+    for (const layer of cache) layer.length = length;
+    this.dispose();
+    this.cache = cache;
+    this.kvStart = Int32Array.from(keep, (r) => this.kvStart[r] + shift);
+    this.rows = keep.map((r) => this.rows[r]);
+  }
+
+  // The cache outlives the scopes of the steps that write it: kept, and freed by dispose() or relayout().
+  private newCache(rows: number): LayerKvCache[] {
+    const cache = this.model.newCache(rows, this.capacity);
+    for (const layer of cache) layer.buffers.forEach((buffer) => keep(buffer));
+    return cache;
+  }
+
+  private forward(ids: Tensor, positions: Tensor, cache: LayerKvCache[], kvStart: Int32Array): Tensor {
+    const start = tensor(kvStart, [kvStart.length], 'i32', this.model.device);
+    return contiguous(this.model.lastLogits(ids, { positions, cache, kvStart: start }));
   }
 }

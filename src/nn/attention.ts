@@ -5,17 +5,26 @@ import { Linear } from './linear.ts';
 import { Module } from './module.ts';
 
 /**
- * One layer's keys and values for sequences decoded in lockstep: buffers [B, capacity, Hkv, D] and the number
- * of positions filled. Batched prompts are left-padded; `kvStart` (int32 [B]) masks each row's padding.
+ * One layer's keys and values for sequences decoded together: k [B, capacity, Hkv, D], v [B, capacity, Hkv, Dv]
+ * and the number of columns filled (the same for every row). `kvStart` (int32 [B]) masks what lies before each
+ * row's first token (left padding, or columns of an earlier sequence in that row).
  */
 export interface LayerKvCache {
   k: Tensor;
   v: Tensor;
   length: number;
+  /**
+   * The tensors that own the cache's memory, each [B, capacity, ...]: what moving rows or columns copies (the
+   * sampling engine's compaction and splicing) and what freeing the cache disposes. A latent cache's v is a view
+   * of its k, so it has one buffer.
+   */
+  buffers: readonly Tensor[];
 }
 
 export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: number, keyDim: number, valueDim: number, device: Device = defaultDevice()): LayerKvCache {
-  return { k: zeros([batch, capacity, kvHeads, keyDim], 'f32', device), v: zeros([batch, capacity, kvHeads, valueDim], 'f32', device), length: 0 };
+  const k = zeros([batch, capacity, kvHeads, keyDim], 'f32', device);
+  const v = zeros([batch, capacity, kvHeads, valueDim], 'f32', device);
+  return { k, v, length: 0, buffers: [k, v] };
 }
 
 export interface AttentionConfig {

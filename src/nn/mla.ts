@@ -47,7 +47,7 @@ export interface MlaConfig {
  */
 export function emptyLatentKvCache(batch: number, capacity: number, kvLoraRank: number, ropeDim: number, device: Device = defaultDevice()): LayerKvCache {
   const k = zeros([batch, capacity, 1, kvLoraRank + ropeDim], 'f32', device);
-  return { k, v: slice(k, 3, 0, kvLoraRank), length: 0 };
+  return { k, v: slice(k, 3, 0, kvLoraRank), length: 0, buffers: [k] };
 }
 
 export class MultiHeadLatentAttention extends Module {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BatchDecoder, generate, type GenerationRequest, type TokenEvent } from '../../src/generate/engine.ts';
 import type { DenseModel } from '../../src/models/dense.ts';
-import { logSoftmax, noGrad, tensor } from '../../src/tensor/index.ts';
+import { logSoftmax, noGrad, tensor, type Tensor } from '../../src/tensor/index.ts';
 import { UserError } from '../../src/util/errors.ts';
 import { tinyModel, tinyTokenizer } from './fixtures.ts';
 
@@ -40,27 +40,47 @@ const V = model.config.vocabSize;
 const promptOf = (length: number, salt: number) => Array.from({ length }, (_, i) => (i * 37 + salt * 101 + 5) % 290);
 
 describe('BatchDecoder', () => {
-  it('gives the logits of a full forward at every step, through left padding and dropped rows', () => {
-    const prompts = [promptOf(3, 1), promptOf(9, 2), promptOf(5, 3), promptOf(1, 4)];
+  it('gives the logits of a full forward at every step, through rows entering and leaving, widening, compaction and shrinking', () => {
+    const prompts = [promptOf(3, 1), promptOf(5, 2), promptOf(9, 3), promptOf(1, 4), promptOf(4, 5)];
     const sequences = prompts.map((p) => [...p]);
+    /** Row i of logits against a full forward over sequence ids[i]. */
+    const check = (logits: Tensor, ids: readonly (number | null)[], what: string) => {
+      const values = logits.toArray() as Float32Array;
+      ids.forEach((id, i) => {
+        if (id === null) return;
+        const diff = maxAbsDiff(values.subarray(i * V, (i + 1) * V), fullLogits(model, sequences[id]).at(-1)!);
+        assert.ok(diff < LOGIT_TOL, `${what}, sequence ${id}: max |diff| ${diff}`);
+      });
+    };
+    const enter = (decoder: BatchDecoder, ids: number[], what: string) => check(decoder.enter(ids.map((id) => ({ id, prompt: prompts[id] }))), ids, what);
     noGrad(() => {
-      const decoder = new BatchDecoder(model, prompts, 8);
-      let logits = decoder.prefill();
-      for (let step = 0; step < 8; step++) {
-        const values = logits.toArray() as Float32Array;
-        decoder.rows.forEach((seq, r) => {
-          const expected = fullLogits(model, sequences[seq]).at(-1)!;
-          const diff = maxAbsDiff(values.subarray(r * V, (r + 1) * V), expected);
-          assert.ok(diff < LOGIT_TOL, `step ${step}, sequence ${seq}: max |diff| ${diff}`);
-        });
-        // Drop the longest prompt (so the shared padding is trimmed) after step 2, and another row after step 4.
-        if (step === 2) decoder.retain([0, 2, 3]);
-        if (step === 4) decoder.retain([0, 2]);
-        const tokens = decoder.rows.map((seq) => (seq * 13 + step * 7 + 1) % V);
-        decoder.rows.forEach((seq, r) => sequences[seq].push(tokens[r]));
-        logits = decoder.next(tokens);
+      const decoder = new BatchDecoder(model, 3, 14);
+      enter(decoder, [0, 1], 'prefill');
+      const lengths: number[] = [];
+      for (let step = 0; step < 13; step++) {
+        // Sequence 2 is longer than the 6 columns filled at step 1, so the cache widens on the left.
+        if (step === 1) enter(decoder, [2], 'widening');
+        if (step === 3) {
+          decoder.leave(decoder.rows.indexOf(0));
+          enter(decoder, [3], 'entering a freed row');
+        }
+        // At step 6 the 14 columns are full: the next forward compacts the cache first.
+        if (step === 6) {
+          decoder.leave(decoder.rows.indexOf(2));
+          enter(decoder, [4], 'entering a full cache');
+        }
+        if (step === 8) {
+          decoder.leave(decoder.rows.indexOf(1));
+          decoder.shrink();
+          assert.deepEqual(decoder.rows, [3, 4]);
+        }
+        const tokens = decoder.rows.map((id) => (id === null ? 0 : (id * 13 + step * 7 + 1) % V));
+        decoder.rows.forEach((id, r) => id !== null && sequences[id].push(tokens[r]));
+        check(decoder.next(tokens), decoder.rows, `step ${step}`);
+        lengths.push(decoder.length);
       }
-      assert.deepEqual(decoder.rows, [0, 3]);
+      assert.deepEqual(lengths, [6, 10, 11, 12, 13, 14, 12, 13, 7, 8, 9, 10, 11], 'widened at step 1, compacted at steps 6 and 8');
+      decoder.dispose();
     });
   });
 });

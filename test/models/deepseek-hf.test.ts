@@ -55,10 +55,10 @@ for (const name of ['v3', 'v2lite-shape']) {
 
     it('generates the same greedy tokens through the engine\'s latent KV cache', async () => {
       const { expected, model } = await load(name);
-      const decoder = new BatchDecoder(model, [expected.prompt], expected.greedy.length);
+      const decoder = new BatchDecoder(model, 1, expected.prompt.length + expected.greedy.length);
       const tokens: number[] = [];
       noGrad(() => {
-        let logits = decoder.prefill();
+        let logits = decoder.enter([{ id: 0, prompt: expected.prompt }]);
         for (let i = 0; i < expected.greedy.length; i++) {
           tokens.push(argmax(logits.floats()));
           if (i + 1 < expected.greedy.length) logits = decoder.next([tokens[i]]);

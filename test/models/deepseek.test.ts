@@ -99,14 +99,15 @@ describe('DeepSeekModel', () => {
     const model = new DeepSeekModel(tiny(), 6);
     const prompts = [[3, 7, 1, 9, 4], [8, 2]];
     const alone = noGrad(() => {
-      const d = new BatchDecoder(model, [prompts[1]], 4);
-      return [d.prefill(), d.next([5]), d.next([11])].map((l) => Array.from(l.toArray()));
+      const d = new BatchDecoder(model, 1, 8);
+      return [d.enter([{ id: 1, prompt: prompts[1] }]), d.next([5]), d.next([11])].map((l) => Array.from(l.toArray()));
     });
     const batched = noGrad(() => {
-      const d = new BatchDecoder(model, prompts, 4);
-      const first = d.prefill();
+      const d = new BatchDecoder(model, 2, 8);
+      const first = d.enter(prompts.map((prompt, id) => ({ id, prompt })));
       const second = d.next([1, 5]);
-      d.retain([1]); // drop the longer row: the latent cache is copied and its padding trimmed
+      d.leave(0);
+      d.shrink(); // drop the longer row: the latent cache is copied and its padding trimmed
       return [slice(first, 0, 1, 2), slice(second, 0, 1, 2), d.next([11])].map((l) => Array.from(l.toArray()));
     });
     batched.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - alone[i][j]) < 1e-4, `step ${i}, logit ${j}: ${v} vs ${alone[i][j]}`)));
