@@ -3,9 +3,12 @@
 // samples, stop rules cut where they say, and the returned log-probabilities are the model's own.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BatchDecoder, generate, type GenerationRequest, type TokenEvent } from '../../src/generate/engine.ts';
+import { BatchDecoder, generate, type GenerationRequest, type StepEvent, type TokenEvent } from '../../src/generate/engine.ts';
+import { DeepSeekModel, deepseekConfig } from '../../src/models/deepseek.ts';
 import type { DenseModel } from '../../src/models/dense.ts';
-import { logSoftmax, noGrad, tensor, type Tensor } from '../../src/tensor/index.ts';
+import type { CausalLM } from '../../src/models/pretrained.ts';
+import { cudaAvailable } from '../../src/tensor/backends/cuda.ts';
+import { cudaMemoryStats, logSoftmax, noGrad, tensor, withBackend, type Tensor } from '../../src/tensor/index.ts';
 import { UserError } from '../../src/util/errors.ts';
 import { tinyModel, tinyTokenizer } from './fixtures.ts';
 
@@ -209,3 +212,100 @@ describe('generate', () => {
     assert.throws(() => generate(model, tokenizer, [{ prompt: [1], topP: 0 }]), /request 0: topP must be in \(0, 1\]/);
   });
 });
+
+describe('continuous batching', () => {
+  const deepseek = new DeepSeekModel(deepseekConfig(V, {
+    hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 2, qLoraRank: 16, kvLoraRank: 12, qkNopeHeadDim: 8, qkRopeHeadDim: 4,
+    vHeadDim: 8, numRoutedExperts: 4, numExpertsPerToken: 2, moeIntermediateSize: 16, maxPositionEmbeddings: 64,
+  }), 3);
+
+  /** Ten requests of mixed prompt lengths, sampling settings and stop rules, each with its own seed. */
+  function mixedRequests(m: CausalLM): GenerationRequest[] {
+    const lengths = [4, 11, 1, 7, 2, 9, 5, 12, 3, 6];
+    const free = lengths.map((length, i): GenerationRequest => ({
+      prompt: promptOf(length, i + 1), seed: 100 + i, maxNewTokens: 4 + ((i * 5) % 13), temperature: [1, 0, 0.7][i % 3], topK: i % 4 === 0 ? 20 : 0, stopTokenIds: [],
+    }));
+    // Stop rules placed where the free completions make them fire: a token id for some, a string for others.
+    const completions = generate(m, tokenizer, free, { maxBatchSize: 10 });
+    return free.map((request, i) => {
+      const { tokenIds, text } = completions[i];
+      if (i % 3 === 0 && tokenIds.length > 3) return { ...request, stopTokenIds: [tokenIds[2]] };
+      if (i % 3 === 1 && text.length > 5) return { ...request, stop: [text.slice(2, 4)] };
+      return request;
+    });
+  }
+
+  // The reference backend's arithmetic for a row depends neither on the other rows nor on the columns the row
+  // occupies (attention's key blocks start at each row's own kvStart), so there a request's results are exactly
+  // those it gets alone. The native GEMM streams matrix-vector shapes (one row: a request decoding alone, or
+  // the last one left) through a dedicated loop that sums in another order than its packed kernel, so there
+  // log-probabilities agree to float32 rounding (measured <= 4e-6) and the tokens exactly.
+  for (const backend of ['reference', 'native'] as const) {
+    for (const [family, m] of [['dense', model], ['deepseek', deepseek]] as const) {
+      it(`gives a request the same tokens and log-probabilities whatever its neighbours, order, maxBatchSize or entry step (${family}, ${backend})`, () => withBackend(backend, () => {
+        const requests = mixedRequests(m);
+        const wide = generate(m, tokenizer, requests, { maxBatchSize: 10 });
+        const narrow = generate(m, tokenizer, requests, { maxBatchSize: 3 });
+        const reversed = generate(m, tokenizer, [...requests].reverse(), { maxBatchSize: 3 }).reverse();
+        const alone = requests.map((request) => generate(m, tokenizer, [request])[0]);
+        for (const [name, other] of [['maxBatchSize 3', narrow], ['reversed', reversed], ['alone', alone]] as const) {
+          if (backend === 'reference') {
+            assert.deepEqual(other, wide, name);
+            continue;
+          }
+          other.forEach((result, i) => {
+            assert.deepEqual({ ...result, logprobs: [] }, { ...wide[i], logprobs: [] }, `${name}, request ${i}`);
+            assert.ok(maxAbsDiff(result.logprobs, wide[i].logprobs) < 1e-5, `${name}, request ${i}: ${maxAbsDiff(result.logprobs, wide[i].logprobs)}`);
+          });
+        }
+        const ends = new Set(wide.map((r) => (r.stopTokenId !== null ? 'token' : r.stopString !== null ? 'string' : r.finishReason)));
+        assert.deepEqual([...ends].sort(), ['length', 'string', 'token'], 'the requests end in every way');
+      }));
+    }
+  }
+
+  it('lets a queued request enter as soon as a row is free, keeping the batch full until the queue is empty', () => {
+    const events: TokenEvent[] = [];
+    const steps: StepEvent[] = [];
+    const requests = [3, 12, 4, 2].map((maxNewTokens, i) => ({ prompt: promptOf(5, i + 1), maxNewTokens, seed: i }));
+    generate(model, tokenizer, requests, { maxBatchSize: 2, stopTokenIds: [], onToken: (e) => events.push(e), onStep: (e) => steps.push(e) });
+    const first = (request: number) => events.findIndex((e) => e.request === request);
+    const done = (request: number) => events.findIndex((e) => e.request === request && e.done);
+    // Request 2 takes request 0's row right after it finishes, and request 3 takes request 2's, while request 1
+    // (from the first batch) is still decoding.
+    assert.ok(done(0) < first(2) && first(2) < done(1), `request 2 enters at event ${first(2)}, request 0 is done at ${done(0)}, request 1 at ${done(1)}`);
+    assert.ok(done(2) < first(3) && first(3) < done(1));
+    // Request 1 decodes 11 steps after its prefill; the other three need 2 + 3 + 1 steps, all beside it, so both
+    // rows are busy until the queue is empty, and then the batch shrinks to request 1's row.
+    assert.deepEqual(steps.map((s) => [s.rows, s.liveRows]), [[2, 2], [2, 2], [2, 2], [2, 2], [2, 2], [2, 2], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1]]);
+    assert.deepEqual(steps.map((s) => s.entered), [2, 2, 3, 3, 3, 4, 4, 4, 4, 4, 4]);
+  });
+
+  it('keeps the cache bounded over a long queue, compacting it as rows come and go', () => {
+    const steps: StepEvent[] = [];
+    const requests = Array.from({ length: 40 }, (_, i) => ({ prompt: promptOf(1 + ((i * 7) % 10), i), maxNewTokens: 3 + (i % 8), seed: i }));
+    const results = generate(model, tokenizer, requests, { maxBatchSize: 2, stopTokenIds: [], onStep: (s) => steps.push(s) });
+    results.forEach((r, i) => assert.equal(r.tokenIds.length, requests[i].maxNewTokens));
+    // The longest request spans 10 + 10 - 1 columns; the cache has a quarter more, however long the queue.
+    assert.ok(steps.length > 100, `${steps.length} steps`);
+    assert.ok(Math.max(...steps.map((s) => s.cacheColumns)) <= 24, `${Math.max(...steps.map((s) => s.cacheColumns))} columns`);
+  });
+});
+
+const cuda = cudaAvailable();
+describe('the sampling engine on CUDA', { skip: cuda.ok ? false : cuda.reason }, () => {
+  it('matches the CPU and leaves no device memory behind but the model\'s', () => {
+    const requests = Array.from({ length: 10 }, (_, i) => ({ prompt: promptOf(1 + ((i * 5) % 12), i), maxNewTokens: 4 + ((i * 3) % 9), seed: i, temperature: 0 }));
+    const onCuda = tinyModel(1).to('cuda');
+    generate(onCuda, tokenizer, requests, { maxBatchSize: 3, stopTokenIds: [] }); // warm-up: allocations that persist (cuBLAS)
+    const before = cudaMemoryStats().inUse;
+    const results = generate(onCuda, tokenizer, requests, { maxBatchSize: 3, stopTokenIds: [] });
+    assert.equal(cudaMemoryStats().inUse, before);
+    const cpu = generate(model, tokenizer, requests, { maxBatchSize: 3, stopTokenIds: [] });
+    results.forEach((r, i) => {
+      assert.deepEqual(r.tokenIds, cpu[i].tokenIds, `request ${i}`);
+      assert.ok(maxAbsDiff(r.logprobs, cpu[i].logprobs) < LOGIT_TOL, `request ${i}`);
+    });
+  });
+});
+
