@@ -217,30 +217,35 @@ __global__ void __launch_bounds__(kThreadsAttn) attention_forward_kernel(Forward
   if (a.lse && quarter == 0) a.lse[(b * a.Hq + h) * a.Tq + qi] = l > 0.0f ? m + logf(l) : -INFINITY;
 }
 
-// Merges the split-K partials of each (b, h, query): one block per row, one thread per output column.
+// Merges the split-K partials of each (b, h, query): one block per row. Each split's weight exp(m_s - M) is
+// formed once, into shared memory, so that an output column is a sum over the splits whose loads are
+// independent of each other (a long cache split 256 ways would otherwise be a chain of 256 dependent loads).
+constexpr int kMaxSplits = 512;
 __global__ void attention_combine_kernel(const float* partial, float* out, float* lse, int splits, int64_t B,
                                          int64_t Hq, int64_t Tq, int64_t Dv) {
+  __shared__ float weight[kMaxSplits];
   const int64_t rowi = blockIdx.x;  // (b * Hq + h) * Tq + qi
   const int64_t qi = rowi % Tq, bh = rowi / Tq, h = bh % Hq, b = bh / Hq;
   const int64_t row_stride = B * Hq * Tq * (2 + Dv);
   const float* p = partial + rowi * (2 + Dv);
   float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, p[s * row_stride]);
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) M = fmaxf(M, p[s * row_stride]);
+  M = block_reduce(M, Max{}, -INFINITY);
   float L = 0.0f;
-  if (M != -INFINITY) {
-    for (int s = 0; s < splits; ++s) L += p[s * row_stride + 1] * expf(p[s * row_stride] - M);
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    const float m = p[s * row_stride];
+    const float w = m == -INFINITY ? 0.0f : expf(m - M);  // a split that saw no key adds nothing
+    weight[s] = w;
+    L += w * p[s * row_stride + 1];
   }
+  L = block_reduce(L, Add{}, 0.0f);  // its barriers also publish weight[]
+  const float inv = L > 0.0f ? 1.0f / L : 0.0f;
   float* o = out + ((b * Tq + qi) * Hq + h) * Dv;
   for (int64_t col = threadIdx.x; col < Dv; col += blockDim.x) {
     float acc = 0.0f;
-    if (L > 0.0f) {
-      for (int s = 0; s < splits; ++s) {
-        const float* ps = p + s * row_stride;
-        if (ps[0] != -INFINITY) acc += ps[2 + col] * expf(ps[0] - M);
-      }
-      acc /= L;
-    }
-    o[col] = acc;
+    #pragma unroll 8
+    for (int s = 0; s < splits; ++s) acc = fmaf(weight[s], p[s * row_stride + 2 + col], acc);
+    o[col] = acc * inv;
   }
   if (lse && threadIdx.x == 0) lse[rowi] = L > 0.0f ? M + logf(L) : -INFINITY;
 }
@@ -635,13 +640,14 @@ void decode_attention(const float* q, const float* k, const float* v, float* out
   const int rmax = rows <= 8 ? 8 : 32;
   const size_t shared_bytes = sizeof(float) * (rmax * D + 2 * kDecodeKeys * (D + 4) + 2 * kDecodeKeys * D +
                                                rmax * kDecodeKeys + 7 * rmax);
-  // Split the keys so that every SM runs about two rounds of as many blocks as fit on it.
+  // Split the keys so that about one round of blocks fills every SM: more splits only make blocks of fewer
+  // tiles, whose fixed costs (Q, the first tile's latency, the partial row) are no longer hidden.
   int per_sm = 0;
   auto run = [&](auto kernel) {
     if (!allow_shared(kernel, shared_bytes, "r1_attention (decoding)")) return;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads, shared_bytes);
     const int64_t blocks = B * Hkv, tiles = (std::max<int64_t>(Tk, 1) + kDecodeKeys - 1) / kDecodeKeys;
-    int64_t splits = std::min<int64_t>({tiles, 512, std::max<int64_t>(1, (2 * std::max(per_sm, 1) * sm_count() + blocks - 1) / blocks)});
+    int64_t splits = std::min<int64_t>({tiles, int64_t(kMaxSplits), std::max<int64_t>(1, (std::max(per_sm, 1) * sm_count() + blocks - 1) / blocks)});
     const int64_t keys_per_split = ((tiles + splits - 1) / splits) * kDecodeKeys;
     splits = std::max<int64_t>(1, (Tk + keys_per_split - 1) / keys_per_split);
     float* partial = nullptr;

@@ -31,6 +31,14 @@ constexpr int kTile = 64;         // keys per forward tile and per backward bloc
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
+// 2^x by the special-function unit alone (flush-to-zero; ~2^-22 relative): the softmax's exponentials are
+// rounded to bf16 before they are used, or summed in float32 over a row.
+__device__ inline float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ inline uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo in the low half: the lower k index of a fragment pair
   return *reinterpret_cast<uint32_t*>(&v);
@@ -44,14 +52,14 @@ __device__ inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Four 8 x 8 bf16 matrices from shared memory, lane l giving the address of row l % 8 of matrix l / 8.
-__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* row) {
-  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+// Four 8 x 8 bf16 matrices from shared memory (a byte address in the shared window), lane l giving the address
+// of row l % 8 of matrix l / 8.
+__device__ inline uint32_t shared_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
 }
-__device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const __nv_bfloat16* row) {
-  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+__device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
 }
@@ -65,22 +73,18 @@ __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\
 template <int Pending>
 __device__ inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending)); }
 
-// Fragment addresses inside a row-major bf16 tile with row stride `ld` (elements), for the lane's ldmatrix row.
-// A operand (16 x 16 at row0, col0): matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15).
-__device__ inline const __nv_bfloat16* a_rows(const __nv_bfloat16* tile, int ld, int row0, int col0, int lane) {
-  return tile + (row0 + (lane & 15)) * ld + col0 + (lane >> 4) * 8;
-}
+// Where the lane's ldmatrix row starts, in elements from a fragment's top-left corner, inside a row-major bf16
+// tile with row stride `ld`. Kernels add these to their tiles' shared addresses once, so that each ldmatrix in
+// the unrolled loops is a base plus a constant.
+// A operand (16 x 16): matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15).
+__device__ inline int a_lane(int ld, int lane) { return (lane & 15) * ld + (lane >> 4) * 8; }
 // B operand of two n-tiles from a [n][k] tile (B = tile^T): matrices (n 0-7, k 0-7), (n 0-7, k 8-15),
 // (n 8-15, k 0-7), (n 8-15, k 8-15): registers 0, 1 are the first n-tile's b0, b1; 2, 3 the second's.
-__device__ inline const __nv_bfloat16* bt_rows(const __nv_bfloat16* tile, int ld, int n0, int k0, int lane) {
-  return tile + (n0 + (lane >> 4) * 8 + (lane & 7)) * ld + k0 + ((lane >> 3) & 1) * 8;
-}
+__device__ inline int bt_lane(int ld, int lane) { return ((lane >> 4) * 8 + (lane & 7)) * ld + ((lane >> 3) & 1) * 8; }
 // B operand of two n-tiles from a [k][n] tile, read with .trans: matrices (k 0-7, n 0-7), (k 8-15, n 0-7),
 // (k 0-7, n 8-15), (k 8-15, n 8-15). With .trans, the A operand of a [k][m] tile uses the same addresses
 // with m for n: (m 0-7, k 0-7) is matrix (k 0-7, m 0-7) transposed, and so on, in the order a0, a2, a1, a3.
-__device__ inline const __nv_bfloat16* b_rows(const __nv_bfloat16* tile, int ld, int k0, int n0, int lane) {
-  return tile + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ld + n0 + (lane >> 4) * 8;
-}
+__device__ inline int b_lane(int ld, int lane) { return (((lane >> 3) & 1) * 8 + (lane & 7)) * ld + (lane >> 4) * 8; }
 
 // Rows [0, R) of a float32 matrix (row r at base + r * row_stride, D floats, 16-byte aligned) into a bf16 tile
 // with row stride D + 8 (the 16 bytes of padding put the 8 rows of an ldmatrix in distinct banks). Rows at or
@@ -155,7 +159,8 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
   __syncthreads();
   uint32_t qf[D / 16][4];
   #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], a_rows(Qs, S, warp * 16, kk * 16, lane));
+  for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], shared_address(Qs) + 2 * (a_lane(S, lane) + warp * 16 * S + kk * 16));
+  const uint32_t k_frag = shared_address(Ks) + 2 * bt_lane(S, lane), v_frag = shared_address(Vs) + 2 * b_lane(S, lane);
 
   const int64_t row_query[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
   int64_t row_last[2];  // last visible key of each of this thread's rows (inclusive)
@@ -173,8 +178,7 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
     cp_async_commit();
     cp_async_wait<1>();  // this tile has landed; the next one may still be in flight
     __syncthreads();
-    const __nv_bfloat16* Kt = Ks + stage * kTile * S;
-    const __nv_bfloat16* Vt = Vs + stage * kTile * S;
+    const uint32_t stage_bytes = 2 * stage * kTile * S;
 
     float s[kTile / 8][4];
     #pragma unroll
@@ -184,33 +188,41 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
       #pragma unroll
       for (int j = 0; j < kTile / 8; j += 2) {
         uint32_t kf[4];
-        ldmatrix_x4(kf, bt_rows(Kt, S, j * 8, kk * 16, lane));
+        ldmatrix_x4(kf, k_frag + stage_bytes + 2 * (j * 8 * S + kk * 16));
         mma_bf16(s[j], qf[kk], kf[0], kf[1]);
         mma_bf16(s[j + 1], qf[kk], kf[2], kf[3]);
       }
     }
 
-    // Online softmax over this tile; element e of s[j] is row e / 2, key k0 + 8 j + 2 c + e % 2.
+    // Online softmax over this tile; element e of s[j] is row e / 2, key k0 + 8 j + 2 c + e % 2. Scores stay
+    // unscaled until the exponential, p = 2^(s scale2 - m), with m the running max of s scale2.
     const bool whole = k0 >= key_lo && k0 + kTile - 1 <= min(row_last[0], row_last[1]);
+    if (!whole) {
+      #pragma unroll
+      for (int j = 0; j < kTile / 8; ++j) {
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t key = k0 + j * 8 + 2 * c + (e & 1);
+          if (key < key_lo || key > row_last[e >> 1]) s[j][e] = -INFINITY;
+        }
+      }
+    }
     float tile_max[2] = {-INFINITY, -INFINITY};
     #pragma unroll
     for (int j = 0; j < kTile / 8; ++j) {
-      #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t key = k0 + j * 8 + 2 * c + (e & 1);
-        const bool visible = whole || (key >= key_lo && key <= row_last[e >> 1]);
-        s[j][e] = visible ? s[j][e] * scale2 : -INFINITY;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[j][e]);
-      }
+      tile_max[0] = fmaxf(tile_max[0], fmaxf(s[j][0], s[j][1]));
+      tile_max[1] = fmaxf(tile_max[1], fmaxf(s[j][2], s[j][3]));
     }
-    float alpha[2];
+    float alpha[2], neg_m[2];
     #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float m_new = fmaxf(m[r], tile_max[r]);
-      // A row that has seen no visible key yet keeps m = -inf, l = 0 and a zero output.
-      alpha[r] = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
+      const float m_new = fmaxf(m[r], tile_max[r] * scale2);
+      // A row that has seen no visible key yet keeps m = -inf, l = 0 and a zero output: its scores are all
+      // -inf, so 2^(s scale2 + 0) = 0.
+      alpha[r] = m_new == -INFINITY ? 1.0f : exp2_approx(m[r] - m_new);
+      neg_m[r] = m_new == -INFINITY ? 0.0f : -m_new;
       m[r] = m_new;
       l[r] *= alpha[r];
     }
@@ -218,8 +230,7 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
     for (int j = 0; j < kTile / 8; ++j) {
       #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float mr = m[e >> 1];
-        s[j][e] = mr == -INFINITY ? 0.0f : exp2f(s[j][e] - mr);
+        s[j][e] = exp2_approx(fmaf(s[j][e], scale2, neg_m[e >> 1]));
         l[e >> 1] += s[j][e];
       }
     }
@@ -235,7 +246,7 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
       #pragma unroll
       for (int n = 0; n < D / 8; n += 2) {
         uint32_t vf[4];
-        ldmatrix_x4_trans(vf, b_rows(Vt, S, kk * 16, n * 8, lane));
+        ldmatrix_x4_trans(vf, v_frag + stage_bytes + 2 * (kk * 16 * S + n * 8));
         mma_bf16(o[n], pa, vf[0], vf[1]);
         mma_bf16(o[n + 1], pa, vf[2], vf[3]);
       }
@@ -313,6 +324,13 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
   constexpr int kQGroups = QT / 16, kDCols = D / (4 / kQGroups);
   const int dq_row0 = (warp % kQGroups) * 16, dq_col0 = (warp / kQGroups) * kDCols;
 
+  const uint32_t k_a = shared_address(Ks) + 2 * (a_lane(S, lane) + warp * 16 * S);
+  const uint32_t v_a = shared_address(Vs) + 2 * (a_lane(S, lane) + warp * 16 * S);
+  const uint32_t q_bt = shared_address(Qs) + 2 * bt_lane(S, lane), do_bt = shared_address(dOs) + 2 * bt_lane(S, lane);
+  const uint32_t q_b = shared_address(Qs) + 2 * b_lane(S, lane), do_b = shared_address(dOs) + 2 * b_lane(S, lane);
+  const uint32_t ds_b = shared_address(dSs) + 2 * (b_lane(SD, lane) + dq_row0);
+  const uint32_t k_b = shared_address(Ks) + 2 * (b_lane(S, lane) + dq_col0);
+
   int stage = 0;
   for (int64_t t = 0; t < tiles; ++t, stage ^= 1) {
     if (t + 1 < tiles) issue(t + 1, stage ^ 1);
@@ -320,8 +338,7 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     cp_async_wait<1>();
     __syncthreads();
     const int64_t h = hk * group + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
-    const __nv_bfloat16* Qt = Qs + stage * QT * S;
-    const __nv_bfloat16* dOt = dOs + stage * QT * S;
+    const uint32_t stage_bytes = 2 * stage * QT * S;
     const float* lse_t = lses + stage * QT;
     const float* delta_t = deltas + stage * QT;
 
@@ -336,13 +353,13 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       uint32_t ka[4], va[4];
-      ldmatrix_x4(ka, a_rows(Ks, S, warp * 16, kk * 16, lane));
-      ldmatrix_x4(va, a_rows(Vs, S, warp * 16, kk * 16, lane));
+      ldmatrix_x4(ka, k_a + 2 * kk * 16);
+      ldmatrix_x4(va, v_a + 2 * kk * 16);
       #pragma unroll
       for (int j = 0; j < QT / 8; j += 2) {
         uint32_t qb[4], ob[4];
-        ldmatrix_x4(qb, bt_rows(Qt, S, j * 8, kk * 16, lane));
-        ldmatrix_x4(ob, bt_rows(dOt, S, j * 8, kk * 16, lane));
+        ldmatrix_x4(qb, q_bt + stage_bytes + 2 * (j * 8 * S + kk * 16));
+        ldmatrix_x4(ob, do_bt + stage_bytes + 2 * (j * 8 * S + kk * 16));
         mma_bf16(st[j], ka, qb[0], qb[1]);
         mma_bf16(st[j + 1], ka, qb[2], qb[3]);
         mma_bf16(dpt[j], va, ob[0], ob[1]);
@@ -350,15 +367,19 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
       }
     }
     // P^T = exp2(S^T scale2 - lse2) where visible; dS^T = P^T (dP^T - D_i), written to shared memory too.
+    // A tile of real queries that all see all of the block's real keys skips the masks.
+    const bool whole = q0 + QT <= a.Tq && k0 + kTile <= a.Tk && k0 >= key_lo && (!a.causal || k0 + kTile - 1 <= offset + q0);
     #pragma unroll
     for (int j = 0; j < QT / 8; ++j) {
       #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = j * 8 + 2 * c + (e & 1);
-        const int64_t qi = q0 + col, key = row_key[e >> 1];
-        const bool visible = qi < a.Tq && key < a.Tk && key >= key_lo && (!a.causal || key <= offset + qi) &&
-                             lse_t[col] != -INFINITY;
-        const float p = visible ? exp2f(st[j][e] * scale2 - lse_t[col]) : 0.0f;
+        bool visible = true;
+        if (!whole) {
+          const int64_t qi = q0 + col, key = row_key[e >> 1];
+          visible = qi < a.Tq && key < a.Tk && key >= key_lo && (!a.causal || key <= offset + qi) && lse_t[col] != -INFINITY;
+        }
+        const float p = visible ? exp2_approx(fmaf(st[j][e], scale2, -lse_t[col])) : 0.0f;
         st[j][e] = p;
         dpt[j][e] = p * (dpt[j][e] - delta_t[col]);
       }
@@ -376,8 +397,8 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
       #pragma unroll
       for (int n = 0; n < D / 8; n += 2) {
         uint32_t ob[4], qb[4];
-        ldmatrix_x4_trans(ob, b_rows(dOt, S, kq * 16, n * 8, lane));
-        ldmatrix_x4_trans(qb, b_rows(Qt, S, kq * 16, n * 8, lane));
+        ldmatrix_x4_trans(ob, do_b + stage_bytes + 2 * (kq * 16 * S + n * 8));
+        ldmatrix_x4_trans(qb, q_b + stage_bytes + 2 * (kq * 16 * S + n * 8));
         mma_bf16(dv[n], pa, ob[0], ob[1]);
         mma_bf16(dv[n + 1], pa, ob[2], ob[3]);
         mma_bf16(dk[n], da, qb[0], qb[1]);
@@ -393,12 +414,12 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     #pragma unroll
     for (int kk = 0; kk < kTile / 16; ++kk) {
       uint32_t tr[4];
-      ldmatrix_x4_trans(tr, b_rows(dSs, SD, kk * 16, dq_row0, lane));
+      ldmatrix_x4_trans(tr, ds_b + 2 * kk * 16 * SD);
       const uint32_t dsa[4] = {tr[0], tr[2], tr[1], tr[3]};
       #pragma unroll
       for (int n = 0; n < kDCols / 8; n += 2) {
         uint32_t kb[4];
-        ldmatrix_x4_trans(kb, b_rows(Ks, S, kk * 16, dq_col0 + n * 8, lane));
+        ldmatrix_x4_trans(kb, k_b + 2 * (kk * 16 * S + n * 8));
         mma_bf16(dq[n], dsa, kb[0], kb[1]);
         mma_bf16(dq[n + 1], dsa, kb[2], kb[3]);
       }
