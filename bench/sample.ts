@@ -4,6 +4,7 @@
 // - batch 1 and batch 32: as many requests as rows, 128 new tokens each, so every row runs to the end;
 // - queue: 128 requests through 32 rows, each with its own maxNewTokens (8-128, as stop tokens would end
 //   GRPO's completions at different lengths), so rows finish at different steps and the engine must refill them.
+// Occupancy is the mean over decode steps of the rows holding an unfinished request, over maxBatchSize.
 // Prints a table and writes bench/results/sample.json.
 //   node --import tsx bench/sample.ts           (1m, 5m, 20m)
 //   node --import tsx bench/sample.ts 5m        (only the named sizes)
@@ -12,7 +13,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machine } from './machine.ts';
-import { generate, type GenerationRequest } from '../src/generate/engine.ts';
+import { generate, type GenerationRequest, type StepEvent } from '../src/generate/engine.ts';
 import { DenseModel, denseConfig, type DenseSize } from '../src/models/dense.ts';
 import { cpuBackend, Rng } from '../src/tensor/index.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -46,7 +47,7 @@ const info = machine();
 // Other processes on the machine slow every row down; the load average is recorded so that a busy run shows.
 const loadBefore = loadavg()[0];
 console.log(`backend ${backend}, ${info.model}, ${info.cores} cores, load average ${loadBefore.toFixed(2)}; vocab ${tokenizer.vocabSize}/${VOCAB}, prompts 16-64 tokens, up to ${NEW_TOKENS} new tokens, temperature 0.8, top-p 0.95\n`);
-const header = ['model', 'params', 'requests', 'batch', 'new tokens', 'seconds', 'tokens/s'];
+const header = ['model', 'params', 'requests', 'batch', 'new tokens', 'seconds', 'tokens/s', 'occupancy'];
 const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(6) : c.padStart(10))).join(' ');
 console.log(row(header));
 
@@ -57,9 +58,13 @@ const rowSets = [
 const results = [];
 for (const size of sizes) {
   const model = new DenseModel(denseConfig(size, VOCAB), 1);
-  const run = (set: (typeof rowSets)[number], seed: number) => generate(model, tokenizer, requests(set.requests, seed, set.varyLength), {
-    maxNewTokens: NEW_TOKENS, temperature: 0.8, topP: 0.95, stopTokenIds: [], seed, maxBatchSize: set.maxBatchSize,
-  });
+  let steps: StepEvent[] = [];
+  const run = (set: (typeof rowSets)[number], seed: number) => {
+    steps = [];
+    return generate(model, tokenizer, requests(set.requests, seed, set.varyLength), {
+      maxNewTokens: NEW_TOKENS, temperature: 0.8, topP: 0.95, stopTokenIds: [], seed, maxBatchSize: set.maxBatchSize, onStep: (e) => steps.push(e),
+    });
+  };
   run({ name: 'warm-up', requests: 2, maxBatchSize: 2, varyLength: false }, 99); // JIT, thread pool, first allocations
   for (const set of rowSets) {
     // Fastest of REPEATS runs of the same requests: other work on the machine only ever adds time.
@@ -74,9 +79,10 @@ for (const size of sizes) {
     const result = {
       size, rowSet: set.name, parameters: model.parameterCount(), requests: set.requests, maxBatchSize: set.maxBatchSize,
       promptTokens: out.reduce((n, r) => n + r.promptTokens, 0), newTokens: tokens, seconds, tokensPerSecond: tokens / seconds,
+      steps: steps.length, occupancy: steps.reduce((n, e) => n + e.liveRows, 0) / (steps.length * set.maxBatchSize),
     };
     results.push(result);
-    console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(set.requests), String(set.maxBatchSize), String(tokens), seconds.toFixed(2), result.tokensPerSecond.toFixed(0)]));
+    console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(set.requests), String(set.maxBatchSize), String(tokens), seconds.toFixed(2), result.tokensPerSecond.toFixed(0), result.occupancy.toFixed(2)]));
   }
 }
 

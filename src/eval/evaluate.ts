@@ -76,6 +76,7 @@ export function evaluateModel(model: DenseModel, tokenizer: Tokenizer, task: Tas
     const ids = tokenizer.encode(prompt(example.question));
     return Array.from({ length: k }, (_, j) => ({ prompt: ids, seed: options.seed + q * k + j }));
   });
+  // Every question's k responses are queued in one call, so the engine's rows stay busy until the last ones.
   const results = generate(model, tokenizer, requests, { maxNewTokens: options.maxNewTokens, temperature: options.temperature, topP: options.topP });
   const details = examples.map((example, q): EvalQuestion => {
     const promptText = prompt(example.question);

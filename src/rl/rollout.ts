@@ -79,6 +79,8 @@ export function sampleRollout(model: DenseModel, tokenizer: Tokenizer, source: R
     const examples = source.task.sample(rng, options.promptsPerStep - kept.length / G);
     const prompts = examples.map((example) => tokenizer.encode(source.prompt(example.question)));
     const requests = examples.flatMap((_, e) => Array.from({ length: G }, () => ({ prompt: prompts[e], seed: rng.nextUint32() })));
+    // The whole round (P x G requests) is queued in one call: the engine keeps its rows (64 by default) busy,
+    // a finished completion's row taken at once by the next queued request.
     const results = generate(model, tokenizer, requests, { maxNewTokens: options.maxNewTokens, temperature: options.temperature, topP: options.topP });
     const round = results.map((result, i): Sample => {
       const e = Math.floor(i / G);
