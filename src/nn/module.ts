@@ -2,7 +2,7 @@
 // Hugging Face's tensor names (`model.layers.0.self_attn.q_proj.weight`), so saving and loading a checkpoint
 // is a walk over namedParameters() with no renaming table. Buffers (RoPE tables) are tensors a module computes
 // with but does not train or save; `to(device)` moves parameters and buffers together.
-import { copyInto, dispose, keep, moveStorage, setGrad, tensor, type Device, type Tensor } from '../tensor/index.ts';
+import { copyInto, dispose, keep, moveStorage, registerWeight, setGrad, tensor, type Device, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export class Module {
@@ -19,6 +19,7 @@ export class Module {
   protected parameter(name: string, value: Tensor): Tensor {
     value.requiresGrad = true;
     this.ownParameters.set(name, keep(value));
+    registerWeight(value);
     return value;
   }
 
@@ -58,6 +59,7 @@ export class Module {
       moveStorage(t, device);
       keep(t);
     }
+    for (const p of this.parameters()) registerWeight(p);
     return this;
   }
 

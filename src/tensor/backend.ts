@@ -31,6 +31,11 @@ export interface DeviceBackend {
   copy(dst: number, src: number, n: number): void;
   /** Converts n contiguous elements between float32 and int32 (toward zero, as a C cast). */
   convert(src: number, srcDtype: 'f32' | 'i32', dst: number, n: number): void;
+  /**
+   * Registers a float32 buffer as a weight (again after a write the library does not see), so that bf16 GEMMs
+   * read a bf16 copy rounded once per optimizer step instead of rounding it on every call (native/r1_cuda.h).
+   */
+  registerWeight(array: DeviceArray): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {

@@ -66,6 +66,8 @@ export class DeviceArray {
   hostMirror: Int32Array | null = null;
   /** Never freed by a scope (parameters, optimizer moments). */
   kept = false;
+  /** Registered as a weight with its backend (ops.registerWeight): writes into it must register it again. */
+  weight = false;
   private readonly base: number;
   private freedBy: FreedBy | null = null;
 

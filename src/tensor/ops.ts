@@ -226,6 +226,15 @@ export function contiguous(x: Tensor, copy = false): Tensor {
 }
 
 /**
+ * Marks a parameter's buffer as a weight of its device backend (on CUDA: bf16 GEMMs then read a bf16 copy that
+ * AdamW keeps current; see native/r1_cuda.h). Nothing on the CPU. Module registers its parameters; copyInto
+ * registers a weight again after writing into it, since only AdamW's own writes keep the copy current.
+ */
+export function registerWeight(t: Tensor): void {
+  if (t.storage instanceof DeviceArray) cudaBackend().registerWeight(t.storage);
+}
+
+/**
  * Writes src's elements (broadcast to dst's shape) into dst, which may be a view (any strides): the one place
  * data moves between layouts. Not recorded on the tape: writing into a KV cache or a parameter is not a
  * differentiable step.
@@ -237,6 +246,7 @@ export function copyInto(src: Tensor, dst: Tensor): void {
     // The copy kernel moves 32-bit words, so it copies int32 data exactly too.
     if (dst.dtype === 'i32') dst.storage.hostMirror = null;
     k.copy(deviceAddress(src), broadcastStrides(src, dst.shape), deviceAddress(dst), dst.strides, dst.shape);
+    if (dst.storage.weight) cudaBackend().registerWeight(dst.storage);
     return;
   }
   if (src.dtype === 'i32' || dst.dtype === 'i32') {

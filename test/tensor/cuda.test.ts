@@ -185,6 +185,48 @@ describe('CUDA bf16 GEMMs', { skip }, () => {
   });
 });
 
+describe('bf16 copies of a model\'s weights', { skip }, () => {
+  // In bf16 precision parameters are registered with the library, whose GEMMs then read bf16 copies that AdamW
+  // keeps current; a write into a weight by anything else (loading a checkpoint, copying a policy into its
+  // reference) must never leave a stale copy behind.
+  const config = denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 });
+  const relative = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0) / b.reduce((s, v) => s + v * v, 0));
+
+  it('logits follow a checkpoint loaded into the model, and training steps match float32 on the CPU', () => {
+    T.setMatmulPrecision('bf16');
+    try {
+      const ids = T.tensor(ints(64)(new T.Rng(seed), 2 * 16), [2, 16], 'i32', 'cpu');
+      const other = new DenseModel(config, 8);
+      const wanted = T.noGrad(() => other.forward(ids)).toArray() as Float32Array;
+      const model = T.withDevice('cuda', () => new DenseModel(config, 7));
+      const logits = () => T.noGrad(() => T.scope(() => model.forward(ids.to('cuda')).toArray())) as Float32Array;
+      const before = logits();
+      model.loadState(new Map(other.namedParameters().map(([name, p]) => [name, { shape: p.shape, data: p.toArray() as Float32Array }])), 'seed-8 weights');
+      const afterLoad = logits();
+      assert.ok(relative(afterLoad, wanted) < 1e-2, `after loading: ${relative(afterLoad, wanted)} from the loaded weights' logits`);
+      assert.ok(relative(before, wanted) > 0.1, 'the two models differ to begin with');
+
+      const losses = (device: T.Device) => T.withDevice(device, () => {
+        const m = new DenseModel(config, 9);
+        const optimizer = new AdamW(m.namedParameters());
+        return Array.from({ length: 4 }, () => T.scope(() => {
+          const loss = m.loss(T.tensor(ids.toArray(), [2, 16], 'i32'), T.tensor(ids.toArray(), [2, 16], 'i32'));
+          const value = loss.item();
+          loss.backward();
+          optimizer.update(3e-3);
+          m.zeroGrad();
+          return value;
+        }));
+      });
+      const cuda = losses('cuda');
+      const cpu = losses('cpu');
+      for (let i = 0; i < cpu.length; i++) assert.ok(Math.abs(cuda[i] - cpu[i]) <= 2e-2 * Math.abs(cpu[i]), `step ${i}: bf16 ${cuda[i]} vs f32 ${cpu[i]}`);
+    } finally {
+      T.setMatmulPrecision('f32');
+    }
+  });
+});
+
 describe('device tensors', { skip }, () => {
   it('move between devices with to(), and mixing devices in one op is an error naming both', () => {
     const x = T.tensor([1, 2, 3], [3], 'f32', 'cpu');

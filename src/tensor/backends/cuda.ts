@@ -14,6 +14,7 @@ import { openCudaLibrary, type CudaLibrary, type CudaMemoryStats } from './cuda-
 export type Precision = 'f32' | 'bf16';
 
 let loaded: { backend: DeviceBackend; library: CudaLibrary } | undefined;
+let precision: Precision = 'f32';
 let failure: Error | undefined;
 
 function load(): { backend: DeviceBackend; library: CudaLibrary } {
@@ -80,6 +81,12 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       if (srcDtype === 'f32') library.f32ToI32(src, dst, n);
       else library.i32ToF32(src, dst, n);
     },
+    registerWeight(array) {
+      // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
+      if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
+      library.registerWeight(array.address(() => 'a weight'), array.length);
+      array.weight = true;
+    },
   };
 }
 
@@ -110,8 +117,9 @@ export function useDevice(device: Device, precision: Precision = 'f32'): void {
 }
 
 /** GEMM precision of the CUDA backend: 'f32' (exact float32, the default) or 'bf16' (bfloat16 operands, float32 accumulation). */
-export function setMatmulPrecision(precision: Precision): void {
-  load().library.setMatmulPrecision(precision);
+export function setMatmulPrecision(value: Precision): void {
+  load().library.setMatmulPrecision(value);
+  precision = value;
 }
 
 /** Bytes of device memory in use, reserved by the caching allocator, the peak in use, and live blocks. */
