@@ -79,26 +79,6 @@ export function kernelCases(subject: KernelSubject) {
     }
   }
 
-  /**
-   * Per kernel, for the report printed at the end: the largest |cuda - reference| relative to the buffer's largest
-   * |reference| (buffers of all-but-zero values, such as a gradient that cancels to ~1e-7, are left out of this
-   * one), and the largest fraction of its tolerance that any element used (a pass is <= 1).
-   */
-  const worstErrors = new Map<string, number>();
-  const toleranceUsed = new Map<string, number>();
-  function noteError(kernel: string, actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol): void {
-    let scale = 0, diff = 0, used = 0;
-    for (let i = 0; i < expected.length; i++) {
-      if (!Number.isFinite(expected[i]) || !Number.isFinite(actual[i])) continue;
-      const d = Math.abs(actual[i] - expected[i]);
-      scale = Math.max(scale, Math.abs(expected[i]));
-      diff = Math.max(diff, d);
-      const allowed = tol.abs + tol.rel * Math.abs(expected[i]);
-      used = Math.max(used, allowed > 0 ? d / allowed : d > 0 ? Infinity : 0);
-    }
-    if (scale > 1e-3) worstErrors.set(kernel, Math.max(worstErrors.get(kernel) ?? 0, diff / scale));
-    toleranceUsed.set(kernel, Math.max(toleranceUsed.get(kernel) ?? 0, used));
-  }
 
   /**
    * Runs `call` on both backends, each on its own copy of `inputs`, then compares every float buffer (outputs,
