@@ -465,6 +465,11 @@ export class BatchDecoder {
   private relayout(keep: readonly number[], length: number): void {
     const shift = length - this.length;
     const live = keep.filter((r) => this.rows[r] !== null);
+    if (live.length === 0 && keep.length === this.rows.length) {
+      // Nothing to move (the first prompts entering an empty cache): only the column counter changes.
+      for (const layer of this.cache) layer.length = length;
+      return;
+    }
     const from = Math.min(this.length, ...live.map((r) => this.kvStart[r]));
     if (from + shift < 0 || length > this.capacity) throw new Error(`BatchDecoder.relayout: ${length} columns do not hold columns ${from}-${this.length} shifted by ${shift}`);
     const cache = this.newCache(keep.length);
