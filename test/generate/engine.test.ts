@@ -1,6 +1,7 @@
-// The sampling engine against full forwards of the same model: the KV cache, left padding and dropping of
-// finished rows must not change any logit, a prompt's completion must not depend on its batch, seeds fix
-// samples, stop rules cut where they say, and the returned log-probabilities are the model's own.
+// The sampling engine against full forwards of the same model: the KV cache, left padding, rows entering and
+// leaving mid-flight and the cache's compaction must not change any logit, a request's completion must not
+// depend on its batch or when it entered, seeds fix samples, stop rules cut where they say, and the returned
+// log-probabilities are the model's own.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BatchDecoder, generate, type GenerationRequest, type StepEvent, type TokenEvent } from '../../src/generate/engine.ts';
@@ -86,6 +87,14 @@ describe('BatchDecoder', () => {
       decoder.dispose();
     });
   });
+
+  it('says so when a row needs more columns than the cache has', () => noGrad(() => {
+    const decoder = new BatchDecoder(model, 1, 4);
+    decoder.enter([{ id: 0, prompt: promptOf(3, 1) }]);
+    decoder.next([1]);
+    assert.throws(() => decoder.next([2]), /all 4 columns are in use by a live row/);
+    assert.throws(() => decoder.enter([{ id: 1, prompt: promptOf(2, 1) }]), /1 sequences for 0 free rows/);
+  }));
 });
 
 describe('generate', () => {
