@@ -64,7 +64,7 @@ export function configFromFlags(flags: Record<string, unknown>): PretrainConfig 
 export function register(program: Command): void {
   const command = program
     .command('pretrain')
-    .summary('pretrain a dense model on a corpus (default: a 5M model on a generated corpus, a few minutes on a CPU)')
+    .summary('pretrain a dense (Llama/Qwen2) or DeepSeek model on a corpus (default: a 5M dense model on a generated corpus, a few minutes on a CPU)')
     .description(
       'Next-token pretraining with AdamW, warmup + cosine decay, gradient clipping and periodic validation. ' +
         'Writes OUT/metrics.jsonl (one record per step), checkpoints in OUT/checkpoints (resumable with --resume), ' +
