@@ -19,8 +19,19 @@ export type BinaryOpName = keyof typeof BinaryOp;
 export const ReduceOp = { sum: 0, max: 1, min: 2 } as const;
 export type ReduceOpName = keyof typeof ReduceOp;
 
-/** Strides and shapes for the strided kernels (binary, where, copy): at most 8 dimensions. */
+/** Strides and shapes for the strided kernels (binary, where, copy): at most MAX_DIMS dimensions. */
 export type Dims = readonly number[];
+
+/** The most dimensions a strided kernel takes (r1.h fixes it for the C kernels; every backend holds to it). */
+export const MAX_DIMS = 8;
+
+/** What every backend checks before a strided kernel: the rank limit, and one stride per dimension. */
+export function checkDims(kernel: string, shape: Dims, ...strides: Dims[]): void {
+  if (shape.length > MAX_DIMS) throw new Error(`${kernel}: ${shape.length} dimensions, at most ${MAX_DIMS}`);
+  for (const s of strides) {
+    if (s.length !== shape.length) throw new Error(`${kernel}: ${s.length} strides for a ${shape.length}-dimensional shape`);
+  }
+}
 
 export interface Kernels<F, I> {
   matmul(a: F, b: F, c: F, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,

@@ -11,7 +11,8 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
-import { BinaryOp, ReduceOp, UnaryOp, type Dims, type Kernels } from '../kernels.ts';
+import { BinaryOp, checkDims, ReduceOp, UnaryOp, type Kernels } from '../kernels.ts';
+import { bindFunctions, DimsBuffer } from './ffi.ts';
 
 export type DevicePtr = number; // a device address; 0 means none (NULL)
 export interface CudaMemoryStats { inUse: number; reserved: number; peak: number; blocks: number }
@@ -108,7 +109,7 @@ const declarations = {
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
 } as const;
 
-type CudaFunctions = { -readonly [name in keyof typeof declarations]: (...args: any[]) => any };
+type CudaFunctions = ReturnType<typeof bindFunctions<typeof declarations>>;
 
 function loadFunctions(path: string): CudaFunctions {
   if (!existsSync(path)) {
@@ -120,33 +121,7 @@ function loadFunctions(path: string): CudaFunctions {
   } catch (err) {
     throw new Error(`cannot load the CUDA library ${path}: ${(err as Error).message} (is the NVIDIA driver installed?)`);
   }
-  const fns = {} as CudaFunctions;
-  for (const [name, declaration] of Object.entries(declarations)) {
-    try {
-      fns[name as keyof CudaFunctions] = lib.func(declaration);
-    } catch (err) {
-      throw new Error(`${path} lacks ${name} (${(err as Error).message}): rebuild it with \`npm run build:cuda\``);
-    }
-  }
-  return fns;
-}
-
-const MAX_DIMS = 8;
-
-// Shapes and strides go to C as host int64 arrays (copied into a kernel argument there), as in native.ts.
-class DimsBuffer {
-  private readonly buffer = new BigInt64Array(MAX_DIMS);
-  fill(dims: Dims): BigInt64Array {
-    for (let i = 0; i < dims.length; i++) this.buffer[i] = BigInt(dims[i]);
-    return this.buffer;
-  }
-}
-
-function checkDims(kernel: string, shape: Dims, ...strides: Dims[]): void {
-  if (shape.length > MAX_DIMS) throw new Error(`${kernel}: ${shape.length} dimensions, at most ${MAX_DIMS}`);
-  for (const s of strides) {
-    if (s.length !== shape.length) throw new Error(`${kernel}: ${s.length} strides for a ${shape.length}-dimensional shape`);
-  }
+  return bindFunctions(lib, path, declarations, 'npm run build:cuda');
 }
 
 const precisionCodes: Record<MatmulPrecision, number> = { f32: 0, tf32: 1, bf16: 2 };

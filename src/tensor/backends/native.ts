@@ -7,7 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import { registerBackend, type Backend, type FloatArray } from '../backend.ts';
-import { BinaryOp, ReduceOp, UnaryOp, type Dims, type Kernels } from '../kernels.ts';
+import { BinaryOp, checkDims, ReduceOp, UnaryOp, type Kernels } from '../kernels.ts';
+import { bindFunctions, DimsBuffer } from './ffi.ts';
 import { referenceBackend } from './reference.ts';
 
 type F = FloatArray;
@@ -52,45 +53,17 @@ const declarations = {
   r1_adamw: 'void r1_adamw(float *p, const float *g, float *m, float *v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
 } as const;
 
-type NativeFunctions = { -readonly [name in keyof typeof declarations]: (...args: any[]) => any };
+type NativeFunctions = ReturnType<typeof bindFunctions<typeof declarations>>;
 
 function loadLibrary(): NativeFunctions {
   const path = nativeLibraryPath();
   if (!existsSync(path)) {
     throw new Error(`the native CPU core is not built (${path} is missing): run \`npm install\` or \`node scripts/build-native.mjs\``);
   }
-  const lib = koffi.load(path);
-  const fns = {} as NativeFunctions;
-  for (const [name, declaration] of Object.entries(declarations)) {
-    try {
-      fns[name as keyof NativeFunctions] = lib.func(declaration);
-    } catch (err) {
-      throw new Error(`${path} lacks ${name} (${(err as Error).message}): rebuild it with \`node scripts/build-native.mjs\``);
-    }
-  }
-  return fns;
+  return bindFunctions(koffi.load(path), path, declarations, 'node scripts/build-native.mjs');
 }
 
-const MAX_DIMS = 8;
-
-// Shapes and strides go to C as int64 arrays. Filling a preallocated BigInt64Array through BigInt() measured
-// ~300 ns for a 2-D copy call, against ~900 ns for plain arrays (koffi converts each) and ~600 ns for writing
-// the two 32-bit halves through an Int32Array view.
-class DimsBuffer {
-  private readonly buffer = new BigInt64Array(MAX_DIMS);
-  fill(dims: Dims): BigInt64Array {
-    for (let i = 0; i < dims.length; i++) this.buffer[i] = BigInt(dims[i]);
-    return this.buffer;
-  }
-}
 const dimsBuffers = [new DimsBuffer(), new DimsBuffer(), new DimsBuffer(), new DimsBuffer()];
-
-function checkDims(kernel: string, shape: Dims, ...strides: Dims[]): void {
-  if (shape.length > MAX_DIMS) throw new Error(`${kernel}: ${shape.length} dimensions, at most ${MAX_DIMS}`);
-  for (const s of strides) {
-    if (s.length !== shape.length) throw new Error(`${kernel}: ${s.length} strides for a ${shape.length}-dimensional shape`);
-  }
-}
 
 const isF64 = (x: F | null): boolean => x instanceof Float64Array;
 

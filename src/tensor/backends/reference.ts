@@ -14,13 +14,10 @@
 // The file follows r1.h's order: GEMM, elementwise, reductions, softmax family, indexing, normalisation, rotary
 // embedding, attention, optimizer.
 import { registerBackend, type Backend, type FloatArray } from '../backend.ts';
-import type { BinaryOpName, Dims, Kernels, ReduceOpName, UnaryOpName } from '../kernels.ts';
+import { checkDims, type BinaryOpName, type Dims, type Kernels, type ReduceOpName, type UnaryOpName } from '../kernels.ts';
 
 type F = FloatArray;
 type I = Int32Array;
-
-/** The strided kernels take at most 8 dimensions, as r1.h fixes for the native ones. */
-const MAX_DIMS = 8;
 
 // ---- GEMM -------------------------------------------------------------------------------------------------
 
@@ -144,15 +141,6 @@ const binaryFunctions: { [op in BinaryOpName]: (a: number, b: number) => number 
   gt: (a, b) => (a > b ? 1 : 0),
   ge: (a, b) => (a >= b ? 1 : 0),
 };
-
-function checkDims(kernel: string, shape: Dims, ...strides: Dims[]): void {
-  if (shape.length > MAX_DIMS) throw new Error(`${kernel}: ${shape.length} dimensions, at most ${MAX_DIMS}`);
-  for (const s of strides) {
-    if (s.length !== shape.length) {
-      throw new Error(`${kernel}: ${s.length} strides for a ${shape.length}-dimensional shape`);
-    }
-  }
-}
 
 function numel(shape: Dims): number {
   let count = 1;

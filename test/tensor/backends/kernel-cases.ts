@@ -14,6 +14,7 @@ import type { FloatArray } from '../../../src/tensor/backend.ts';
 import { referenceBackend } from '../../../src/tensor/backends/reference.ts';
 import { BinaryOp, UnaryOp, type BinaryOpName, type KernelName, type Kernels, type UnaryOpName } from '../../../src/tensor/kernels.ts';
 import { Rng } from '../../../src/tensor/random.ts';
+import { contiguousStrides, shapeSize } from '../../../src/tensor/tensor.ts';
 
 export type K = Kernels<FloatArray, Int32Array>;
 type Buffers = Record<string, Float32Array | Int32Array | null>;
@@ -48,16 +49,6 @@ export function kernelCases(subject: KernelSubject) {
   const ints = (n: number, bound: number): Int32Array => Int32Array.from({ length: n }, () => rng.int(bound));
   /** Values from a small set, so that comparisons meet ties and where() meets zeros. */
   const coarse = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.int(5) - 2);
-  const contiguousStrides = (shape: number[]): number[] => {
-    const strides = new Array<number>(shape.length);
-    let s = 1;
-    for (let d = shape.length - 1; d >= 0; d--) {
-      strides[d] = s;
-      s *= shape[d];
-    }
-    return strides;
-  };
-  const product = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 
 
   // ---- comparison -----------------------------------------------------------------------------------------------
@@ -193,7 +184,7 @@ export function kernelCases(subject: KernelSubject) {
         // powf and Math.pow each round their own way: 1 ulp apart at most; 1e-6 relative.
         const tol = op === 'pow' ? { rel: 1e-6, abs: 0 } : EXACT;
         for (const l of layouts) {
-          const n = product(l.shape);
+          const n = shapeSize(l.shape);
           compare(`binary ${op} shape=[${l.shape}] a=[${l.a}] b=[${l.b}]`,
             { a: input(l.an, false), b: input(l.bn, true), out: new Float32Array(n) },
             (k, x) => k.binary(op, x.a!, l.a, x.b!, l.b, x.out!, l.shape), tol);
@@ -207,7 +198,7 @@ export function kernelCases(subject: KernelSubject) {
 
     where() {
       const shape = [4, 33, 17];
-      const full = contiguousStrides(shape), n = product(shape);
+      const full = contiguousStrides(shape), n = shapeSize(shape);
       const layouts = [
         { cond: full, a: full, b: full, cn: n, an: n, bn: n },
         { cond: [0, 17, 1], a: full, b: [0, 0, 0], cn: 33 * 17, an: n, bn: 1 },  // a causal-style mask, fill value
@@ -223,7 +214,7 @@ export function kernelCases(subject: KernelSubject) {
     copy() {
       // A transpose [2, 3, 5, 7] -> [2, 5, 3, 7] (heads <-> time), a slice written into a larger buffer (concat),
       // a full reversal of the axis order, and a large contiguous copy.
-      const shape = [2, 3, 5, 7], n = product(shape);
+      const shape = [2, 3, 5, 7], n = shapeSize(shape);
       const cases: { src: number[]; dst: number[]; dn: number; shape: number[] }[] = [
         { shape, src: contiguousStrides(shape), dst: [105, 7, 21, 1], dn: n },
         { shape, src: contiguousStrides(shape), dst: [3 * 5 * 10, 5 * 10, 10, 1], dn: 2 * 3 * 5 * 10 },
@@ -231,7 +222,7 @@ export function kernelCases(subject: KernelSubject) {
         { shape: [400, 300], src: [300, 1], dst: [300, 1], dn: 120000 },
       ];
       for (const c of cases) {
-        compare(`copy shape=[${c.shape}] dst=[${c.dst}]`, { src: normal(product(c.shape)), dst: normal(c.dn) },
+        compare(`copy shape=[${c.shape}] dst=[${c.dst}]`, { src: normal(shapeSize(c.shape)), dst: normal(c.dn) },
           (k, x) => k.copy(x.src!, c.src, x.dst!, c.dst, c.shape), EXACT);
       }
     },
