@@ -14,7 +14,7 @@ import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables } from '../nn/rope.ts';
 import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
-import type { ForwardOptions } from './dense.ts';
+import { lastPositionLogits, type ForwardOptions } from './dense.ts';
 
 /** DeepSeekMoE's fields (MoeConfig, MoeBalance: src/nn/moe.ts) are this config's MoE part. */
 export interface DeepSeekConfig extends MoeConfig, MoeBalance {
@@ -235,9 +235,7 @@ export class DeepSeekModel extends Module {
 
   /** Logits of the last position only [B, V]. */
   lastLogits(ids: Tensor, options: ForwardOptions = {}): Tensor {
-    const h = this.hidden(ids, options);
-    const [B, T, C] = h.shape;
-    return linear(reshape(slice(h, 1, T - 1, T), [B, C]), this.lmHead);
+    return lastPositionLogits(this.hidden(ids, options), this.lmHead);
   }
 
   /**

@@ -102,6 +102,12 @@ export interface ForwardOptions {
   kvStart?: Tensor | null;
 }
 
+/** The output head over the last position of hidden states [B, T, C] only: logits [B, V] (every family's decoding). */
+export function lastPositionLogits(h: Tensor, head: Tensor): Tensor {
+  const [B, T, C] = h.shape;
+  return linear(reshape(slice(h, 1, T - 1, T), [B, C]), head);
+}
+
 export class DenseModel extends Module {
   readonly embedTokens: Embedding;
   readonly layers: DecoderLayer[];
@@ -140,9 +146,7 @@ export class DenseModel extends Module {
 
   /** Logits of the last position only [B, V]: what decoding needs, without the head over every position. */
   lastLogits(ids: Tensor, options: ForwardOptions = {}): Tensor {
-    const h = this.hidden(ids, options);
-    const [B, T, C] = h.shape;
-    return linear(reshape(slice(h, 1, T - 1, T), [B, C]), this.lmHead);
+    return lastPositionLogits(this.hidden(ids, options), this.lmHead);
   }
 
   /** Mean next-token cross-entropy; targets int32 [B, T] with -100 where no loss is taken. */
