@@ -2,22 +2,15 @@
 // shapes a small transformer trains and decodes with. Prints a table and writes bench/results/gemm.json.
 //   node --import tsx bench/gemm.ts            (all shapes)
 //   node --import tsx bench/gemm.ts 1024 2048  (only rows whose name contains one of the arguments)
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { load } from 'koffi';
+import { nativeBackend, nativeThreads } from '../src/tensor/backends/native.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const libPath = join(root, 'build', 'libr1cpu.so');
-if (!existsSync(libPath)) execFileSync(process.execPath, [join(root, 'scripts', 'build-native.mjs')], { stdio: 'inherit' });
-const r1 = load(libPath);
-const r1Matmul = r1.func(
-  'void r1_matmul(const float *a, const float *b, float *c, int64_t batch, int64_t m, int64_t n, int64_t k, ' +
-    'int trans_a, int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta)',
-);
-const r1NumThreads = r1.func('int r1_num_threads(void)');
+const { matmul: r1Matmul } = nativeBackend().kernels;
 
 type Sgemm = (order: number, ta: number, tb: number, m: number, n: number, k: number, alpha: number,
   a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number) => void;
@@ -123,7 +116,7 @@ function randomArray(n: number): Float32Array {
 
 const filters = process.argv.slice(2);
 const info = machine();
-console.log(`${info.model}, ${info.cores} cores, ${info.clockMHz} MHz (${info.clockSource}); r1 threads ${r1NumThreads()}`);
+console.log(`${info.model}, ${info.cores} cores, ${info.clockMHz} MHz (${info.clockSource}); r1 threads ${nativeThreads()}`);
 console.log(`peak ${info.peakGflops.toFixed(1)} GFLOP/s = ${info.cores} cores x ${(info.clockMHz / 1000).toFixed(3)} GHz x 2 FMA x 8 lanes x 2\n`);
 const header = ['shape', 'batch', 'm', 'n', 'k', 'r1 ms', 'r1 GFLOP/s', '% peak', 'OpenBLAS GFLOP/s', 'r1 / OpenBLAS'];
 const widths = [36, 5, 6, 6, 6, 9, 10, 7, 16, 13];
@@ -136,7 +129,7 @@ for (const s of shapes) {
   const { m, n, k, batch = 1, transA = false, transB = false } = s;
   const a = randomArray(batch * m * k), b = randomArray(batch * k * n), c = new Float32Array(batch * m * n);
   const flops = 2 * batch * m * n * k;
-  const runR1 = () => r1Matmul(a, b, c, batch, m, n, k, transA ? 1 : 0, transB ? 1 : 0, m * k, k * n, m * n, 0);
+  const runR1 = () => r1Matmul(a, b, c, batch, m, n, k, transA, transB, m * k, k * n, m * n, 0);
   const runners = [runR1];
   if (sgemm) {
     const lda = transA ? m : k, ldb = transB ? k : n;
@@ -165,5 +158,5 @@ for (const s of shapes) {
 
 const outDir = join(root, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, 'gemm.json'), JSON.stringify({ date: new Date().toISOString(), machine: info, timing: 'fastest of >= 5 interleaved calls and 0.4 s per shape', threads: r1NumThreads(), openblas: !!sgemm, results }, null, 2) + '\n');
+writeFileSync(join(outDir, 'gemm.json'), JSON.stringify({ date: new Date().toISOString(), machine: info, timing: 'fastest of >= 5 interleaved calls and 0.4 s per shape', threads: nativeThreads(), openblas: !!sgemm, results }, null, 2) + '\n');
 console.log(`\nwrote ${join('bench', 'results', 'gemm.json')}`);

@@ -1,20 +1,13 @@
-// r1_matmul (native/cpu/gemm.cpp) against a float64 triple loop, through the C ABI of native/r1.h.
+// r1_matmul (native/cpu/gemm.cpp) against a float64 triple loop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { load } from 'koffi';
+import { nativeBackend } from '../../../src/tensor/backends/native.ts';
 
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const libPath = join(root, 'build', 'libr1cpu.so');
-if (!existsSync(libPath)) execFileSync(process.execPath, [join(root, 'scripts', 'build-native.mjs')], { stdio: 'inherit' });
-const lib = load(libPath);
-const r1Matmul = lib.func(
-  'void r1_matmul(const float *a, const float *b, float *c, int64_t batch, int64_t m, int64_t n, int64_t k, ' +
-    'int trans_a, int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta)',
-);
+// The C function itself, through the native backend's binding (flags as the C ints, beta 0 or 1).
+const { matmul } = nativeBackend().kernels;
+const r1Matmul = (a: Float32Array, b: Float32Array, c: Float32Array, batch: number, m: number, n: number, k: number,
+  transA: number, transB: number, strideA: number, strideB: number, strideC: number, beta: number): void =>
+  matmul(a, b, c, batch, m, n, k, transA !== 0, transB !== 0, strideA, strideB, strideC, beta as 0 | 1);
 
 // Deterministic inputs (xorshift32), uniform in [-1, 1).
 function randomArray(n: number, seed: number): Float32Array {
