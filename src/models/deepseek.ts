@@ -6,7 +6,7 @@
 import type { LayerKvCache } from '../nn/attention.ts';
 import { Embedding } from '../nn/embedding.ts';
 import { Linear } from '../nn/linear.ts';
-import { emptyLatentKvCache, MultiHeadLatentAttention } from '../nn/mla.ts';
+import { emptyLatentKvCache, MultiHeadLatentAttention, type MlaConfig } from '../nn/mla.ts';
 import { SwiGluMlp } from '../nn/mlp.ts';
 import { DeepSeekMoE, type MoeBalance, type MoeConfig, type MoeLoadStats } from '../nn/moe.ts';
 import { Module } from '../nn/module.ts';
@@ -17,7 +17,7 @@ import { UserError } from '../util/errors.ts';
 import { lastPositionLogits, type ForwardOptions } from './dense.ts';
 
 /** DeepSeekMoE's fields (MoeConfig, MoeBalance: src/nn/moe.ts) are this config's MoE part. */
-export interface DeepSeekConfig extends MoeConfig, MoeBalance {
+export interface DeepSeekConfig extends MoeConfig, MoeBalance, Omit<MlaConfig, 'softmaxScale'> {
   family: 'deepseek';
   vocabSize: number;
   hiddenSize: number;
@@ -25,13 +25,7 @@ export interface DeepSeekConfig extends MoeConfig, MoeBalance {
   intermediateSize: number;
   numLayers: number;
   numHeads: number;
-  // Multi-head latent attention
-  /** Query compression rank; null: a plain q_proj (DeepSeek-V2-Lite). */
-  qLoraRank: number | null;
-  kvLoraRank: number;
-  qkNopeHeadDim: number;
-  qkRopeHeadDim: number;
-  vHeadDim: number;
+  // Multi-head latent attention: the MlaConfig fields (src/nn/mla.ts), its softmax scale derived (softmaxScale)
   // DeepSeekMoE (the MoeConfig and MoeBalance fields), in every layer from firstKDenseReplace on
   firstKDenseReplace: number;
   // Multi-token prediction (V3 §2.2)
