@@ -21,6 +21,10 @@
 // is longer than the columns filled so far, the cache widens on the left. Once the queue is empty, free rows are
 // dropped (a smaller batch) when a quarter of the rows are free.
 //
+// The engine is a step function (SamplingEngine): requests can be submitted and cancelled between steps, so a
+// server (src/serve) feeds it as clients come and go, and the batch grows and shrinks with the load; generate()
+// submits everything at once and steps until the queue is done.
+//
 // Models often pad their vocabulary beyond the tokenizer's (Qwen2.5: 151,936 rows for 151,665 ids); tokens are
 // drawn only among the ids the tokenizer can decode, while log-probabilities stay those of the full softmax
 // that training computes.
@@ -54,6 +58,8 @@ export interface SamplingOptions {
   stop?: readonly string[];
   /** Token ids that end the completion (default: the tokenizer's and the model config's EOS ids). */
   stopTokenIds?: readonly number[];
+  /** Also report the k most likely tokens at every position, with their log-probabilities (default 0 = off). */
+  topLogprobs?: number;
 }
 
 export interface GenerationRequest extends SamplingOptions {
@@ -64,9 +70,13 @@ export interface GenerationRequest extends SamplingOptions {
 }
 
 export interface TokenEvent {
-  /** Index of the request in the array given to generate(). */
+  /** Index of the request in the array given to generate() (a SamplingEngine's request id). */
   request: number;
   tokenId: number;
+  /** The token's log-probability, as in GenerationResult.logprobs. */
+  logprob: number;
+  /** The most likely tokens at this position when the request asked for topLogprobs, else null. */
+  topLogprobs: TokenLogprob[] | null;
   /**
    * Text newly made final by this token: text that could still turn out to be the start of a stop string is
    * held back until it cannot, so the concatenation of a request's events is exactly its result's text.
@@ -99,6 +109,11 @@ export interface StepEvent {
 
 export type FinishReason = 'stop' | 'length';
 
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+}
+
 export interface GenerationResult {
   /** Number of prompt tokens. */
   promptTokens: number;
@@ -110,6 +125,8 @@ export interface GenerationResult {
    * are the old-policy log-probabilities of GRPO's ratio (DeepSeekMath eq. 3), one per entry of tokenIds.
    */
   logprobs: number[];
+  /** With topLogprobs k: the k most likely tokens at each position of tokenIds, most likely first. */
+  topLogprobs?: TokenLogprob[][];
   /** Decoded completion, without a stop token and ending before a stop string. */
   text: string;
   finishReason: FinishReason;
@@ -130,69 +147,179 @@ export function defaultStopTokenIds(model: CausalLM, tokenizer: Tokenizer): numb
 
 /** Samples a completion for each request; results are in request order. */
 export function generate(model: CausalLM, tokenizer: Tokenizer, requests: readonly GenerationRequest[], options: GenerateOptions = {}): GenerationResult[] {
-  const vocab = model.config.vocabSize;
-  const maxPositions = model.config.maxPositionEmbeddings;
-  const fallbackStopIds = defaultStopTokenIds(model, tokenizer);
-  if (tokenizer.vocabSize > vocab) {
-    throw new UserError(`the tokenizer has ${tokenizer.vocabSize} ids but the model's vocabulary only ${vocab}: they do not belong together`);
+  const engine = new SamplingEngine(model, tokenizer, options);
+  const results: GenerationResult[] = new Array(requests.length);
+  try {
+    const ids = engine.submit(requests, { onToken: options.onToken, onDone: (id, result) => (results[id] = result) });
+    if (ids.some((id, i) => id !== i)) throw new Error('generate: a fresh engine numbers requests from 0');
+    while (engine.step());
+  } finally {
+    engine.dispose();
   }
-  const rows = requests.map((request, index) => {
-    const promptIds = typeof request.prompt === 'string' ? tokenizer.encode(request.prompt) : [...request.prompt];
-    checkPrompt(promptIds, index, vocab, maxPositions);
-    const settings = resolveSettings(request, options, index, fallbackStopIds);
-    // The last sampled token is never fed back, so n new tokens use positions up to promptLength + n - 2,
-    // which the rotary table must cover.
-    const maxNewTokens = Math.min(settings.maxNewTokens, maxPositions - promptIds.length + 1);
-    return new RowState(index, promptIds, { ...settings, maxNewTokens }, tokenizer);
-  });
-
-  // Longest prompts first: later entrants then rarely need the cache widened, and requests entering together
-  // have similar lengths, so their prefill pads little. The results do not depend on the order.
-  const queue = rows.filter((row) => !row.finishIfEmpty()).sort((a, b) => b.promptIds.length - a.promptIds.length || a.index - b.index);
-  const maxBatch = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new UserError(`maxBatchSize must be a positive integer, got ${maxBatch}`);
-  if (queue.length > 0) withDevice(model.device, () => noGrad(() => decodeQueue(model, queue, rows, maxBatch, tokenizer.vocabSize, options)));
-  return rows.map((row) => row.result());
+  return results;
 }
 
-// Decodes every queued request, keeping up to maxBatch rows busy: each step, queued requests enter the free
-// rows (sampling their first token from their prefill's logits), then all rows advance by one token.
-function decodeQueue(model: CausalLM, queue: readonly RowState[], byIndex: readonly RowState[], maxBatch: number, sampleVocab: number, options: GenerateOptions): void {
-  // A request of n new tokens spans prompt + n - 1 columns (its last token is never fed back); the spare
-  // quarter bounds how often compaction runs (header).
-  const span = Math.max(...queue.map((row) => row.promptIds.length + row.settings.maxNewTokens - 1));
-  const decoder = new BatchDecoder(model, Math.min(maxBatch, queue.length), span + Math.ceil(span / 4));
-  const vocab = model.config.vocabSize;
-  const pending = new Map<number, number>(); // request index -> its sampled token, fed in the next step
-  const take = (inputs: SamplingInputs, r: number, row: RowState, decoderRow: number): void => {
-    const id = sampleRow(inputs, r, row, vocab, sampleVocab, options.onToken);
-    if (row.done) decoder.leave(decoderRow);
-    else pending.set(row.index, id);
-  };
-  // Each admission is a prefill forward of its own, whose fixed cost (the op layer on the CPU, kernel launches on
-  // a GPU) is that of a decode step, so requests enter once an eighth of the rows are free (or once the queue's
-  // rest fits): on 32 rows that is 4x fewer prefills for about 1/16 of the occupancy.
-  const entryGroup = Math.ceil(decoder.rows.length / 8);
-  let entered = 0;
-  try {
-    for (;;) {
-      // A request that finishes on its first token frees its row again at once.
-      for (let free = decoder.freeRows(); entered < queue.length && free.length >= Math.min(entryGroup, queue.length - entered); free = decoder.freeRows()) {
-        const entering = queue.slice(entered, entered + free.length);
-        entered += entering.length;
-        const inputs = scope(() => samplingInputs(decoder.enter(entering.map((row) => ({ id: row.index, prompt: row.promptIds }))), entering));
-        entering.forEach((row, e) => take(inputs, e, row, free[e]));
-      }
-      const free = decoder.freeRows().length;
-      if (free === decoder.rows.length) return;
-      if (entered === queue.length && free * 4 >= decoder.rows.length) decoder.shrink();
-      const batch = decoder.rows.map((id) => (id === null ? null : byIndex[id]));
-      const inputs = scope(() => samplingInputs(decoder.next(batch.map((row) => (row === null ? 0 : pending.get(row.index)!))), batch));
-      batch.forEach((row, r) => row && take(inputs, r, row, r));
-      options.onStep?.({ rows: batch.length, liveRows: batch.filter((row) => row !== null).length, entered, cacheColumns: decoder.length });
+/** What a SamplingEngine calls back for the requests of one submit(). */
+export interface RequestCallbacks {
+  /** Every sampled token, in order (streaming). */
+  onToken?: (event: TokenEvent) => void;
+  /** Once, when the request finishes (not when it is cancelled); the engine keeps nothing of it afterwards. */
+  onDone?: (id: number, result: GenerationResult) => void;
+}
+
+/**
+ * Continuous batching as a step function, for callers that cannot hand over every request at once (a server):
+ * submit() queues requests at any time, step() runs one admission and one decode step, cancel() drops a
+ * request and frees its row at once. generate() is this engine driven until its queue is done. The batch
+ * adapts to the load: it grows (up to maxBatchSize rows, and in columns for a longer request) when requests
+ * wait for a row, shrinks when a quarter of its rows are free and nothing waits, and its KV cache is freed
+ * whenever the engine falls idle.
+ */
+export class SamplingEngine {
+  /** Every request submitted and not yet finished or cancelled, waiting or in the batch. */
+  private readonly open = new Map<number, { row: RowState; callbacks: RequestCallbacks }>();
+  private readonly waiting: RowState[] = [];
+  /** Request id -> its last sampled token, fed in the next step. */
+  private readonly pending = new Map<number, number>();
+  private decoder: BatchDecoder | null = null;
+  private nextId = 0;
+  private entered = 0;
+  private readonly maxBatch: number;
+  private readonly fallbackStopIds: number[];
+
+  constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, private readonly options: GenerateOptions = {}) {
+    if (tokenizer.vocabSize > model.config.vocabSize) {
+      throw new UserError(`the tokenizer has ${tokenizer.vocabSize} ids but the model's vocabulary only ${model.config.vocabSize}: they do not belong together`);
     }
-  } finally {
-    decoder.dispose();
+    this.maxBatch = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
+    if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new UserError(`maxBatchSize must be a positive integer, got ${this.maxBatch}`);
+    this.fallbackStopIds = defaultStopTokenIds(model, tokenizer);
+  }
+
+  /** Requests waiting for a row. */
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+
+  /** Requests in the batch. */
+  get liveCount(): number {
+    return this.open.size - this.waiting.length;
+  }
+
+  /** Rows of the batch (live and free); 0 when idle. */
+  get batchRows(): number {
+    return this.decoder?.rows.length ?? 0;
+  }
+
+  /**
+   * Checks and queues requests (all or none: a bad one throws before any is queued) and returns their ids,
+   * consecutive from the engine's count of requests so far. Longest prompts are queued first: later entrants
+   * then rarely need the cache widened, and requests entering together have similar lengths, so their
+   * prefill pads little. Results do not depend on the order.
+   */
+  submit(requests: readonly GenerationRequest[], callbacks: RequestCallbacks = {}): number[] {
+    const vocab = this.model.config.vocabSize;
+    const maxPositions = this.model.config.maxPositionEmbeddings;
+    const rows = requests.map((request, i) => {
+      const index = this.nextId + i;
+      const promptIds = typeof request.prompt === 'string' ? this.tokenizer.encode(request.prompt) : [...request.prompt];
+      checkPrompt(promptIds, index, vocab, maxPositions);
+      const settings = resolveSettings(request, this.options, index, this.fallbackStopIds);
+      // The last sampled token is never fed back, so n new tokens use positions up to promptLength + n - 2,
+      // which the rotary table must cover.
+      const maxNewTokens = Math.min(settings.maxNewTokens, maxPositions - promptIds.length + 1);
+      return new RowState(index, promptIds, { ...settings, maxNewTokens }, this.tokenizer);
+    });
+    this.nextId += rows.length;
+    const queued = rows.filter((row) => {
+      if (!row.finishIfEmpty()) return true;
+      callbacks.onDone?.(row.index, row.result());
+      return false;
+    }).sort((a, b) => b.promptIds.length - a.promptIds.length || a.index - b.index);
+    for (const row of queued) this.open.set(row.index, { row, callbacks });
+    this.waiting.push(...queued);
+    return rows.map((row) => row.index);
+  }
+
+  /** Drops request `id`: out of the queue, or out of the batch at once (its row is free for the next step). */
+  cancel(id: number): void {
+    const at = this.waiting.findIndex((row) => row.index === id);
+    if (at >= 0) this.waiting.splice(at, 1);
+    const r = this.decoder?.rows.indexOf(id) ?? -1;
+    if (r >= 0) this.decoder!.leave(r);
+    this.open.delete(id);
+    this.pending.delete(id);
+  }
+
+  /**
+   * Admits waiting requests into free rows (sampling their first token from their prefill's logits), then
+   * advances every row by one token. Returns whether work remains (requests waiting or in the batch).
+   */
+  step(): boolean {
+    if (this.open.size > 0) withDevice(this.model.device, () => noGrad(() => this.decodeStep()));
+    if (this.open.size === 0) this.dispose();
+    return this.open.size > 0;
+  }
+
+  /** Frees the KV cache now (a no-op on the CPU); a later step() makes a new one. */
+  dispose(): void {
+    this.decoder?.dispose();
+    this.decoder = null;
+  }
+
+  private decodeStep(): void {
+    const decoder = this.fitDecoder();
+    // Each admission is a prefill forward of its own, whose fixed cost (the op layer on the CPU, kernel launches
+    // on a GPU) is that of a decode step, so requests enter once an eighth of the rows are free (or once all
+    // that wait fit): on 32 rows that is 4x fewer prefills for about 1/16 of the occupancy.
+    const entryGroup = Math.ceil(decoder.rows.length / 8);
+    // A request that finishes on its first token frees its row again at once.
+    for (let free = decoder.freeRows(); this.waiting.length > 0 && free.length >= Math.min(entryGroup, this.waiting.length); free = decoder.freeRows()) {
+      const entering = this.waiting.splice(0, free.length);
+      this.entered += entering.length;
+      const inputs = scope(() => samplingInputs(decoder.enter(entering.map((row) => ({ id: row.index, prompt: row.promptIds }))), entering));
+      entering.forEach((row, e) => this.take(inputs, e, row, free[e]));
+    }
+    const free = decoder.freeRows().length;
+    if (free === decoder.rows.length) return;
+    if (this.waiting.length === 0 && free * 4 >= decoder.rows.length) decoder.shrink();
+    const batch = decoder.rows.map((id) => (id === null ? null : this.open.get(id)!.row));
+    const inputs = scope(() => samplingInputs(decoder.next(batch.map((row) => (row === null ? 0 : this.pending.get(row.index)!))), batch));
+    batch.forEach((row, r) => row && this.take(inputs, r, row, r));
+    this.options.onStep?.({ rows: batch.length, liveRows: batch.filter((row) => row !== null).length, entered: this.entered, cacheColumns: decoder.length });
+  }
+
+  /**
+   * The decoder, made or grown for what waits: rows for every waiting request (up to maxBatchSize), columns
+   * for the longest span. A request of n new tokens spans prompt + n - 1 columns (its last token is never fed
+   * back); the spare quarter bounds how often compaction runs (header).
+   */
+  private fitDecoder(): BatchDecoder {
+    const span = Math.max(...[...this.open.values()].map(({ row }) => row.promptIds.length + row.settings.maxNewTokens - 1));
+    const capacity = span + Math.ceil(span / 4);
+    const rows = Math.min(this.maxBatch, this.open.size);
+    if (this.decoder === null) {
+      this.decoder = new BatchDecoder(this.model, rows, capacity);
+    } else if (rows > this.decoder.rows.length || capacity > this.decoder.capacity) {
+      this.decoder.resize(Math.max(rows, this.decoder.rows.length), Math.max(capacity, this.decoder.capacity));
+    }
+    return this.decoder;
+  }
+
+  /** Draws row r's next token and records it; a finished request leaves the batch and is reported. */
+  private take(inputs: SamplingInputs, r: number, row: RowState, decoderRow: number): void {
+    const { callbacks } = this.open.get(row.index)!;
+    const id = sampleRow(inputs, r, row, this.model.config.vocabSize, this.tokenizer.vocabSize, callbacks.onToken);
+    // onToken may have cancelled the request (a client gone): then nothing of it is left to keep.
+    if (!this.open.has(row.index)) return;
+    if (!row.done) {
+      this.pending.set(row.index, id);
+      return;
+    }
+    this.decoder!.leave(decoderRow);
+    this.open.delete(row.index);
+    this.pending.delete(row.index);
+    callbacks.onDone?.(row.index, row.result());
   }
 }
 
@@ -202,8 +329,23 @@ function sampleRow(inputs: SamplingInputs, r: number, row: RowState, vocab: numb
   const id = row.settings.temperature === 0
     ? argmax(inputs.logits!.subarray(at, at + sampleVocab))
     : sampleFromWeights(inputs.weights!.subarray(at, at + sampleVocab), row.settings, row.rng);
-  row.accept(id, inputs.logprobs[at + id], onToken);
+  const top = row.settings.topLogprobs > 0 ? mostLikely(inputs.logprobs.subarray(at, at + sampleVocab), row.settings.topLogprobs) : null;
+  row.accept(id, inputs.logprobs[at + id], top, onToken);
   return id;
+}
+
+/** The k largest log-probabilities of a row, most likely first (ties: lower id first); one pass, k <= 20 or so. */
+function mostLikely(logprobs: FloatArray, k: number): TokenLogprob[] {
+  const top: TokenLogprob[] = [];
+  for (let id = 0; id < logprobs.length; id++) {
+    const logprob = logprobs[id];
+    if (top.length === k && logprob <= top[k - 1].logprob) continue;
+    let at = top.length;
+    while (at > 0 && top[at - 1].logprob < logprob) at--;
+    top.splice(at, 0, { id, logprob });
+    if (top.length > k) top.pop();
+  }
+  return top;
 }
 
 /** Host arrays [rows, vocab] that sampling reads; logits only when a row is greedy, weights only when one samples. */
@@ -234,12 +376,14 @@ interface RowSettings extends SamplingParams {
   maxNewTokens: number;
   stop: readonly string[];
   stopTokenIds: readonly number[];
+  topLogprobs: number;
 }
 
 class RowState {
   readonly rng: Rng;
   readonly tokenIds: number[] = [];
   readonly logprobs: number[] = [];
+  readonly topLogprobs: TokenLogprob[][] = [];
   done = false;
   private text = '';
   private emitted = 0;
@@ -265,9 +409,10 @@ class RowState {
     return true;
   }
 
-  accept(id: number, logprob: number, onToken: GenerateOptions['onToken']): void {
+  accept(id: number, logprob: number, top: TokenLogprob[] | null, onToken: GenerateOptions['onToken']): void {
     this.tokenIds.push(id);
     this.logprobs.push(logprob);
+    if (top) this.topLogprobs.push(top);
     if (this.stopIds.has(id)) {
       this.finish('stop');
       this.stopTokenId = id;
@@ -286,7 +431,7 @@ class RowState {
     }
     if (onToken) {
       const safeEnd = this.done ? this.text.length : Math.max(this.emitted, this.text.length - this.holdBack);
-      onToken({ request: this.index, tokenId: id, text: this.text.slice(this.emitted, safeEnd), done: this.done });
+      onToken({ request: this.index, tokenId: id, logprob, topLogprobs: top, text: this.text.slice(this.emitted, safeEnd), done: this.done });
       this.emitted = safeEnd;
     }
   }
@@ -303,6 +448,7 @@ class RowState {
       promptTokens: this.promptIds.length,
       tokenIds: this.tokenIds,
       logprobs: this.logprobs,
+      ...(this.settings.topLogprobs > 0 ? { topLogprobs: this.topLogprobs } : {}),
       text: this.text,
       finishReason: this.finishReason,
       stopString: this.stopString,
@@ -333,8 +479,10 @@ function resolveSettings(request: GenerationRequest, defaults: GenerateOptions, 
   if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new UserError(`${where}: temperature must be >= 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new UserError(`${where}: topP must be in (0, 1], got ${topP}`);
   if (!Number.isInteger(topK) || topK < 0) throw new UserError(`${where}: topK must be a non-negative integer, got ${topK}`);
+  const topLogprobs = pick('topLogprobs') ?? 0;
+  if (!Number.isInteger(topLogprobs) || topLogprobs < 0) throw new UserError(`${where}: topLogprobs must be a non-negative integer, got ${topLogprobs}`);
   const seed = request.seed ?? (defaults.seed ?? 0) + index;
-  return { maxNewTokens, temperature, topP, topK, stop: pick('stop') ?? [], stopTokenIds: pick('stopTokenIds') ?? fallbackStopIds, seed };
+  return { maxNewTokens, temperature, topP, topK, topLogprobs, stop: pick('stop') ?? [], stopTokenIds: pick('stopTokenIds') ?? fallbackStopIds, seed };
 }
 
 function checkPrompt(ids: readonly number[], index: number, vocab: number, maxPositions: number): void {
@@ -361,10 +509,15 @@ export class BatchDecoder {
   private cache: LayerKvCache[];
   private kvStart: Int32Array;
 
-  constructor(private readonly model: CausalLM, rows: number, readonly capacity: number) {
+  constructor(private readonly model: CausalLM, rows: number, private columns: number) {
     this.rows = new Array<number | null>(rows).fill(null);
     this.kvStart = new Int32Array(rows);
     this.cache = this.newCache(rows);
+  }
+
+  /** Columns of the cache: the most any row can span. */
+  get capacity(): number {
+    return this.columns;
   }
 
   /** Columns filled so far (the same for every row). */
@@ -447,6 +600,12 @@ export class BatchDecoder {
     this.relayout(live, this.length - this.firstLiveColumn());
   }
 
+  /** Grows the cache to `rows` rows (the new ones free, after the present ones) and `capacity` columns. */
+  resize(rows: number, capacity: number): void {
+    if (rows < this.rows.length || capacity < this.columns) throw new Error(`BatchDecoder.resize: ${rows} x ${capacity} is smaller than ${this.rows.length} x ${this.columns}`);
+    this.relayout(this.rows.map((_, r) => r), this.length, rows - this.rows.length, capacity);
+  }
+
   /** Frees the KV cache's device memory now (a no-op on the CPU); the decoder is not used afterwards. */
   dispose(): void {
     for (const layer of this.cache) layer.buffers.forEach((buffer) => dispose(buffer));
@@ -458,21 +617,23 @@ export class BatchDecoder {
   }
 
   /**
-   * Moves the cache into a new one holding the rows `keep` (indices, in their new order) with `length` columns
-   * filled: column c becomes c + (length - this.length), so the same shift compacts (negative) or widens
-   * (positive) every row, and kvStart moves with it. Free rows' columns are not copied.
+   * Moves the cache into a new one of `capacity` columns holding the rows `keep` (indices, in their new order)
+   * and then `added` free rows, with `length` columns filled: column c becomes c + (length - this.length), so
+   * the same shift compacts (negative) or widens (positive) every row, and kvStart moves with it. Free rows'
+   * columns are not copied.
    */
-  private relayout(keep: readonly number[], length: number): void {
+  private relayout(keep: readonly number[], length: number, added = 0, capacity = this.columns): void {
     const shift = length - this.length;
     const live = keep.filter((r) => this.rows[r] !== null);
-    if (live.length === 0 && keep.length === this.rows.length) {
+    if (live.length === 0 && keep.length === this.rows.length && added === 0 && capacity === this.columns) {
       // Nothing to move (the first prompts entering an empty cache): only the column counter changes.
       for (const layer of this.cache) layer.length = length;
       return;
     }
     const from = Math.min(this.length, ...live.map((r) => this.kvStart[r]));
-    if (from + shift < 0 || length > this.capacity) throw new Error(`BatchDecoder.relayout: ${length} columns do not hold columns ${from}-${this.length} shifted by ${shift}`);
-    const cache = this.newCache(keep.length);
+    if (from + shift < 0 || length > capacity) throw new Error(`BatchDecoder.relayout: ${length} columns do not hold columns ${from}-${this.length} shifted by ${shift}`);
+    this.columns = capacity;
+    const cache = this.newCache(keep.length + added);
     scope(() => {
       // Runs of consecutive rows that stay consecutive move with one copy per buffer.
       for (let i = 0; i < keep.length;) {
@@ -489,8 +650,8 @@ export class BatchDecoder {
     for (const layer of cache) layer.length = length;
     this.dispose();
     this.cache = cache;
-    this.kvStart = Int32Array.from(keep, (r) => this.kvStart[r] + shift);
-    this.rows = keep.map((r) => this.rows[r]);
+    this.kvStart = Int32Array.from([...keep.map((r) => this.kvStart[r] + shift), ...new Array<number>(added).fill(0)]);
+    this.rows = [...keep.map((r) => this.rows[r]), ...new Array<null>(added).fill(null)];
   }
 
   // The cache outlives the scopes of the steps that write it: kept, and freed by dispose() or relayout().

@@ -4,7 +4,7 @@
 // log-probabilities are the model's own.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BatchDecoder, generate, type GenerationRequest, type StepEvent, type TokenEvent } from '../../src/generate/engine.ts';
+import { BatchDecoder, generate, SamplingEngine, type GenerationRequest, type GenerationResult, type StepEvent, type TokenEvent } from '../../src/generate/engine.ts';
 import { DeepSeekModel, deepseekConfig } from '../../src/models/deepseek.ts';
 import type { DenseModel } from '../../src/models/dense.ts';
 import type { CausalLM } from '../../src/models/pretrained.ts';
@@ -298,6 +298,72 @@ describe('continuous batching', () => {
     // The longest request spans 10 + 10 - 1 columns; the cache has a quarter more, however long the queue.
     assert.ok(steps.length > 100, `${steps.length} steps`);
     assert.ok(Math.max(...steps.map((s) => s.cacheColumns)) <= 24, `${Math.max(...steps.map((s) => s.cacheColumns))} columns`);
+  });
+});
+
+describe('SamplingEngine', () => {
+  it('gives requests submitted between steps the results they get alone, growing the batch in rows and columns', () => withBackend('reference', () => {
+    const requests: GenerationRequest[] = [
+      { prompt: promptOf(3, 1), maxNewTokens: 9, seed: 1 },
+      { prompt: promptOf(12, 2), maxNewTokens: 14, seed: 2, temperature: 0 },
+      { prompt: promptOf(2, 3), maxNewTokens: 30, seed: 3 },
+      { prompt: promptOf(6, 4), maxNewTokens: 5, seed: 4, temperature: 0.7, topK: 10 },
+      { prompt: promptOf(1, 5), maxNewTokens: 12, seed: 5 },
+    ];
+    const alone = requests.map((request) => generate(model, tokenizer, [request], { stopTokenIds: [] })[0]);
+    const steps: StepEvent[] = [];
+    const engine = new SamplingEngine(model, tokenizer, { stopTokenIds: [], maxBatchSize: 4, onStep: (e) => steps.push(e) });
+    const results = new Map<number, GenerationResult>();
+    const onDone = (id: number, result: GenerationResult) => results.set(id, result);
+    // Request k arrives before step 3k: the first alone in a one-row batch of few columns, the later ones
+    // needing more rows (up to 4, then a queue) and, for requests 1 and 2, more columns.
+    let submitted = 0;
+    for (let step = 0; submitted < requests.length || engine.liveCount + engine.waitingCount > 0; step++) {
+      if (submitted < requests.length && step === 3 * submitted) assert.deepEqual(engine.submit([requests[submitted]], { onDone }), [submitted++]);
+      engine.step();
+    }
+    requests.forEach((_, i) => assert.deepEqual(results.get(i), alone[i], `request ${i}`));
+    assert.deepEqual([...new Set(steps.map((s) => s.rows))].slice(0, 4), [1, 2, 3, 4], 'the batch grew a row per arrival');
+    assert.equal(engine.batchRows, 0, 'idle: the cache is freed');
+  }));
+
+  it('frees a cancelled request\'s row at once and never reports it', () => {
+    const steps: StepEvent[] = [];
+    const engine = new SamplingEngine(model, tokenizer, { stopTokenIds: [], maxBatchSize: 4, onStep: (e) => steps.push(e) });
+    const done: number[] = [];
+    const tokens: number[] = [];
+    const [a, b] = engine.submit([{ prompt: promptOf(4, 1), maxNewTokens: 40 }, { prompt: promptOf(4, 2), maxNewTokens: 40 }], {
+      onDone: (id) => done.push(id), onToken: (e) => tokens.push(e.request),
+    });
+    const [queued] = engine.submit([{ prompt: promptOf(4, 3), maxNewTokens: 40 }], { onDone: (id) => done.push(id) });
+    engine.cancel(queued);
+    engine.step();
+    engine.step();
+    assert.deepEqual([engine.liveCount, engine.waitingCount], [2, 0]);
+    engine.cancel(a);
+    engine.step();
+    assert.deepEqual(steps.at(-1)!.liveRows, 1, 'the next step decodes only request b');
+    // Its first token came from the prefill, then one per decode step.
+    const tokensOfA = tokens.filter((id) => id === a).length;
+    assert.equal(tokensOfA, 3);
+    while (engine.step());
+    assert.deepEqual(done, [b]);
+    assert.equal(tokens.filter((id) => id === a).length, tokensOfA);
+    assert.equal(engine.batchRows, 0);
+  });
+
+  it('reports the most likely tokens with the log-probabilities a full forward gives them', () => {
+    const prompt = promptOf(5, 7);
+    const [result] = generate(model, tokenizer, [{ prompt, maxNewTokens: 6, topLogprobs: 5, seed: 3 }], { stopTokenIds: [] });
+    const logprobs = fullLogprobs(model, [...prompt, ...result.tokenIds].slice(0, -1));
+    assert.equal(result.topLogprobs!.length, 6);
+    result.topLogprobs!.forEach((top, j) => {
+      const row = logprobs[prompt.length - 1 + j];
+      const expected = [...row.subarray(0, tokenizer.vocabSize)].map((logprob, id) => ({ id, logprob })).sort((x, y) => y.logprob - x.logprob || x.id - y.id).slice(0, 5);
+      assert.deepEqual(top.map((t) => t.id), expected.map((t) => t.id), `position ${j}`);
+      top.forEach((t, k) => assert.ok(Math.abs(t.logprob - expected[k].logprob) < LOGIT_TOL));
+    });
+    assert.equal(generate(model, tokenizer, [{ prompt, maxNewTokens: 2 }])[0].topLogprobs, undefined);
   });
 });
 
