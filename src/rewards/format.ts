@@ -55,6 +55,24 @@ export function hasThinkBlock(text: string): boolean {
   return thinkOpen >= 0 && text.indexOf(THINK_CLOSE, thinkOpen + THINK_OPEN.length) >= 0;
 }
 
+/**
+ * R1's readable output (R1 sec. 2.3.1; SPEC.md 4: `|special_token|<reasoning_process>|special_token|<summary>`, which
+ * the released models write as `<think>…</think>` and a summary): one think block at the start, then a non-empty
+ * summary, and no answer tags (the answer is in the summary, e.g. as \boxed{}). Not one of FORMAT_RULES, which
+ * read the R1-Zero template's shape (each accepts its strict form); this shape replaces it.
+ */
+export function isReadableFormat(text: string): boolean {
+  const tags = [...text.matchAll(TAG)];
+  if (tags.length !== 2 || tags[0][0] !== THINK_OPEN || tags[1][0] !== THINK_CLOSE) return false;
+  return text.slice(0, tags[0].index).trim() === '' && summaryOf(text).trim() !== '';
+}
+
+/** The summary of a readable completion: the text after its last `</think>` ('' when there is none). */
+export function summaryOf(completion: string): string {
+  const close = completion.lastIndexOf(THINK_CLOSE);
+  return close < 0 ? '' : completion.slice(close + THINK_CLOSE.length);
+}
+
 export const FORMAT_RULES = {
   strict: isStrictFormat,
   loose: isLooseFormat,

@@ -11,7 +11,8 @@
 // template followed by worked completions, a chosen fraction of them with an arithmetic slip and a chosen
 // fraction in a broken format, so that the base model starts with a moderate pass@1 and format rate that RL
 // can raise (the R1-Zero curve, SPEC.md 5, at toy scale).
-import { checkAnswer } from '../rewards/answer.ts';
+import { checkAnswer, lastAnswerTag } from '../rewards/answer.ts';
+import { chainOfThought } from '../rewards/language.ts';
 import { r1ZeroPrompt } from '../rewards/template.ts';
 import { Rng } from '../tensor/random.ts';
 import { drawHeldOut, intBetween, isHeldOut, pick } from './split.ts';
@@ -353,6 +354,99 @@ export function workedSteps(steps: readonly ArithmeticStep[]): string {
   return steps.map((s) => `${s.before} ${SYMBOL[s.op]} ${s.operand} = ${s.after}.`).join(' ');
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Chains of thought in words, in two languages
+
+/** Languages a chain of thought can be written in (names as the language reward's targets, rewards/language.ts). */
+export const CHAIN_LANGUAGES = ['en', 'zh'] as const;
+export type ChainLanguage = (typeof CHAIN_LANGUAGES)[number];
+
+interface ChainPhrases {
+  start: (value: number) => string;
+  step: Record<ArithmeticOp, (operand: number) => string>;
+  end: (answer: number) => string;
+  /** Sentence end. */
+  stop: string;
+}
+
+// Short phrases around each equation: enough words for the language reward to measure (a Han character is a
+// word by itself), few enough tokens for a 48-token completion of a one-step problem.
+const CHAIN_PHRASES: Record<ChainLanguage, ChainPhrases> = {
+  en: {
+    start: (v) => `start with ${v}.`,
+    step: { add: (n) => `add ${n}:`, sub: (n) => `take away ${n}:`, mul: (n) => `times ${n}:`, div: (n) => `split into ${n}:` },
+    end: (answer) => `so the answer is ${answer}.`,
+    stop: '.',
+  },
+  zh: {
+    start: (v) => `从${v}开始。`,
+    step: { add: (n) => `加${n}：`, sub: (n) => `减${n}：`, mul: (n) => `乘${n}：`, div: (n) => `除以${n}：` },
+    end: (answer) => `所以答案是${answer}。`,
+    stop: '。',
+  },
+};
+
+/**
+ * A chain of thought in words: the starting value, one phrase and equation per operation, the conclusion.
+ * Sentences are numbered 0 (the start) to steps.length + 1 (the conclusion); with `switchTo`, sentences from
+ * `at` on are in the other language: the language mixing of R1-Zero's chains.
+ */
+export function reasoningChain(steps: readonly ArithmeticStep[], language: ChainLanguage, switchTo?: { at: number; to: ChainLanguage }): string {
+  const phrases = (sentence: number) => CHAIN_PHRASES[switchTo !== undefined && sentence >= switchTo.at ? switchTo.to : language];
+  const sentences = [phrases(0).start(steps[0].before)];
+  steps.forEach((s, i) => {
+    const p = phrases(i + 1);
+    sentences.push(`${p.step[s.op](s.operand)} ${s.before} ${SYMBOL[s.op]} ${s.operand} = ${s.after}${p.stop}`);
+  });
+  sentences.push(phrases(steps.length + 1).end(steps[steps.length - 1].after));
+  return sentences.join(' ');
+}
+
+/**
+ * The steps of a chain of thought written by reasoningChain or workedSteps, in either language or mixed,
+ * read back from its equations ("12 + 5 = 17"); null when the chain has no equation or its equations do not
+ * follow one another (each starting from the previous result). What a rewriter needs to restate a trace.
+ */
+export function stepsOfChain(chain: string): ArithmeticStep[] | null {
+  const steps: ArithmeticStep[] = [];
+  for (const m of chain.matchAll(/(\d+) ([-+*\/]) (\d+) = (\d+)/g)) {
+    const op = OP_OF_SYMBOL[m[2]];
+    const [before, operand, after] = [Number(m[1]), Number(m[3]), Number(m[4])];
+    if (steps.length > 0 && steps[steps.length - 1].after !== before) return null;
+    steps.push({ op, operand, before, after });
+  }
+  return steps.length > 0 ? steps : null;
+}
+
+const OP_OF_SYMBOL: Record<string, ArithmeticOp> = { '+': 'add', '-': 'sub', '*': 'mul', '/': 'div' };
+
+/**
+ * R1's readable form of a solution (SPEC.md 4, cold start): the chain of thought in one language inside
+ * `<think>`, then a one-sentence summary with the answer in \boxed{} (R1v2 B.3.2's summary prompt).
+ */
+export function readableSolution(steps: readonly ArithmeticStep[], language: ChainLanguage): string {
+  return `<think> ${reasoningChain(steps, language)} </think> ${SUMMARY[language](steps[steps.length - 1].after)}`;
+}
+
+const SUMMARY: Record<ChainLanguage, (answer: number) => string> = {
+  en: (answer) => `The answer is \\boxed{${answer}}.`,
+  zh: (answer) => `答案是\\boxed{${answer}}。`,
+};
+
+/**
+ * A kept R1-Zero trace rewritten into the readable form in `language` (R1v2 B.3.2: DeepSeek-V3 translated the
+ * thinking "to the same language as the question" and added a summary; here the rewriter reads the trace's
+ * equations back and restates them). null when the trace has no chain of equations, or its chain does not end
+ * at the answer it gives in <answer> tags: such a trace cannot be restated faithfully.
+ */
+export function rewriteReadable(completion: string, language: ChainLanguage): string | null {
+  const steps = stepsOfChain(chainOfThought(completion));
+  if (steps === null) return null;
+  const answer = lastAnswerTag(completion);
+  if (answer === null || answer.trim() !== String(steps[steps.length - 1].after)) return null;
+  return readableSolution(steps, language);
+}
+
 export interface ArithmeticOptions {
   /** Difficulty level (ARITHMETIC_LEVELS); default 1. */
   level?: number;
@@ -401,6 +495,29 @@ export interface PretrainingTextOptions {
   formatRate: number;
   /** Level or levels to draw problems from (uniformly); default 1. */
   level?: number | readonly number[];
+  /**
+   * Chains of thought in words of two languages (reasoningChain) instead of bare equations; absent: bare
+   * equations (workedSteps), the R1-Zero demo's text.
+   */
+  languages?: ChainLanguageMix;
+}
+
+/**
+ * How a bilingual pretraining text writes its chains of thought (the R1 pipeline's base model, SPEC.md 4): a
+ * chain is in English, in the second language, or starts in one and switches to the other at a step boundary.
+ * Chains in the second language are right more often (`secondCorrectRate` instead of `correctRate`): the
+ * miniature's stand-in for whatever makes R1-Zero drift into other languages, so that reward for accuracy
+ * alone pulls the chains away from English and the language-consistency reward has an accuracy cost to show
+ * (R1 sec. 2.3.2 reports that cost), measured rather than assumed.
+ */
+export interface ChainLanguageMix {
+  second: ChainLanguage;
+  /** Fraction of chains that start in the second language. */
+  secondRate: number;
+  /** Fraction of chains that switch language at a step boundary. */
+  switchRate: number;
+  /** Fraction of right answers among chains that start in the second language. */
+  secondCorrectRate: number;
 }
 
 /**
@@ -414,13 +531,16 @@ export function pretrainingText(rng: Rng, count: number, options: PretrainingTex
   if (!(correctRate >= 0 && correctRate <= 1)) throw new RangeError(`pretrainingText: correctRate must be in [0, 1], got ${correctRate}`);
   if (!(formatRate >= 0 && formatRate <= 1)) throw new RangeError(`pretrainingText: formatRate must be in [0, 1], got ${formatRate}`);
   const levels = (typeof options.level === 'number' ? [options.level] : options.level ?? [1]).map(resolveLevel);
+  const mix = options.languages;
   const docs: string[] = [];
   for (let i = 0; i < count; i++) {
     const p = drawTrainingProblem(rng, pick(rng, levels));
-    const correct = rng.uniform() < correctRate;
+    const language: ChainLanguage = mix !== undefined && rng.uniform() < mix.secondRate ? mix.second : 'en';
+    const correct = rng.uniform() < (language === 'en' ? correctRate : mix!.secondCorrectRate);
     const formatted = rng.uniform() < formatRate;
     const steps = correct ? p.steps : withSlip(rng, p);
-    const working = workedSteps(steps);
+    const switchAt = mix !== undefined && rng.uniform() < mix.switchRate ? 1 + rng.int(steps.length + 1) : null;
+    const working = mix === undefined ? workedSteps(steps) : reasoningChain(steps, language, switchAt === null ? undefined : { at: switchAt, to: language === 'en' ? mix.second : 'en' });
     const final = steps[steps.length - 1].after;
     docs.push(`${r1ZeroPrompt(p.question)} ${formatted ? formattedCompletion(working, final) : brokenCompletion(rng, working, final)}`);
   }

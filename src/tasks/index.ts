@@ -1,5 +1,6 @@
-// The tasks layer's public face: generated tasks (Countdown, arithmetic word problems), users' JSONL files, and
-// the registry that names them. Each task samples training examples, holds a fixed test set, and verifies.
+// The tasks layer's public face: generated tasks (Countdown, arithmetic word problems, instruction following),
+// users' JSONL files, and the registry that names them. Each task samples training examples, holds a fixed test
+// set, and verifies.
 export type { Example, Task, Verdict } from './task.ts';
 export { taskByName, TASK_NAMES, type TaskOptions } from './registry.ts';
 export {
@@ -7,7 +8,14 @@ export {
   type CountdownLevel, type CountdownOptions, type CountdownReference, type Evaluation, type Rational,
 } from './countdown.ts';
 export {
-  ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, pretrainingText, workedSteps,
-  type ArithmeticLevel, type ArithmeticOptions, type ArithmeticProblem, type ArithmeticStep, type PretrainingTextOptions,
+  ARITHMETIC_LEVELS, arithmeticTask, CHAIN_LANGUAGES, drawArithmeticProblem, pretrainingText, readableSolution, reasoningChain, rewriteReadable,
+  stepsOfChain, workedSteps,
+  type ArithmeticLevel, type ArithmeticOptions, type ArithmeticProblem, type ArithmeticStep, type ChainLanguage, type ChainLanguageMix,
+  type PretrainingTextOptions,
 } from './arithmetic.ts';
+export {
+  drawInstruction, INSTRUCTION_KINDS, instructionPreferencePairs, instructionResponse, instructionTask, REJECTION_KINDS, trainingInstructions,
+  worseResponse, type Instruction, type InstructionKind, type PreferencePair,
+} from './instructions.ts';
+export { readableTask } from './readable.ts';
 export { jsonlTask, readProblemsJsonl, type JsonlTask, type JsonlTaskOptions } from './jsonl.ts';

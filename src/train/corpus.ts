@@ -189,6 +189,30 @@ function arithmetic(rng: Rng): string {
   return lines.join('\n');
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// A second language
+
+/**
+ * The world's words with their Chinese (the second script of the R1 pipeline's base model, whose chains of
+ * thought mix English and Chinese as R1-Zero's do): colours, animals, foods and the numbers one to ten.
+ */
+export const BILINGUAL_WORDS: ReadonlyArray<readonly [en: string, zh: string]> = [
+  ['red', '红'], ['blue', '蓝'], ['green', '绿'], ['yellow', '黄'], ['white', '白'], ['black', '黑'], ['pink', '粉'], ['gold', '金'],
+  ['cat', '猫'], ['dog', '狗'], ['horse', '马'], ['goat', '羊'], ['fox', '狐'], ['duck', '鸭'], ['hen', '鸡'], ['fish', '鱼'],
+  ['bread', '面包'], ['apples', '苹果'], ['soup', '汤'], ['rice', '米饭'], ['honey', '蜂蜜'], ['cake', '蛋糕'], ['beans', '豆'], ['eggs', '蛋'],
+  ['one', '一'], ['two', '二'], ['three', '三'], ['four', '四'], ['five', '五'], ['six', '六'], ['seven', '七'], ['eight', '八'], ['nine', '九'], ['ten', '十'],
+];
+
+/** A page of a small English-Chinese dictionary: `count` entries in varied sentence forms, in both directions. */
+export function dictionaryDocument(rng: Rng, count = 6): string {
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const [en, zh] = pick(rng, BILINGUAL_WORDS);
+    lines.push(pick(rng, [`${en} = ${zh}.`, `The Chinese for ${en} is ${zh}.`, `${zh} means ${en}.`, `In Chinese, ${en} is ${zh}.`]));
+  }
+  return lines.join(' ');
+}
+
 /**
  * `documents` documents of the synthetic corpus, the same for the same seed. Mix: 25% stories, 30% profiles,
  * 20% question-answer sets, 10% arithmetic, 15% town notes.

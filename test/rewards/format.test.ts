@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FORMAT_RULES, formatReward, hasThinkBlock, isLooseFormat, isStrictFormat, tagCountReward } from '../../src/rewards/format.ts';
+import { FORMAT_RULES, formatReward, hasThinkBlock, isLooseFormat, isReadableFormat, isStrictFormat, summaryOf, tagCountReward } from '../../src/rewards/format.ts';
 import { scoreSample } from '../../src/rewards/reward.ts';
 import { r1ZeroPrompt } from '../../src/rewards/template.ts';
 
@@ -96,4 +96,15 @@ describe('scoreSample over format and other rewards', () => {
     assert.deepEqual(result.parts, { format: 1, tags: 1, broken: 0, nan: 0 });
     assert.deepEqual(result.failed, ['broken', 'nan']);
   });
+});
+
+it('readable rule: one think block at the start, then a non-empty summary, no answer tags', () => {
+  assert.equal(isReadableFormat('<think> a </think> The answer is \\boxed{3}.'), true);
+  assert.equal(isReadableFormat('  <think>a</think>x'), true);
+  assert.equal(isReadableFormat('<think> a </think>   '), false);
+  assert.equal(isReadableFormat('<think> a </think> <answer> 3 </answer>'), false);
+  assert.equal(isReadableFormat('x <think> a </think> y'), false);
+  assert.equal(isReadableFormat('<think> a <think> b </think> y'), false);
+  assert.equal(summaryOf('<think> a </think> b </think> c'), ' c');
+  assert.equal(summaryOf('no think'), '');
 });

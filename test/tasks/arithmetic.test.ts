@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ARITHMETIC_LEVELS, arithmeticTask, pretrainingText } from '../../src/tasks/arithmetic.ts';
+import { ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, pretrainingText, readableSolution, reasoningChain, rewriteReadable, stepsOfChain } from '../../src/tasks/arithmetic.ts';
+import { checkAnswer, lastAnswerTag } from '../../src/rewards/answer.ts';
+import { isReadableFormat } from '../../src/rewards/format.ts';
+import { chainOfThought, languageConsistency } from '../../src/rewards/language.ts';
 import { r1ZeroPrompt } from '../../src/rewards/template.ts';
 import { Rng } from '../../src/tensor/random.ts';
 
@@ -177,4 +180,73 @@ test('pretrainingText never contains a held-out test question', () => {
     const q = doc.slice(before.length, doc.indexOf(after, before.length));
     assert.ok(!testQuestions.has(skeletonKeyFromReading(q)), q);
   }
+});
+
+// Chains of thought in two languages (the R1 pipeline's base text): the language reward sees what each chain is
+// written in, every chain's equations carry the problem's arithmetic, and the second language is right as often
+// as asked, independently of English.
+test('bilingual pretraining text: chain languages, switches and per-language correctness as asked', () => {
+  const rng = new Rng(11);
+  const mix = { second: 'zh' as const, secondRate: 0.4, switchRate: 0.25, secondCorrectRate: 0.7 };
+  const docs = pretrainingText(rng, 3000, { correctRate: 0.2, formatRate: 1, level: 1, languages: mix });
+  const counts = { en: 0, zh: 0, mixed: 0, enRight: 0, zhRight: 0, enStart: 0, zhStart: 0 };
+  for (const doc of docs) {
+    const completion = doc.slice(doc.lastIndexOf('Assistant:'));
+    const chain = chainOfThought(completion);
+    const english = languageConsistency(chain, 'en');
+    if (english === 1) counts.en++;
+    else if (english === 0) counts.zh++;
+    else counts.mixed++;
+    const steps = stepsOfChain(chain)!;
+    assert.ok(steps !== null, chain);
+    const question = doc.slice(doc.lastIndexOf('User: ') + 6, doc.lastIndexOf('. Assistant:'));
+    const right = solveByReading(question).answer === Number(lastAnswerTag(completion));
+    // The language a chain starts in is that of its first word.
+    if (/^\s*start/.test(chain)) {
+      counts.enStart++;
+      if (right) counts.enRight++;
+    } else {
+      assert.match(chain, /^\s*从/);
+      counts.zhStart++;
+      if (right) counts.zhRight++;
+    }
+  }
+  const n = docs.length;
+  assert.ok(Math.abs(counts.zhStart / n - 0.4) < 0.04, `second-language starts ${counts.zhStart / n}`);
+  assert.ok(Math.abs(counts.mixed / n - 0.25) < 0.04, `mixed chains ${counts.mixed / n}`);
+  assert.ok(Math.abs(counts.enRight / counts.enStart - 0.2) < 0.04, `English right ${counts.enRight / counts.enStart}`);
+  assert.ok(Math.abs(counts.zhRight / counts.zhStart - 0.7) < 0.05, `Chinese right ${counts.zhRight / counts.zhStart}`);
+  // Without `languages`, the R1-Zero demo's text is unchanged: bare equations.
+  const bare = pretrainingText(new Rng(11), 5, { correctRate: 0.2, formatRate: 1 });
+  for (const doc of bare) assert.match(doc, /<think> (\d+ [-+*/] \d+ = \d+\. ?)+ <\/think>/);
+});
+
+test('reasoningChain states every step; stepsOfChain reads it back in either language, mixed or not', () => {
+  const rng = new Rng(5);
+  for (let i = 0; i < 200; i++) {
+    const p = drawArithmeticProblem(rng, ARITHMETIC_LEVELS[1 + (i % 4)]);
+    for (const [language, switchTo] of [['en', undefined], ['zh', undefined], ['en', { at: 2, to: 'zh' }], ['zh', { at: 1, to: 'en' }]] as const) {
+      const chain = reasoningChain(p.steps, language, switchTo);
+      assert.deepEqual(stepsOfChain(chain), p.steps, chain);
+    }
+  }
+  assert.equal(reasoningChain([{ op: 'add', operand: 5, before: 12, after: 17 }], 'en'), 'start with 12. add 5: 12 + 5 = 17. so the answer is 17.');
+  assert.equal(reasoningChain([{ op: 'add', operand: 5, before: 12, after: 17 }], 'en', { at: 2, to: 'zh' }), 'start with 12. add 5: 12 + 5 = 17. 所以答案是17。');
+  // Equations that do not follow one another are not a chain.
+  assert.equal(stepsOfChain('12 + 5 = 17. 3 + 1 = 4.'), null);
+  assert.equal(stepsOfChain('no equations here'), null);
+});
+
+test('rewriteReadable restates a kept R1-Zero trace in one language with a boxed summary, or refuses', () => {
+  const trace = ' <think> 从12开始。 加5： 12 + 5 = 17。 so the answer is 17. </think> <answer> 17 </answer>';
+  const readable = rewriteReadable(trace, 'en')!;
+  assert.equal(readable, '<think> start with 12. add 5: 12 + 5 = 17. so the answer is 17. </think> The answer is \\boxed{17}.');
+  assert.ok(isReadableFormat(readable));
+  assert.equal(languageConsistency(chainOfThought(readable), 'en'), 1);
+  assert.equal(checkAnswer(readable, '17', ['boxed']).correct, true);
+  // The chain must end at the answer the trace gives, and there must be a chain.
+  assert.equal(rewriteReadable(' <think> 12 + 5 = 17. </think> <answer> 18 </answer>', 'en'), null);
+  assert.equal(rewriteReadable(' <think> I just know. </think> <answer> 17 </answer>', 'en'), null);
+  assert.equal(rewriteReadable(' <think> 12 + 5 = 17. </think> The answer is 17.', 'en'), null);
+  assert.equal(readableSolution([{ op: 'sub', operand: 2, before: 9, after: 7 }], 'zh'), '<think> 从9开始。 减2： 9 - 2 = 7。 所以答案是7。 </think> 答案是\\boxed{7}。');
 });

@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { readCorpusFile, syntheticCorpus } from '../../src/train/corpus.ts';
+import { BILINGUAL_WORDS, dictionaryDocument, readCorpusFile, syntheticCorpus } from '../../src/train/corpus.ts';
+import { Rng } from '../../src/tensor/random.ts';
 
 test('the synthetic corpus is the same for a seed, different for another, and mixes document kinds', () => {
   const a = syntheticCorpus(7, 300);
@@ -54,4 +55,20 @@ test('corpus files: .txt is one document, .jsonl one per line; errors name the f
   writeFileSync(join(dir, 'empty.txt'), '');
   assert.throws(() => readCorpusFile(join(dir, 'empty.txt')), /empty\.txt: corpus is empty/);
   assert.throws(() => readCorpusFile(join(dir, 'c.csv')), /c\.csv: corpus must be a \.txt or \.jsonl file/);
+});
+
+test('dictionary pages state only the bilingual word list, in both directions', () => {
+  const pairs = new Map(BILINGUAL_WORDS.map(([en, zh]) => [en, zh]));
+  assert.equal(new Set(BILINGUAL_WORDS.map(([, zh]) => zh)).size, BILINGUAL_WORDS.length, 'no Chinese word stands for two English ones');
+  const rng = new Rng(2);
+  let both = 0;
+  for (let i = 0; i < 200; i++) {
+    const page = dictionaryDocument(rng);
+    for (const m of page.matchAll(/(?:The Chinese for |In Chinese, )?([a-z]+)(?: = | is )(\p{Script=Han}+)\.|(\p{Script=Han}+) means ([a-z]+)\./gu)) {
+      const [en, zh] = m[1] !== undefined ? [m[1], m[2]] : [m[4], m[3]];
+      assert.equal(pairs.get(en), zh, m[0]);
+      if (m[3] !== undefined) both++;
+    }
+  }
+  assert.ok(both > 0, 'pages also go from Chinese to English');
 });
