@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.ts';
 import { cleanTemporaries, fsyncDir, removeDirAtomic, temporarySibling, writeFileAtomic, writeJsonAtomic } from './atomic.ts';
 import { loadHfModel, saveHfModel, type HfModel, type ModelConfig, type SaveHfOptions } from './hf.ts';
-import { readSafetensors, writeSafetensors, type TensorMap } from './safetensors.ts';
+import type { Tensor } from '../tensor/index.ts';
+import { fromFloat32, readSafetensors, toFloat32, writeSafetensors, type TensorMap } from './safetensors.ts';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
 export const LATEST_FILE = 'latest';
@@ -168,6 +169,36 @@ export async function loadLatestCheckpoint(runDir: string, onWarning: Warn = war
     ? `${latestFile} is missing; resuming from the newest checkpoint, ${newest.name}`
     : `${latestFile} names "${named}", which is not a checkpoint folder; resuming from the newest, ${newest.name}`);
   return loadCheckpoint(join(checkpointsDir, newest.name));
+}
+
+/** Whether runDir/checkpoints holds a step-* folder (a fresh run must not start over an earlier run's). */
+export async function hasCheckpoints(runDir: string): Promise<boolean> {
+  const entries = await readdir(join(runDir, CHECKPOINTS_DIR)).catch(() => []);
+  return entries.some((name) => CHECKPOINT_NAME.test(name));
+}
+
+// The arrays trainers put into a checkpoint and take back out of one.
+
+/** Named parameters as float32 arrays (copies: training goes on changing the live tensors). */
+export function parameterArrays(named: ReadonlyArray<[string, Tensor]>): TensorMap {
+  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(p.hostValues()), 'F32')]));
+}
+
+/** Per-parameter optimizer values (AdamW's moments) as float32 arrays of each parameter's shape. */
+export function momentArrays(named: ReadonlyArray<[string, Tensor]>, values: ReadonlyMap<string, Float32Array | Float64Array>): TensorMap {
+  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(values.get(name)!), 'F32')]));
+}
+
+/** Stored arrays as float32, by name (AdamW.loadStateDict's moments). */
+export function float32Arrays(arrays: TensorMap): Map<string, Float32Array> {
+  return new Map([...arrays].map(([name, array]) => [name, toFloat32(array)]));
+}
+
+/** Stored arrays (those under `prefix`, with the prefix removed) as Module.loadState's input. */
+export function moduleState(arrays: TensorMap, prefix = ''): Map<string, { shape: readonly number[]; data: Float32Array }> {
+  const out = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const [name, array] of arrays) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), { shape: array.shape, data: toFloat32(array) });
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -29,6 +29,17 @@ const FAMILIES: Record<Family, { architecture: string; modelType: string }> = {
 const DEEPSEEK = { architecture: 'DeepseekV3ForCausalLM', modelType: 'deepseek_v3' };
 const architectureOf = (config: ModelConfig): string => (config.family === 'deepseek' ? DEEPSEEK.architecture : FAMILIES[config.family].architecture);
 
+/**
+ * transformers' sequence-classification class of a family (LlamaForSequenceClassification, ...): the same
+ * backbone under `model.`, plus a bias-free `score` Linear [num_labels, hidden] read at the last non-padding
+ * token. With num_labels 1 it is a scalar reward model, the layout TRL's RewardTrainer writes (src/models/reward-model.ts).
+ */
+export const CLASSIFIER_SUFFIX = 'ForSequenceClassification';
+export const classifierArchitecture = (causal: string): string => causal.replace(/ForCausalLM$/, CLASSIFIER_SUFFIX);
+export const sequenceClassifierArchitectureOf = (config: ModelConfig): string => classifierArchitecture(architectureOf(config));
+/** Whether an architectures list names a causal LM class or its sequence-classification twin. */
+const namesArchitecture = (names: readonly unknown[], causal: string): boolean => names.includes(causal) || names.includes(classifierArchitecture(causal));
+
 const SUPPORTED_ARCHITECTURES = [...Object.values(FAMILIES), DEEPSEEK].map((f) => f.architecture).join(', ');
 
 export const CONFIG_FILE = 'config.json';
@@ -152,7 +163,7 @@ function familyOf(fields: ConfigFields, file: string): Family {
     if (!Array.isArray(architectures) || !architectures.every((a) => typeof a === 'string')) {
       throw new UserError(`${file}: field "architectures" must be a list of strings, found ${JSON.stringify(architectures)}`);
     }
-    family = (Object.keys(FAMILIES) as Family[]).find((f) => architectures.includes(FAMILIES[f].architecture));
+    family = (Object.keys(FAMILIES) as Family[]).find((f) => namesArchitecture(architectures, FAMILIES[f].architecture));
     if (family === undefined) {
       throw new UserError(`${file}: unsupported architecture ${architectures.join(', ') || '(empty list)'} in field "architectures" (supported: ${SUPPORTED_ARCHITECTURES})`);
     }
@@ -300,7 +311,7 @@ export function parseModelConfig(raw: unknown, file: string): { config: ModelCon
   if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
     const r = raw as Record<string, unknown>;
     const names = Array.isArray(r.architectures) ? r.architectures : [];
-    if (names.includes(DEEPSEEK.architecture) || (r.architectures == null && r.model_type === DEEPSEEK.modelType)) return parseDeepSeekConfig(r, file);
+    if (namesArchitecture(names, DEEPSEEK.architecture) || (r.architectures == null && r.model_type === DEEPSEEK.modelType)) return parseDeepSeekConfig(r, file);
   }
   return parseHfConfig(raw, file);
 }
@@ -650,7 +661,7 @@ function formatShape(shape: readonly number[]): string {
  * present with its shape and a float dtype, and nothing unexpected is there (rotary inv_freq buffers and a
  * redundant lm_head.weight under tied embeddings are dropped). Errors name the tensor, the file and the shapes.
  */
-export async function loadHfWeights(dir: string, config: ModelConfig): Promise<TensorMap> {
+export async function loadHfWeights(dir: string, config: ModelConfig, head: ReadonlyMap<string, number[]> = new Map()): Promise<TensorMap> {
   const { files, weightMap, indexFile } = await weightFiles(dir);
   const found = new Map<string, { file: string; info: TensorInfo }>();
   for (const shard of files) {
@@ -671,7 +682,9 @@ export async function loadHfWeights(dir: string, config: ModelConfig): Promise<T
     }
   }
 
-  const expected = expectedTensorShapes(config);
+  // A checkpoint with a head (`head`: a sequence classifier's score) may lack the language-model head.
+  const expected = new Map([...expectedTensorShapes(config), ...head]);
+  if (head.size > 0 && !found.has('lm_head.weight')) expected.delete('lm_head.weight');
   const where = files.length === 1 ? join(dir, files[0]) : `${dir} (${files.length} shards)`;
   for (const [name, shape] of expected) {
     const entry = found.get(name);
@@ -688,7 +701,8 @@ export async function loadHfWeights(dir: string, config: ModelConfig): Promise<T
     || (config.family === 'deepseek' && MTP_SHARED_COPY.test(name) && Number(name.split('.')[2]) >= config.numLayers);
   for (const [name, { file, info }] of found) {
     if (!expected.has(name) && !dropped(name)) {
-      throw new UserError(`${file}: unexpected tensor "${name}" (shape ${formatShape(info.shape)}) for a ${architectureOf(config)} with this config.json`);
+      const hint = name === 'score.weight' && head.size === 0 ? ' (this folder is a reward model: load it with loadRewardModel, or `r1 reward-model score`)' : '';
+      throw new UserError(`${file}: unexpected tensor "${name}" (shape ${formatShape(info.shape)}) for a ${architectureOf(config)} with this config.json${hint}`);
     }
   }
 
@@ -737,6 +751,12 @@ export interface SaveHfOptions {
   tokenizerJson?: string | object;
   /** tokenizer_config.json content to write, when not copied from a folder. */
   tokenizerConfig?: object;
+  /**
+   * Write a sequence classifier (a reward model) instead of a causal LM: `head` (its `score.weight`) is saved
+   * beside the backbone's tensors, and config.json names XForSequenceClassification and adds `configFields`
+   * (num_labels, pad_token_id).
+   */
+  classifier?: { head: TensorMap; configFields: Record<string, unknown> };
 }
 
 const TORCH_DTYPE_NAMES: Partial<Record<Dtype, string>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16', F64: 'float64' };
@@ -778,8 +798,10 @@ const WEIGHT_FILE_PATTERN = /^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json
  * not pick up stale shards. Tensors must match expectedTensorShapes(config) exactly.
  */
 export async function saveHfModel(dir: string, model: { config: ModelConfig; tensors: TensorMap } & Partial<HfConfigExtras>, options: SaveHfOptions = {}): Promise<void> {
-  const { config, tensors } = model;
-  const expected = expectedTensorShapes(config);
+  const { config } = model;
+  const head = options.classifier?.head ?? new Map();
+  const tensors: TensorMap = new Map([...model.tensors, ...head]);
+  const expected = new Map([...expectedTensorShapes(config), ...[...head].map(([name, array]): [string, number[]] => [name, [...array.shape]])]);
   for (const [name, shape] of expected) {
     const array = tensors.get(name);
     if (!array) throw new Error(`saveHfModel: tensor "${name}" is missing (expected shape ${formatShape(shape)})`);
@@ -790,7 +812,9 @@ export async function saveHfModel(dir: string, model: { config: ModelConfig; ten
   for (const name of tensors.keys()) if (!expected.has(name)) throw new Error(`saveHfModel: unexpected tensor "${name}"`);
 
   const torchDtype = model.torchDtype ?? dominantDtype(tensors);
-  await writeJsonAtomic(join(dir, CONFIG_FILE), hfConfigJson(config, { torchDtype, eosTokenIds: model.eosTokenIds }));
+  const configJson = hfConfigJson(config, { torchDtype, eosTokenIds: model.eosTokenIds });
+  if (options.classifier) Object.assign(configJson, { architectures: [sequenceClassifierArchitectureOf(config)] }, options.classifier.configFields);
+  await writeJsonAtomic(join(dir, CONFIG_FILE), configJson);
   const eosIds = model.eosTokenIds?.length ? model.eosTokenIds : config.eosTokenId === null ? [] : [config.eosTokenId];
   const generationConfig = options.generationConfig ?? {
     _from_model_config: true,

@@ -12,14 +12,13 @@ import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { generate } from '../generate/engine.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, saveCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.ts';
+import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.ts';
 import { saveHfModel } from '../io/hf.ts';
-import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
 import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.ts';
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import { loadModel } from '../models/pretrained.ts';
-import { mul, noGrad, scope, useDevice, type Device, type Precision, type Tensor } from '../tensor/index.ts';
+import { mul, noGrad, scope, useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { readJsonFile } from '../tokenizer/json-file.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { trainBpe } from '../tokenizer/train.ts';
@@ -243,7 +242,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     if (saved.corpusTokens !== tokens.length) {
       throw new UserError(`${corpusName} now has ${tokens.length} tokens, but the run in ${given.out} was trained on ${saved.corpusTokens}; the corpus changed, so the run cannot resume exactly`);
     }
-    optimizer.loadStateDict({ step: saved.optimizerStep, m: floatMap(checkpoint.optimizer.m), v: floatMap(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
+    optimizer.loadStateDict({ step: saved.optimizerStep, m: float32Arrays(checkpoint.optimizer.m), v: float32Arrays(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
     batcher.restore(saved.data);
     step = checkpoint.step;
     elapsedBefore = saved.elapsedSeconds;
@@ -260,8 +259,8 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     const state: TrainerState = { config, optimizerStep: optimizer.step, data: batcher.state(), corpusTokens: tokens.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
     const { m, v } = optimizer.stateDict();
     await saveCheckpoint(config.out, step, {
-      model: { config: model.config, tensors: modelTensors(named), torchDtype: 'float32' },
-      optimizer: { m: namedArrays(named, m), v: namedArrays(named, v), other: new Map() },
+      model: { config: model.config, tensors: parameterArrays(named), torchDtype: 'float32' },
+      optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: new Map() },
       trainerState: state as unknown as Record<string, unknown>,
       tokenizer: { tokenizerJson: tokenizerFiles.json, tokenizerConfig: tokenizerFiles.config },
     }, { keepLast: config.keepCheckpoints });
@@ -337,7 +336,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
 
   const finalDir = join(config.out, FINAL_DIR);
   await mkdir(finalDir, { recursive: true });
-  await saveHfModel(finalDir, { config: model.config, tensors: modelTensors(named), torchDtype: 'float32' }, { tokenizerJson: tokenizerFiles.json, tokenizerConfig: tokenizerFiles.config });
+  await saveHfModel(finalDir, { config: model.config, tensors: parameterArrays(named), torchDtype: 'float32' }, { tokenizerJson: tokenizerFiles.json, tokenizerConfig: tokenizerFiles.config });
   log(`saved the model and tokenizer to ${finalDir}`);
 
   const samples = sampleFromModel(model, tokenizer, docs, config, endOfText);
@@ -403,11 +402,6 @@ async function readTokenizerFiles(path: string): Promise<TokenizerFiles> {
   };
 }
 
-async function hasCheckpoints(out: string): Promise<boolean> {
-  const entries = await readdir(join(out, CHECKPOINTS_DIR)).catch(() => []);
-  return entries.some((name) => /^step-\d+$/.test(name));
-}
-
 function newModel(config: PretrainConfig, vocabSize: number, endOfText: number): CausalLM {
   const common = { maxPositionEmbeddings: Math.max(1024, config.seqLen), eosTokenId: endOfText, bosTokenId: null };
   if (config.family === 'deepseek') {
@@ -418,21 +412,4 @@ function newModel(config: PretrainConfig, vocabSize: number, endOfText: number):
   const modelConfig = denseConfig(config.size, vocabSize, { ...common, ...config.modelOverrides as Partial<DenseConfig> });
   validateDenseConfig(modelConfig, 'modelOverrides');
   return new DenseModel(modelConfig, config.seed);
-}
-
-/** The parameters as float32 safetensors arrays (copies: training goes on changing the live ones). */
-function modelTensors(named: ReadonlyArray<[string, Tensor]>): TensorMap {
-  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], p.hostValues() as Float32Array, 'F32')]));
-}
-
-function namedArrays(named: ReadonlyArray<[string, Tensor]>, values: Map<string, Float32Array | Float64Array>): TensorMap {
-  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], asFloat32(values.get(name)!), 'F32')]));
-}
-
-function floatMap(arrays: TensorMap): Map<string, Float32Array> {
-  return new Map([...arrays].map(([name, array]) => [name, toFloat32(array)]));
-}
-
-function asFloat32(a: Float32Array | Float64Array): Float32Array {
-  return a instanceof Float32Array ? a : Float32Array.from(a);
 }

@@ -1,0 +1,432 @@
+// Reward-model training (R1 sec. 3.4: the helpful reward model was trained on preference pairs, batch 256, lr 6e-6,
+// one epoch; SPEC.md 3): a scalar head on a causal LM (src/models/reward-model.ts) fitted to chosen/rejected pairs
+// with the Bradley-Terry loss
+//   L = -log sigmoid(r(chosen) - r(rejected)),
+// averaged over the pairs of a batch. Data is TRL's preference format, one JSON object per line:
+//   {"chosen": "...", "rejected": "..."}                                  implicit prompt (whole texts)
+//   {"prompt": "...", "chosen": "...", "rejected": "..."}                 explicit prompt, texts concatenated
+//   {"chosen": [{"role": ..., "content": ...}, ...], "rejected": [...]}   conversations (the prompt turns shared)
+//   {"prompt": [messages], "chosen": [messages], "rejected": [messages]} prompt turns, then each answer's turns
+// Conversations are laid out with the tokenizer's chat template (ChatML when it has none). A fraction of the pairs,
+// chosen by a hash of their content, is held out to report accuracy on pairs the model never trained on.
+//
+// Exact resume: a checkpoint holds the backbone and head, the AdamW moments and the step; the pair order of each
+// epoch is a permutation drawn from seed + epoch, so a resumed run trains on the same batches in the same order.
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import cliProgress from 'cli-progress';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, parameterArrays, readJsonl, saveCheckpoint } from '../io/checkpoint.ts';
+import { CLASSIFIER_SUFFIX, CONFIG_FILE } from '../io/hf.ts';
+import { readJsonlObjects } from '../io/jsonl.ts';
+import { loadModel } from '../models/pretrained.ts';
+import { loadRewardModel, padRight, readTokenizerFiles, RewardModel, rewardModelFromTensors, saveRewardModel, SCORE_WEIGHT } from '../models/reward-model.ts';
+import { isHeldOut } from '../tasks/split.ts';
+import { abs, add, exp, log, mean, mul, neg, noGrad, relu, scope, slice, sub, useDevice, type Device, type Precision, type Tensor, Rng } from '../tensor/index.ts';
+import { CHATML_TEMPLATE, renderChatTemplate, type ChatMessage } from '../tokenizer/chat.ts';
+import { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { UserError } from '../util/errors.ts';
+import { AdamW, clipGradNorm } from './optimizer.ts';
+import { METRICS_FILE } from './pretrain.ts';
+import { learningRate, type DecayShape } from './schedule.ts';
+
+// ---------------------------------------------------------------------------------------------------------
+// The loss
+
+/** -log sigmoid(x) = softplus(-x), computed as max(-x, 0) + log(1 + exp(-|x|)) so that no exp overflows. */
+export function negLogSigmoid(x: Tensor): Tensor {
+  return add(relu(neg(x)), log(add(exp(neg(abs(x))), 1)));
+}
+
+/** Bradley-Terry loss of reward pairs [N]: mean_i -log sigmoid(chosen_i - rejected_i). */
+export function bradleyTerryLoss(chosen: Tensor, rejected: Tensor): Tensor {
+  return mean(negLogSigmoid(sub(chosen, rejected)));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Preference pairs
+
+/** A text, or a conversation in the OpenAI/TRL message format. */
+export type Turns = string | ChatMessage[];
+
+export interface PreferencePair {
+  /** `file:line`, for messages. */
+  id: string;
+  prompt: Turns | null;
+  chosen: Turns;
+  rejected: Turns;
+}
+
+/** Reads a TRL preference JSONL file (formats in the file comment); a bad line fails as `file:line: problem`. */
+export function readPreferencePairs(path: string): PreferencePair[] {
+  const pairs = readJsonlObjects(path).map(({ line, record }) => {
+    const where = `${path}:${line}`;
+    const turns = (field: string): Turns | null => {
+      const value = record[field];
+      if (value === undefined || value === null) return null;
+      if (typeof value === 'string') return value;
+      if (!Array.isArray(value)) throw new UserError(`${where}: "${field}" must be a string or a list of messages, got ${typeof value}`);
+      return value.map((m, i) => {
+        if (typeof m !== 'object' || m === null || typeof (m as ChatMessage).role !== 'string' || typeof (m as ChatMessage).content !== 'string') {
+          throw new UserError(`${where}: "${field}"[${i}] must be a message {"role": string, "content": string}`);
+        }
+        return m as ChatMessage;
+      });
+    };
+    const chosen = turns('chosen');
+    const rejected = turns('rejected');
+    const prompt = turns('prompt');
+    if (chosen === null || rejected === null) throw new UserError(`${where}: a preference pair needs "chosen" and "rejected" (TRL's format, with an optional "prompt")`);
+    const kinds = new Set([chosen, rejected, ...(prompt === null ? [] : [prompt])].map((t) => typeof t));
+    if (kinds.size > 1) throw new UserError(`${where}: "prompt", "chosen" and "rejected" must all be strings or all be message lists`);
+    return { id: where, prompt, chosen, rejected };
+  });
+  if (pairs.length === 0) throw new UserError(`${path}: no preference pairs`);
+  return pairs;
+}
+
+/** A conversation as the model sees it: the tokenizer's chat template, or ChatML when it has none. */
+export function renderConversation(tokenizer: Tokenizer, messages: readonly ChatMessage[]): string {
+  if (tokenizer.chatTemplate !== null) return tokenizer.applyChatTemplate(messages);
+  return renderChatTemplate(CHATML_TEMPLATE, messages, {}, {}, 'the default ChatML template');
+}
+
+/** Token ids of a prompt and one answer: texts concatenated, or conversations rendered (prompt turns first). */
+export function encodeTurns(tokenizer: Tokenizer, prompt: Turns | null, answer: Turns): number[] {
+  if (typeof answer === 'string') return tokenizer.encode(`${(prompt as string | null) ?? ''}${answer}`);
+  const text = renderConversation(tokenizer, [...((prompt as ChatMessage[] | null) ?? []), ...answer]);
+  return tokenizer.encode(text, { addSpecialTokens: false });
+}
+
+interface EncodedPair {
+  chosen: number[];
+  rejected: number[];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Training
+
+/** Everything `r1 reward-model train` does, as one flat object (each field is a flag of the CLI). */
+export interface RewardModelConfig {
+  /** TRL preference pairs (JSONL). */
+  data: string;
+  /** A Hugging Face folder: a causal LM (a new head is put on it) or a reward model to train further. */
+  model: string;
+  /** Run folder: metrics.jsonl, checkpoints/, final/ (the reward model). */
+  out: string;
+  resume: boolean;
+  epochs: number;
+  /** Pairs per optimizer step. */
+  batchSize: number;
+  /** Pairs per forward pass (gradients accumulate over the batch). */
+  microBatchSize: number;
+  lr: number;
+  warmup: number;
+  schedule: DecayShape;
+  minLrRatio: number;
+  weightDecay: number;
+  gradClip: number;
+  /** Pairs whose chosen or rejected text is longer than this many tokens are left out (and counted). */
+  maxLength: number;
+  /** Fraction of pairs held out for the accuracy report (0: none). */
+  validationFraction: number;
+  seed: number;
+  checkpointEvery: number;
+  keepCheckpoints: number;
+  timeLimitMinutes: number | null;
+  device: Device;
+  precision: Precision;
+}
+
+/**
+ * Settings for small models on a CPU; the paper's helpful reward model used lr 6e-6, batch 256, one epoch, at
+ * 600B parameters.
+ */
+export const defaultRewardModelConfig: RewardModelConfig = {
+  data: '',
+  model: '',
+  out: 'runs/reward-model',
+  resume: false,
+  epochs: 1,
+  batchSize: 16,
+  microBatchSize: 16,
+  lr: 2e-5,
+  warmup: 0,
+  schedule: 'cosine',
+  minLrRatio: 0.1,
+  weightDecay: 0,
+  gradClip: 1,
+  maxLength: 1024,
+  validationFraction: 0.1,
+  seed: 1,
+  checkpointEvery: 100,
+  keepCheckpoints: 2,
+  timeLimitMinutes: null,
+  device: 'cpu',
+  precision: 'f32',
+};
+
+/** One line of metrics.jsonl. */
+export interface RewardModelStepRecord {
+  step: number;
+  epoch: number;
+  loss: number;
+  /** Fraction of the batch's pairs with r(chosen) > r(rejected). */
+  accuracy: number;
+  /** Mean r(chosen) - r(rejected). */
+  margin: number;
+  lr: number;
+  gradNorm: number;
+  /** Held-out loss and accuracy, on steps where they were measured. */
+  validationLoss?: number;
+  validationAccuracy?: number;
+  elapsedSeconds: number;
+}
+
+export interface RewardModelHooks {
+  log?: (line: string) => void;
+  progress?: boolean;
+  /** Called after each step, before that step's checkpoint (tests use it to stop a run). */
+  onStep?: (record: RewardModelStepRecord) => void;
+}
+
+export interface PairAccuracy {
+  pairs: number;
+  loss: number;
+  accuracy: number;
+}
+
+export interface RewardModelResult {
+  steps: number;
+  records: RewardModelStepRecord[];
+  /** The trained reward model's folder. */
+  finalDir: string;
+  /** Pairs trained on, held out, and left out as longer than maxLength. */
+  counts: { train: number; validation: number; tooLong: number };
+  validation: PairAccuracy | null;
+}
+
+interface TrainerState {
+  config: RewardModelConfig;
+  optimizerStep: number;
+  metricsRecords: number;
+  elapsedSeconds: number;
+}
+
+const HEAD_PREFIX = 'head/';
+
+/** Trains (or resumes) a reward model; writes out/final as a reward-model folder. */
+export async function trainRewardModel(given: RewardModelConfig, hooks: RewardModelHooks = {}): Promise<RewardModelResult> {
+  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  useDevice(given.device, given.precision);
+  const pairs = readPreferencePairs(given.data);
+  await mkdir(given.out, { recursive: true });
+  const metricsFile = join(given.out, METRICS_FILE);
+  const checkpoint = given.resume ? await loadLatestCheckpoint(given.out, (m) => log(`warning: ${m}`)) : null;
+  if (!given.resume && await hasCheckpoints(given.out)) {
+    throw new UserError(`${join(given.out, CHECKPOINTS_DIR)} already holds checkpoints; pass --resume to continue that run, or choose another --out`);
+  }
+  if (given.resume && !checkpoint) log(`no checkpoint in ${given.out}; starting a new run`);
+  // A resumed run is the same run: its settings, except how long and how often to save.
+  const config = checkpoint ? { ...(checkpoint.trainerState as unknown as TrainerState).config, checkpointEvery: given.checkpointEvery, keepCheckpoints: given.keepCheckpoints, timeLimitMinutes: given.timeLimitMinutes } : given;
+
+  // A checkpoint's model folder holds the backbone; the head is among its other arrays.
+  const { model, tokenizer } = checkpoint
+    ? { model: rewardModelFromTensors(checkpoint.model.config, new Map([...checkpoint.model.tensors, ...[...checkpoint.optimizer.other].map(([name, array]) => [name.slice(HEAD_PREFIX.length), array] as const)]), checkpoint.dir), tokenizer: Tokenizer.fromFile(checkpoint.dir) }
+    : await loadRewardModelOrBackbone(config.model, config.seed);
+
+  // Encode every pair before training: a pair that cannot render fails now, naming its line.
+  const train: EncodedPair[] = [];
+  const validation: EncodedPair[] = [];
+  let tooLong = 0;
+  for (const pair of pairs) {
+    const encoded = { chosen: encodeTurns(tokenizer, pair.prompt, pair.chosen), rejected: encodeTurns(tokenizer, pair.prompt, pair.rejected) };
+    if (Math.max(encoded.chosen.length, encoded.rejected.length) > config.maxLength) {
+      tooLong++;
+      continue;
+    }
+    (isHeldOut(JSON.stringify([pair.prompt, pair.chosen, pair.rejected]), config.validationFraction) ? validation : train).push(encoded);
+  }
+  if (train.length === 0) {
+    throw new UserError(`${config.data}: no pairs left to train on (${pairs.length} read, ${tooLong} longer than --max-length ${config.maxLength}, ${validation.length} held out)`);
+  }
+  const stepsPerEpoch = Math.ceil(train.length / config.batchSize);
+  const totalSteps = stepsPerEpoch * config.epochs;
+  log(`${config.data}: ${train.length} pairs to train on, ${validation.length} held out, ${tooLong} longer than ${config.maxLength} tokens left out; ${totalSteps} steps`);
+
+  const named = model.namedParameters();
+  const optimizer = new AdamW(named, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: config.weightDecay });
+  let step = 0;
+  let elapsedBefore = 0;
+  let records: RewardModelStepRecord[] = [];
+  if (checkpoint) {
+    const saved = checkpoint.trainerState as unknown as TrainerState;
+    optimizer.loadStateDict({ step: saved.optimizerStep, m: float32Arrays(checkpoint.optimizer.m), v: float32Arrays(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
+    step = checkpoint.step;
+    elapsedBefore = saved.elapsedSeconds;
+    records = (await readJsonl<RewardModelStepRecord>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).slice(0, saved.metricsRecords);
+    await writeFileAtomic(metricsFile, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    log(`resuming ${given.out} from step ${step} (${checkpoint.dir})`);
+  } else {
+    await writeFileAtomic(metricsFile, '');
+  }
+
+  const tokenizerFiles = await readTokenizerFiles(tokenizer);
+  const startMs = performance.now();
+  const save = async (): Promise<void> => {
+    const state: TrainerState = { config, optimizerStep: optimizer.step, metricsRecords: records.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
+    const { m, v } = optimizer.stateDict();
+    await saveCheckpoint(given.out, step, {
+      model: { config: model.config, tensors: parameterArrays(model.backbone.namedParameters()), torchDtype: 'float32' },
+      optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: parameterArrays([[HEAD_PREFIX + SCORE_WEIGHT, model.score]]) },
+      trainerState: state as unknown as Record<string, unknown>,
+      tokenizer: tokenizerFiles,
+    }, { keepLast: config.keepCheckpoints });
+  };
+
+  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps, minLrRatio: config.minLrRatio };
+  const deadlineMs = config.timeLimitMinutes === null ? Infinity : startMs + config.timeLimitMinutes * 60_000;
+  const params = model.parameters();
+  const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
+    format: 'reward model {bar} step {value}/{total} | loss {loss} | acc {acc} | ETA {eta_formatted}', hideCursor: true, etaBuffer: 20,
+  }, cliProgress.Presets.shades_classic) : null;
+  bar?.start(totalSteps, step, { loss: '-', acc: '-' });
+  const logEvery = Math.max(1, Math.round(totalSteps / 20));
+  let lastSavedStep = checkpoint?.step ?? -1;
+  let order: number[] = [];
+  let orderEpoch = -1;
+  try {
+    while (step < totalSteps && performance.now() < deadlineMs) {
+      const epoch = Math.floor(step / stepsPerEpoch);
+      if (epoch !== orderEpoch) {
+        order = permutation(train.length, new Rng(config.seed + epoch));
+        orderEpoch = epoch;
+      }
+      const within = step % stepsPerEpoch;
+      const batch = order.slice(within * config.batchSize, (within + 1) * config.batchSize).map((i) => train[i]);
+      const lr = learningRate(step, schedule);
+      const { loss, accuracy, margin, gradNorm } = scope(() => {
+        let loss = 0;
+        let wins = 0;
+        let margin = 0;
+        for (let start = 0; start < batch.length; start += config.microBatchSize) {
+          const micro = batch.slice(start, start + config.microBatchSize);
+          const { chosen, rejected } = pairRewards(model, micro);
+          // The micro-batch's mean loss, weighted by its share of the batch: the sum over micro-batches is the batch mean.
+          const microLoss = mean(negLogSigmoid(sub(chosen, rejected)));
+          const weighted = micro.length === batch.length ? microLoss : mul(microLoss, micro.length / batch.length);
+          loss += weighted.item();
+          weighted.backward();
+          const c = chosen.toArray();
+          const r = rejected.toArray();
+          for (let i = 0; i < micro.length; i++) {
+            if (c[i] > r[i]) wins++;
+            margin += c[i] - r[i];
+          }
+        }
+        const gradNorm = clipGradNorm(params, config.gradClip > 0 ? config.gradClip : Infinity);
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          throw new UserError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
+        }
+        optimizer.update(lr);
+        model.backbone.afterStep?.();
+        model.zeroGrad();
+        return { loss, accuracy: wins / batch.length, margin: margin / batch.length, gradNorm };
+      });
+      step++;
+      const record: RewardModelStepRecord = { step, epoch: epoch + 1, loss, accuracy, margin, lr, gradNorm, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
+      const last = step === totalSteps;
+      if (validation.length > 0 && (step % config.checkpointEvery === 0 || last)) {
+        const held = pairAccuracy(model, validation, config.microBatchSize);
+        record.validationLoss = held.loss;
+        record.validationAccuracy = held.accuracy;
+      }
+      records.push(record);
+      await appendJsonl(metricsFile, record);
+      hooks.onStep?.(record);
+      if (bar) bar.update(step, { loss: loss.toFixed(4), acc: accuracy.toFixed(2) });
+      else if (step % logEvery === 0 || last) log(formatRecord(record, totalSteps));
+      if (step % config.checkpointEvery === 0 || last) {
+        await save();
+        lastSavedStep = step;
+      }
+    }
+  } finally {
+    bar?.stop();
+  }
+  if (lastSavedStep !== step) await save();
+  const finalDir = join(given.out, 'final');
+  await saveRewardModel(model, tokenizerFiles, finalDir);
+  log(`saved the reward model to ${finalDir}`);
+  return {
+    steps: step, records, finalDir, counts: { train: train.length, validation: validation.length, tooLong },
+    validation: validation.length > 0 ? pairAccuracy(model, validation, config.microBatchSize) : null,
+  };
+}
+
+/** Rewards of each pair's chosen and rejected texts, from one forward over both. */
+function pairRewards(model: RewardModel, pairs: readonly EncodedPair[]): { chosen: Tensor; rejected: Tensor } {
+  const { ids, lengths } = padRight([...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)]);
+  const rewards = model.rewards(ids, lengths);
+  return { chosen: slice(rewards, 0, 0, pairs.length), rejected: slice(rewards, 0, pairs.length, 2 * pairs.length) };
+}
+
+/** Mean Bradley-Terry loss and accuracy (r(chosen) > r(rejected)) over `pairs`, without gradients. */
+export function pairAccuracy(model: RewardModel, pairs: readonly EncodedPair[], batchSize = 16): PairAccuracy {
+  let loss = 0;
+  let wins = 0;
+  for (let start = 0; start < pairs.length; start += batchSize) {
+    const batch = pairs.slice(start, start + batchSize);
+    scope(() => noGrad(() => {
+      const { chosen, rejected } = pairRewards(model, batch);
+      loss += bradleyTerryLoss(chosen, rejected).item() * batch.length;
+      const c = chosen.toArray();
+      const r = rejected.toArray();
+      for (let i = 0; i < batch.length; i++) if (c[i] > r[i]) wins++;
+    }));
+  }
+  return { pairs: pairs.length, loss: loss / Math.max(pairs.length, 1), accuracy: wins / Math.max(pairs.length, 1) };
+}
+
+export interface PairScore {
+  id: string;
+  chosen: number;
+  rejected: number;
+}
+
+/** Scores every pair of a preference file with a reward model: per-pair rewards and the overall accuracy. */
+export function scorePreferencePairs(model: RewardModel, tokenizer: Tokenizer, pairs: readonly PreferencePair[], batchSize = 16): { scores: PairScore[]; accuracy: number } {
+  const chosen = model.scoreIds(pairs.map((p) => encodeTurns(tokenizer, p.prompt, p.chosen)), batchSize);
+  const rejected = model.scoreIds(pairs.map((p) => encodeTurns(tokenizer, p.prompt, p.rejected)), batchSize);
+  const scores = pairs.map((p, i) => ({ id: p.id, chosen: chosen[i], rejected: rejected[i] }));
+  return { scores, accuracy: scores.filter((s) => s.chosen > s.rejected).length / Math.max(scores.length, 1) };
+}
+
+/**
+ * A reward model from a folder: a reward-model folder as it is, or a causal LM with a freshly initialised head
+ * (seeded), so that training can start from a pretrained or fine-tuned model.
+ */
+export async function loadRewardModelOrBackbone(dir: string, seed: number): Promise<{ model: RewardModel; tokenizer: Tokenizer }> {
+  const configFile = join(dir, CONFIG_FILE);
+  const raw = existsSync(configFile) ? JSON.parse(await readFile(configFile, 'utf8')) as { architectures?: unknown } : {};
+  const names = Array.isArray(raw.architectures) ? raw.architectures as unknown[] : [];
+  if (names.some((name) => typeof name === 'string' && name.endsWith(CLASSIFIER_SUFFIX))) return loadRewardModel(dir);
+  const { model, tokenizer } = await loadModel(dir);
+  return { model: new RewardModel(model, seed), tokenizer };
+}
+
+function formatRecord(r: RewardModelStepRecord, totalSteps: number): string {
+  return [`step ${r.step}/${totalSteps}`, `loss ${r.loss.toFixed(4)}`, `acc ${r.accuracy.toFixed(2)}`, `margin ${r.margin.toFixed(3)}`,
+    r.validationAccuracy === undefined ? null : `held-out acc ${r.validationAccuracy.toFixed(3)}`, `${r.elapsedSeconds.toFixed(0)}s`].filter(Boolean).join(' | ');
+}
+
+/** 0..n-1 shuffled (Fisher-Yates) with `rng`. */
+function permutation(n: number, rng: Rng): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
