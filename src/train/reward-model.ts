@@ -50,7 +50,8 @@ export function bradleyTerryLoss(chosen: Tensor, rejected: Tensor): Tensor {
 /** A text, or a conversation in the OpenAI/TRL message format. */
 export type Turns = string | ChatMessage[];
 
-export interface PreferencePair {
+/** A prompt with a chosen and a rejected answer, as read from a preference file. */
+export interface Preference {
   /** `file:line`, for messages. */
   id: string;
   prompt: Turns | null;
@@ -59,7 +60,7 @@ export interface PreferencePair {
 }
 
 /** Reads a TRL preference JSONL file (formats in the file comment); a bad line fails as `file:line: problem`. */
-export function readPreferencePairs(path: string): PreferencePair[] {
+export function readPreferencePairs(path: string): Preference[] {
   const pairs = readJsonlObjects(path).map(({ line, record }) => {
     const where = `${path}:${line}`;
     const turns = (field: string): Turns | null => {
@@ -396,7 +397,7 @@ export interface PairScore {
 }
 
 /** Scores every pair of a preference file with a reward model: per-pair rewards and the overall accuracy. */
-export function scorePreferencePairs(model: RewardModel, tokenizer: Tokenizer, pairs: readonly PreferencePair[], batchSize = 16): { scores: PairScore[]; accuracy: number } {
+export function scorePreferencePairs(model: RewardModel, tokenizer: Tokenizer, pairs: readonly Preference[], batchSize = 16): { scores: PairScore[]; accuracy: number } {
   const chosen = model.scoreIds(pairs.map((p) => encodeTurns(tokenizer, p.prompt, p.chosen)), batchSize);
   const rejected = model.scoreIds(pairs.map((p) => encodeTurns(tokenizer, p.prompt, p.rejected)), batchSize);
   const scores = pairs.map((p, i) => ({ id: p.id, chosen: chosen[i], rejected: rejected[i] }));
