@@ -184,9 +184,10 @@ function familyOf(fields: ConfigFields, file: string): Family {
 
 /**
  * `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x, which also carries rope_theta). The kind is
- * under "rope_type" or, in older files, "type"; "default" means no scaling.
+ * under "rope_type" or, in older files, "type"; "default" means no scaling. `maxPositionEmbeddings` is the
+ * config's, which YaRN's absent factor and original context fall back on (as transformers does).
  */
-function ropeOf(fields: ConfigFields, file: string): { ropeTheta: number; ropeScaling: RopeScaling | null } {
+function ropeOf(fields: ConfigFields, file: string, maxPositionEmbeddings: number): { ropeTheta: number; ropeScaling: RopeScaling | null } {
   const parameters = fields.get('rope_parameters');
   const usesParameters = parameters !== undefined && !fields.has('rope_scaling');
   const field = usesParameters ? 'rope_parameters' : 'rope_scaling';
@@ -200,6 +201,8 @@ function ropeOf(fields: ConfigFields, file: string): { ropeTheta: number; ropeSc
   if (usesParameters && s.rope_theta !== undefined) ropeTheta = fields.checkPositiveNumber(`${field}.rope_theta`, s.rope_theta);
   const kind = s.rope_type ?? s.type ?? 'default';
   const number = (key: string): number => fields.checkPositiveNumber(`${field}.${key}`, s[key]);
+  // transformers reads YaRN's optional numbers with `or`: absent, null and 0 all mean "use the default".
+  const optional = (key: string, fallback: number): number => (s[key] === undefined || s[key] === null || s[key] === 0 ? fallback : number(key));
   switch (kind) {
     case 'default':
       return { ropeTheta, ropeScaling: null };
@@ -216,8 +219,28 @@ function ropeOf(fields: ConfigFields, file: string): { ropeTheta: number; ropeSc
           originalMaxPositionEmbeddings: number('original_max_position_embeddings'),
         },
       };
+    case 'yarn': {
+      const original = optional('original_max_position_embeddings', maxPositionEmbeddings);
+      if (s.truncate !== undefined && typeof s.truncate !== 'boolean') {
+        throw new UserError(`${file}: field "${field}.truncate" must be true or false, found ${JSON.stringify(s.truncate)}`);
+      }
+      return {
+        ropeTheta,
+        ropeScaling: {
+          type: 'yarn',
+          factor: optional('factor', maxPositionEmbeddings / original),
+          originalMaxPositionEmbeddings: original,
+          betaFast: optional('beta_fast', 32),
+          betaSlow: optional('beta_slow', 1),
+          mscale: optional('mscale', 0),
+          mscaleAllDim: optional('mscale_all_dim', 0),
+          attentionFactor: s.attention_factor === undefined || s.attention_factor === null ? null : number('attention_factor'),
+          truncate: (s.truncate as boolean | undefined) ?? true,
+        },
+      };
+    }
     default:
-      throw new UserError(`${file}: field "${field}" has rope type ${JSON.stringify(kind)}, which is not supported (supported: default, linear, llama3)`);
+      throw new UserError(`${file}: field "${field}" has rope type ${JSON.stringify(kind)}, which is not supported (supported: default, linear, llama3, yarn)`);
   }
 }
 
@@ -260,7 +283,8 @@ export function parseHfConfig(raw: unknown, file: string): { config: DenseConfig
     throw new UserError(`${file}: field "num_attention_heads" (${numHeads}) is not a multiple of "num_key_value_heads" (${numKvHeads})`);
   }
 
-  const { ropeTheta, ropeScaling } = ropeOf(fields, file);
+  const maxPositionEmbeddings = fields.positiveInt('max_position_embeddings', isLlama ? 2048 : 32768);
+  const { ropeTheta, ropeScaling } = ropeOf(fields, file, maxPositionEmbeddings);
   // Defaults from transformers: LlamaConfig has bos 1 / eos 2, Qwen2Config none (it names them in its files).
   const eosTokenIds = fields.tokenIds('eos_token_id', isLlama ? 2 : null);
   const config: DenseConfig = {
@@ -272,7 +296,7 @@ export function parseHfConfig(raw: unknown, file: string): { config: DenseConfig
     numHeads,
     numKvHeads,
     headDim,
-    maxPositionEmbeddings: fields.positiveInt('max_position_embeddings', isLlama ? 2048 : 32768),
+    maxPositionEmbeddings,
     ropeTheta,
     ropeScaling,
     rmsNormEps: fields.positiveNumber('rms_norm_eps', 1e-6),
@@ -341,13 +365,9 @@ function parseDeepSeekConfig(raw: Record<string, unknown>, file: string): { conf
   const numHeads = fields.positiveInt('num_attention_heads', 128);
   const kvHeads = fields.positiveInt('num_key_value_heads', numHeads);
   if (kvHeads !== numHeads) throw new UserError(`${file}: field "num_key_value_heads" (${kvHeads}) must equal "num_attention_heads" (${numHeads}) in multi-head latent attention`);
-  // Only plain RoPE: YaRN (rope_type "yarn", which also rescales the softmax by mscale^2) is not implemented.
-  for (const field of ['rope_scaling', 'rope_parameters']) {
-    const value = fields.get(field) as Record<string, unknown> | undefined;
-    const kind = value && typeof value === 'object' ? value.rope_type ?? value.type ?? 'default' : 'default';
-    if (kind !== 'default') throw new UserError(`${file}: field "${field}" has rope type ${JSON.stringify(kind)}; only default RoPE is supported for ${DEEPSEEK.architecture} (YaRN is not implemented)`);
-  }
-  const { ropeTheta } = ropeOf(fields, file);
+  const maxPositionEmbeddings = fields.positiveInt('max_position_embeddings', 4096);
+  // V3 and R1 ship YaRN (factor 40 over 4096 positions); its mscale also enters the softmax scale (softmaxScale).
+  const { ropeTheta, ropeScaling } = ropeOf(fields, file, maxPositionEmbeddings);
   const qLoraRank = fields.get('q_lora_rank') === undefined && Object.hasOwn(raw, 'q_lora_rank') ? null : fields.positiveInt('q_lora_rank', 1536);
   const nonNegativeInt = (field: string, fallback: number): number => {
     const value = fields.get(field) ?? fallback;
@@ -387,8 +407,9 @@ function parseDeepSeekConfig(raw: Record<string, unknown>, file: string): { conf
     })(),
     mtpDepth: nonNegativeInt('num_nextn_predict_layers', 0),
     mtpLossWeight: 0.3,
-    maxPositionEmbeddings: fields.positiveInt('max_position_embeddings', 4096),
+    maxPositionEmbeddings,
     ropeTheta,
+    ropeScaling,
     ropeInterleave: fields.bool('rope_interleave', true),
     rmsNormEps: fields.positiveNumber('rms_norm_eps', 1e-6),
     tieWordEmbeddings: fields.bool('tie_word_embeddings', false),
@@ -421,20 +442,6 @@ export function hfConfigJson(config: ModelConfig, extras: Partial<HfConfigExtras
   if (config.eosTokenId !== null && eosIds[0] !== config.eosTokenId) {
     throw new Error(`hfConfigJson: eosTokenIds ${JSON.stringify(eosIds)} must start with config.eosTokenId ${config.eosTokenId}`);
   }
-  let ropeScaling: Record<string, unknown> | null = null;
-  if (config.ropeScaling?.type === 'linear') {
-    // Both keys: transformers >= 4.43 reads rope_type, older versions read type.
-    ropeScaling = { factor: config.ropeScaling.factor, rope_type: 'linear', type: 'linear' };
-  } else if (config.ropeScaling?.type === 'llama3') {
-    const s = config.ropeScaling;
-    ropeScaling = {
-      factor: s.factor,
-      high_freq_factor: s.highFreqFactor,
-      low_freq_factor: s.lowFreqFactor,
-      original_max_position_embeddings: s.originalMaxPositionEmbeddings,
-      rope_type: 'llama3',
-    };
-  }
   const familySpecific: Record<string, unknown> = config.family === 'llama'
     ? { attention_bias: config.attentionBias, mlp_bias: false, pretraining_tp: 1 }
     // Qwen2.5 ships use_sliding_window false with sliding_window and max_window_layers filled in; they only
@@ -453,7 +460,7 @@ export function hfConfigJson(config: ModelConfig, extras: Partial<HfConfigExtras
     hidden_act: 'silu',
     max_position_embeddings: config.maxPositionEmbeddings,
     rope_theta: config.ropeTheta,
-    rope_scaling: ropeScaling,
+    rope_scaling: ropeScalingJson(config.ropeScaling),
     rms_norm_eps: config.rmsNormEps,
     tie_word_embeddings: config.tieWordEmbeddings,
     bos_token_id: config.bosTokenId,
@@ -465,6 +472,40 @@ export function hfConfigJson(config: ModelConfig, extras: Partial<HfConfigExtras
   };
   if (extras.torchDtype) json.torch_dtype = extras.torchDtype;
   return json;
+}
+
+/** config.json's rope_scaling for a scaling (null for plain RoPE), with the keys transformers reads. */
+function ropeScalingJson(scaling: RopeScaling | null): Record<string, unknown> | null {
+  switch (scaling?.type) {
+    case undefined:
+      return null;
+    case 'linear':
+      // Both keys: transformers >= 4.43 reads rope_type, older versions read type.
+      return { factor: scaling.factor, rope_type: 'linear', type: 'linear' };
+    case 'llama3':
+      return {
+        factor: scaling.factor,
+        high_freq_factor: scaling.highFreqFactor,
+        low_freq_factor: scaling.lowFreqFactor,
+        original_max_position_embeddings: scaling.originalMaxPositionEmbeddings,
+        rope_type: 'llama3',
+      };
+    case 'yarn': {
+      const json: Record<string, unknown> = {
+        factor: scaling.factor,
+        original_max_position_embeddings: scaling.originalMaxPositionEmbeddings,
+        beta_fast: scaling.betaFast,
+        beta_slow: scaling.betaSlow,
+        rope_type: 'yarn',
+        type: 'yarn',
+      };
+      if (scaling.mscale) json.mscale = scaling.mscale;
+      if (scaling.mscaleAllDim) json.mscale_all_dim = scaling.mscaleAllDim;
+      if (scaling.attentionFactor !== null) json.attention_factor = scaling.attentionFactor;
+      if (!scaling.truncate) json.truncate = false;
+      return json;
+    }
+  }
 }
 
 /** Token ids as config.json writes them: one id, or a list when there are several. */
@@ -513,7 +554,7 @@ function deepseekConfigJson(c: DeepSeekConfig, extras: Partial<HfConfigExtras>):
     hidden_act: 'silu',
     max_position_embeddings: c.maxPositionEmbeddings,
     rope_theta: c.ropeTheta,
-    rope_scaling: null,
+    rope_scaling: ropeScalingJson(c.ropeScaling),
     rope_interleave: c.ropeInterleave,
     rms_norm_eps: c.rmsNormEps,
     tie_word_embeddings: c.tieWordEmbeddings,

@@ -11,7 +11,7 @@ import { SwiGluMlp } from '../nn/mlp.ts';
 import { DeepSeekMoE, type MoeBalance, type MoeConfig, type MoeLoadStats } from '../nn/moe.ts';
 import { Module } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
-import { ropeTables } from '../nn/rope.ts';
+import { ropeTables, yarnMscale, type RopeScaling } from '../nn/rope.ts';
 import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 import { lastPositionLogits, type ForwardOptions } from './dense.ts';
@@ -36,6 +36,8 @@ export interface DeepSeekConfig extends MoeConfig, MoeBalance, Omit<MlaConfig, '
   // Positions, norms, head, special tokens
   maxPositionEmbeddings: number;
   ropeTheta: number;
+  /** Rotary scaling: null, or YaRN as V3 and R1 ship it (which also scales the softmax, see softmaxScale). */
+  ropeScaling: RopeScaling | null;
   /** Rotary pairs (2i, 2i+1) as in the released V3 weights (rope_interleave, default true). */
   ropeInterleave: boolean;
   rmsNormEps: number;
@@ -115,6 +117,7 @@ export function deepseekConfig(vocabSize: number, overrides: Partial<DeepSeekCon
     mtpLossWeight: 0.3,
     maxPositionEmbeddings: 1024,
     ropeTheta: 10000,
+    ropeScaling: null,
     ropeInterleave: true,
     rmsNormEps: 1e-6,
     tieWordEmbeddings: false,
@@ -124,9 +127,16 @@ export function deepseekConfig(vocabSize: number, overrides: Partial<DeepSeekCon
   };
 }
 
-/** Softmax scale of MLA: 1 / sqrt(qk_nope_head_dim + qk_rope_head_dim) (no YaRN, so no mscale). */
+/**
+ * Softmax scale of MLA: 1 / sqrt(qk_nope_head_dim + qk_rope_head_dim), times mscale(s, mscale_all_dim)^2 under
+ * YaRN (DeepSeek-V2 §2.1 / the released modeling code, as transformers' DeepseekV3Attention): YaRN's
+ * temperature applies to the whole q.k, nope dims included, not only to the rotary part that cos/sin scale.
+ */
 export function softmaxScale(c: DeepSeekConfig): number {
-  return 1 / Math.sqrt(c.qkNopeHeadDim + c.qkRopeHeadDim);
+  const base = 1 / Math.sqrt(c.qkNopeHeadDim + c.qkRopeHeadDim);
+  if (c.ropeScaling?.type !== 'yarn' || !c.ropeScaling.mscaleAllDim) return base;
+  const mscale = yarnMscale(c.ropeScaling.factor, c.ropeScaling.mscaleAllDim);
+  return base * mscale * mscale;
 }
 
 /** Pre-norm block: x + attn(norm(x)), then h + ffn(norm(h)); the FFN is dense for the first layers, else MoE. */
@@ -206,7 +216,7 @@ export class DeepSeekModel extends Module {
     this.mtp = Array.from({ length: c.mtpDepth }, (_, k) => this.module(`model.layers.${c.numLayers + k}`, new MtpModule(c, rng)));
     this.norm = this.module('model.norm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
     this.lmHead = c.tieWordEmbeddings ? this.embedTokens.weight : this.module('lm_head', new Embedding(c.vocabSize, c.hiddenSize, rng)).weight;
-    this.rope = ropeTables({ rotDim: c.qkRopeHeadDim, theta: c.ropeTheta, scaling: null, maxPositions: c.maxPositionEmbeddings, interleaved: c.ropeInterleave });
+    this.rope = ropeTables({ rotDim: c.qkRopeHeadDim, theta: c.ropeTheta, scaling: c.ropeScaling, maxPositions: c.maxPositionEmbeddings, interleaved: c.ropeInterleave });
     this.buffer('rope.cos', this.rope.cos);
     this.buffer('rope.sin', this.rope.sin);
   }

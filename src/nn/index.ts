@@ -4,4 +4,4 @@ export { Embedding } from './embedding.ts';
 export { RMSNorm } from './rmsnorm.ts';
 export { SwiGluMlp } from './mlp.ts';
 export { GroupedQueryAttention, emptyLayerKvCache, type LayerKvCache, type AttentionConfig } from './attention.ts';
-export { inverseFrequencies, ropeTables, type RopeScaling } from './rope.ts';
+export { inverseFrequencies, ropeAttentionFactor, ropeTables, yarnMscale, type RopeScaling, type YarnScaling } from './rope.ts';

@@ -20,6 +20,8 @@ export interface ChatTemplateOptions {
   tools?: unknown[];
   /** Further template variables, e.g. Qwen3's `enable_thinking`. */
   variables?: Record<string, unknown>;
+  /** A template to use instead of the tokenizer's own (e.g. DEFAULT_CHAT_TEMPLATE for a tokenizer without one). */
+  template?: string;
 }
 
 /** End of a document in pretraining data; the pad token. */
@@ -45,6 +47,24 @@ export const CHATML_TEMPLATE =
   "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}" +
   "{%- endfor %}" +
   "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+/**
+ * The chat template of a model whose tokenizer_config.json has none (documented in README, "r1 sft"): ChatML
+ * turns, as our own tokenizers' special tokens spell them, with R1's reasoning format for assistant turns. An
+ * assistant message may carry its chain of thought in `reasoning_content` (the field DeepSeek's API and
+ * Qwen3's template use), rendered as DeepSeek-R1 writes it, `<think>\nreasoning\n</think>\n\nsummary`; a
+ * content that already holds `<think>...</think>` is kept as it is. Every turn ends in <|im_end|>, the token
+ * that stops sampling.
+ */
+export const DEFAULT_CHAT_TEMPLATE =
+  "{%- for message in messages %}" +
+  "{%- if message.role == 'assistant' and message.reasoning_content is defined and message.reasoning_content is not none %}" +
+  "{{- '<|im_start|>assistant\n<think>\n' + message.reasoning_content.strip() + '\n</think>\n\n' + message.content.strip() + '<|im_end|>\n' }}" +
+  "{%- else %}" +
+  "{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}" +
+  "{%- endif %}" +
+  "{%- endfor %}" +
+  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}";
 
 const parsedTemplates = new Map<string, Template>();
 

@@ -131,10 +131,11 @@ export class Tokenizer {
 
   /** Renders a conversation with the config's chat template (see chat.ts for the variables it sees). */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
-    const where = this.sources.configFile ?? this.sources.tokenizerFile;
-    if (this.chatTemplate === null) throw new UserError(`${where}: no chat_template in tokenizer_config.json`);
+    const where = options.template !== undefined ? 'the chat template given' : this.sources.configFile ?? this.sources.tokenizerFile;
+    const template = options.template ?? this.chatTemplate;
+    if (template === null) throw new UserError(`${where}: no chat_template in tokenizer_config.json`);
     const tokenString = (key: string) => configTokenContent(this.config[key]) ?? undefined;
-    return renderChatTemplate(this.chatTemplate, messages, options, {
+    return renderChatTemplate(template, messages, options, {
       bos_token: tokenString('bos_token'),
       eos_token: tokenString('eos_token'),
       pad_token: tokenString('pad_token'),

@@ -145,7 +145,9 @@ const BAD_CONFIGS: [string, Record<string, unknown>, RegExp][] = [
   ['an unsupported architecture', { ...QWEN25_05B, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, /unsupported architecture MistralForCausalLM in field "architectures" \(supported: LlamaForCausalLM, Qwen2ForCausalLM, DeepseekV3ForCausalLM\)/],
   ['model_type disagreeing with architectures', { ...QWEN25_05B, model_type: 'llama' }, /field "model_type" is "llama" but "architectures" names Qwen2ForCausalLM/],
   ['no architecture at all', { ...QWEN25_05B, architectures: undefined, model_type: undefined }, /missing required field "architectures"/],
-  ['an unsupported rope kind', { ...QWEN25_05B, rope_scaling: { type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } }, /field "rope_scaling" has rope type "yarn", which is not supported \(supported: default, linear, llama3\)/],
+  ['an unsupported rope kind', { ...QWEN25_05B, rope_scaling: { type: 'dynamic', factor: 4.0 } }, /field "rope_scaling" has rope type "dynamic", which is not supported \(supported: default, linear, llama3, yarn\)/],
+  ['a YaRN factor that is not a number', { ...QWEN25_05B, rope_scaling: { type: 'yarn', factor: '4' } }, /field "rope_scaling.factor" must be a positive number, found "4"/],
+  ['a YaRN truncate that is not a boolean', { ...QWEN25_05B, rope_scaling: { type: 'yarn', factor: 4, truncate: 1 } }, /field "rope_scaling.truncate" must be true or false, found 1/],
   ['a llama3 rope without its factors', { ...LLAMA32_1B_INSTRUCT, rope_scaling: { rope_type: 'llama3', factor: 8 } }, /field "rope_scaling.low_freq_factor" must be a positive number, found undefined/],
   ['another activation', { ...LLAMA32_1B_INSTRUCT, hidden_act: 'gelu' }, /field "hidden_act" is "gelu", but only "silu" is supported/],
   ['MLP bias', { ...LLAMA32_1B_INSTRUCT, mlp_bias: true }, /field "mlp_bias" is true, but only false is supported/],
@@ -159,10 +161,21 @@ for (const [problem, json, message] of BAD_CONFIGS) {
   });
 }
 
-test('config.json written for a DenseConfig parses back to it, for both families and both RoPE scalings', () => {
+test("Qwen2.5's YaRN block (its model card's long-context setting) parses with transformers' defaults filled in", () => {
+  const { config } = parseHfConfig({ ...QWEN25_05B, rope_scaling: { factor: 4.0, original_max_position_embeddings: 32768, type: 'yarn' } }, 'c.json');
+  assert.deepEqual(config.ropeScaling, {
+    type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 32768, betaFast: 32, betaSlow: 1, mscale: 0, mscaleAllDim: 0, attentionFactor: null, truncate: true,
+  });
+  // Without a factor or an original context, transformers takes max_position_embeddings for the original and 1 for the factor.
+  const bare = parseHfConfig({ ...QWEN25_05B, rope_parameters: { rope_type: 'yarn', rope_theta: 1e6 } }, 'c.json').config.ropeScaling;
+  assert.deepEqual(bare && bare.type === 'yarn' && [bare.factor, bare.originalMaxPositionEmbeddings], [1, 32768]);
+});
+
+test('config.json written for a DenseConfig parses back to it, for both families and every RoPE scaling', () => {
   const configs: DenseConfig[] = [
     parseHfConfig(QWEN25_05B, 'q').config,
     parseHfConfig(LLAMA32_1B_INSTRUCT, 'l').config,
+    tinyConfig('qwen2', { ropeScaling: { type: 'yarn', factor: 8, originalMaxPositionEmbeddings: 16, betaFast: 16, betaSlow: 2, mscale: 0.7, mscaleAllDim: 0, attentionFactor: 1.2, truncate: false } }),
     tinyConfig('llama', { ropeScaling: { type: 'linear', factor: 2 }, attentionBias: true, bosTokenId: null, eosTokenId: null }),
   ];
   for (const config of configs) {
@@ -333,7 +346,7 @@ const HF_TINY = fileURLToPath(new URL('./fixtures/hf-tiny', import.meta.url));
 
 test('folders saved by transformers load with the DenseConfig and tensors transformers meant', async () => {
   const folders = await readdir(HF_TINY);
-  assert.deepEqual(folders.sort(), ['llama', 'llama3-rope', 'qwen2', 'qwen2-sharded']);
+  assert.deepEqual(folders.sort(), ['llama', 'llama-yarn', 'llama3-rope', 'qwen2', 'qwen2-sharded']);
   for (const folder of folders) {
     const dir = join(HF_TINY, folder);
     const expected = JSON.parse(await readFile(join(dir, 'expected.json'), 'utf8'));

@@ -31,7 +31,7 @@ async function load(name: string) {
   return { dir, expected, hf, model: modelFromTensors(hf.config, hf.tensors, dir) };
 }
 
-for (const name of ['v3', 'v2lite-shape']) {
+for (const name of ['v3', 'v2lite-shape', 'v3-yarn']) {
   describe(`deepseek ${name} against transformers`, () => {
     it('reads the config transformers wrote, and every tensor it saved', async () => {
       const { expected, hf } = await load(name);

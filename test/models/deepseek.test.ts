@@ -8,7 +8,8 @@ import { describe, it } from 'node:test';
 import { BatchDecoder } from '../../src/generate/engine.ts';
 import { hfConfigJson, loadHfModel, parseModelConfig, saveHfModel } from '../../src/io/hf.ts';
 import { fromFloat32 } from '../../src/io/safetensors.ts';
-import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../../src/models/deepseek.ts';
+import { DeepSeekModel, deepseekConfig, softmaxScale, validateDeepSeekConfig, type DeepSeekConfig } from '../../src/models/deepseek.ts';
+import { ropeAttentionFactor } from '../../src/nn/rope.ts';
 import { createModel } from '../../src/models/pretrained.ts';
 import { concat, crossEntropy, linear, noGrad, reshape, slice, tensor } from '../../src/tensor/index.ts';
 import { UserError } from '../../src/util/errors.ts';
@@ -36,8 +37,8 @@ describe('DeepSeekConfig validation', () => {
   it('names config.json fields when the file is at fault', () => {
     const json = { ...hfConfigJson(tiny()), num_experts_per_tok: 9 };
     assert.throws(() => parseModelConfig(json, 'm/config.json'), /^UserError: m\/config.json: field "num_experts_per_tok" \(9\) is larger than field "n_routed_experts" \(4\)/);
-    assert.throws(() => parseModelConfig({ ...json, num_experts_per_tok: 2, rope_scaling: { rope_type: 'yarn', factor: 40 } }, 'm/config.json'),
-      /m\/config.json: field "rope_scaling" has rope type "yarn"; only default RoPE is supported/);
+    assert.throws(() => parseModelConfig({ ...json, num_experts_per_tok: 2, rope_scaling: { rope_type: 'yarn', factor: 40, mscale: 'one' } }, 'm/config.json'),
+      /m\/config.json: field "rope_scaling.mscale" must be a positive number, found "one"/);
     assert.throws(() => parseModelConfig({ ...json, num_experts_per_tok: 2, scoring_func: 'softmax' }, 'm/config.json'), /field "scoring_func" is "softmax", but only "sigmoid"/);
     assert.throws(() => parseModelConfig({ ...json, architectures: ['DeepseekV2ForCausalLM'] }, 'm/config.json'),
       /unsupported architecture DeepseekV2ForCausalLM in field "architectures" \(supported: LlamaForCausalLM, Qwen2ForCausalLM, DeepseekV3ForCausalLM\)/);
@@ -46,6 +47,19 @@ describe('DeepSeekConfig validation', () => {
   it('round-trips through config.json', () => {
     const config = tiny({ qLoraRank: null, mtpDepth: 2, ropeInterleave: false, seqBalanceWeight: 0.01 });
     assert.deepEqual(parseModelConfig(JSON.parse(JSON.stringify(hfConfigJson(config))), 'c').config, config);
+    const yarn = tiny({ ropeScaling: { type: 'yarn', factor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 1, attentionFactor: null, truncate: true } });
+    assert.deepEqual(parseModelConfig(JSON.parse(JSON.stringify(hfConfigJson(yarn))), 'c').config, yarn);
+  });
+
+  it("reads DeepSeek-V3's own YaRN block, and scales the softmax by mscale(40, 1)^2 while cos/sin stay unscaled", () => {
+    const v3Rope = { beta_fast: 32, beta_slow: 1, factor: 40, mscale: 1.0, mscale_all_dim: 1.0, original_max_position_embeddings: 4096, type: 'yarn' };
+    const { config } = parseModelConfig({ ...hfConfigJson(tiny()), max_position_embeddings: 163840, rope_scaling: v3Rope }, 'c');
+    assert.ok(config.family === 'deepseek');
+    assert.deepEqual(config.ropeScaling, { type: 'yarn', factor: 40, originalMaxPositionEmbeddings: 4096, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 1, attentionFactor: null, truncate: true });
+    // 1 / sqrt(8 + 4) times (0.1 ln 40 + 1)^2 = 1.3689^2.
+    const mscale = 0.1 * Math.log(40) + 1;
+    assert.ok(Math.abs(softmaxScale(config) - mscale * mscale / Math.sqrt(12)) < 1e-12);
+    assert.equal(ropeAttentionFactor(config.ropeScaling), 1);
   });
 });
 

@@ -19,7 +19,7 @@ const RELATIVE_TOLERANCE = 1e-4;
 
 for (const backend of ['native', 'reference'] as const) {
   describe(`dense model logits equal transformers' (${backend} backend)`, () => {
-    for (const name of ['llama', 'llama3-rope', 'qwen2', 'qwen2-sharded']) {
+    for (const name of ['llama', 'llama3-rope', 'llama-yarn', 'qwen2', 'qwen2-sharded']) {
       it(name, async () => {
         const dir = join(fixtures, name);
         const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { prompt: number[]; logits: number[][] };
