@@ -27,3 +27,7 @@ export * from './pipeline/zero.ts';
 // Both training loops write metrics.jsonl; one name for it.
 export { METRICS_FILE } from './train/pretrain.ts';
 export { UserError } from './util/errors.ts';
+export * from './serve/openai.ts';
+export * from './serve/serving-engine.ts';
+export * from './serve/reasoning.ts';
+export { listen, HttpError, type Route, type RunningServer } from './serve/http.ts';

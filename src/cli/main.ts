@@ -18,6 +18,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./zero.ts'),
   () => import('./reward-model.ts'),
   () => import('./eval.ts'),
+  () => import('./serve.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {
