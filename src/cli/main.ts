@@ -17,6 +17,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./verify-answer.ts'),
   () => import('./zero.ts'),
   () => import('./reward-model.ts'),
+  () => import('./rejection-sample.ts'),
   () => import('./eval.ts'),
   () => import('./serve.ts'),
 ];
