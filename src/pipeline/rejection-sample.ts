@@ -29,6 +29,7 @@ import type { Example, Task } from '../tasks/task.ts';
 import { Rng, useDevice, type Device } from '../tensor/index.ts';
 import type { ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { renderConversation } from '../train/reward-model.ts';
 import { UserError } from '../util/errors.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -37,8 +38,8 @@ import { UserError } from '../util/errors.ts';
 export const PROMPT_TEMPLATES = {
   /** The R1-Zero template (SPEC.md 2), for sampling an R1-Zero checkpoint. */
   'r1-zero': (question: string) => r1ZeroPrompt(question),
-  /** The tokenizer's chat template with one user turn and the assistant's header (a chat or SFT model). */
-  chat: (question: string, tokenizer: Tokenizer) => tokenizer.applyChatTemplate([{ role: 'user', content: question }], { addGenerationPrompt: true }),
+  /** The chat template (the tokenizer's, or the default) with one user turn and the assistant's header (a chat or SFT model). */
+  chat: (question: string, tokenizer: Tokenizer) => renderConversation(tokenizer, [{ role: 'user', content: question }], { addGenerationPrompt: true }),
   /** The question as it is. */
   plain: (question: string) => question,
 } satisfies Record<string, (question: string, tokenizer: Tokenizer) => string>;

@@ -7,7 +7,7 @@
 //   {"prompt": "...", "chosen": "...", "rejected": "..."}                 explicit prompt, texts concatenated
 //   {"chosen": [{"role": ..., "content": ...}, ...], "rejected": [...]}   conversations (the prompt turns shared)
 //   {"prompt": [messages], "chosen": [messages], "rejected": [messages]} prompt turns, then each answer's turns
-// Conversations are laid out with the tokenizer's chat template (ChatML when it has none). A fraction of the pairs,
+// Conversations are laid out with the tokenizer's chat template (DEFAULT_CHAT_TEMPLATE when it has none). A fraction of the pairs,
 // chosen by a hash of their content, is held out to report accuracy on pairs the model never trained on.
 //
 // Exact resume: a checkpoint holds the backbone and head, the AdamW moments and the step; the pair order of each
@@ -24,7 +24,7 @@ import { loadModel } from '../models/pretrained.ts';
 import { loadRewardModel, padRight, readTokenizerFiles, RewardModel, rewardModelFromTensors, saveRewardModel, SCORE_WEIGHT } from '../models/reward-model.ts';
 import { isHeldOut } from '../tasks/split.ts';
 import { abs, add, exp, log, mean, mul, neg, noGrad, relu, scope, slice, sub, useDevice, type Device, type Precision, type Tensor, Rng } from '../tensor/index.ts';
-import { CHATML_TEMPLATE, renderChatTemplate, type ChatMessage } from '../tokenizer/chat.ts';
+import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
@@ -87,10 +87,9 @@ export function readPreferencePairs(path: string): Preference[] {
   return pairs;
 }
 
-/** A conversation as the model sees it: the tokenizer's chat template, or ChatML when it has none. */
-export function renderConversation(tokenizer: Tokenizer, messages: readonly ChatMessage[]): string {
-  if (tokenizer.chatTemplate !== null) return tokenizer.applyChatTemplate(messages);
-  return renderChatTemplate(CHATML_TEMPLATE, messages, {}, {}, 'the default ChatML template');
+/** A conversation as the model sees it: the tokenizer's chat template, or DEFAULT_CHAT_TEMPLATE when it has none. */
+export function renderConversation(tokenizer: Tokenizer, messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
+  return tokenizer.applyChatTemplate(messages, { ...options, template: tokenizer.chatTemplate ?? DEFAULT_CHAT_TEMPLATE });
 }
 
 /** Token ids of a prompt and one answer: texts concatenated, or conversations rendered (prompt turns first). */
