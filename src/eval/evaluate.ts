@@ -22,6 +22,8 @@ export interface EvalOptions {
   seed: number;
   /** Prompt text of a question (default: the R1-Zero template, SPEC.md 2). */
   prompt?: (question: string) => string;
+  /** Whether a response (a prefilled `<think>` restored) is in the output format (default: the strict R1-Zero shape). */
+  isFormatted?: (completion: string) => boolean;
 }
 
 /** The paper's evaluation settings (R1 sec. 3.1: temperature 0.6, top-p 0.95) at a size for a CPU. */
@@ -59,7 +61,7 @@ export interface EvalReport {
   passAtK: number;
   /** Fraction of questions whose majority-voted answer is correct. */
   consAtK: number;
-  /** Fraction of responses in the strict R1-Zero format. */
+  /** Fraction of responses in the output format (options.isFormatted; by default the strict R1-Zero one). */
   formatRate: number;
   /** Mean response length in tokens. */
   meanLength: number;
@@ -69,6 +71,7 @@ export interface EvalReport {
 /** Samples k responses per test question and scores them with the task's verifier. */
 export function evaluateModel(model: DenseModel, tokenizer: Tokenizer, task: Task, options: EvalOptions): EvalReport {
   const prompt = options.prompt ?? r1ZeroPrompt;
+  const isFormatted = options.isFormatted ?? isStrictFormat;
   const allExamples = task.testSet();
   const examples = options.limit === null ? allExamples : allExamples.slice(0, options.limit);
   const k = options.k;
@@ -85,7 +88,7 @@ export function evaluateModel(model: DenseModel, tokenizer: Tokenizer, task: Tas
       const verdict = safeVerify(task, text, example);
       return {
         text, lengthTokens: result.tokenIds.length, answer: verdict.answer, correct: verdict.correct,
-        formatted: isStrictFormat(completionWithPrefill({ prompt: promptText, completion: text })), truncated: result.finishReason === 'length',
+        formatted: isFormatted(completionWithPrefill({ prompt: promptText, completion: text })), truncated: result.finishReason === 'length',
       };
     });
     const votedAnswer = majorityAnswer(responses.map((r) => r.answer));

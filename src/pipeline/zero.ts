@@ -24,7 +24,7 @@ import { taskByName } from '../tasks/registry.ts';
 import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
-import { defaultPretrainConfig, pretrain, FINAL_DIR } from '../train/pretrain.ts';
+import { defaultPretrainConfig, pretrain, FINAL_DIR, type PretrainConfig } from '../train/pretrain.ts';
 import { UserError } from '../util/errors.ts';
 import { renderReport } from './report.ts';
 
@@ -265,16 +265,49 @@ export function baseModelKey(config: ZeroConfig): Record<string, unknown> {
 }
 
 /**
- * The base model's folder: cacheDir/base-<hash>/final, pretrained now unless a complete one is there. The
- * model is trained in a temporary folder renamed into place when done, so a killed run leaves no half model
- * in the cache.
+ * The base model's folder: cacheDir/base-<hash>/final, pretrained now unless a complete one is there (see
+ * ensurePretrainedModel).
  */
 export async function ensureBaseModel(config: ZeroConfig, log: (line: string) => void): Promise<string> {
   const text = BASE_TEXT[config.task];
   if (!text) throw new UserError(`task ${config.task}: r1ts cannot write pretraining text for it, so it cannot make a base model; give one with --model DIR`);
-  const key = baseModelKey(config);
-  const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 12);
-  const dir = join(config.cacheDir, `base-${hash}`);
+  return ensurePretrainedModel({
+    cacheDir: config.cacheDir,
+    key: baseModelKey(config),
+    describe: `${config.baseDocuments} generated documents (${percent(config.baseCorrectRate)} correct, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps`,
+    documents: () => {
+      const rng = new Rng(config.baseSeed);
+      const documents = text.documents(rng, config.baseDocuments, { correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate, ...(config.level === null ? {} : { level: config.level }) })
+        .map((doc) => (rng.uniform() < config.baseTemplateRate ? doc : templateTail(doc)));
+      for (let d = 0; d < config.baseDrillDocuments; d++) documents.push(drillDocument(() => text.drill(rng, config.level)));
+      shuffle(rng, documents);
+      return documents;
+    },
+    pretrain: {
+      size: config.baseSize, modelOverrides: config.baseModelOverrides, vocabSize: config.baseVocabSize, steps: config.baseSteps,
+      batchSize: config.baseBatchSize, seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.baseSeed, device: config.device, precision: config.precision,
+    },
+  }, log);
+}
+
+/** A cached pretrained model: the settings that decide it, and how to write its corpus. */
+export interface PretrainedModelRecipe {
+  cacheDir: string;
+  /** Every setting that decides the model (its hash names the cache folder). */
+  key: Record<string, unknown>;
+  /** What is being made, for the log. */
+  describe: string;
+  documents: () => string[];
+  pretrain: Pick<PretrainConfig, 'size' | 'modelOverrides' | 'vocabSize' | 'steps' | 'batchSize' | 'seqLen' | 'lr' | 'seed' | 'device' | 'precision'>;
+}
+
+/**
+ * cacheDir/base-<hash of the key>/final, pretrained now unless a complete one is there. The model is trained in a
+ * temporary folder renamed into place when done, so a killed run leaves no half model in the cache.
+ */
+export async function ensurePretrainedModel(recipe: PretrainedModelRecipe, log: (line: string) => void): Promise<string> {
+  const hash = createHash('sha256').update(JSON.stringify(recipe.key)).digest('hex').slice(0, 12);
+  const dir = join(recipe.cacheDir, `base-${hash}`);
   const finalDir = join(dir, FINAL_DIR);
   if (existsSync(join(finalDir, 'config.json'))) {
     log(`using the cached base model ${finalDir}`);
@@ -283,34 +316,21 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
   const temporary = `${dir}.tmp-${process.pid}`;
   await rm(temporary, { recursive: true, force: true });
   await mkdir(temporary, { recursive: true });
-  log(`making a base model in ${dir}: ${config.baseDocuments} generated documents (${percent(config.baseCorrectRate)} correct, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps`);
-  const rng = new Rng(config.baseSeed);
-  const documents = text.documents(rng, config.baseDocuments, { correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate, ...(config.level === null ? {} : { level: config.level }) })
-    .map((doc) => (rng.uniform() < config.baseTemplateRate ? doc : templateTail(doc)));
-  for (let d = 0; d < config.baseDrillDocuments; d++) documents.push(Array.from({ length: DRILL_EQUATIONS }, () => text.drill(rng, config.level)).join(' '));
-  shuffle(rng, documents);
+  log(`making a base model in ${dir}: ${recipe.describe}`);
   const corpus = join(temporary, 'corpus.jsonl');
-  await writeFile(corpus, documents.map((text) => `${JSON.stringify({ text })}\n`).join(''));
-  await writeFile(join(temporary, 'settings.json'), `${JSON.stringify(key, null, 2)}\n`);
+  await writeFile(corpus, recipe.documents().map((text) => `${JSON.stringify({ text })}\n`).join(''));
+  await writeFile(join(temporary, 'settings.json'), `${JSON.stringify(recipe.key, null, 2)}\n`);
+  const steps = recipe.pretrain.steps;
   await pretrain({
     ...defaultPretrainConfig,
+    ...recipe.pretrain,
     corpus,
     out: temporary,
-    size: config.baseSize,
-    modelOverrides: config.baseModelOverrides,
-    vocabSize: config.baseVocabSize,
-    steps: config.baseSteps,
-    batchSize: config.baseBatchSize,
-    seqLen: config.baseSeqLen,
-    lr: config.baseLr,
-    warmup: Math.min(30, Math.floor(config.baseSteps / 10)),
-    evalEvery: config.baseSteps,
-    checkpointEvery: config.baseSteps,
+    warmup: Math.min(30, Math.floor(steps / 10)),
+    evalEvery: steps,
+    checkpointEvery: steps,
     keepCheckpoints: 1,
-    seed: config.baseSeed,
     samples: 0,
-    device: config.device,
-    precision: config.precision,
   }, { log });
   await rm(join(temporary, 'checkpoints'), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });
@@ -318,9 +338,14 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
   return finalDir;
 }
 
+/** A document of DRILL_EQUATIONS drill sentences. */
+export function drillDocument(drill: () => string): string {
+  return Array.from({ length: DRILL_EQUATIONS }, drill).join(' ');
+}
+
 const DRILL_EQUATIONS = 16;
 
-function shuffle<T>(rng: Rng, items: T[]): void {
+export function shuffle<T>(rng: Rng, items: T[]): void {
   for (let i = items.length - 1; i > 0; i--) {
     const j = rng.int(i + 1);
     [items[i], items[j]] = [items[j], items[i]];
@@ -328,7 +353,7 @@ function shuffle<T>(rng: Rng, items: T[]): void {
 }
 
 /** A document without the template's instructions: from its last "User: " on (R1_ZERO_TEMPLATE ends "User: prompt. Assistant:"). */
-function templateTail(doc: string): string {
+export function templateTail(doc: string): string {
   const at = doc.indexOf(TEMPLATE_TAIL);
   return at < 0 ? doc : doc.slice(at);
 }
