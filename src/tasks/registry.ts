@@ -1,9 +1,13 @@
-// Tasks by name, for configs and the CLI: `countdown`, `arithmetic`, and `jsonl:PATH` (or `jsonl` with
-// `taskFile`) for a user's GSM8K- or MATH-style file.
+// Tasks by name, for configs and the CLI: `countdown`, `arithmetic`, `instructions` (non-reasoning requests with
+// checkable answers), and `jsonl:PATH` (or `jsonl` with `taskFile`) for a user's GSM8K- or MATH-style file. The
+// prefix `readable:` asks any of them in R1's readable form (`readable:arithmetic`: the answer read from the
+// summary's \boxed{} after `</think>`, readable.ts).
 import { UserError } from '../util/errors.ts';
 import { ARITHMETIC_LEVELS, arithmeticTask } from './arithmetic.ts';
 import { COUNTDOWN_LEVELS, countdownTask } from './countdown.ts';
+import { instructionTask } from './instructions.ts';
 import { jsonlTask, type JsonlTaskOptions } from './jsonl.ts';
+import { readableTask } from './readable.ts';
 import type { Task } from './task.ts';
 
 export interface TaskOptions extends JsonlTaskOptions {
@@ -13,11 +17,23 @@ export interface TaskOptions extends JsonlTaskOptions {
   taskFile?: string;
 }
 
-export const TASK_NAMES = ['countdown', 'arithmetic', 'jsonl:PATH'] as const;
+export const TASK_NAMES = ['countdown', 'arithmetic', 'instructions', 'jsonl:PATH', 'readable:NAME'] as const;
+
+const READABLE_PREFIX = 'readable:';
 
 const JSONL_ONLY_OPTIONS = ['questionField', 'answerField', 'testFile', 'testFraction', 'skipInvalid'] as const;
 
 export function taskByName(name: string, options: TaskOptions = {}): Task {
+  if (name.startsWith(READABLE_PREFIX)) {
+    const inner = name.slice(READABLE_PREFIX.length);
+    if (inner === 'instructions' || inner.startsWith(READABLE_PREFIX)) throw new UserError(`task ${name}: ${inner} is already asked in the readable form`);
+    return readableTask(taskByName(inner, options));
+  }
+  if (name === 'instructions') {
+    const given = Object.keys(options).filter((key) => options[key as keyof TaskOptions] !== undefined);
+    if (given.length > 0) throw new UserError(`task instructions: takes no options (got ${given.join(', ')})`);
+    return instructionTask();
+  }
   if (name === 'countdown' || name === 'arithmetic') {
     const misplaced = [...JSONL_ONLY_OPTIONS, 'taskFile' as const].filter((key) => options[key] !== undefined);
     if (misplaced.length > 0) throw new UserError(`task ${name}: not options of generated tasks (they are for jsonl): ${misplaced.join(', ')}`);

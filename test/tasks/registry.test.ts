@@ -40,7 +40,19 @@ test('jsonl tasks by jsonl:PATH or taskFile', () => {
 });
 
 test('unknown names, bad levels and misplaced options are UserErrors that list what is known', () => {
-  assertUserError(() => taskByName('gsm8k'), 'unknown task "gsm8k" (known: countdown, arithmetic, jsonl:PATH)');
+  assertUserError(() => taskByName('gsm8k'), 'unknown task "gsm8k" (known: countdown, arithmetic, instructions, jsonl:PATH, readable:NAME)');
   assertUserError(() => taskByName('countdown', { level: 9 }), 'task countdown: level must be one of 1, 2, 3, 4, got 9');
   assertUserError(() => taskByName('arithmetic', { testFile: 'x.jsonl' }), 'task arithmetic: not options of generated tasks (they are for jsonl): testFile');
+});
+
+test('instructions and the readable: prefix by name', () => {
+  assert.equal(taskByName('instructions').name, 'instructions');
+  assertUserError(() => taskByName('instructions', { level: 2 }), 'task instructions: takes no options (got level)');
+  const readable = taskByName('readable:arithmetic', { level: 2 });
+  assert.deepEqual(readable.testSet(3), taskByName('arithmetic', { level: 2 }).testSet(3));
+  const example = readable.testSet(1)[0];
+  assert.equal(readable.verify(`<think> x </think> The answer is \\boxed{${example.reference}}.`, example).correct, true);
+  assert.equal(readable.verify(`<think> x </think> <answer> ${example.reference} </answer>`, example).correct, false);
+  assertUserError(() => taskByName('readable:readable:arithmetic'), 'task readable:readable:arithmetic: readable:arithmetic is already asked in the readable form');
+  assertUserError(() => taskByName('readable:nope'), 'unknown task "nope" (known: countdown, arithmetic, instructions, jsonl:PATH, readable:NAME)');
 });
