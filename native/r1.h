@@ -26,7 +26,7 @@ extern "C" {
 
 // ---- runtime ----
 R1_API int r1_num_threads(void);
-R1_API void r1_set_num_threads(int n);  // n <= 0: one per hardware thread
+R1_API void r1_set_num_threads(int n);  // n <= 0: one per CPU of the affinity mask (what taskset allows)
 
 // ---- GEMM ----
 // For each b < batch: C_b = op(A_b) @ op(B_b) + beta * C_b, with op(A_b) m x k and op(B_b) k x n.

@@ -29,7 +29,9 @@ const cxx = findCompiler();
 const sources = readdirSync(srcDir).filter((f) => f.endsWith('.cpp')).map((f) => join(srcDir, f));
 // Apple clang rejects -march=native on arm64; -mcpu=native is its spelling there.
 const archFlags = arch() === 'arm64' && platform() === 'darwin' ? ['-mcpu=native'] : ['-march=native'];
-const flags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fno-math-errno', '-DNDEBUG', ...archFlags, `-I${join(root, 'native')}`];
+// R1_GEMM_WIDE=1 builds the AVX-512 GEMM tile on an AVX2 machine (native/cpu/gemm.cpp), for testing it there.
+const testFlags = process.env.R1_GEMM_WIDE === '1' ? ['-DR1_GEMM_WIDE'] : [];
+const flags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fno-math-errno', '-DNDEBUG', ...archFlags, ...testFlags, `-I${join(root, 'native')}`];
 mkdirSync(outDir, { recursive: true });
 const objDir = join(outDir, `obj-${process.pid}`);
 mkdirSync(objDir, { recursive: true });

@@ -10,14 +10,15 @@
 // MR / NR), which also turns the four transpose combinations into one kernel: only the packing routines see
 // strides. Edge tiles run the same kernel into a scratch tile and copy the valid part out.
 //
-// Threads: the output of every batch item is split into a few rectangular parts along its longer side, and
-// each part is an independent serial GEMM with thread-local pack buffers (no barriers, no shared buffers).
-// Splitting along the longer side keeps the duplicated packing (each part packs the whole of the operand the
-// parts share) near 1 / (part length) of the work.
+// Threads: the output of every batch item is split into a grid of rectangular parts, and each part is an
+// independent serial GEMM with thread-local pack buffers (no barriers, no shared buffers). The grid's shape
+// keeps the duplicated packing (each part packs its rows of A and its columns of B whole) small: a split of the
+// longer side on 2 threads, squarer parts on many.
 //
 // Matrix-vector shapes (m == 1: decoding one token; n == 1) skip packing: they are bound by reading the matrix
 // once, so they stream it with a dedicated loop instead.
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -42,40 +43,79 @@ namespace {
 // With accumulate false C is only written, never read (it may hold NaN garbage, r1.h's beta = 0).
 
 #if R1_GEMM_AVX2
-// 6 x 16 on Zen3/Haswell-class cores: 12 ymm accumulators + 2 B vectors + 1 broadcast = 15 of 16 registers.
-// Each k step issues 12 FMAs (6 cycles on two FMA pipes) against 2 loads and 6 broadcasts, so the FMA units,
-// not the load ports, are the limit; 12 independent chains cover the 4-cycle FMA latency (BLIS's haswell and
-// zen sgemm kernels use the same shape). On one Zen3 core it ties 4 x 24 and 5 x 16 and beats 12 x 8 and 8 x 8
-// (docs/BENCHMARKS.md, CPU GEMM).
+// One kernel over a vector type Vec of VW floats: an MR x NR tile with NR = 2 VW, so each k step loads two B
+// vectors, broadcasts MR values of A and issues 2 MR FMAs into 2 MR accumulators.
+// - AVX2 (Zen3/Haswell-class cores): Vec = ymm, 6 x 16: 12 accumulators + 2 B vectors + 1 broadcast = 15 of 16
+//   registers; the 12 FMAs per step take 6 cycles on two FMA pipes against 2 loads and 6 broadcasts, so the FMA
+//   units are the limit, and 12 independent chains cover the 4-cycle FMA latency (BLIS's haswell and zen sgemm
+//   kernels use the same shape). On one Zen3 core it ties 4 x 24 and 5 x 16 and beats 12 x 8 and 8 x 8
+//   (docs/BENCHMARKS.md, CPU GEMM).
+// - AVX-512 (Xeon since Skylake-SP): Vec = zmm, 12 x 32: 24 accumulators + 2 B vectors + 1 broadcast = 27 of 32
+//   registers, twice the work per instruction (BLIS's skx sgemm kernel is the same tile seen from C's other
+//   side, 32 x 12).
+// - R1_GEMM_WIDE on an AVX2 machine: the AVX-512 tile and blocking with each 16-float vector held as two ymm
+//   halves. Slow (it spills), but it runs the AVX-512 build's packing and edge paths where there is no AVX-512,
+//   so the tests check them (scripts/build-native.mjs builds it on request).
+#if defined(__AVX512F__)
+typedef __m512 Vec;
+inline Vec vzero() { return _mm512_setzero_ps(); }
+inline Vec vload_aligned(const float* p) { return _mm512_load_ps(p); }
+inline Vec vloadu(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstoreu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+constexpr int64_t MR = 12, NR = 32;
+#elif defined(R1_GEMM_WIDE)
+struct Vec {
+  __m256 lo, hi;
+};
+inline Vec vzero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+inline Vec vload_aligned(const float* p) { return {_mm256_load_ps(p), _mm256_load_ps(p + 8)}; }
+inline Vec vloadu(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+inline void vstoreu(float* p, Vec v) { _mm256_storeu_ps(p, v.lo), _mm256_storeu_ps(p + 8, v.hi); }
+inline Vec vbroadcast(const float* p) { return {_mm256_broadcast_ss(p), _mm256_broadcast_ss(p)}; }
+inline Vec vfma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
+inline Vec vadd(Vec a, Vec b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+constexpr int64_t MR = 12, NR = 32;
+#else
+typedef __m256 Vec;
+inline Vec vzero() { return _mm256_setzero_ps(); }
+inline Vec vload_aligned(const float* p) { return _mm256_load_ps(p); }
+inline Vec vloadu(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstoreu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 constexpr int64_t MR = 6, NR = 16;
+#endif
+constexpr int64_t VW = NR / 2;
 
 inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
                          int64_t ldc, bool accumulate) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
-         c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
-         c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
-         c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  Vec acc[MR][2];
+#pragma GCC unroll 16
+  for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = vzero();
   for (int64_t i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 ai;
-    ai = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
-    ai = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
-    ai = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
-    ai = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
-    ai = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
-    ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+    const Vec b0 = vload_aligned(b), b1 = vload_aligned(b + VW);
+#pragma GCC unroll 16
+    for (int64_t i = 0; i < MR; ++i) {
+      const Vec ai = vbroadcast(a + i);
+      acc[i][0] = vfma(ai, b0, acc[i][0]);
+      acc[i][1] = vfma(ai, b1, acc[i][1]);
+    }
     a += MR;
     b += NR;
   }
-  const __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+#pragma GCC unroll 16
   for (int64_t i = 0; i < MR; ++i) {
     float* ci = c + i * ldc;
-    __m256 lo = rows[i][0], hi = rows[i][1];
-    if (accumulate) lo = _mm256_add_ps(lo, _mm256_loadu_ps(ci)), hi = _mm256_add_ps(hi, _mm256_loadu_ps(ci + 8));
-    _mm256_storeu_ps(ci, lo);
-    _mm256_storeu_ps(ci + 8, hi);
+    Vec lo = acc[i][0], hi = acc[i][1];
+    if (accumulate) lo = vadd(lo, vloadu(ci)), hi = vadd(hi, vloadu(ci + VW));
+    vstoreu(ci, lo);
+    vstoreu(ci + VW, hi);
   }
 }
 
@@ -134,10 +174,19 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 // MC x KC x 4 B = 144 KiB of A in L2. NC is large for tall problems (the B block is reused by many MC blocks
 // and stays in L3); when the whole of A is one MC block, each B block is used once, so a smaller one that
 // stays in L2 between packing and use is faster.
+// The 12 x 32 tile (AVX-512 Xeons: 48 KiB L1d, 1-2 MiB L2): KC 192 keeps its B micro-panel at 24 KiB of L1;
+// MC 240 puts 180 KiB of A in L2; NC spans the same number of micro-panels' worth of columns as above.
+#if defined(__AVX512F__) || defined(R1_GEMM_WIDE)
+constexpr int64_t KC = 192;
+constexpr int64_t MC = 20 * MR;
+constexpr int64_t NC_TALL = 128 * NR;
+constexpr int64_t NC_SHORT = 12 * NR;
+#else
 constexpr int64_t KC = 256;
 constexpr int64_t MC = 24 * MR;
 constexpr int64_t NC_TALL = 256 * NR;
 constexpr int64_t NC_SHORT = 24 * NR;
+#endif
 static_assert(MC % MR == 0 && NC_TALL % NR == 0 && NC_SHORT % NR == 0, "blocks are whole micro-tiles");
 
 // Thread-local pack buffers, grown on demand and 64-byte aligned (one cache line, one full AVX-512 load).
@@ -184,8 +233,9 @@ inline void pack_b_block_8x8(const float* src, int64_t ld, float* dst) {
   for (int p = 0; p < 8; ++p) _mm256_store_ps(dst + p * NR, r[p]);
 }
 
-// dst[p * MR + i] = src[i * ld + p] for i < MR = 6, p < 8: transposed with two zero rows, 6 of 8 lanes kept.
-static_assert(MR == 6, "pack_a_block_6x8 packs the 6 x 16 kernel's A panels");
+// dst[p * MR + i] = src[i * ld + p] for i < 6, p < 8: transposed with two zero rows, 6 of 8 lanes kept. An A
+// micro-panel of MR rows is MR / 6 of these side by side.
+static_assert(MR % 6 == 0, "pack_a_block_6x8 packs A panels of a multiple of 6 rows");
 inline void pack_a_block_6x8(const float* src, int64_t ld, float* dst) {
   __m256 r[8];
   for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
@@ -209,7 +259,8 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, floa
     } else if (rows == MR && cs == 1) {  // A row-major: MR rows read side by side
       int64_t p = 0;
 #if R1_GEMM_AVX2
-      for (; p + 8 <= kc; p += 8) pack_a_block_6x8(src + p, rs, dst + p * MR);
+      for (; p + 8 <= kc; p += 8)
+        for (int64_t q = 0; q < MR; q += 6) pack_a_block_6x8(src + q * rs + p, rs, dst + p * MR + q);
 #endif
       for (; p < kc; ++p)
         for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = src[i * rs + p];
@@ -235,10 +286,8 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, floa
     int64_t p = 0;
 #if R1_GEMM_AVX2
     if (cols == NR && rs == 1)  // B stored n x k (trans_b, a Linear weight): transpose 8 x 8 blocks
-      for (; p + 8 <= kc; p += 8) {
-        pack_b_block_8x8(src + p, cs, dst + p * NR);
-        pack_b_block_8x8(src + 8 * cs + p, cs, dst + p * NR + 8);
-      }
+      for (; p + 8 <= kc; p += 8)
+        for (int64_t q = 0; q < NR; q += 8) pack_b_block_8x8(src + q * cs + p, cs, dst + p * NR + q);
 #endif
     for (; p < kc; ++p) {
       for (int64_t j = 0; j < cols; ++j) dst[p * NR + j] = src[p * rs + j * cs];
@@ -441,24 +490,34 @@ extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64
 
   const int64_t rsa = trans_a ? 1 : k, csa = trans_a ? m : 1;
   const int64_t rsb = trans_b ? 1 : n, csb = trans_b ? k : 1;
-  // Parts per matrix along the longer side: none when the batch alone balances the threads, else two per
-  // thread, so that the pool's dynamic hand-out evens out a thread that starts late or shares its core with
-  // another process (one part per thread then takes twice as long), but never shorter than 128 rows or
-  // columns, since each part packs the whole of the other operand. Parts are whole micro-tiles.
-  const bool split_rows = m > n;
-  const int64_t unit = split_rows ? MR : NR, extent = split_rows ? m : n;
-  int64_t parts = 1;
-  if (threads > 1 && fmas >= PARALLEL_MIN_FMAS && batch % threads != 0 && batch < 4 * threads)
-    parts = std::max(threads, std::min(2 * threads, extent / 128));
-  const int64_t part_len = ((extent + parts - 1) / parts + unit - 1) / unit * unit;
-  parts = (extent + part_len - 1) / part_len;
+  // Parts per matrix: none when the batch alone balances the threads, else about two per thread, so that the
+  // pool's dynamic hand-out evens out a thread that starts late or shares its core with another process (one
+  // part per thread then takes twice as long), but no more than one per 128 rows or columns of the longer side.
+  // The parts form a grid of row_parts x col_parts rectangles of whole micro-tiles.
+  int64_t row_parts = 1, col_parts = 1;
+  if (threads > 1 && fmas >= PARALLEL_MIN_FMAS && batch % threads != 0 && batch < 4 * threads) {
+    const int64_t target = std::max(threads, std::min(2 * threads, std::max(m, n) / 128));
+    // A part of mp x np packs mp x k of A and k x np of B for mp x np x k multiply-adds: the grid with the
+    // smallest mp + np duplicates the least packing. With 2 threads that is a split of the longer side; with
+    // 16, a 5M model's dW (768 x 256) is 8 x 2 parts of 96 x 128 instead of 16 strips that each pack all of B.
+    int64_t best = INT64_MAX;
+    for (int64_t pm = 1; pm <= target; ++pm) {
+      const int64_t pn = (target + pm - 1) / pm;
+      const int64_t mp = ((m + pm - 1) / pm + MR - 1) / MR * MR, np = ((n + pn - 1) / pn + NR - 1) / NR * NR;
+      if (mp + np < best) best = mp + np, row_parts = pm, col_parts = pn;
+    }
+  }
+  const int64_t rows_per_part = ((m + row_parts - 1) / row_parts + MR - 1) / MR * MR;
+  const int64_t cols_per_part = ((n + col_parts - 1) / col_parts + NR - 1) / NR * NR;
+  row_parts = (m + rows_per_part - 1) / rows_per_part;
+  col_parts = (n + cols_per_part - 1) / cols_per_part;
+  const int64_t parts = row_parts * col_parts;
   const auto task = [&](int64_t t) {
-    const int64_t bi = t / parts, lo = (t % parts) * part_len, len = std::min(extent, lo + part_len) - lo;
-    const float* ab = a + bi * stride_a;
-    const float* bb = b + bi * stride_b;
-    float* cb = c + bi * stride_c;
-    if (split_rows) gemm_serial(ab + lo * rsa, rsa, csa, bb, rsb, csb, cb + lo * n, n, len, n, k, accumulate);
-    else gemm_serial(ab, rsa, csa, bb + lo * csb, rsb, csb, cb + lo, n, m, len, k, accumulate);
+    const int64_t bi = t / parts, part = t % parts;
+    const int64_t i0 = (part / col_parts) * rows_per_part, j0 = (part % col_parts) * cols_per_part;
+    const int64_t mp = std::min(m, i0 + rows_per_part) - i0, np = std::min(n, j0 + cols_per_part) - j0;
+    gemm_serial(a + bi * stride_a + i0 * rsa, rsa, csa, b + bi * stride_b + j0 * csb, rsb, csb,
+                c + bi * stride_c + i0 * n + j0, n, mp, np, k, accumulate);
   };
   if (batch * parts == 1 || fmas < PARALLEL_MIN_FMAS) {
     for (int64_t t = 0; t < batch * parts; ++t) task(t);

@@ -1,6 +1,11 @@
 #include "parallel.h"
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include <algorithm>
+#include <chrono>
 
 #include "r1.h"
 
@@ -11,10 +16,21 @@ ThreadPool& ThreadPool::get() {
   return pool;
 }
 
-ThreadPool::ThreadPool() {
+// The CPUs this process may run on. std::thread::hardware_concurrency() counts every online CPU and ignores the
+// affinity mask, so under `taskset -c 0,1` on a 16-core machine it gave 16 threads time-sharing 2 cores.
+int usable_cpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
   unsigned hw = std::thread::hardware_concurrency();
-  resize(hw == 0 ? 1 : static_cast<int>(hw));
+  return hw == 0 ? 1 : static_cast<int>(hw);
 }
+
+ThreadPool::ThreadPool() { resize(usable_cpus()); }
 
 ThreadPool::~ThreadPool() { stop_workers(); }
 
@@ -34,11 +50,39 @@ void ThreadPool::resize(int n) {
   for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
+namespace {
+
+// How long an idle thread spins before it blocks: longer than the TypeScript work between two kernel calls of a
+// training step (a few microseconds), short enough that a pool left idle soon stops using its cores.
+constexpr int64_t kSpinMicros = 100;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until done() or kSpinMicros have passed; returns done().
+template <class Done>
+bool spin_until(Done done) {
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicros)) return done();
+  }
+}
+
+}  // namespace
+
 void ThreadPool::worker_loop(int) {
   uint64_t seen = 0;
   for (;;) {
     const std::function<void(int64_t)>* job;
     int64_t tasks;
+    spin_until([&] { return stopping_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen; });
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -75,8 +119,9 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)>& fn) {
   }
   wake_.notify_all();
   for (int64_t t; (t = next_.fetch_add(1)) < tasks;) fn(t);
-  std::unique_lock<std::mutex> lock(mu_);
   // Workers that woke late find no task left; wait until every worker that took part has finished.
+  spin_until([&] { return active_.load(std::memory_order_acquire) == 0; });
+  std::unique_lock<std::mutex> lock(mu_);
   done_.wait(lock, [&] { return active_ == 0; });
   job_ = nullptr;
   busy_ = false;
@@ -103,10 +148,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 extern "C" {
 R1_API int r1_num_threads(void) { return r1::ThreadPool::get().size(); }
 R1_API void r1_set_num_threads(int n) {
-  if (n <= 0) {
-    unsigned hw = std::thread::hardware_concurrency();
-    n = hw == 0 ? 1 : static_cast<int>(hw);
-  }
+  if (n <= 0) n = r1::usable_cpus();
   r1::ThreadPool::get().resize(n);
 }
 }

@@ -1,5 +1,9 @@
 // A persistent pool of worker threads and parallel_for, shared by every CPU kernel.
 // Why a pool: a kernel call is often tens of microseconds, far less than starting a thread.
+// Why spinning: waking a thread blocked on a condition variable costs a system call and 5-50 us before it runs,
+// paid by every worker on every kernel call. A training step makes thousands of calls a few microseconds of
+// TypeScript apart, so workers spin for a while (kSpinMicros) after each job before they block, and so does
+// the calling thread while it waits for the last workers to finish (OpenMP runtimes do the same).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -31,11 +35,15 @@ class ThreadPool {
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};
-  int active_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  // Written under mu_; atomic so that spinning threads may read them without it.
+  std::atomic<int> active_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
   bool busy_ = false;  // a nested parallel_for runs serially instead of deadlocking
 };
+
+// CPUs in this process's affinity mask (what `taskset` allows): the pool's default size.
+int usable_cpus();
 
 // Splits [0, n) into chunks of at least `grain` items, one or more per thread, and calls fn(begin, end).
 // Small problems run on the calling thread alone.

@@ -210,12 +210,12 @@ export function nativeBackend(): Backend {
   return load().backend;
 }
 
-/** Threads the native core runs kernels on (one per hardware thread unless set). */
+/** Threads the native core runs kernels on (one per CPU of the affinity mask unless set). */
 export function nativeThreads(): number {
   return load().fns.r1_num_threads() as number;
 }
 
-/** Sets the native core's thread count; n <= 0 means one per hardware thread. */
+/** Sets the native core's thread count; n <= 0 means one per CPU this process may run on (its affinity mask). */
 export function setNativeThreads(n: number): void {
   load().fns.r1_set_num_threads(n);
 }

@@ -1,7 +1,7 @@
 // r1_matmul (native/cpu/gemm.cpp) against a float64 triple loop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nativeBackend } from '../../../src/tensor/backends/native.ts';
+import { nativeBackend, nativeThreads, setNativeThreads } from '../../../src/tensor/backends/native.ts';
 
 // The C function itself, through the native backend's binding (flags as the C ints, beta 0 or 1).
 const { matmul } = nativeBackend().kernels;
@@ -128,6 +128,28 @@ test('r1_matmul splits large problems over threads correctly (GEMM and matrix-ve
     ]) {
       for (const beta of [0, 1] as const) check(label({ ...cs, transA, transB, beta }), { ...cs, transA, transB, beta }, seed++);
     }
+  }
+});
+
+test('r1_matmul splits over many threads as a grid of parts, and crosses the 12 x 32 tile\'s blocks', () => {
+  // 16 threads (more than this machine may have: the pool runs them anyway) make the grid split parts both
+  // ways; the sizes cross the AVX-512 build's blocks (MR 12, NR 32, KC 192, MC 240, NC 384) as well.
+  const previous = nativeThreads();
+  setNativeThreads(16);
+  try {
+    let seed = 300;
+    for (const [transA, transB] of transposes) {
+      for (const cs of [
+        { m: 300, n: 130, k: 70 }, // a dW-like shape: 16 parts as a grid
+        { m: 241, n: 65, k: 193 }, // one past MC and KC
+        { m: 36, n: 400, k: 385 }, // NC of the 12 x 32 tile, two KC blocks
+        { m: 12, n: 32, k: 192 },
+      ]) {
+        for (const beta of [0, 1] as const) check(label({ ...cs, transA, transB, beta }), { ...cs, transA, transB, beta }, seed++);
+      }
+    }
+  } finally {
+    setNativeThreads(previous);
   }
 });
 
