@@ -8,6 +8,8 @@
 // Prints a table and writes bench/results/sample.json.
 //   node --import tsx bench/sample.ts           (1m, 5m, 20m)
 //   node --import tsx bench/sample.ts 5m        (only the named sizes)
+//   QUEUE=0 node --import tsx bench/sample.ts   (batch 1 and 32 only: the rows bench/hf_generate_cpu.py has)
+// Each row records the process's peak resident memory so far (run one size per process for per-size figures).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +18,7 @@ import { machine } from './machine.ts';
 import { generate, type GenerationRequest, type StepEvent } from '../src/generate/engine.ts';
 import { DenseModel, denseConfig, type DenseSize } from '../src/models/dense.ts';
 import { cpuBackend, Rng } from '../src/tensor/index.ts';
+import { nativeThreads } from '../src/tensor/backends/native.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { trainBpe } from '../src/tokenizer/train.ts';
 import { syntheticCorpus } from '../src/train/corpus.ts';
@@ -47,13 +50,13 @@ const info = machine();
 // Other processes on the machine slow every row down; the load average is recorded so that a busy run shows.
 const loadBefore = loadavg()[0];
 console.log(`backend ${backend}, ${info.model}, ${info.cores} cores, load average ${loadBefore.toFixed(2)}; vocab ${tokenizer.vocabSize}/${VOCAB}, prompts 16-64 tokens, up to ${NEW_TOKENS} new tokens, temperature 0.8, top-p 0.95\n`);
-const header = ['model', 'params', 'requests', 'batch', 'new tokens', 'seconds', 'tokens/s', 'occupancy'];
+const header = ['model', 'params', 'requests', 'batch', 'new tokens', 'seconds', 'tokens/s', 'occupancy', 'peak MiB'];
 const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(6) : c.padStart(10))).join(' ');
 console.log(row(header));
 
 const rowSets = [
   ...BATCHES.map((batch) => ({ name: `batch ${batch}`, requests: batch, maxBatchSize: batch, varyLength: false })),
-  { name: 'queue', requests: QUEUE.requests, maxBatchSize: QUEUE.maxBatchSize, varyLength: true },
+  ...(process.env.QUEUE === '0' ? [] : [{ name: 'queue', requests: QUEUE.requests, maxBatchSize: QUEUE.maxBatchSize, varyLength: true }]),
 ];
 const results = [];
 for (const size of sizes) {
@@ -80,16 +83,17 @@ for (const size of sizes) {
       size, rowSet: set.name, parameters: model.parameterCount(), requests: set.requests, maxBatchSize: set.maxBatchSize,
       promptTokens: out.reduce((n, r) => n + r.promptTokens, 0), newTokens: tokens, seconds, tokensPerSecond: tokens / seconds,
       steps: steps.length, occupancy: steps.reduce((n, e) => n + e.liveRows, 0) / (steps.length * set.maxBatchSize),
+      peakRssMiB: process.resourceUsage().maxRSS / 1024,
     };
     results.push(result);
-    console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(set.requests), String(set.maxBatchSize), String(tokens), seconds.toFixed(2), result.tokensPerSecond.toFixed(0), result.occupancy.toFixed(2)]));
+    console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(set.requests), String(set.maxBatchSize), String(tokens), seconds.toFixed(2), result.tokensPerSecond.toFixed(0), result.occupancy.toFixed(2), result.peakRssMiB.toFixed(0)]));
   }
 }
 
 const outDir = join(root, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, 'sample.json'), JSON.stringify({
-  date: new Date().toISOString(), machine: info, backend, loadAverage: { before: loadBefore, after: loadavg()[0] }, vocab: tokenizer.vocabSize, modelVocab: VOCAB, newTokens: NEW_TOKENS, repeats: REPEATS,
+  date: new Date().toISOString(), machine: info, backend, threads: backend === 'native' ? nativeThreads() : 1, loadAverage: { before: loadBefore, after: loadavg()[0] }, vocab: tokenizer.vocabSize, modelVocab: VOCAB, newTokens: NEW_TOKENS, repeats: REPEATS,
   queue: QUEUE, sampling: { temperature: 0.8, topP: 0.95 }, results,
 }, null, 2) + '\n');
 console.log(`\nwrote ${join('bench', 'results', 'sample.json')}`);

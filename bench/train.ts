@@ -4,6 +4,8 @@
 //   node --import tsx bench/train.ts                 (all sizes, batch 16 x seq 128, vocab 2048)
 //   node --import tsx bench/train.ts 5m              (only these sizes)
 //   BATCH=8 SEQ=256 node --import tsx bench/train.ts
+//   MIN_SECONDS=4 node --import tsx bench/train.ts 20m  (time at least 4 s per size instead of 10)
+// Peak memory is the process's peak resident set so far: run one size per process for a per-size figure.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { machine } from './machine.ts';
 import { DenseModel, denseConfig, denseSizes, type DenseSize } from '../src/models/dense.ts';
 import { cpuBackend, Rng, tensor } from '../src/tensor/index.ts';
+import { nativeThreads } from '../src/tensor/backends/native.ts';
 import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -18,6 +21,7 @@ const batch = Number(process.env.BATCH ?? 16);
 const seqLen = Number(process.env.SEQ ?? 128);
 const vocab = Number(process.env.VOCAB ?? 2048);
 const warmupSteps = 2;
+const minSeconds = Number(process.env.MIN_SECONDS ?? 10);
 const sizes = (Object.keys(denseSizes) as DenseSize[]).filter((s) => process.argv.length <= 2 || process.argv.slice(2).includes(s));
 
 
@@ -44,6 +48,8 @@ interface Row {
   bestTokensPerSecond: number;
   /** 6 N flops per token (Kaplan et al. 2020, sec. 2.1), attention's T-dependent part not counted. */
   gflops: number;
+  /** Peak resident memory of the process so far (MiB). */
+  peakRssMiB: number;
 }
 
 const rows: Row[] = [];
@@ -60,10 +66,10 @@ for (const size of sizes) {
     model.zeroGrad();
   };
   for (let i = 0; i < warmupSteps; i++) step();
-  // Time at least 5 steps and 10 s, so that a step of any size is measured a few times.
+  // Time at least 5 steps and minSeconds, so that a step of any size is measured a few times.
   const start = performance.now();
   const times: number[] = [];
-  while (times.length < 5 || performance.now() - start < 10_000) {
+  while (times.length < 5 || performance.now() - start < minSeconds * 1000) {
     const t0 = performance.now();
     step();
     times.push(performance.now() - t0);
@@ -74,9 +80,9 @@ for (const size of sizes) {
   const parameters = model.parameterCount();
   const tokensPerSecond = (batch * seqLen) / (msPerStep / 1000);
   const bestTokensPerSecond = (batch * seqLen) / (bestMsPerStep / 1000);
-  rows.push({ size, parameters, steps: times.length, msPerStep, bestMsPerStep, tokensPerSecond, bestTokensPerSecond, gflops: (6 * parameters * tokensPerSecond) / 1e9 });
+  rows.push({ size, parameters, steps: times.length, msPerStep, bestMsPerStep, tokensPerSecond, bestTokensPerSecond, gflops: (6 * parameters * tokensPerSecond) / 1e9, peakRssMiB: process.resourceUsage().maxRSS / 1024 });
   const r = rows.at(-1)!;
-  console.log(`${size.padEnd(4)} ${(parameters / 1e6).toFixed(2).padStart(6)}M params  ${r.msPerStep.toFixed(0).padStart(6)} ms/step (best ${r.bestMsPerStep.toFixed(0)})  ${Math.round(r.tokensPerSecond).toString().padStart(6)} tokens/s (best ${Math.round(r.bestTokensPerSecond)})  ${r.gflops.toFixed(1).padStart(5)} GFLOP/s (6N, median)`);
+  console.log(`${size.padEnd(4)} ${(parameters / 1e6).toFixed(2).padStart(6)}M params  ${r.msPerStep.toFixed(0).padStart(6)} ms/step (best ${r.bestMsPerStep.toFixed(0)})  ${Math.round(r.tokensPerSecond).toString().padStart(6)} tokens/s (best ${Math.round(r.bestTokensPerSecond)})  ${r.gflops.toFixed(1).padStart(5)} GFLOP/s (6N, median)  peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
 }
 
 const result = {
@@ -85,6 +91,7 @@ const result = {
   /** 1-minute load average at the end: above the core count, other processes shared the CPU. */
   loadAverage: loadavg()[0],
   backend: cpuBackend().name,
+  threads: cpuBackend().name === 'native' ? nativeThreads() : 1,
   batch,
   seqLen,
   vocab,

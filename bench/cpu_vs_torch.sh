@@ -1,0 +1,45 @@
+#!/bin/bash
+# r1ts beside PyTorch on the CPU, on the same pinned cores (docs/BENCHMARKS.md, "CPU against PyTorch"):
+# bench/train.ts beside bench/torch_cpu_train.py, and bench/sample.ts (batch 1 and 32) beside
+# bench/hf_generate_cpu.py, each size in its own process so that peak memory is per size, on 2 cores and on
+# every core. Appends one JSON line per row to $OUT/cpu_vs_torch.jsonl (default bench/results) and prints them.
+#   bash bench/cpu_vs_torch.sh                    (train and sample, 2 cores and all cores)
+#   WHAT=train CORES="0,1" bash bench/cpu_vs_torch.sh
+# Needs python3 with torch and transformers, and the native core built.
+set -u
+out=${OUT:-bench/results}
+mkdir -p "$out"
+log=$out/cpu_vs_torch.jsonl
+# Two physical cores: CPU 0 and the first CPU that is not its hyperthread sibling.
+second=$(python3 -c '
+sib = set()
+try:
+    for part in open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read().strip().split(","):
+        a, _, b = part.partition("-")
+        sib.update(range(int(a), int(b or a) + 1))
+except OSError:
+    sib = {0}
+print(next(c for c in range(1, 4096) if c not in sib))')
+all="0-$(($(nproc --all) - 1))"
+cores_list=${CORES:-"0,$second $all"}
+what=${WHAT:-"train sample"}
+sizes=${SIZES:-"1m 5m 20m"}
+lscpu > "$out/lscpu.txt" 2>&1 || true
+# Rows of a bench JSON file as JSON lines, labelled with the cores.
+lines() { node -e '
+  const [file, kind, cores] = process.argv.slice(1);
+  const r = JSON.parse(require("fs").readFileSync(file, "utf8"));
+  for (const row of r.rows ?? r.results) console.log(JSON.stringify({ kind, cores, threads: r.threads, cpu: r.machine.model, load: r.loadAverage, ...row }));
+' "$@"; }
+for cores in $cores_list; do
+  for size in $sizes; do
+    if [[ " $what " == *" train "* ]]; then
+      MIN_SECONDS=${MIN_SECONDS:-4} taskset -c "$cores" node --import tsx bench/train.ts "$size" > /dev/null && lines bench/results/train.json train_cpu_r1ts "$cores" | tee -a "$log"
+      taskset -c "$cores" python3 bench/torch_cpu_train.py "$size" | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
+    fi
+    if [[ " $what " == *" sample "* ]]; then
+      QUEUE=0 taskset -c "$cores" node --import tsx bench/sample.ts "$size" > /dev/null && lines bench/results/sample.json generate_cpu_r1ts "$cores" | tee -a "$log"
+      taskset -c "$cores" python3 bench/hf_generate_cpu.py "$size" | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
+    fi
+  done
+done

@@ -1,0 +1,25 @@
+"""PyTorch on the CPU, the twin of r1ts's bench/train.ts (../shared/bench/torch_cpu_train.py with a size argument
+and the peak memory): one full update (forward, backward, clip, AdamW) of the same dense presets (Qwen2 layout,
+vocab 2048, batch 16 x seq 128, float32), tokens/s, and the process's peak resident memory so far (run one size
+per process for a per-size figure). Run under the same `taskset` as bench/train.ts so both get the same cores:
+    taskset -c 0,1 python3 bench/torch_cpu_train.py [1m 5m 20m]"""
+import json, os, resource, sys, time, torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+torch.set_num_threads(len(os.sched_getaffinity(0)))
+SIZES = {"1m": (128, 352, 4, 4, 2), "5m": (256, 688, 6, 8, 4), "20m": (512, 1376, 6, 8, 4)}
+for name in sys.argv[1:] or list(SIZES):
+    h, ffn, L, H, KV = SIZES[name]
+    cfg = Qwen2Config(vocab_size=2048, hidden_size=h, intermediate_size=ffn, num_hidden_layers=L, num_attention_heads=H, num_key_value_heads=KV, max_position_embeddings=1024, tie_word_embeddings=True, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    m = Qwen2ForCausalLM(cfg)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    x = torch.randint(0, 2048, (16, 128))
+    def step():
+        loss = m(input_ids=x, labels=x).loss
+        loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step(); opt.zero_grad(set_to_none=True)
+    for _ in range(2): step()
+    n = 0; t = time.perf_counter()
+    while time.perf_counter() - t < 4: step(); n += 1
+    dt = (time.perf_counter() - t) / n
+    print(json.dumps(dict(kind="train_cpu_torch", size=name, threads=torch.get_num_threads(), params=sum(p.numel() for p in m.parameters()), step_ms=round(dt * 1e3, 1), tok_s=round(16 * 128 / dt),
+                          peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))), flush=True)
