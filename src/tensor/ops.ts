@@ -1,7 +1,7 @@
 // Every tensor op, defined once: its shape rules, its forward (a call into the kernel table of its inputs'
 // device) and, right beside it, its backward. Backends supply kernels only (src/tensor/kernels.ts); models call
 // ops. Outputs are allocated on the inputs' device; creation functions use the default device (device.ts).
-import { allocHost, cudaBackend, kernelsOn, type DType, type FloatArray, type HostArray } from './backend.ts';
+import { allocHost, allocHostUninitialized, cudaBackend, kernelsOn, type DType, type FloatArray, type HostArray } from './backend.ts';
 import { defaultDevice, DeviceArray, type Device } from './device.ts';
 import type { BinaryOpName, Kernels, ReduceOpName, UnaryOpName } from './kernels.ts';
 import type { Rng } from './random.ts';
@@ -21,13 +21,14 @@ function kernels(op: string, ...inputs: Tensor[]): Kernels<FloatArray | number, 
 // ---------------------------------------------------------------------------------------------------------
 // Creation
 
+/** A tensor whose elements are unspecified (whatever the memory held): for outputs a kernel writes whole. */
 export function empty(shape: Shape, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
   const n = shapeSize(shape);
-  return new Tensor(device === 'cpu' ? allocHost(dtype, n) : cudaBackend().alloc(dtype, n), [...shape]);
+  return new Tensor(device === 'cpu' ? allocHostUninitialized(dtype, n) : cudaBackend().alloc(dtype, n), [...shape]);
 }
 
 export function zeros(shape: Shape, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
-  return device === 'cpu' ? empty(shape, dtype, device) : full(shape, 0, dtype, device);
+  return device === 'cpu' ? new Tensor(allocHost(dtype, shapeSize(shape)), [...shape]) : full(shape, 0, dtype, device);
 }
 
 export function full(shape: Shape, value: number, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
