@@ -14,6 +14,8 @@ export * from './generate/sampler.ts';
 export * from './train/optimizer.ts';
 export * from './train/schedule.ts';
 export * from './train/pretrain.ts';
+export * from './train/sft.ts';
+export * from './train/sft-data.ts';
 export * from './train/reward-model.ts';
 export * from './rl/grpo.ts';
 export * from './rl/trainer.ts';

@@ -14,6 +14,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./sample.ts'),
   () => import('./logits.ts'),
   () => import('./pretrain.ts'),
+  () => import('./sft.ts'),
   () => import('./verify-answer.ts'),
   () => import('./zero.ts'),
   () => import('./reward-model.ts'),

@@ -60,6 +60,16 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
   }
 
+  /** 0..n-1 in a uniformly random order (Fisher-Yates). */
+  permutation(n: number): number[] {
+    const order = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    return order;
+  }
+
   /** A new generator derived from this one (for per-request seeds that do not disturb this stream). */
   fork(): Rng {
     return new Rng(this.nextUint32());

@@ -7,26 +7,20 @@
 // deterministically (the token count is checked), so a resumed run computes the same losses as the
 // uninterrupted one. A run that fails (bad corpus, diverged loss, an exception) saves nothing on the way out,
 // and checkpoint writes are atomic (src/io/checkpoint.ts), so the last good checkpoint always survives.
-import { mkdir, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import cliProgress from 'cli-progress';
 import { generate } from '../generate/engine.ts';
-import { writeFileAtomic } from '../io/atomic.ts';
-import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.ts';
-import { saveHfModel } from '../io/hf.ts';
 import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.ts';
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import { loadModel } from '../models/pretrained.ts';
-import { mul, noGrad, scope, useDevice, type Device, type Precision } from '../tensor/index.ts';
-import { readJsonFile } from '../tokenizer/json-file.ts';
+import { noGrad, scope, useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { trainBpe } from '../tokenizer/train.ts';
 import { END_OF_TEXT } from '../tokenizer/chat.ts';
 import { UserError } from '../util/errors.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
-import { AdamW, clipGradNorm } from './optimizer.ts';
+import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type TokenizerFiles } from './loop.ts';
+import { AdamW } from './optimizer.ts';
 import { learningRate, type DecayShape } from './schedule.ts';
 
 export interface PretrainConfig {
@@ -173,13 +167,7 @@ interface TrainerState {
   elapsedSeconds: number;
 }
 
-interface TokenizerFiles {
-  json: Record<string, unknown>;
-  config: Record<string, unknown>;
-}
-
-export const METRICS_FILE = 'metrics.jsonl';
-export const FINAL_DIR = 'final';
+export { FINAL_DIR, METRICS_FILE } from './loop.ts';
 
 /**
  * Runs (or resumes) a pretraining job. It computes on config.device, which it makes the process's default device
@@ -188,24 +176,11 @@ export const FINAL_DIR = 'final';
 export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   useDevice(given.device, given.precision);
-  await mkdir(given.out, { recursive: true });
-  const metricsFile = join(given.out, METRICS_FILE);
 
-  // Which run: a fresh one, or the latest checkpoint's. A fresh run never starts over existing checkpoints.
-  let checkpoint: LoadedCheckpoint | null = null;
-  let config = given;
-  if (given.resume) {
-    checkpoint = await loadLatestCheckpoint(given.out, (m) => log(`warning: ${m}`));
-    if (checkpoint) {
-      const saved = checkpoint.trainerState as unknown as TrainerState;
-      config = { ...given, ...Object.fromEntries(RUN_FIELDS.map((field) => [field, saved.config[field]])) };
-      log(`resuming ${given.out} from step ${checkpoint.step} (${checkpoint.dir})`);
-    } else {
-      log(`no checkpoint in ${given.out}; starting a new run`);
-    }
-  } else if (await hasCheckpoints(given.out)) {
-    throw new UserError(`${join(given.out, CHECKPOINTS_DIR)} already holds checkpoints; pass --resume to continue that run, or choose another --out`);
-  }
+  // Which run: a fresh one, or the latest checkpoint's (whose settings of RUN_FIELDS it keeps).
+  const checkpoint = await openRun(given.out, given.resume, log);
+  const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
+  const config: PretrainConfig = saved ? { ...given, ...Object.fromEntries(RUN_FIELDS.map((field) => [field, saved.config[field]])) } : given;
 
   // Corpus, tokenizer, token stream.
   const docs = config.corpus === null ? syntheticCorpus(config.seed, config.syntheticDocuments) : readCorpusFile(config.corpus);
@@ -231,122 +206,67 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   if (config.seqLen > model.config.maxPositionEmbeddings) {
     throw new UserError(`--seq-len ${config.seqLen} exceeds the model's maxPositionEmbeddings (${model.config.maxPositionEmbeddings})`);
   }
-  const named = model.namedParameters();
-  const params = named.map(([, p]) => p);
-  const optimizer = new AdamW(named, { beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay });
+  const optimizer = new AdamW(model.namedParameters(), { beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay });
   const batcher = new RandomWindowBatcher(train, config.batchSize, config.seqLen, config.seed);
-  let step = 0;
-  let elapsedBefore = 0;
-  if (checkpoint) {
-    const saved = checkpoint.trainerState as unknown as TrainerState;
+  if (checkpoint && saved) {
     if (saved.corpusTokens !== tokens.length) {
       throw new UserError(`${corpusName} now has ${tokens.length} tokens, but the run in ${given.out} was trained on ${saved.corpusTokens}; the corpus changed, so the run cannot resume exactly`);
     }
-    optimizer.loadStateDict({ step: saved.optimizerStep, m: float32Arrays(checkpoint.optimizer.m), v: float32Arrays(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
+    restoreAdamW(optimizer, checkpoint, saved.optimizerStep);
     batcher.restore(saved.data);
-    step = checkpoint.step;
-    elapsedBefore = saved.elapsedSeconds;
-    // Records past the checkpoint belong to the steps about to be redone.
-    const kept = (await readJsonl<StepRecord>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).filter((r) => r.step <= step);
-    await writeFileAtomic(metricsFile, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
   } else {
-    await writeFileAtomic(metricsFile, '');
     log(`model: ${model.parameterCount().toLocaleString('en')} parameters (${config.model ?? (config.family === 'deepseek' ? 'deepseek' : config.size)}), ${config.steps} steps of ${config.batchSize * config.gradAccumSteps} x ${config.seqLen} tokens`);
   }
 
-  const startMs = performance.now();
-  const save = async (): Promise<void> => {
-    const state: TrainerState = { config, optimizerStep: optimizer.step, data: batcher.state(), corpusTokens: tokens.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
-    const { m, v } = optimizer.stateDict();
-    await saveCheckpoint(config.out, step, {
-      model: { config: model.config, tensors: parameterArrays(named), torchDtype: 'float32' },
-      optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: new Map() },
-      trainerState: state as unknown as Record<string, unknown>,
-      tokenizer: { tokenizerJson: tokenizerFiles.json, tokenizerConfig: tokenizerFiles.config },
-    }, { keepLast: config.keepCheckpoints });
-  };
-
   const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps: config.steps, minLrRatio: config.minLrRatio };
   const tokensPerStep = config.batchSize * config.gradAccumSteps * config.seqLen;
-  const deadlineMs = config.timeLimitMinutes === null ? Infinity : startMs + config.timeLimitMinutes * 60_000;
-  const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
-    format: 'step {value}/{total} | loss {loss} | {tps} tok/s | {bar} | ETA {eta_formatted}',
-    hideCursor: true, etaBuffer: 20,
-  }, cliProgress.Presets.shades_classic) : null;
-  const logEvery = Math.max(1, Math.round(config.steps / 20));
-  bar?.start(config.steps, step, { loss: '-', tps: '-' });
-  const recentLosses: number[] = [];
-  let validationLoss = NaN;
-  let lastSavedStep = checkpoint?.step ?? -1;
-  let tokensThisRun = 0;
-  try {
-    while (step < config.steps && performance.now() < deadlineMs) {
-      const stepStart = performance.now();
-      const lr = learningRate(step, schedule);
-      // One scope per step: the batch, the activations and the gradients are freed at its end (on a device).
-      const { loss, gradNorm, moeLoads } = scope(() => {
-        let loss = 0;
-        for (let micro = 0; micro < config.gradAccumSteps; micro++) {
-          const { inputs, targets } = batcher.next();
-          const microLoss = model.loss(inputs, targets);
-          loss += microLoss.item() / config.gradAccumSteps;
-          (config.gradAccumSteps === 1 ? microLoss : mul(microLoss, 1 / config.gradAccumSteps)).backward();
-        }
-        const gradNorm = clipGradNorm(params, config.gradClip > 0 ? config.gradClip : Infinity);
-        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-          throw new UserError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
-        }
-        optimizer.update(lr);
-        // DeepSeekMoE's auxiliary-loss-free bias update, from this step's expert loads (V3 §2.1.2).
-        const moeLoads = model.afterStep?.();
-        model.zeroGrad();
-        return { loss, gradNorm, moeLoads };
-      });
-      step++;
-      tokensThisRun += tokensPerStep;
-      const now = performance.now();
-      const record: StepRecord = {
-        step, loss, lr, gradNorm,
-        tokensPerSecond: tokensPerStep / ((now - stepStart) / 1000),
-        elapsedSeconds: elapsedBefore + (now - startMs) / 1000,
-      };
-      if (moeLoads?.length) record.moeMaxLoadRatio = moeLoads.map((s) => s.maxLoadRatio);
-      const last = step === config.steps || now >= deadlineMs;
-      if (step % config.evalEvery === 0 || last) {
-        validationLoss = evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches);
-        record.validationLoss = validationLoss;
-      }
-      recentLosses.push(loss);
-      if (recentLosses.length > 10) recentLosses.shift();
-      await appendJsonl(metricsFile, record);
-      hooks.onStep?.(record);
-      if (bar) bar.update(step, { loss: loss.toFixed(3), tps: Math.round(record.tokensPerSecond) });
-      else if (step % logEvery === 0 || last || record.validationLoss !== undefined) log(formatRecord(record, config.steps));
-      if (step % config.checkpointEvery === 0 || last) {
-        await save();
-        lastSavedStep = step;
-      }
-    }
-  } finally {
-    bar?.stop();
+  const startMs = performance.now();
+  function* microBatches() {
+    for (let micro = 0; micro < config.gradAccumSteps; micro++) yield { ...batcher.next(), weight: 1 / config.gradAccumSteps };
   }
+  const { step, records } = await runSteps<StepRecord>({
+    out: config.out,
+    startStep: checkpoint?.step ?? 0,
+    totalSteps: config.steps,
+    elapsedBefore: saved?.elapsedSeconds ?? 0,
+    timeLimitMinutes: config.timeLimitMinutes,
+    evalEvery: config.evalEvery,
+    checkpointEvery: config.checkpointEvery,
+    update: (index) => {
+      const stepStart = performance.now();
+      const lr = learningRate(index, schedule);
+      const { loss, gradNorm, moeLoads } = optimizerUpdate(model, optimizer, microBatches(), lr, config.gradClip, index + 1);
+      const record: Omit<StepRecord, 'step' | 'elapsedSeconds'> = { loss, lr, gradNorm, tokensPerSecond: tokensPerStep / ((performance.now() - stepStart) / 1000) };
+      if (moeLoads?.length) record.moeMaxLoadRatio = moeLoads.map((s) => s.maxLoadRatio);
+      return record;
+    },
+    validate: () => evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches),
+    save: (at, elapsedSeconds) => saveTrainingCheckpoint(config.out, at, {
+      model, optimizer, tokenizer: tokenizerFiles, keepLast: config.keepCheckpoints,
+      trainerState: { config, optimizerStep: optimizer.step, data: batcher.state(), corpusTokens: tokens.length, elapsedSeconds } satisfies TrainerState,
+    }),
+    bar: {
+      format: 'step {value}/{total} | loss {loss} | {tps} tok/s | {bar} | ETA {eta_formatted}',
+      values: (r) => ({ loss: r ? r.loss.toFixed(3) : '-', tps: r ? Math.round(r.tokensPerSecond) : '-' }),
+    },
+    format: (r) => formatRecord(r, config.steps),
+    log,
+    progress: hooks.progress,
+    onStep: hooks.onStep,
+  });
   const trainingSeconds = (performance.now() - startMs) / 1000;
-  if (lastSavedStep !== step) await save();
-  if (bar) log(formatRecord({ step, loss: recentLosses.at(-1) ?? NaN, lr: 0, gradNorm: NaN, tokensPerSecond: 0, elapsedSeconds: 0, validationLoss }, config.steps));
-
-  const finalDir = join(config.out, FINAL_DIR);
-  await mkdir(finalDir, { recursive: true });
-  await saveHfModel(finalDir, { config: model.config, tensors: parameterArrays(named), torchDtype: 'float32' }, { tokenizerJson: tokenizerFiles.json, tokenizerConfig: tokenizerFiles.config });
+  const finalDir = await saveFinalModel(config.out, model, tokenizerFiles);
   log(`saved the model and tokenizer to ${finalDir}`);
 
+  const recent = records.slice(-10);
   const samples = sampleFromModel(model, tokenizer, docs, config, endOfText);
   return {
     steps: step,
-    trainLoss: recentLosses.reduce((a, b) => a + b, 0) / Math.max(1, recentLosses.length),
-    validationLoss: Number.isNaN(validationLoss) ? evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches) : validationLoss,
+    trainLoss: recent.reduce((a, r) => a + r.loss, 0) / Math.max(1, recent.length),
+    validationLoss: records.at(-1)?.validationLoss ?? evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches),
     finalDir,
     samples,
-    tokensPerSecond: tokensThisRun / Math.max(trainingSeconds, 1e-9),
+    tokensPerSecond: (records.length * tokensPerStep) / Math.max(trainingSeconds, 1e-9),
   };
 }
 
@@ -387,19 +307,6 @@ function trainTokenizer(docs: readonly string[], vocabSize: number, log: (line: 
   const trained = trainBpe(docs, { vocabSize });
   log(`trained a byte-level BPE tokenizer: ${trained.vocabSize} tokens (asked for ${vocabSize})`);
   return { json: trained.tokenizerJson, config: trained.tokenizerConfig };
-}
-
-/** tokenizer.json (+ tokenizer_config.json when present) of a folder or a tokenizer.json path. */
-async function readTokenizerFiles(path: string): Promise<TokenizerFiles> {
-  const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
-  const file = isDir ? join(path, 'tokenizer.json') : path;
-  const dir = isDir ? path : join(file, '..');
-  const configFile = join(dir, 'tokenizer_config.json');
-  const hasConfig = await stat(configFile).then(() => true, () => false);
-  return {
-    json: readJsonFile(file) as Record<string, unknown>,
-    config: hasConfig ? readJsonFile(configFile) as Record<string, unknown> : {},
-  };
 }
 
 function newModel(config: PretrainConfig, vocabSize: number, endOfText: number): CausalLM {

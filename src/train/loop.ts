@@ -1,0 +1,230 @@
+// What every training loop over a causal LM shares (pretraining, SFT): opening a run folder (fresh, or resumed
+// from its latest checkpoint), one optimizer update over micro-batches, the loop of updates with its progress
+// bar, metrics.jsonl, validation, checkpoint cadence and time limit, and the checkpoint and final-model writes.
+// A trainer supplies what differs: its data, the record of one update, its validation, its trainer state.
+//
+// Exact resume rests on three things kept here: a checkpoint holds the parameters and AdamW moments in float32
+// and the update count; metrics.jsonl is cut back to the checkpoint's step, so the records of redone updates
+// are not doubled; and a failed update (a diverged loss) throws before anything is saved, so the last good
+// checkpoint survives.
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import cliProgress from 'cli-progress';
+import { writeFileAtomic } from '../io/atomic.ts';
+import {
+  appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl,
+  saveCheckpoint, type LoadedCheckpoint,
+} from '../io/checkpoint.ts';
+import { saveHfModel } from '../io/hf.ts';
+import type { CausalLM } from '../models/pretrained.ts';
+import type { MoeLoadStats } from '../nn/moe.ts';
+import { mul, scope, type Tensor } from '../tensor/index.ts';
+import { readJsonFile } from '../tokenizer/json-file.ts';
+import { UserError } from '../util/errors.ts';
+import { clipGradNorm, type AdamW } from './optimizer.ts';
+
+export const METRICS_FILE = 'metrics.jsonl';
+export const FINAL_DIR = 'final';
+
+type Log = (line: string) => void;
+
+/** tokenizer.json and tokenizer_config.json, parsed: what a checkpoint and the final model folder store. */
+export interface TokenizerFiles {
+  json: Record<string, unknown>;
+  config: Record<string, unknown>;
+}
+
+/** tokenizer.json (+ tokenizer_config.json when present) of a folder or a tokenizer.json path. */
+export async function readTokenizerFiles(path: string): Promise<TokenizerFiles> {
+  const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
+  const file = isDir ? join(path, 'tokenizer.json') : path;
+  const dir = isDir ? path : join(file, '..');
+  const configFile = join(dir, 'tokenizer_config.json');
+  const hasConfig = await stat(configFile).then(() => true, () => false);
+  return {
+    json: readJsonFile(file) as Record<string, unknown>,
+    config: hasConfig ? readJsonFile(configFile) as Record<string, unknown> : {},
+  };
+}
+
+/**
+ * Opens `out` for a run. With `resume`: its latest checkpoint, or null (logged) when it has none. Without: a
+ * folder that already holds checkpoints is refused, so a fresh run never overwrites another. metrics.jsonl is
+ * then cut back to the checkpoint's step (emptied for a fresh run).
+ */
+export async function openRun(out: string, resume: boolean, log: Log): Promise<LoadedCheckpoint | null> {
+  await mkdir(out, { recursive: true });
+  const metricsFile = join(out, METRICS_FILE);
+  let checkpoint: LoadedCheckpoint | null = null;
+  if (resume) {
+    checkpoint = await loadLatestCheckpoint(out, (m) => log(`warning: ${m}`));
+    log(checkpoint ? `resuming ${out} from step ${checkpoint.step} (${checkpoint.dir})` : `no checkpoint in ${out}; starting a new run`);
+  } else if (await hasCheckpoints(out)) {
+    throw new UserError(`${join(out, CHECKPOINTS_DIR)} already holds checkpoints; pass --resume to continue that run, or choose another --out`);
+  }
+  if (checkpoint) {
+    const step = checkpoint.step;
+    const kept = (await readJsonl<{ step: number }>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).filter((r) => r.step <= step);
+    await writeFileAtomic(metricsFile, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  } else {
+    await writeFileAtomic(metricsFile, '');
+  }
+  return checkpoint;
+}
+
+/** Puts a checkpoint's AdamW moments (saved by saveTrainingCheckpoint) and update count back into `optimizer`. */
+export function restoreAdamW(optimizer: AdamW, checkpoint: LoadedCheckpoint, optimizerStep: number): void {
+  const { m, v } = checkpoint.optimizer;
+  optimizer.loadStateDict({ step: optimizerStep, m: float32Arrays(m), v: float32Arrays(v) }, join(checkpoint.dir, OPTIMIZER_FILE));
+}
+
+export interface TrainingCheckpoint {
+  model: CausalLM;
+  optimizer: AdamW;
+  /** The trainer's own state (its config, data position, elapsed time), returned as is on resume. */
+  trainerState: object;
+  tokenizer: TokenizerFiles;
+  keepLast: number;
+}
+
+/** Writes checkpoint `step` of the run in `out` (atomically; older ones beyond keepLast are removed). */
+export async function saveTrainingCheckpoint(out: string, step: number, parts: TrainingCheckpoint): Promise<void> {
+  const named = parts.model.namedParameters();
+  const { m, v } = parts.optimizer.stateDict();
+  await saveCheckpoint(out, step, {
+    model: { config: parts.model.config, tensors: parameterArrays(named), torchDtype: 'float32' },
+    optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: new Map() },
+    trainerState: parts.trainerState as Record<string, unknown>,
+    tokenizer: { tokenizerJson: parts.tokenizer.json, tokenizerConfig: parts.tokenizer.config },
+  }, { keepLast: parts.keepLast });
+}
+
+/** The trained model and its tokenizer as a Hugging Face folder, out/final; returns the folder. */
+export async function saveFinalModel(out: string, model: CausalLM, tokenizer: TokenizerFiles): Promise<string> {
+  const finalDir = join(out, FINAL_DIR);
+  await mkdir(finalDir, { recursive: true });
+  await saveHfModel(finalDir, { config: model.config, tensors: parameterArrays(model.namedParameters()), torchDtype: 'float32' }, {
+    tokenizerJson: tokenizer.json, tokenizerConfig: tokenizer.config,
+  });
+  return finalDir;
+}
+
+/** One forward/backward of an update: a batch and the share of the update's loss its mean loss stands for. */
+export interface MicroBatch {
+  /** int32 [B, T] */
+  inputs: Tensor;
+  /** int32 [B, T], -100 where no loss is taken */
+  targets: Tensor;
+  /** The update's loss is sum over micro-batches of weight * (the micro-batch's mean loss); the weights add up to 1. */
+  weight: number;
+}
+
+export interface UpdateResult {
+  loss: number;
+  gradNorm: number;
+  /** DeepSeek models: the update's expert loads per MoE layer. */
+  moeLoads: MoeLoadStats[] | undefined;
+}
+
+/**
+ * One optimizer update in one scope (on a device, the batches, activations and gradients are freed at its end):
+ * backward through every micro-batch's weighted loss, global-norm clipping (gradClip 0: off), a check that
+ * loss and norm are finite, AdamW at `lr`, the model's after-step hook (DeepSeekMoE's bias balancing, V3
+ * §2.1.2), zeroed gradients. `microBatches` should be lazy (a generator), so that its tensors are made inside
+ * the scope. `step` (1-based) names the update in the divergence error.
+ */
+export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches: Iterable<MicroBatch>, lr: number, gradClip: number, step: number): UpdateResult {
+  return scope(() => {
+    let loss = 0;
+    for (const { inputs, targets, weight } of microBatches) {
+      const microLoss = model.loss(inputs, targets);
+      loss += microLoss.item() * weight;
+      (weight === 1 ? microLoss : mul(microLoss, weight)).backward();
+    }
+    const gradNorm = clipGradNorm(model.parameters(), gradClip > 0 ? gradClip : Infinity);
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      throw new UserError(`step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
+    }
+    optimizer.update(lr);
+    const moeLoads = model.afterStep?.();
+    model.zeroGrad();
+    return { loss, gradNorm, moeLoads };
+  });
+}
+
+/** The fields of a metrics.jsonl record that the loop itself fills in or reads. */
+export interface LoopRecord {
+  step: number;
+  loss: number;
+  elapsedSeconds: number;
+  validationLoss?: number;
+}
+
+export interface StepLoop<R extends LoopRecord> {
+  out: string;
+  /** Updates already done (a resumed run's checkpoint step) and in the whole run. */
+  startStep: number;
+  totalSteps: number;
+  /** Training seconds before this process (a resumed run's), for elapsedSeconds. */
+  elapsedBefore: number;
+  timeLimitMinutes: number | null;
+  evalEvery: number;
+  checkpointEvery: number;
+  /** Runs update `step` (0-based) and returns its record but for step and elapsedSeconds. */
+  update(step: number): Omit<R, 'step' | 'elapsedSeconds'>;
+  /** The validation loss, every evalEvery updates and after the last; null when nothing is held out. */
+  validate: (() => number) | null;
+  /** Saves checkpoint `step`; elapsedSeconds is the run's training time so far. */
+  save(step: number, elapsedSeconds: number): Promise<void>;
+  /** The progress bar's format (cli-progress tokens; {value} and {total} are the steps) and its payload. */
+  bar: { format: string; values(record: R | null): Record<string, string | number> };
+  /** A record as a log line (when stderr is not a terminal, or the bar is off). */
+  format(record: R): string;
+  log: Log;
+  /** A progress bar on stderr when it is a terminal (default true). */
+  progress?: boolean;
+  onStep?: (record: R) => void;
+}
+
+/**
+ * Runs updates startStep..totalSteps-1 (or until the time limit), appending each record to metrics.jsonl,
+ * validating every evalEvery updates and after the last, checkpointing every checkpointEvery updates and at the
+ * end. Returns the step reached and this process's records.
+ */
+export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise<{ step: number; records: R[] }> {
+  const metricsFile = join(loop.out, METRICS_FILE);
+  const startMs = performance.now();
+  const elapsed = () => loop.elapsedBefore + (performance.now() - startMs) / 1000;
+  const deadlineMs = loop.timeLimitMinutes === null ? Infinity : startMs + loop.timeLimitMinutes * 60_000;
+  const bar = loop.progress !== false && process.stderr.isTTY
+    ? new cliProgress.SingleBar({ format: loop.bar.format, hideCursor: true, etaBuffer: 20 }, cliProgress.Presets.shades_classic)
+    : null;
+  const logEvery = Math.max(1, Math.round(loop.totalSteps / 20));
+  const records: R[] = [];
+  let step = loop.startStep;
+  let lastSavedStep = loop.startStep;
+  bar?.start(loop.totalSteps, step, loop.bar.values(null));
+  try {
+    while (step < loop.totalSteps && performance.now() < deadlineMs) {
+      const fields = loop.update(step);
+      step++;
+      const record = { ...fields, step, elapsedSeconds: elapsed() } as R;
+      const last = step === loop.totalSteps || performance.now() >= deadlineMs;
+      if (loop.validate && (step % loop.evalEvery === 0 || last)) record.validationLoss = loop.validate();
+      records.push(record);
+      await appendJsonl(metricsFile, record);
+      loop.onStep?.(record);
+      if (bar) bar.update(step, loop.bar.values(record));
+      else if (step % logEvery === 0 || last || record.validationLoss !== undefined) loop.log(loop.format(record));
+      if (step % loop.checkpointEvery === 0 || last) {
+        await loop.save(step, elapsed());
+        lastSavedStep = step;
+      }
+    }
+  } finally {
+    bar?.stop();
+  }
+  if (lastSavedStep !== step) await loop.save(step, elapsed());
+  if (bar && records.length > 0) loop.log(loop.format(records.at(-1)!));
+  return { step, records };
+}
