@@ -22,6 +22,8 @@ export * from './rl/trainer.ts';
 export * from './rewards/reward.ts';
 export * from './rewards/answer.ts';
 export * from './rewards/template.ts';
+export * from './rewards/code.ts';
+export * from './rewards/sandbox.ts';
 export * from './tasks/index.ts';
 export * from './eval/evaluate.ts';
 export * from './eval/estimators.ts';

@@ -87,7 +87,7 @@ export function register(program: Command): void {
     .summary('pass@1 over k samples, pass@k, cons@k, format rate and length of a model on a task\'s held-out questions')
     .description('Samples k responses per held-out question with the R1-Zero template and scores them with the task\'s verifier (SPEC.md 5).')
     .requiredOption('--model <dir>', 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)')
-    .option('--task <name>', 'task: arithmetic, countdown or jsonl:PATH', 'arithmetic')
+    .option('--task <name>', 'task: arithmetic, countdown, jsonl:PATH, code or code:PATH', 'arithmetic')
     .option('--level <n>', 'difficulty level of a generated task')
     .option('--k <n>', 'samples per question', String(defaultEvalOptions.k))
     .option('--temperature <t>', 'sampling temperature (paper: 0.6)', String(defaultEvalOptions.temperature))

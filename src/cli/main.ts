@@ -16,6 +16,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./pretrain.ts'),
   () => import('./sft.ts'),
   () => import('./verify-answer.ts'),
+  () => import('./run-code.ts'),
   () => import('./zero.ts'),
   () => import('./reward-model.ts'),
   () => import('./rejection-sample.ts'),

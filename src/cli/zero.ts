@@ -19,7 +19,7 @@ const fraction = z.number().min(0).max(1);
 
 /** Each config field: its schema and its flag with help text. */
 const FIELDS: Fields<ZeroConfig> = {
-  task: { schema: z.string().min(1), flag: '--task <name>', help: 'task: arithmetic, countdown or jsonl:PATH (a GSM8K/MATH-style file)' },
+  task: { schema: z.string().min(1), flag: '--task <name>', help: 'task: arithmetic, countdown, jsonl:PATH (a GSM8K/MATH-style file), code (generated Python programs) or code:PATH (programming problems with tests)' },
   level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },
   model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model folder to train; default: make (or reuse) a base model pretrained here' },
   out: { schema: z.string().min(1).nullable(), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html (default: a new runs/zero-<date>-<time>)' },

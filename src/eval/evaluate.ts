@@ -6,7 +6,7 @@ import { generate } from '../generate/engine.ts';
 import type { DenseModel } from '../models/dense.ts';
 import { completionWithPrefill, isStrictFormat } from '../rewards/format.ts';
 import { r1ZeroPrompt } from '../rewards/template.ts';
-import type { Example, Task, Verdict } from '../tasks/task.ts';
+import { verifyAll, type Task } from '../tasks/task.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { majorityAnswer, passAt1, passAtK } from './estimators.ts';
 
@@ -81,11 +81,14 @@ export function evaluateModel(model: DenseModel, tokenizer: Tokenizer, task: Tas
   });
   // Every question's k responses are queued in one call, so the engine's rows stay busy until the last ones.
   const results = generate(model, tokenizer, requests, { maxNewTokens: options.maxNewTokens, temperature: options.temperature, topP: options.topP });
+  const texts = results.map((result) => result.text + (result.stopString ?? ''));
+  // All responses are verified in one call (a code task runs their programs in parallel).
+  const verdicts = verifyAll(task, texts.map((completion, i) => ({ completion, example: examples[Math.floor(i / k)] })));
   const details = examples.map((example, q): EvalQuestion => {
     const promptText = prompt(example.question);
-    const responses = results.slice(q * k, (q + 1) * k).map((result): EvalResponse => {
-      const text = result.text + (result.stopString ?? '');
-      const verdict = safeVerify(task, text, example);
+    const responses = results.slice(q * k, (q + 1) * k).map((result, j): EvalResponse => {
+      const text = texts[q * k + j];
+      const verdict = verdicts[q * k + j];
       return {
         text, lengthTokens: result.tokenIds.length, answer: verdict.answer, correct: verdict.correct,
         formatted: isFormatted(completionWithPrefill({ prompt: promptText, completion: text })), truncated: result.finishReason === 'length',
@@ -124,13 +127,4 @@ export function summary(report: EvalReport): Omit<EvalReport, 'details'> {
 /** Writes the report as JSON (atomically), the per-question responses included. */
 export async function writeEvalReport(file: string, report: EvalReport): Promise<void> {
   await writeFileAtomic(file, `${JSON.stringify(report, null, 2)}\n`);
-}
-
-/** A completion that makes the verifier throw is wrong, not a crashed evaluation. */
-function safeVerify(task: Task, completion: string, example: Example): Verdict {
-  try {
-    return task.verify(completion, example);
-  } catch {
-    return { answer: null, correct: false };
-  }
 }

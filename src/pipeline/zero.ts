@@ -15,11 +15,13 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { loadModel, saveModel } from '../models/pretrained.ts';
 import { DenseModel, type DenseConfig, type DenseSize } from '../models/dense.ts';
 import { completionWithPrefill, FORMAT_RULES, formatReward, tagCountReward, type FormatRule } from '../rewards/format.ts';
+import { taskAccuracyReward } from '../rewards/accuracy.ts';
 import type { WeightedReward } from '../rewards/reward.ts';
 import { R1_ZERO_TEMPLATE, r1ZeroPrompt } from '../rewards/template.ts';
 import type { RolloutTask } from '../rl/rollout.ts';
 import { defaultGrpoConfig, trainGrpo, type GrpoConfig, type GrpoHooks, type GrpoStepRecord } from '../rl/trainer.ts';
 import { ARITHMETIC_LEVELS, drawArithmeticProblem, pretrainingText, workedSteps } from '../tasks/arithmetic.ts';
+import { codeDrill, codePretrainingText } from '../tasks/code.ts';
 import { taskByName } from '../tasks/registry.ts';
 import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
@@ -30,7 +32,7 @@ import { renderReport } from './report.ts';
 
 /** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
 export interface ZeroConfig extends GrpoConfig {
-  /** Task name (taskByName: arithmetic, countdown, jsonl:PATH). */
+  /** Task name (taskByName: arithmetic, countdown, jsonl:PATH, code, code:PATH). */
   task: string;
   /** Level of a generated task; null takes the task's default. */
   level: number | null;
@@ -157,6 +159,8 @@ const BASE_TEXT: Record<string, BaseText> = {
     documents: pretrainingText,
     drill: (rng, level) => workedSteps(drawArithmeticProblem(rng, ARITHMETIC_LEVELS[level ?? 1]).steps),
   },
+  // Python programs that print a formula of two integers: the generated code task (tasks/code.ts).
+  code: { documents: codePretrainingText, drill: codeDrill },
 };
 
 export interface ZeroHooks extends Pick<GrpoHooks, 'onStep' | 'progress'> {
@@ -233,8 +237,7 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
 /** The weighted rule rewards of R1-Zero (SPEC.md 3): the task's verifier for accuracy, plus the format rule. */
 export function zeroRewards(task: Task, config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): WeightedReward[] {
   const rewards: WeightedReward[] = [
-    // The verifier needs an Example; the reward sees only the reference, which is all a verifier reads.
-    { name: 'accuracy', weight: config.accuracyWeight, fn: ({ completion, reference }) => (task.verify(completion, { id: '', question: '', reference }).correct ? 1 : 0) },
+    { name: 'accuracy', weight: config.accuracyWeight, fn: taskAccuracyReward(task) },
     { name: 'format', weight: config.formatWeight, fn: formatReward(config.formatRule) },
   ];
   if (config.tagCountWeight > 0) rewards.push({ name: 'tags', weight: config.tagCountWeight, fn: tagCountReward() });

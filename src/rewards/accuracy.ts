@@ -2,7 +2,7 @@
 // requires the answer in a fixed place (inside <answer>, or \boxed{} for math) and checks it for mathematical
 // equivalence with the reference (answer.ts); "Reward_rule = Reward_acc + Reward_format" with equal weights (NAT
 // eq. 4, r1-spec-detail 2.2).
-import type { Example, Task, Verdict } from '../tasks/task.ts';
+import { verdictScore, type Example, type Task, type Verdict } from '../tasks/task.ts';
 import { checkAnswer, type AnswerPlace } from './answer.ts';
 import type { RewardFn } from './reward.ts';
 
@@ -18,14 +18,15 @@ export function accuracyReward(verify: AnswerVerifier): RewardFn {
 }
 
 /**
- * The accuracy reward of a task: its own verifier. A reward sees only the reference, so the verifier gets an
- * Example holding that reference (task verifiers check the completion against `example.reference` alone).
+ * The accuracy reward of a task: its own verifier's verdict (the one the caller passes in `verdict`, else a fresh
+ * one), scored with its partial credit when it has one (code: the fraction of tests passed). A reward sees only the
+ * reference, so the verifier gets an Example holding that reference (task verifiers read `example.reference` alone).
  */
 export function taskAccuracyReward(task: Task): RewardFn {
-  return accuracyReward((completion, reference) => {
+  return ({ completion, reference, verdict }) => {
     const example: Example = { id: `${task.name}/reward`, question: '', reference };
-    return task.verify(completion, example);
-  });
+    return verdictScore(verdict ?? task.verify(completion, example));
+  };
 }
 
 export interface MathAccuracyOptions {

@@ -1,6 +1,7 @@
 // Rewards are plain functions (SPEC.md 3): (prompt, completion, reference) -> number, composed with weights.
 // A reward that throws or returns a non-finite number scores 0 for that sample and the failure is counted,
 // so one bad completion never crashes a run.
+import type { Verdict } from '../tasks/task.ts';
 
 /** What a reward sees of one sample. */
 export interface RewardInput {
@@ -10,6 +11,12 @@ export interface RewardInput {
   completion: string;
   /** The reference answer or test data of the example (task-specific; a string for math answers). */
   reference: unknown;
+  /**
+   * The task verifier's verdict on this completion, when the caller already has it: rollouts verify a whole round
+   * at once (code tasks run its programs in parallel), so the accuracy reward reads the verdict instead of running
+   * the verifier again.
+   */
+  verdict?: Verdict;
 }
 
 export type RewardFn = (input: RewardInput) => number;

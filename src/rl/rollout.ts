@@ -5,7 +5,7 @@
 import { generate } from '../generate/engine.ts';
 import type { DenseModel } from '../models/dense.ts';
 import { scoreSample, type WeightedReward } from '../rewards/reward.ts';
-import type { Example, Task } from '../tasks/task.ts';
+import { verifyAll, type Example, type Task, type Verdict } from '../tasks/task.ts';
 import type { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { flatGroups, overlongPenalty } from './grpo.ts';
@@ -82,9 +82,12 @@ export function sampleRollout(model: DenseModel, tokenizer: Tokenizer, source: R
     // The whole round (P x G requests) is queued in one call: the engine keeps its rows (64 by default) busy,
     // a finished completion's row taken at once by the next queued request.
     const results = generate(model, tokenizer, requests, { maxNewTokens: options.maxNewTokens, temperature: options.temperature, topP: options.topP });
+    const texts = results.map((result) => result.text + (result.stopString ?? ''));
+    // The whole round is verified in one call, so a code task runs its P x G programs in parallel.
+    const verdicts = verifyAll(source.task, texts.map((completion, i) => ({ completion, example: examples[Math.floor(i / G)] })));
     const round = results.map((result, i): Sample => {
       const e = Math.floor(i / G);
-      return scoreCompletion(source, examples[e], groupIndex + e, prompts[e], result.tokenIds, result.text + (result.stopString ?? ''), result.finishReason === 'length', options);
+      return scoreCompletion(source, examples[e], groupIndex + e, prompts[e], result.tokenIds, texts[i], result.finishReason === 'length', options, verdicts[i]);
     });
     groupIndex += examples.length;
     drawn.push(...round);
@@ -98,9 +101,12 @@ export function sampleRollout(model: DenseModel, tokenizer: Tokenizer, source: R
   return { samples: kept, drawn, droppedGroups, rounds };
 }
 
-/** Rewards, correctness and format of one completion; nothing a completion contains can make this throw. */
-export function scoreCompletion(source: RolloutTask, example: Example, group: number, promptIds: number[], completionIds: number[], text: string, truncated: boolean, options: Pick<RolloutOptions, 'maxNewTokens' | 'overlongCacheTokens'>): Sample {
-  const breakdown = scoreSample(source.rewards, { prompt: source.prompt(example.question), completion: text, reference: example.reference });
+/**
+ * Rewards, correctness and format of one completion, given the task's verdict on it; nothing a completion contains
+ * can make this throw.
+ */
+export function scoreCompletion(source: RolloutTask, example: Example, group: number, promptIds: number[], completionIds: number[], text: string, truncated: boolean, options: Pick<RolloutOptions, 'maxNewTokens' | 'overlongCacheTokens'>, verdict: Verdict): Sample {
+  const breakdown = scoreSample(source.rewards, { prompt: source.prompt(example.question), completion: text, reference: example.reference, verdict });
   let reward = breakdown.total;
   const parts = { ...breakdown.parts };
   if (options.overlongCacheTokens > 0) {
@@ -112,7 +118,7 @@ export function scoreCompletion(source: RolloutTask, example: Example, group: nu
   }
   return {
     group, example, promptIds, completionIds, text, truncated, reward, parts, failedRewards: breakdown.failed,
-    correct: safely(() => source.task.verify(text, example).correct),
+    correct: verdict.correct,
     formatted: safely(() => source.isFormatted(text)),
   };
 }

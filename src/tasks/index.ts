@@ -1,7 +1,7 @@
-// The tasks layer's public face: generated tasks (Countdown, arithmetic word problems, instruction following),
-// users' JSONL files, and the registry that names them. Each task samples training examples, holds a fixed test
-// set, and verifies.
-export type { Example, Task, Verdict } from './task.ts';
+// The tasks layer's public face: generated tasks (Countdown, arithmetic word problems, instruction following,
+// programs), users' JSONL files (math or code problems), and the registry that names them. Each task samples
+// training examples, holds a fixed test set, and verifies.
+export { verdictScore, verifyAll, type Example, type Task, type Verdict, type VerifyItem } from './task.ts';
 export { taskByName, TASK_NAMES, type TaskOptions } from './registry.ts';
 export {
   COUNTDOWN_LEVELS, countdownQuestion, countdownTask, evaluateExpression, solvesCountdown,
@@ -19,3 +19,7 @@ export {
 } from './instructions.ts';
 export { readableTask } from './readable.ts';
 export { jsonlTask, readProblemsJsonl, type JsonlTask, type JsonlTaskOptions } from './jsonl.ts';
+export {
+  CODE_LEVELS, codeDrill, codeJsonlTask, codePretrainingText, evaluateFormula, formulaProgram, generatedCodeTask, readCodeProblems,
+  type CodeJsonlOptions, type CodeLevel, type CodeReference, type CodeTaskOptions, type GeneratedCodeOptions,
+} from './code.ts';

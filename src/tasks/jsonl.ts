@@ -12,7 +12,7 @@ import type { Rng } from '../tensor/random.ts';
 import { decodeUtf8 } from '../tokenizer/corpus.ts';
 import { lineAndColumn, locateJsonError } from '../tokenizer/json-file.ts';
 import { UserError } from '../util/errors.ts';
-import { isHeldOut } from './split.ts';
+import { drawWithoutReplacement, isHeldOut } from './split.ts';
 import type { Example, Task, Verdict } from './task.ts';
 
 /** Fields tried, in order, when the user names none. */
@@ -154,20 +154,7 @@ export function jsonlTask(path: string, options: JsonlTaskOptions = {}): JsonlTa
     train,
     test,
     skipped,
-    sample(rng: Rng, count: number): Example[] {
-      // Draws without replacement while the training set lasts (no question twice in one batch), then again.
-      const out: Example[] = [];
-      while (out.length < count) {
-        const order = train.map((_, i) => i);
-        const take = Math.min(count - out.length, order.length);
-        for (let i = 0; i < take; i++) {
-          const j = i + rng.int(order.length - i);
-          [order[i], order[j]] = [order[j], order[i]];
-          out.push(train[order[i]]);
-        }
-      }
-      return out;
-    },
+    sample: (rng: Rng, count: number) => drawWithoutReplacement(rng, train, count),
     testSet(size?: number): Example[] {
       if (test.length === 0) {
         throw new UserError(`${options.testFile ?? path}: no held-out test problems (give a test file, or a larger testFraction than ${testFraction})`);

@@ -33,6 +33,24 @@ export function pick<T>(rng: Rng, items: readonly T[]): T {
   return items[rng.int(items.length)];
 }
 
+/**
+ * `count` items drawn without replacement while the items last (no item twice in one batch), then again from all
+ * of them: the training draws of a task loaded from a file.
+ */
+export function drawWithoutReplacement<T>(rng: Rng, items: readonly T[], count: number): T[] {
+  const out: T[] = [];
+  while (out.length < count) {
+    const order = items.map((_, i) => i);
+    const take = Math.min(count - out.length, order.length);
+    for (let i = 0; i < take; i++) {
+      const j = i + rng.int(order.length - i);
+      [order[i], order[j]] = [order[j], order[i]];
+      out.push(items[order[i]]);
+    }
+  }
+  return out;
+}
+
 /** An integer uniform in [lo, hi] (both included). */
 export function intBetween(rng: Rng, lo: number, hi: number): number {
   return lo + rng.int(hi - lo + 1);

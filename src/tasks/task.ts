@@ -18,6 +18,21 @@ export interface Verdict {
   /** The completion's final answer as extracted (null when none could be found). */
   answer: string | null;
   correct: boolean;
+  /** Partial credit in [0, 1] (code: the fraction of tests passed); absent means correct ? 1 : 0. */
+  score?: number;
+  /** Why it is not correct, when the verifier knows (code: compile_error, timeout, ...). */
+  status?: string;
+}
+
+/** The reward value of a verdict: its partial credit when it has one, else 1 or 0. */
+export function verdictScore(verdict: Verdict): number {
+  return verdict.score ?? (verdict.correct ? 1 : 0);
+}
+
+/** One completion to verify against one example. */
+export interface VerifyItem {
+  completion: string;
+  example: Example;
 }
 
 export interface Task {
@@ -29,4 +44,26 @@ export interface Task {
   testSet(size?: number): Example[];
   /** Extracts the final answer of a completion and checks it against the example's reference. */
   verify(completion: string, example: Example): Verdict;
+  /**
+   * Verifies many completions at once, when that is cheaper than one by one (code tasks run all the programs of a
+   * GRPO step in parallel). Same verdicts as `verify` on each item.
+   */
+  verifyMany?(items: readonly VerifyItem[]): Verdict[];
+}
+
+/**
+ * Verdicts of many completions, through `verifyMany` when the task has it. Nothing a completion contains can make
+ * this throw: `verify` throwing on an item gives that item an incorrect verdict, and `verifyMany` handles every
+ * completion itself; it throws only when the verifier is broken (a code task's sandbox failing), which must stop a
+ * run rather than score every sample 0.
+ */
+export function verifyAll(task: Task, items: readonly VerifyItem[]): Verdict[] {
+  if (task.verifyMany !== undefined) return items.length === 0 ? [] : task.verifyMany(items);
+  return items.map(({ completion, example }) => {
+    try {
+      return task.verify(completion, example);
+    } catch {
+      return { answer: null, correct: false };
+    }
+  });
 }

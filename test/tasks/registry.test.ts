@@ -40,7 +40,7 @@ test('jsonl tasks by jsonl:PATH or taskFile', () => {
 });
 
 test('unknown names, bad levels and misplaced options are UserErrors that list what is known', () => {
-  assertUserError(() => taskByName('gsm8k'), 'unknown task "gsm8k" (known: countdown, arithmetic, instructions, jsonl:PATH, readable:NAME)');
+  assertUserError(() => taskByName('gsm8k'), 'unknown task "gsm8k" (known: countdown, arithmetic, instructions, jsonl:PATH, readable:NAME, code, code:PATH)');
   assertUserError(() => taskByName('countdown', { level: 9 }), 'task countdown: level must be one of 1, 2, 3, 4, got 9');
   assertUserError(() => taskByName('arithmetic', { testFile: 'x.jsonl' }), 'task arithmetic: not options of generated tasks (they are for jsonl): testFile');
 });
