@@ -54,5 +54,5 @@ test('instructions and the readable: prefix by name', () => {
   assert.equal(readable.verify(`<think> x </think> The answer is \\boxed{${example.reference}}.`, example).correct, true);
   assert.equal(readable.verify(`<think> x </think> <answer> ${example.reference} </answer>`, example).correct, false);
   assertUserError(() => taskByName('readable:readable:arithmetic'), 'task readable:readable:arithmetic: readable:arithmetic is already asked in the readable form');
-  assertUserError(() => taskByName('readable:nope'), 'unknown task "nope" (known: countdown, arithmetic, instructions, jsonl:PATH, readable:NAME)');
+  assertUserError(() => taskByName('readable:nope'), 'unknown task "nope" (known: countdown, arithmetic, instructions, jsonl:PATH, readable:NAME, code, code:PATH)');
 });
