@@ -28,6 +28,7 @@ export * from './tasks/index.ts';
 export * from './eval/evaluate.ts';
 export * from './eval/estimators.ts';
 export * from './pipeline/zero.ts';
+export * from './pipeline/distill.ts';
 export * from './pipeline/rejection-sample.ts';
 export * from './rewards/judge.ts';
 // Both training loops write metrics.jsonl; one name for it.

@@ -20,6 +20,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./zero.ts'),
   () => import('./reward-model.ts'),
   () => import('./rejection-sample.ts'),
+  () => import('./distill.ts'),
   () => import('./eval.ts'),
   () => import('./serve.ts'),
 ];

@@ -11,7 +11,7 @@ import { Settings, type Fields } from './settings.ts';
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 
-const FIELDS: Fields<RejectionSampleConfig> = {
+export const FIELDS: Fields<RejectionSampleConfig> = {
   model: { schema: z.string(), flag: '--model <dir>', help: 'Hugging Face model folder to sample (e.g. the reasoning-RL checkpoint)' },
   task: { schema: z.string(), flag: '--task <name>', help: 'prompts with references: jsonl:PATH (GSM8K/MATH-style), arithmetic or countdown' },
   level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },

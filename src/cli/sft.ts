@@ -12,7 +12,7 @@ const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const nonNegative = z.number().nonnegative();
 
-const FIELDS: Fields<SftConfig> = {
+export const FIELDS: Fields<SftConfig> = {
   data: { schema: z.string().min(1, 'name a JSONL file of conversations'), flag: '--data <file.jsonl>', help: 'training conversations, one JSON object a line: {"messages": [...]} or {"prompt", "completion"} (strings or message lists)' },
   validationData: { schema: z.string().min(1).nullable(), flag: '--validation-data <file.jsonl>', help: 'validation conversations in the same formats; default: hold out --validation-fraction of --data' },
   validationFraction: { schema: z.number().min(0).lt(1), flag: '--validation-fraction <f>', help: 'share of --data held out for the validation loss when --validation-data is not given' },
