@@ -21,6 +21,7 @@ export * from './rl/grpo.ts';
 export * from './rl/trainer.ts';
 export * from './rewards/reward.ts';
 export * from './rewards/answer.ts';
+export * from './rewards/extract.ts';
 export * from './rewards/template.ts';
 export * from './rewards/code.ts';
 export * from './rewards/sandbox.ts';

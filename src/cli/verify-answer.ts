@@ -1,32 +1,42 @@
 // `r1 verify-answer`: the accuracy reward's answer checker (src/rewards/answer.ts) from the shell, to see what it
 // accepts before a run relies on it. One pair prints `true` or `false` (exit 0 either way, 2 on usage errors);
 // `--jsonl FILE` checks {"gold", "pred"} lines and writes one JSON result per line, a malformed line giving a
-// result with an "error" instead of stopping the others.
+// result with an "error" instead of stopping the others. Output piped into a reader that stops early (`| head`)
+// ends the command quietly.
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError } from 'commander';
-import { ANSWER_PLACES, answersEquivalent, extractAnswer, type AnswerPlace } from '../rewards/answer.ts';
+import { answerOf, finalAnswersEquivalent, optionsFor } from '../rewards/answer.ts';
+import { ANSWER_PLACES, extractAnswer, type AnswerPlace } from '../rewards/extract.ts';
 import { UserError } from '../util/errors.ts';
 
 export interface VerifyOptions {
-  /** Extract the final answer from a whole completion (pred) first, from these places in order. */
+  /**
+   * Read both sides as whole solutions: the final answer of pred from `places` only, that of gold from every
+   * place. Without it each side is an answer, still read through delimiters and phrases ("$5$", "x = 5", "The
+   * answer is 5") and extracted from when it is a whole text (answerOf).
+   */
   extract: boolean;
   places: readonly AnswerPlace[];
 }
 
 export interface PairResult {
   correct: boolean;
-  /** The answer compared with the gold: extracted from pred with `extract` (null when none found), else pred. */
+  /** The answer compared with the gold (null when none was found). */
   extracted: string | null;
+  /** With `extract`: the answer read from the gold (null when none was found). */
+  goldExtracted?: string | null;
 }
 
 export type LineResult =
-  | { line: number; correct: boolean; gold: string; pred: string; extracted: string | null }
+  | { line: number; correct: boolean; gold: string; pred: string; extracted: string | null; gold_extracted?: string | null }
   | { line: number; error: string };
 
 export function verifyPair(gold: string, pred: string, options: VerifyOptions): PairResult {
-  const extracted = options.extract ? (extractAnswer(pred, options.places)?.answer ?? null) : pred;
-  return { correct: extracted !== null && answersEquivalent(gold, extracted), extracted };
+  const goldAnswer = answerOf(gold);
+  const extracted = options.extract ? (extractAnswer(pred, options.places, optionsFor(goldAnswer))?.answer ?? null) : answerOf(pred, optionsFor(goldAnswer));
+  const correct = goldAnswer !== null && extracted !== null && finalAnswersEquivalent(goldAnswer, extracted);
+  return options.extract ? { correct, extracted, goldExtracted: goldAnswer } : { correct, extracted };
 }
 
 /** One JSONL line -> its result (an "error" result naming the line and the problem when it is malformed). */
@@ -47,8 +57,9 @@ export function verifyLine(text: string, line: number, options: VerifyOptions): 
     else if (typeof value === 'string') fields[name] = value;
     else return { line, error: `line ${line}: field "${name}" ${value === undefined ? 'is missing' : 'must be a string or a number'}` };
   }
-  const { correct, extracted } = verifyPair(fields.gold, fields.pred, options);
-  return { line, correct, gold: fields.gold, pred: fields.pred, extracted };
+  const { correct, extracted, goldExtracted } = verifyPair(fields.gold, fields.pred, options);
+  const result = { line, correct, gold: fields.gold, pred: fields.pred, extracted };
+  return goldExtracted === undefined ? result : { ...result, gold_extracted: goldExtracted };
 }
 
 export interface JsonlSummary {
@@ -57,8 +68,11 @@ export interface JsonlSummary {
   errors: number;
 }
 
-/** Checks every non-blank line of a JSONL file, handing each result to `write` in order. */
-export async function verifyJsonl(file: string, options: VerifyOptions, write: (result: LineResult) => void): Promise<JsonlSummary> {
+/**
+ * Checks every non-blank line of a JSONL file, handing each result to `write` in order; `write` returning false
+ * stops the reading (its reader has gone).
+ */
+export async function verifyJsonl(file: string, options: VerifyOptions, write: (result: LineResult) => boolean | void): Promise<JsonlSummary> {
   if (!existsSync(file)) throw new UserError(`${file}: no such file`);
   const summary: JsonlSummary = { lines: 0, correct: 0, errors: 0 };
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
@@ -70,7 +84,10 @@ export async function verifyJsonl(file: string, options: VerifyOptions, write: (
     summary.lines++;
     if ('error' in result) summary.errors++;
     else if (result.correct) summary.correct++;
-    write(result);
+    if (write(result) === false) {
+      lines.close();
+      break;
+    }
   }
   return summary;
 }
@@ -99,11 +116,12 @@ export function register(program: Command): void {
     .description(
       'check whether PRED is mathematically equivalent to GOLD (the accuracy reward\'s checker): prints true or false. ' +
         'With --jsonl, checks {"gold", "pred"} lines and writes one JSON result per line ' +
-        '({"line", "correct", "gold", "pred", "extracted"}, or {"line", "error"} for a malformed line).',
+        '({"line", "correct", "gold", "pred", "extracted"}, with "gold_extracted" under --extract, or {"line", "error"} ' +
+        'for a malformed line).',
     )
     .argument('[gold]', 'the reference answer, e.g. "\\frac{1}{2}"')
     .argument('[pred]', 'the predicted answer (a whole completion with --extract)')
-    .option('--extract', 'extract the final answer from PRED (a whole completion) first')
+    .option('--extract', 'read GOLD and PRED as whole solutions: extract the final answer of each first')
     .option('--places <list>', 'with --extract: where the answer may be, in order of preference', ANSWER_PLACES.join(','))
     .option('--jsonl <file>', 'check every {"gold": ..., "pred": ...} line of a JSONL file')
     .option('--out <file>', 'with --jsonl: write the results here instead of stdout')
@@ -118,12 +136,21 @@ export function register(program: Command): void {
       if (opts.out !== undefined && opts.jsonl === undefined) usage('--out goes with --jsonl');
       const options: VerifyOptions = { extract: opts.extract === true, places: parsePlaces(opts.places) };
       if (opts.jsonl === undefined) {
-        console.log(String(verifyPair(gold!, pred!, options).correct));
+        const result = verifyPair(gold!, pred!, options);
+        console.log(String(result.correct));
         return;
       }
       const out = opts.out === undefined ? process.stdout : createWriteStream(opts.out);
-      const summary = await verifyJsonl(opts.jsonl, options, (result) => out.write(`${JSON.stringify(result)}\n`));
+      // A reader that closes the pipe (`| head`) is not an error: stop writing and reading, and exit quietly.
+      let closed = false;
+      const onError = (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EPIPE') throw err;
+        closed = true;
+      };
+      out.on('error', onError);
+      const summary = await verifyJsonl(opts.jsonl, options, (result) => !closed && (out.write(`${JSON.stringify(result)}\n`), !closed));
       if (out !== process.stdout) await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      if (closed) return;
       console.error(`${summary.lines} lines: ${summary.correct} correct, ${summary.lines - summary.correct - summary.errors} wrong, ${summary.errors} malformed`);
     });
 }

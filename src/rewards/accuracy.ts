@@ -3,7 +3,8 @@
 // equivalence with the reference (answer.ts); "Reward_rule = Reward_acc + Reward_format" with equal weights (NAT
 // eq. 4, r1-spec-detail 2.2).
 import { verdictScore, type Example, type Task, type Verdict } from '../tasks/task.ts';
-import { checkAnswer, type AnswerPlace } from './answer.ts';
+import { checkAnswer } from './answer.ts';
+import type { AnswerPlace } from './extract.ts';
 import type { RewardFn } from './reward.ts';
 
 /** A verifier of a completion against an example's reference: a Verdict or a plain boolean. */

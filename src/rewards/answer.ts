@@ -1,42 +1,44 @@
-// The accuracy reward's checker (SPEC.md 3): find the final answer of a completion and decide whether it is
-// mathematically equivalent to the reference. Equivalence, not string equality, following the practice of
-// Math-Verify (the checker open-r1 uses) where the two differ from plain sympy:
-//
-// Extraction (extractAnswer), in this order of preference, limited to the places allowed: the last
-// `<answer>…</answer>` (R1-Zero's required place; a \boxed{} inside it is unwrapped), the last `\boxed{…}` or
-// `\fbox{…}` with balanced braces (MATH), the text after the last `####` (GSM8K), the last number in the text.
+// The accuracy reward's checker (SPEC.md 3): is a final answer mathematically equivalent to the reference? One
+// checker for the GRPO accuracy reward, `r1 eval`, the JSONL tasks and `r1 verify-answer`, built after Hugging
+// Face's Math-Verify (the checker of open-r1 and TRL): both sides are read the same way (extract.ts finds the
+// answer in a whole solution, for the gold as for the prediction), normalised, parsed into a structure and
+// compared kind by kind. It is designed against false positives: what it cannot read, it calls wrong.
 //
 // Normalisation (normalizeAnswer), before any parsing:
 //   - `$…$`, `\(…\)`, `\[…\]`, `\boxed{}`, `\left`/`\right`, `\displaystyle`, spacing (`\,` `\!` `\;` `~`),
-//     `\dfrac`/`\tfrac`/`\cfrac` (-> `\frac`), unicode minus/times/pi/infinity/superscripts are normalised;
-//   - degrees (`^\circ`, `°`) are dropped: 90^\circ = 90;
-//   - percent signs are dropped: 50\% = 50 (Math-Verify's rule: "28%" equals "28" but not "0.28");
-//   - a trailing unit, as `\text{ cm}` / `\mbox{…}` or as plain words after a number ("5 meters"), is dropped, and
-//     `\text{X}` elsewhere becomes X (so \text{Evelyn} = Evelyn);
-//   - `x = 5`, `k = \frac13`, `(x, y) = (1, 2)`, `x \in [1, 2]`: when the left side is a name, the right side
-//     (the last one in `x = 2 + 3 = 5`) is the answer;
-//   - thousands separators: a whole answer of the form 1,234 / 12,345,678.9 / 1{,}000 / 1\,000 / 1 000 is one
-//     number. Any other comma separates items: "1,2" and "1,23" are lists of two numbers.
-//
+//     `\dfrac`/`\tfrac`/`\cfrac` (-> `\frac`), `\frac13`, `\frac3{3}`, `\sqrt3`, unicode symbols are normalised;
+//   - degrees (`^\circ`, `°`) and percent signs are dropped (readings below keep p% = p/100 as well);
+//   - a trailing unit (`\text{ cm}^2`, `\mbox{…}`, "5 meters") is dropped, `\text{X}` elsewhere becomes X;
+//   - thousands separators: a whole answer 1,234 / 1{,}000 / 1,\!000 / 1\,000 / 1 000 is one number;
+//   - relations are written one way: `>=` `\geq` `\geqslant` -> `\ge`, `\neq` `!=` -> `\ne`, `\lt` -> `<`;
+//   - `a \approx b` is b when a is a name (x ≈ 11 is 11), else a; `x \in S` is S; "a and b" is the list a, b;
+//   - 1.5e3 is 1.5\times10^{3}; a mixed number 2\frac{1}{2} is 5/2; `\emptyset` is `\{\}`.
+// Readings (readings): an answer may be read more than one way, and matches when any reading does:
+//   28% as 28 and as 0.28; 1,22 (no thousands group) as the list 1, 22 and as 1.22; 1 \pm \sqrt{2} as written
+//   and as the set of both values; "(B) 12" as B.
 // Structure (parseStructure), compared kind by kind:
-//   - `(a, b)` and `[a, b]` and the mixed `[a, b)`, `(a, b]`: ordered, bracket kinds must match, so the tuple (1, 2)
-//     differs from (2, 1) and the interval [1, 2) from [1, 2] (a one-item `(a)` is just a);
-//   - `\{a, b\}` and bare lists `a, b` (e.g. "all solutions"): unordered sets, \{1, 2\} = \{2, 1\} = 2, 1;
-//   - unions `A \cup B` of intervals: unordered;
-//   - equations `lhs = rhs` whose left side is not a name: equal when lhs - rhs agree up to sign;
-//   - everything else is a scalar: equal when the normalised text is equal, or both are exact rationals and
-//     equal (1,000 = 1000.0, 0.5 = .5 = 1/2 = \frac{1}{2}, 1/3 != 0.33), or their values agree within a relative
-//     1e-9 at every sample point (\sqrt{8} = 2\sqrt{2}, 2^3 = 8, (x+1)^2 = x^2+2x+1). Words of three letters or
-//     more are compared as text, case-insensitively (so "yes" never equals "sey" as a product y*e*s).
+//   - `(a, b)`, `[a, b]`, `[a, b)`, `(a, b]`: tuples and intervals, ordered, bracket kinds must match;
+//   - `\{a, b\}` and bare lists `a, b`: unordered sets (a bare list also equals the tuple (a, b) in that order);
+//     unions of intervals are unordered, unions of finite sets are one set;
+//   - `\begin{pmatrix}…\end{pmatrix}` (bmatrix, matrix, array in brackets): matrices, entry by entry;
+//   - relations `=`, `<`, `>`, `\le`, `\ge`, `\ne`, chains included: an assignment `x = 5` (left side a name)
+//     compared with a value is its value; an equation compared with a value is its last side (the prediction
+//     `1+1 = 2` is 2); two relations are equal when each `lhs - rhs` (oriented so both read `d < 0`, `d = 0`…)
+//     agrees up to a constant factor (positive for inequalities, and 1 when nothing is variable); two
+//     assignments need the same name. A relation in the gold equals an interval in the prediction when it says
+//     the same (`-2 \le x \le 7` and `[-2, 7]`), not the other way round, as Math-Verify;
+//   - scalars: equal when the normalised texts are, or both are exact rationals and equal (1,000 = 1000.0,
+//     0.5 = \frac{1}{2}), or a written decimal rounds like the exact value at 6 decimals (0.333333 = 1/3,
+//     Math-Verify's float_rounding; 0.33 != 1/3), or their values agree within a relative 1e-9 at every sample
+//     point (\sqrt{12} = 2\sqrt3, (x+1)^2 = x^2+2x+1). Words of three letters or more, single capital letters
+//     (choices) and numbers in a base (`204_5`) are compared as text.
 //
 // Bounds: answers longer than MAX_ANSWER_CHARS are compared as text only; expressions longer than MAX_PARSE_CHARS,
 // nested deeper than MAX_NESTING or with unbalanced brackets are not parsed; a parse runs in a worker and is
-// abandoned after PARSE_TIMEOUT_MS; lists hold at most MAX_LIST_ITEMS items; our evaluator (math-eval.ts) works in
-// doubles. So no answer can make a reward hang. Model text is never evaluated as JavaScript.
-//
-// Known limits: integers beyond 2^53 reached through arithmetic (2^{60}+1 vs 2^{60}) compare within 1e-9 relative;
-// matrices, \binom, \gcd and inequalities compare as normalised text only.
+// abandoned after PARSE_TIMEOUT_MS (math-eval.ts); lists hold at most MAX_LIST_ITEMS items. No answer can make a
+// reward hang, and model text is never evaluated as JavaScript.
 import type { Verdict } from '../tasks/task.ts';
+import { ANSWER_PLACES, extractAnswer, isBareAnswer, matchingBrace, type AnswerPlace, type ExtractOptions } from './extract.ts';
 import { MAX_PARSE_CHARS, SAMPLE_POINTS, isFiniteComplex, sampleValues, valuesClose, type Complex } from './math-eval.ts';
 
 export { MAX_PARSE_CHARS };
@@ -44,101 +46,63 @@ export { MAX_PARSE_CHARS };
 export const MAX_ANSWER_CHARS = 1000;
 export const MAX_LIST_ITEMS = 64;
 
-// ---- extraction ---------------------------------------------------------------------------------------------
+// ---- the answer of a text -------------------------------------------------------------------------------------
 
-/** Where a final answer may be read from, in order of preference. */
-export const ANSWER_PLACES = ['answer-tag', 'boxed', 'gsm8k', 'last-number'] as const;
-export type AnswerPlace = (typeof ANSWER_PLACES)[number];
+const CHOICE_LETTERS = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J'];
 
-export interface ExtractedAnswer {
-  answer: string;
-  place: AnswerPlace;
+/**
+ * The answer a text gives: the text itself when it is a bare answer (`\frac{1}{2}`, `x = 5`, `5 cm`), else the
+ * one extracted from it as from a whole solution (extract.ts), or null when there is none.
+ */
+export function answerOf(text: string, options: ExtractOptions = {}): string | null {
+  const trimmed = text.trim();
+  if (trimmed === '') return null;
+  if (isBareAnswer(trimmed)) return trimmed;
+  return extractAnswer(trimmed, ANSWER_PLACES, options)?.answer ?? null;
+}
+
+/** Extraction options for predictions checked against `goldAnswer`: a single letter makes it multiple choice. */
+export function optionsFor(goldAnswer: string | null): ExtractOptions {
+  return goldAnswer !== null && isChoice(normalizeAnswer(goldAnswer)) ? { choices: CHOICE_LETTERS } : {};
+}
+
+function isChoice(normalized: string): boolean {
+  return /^[A-J]$/.test(normalized);
 }
 
 /**
- * The final answer of a completion from the first of ANSWER_PLACES (in that order) that is allowed and present,
- * or null. R1-Zero's accuracy reward allows only 'answer-tag'.
+ * Extracts the final answer of `completion` from the allowed places and checks it against `gold` (itself read
+ * with answerOf): the Verdict a task's verifier returns. R1-Zero's accuracy reward uses places = ['answer-tag'].
  */
-export function extractAnswer(text: string, places: readonly AnswerPlace[] = ANSWER_PLACES): ExtractedAnswer | null {
-  for (const place of ANSWER_PLACES) {
-    if (!places.includes(place)) continue;
-    const answer = EXTRACTORS[place](text);
-    if (answer !== null && answer.trim() !== '') return { answer: answer.trim(), place };
+export function checkAnswer(completion: string, gold: string, places: readonly AnswerPlace[] = ['answer-tag']): Verdict {
+  const goldAnswer = answerOf(gold);
+  const extracted = extractAnswer(completion, places, optionsFor(goldAnswer));
+  if (extracted === null) return { answer: null, correct: false };
+  return { answer: extracted.answer, correct: goldAnswer !== null && finalAnswersEquivalent(goldAnswer, extracted.answer) };
+}
+
+/**
+ * Whether `pred` is equivalent to `gold`. Each may be a bare answer or a text holding one (`$\frac12$`, "The
+ * answer is 5", a whole solution): both are read with answerOf, as Math-Verify parses both sides.
+ */
+export function answersEquivalent(gold: string, pred: string): boolean {
+  // The same text gives the same answer, however long.
+  if (gold.trim() !== '' && compactText(gold) === compactText(pred)) return true;
+  const goldAnswer = answerOf(gold);
+  if (goldAnswer === null) return false;
+  const predAnswer = answerOf(pred, optionsFor(goldAnswer));
+  return predAnswer !== null && finalAnswersEquivalent(goldAnswer, predAnswer);
+}
+
+/** Equivalence of two final answers (already extracted): any reading of the gold against any of the prediction. */
+export function finalAnswersEquivalent(gold: string, pred: string): boolean {
+  if (gold.length > MAX_ANSWER_CHARS || pred.length > MAX_ANSWER_CHARS) return compactText(gold) === compactText(pred);
+  const cache = new Map<string, ScalarValue>();
+  const predReadings = readings(pred);
+  for (const g of readings(gold)) {
+    for (const p of predReadings) if (readingsEqual(g, p, cache)) return true;
   }
-  return null;
-}
-
-const EXTRACTORS: Record<AnswerPlace, (text: string) => string | null> = {
-  'answer-tag': lastAnswerTag,
-  boxed: lastBoxed,
-  gsm8k: lastGsm8kAnswer,
-  'last-number': lastNumber,
-};
-
-/** The content of the last complete `<answer>…</answer>`, or of the last \boxed{} inside it when it has one. */
-export function lastAnswerTag(text: string): string | null {
-  const close = text.lastIndexOf('</answer>');
-  if (close < 0) return null;
-  const open = text.lastIndexOf('<answer>', close);
-  if (open < 0) return null;
-  const content = text.slice(open + '<answer>'.length, close);
-  return lastBoxed(content) ?? content;
-}
-
-// Tries at most this many \boxed occurrences from the end (a truncated last box falls back to the one before).
-const MAX_BOX_TRIES = 16;
-
-/** The content of the last `\boxed{…}` / `\fbox{…}` with balanced braces (or `\boxed 5`), or null. */
-export function lastBoxed(text: string): string | null {
-  const starts: number[] = [];
-  for (const match of text.matchAll(/\\(?:boxed|fbox)(?![a-zA-Z])/g)) starts.push(match.index + match[0].length);
-  for (let k = starts.length - 1; k >= Math.max(0, starts.length - MAX_BOX_TRIES); k--) {
-    let i = starts[k];
-    while (text[i] === ' ') i++;
-    if (text[i] === '{') {
-      const end = matchingBrace(text, i);
-      if (end >= 0) return text.slice(i + 1, end);
-    } else if (i > starts[k]) {
-      // `\boxed 5`: one token, up to whitespace or a closing `$`.
-      const token = /^[^\s$]+/.exec(text.slice(i, i + MAX_ANSWER_CHARS));
-      if (token !== null) return token[0];
-    }
-  }
-  return null;
-}
-
-/** Index of the `}` closing the `{` at `open` (escaped `\{`, `\}` skipped), or -1. */
-function matchingBrace(text: string, open: number): number {
-  let depth = 0;
-  for (let i = open; i < text.length; i++) {
-    const c = text[i];
-    if (c === '\\') {
-      i++;
-      continue;
-    }
-    if (c === '{') depth++;
-    else if (c === '}' && --depth === 0) return i;
-  }
-  return -1;
-}
-
-/** GSM8K: the rest of the line after the last `####`. */
-export function lastGsm8kAnswer(text: string): string | null {
-  const at = text.lastIndexOf('####');
-  if (at < 0) return null;
-  const line = text.slice(at + 4).split('\n', 1)[0];
-  return line.trim().replace(/\.$/, '');
-}
-
-// A number: optional sign (not right after a word or a closing bracket, so 5-3 gives 3), digits with optional
-// thousands groups, decimals, and an optional /denominator.
-const NUMBER = /(?:(?<![\w)\]])[-−])?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\/\d+)?|(?:(?<![\w)\]])[-−])?\.\d+/g;
-
-/** The last number in the text. */
-export function lastNumber(text: string): string | null {
-  let last: string | null = null;
-  for (const match of text.matchAll(NUMBER)) last = match[0];
-  return last;
+  return false;
 }
 
 // ---- normalisation --------------------------------------------------------------------------------------------
@@ -155,16 +119,23 @@ const UNICODE: Array<[RegExp, string]> = [
   [/³/g, '^3'],
   [/≤/g, '\\le '],
   [/≥/g, '\\ge '],
+  [/≠/g, '\\ne '],
+  [/≈/g, '\\approx '],
   [/∪/g, '\\cup '],
+  [/∈/g, '\\in '],
+  [/±/g, '\\pm '],
+  [/∅/g, '\\emptyset '],
   [/[\u00a0\u2009\u202f]/g, ' '],
 ];
 
-const TEXT_COMMANDS = 'text|textrm|textbf|textit|textnormal|mbox|mathrm|mathbf|mathit|mathsf|mathnormal|operatorname';
+const TEXT_COMMANDS = 'text|textrm|textbf|textit|textnormal|textsf|texttt|mbox|mathrm|mathbf|mathit|mathsf|mathnormal|operatorname|boldsymbol|bm';
 
 /** Text -> the canonical string form of an answer (see the rules at the top of this file). */
 export function normalizeAnswer(raw: string): string {
   let s = raw.trim();
   for (const [pattern, replacement] of UNICODE) s = s.replace(pattern, replacement);
+  // Escaped twice (JSON written from a raw string): \\frac -> \frac, outside matrices whose rows end in \\.
+  if (!s.includes('\\begin')) s = s.replace(/\\\\(?=[a-zA-Z])/g, '\\');
   s = s.replace(/^(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*:?|:)\s*/i, '');
   s = unwrapCommand(s, 'boxed|fbox');
   s = s
@@ -175,23 +146,46 @@ export function normalizeAnswer(raw: string): string {
     .replace(/\\\$/g, '')
     .replace(/\$/g, '')
     .replace(/\\[()[\]]/g, '')
-    .replace(/\\(?:displaystyle|textstyle|quad|qquad)(?![a-zA-Z])/g, ' ')
+    .replace(/\\(?:displaystyle|textstyle|scriptstyle|quad|qquad)(?![a-zA-Z])/g, ' ')
+    // Thousands written in TeX: 1{,}000, 10,\!000, 14 {, }916.
+    .replace(/\{\s*,\s*\}\s*/g, ',')
+    .replace(/,\\!\s*(?=\d{3}(?!\d))/g, ',')
     .replace(/\\!/g, '')
     .replace(/\\[,;: ]/g, ' ')
     .replace(/~/g, ' ')
     .replace(/\\[dtc]frac(?![a-zA-Z])/g, '\\frac')
+    // \frac13, \frac3{3}, \frac{1}3, \sqrt3, \sqrt 2: one-character arguments without braces.
+    .replace(/\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])/g, '\\frac{$1}{$2}')
+    .replace(/\\frac\s*([0-9a-zA-Z])\s*\{/g, '\\frac{$1}{')
+    .replace(/\\frac(\{[^{}]*\})\s*([0-9a-zA-Z])/g, '\\frac$1{$2}')
+    .replace(/\\sqrt\s*([0-9a-zA-Z])/g, '\\sqrt{$1}')
     .replace(/\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![a-zA-Z])|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])|°/g, '')
     .replace(/\\?%/g, '')
     .replace(/\s*\b(?:percent|percentage|pct)\b\.?\s*$/i, '')
-    .replace(/\{,\}/g, ',')
+    .replace(/>=|\\geqslant(?![a-zA-Z])|\\geq(?![a-zA-Z])/g, '\\ge ')
+    .replace(/<=|\\leqslant(?![a-zA-Z])|\\leq(?![a-zA-Z])/g, '\\le ')
+    .replace(/!=|\\neq(?![a-zA-Z])/g, '\\ne ')
+    .replace(/\\lt(?![a-zA-Z])/g, '<')
+    .replace(/\\gt(?![a-zA-Z])/g, '>')
+    .replace(/\\(?:emptyset|varnothing)(?![a-zA-Z])/g, '\\{\\}')
+    .replace(/\\mathbb\s*\{?\s*R\s*\}?/g, '(-\\infty, \\infty)')
+    .replace(/\\(?:dots|ldots|cdots)(?![a-zA-Z])/g, '...')
     // TeX reads one character after `_`; the engine would read x_1+x_2 as x_{1+x_2}.
     .replace(/_([A-Za-z0-9])/g, '_{$1}');
-  s = dropTrailingUnit(s);
+  // One full stop or comma closing a sentence, not an ellipsis.
+  const closeSentence = (text: string) => text.replace(/\s+/g, ' ').trim().replace(/(?<!\.)[.,;]$/, '').trim();
+  s = dropTrailingUnit(closeSentence(s));
   s = unwrapCommand(s, TEXT_COMMANDS);
-  s = s.replace(/\s+/g, ' ').trim().replace(/[.,;]+$/, '').trim();
+  s = closeSentence(s);
   s = s.replace(/^=\s*/, '');
-  s = rightSideOfDefinition(s);
+  s = s.replace(/^\(?([A-J])\)$/, '$1');
+  s = resolveApprox(s);
+  s = memberOf(s);
+  s = stripGroupingBraces(s);
   s = joinThousands(s);
+  s = s.replace(/^([-+]?\d*\.?\d+)[eE]([-+]?\d+)$/, '$1\\times10^{$2}');
+  s = mixedNumber(s);
+  s = andToList(s);
   return s;
 }
 
@@ -219,38 +213,95 @@ function dropTrailingUnit(s: string): string {
     const before = s.slice(0, unit.index).trimEnd();
     if (/[\d})\]]$/.test(before)) return before;
   }
-  const words = /^(-?[\d.,]+(?:\/\d+)?)\s+(?!pi\b)[A-Za-z]{2,}(?:\s+[A-Za-z]+)*\.?$/.exec(s);
-  return words !== null ? words[1] : s;
+  const words = /^(-?[\d.,]+(?:\/\d+)?)\s+(?!pi\b)[A-Za-z]{2,}(?:\s+[A-Za-z]+)*(?:\^\{?\d\}?)?\.?$/.exec(s);
+  return words !== null && !/^(?:and|or)\b/.test(s.slice(words[1].length).trim()) ? words[1] : s;
 }
 
-const NAME = /^(?:\\?[A-Za-z]+(?:_\{?\w+\}?)?(?:\([A-Za-z, ]*\))?|\((?:\s*[A-Za-z]\s*,)+\s*[A-Za-z]\s*\))$/;
+const NAME_ATOM = String.raw`\\?[A-Za-z]+(?:_\{\w+\})?'*(?:\([^()=<>]*\))?`;
+// A name as the left side of an assignment: x, x_{1}, f(x), f(2), P(A), a+b, xy, (x, y).
+const NAME = new RegExp(String.raw`^(?:${NAME_ATOM}(?:\s*(?:[+*/]|\\cdot)?\s*${NAME_ATOM})*|\((?:\s*${NAME_ATOM}\s*,)+\s*${NAME_ATOM}\s*\))$`);
 
-/** `x = 5` -> 5, `x = 2 + 3 = 5` -> 5, `x \in [1, 2]` -> [1, 2]: the value given to a name. */
-function rightSideOfDefinition(s: string): string {
+function isName(s: string): boolean {
+  const t = s.trim();
+  return t.length <= 40 && NAME.test(t) && !/^\\(?:pi|infty|frac|sqrt|e)\b/.test(t);
+}
+
+/** `x \approx 11` -> 11; `\frac{1}{3} \approx 0.33` -> \frac{1}{3} (the exact value, not its approximation). */
+function resolveApprox(s: string): string {
+  const parts = splitTopLevel(s, /\\approx(?![a-zA-Z])/);
+  if (parts.length < 2) return s;
+  return isName(parts[0]) ? parts[parts.length - 1].trim() : parts[0].trim();
+}
+
+/** `x \in [1, 2]` -> [1, 2]: the set a name is said to belong to. */
+function memberOf(s: string): string {
   const member = /^(.*?)\\in(?![a-zA-Z])(.*)$/s.exec(s);
-  if (member !== null && NAME.test(member[1].trim())) return member[2].trim();
-  const sides = splitTopLevel(s, /(?<![<>!=\\])=(?!=)/);
-  if (sides.length >= 2 && NAME.test(sides[0].trim()) && sides.every((side) => side.trim() !== '')) {
-    return sides[sides.length - 1].trim();
-  }
+  return member !== null && isName(member[1]) && member[2].trim() !== '' ? member[2].trim() : s;
+}
+
+/** `{1,3}` -> 1,3: braces around the whole answer only group (they are `\{…\}` for a set). */
+function stripGroupingBraces(s: string): string {
+  for (let guard = 0; guard < 4 && s.startsWith('{') && matchingBrace(s, 0) === s.length - 1; guard++) s = s.slice(1, -1).trim();
   return s;
 }
 
 /** 1,234,567.8 / 1 000 -> 1234567.8 / 1000, only when the whole answer is one such number. */
 function joinThousands(s: string): string {
-  if (/^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) return s.replace(/,/g, '');
+  if (/^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$/.test(s)) return s.replace(/,/g, '');
   if (/^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$/.test(s)) return s.replace(/ /g, '');
   return s;
 }
 
-// ---- structure ----------------------------------------------------------------------------------------------
+/** 2\frac{1}{2} -> \frac{5}{2}: an integer written right before a proper fraction of integers. */
+function mixedNumber(s: string): string {
+  const match = /^([-+]?)(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}$/.exec(s);
+  if (match === null) return s;
+  const [, sign, whole, num, den] = match;
+  if (BigInt(num) >= BigInt(den)) return s;
+  return `${sign === '-' ? '-' : ''}\\frac{${BigInt(whole) * BigInt(den) + BigInt(num)}}{${den}}`;
+}
+
+/** "12 and 13" -> "12, 13": the items of an answer given in words. */
+function andToList(s: string): string {
+  const parts = splitTopLevel(s, /\s+(?:and|or)\s+|,\s*(?:and|or)\s+/);
+  return parts.length > 1 && parts.every((p) => p.trim() !== '') ? parts.map((p) => p.trim()).join(', ') : s;
+}
+
+// ---- readings -------------------------------------------------------------------------------------------------
+
+const PERCENT = /(?:\\?%|\bpercent(?:age)?\b|\bpct\b)\s*\.?\s*\$?\s*\}?\s*$/i;
+
+/** The normalised readings of an answer (see the rules at the top of this file), the literal one first. */
+export function readings(answer: string): string[] {
+  const normalized = normalizeAnswer(answer);
+  if (normalized === '') return [];
+  const out = [normalized];
+  if (PERCENT.test(answer.trim())) {
+    const exact = exactRational(normalized);
+    out.push(exact !== null ? `\\frac{${exact.num}}{${exact.den * 100n}}` : `\\frac{${normalized}}{100}`);
+  }
+  if (/^-?\d+,\d+$/.test(normalized)) out.push(normalized.replace(',', '.'));
+  const plusMinus = splitTopLevel(normalized, /\\pm(?![a-zA-Z])/);
+  if (plusMinus.length === 2) {
+    const [a, b] = plusMinus.map((p) => p.trim());
+    if (b !== '') out.push(`\\{${a}+${b}, ${a}-${b}\\}`);
+  }
+  const option = /^\(?([A-J])\)[.:]?\s+\S|^([A-J])[.:]\s+\S/.exec(normalized);
+  if (option !== null) out.push(option[1] ?? option[2]);
+  return out;
+}
+
+// ---- structure ------------------------------------------------------------------------------------------------
+
+export type RelationOp = '=' | '<' | '>' | '\\le' | '\\ge' | '\\ne';
 
 export type AnswerStructure =
   | { kind: 'scalar'; text: string }
   | { kind: 'tuple'; open: '(' | '['; close: ')' | ']'; items: AnswerStructure[] }
-  | { kind: 'set'; items: AnswerStructure[] }
+  | { kind: 'set'; braced: boolean; items: AnswerStructure[] }
   | { kind: 'union'; parts: AnswerStructure[] }
-  | { kind: 'equation'; lhs: string; rhs: string };
+  | { kind: 'matrix'; rows: string[][] }
+  | { kind: 'relation'; parts: string[]; ops: RelationOp[] };
 
 /** Splits at matches of `separator` outside (), [], {} (the regex is tried at each top-level position). */
 function splitTopLevel(s: string, separator: RegExp): string[] {
@@ -260,7 +311,10 @@ function splitTopLevel(s: string, separator: RegExp): string[] {
   let start = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
-    if (c === '(' || c === '[' || c === '{') depth++;
+    if (c === '\\' && (s[i + 1] === '{' || s[i + 1] === '}')) {
+      depth += s[i + 1] === '{' ? 1 : -1;
+      i++;
+    } else if (c === '(' || c === '[' || c === '{') depth++;
     else if (c === ')' || c === ']' || c === '}') depth--;
     else if (depth === 0) {
       sticky.lastIndex = i;
@@ -276,7 +330,7 @@ function splitTopLevel(s: string, separator: RegExp): string[] {
   return parts;
 }
 
-/** True when the bracket opening at 0 closes at the last character (any of ( [ with any of ) ]). */
+/** True when the bracket opening at 0 closes at the last character (any of ( [ { with any of ) ] }). */
 function enclosedWhole(s: string): boolean {
   let depth = 0;
   for (let i = 0; i < s.length; i++) {
@@ -290,21 +344,35 @@ function enclosedWhole(s: string): boolean {
   return false;
 }
 
+const RELATION = /\\le(?![a-zA-Z])|\\ge(?![a-zA-Z])|\\ne(?![a-zA-Z])|(?<![<>!\\])=|<(?!=)|>(?!=)/;
+const MATRIX = /^[([]?\s*\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?([\s\S]*)\\end\{\1\}\s*[)\]]?$/;
+
 /** The structure of a normalised answer (see the rules at the top of this file). */
 export function parseStructure(s: string, depth = 0): AnswerStructure {
   s = s.trim();
   if (depth > 4) return { kind: 'scalar', text: s };
+  const matrix = MATRIX.exec(s);
+  if (matrix !== null && !/\\end\{/.test(matrix[2])) {
+    const rows = splitTopLevel(matrix[2], /\\\\/).map((row) => splitTopLevel(row, /&/).map((cell) => cell.trim()));
+    while (rows.length > 0 && rows[rows.length - 1].every((cell) => cell === '')) rows.pop();
+    if (rows.length > 0 && rows.length * rows[0].length <= MAX_LIST_ITEMS) return { kind: 'matrix', rows };
+  }
   const union = splitTopLevel(s, /\\cup(?![a-zA-Z])/);
   if (union.length > 1 && union.length <= MAX_LIST_ITEMS) {
-    return { kind: 'union', parts: union.map((part) => parseStructure(part, depth + 1)) };
+    const parts = union.map((part) => parseStructure(part, depth + 1));
+    // A union of finite sets is one finite set.
+    if (parts.every((p) => p.kind === 'set' && p.braced)) {
+      return { kind: 'set', braced: true, items: parts.flatMap((p) => (p.kind === 'set' ? p.items : [])) };
+    }
+    return { kind: 'union', parts };
   }
-  if (s.startsWith('\\{') && s.endsWith('\\}') && enclosedWhole(s.slice(1))) {
+  if (s.startsWith('\\{') && s.endsWith('\\}') && closesAtEnd(s)) {
     const inner = s.slice(2, -2).trim();
-    const items = inner === '' ? [] : splitTopLevel(inner, /,/);
-    if (items.length <= MAX_LIST_ITEMS) return { kind: 'set', items: items.map((item) => parseStructure(item, depth + 1)) };
+    const items = inner === '' ? [] : splitTopLevel(inner, /,|;/);
+    if (items.length <= MAX_LIST_ITEMS) return { kind: 'set', braced: true, items: items.map((item) => parseStructure(item, depth + 1)) };
   }
   if ((s[0] === '(' || s[0] === '[') && (s.endsWith(')') || s.endsWith(']')) && enclosedWhole(s)) {
-    const items = splitTopLevel(s.slice(1, -1), /,/);
+    const items = splitTopLevel(s.slice(1, -1), /,|;/);
     if (items.length === 1 && s[0] === '(' && s.endsWith(')')) return parseStructure(items[0], depth + 1);
     if (items.length <= MAX_LIST_ITEMS) {
       return {
@@ -315,57 +383,118 @@ export function parseStructure(s: string, depth = 0): AnswerStructure {
       };
     }
   }
-  const bare = splitTopLevel(s, /,/);
-  if (bare.length > 1 && bare.length <= MAX_LIST_ITEMS) {
-    return { kind: 'set', items: bare.map((item) => parseStructure(item, depth + 1)) };
+  const bare = splitTopLevel(s, /,|;/);
+  if (bare.length > 1 && bare.length <= MAX_LIST_ITEMS && bare.every((item) => item.trim() !== '')) {
+    return { kind: 'set', braced: false, items: bare.map((item) => parseStructure(item, depth + 1)) };
   }
-  const sides = splitTopLevel(s, /(?<![<>!=\\])=(?!=)/);
-  if (sides.length === 2) return { kind: 'equation', lhs: sides[0].trim(), rhs: sides[1].trim() };
+  const relation = parseRelation(s);
+  if (relation !== null) return relation;
   return { kind: 'scalar', text: s };
 }
 
-// ---- equivalence --------------------------------------------------------------------------------------------
-
-/** Whether `pred` is mathematically equivalent to `gold` (both final answers, not whole completions). */
-export function answersEquivalent(gold: string, pred: string): boolean {
-  const cache = new Map<string, ScalarValue>();
-  if (gold.length > MAX_ANSWER_CHARS || pred.length > MAX_ANSWER_CHARS) return compactText(gold) === compactText(pred);
-  const [g, p] = [normalizeAnswer(gold), normalizeAnswer(pred)];
-  if (g === '' || p === '') return false;
-  if (compactText(g) === compactText(p)) return true;
-  return structuresEqual(parseStructure(g), parseStructure(p), cache);
+/** `\{…\}` whose opening `\{` closes at the very end. */
+function closesAtEnd(s: string): boolean {
+  let depth = 0;
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\' && (s[i + 1] === '{' || s[i + 1] === '}')) {
+      depth += s[i + 1] === '{' ? 1 : -1;
+      if (depth === 0) return i === s.length - 2;
+      i++;
+    }
+  }
+  return false;
 }
 
-/**
- * Extracts the final answer of `completion` from the allowed places and checks it against `gold`: the Verdict a
- * task's verifier returns. R1-Zero's accuracy reward uses places = ['answer-tag'] (the default).
- */
-export function checkAnswer(completion: string, gold: string, places: readonly AnswerPlace[] = ['answer-tag']): Verdict {
-  const extracted = extractAnswer(completion, places);
-  if (extracted === null) return { answer: null, correct: false };
-  return { answer: extracted.answer, correct: answersEquivalent(gold, extracted.answer) };
+function parseRelation(s: string): AnswerStructure | null {
+  const parts: string[] = [];
+  const ops: RelationOp[] = [];
+  const sticky = new RegExp(RELATION.source, 'y');
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '(' || c === '[' || c === '{') depth++;
+    else if (c === ')' || c === ']' || c === '}') depth--;
+    else if (depth === 0) {
+      sticky.lastIndex = i;
+      const match = sticky.exec(s);
+      if (match !== null) {
+        parts.push(s.slice(start, i).trim());
+        ops.push(match[0] as RelationOp);
+        start = i + match[0].length;
+        i = start - 1;
+      }
+    }
+  }
+  if (ops.length === 0) return null;
+  parts.push(s.slice(start).trim());
+  return parts.every((p) => p !== '') ? { kind: 'relation', parts, ops } : null;
 }
+
+// ---- equivalence ----------------------------------------------------------------------------------------------
 
 function compactText(s: string): string {
   return s.replace(/\s+/g, '');
 }
 
+type Relation = Extract<AnswerStructure, { kind: 'relation' }>;
+
+const isEquation = (s: AnswerStructure): s is Relation => s.kind === 'relation' && s.ops.every((op) => op === '=');
+const isAssignment = (s: AnswerStructure): s is Relation => isEquation(s) && isName(s.parts[0]);
+const isEquationChain = (s: Relation): boolean => s.parts.length > 2 && s.ops.every((op) => op === '=');
+
+/** Two normalised readings (gold first): definitions and equations unwrapped as Math-Verify, then by structure. */
+function readingsEqual(gold: string, pred: string, cache: Map<string, ScalarValue>): boolean {
+  if (compactText(gold) === compactText(pred)) return true;
+  let [g, p] = [parseStructure(gold), parseStructure(pred)];
+  if (isEquation(g) && isEquation(p)) {
+    if (isAssignment(g) && isAssignment(p)) {
+      return compactText(g.parts[0]) === compactText(p.parts[0]) && scalarsEqual(g.parts[g.parts.length - 1], p.parts[p.parts.length - 1], cache);
+    }
+    return relationsEqual(firstAndLast(g), firstAndLast(p), cache);
+  }
+  // A chain `a = b = c` gives its last side, as does an assignment; a prediction's equation against a value too.
+  if (g.kind === 'relation' && p.kind !== 'relation') {
+    if (isAssignment(g) || isEquationChain(g)) g = parseStructure(g.parts[g.parts.length - 1]);
+  } else if (isEquation(p) && g.kind !== 'relation') p = parseStructure(p.parts[p.parts.length - 1]);
+  if (g.kind === 'relation' && (p.kind === 'tuple' || p.kind === 'union')) {
+    const asSet = relationAsInterval(g);
+    if (asSet !== null) g = asSet;
+  }
+  return structuresEqual(g, p, cache);
+}
+
+/** `a = b = c` -> `a = c` (an equation chain says its first side equals its last). */
+function firstAndLast(r: Relation): Relation {
+  return r.parts.length === 2 ? r : { kind: 'relation', parts: [r.parts[0], r.parts[r.parts.length - 1]], ops: ['='] };
+}
+
 function structuresEqual(a: AnswerStructure, b: AnswerStructure, cache: Map<string, ScalarValue>): boolean {
   switch (a.kind) {
     case 'scalar':
+      if (b.kind === 'set' && b.braced && b.items.length === 1) return structuresEqual(a, b.items[0], cache);
       return b.kind === 'scalar' && scalarsEqual(a.text, b.text, cache);
     case 'tuple':
-      return (
-        b.kind === 'tuple' && a.open === b.open && a.close === b.close && a.items.length === b.items.length &&
-        a.items.every((item, i) => structuresEqual(item, b.items[i], cache))
-      );
+      if (b.kind === 'set' && !b.braced && a.open === '(' && a.close === ')') return sameSequence(a.items, b.items, cache);
+      return b.kind === 'tuple' && a.open === b.open && a.close === b.close && sameSequence(a.items, b.items, cache);
     case 'set':
-      return b.kind === 'set' && sameElements(a.items, b.items, cache);
+      if (b.kind === 'tuple' && !a.braced && b.open === '(' && b.close === ')') return sameSequence(a.items, b.items, cache);
+      if (b.kind === 'scalar' && a.braced && a.items.length === 1) return structuresEqual(a.items[0], b, cache);
+      return b.kind === 'set' && a.items.length === b.items.length && sameElements(a.items, b.items, cache);
     case 'union':
       return b.kind === 'union' && a.parts.length === b.parts.length && sameElements(a.parts, b.parts, cache);
-    case 'equation':
-      return b.kind === 'equation' && equationsEqual(a, b, cache);
+    case 'matrix':
+      return (
+        b.kind === 'matrix' && a.rows.length === b.rows.length &&
+        a.rows.every((row, i) => row.length === b.rows[i].length && row.every((cell, j) => scalarsEqual(cell, b.rows[i][j], cache)))
+      );
+    case 'relation':
+      return b.kind === 'relation' && relationsEqual(a, b, cache);
   }
+}
+
+function sameSequence(a: readonly AnswerStructure[], b: readonly AnswerStructure[], cache: Map<string, ScalarValue>): boolean {
+  return a.length === b.length && a.every((item, i) => structuresEqual(item, b[i], cache));
 }
 
 /** Set equality: every element of each side equals some element of the other. */
@@ -375,9 +504,126 @@ function sameElements(a: readonly AnswerStructure[], b: readonly AnswerStructure
   return covered(a, b) && covered(b, a);
 }
 
+// ---- relations ------------------------------------------------------------------------------------------------
+
+/** One comparison `left op right` read as `d op' 0` with d = left - right and op' one of < ≤ = ≠. */
+interface Atom {
+  left: string;
+  right: string;
+  op: '<' | '\\le' | '=' | '\\ne';
+}
+
+function atoms(r: Relation): Atom[] {
+  return r.ops.map((op, i) => {
+    const [left, right] = [r.parts[i], r.parts[i + 1]];
+    if (op === '>') return { left: right, right: left, op: '<' };
+    if (op === '\\ge') return { left: right, right: left, op: '\\le' };
+    return { left, right, op };
+  });
+}
+
+/** Same comparisons (in any order), each `d op 0` agreeing up to a constant factor (see the top of this file). */
+function relationsEqual(a: Relation, b: Relation, cache: Map<string, ScalarValue>): boolean {
+  const [as, bs] = [atoms(a), atoms(b)];
+  if (as.length !== bs.length) return false;
+  const used = new Set<number>();
+  return as.every((x) => {
+    const j = bs.findIndex((y, k) => !used.has(k) && atomsEqual(x, y, cache));
+    if (j < 0) return false;
+    used.add(j);
+    return true;
+  });
+}
+
+function atomsEqual(a: Atom, b: Atom, cache: Map<string, ScalarValue>): boolean {
+  if (a.op !== b.op) return false;
+  if (scalarsEqual(a.left, b.left, cache) && scalarsEqual(a.right, b.right, cache)) return true;
+  const symmetric = a.op === '=' || a.op === '\\ne';
+  if (symmetric && scalarsEqual(a.left, b.right, cache) && scalarsEqual(a.right, b.left, cache)) return true;
+  const [da, db] = [difference(a, cache), difference(b, cache)];
+  if (da === null || db === null) return false;
+  const constant = da.constant && db.constant;
+  let ratio: Complex | null = null;
+  for (let i = 0; i < SAMPLE_POINTS; i++) {
+    const [x, y] = [da.values[i], db.values[i]];
+    if (x === null || y === null) return false;
+    if (x.zero || y.zero) {
+      if (x.zero !== y.zero) return false;
+      continue;
+    }
+    const r = div(x.value, y.value);
+    if (ratio === null) ratio = r;
+    else if (!valuesClose(ratio, r)) return false;
+  }
+  // Identities (0 everywhere) constrain nothing: only equal texts match them, above.
+  if (ratio === null) return false;
+  if (constant) return valuesClose(ratio, [1, 0]);
+  return symmetric ? true : ratio[1] === 0 && ratio[0] > 0;
+}
+
+interface Difference {
+  values: Array<{ value: Complex; zero: boolean } | null>;
+  constant: boolean;
+}
+
+/** left - right at the sample points, each marked zero when it vanishes relative to the sides' size. */
+function difference(atom: Atom, cache: Map<string, ScalarValue>): Difference | null {
+  const [l, r] = [numericValues(atom.left, cache), numericValues(atom.right, cache)];
+  if (l === null || r === null) return null;
+  const values = l.map((lv, i) => {
+    const rv = r[i];
+    if (!isFiniteComplex(lv) || !isFiniteComplex(rv)) return null;
+    const value: Complex = [lv[0] - rv[0], lv[1] - rv[1]];
+    const scale = Math.max(1, Math.hypot(lv[0], lv[1]), Math.hypot(rv[0], rv[1]));
+    return { value, zero: Math.hypot(value[0], value[1]) <= 1e-9 * scale };
+  });
+  const constant = values.every((v) => v !== null && v.value[0] === values[0]?.value[0] && v.value[1] === values[0]?.value[1]);
+  return { values, constant };
+}
+
+function div(a: Complex, b: Complex): Complex {
+  const d = b[0] * b[0] + b[1] * b[1];
+  return [(a[0] * b[0] + a[1] * b[1]) / d, (a[1] * b[0] - a[0] * b[1]) / d];
+}
+
+/** `-2 \le x \le 7` -> [-2, 7], `x > 5` -> (5, \infty): a relation of one name as the interval it describes. */
+function relationAsInterval(r: Relation): AnswerStructure | null {
+  const bound = (text: string): AnswerStructure => ({ kind: 'scalar', text });
+  if (r.parts.length === 2) {
+    const [op] = r.ops;
+    let [left, right] = r.parts;
+    let flipped = false;
+    if (!isName(left) && isName(right)) {
+      [left, right] = [right, left];
+      flipped = true;
+    }
+    if (!isName(left) || isName(right)) return null;
+    const less = (op === '<' || op === '\\le') !== flipped;
+    const closed = op === '\\le' || op === '\\ge';
+    if (op === '=' || op === '\\ne') return null;
+    return less
+      ? { kind: 'tuple', open: '(', close: closed ? ']' : ')', items: [bound('-\\infty'), bound(right)] }
+      : { kind: 'tuple', open: closed ? '[' : '(', close: ')', items: [bound(right), bound('\\infty')] };
+  }
+  if (r.parts.length === 3 && isName(r.parts[1])) {
+    const increasing = r.ops.every((op) => op === '<' || op === '\\le');
+    const decreasing = r.ops.every((op) => op === '>' || op === '\\ge');
+    if (!increasing && !decreasing) return null;
+    const [low, high] = increasing ? [r.parts[0], r.parts[2]] : [r.parts[2], r.parts[0]];
+    const [lowOp, highOp] = increasing ? r.ops : [r.ops[1], r.ops[0]];
+    const closed = (op: RelationOp) => op === '\\le' || op === '\\ge';
+    return { kind: 'tuple', open: closed(lowOp) ? '[' : '(', close: closed(highOp) ? ']' : ')', items: [bound(low), bound(high)] };
+  }
+  return null;
+}
+
+// ---- scalars --------------------------------------------------------------------------------------------------
+
 interface ScalarValue {
   compact: string;
   exact: Rational | null;
+  /** Written as a decimal number (0.333), which Math-Verify compares to other values after rounding. */
+  decimal: boolean;
   word: string | null;
   values: Complex[] | null;
 }
@@ -386,22 +632,57 @@ function scalarValue(text: string, cache: Map<string, ScalarValue>): ScalarValue
   let value = cache.get(text);
   if (value === undefined) {
     const exact = exactRational(text);
-    const word = /^[A-Za-z]{3,}(?: [A-Za-z]+)*$/.test(text) ? text.toLowerCase() : null;
-    const parseable = exact === null && word === null && text.length <= MAX_PARSE_CHARS;
-    value = { compact: compactText(text), exact, word, values: parseable ? sampleValues(text) : null };
+    const word = /^[A-Za-z]{3,}(?: [A-Za-z]+)*$/.test(text) ? text.toLowerCase() : /^[A-Z]$/.test(text) ? text : null;
+    // Numbers in a base (204_5) and ellipses are text, not expressions.
+    const textOnly = /\d_\{?\w+\}?|\.\.\./.test(text);
+    const parseable = exact === null && word === null && !textOnly && text.length <= MAX_PARSE_CHARS;
+    const decimal = exact !== null && /^[-+]?\d*\.\d+(?:\\times10\^\{?[-+]?\d+\}?)?$/.test(compactText(text));
+    value = { compact: compactText(text), exact, decimal, word, values: parseable ? sampleValues(text) : null };
     cache.set(text, value);
   }
   return value;
 }
 
+function numericValues(text: string, cache: Map<string, ScalarValue>): Complex[] | null {
+  const v = scalarValue(text, cache);
+  return v.values ?? (v.exact !== null ? constantValues(v.exact) : null);
+}
+
 function scalarsEqual(a: string, b: string, cache: Map<string, ScalarValue>): boolean {
   const [x, y] = [scalarValue(a, cache), scalarValue(b, cache)];
   if (x.compact === y.compact) return true;
-  if (x.exact !== null && y.exact !== null) return x.exact.num * y.exact.den === y.exact.num * x.exact.den;
+  if (x.exact !== null && y.exact !== null) {
+    if (x.exact.num * y.exact.den === y.exact.num * x.exact.den) return true;
+    // 0.333333 against 1/3: a decimal against a fraction that no decimal writes exactly.
+    if (x.decimal !== y.decimal) {
+      const [decimal, other] = x.decimal ? [x.exact, y.exact] : [y.exact, x.exact];
+      return !terminates(other) && roundedEqual(toNumber(decimal), toNumber(other));
+    }
+    return false;
+  }
   if (x.word !== null || y.word !== null) return x.word === y.word;
-  const xs = x.values ?? (x.exact !== null ? constantValues(x.exact) : null);
-  const ys = y.values ?? (y.exact !== null ? constantValues(y.exact) : null);
-  return xs !== null && ys !== null && sampledEqual(xs, ys);
+  const xs = numericValues(a, cache);
+  const ys = numericValues(b, cache);
+  if (xs === null || ys === null) return false;
+  if (x.decimal !== y.decimal && (x.decimal || y.decimal)) {
+    // A decimal against an irrational constant (1.41421356 against \sqrt{2}): rounding, as Math-Verify.
+    const other = x.decimal ? ys : xs;
+    const decimal = toNumber((x.decimal ? x.exact : y.exact)!);
+    if (other.every((v) => v[1] === 0 && v[0] === other[0][0])) return roundedEqual(decimal, other[0][0]);
+  }
+  return sampledEqual(xs, ys);
+}
+
+// Math-Verify's default float_rounding: a written decimal equals a value that rounds like it at 6 decimals.
+const ROUNDING_DECIMALS = 6;
+
+/** Equal after rounding both to ROUNDING_DECIMALS places; below 1e-3 also within 0.1% (so 1e-7 != 2e-7). */
+function roundedEqual(a: number, b: number): boolean {
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return false;
+  const scale = 10 ** ROUNDING_DECIMALS;
+  if (Math.max(Math.abs(a), Math.abs(b)) >= 1e9) return Math.abs(a - b) <= 1e-12 * Math.max(Math.abs(a), Math.abs(b));
+  if (Math.round(a * scale) !== Math.round(b * scale)) return false;
+  return Math.max(Math.abs(a), Math.abs(b)) >= 1e-3 || Math.abs(a - b) <= 1e-3 * Math.max(Math.abs(a), Math.abs(b));
 }
 
 /** Equal at every sample point where both are defined, with at least one such point, and defined at the same points. */
@@ -417,50 +698,67 @@ function sampledEqual(xs: readonly Complex[], ys: readonly Complex[]): boolean {
   return compared > 0;
 }
 
-/** lhs1 = rhs1 and lhs2 = rhs2 are the same equation when lhs - rhs agree up to sign at every sample point. */
-function equationsEqual(a: { lhs: string; rhs: string }, b: { lhs: string; rhs: string }, cache: Map<string, ScalarValue>): boolean {
-  if (scalarsEqual(a.lhs, b.lhs, cache) && scalarsEqual(a.rhs, b.rhs, cache)) return true;
-  if (scalarsEqual(a.lhs, b.rhs, cache) && scalarsEqual(a.rhs, b.lhs, cache)) return true;
-  const difference = (e: { lhs: string; rhs: string }) => {
-    const [l, r] = [scalarValue(e.lhs, cache), scalarValue(e.rhs, cache)];
-    const lv = l.values ?? (l.exact !== null ? constantValues(l.exact) : null);
-    const rv = r.values ?? (r.exact !== null ? constantValues(r.exact) : null);
-    return lv === null || rv === null ? null : lv.map((v, i): Complex => [v[0] - rv[i][0], v[1] - rv[i][1]]);
-  };
-  const [da, db] = [difference(a), difference(b)];
-  if (da === null || db === null || !da.every(isFiniteComplex) || !db.every(isFiniteComplex)) return false;
-  // An identity (0 = 0 everywhere) is not an answer; compare only equations that constrain something.
-  if (da.every((v) => v[0] === 0 && v[1] === 0)) return false;
-  return sampledEqual(da, db) || sampledEqual(da, db.map((v): Complex => [-v[0], -v[1]]));
-}
-
-// ---- exact rationals ----------------------------------------------------------------------------------------
+// ---- exact rationals ------------------------------------------------------------------------------------------
 
 interface Rational {
   num: bigint;
   den: bigint;
 }
 
-/** Integers, decimals, a/b and \frac{a}{b} (with a sign) as exact rationals; null for anything else. */
+const DECIMAL = String.raw`(\d*\.?\d+)`;
+
+/**
+ * Integers, decimals, a/b and \frac{a}{b} of those (with signs), and m\times10^{k}, as exact rationals; null for
+ * anything else.
+ */
 export function exactRational(text: string): Rational | null {
-  const s = text.replace(/\s+/g, '');
-  let match = /^([-+]?)(\d*)(?:\.(\d+))?$/.exec(s);
-  if (match !== null && (match[2] !== '' || match[3] !== undefined)) {
-    const [, sign, whole, fraction = ''] = match;
-    const num = BigInt((whole || '0') + fraction) * (sign === '-' ? -1n : 1n);
-    return { num, den: 10n ** BigInt(fraction.length) };
-  }
-  match = /^([-+]?)(?:\\frac\{([-+]?)(\d+)\}\{(\d+)\}|\\frac(\d)(\d)|(\d+)\/(\d+))$/.exec(s);
+  const s = compactText(text);
+  let match = new RegExp(`^([-+]?)${DECIMAL}$`).exec(s);
+  if (match !== null) return signed(decimalRational(match[2]), match[1]);
+  match = new RegExp(String.raw`^([-+]?)${DECIMAL}(?:\\times|\\cdot)10\^(?:\{([-+]?\d{1,3})\}|(\d))$`).exec(s);
   if (match !== null) {
-    const [, sign, innerSign, a1, b1, a2, b2, a3, b3] = match;
-    const num = BigInt(a1 ?? a2 ?? a3) * (sign === '-' ? -1n : 1n) * (innerSign === '-' ? -1n : 1n);
-    const den = BigInt(b1 ?? b2 ?? b3);
-    return den === 0n ? null : { num, den };
+    const mantissa = decimalRational(match[2]);
+    const exponent = BigInt(match[3] ?? match[4]);
+    const scaled = exponent >= 0n ? { num: mantissa.num * 10n ** exponent, den: mantissa.den } : { num: mantissa.num, den: mantissa.den * 10n ** -exponent };
+    return signed(scaled, match[1]);
+  }
+  match = new RegExp(String.raw`^([-+]?)(?:\\frac\{([-+]?)${DECIMAL}\}\{([-+]?)${DECIMAL}\}|${DECIMAL}/${DECIMAL})$`).exec(s);
+  if (match !== null) {
+    const [, sign, numSign, num1, denSign, den1, num2, den2] = match;
+    const [n, d] = [decimalRational(num1 ?? num2), decimalRational(den1 ?? den2)];
+    if (d.num === 0n) return null;
+    const negative = [sign, numSign, denSign].filter((x) => x === '-').length % 2 === 1;
+    return { num: n.num * d.den * (negative ? -1n : 1n), den: n.den * d.num };
   }
   return null;
 }
 
+function decimalRational(digits: string): Rational {
+  const [whole, fraction = ''] = digits.split('.');
+  return { num: BigInt((whole || '0') + fraction), den: 10n ** BigInt(fraction.length) };
+}
+
+function signed(r: Rational, sign: string): Rational {
+  return sign === '-' ? { num: -r.num, den: r.den } : r;
+}
+
+/** Whether a rational has a finite decimal expansion (its reduced denominator has no prime but 2 and 5). */
+function terminates(r: Rational): boolean {
+  let den = r.den / gcd(r.num < 0n ? -r.num : r.num, r.den);
+  for (const p of [2n, 5n]) while (den % p === 0n) den /= p;
+  return den === 1n;
+}
+
+function gcd(a: bigint, b: bigint): bigint {
+  while (b !== 0n) [a, b] = [b, a % b];
+  return a === 0n ? 1n : a;
+}
+
+function toNumber(r: Rational): number {
+  return Number(r.num) / Number(r.den);
+}
+
 function constantValues(r: Rational): Complex[] {
-  const value = Number(r.num) / Number(r.den);
+  const value = toNumber(r);
   return Array.from({ length: SAMPLE_POINTS }, (): Complex => [value, 0]);
 }

@@ -9,7 +9,7 @@
 // with random operators (the Countdown game's own rule: every intermediate value a positive integer), and the
 // result, when it lands in the level's target range, becomes the target. The construction expression is kept
 // as `reference.solution`.
-import { lastAnswerTag } from '../rewards/answer.ts';
+import { lastAnswerTag } from '../rewards/extract.ts';
 import { Rng } from '../tensor/random.ts';
 import { drawHeldOut, intBetween, isHeldOut, pick } from './split.ts';
 import type { Example, Task, Verdict } from './task.ts';

@@ -7,7 +7,8 @@
 // so it does not depend on line order or on the run's seed, and repeated questions fall on the same side.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { checkAnswer, lastBoxed, lastGsm8kAnswer, type AnswerPlace } from '../rewards/answer.ts';
+import { checkAnswer } from '../rewards/answer.ts';
+import { lastBoxed, lastGsm8kAnswer, type AnswerPlace } from '../rewards/extract.ts';
 import type { Rng } from '../tensor/random.ts';
 import { decodeUtf8 } from '../tokenizer/corpus.ts';
 import { lineAndColumn, locateJsonError } from '../tokenizer/json-file.ts';

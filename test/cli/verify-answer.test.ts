@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { Command, CommanderError } from 'commander';
 import { parsePlaces, register, verifyLine, verifyPair } from '../../src/cli/verify-answer.ts';
-import { ANSWER_PLACES } from '../../src/rewards/answer.ts';
+import { ANSWER_PLACES } from '../../src/rewards/extract.ts';
 import { UserError } from '../../src/util/errors.ts';
 
 const mainModule = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -48,12 +48,14 @@ describe('r1 verify-answer GOLD PRED', () => {
     assert.deepEqual([extracted.status, extracted.stdout], [0, 'true\n'], extracted.stderr);
   });
 
-  it('the answer without --extract is the whole PRED; --places limits where --extract looks', () => {
+  it('without --extract each side is read as an answer (a whole text still extracted from); --places limits --extract', () => {
     const completion = '<think>3 + 4 = 7, minus 2</think> <answer>x = 5</answer>';
     const options = { extract: false, places: ANSWER_PLACES };
-    assert.deepEqual(verifyPair('5', completion, options), { correct: false, extracted: completion });
-    assert.deepEqual(verifyPair('5', completion, { ...options, extract: true }), { correct: true, extracted: 'x = 5' });
-    assert.deepEqual(verifyPair('5', completion, { extract: true, places: parsePlaces('boxed,gsm8k') }), { correct: false, extracted: null });
+    assert.deepEqual(verifyPair('5', completion, options), { correct: true, extracted: 'x = 5' });
+    assert.deepEqual(verifyPair('$5$', 'x = 5', options), { correct: true, extracted: 'x = 5' });
+    assert.deepEqual(verifyPair('5', completion, { ...options, extract: true }), { correct: true, extracted: 'x = 5', goldExtracted: '5' });
+    assert.deepEqual(verifyPair('so $\\boxed{5}$', completion, { ...options, extract: true }), { correct: true, extracted: 'x = 5', goldExtracted: '5' });
+    assert.deepEqual(verifyPair('5', completion, { extract: true, places: parsePlaces('boxed,gsm8k') }), { correct: false, extracted: null, goldExtracted: '5' });
     assert.deepEqual(verifyPair('[1,2)', '[1,2]', options), { correct: false, extracted: '[1,2]' });
   });
 
@@ -98,10 +100,10 @@ describe('r1 verify-answer --jsonl', () => {
       { line: 5, error: 'line 5: field "pred" is missing' },
       { line: 6, correct: false, gold: '(1,2)', pred: '(2,1)', extracted: '(2,1)' },
       { line: 7, error: 'line 7: expected an object {"gold": ..., "pred": ...}' },
-      { line: 8, correct: false, gold: '8', pred: '<think>2^3</think><answer>8</answer>', extracted: '<think>2^3</think><answer>8</answer>' },
+      { line: 8, correct: true, gold: '8', pred: '<think>2^3</think><answer>8</answer>', extracted: '8' },
     ]);
     assert.match(results[2].error, /^line 3: not valid JSON/);
-    assert.match(run.stderr, /7 lines: 2 correct, 2 wrong, 3 malformed/);
+    assert.match(run.stderr, /7 lines: 3 correct, 1 wrong, 3 malformed/);
   });
 
   it('--extract and --out: results go to the file, extracted answers included', async () => {
@@ -110,11 +112,24 @@ describe('r1 verify-answer --jsonl', () => {
     assert.equal(run.exitCode, 0, run.stderr);
     const results = readFileSync(out, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
     assert.equal(results.length, 7);
-    assert.deepEqual(results[6], { line: 8, correct: true, gold: '8', pred: '<think>2^3</think><answer>8</answer>', extracted: '8' });
-    assert.deepEqual(results[0], { line: 1, correct: true, gold: '1,000', pred: '1000', extracted: '1000' }); // the last number
-    // With every place allowed, a bare set has no tag, box or ####: its last number (1) is the answer.
-    assert.deepEqual(results[1], { line: 2, correct: false, gold: '\\{1,2\\}', pred: '\\{2,1\\}', extracted: '1' });
-    assert.match(run.stderr, /7 lines: 2 correct, 2 wrong, 3 malformed/);
+    const line8 = { line: 8, correct: true, gold: '8', pred: '<think>2^3</think><answer>8</answer>', extracted: '8', gold_extracted: '8' };
+    assert.deepEqual(results[6], line8);
+    assert.deepEqual(results[0], { line: 1, correct: true, gold: '1,000', pred: '1000', extracted: '1000', gold_extracted: '1,000' });
+    // A text with no tag, box or #### that is itself an answer is taken whole.
+    assert.deepEqual(results[1], { line: 2, correct: true, gold: '\\{1,2\\}', pred: '\\{2,1\\}', extracted: '\\{2,1\\}', gold_extracted: '\\{1,2\\}' });
+    assert.match(run.stderr, /7 lines: 3 correct, 1 wrong, 3 malformed/);
+  });
+
+  it('piped into a reader that stops early (`| head`), it ends quietly instead of dying with EPIPE', () => {
+    const many = join(root, 'many.jsonl');
+    writeFileSync(many, `${Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ gold: String(i), pred: `#### ${i}` })).join('\n')}\n`);
+    const command = [process.execPath, '--import', 'tsx', '-e', JSON.stringify(`import(${JSON.stringify(mainModule)}).then((m) => m.main(process.argv))`), 'r1', 'verify-answer', '--jsonl', many]
+      .map((part) => (part.startsWith('"') ? part : `'${part}'`))
+      .join(' ');
+    const run = spawnSync('bash', ['-c', `set -o pipefail; ${command} | head -n 2`], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(run.stdout.trim().split('\n').map((line) => JSON.parse(line).line), [1, 2]);
+    assert.doesNotMatch(run.stderr, /EPIPE|Error/);
   });
 
   it('a missing file is one error naming it', async () => {
