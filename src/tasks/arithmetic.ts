@@ -11,7 +11,8 @@
 // template followed by worked completions, a chosen fraction of them with an arithmetic slip and a chosen
 // fraction in a broken format, so that the base model starts with a moderate pass@1 and format rate that RL
 // can raise (the R1-Zero curve, SPEC.md 5, at toy scale).
-import { checkAnswer, lastAnswerTag } from '../rewards/answer.ts';
+import { checkAnswer } from '../rewards/answer.ts';
+import { lastAnswerTag } from '../rewards/extract.ts';
 import { chainOfThought } from '../rewards/language.ts';
 import { r1ZeroPrompt } from '../rewards/template.ts';
 import { Rng } from '../tensor/random.ts';

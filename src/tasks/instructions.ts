@@ -14,7 +14,7 @@
 // Preference pairs for the helpfulness reward model of stage 4 (TRL's conversational {prompt, chosen,
 // rejected}) pair the right response with a worse one: a wrong answer, the answer in the other language, the
 // answer buried in extra words, or no summary at all.
-import { lastAnswerTag } from '../rewards/answer.ts';
+import { lastAnswerTag } from '../rewards/extract.ts';
 import { summaryOf } from '../rewards/format.ts';
 import { Rng } from '../tensor/random.ts';
 import { BILINGUAL_WORDS } from '../train/corpus.ts';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, pretrainingText, readableSolution, reasoningChain, rewriteReadable, stepsOfChain } from '../../src/tasks/arithmetic.ts';
-import { checkAnswer, lastAnswerTag } from '../../src/rewards/answer.ts';
+import { checkAnswer } from '../../src/rewards/answer.ts';
+import { lastAnswerTag } from '../../src/rewards/extract.ts';
 import { isReadableFormat } from '../../src/rewards/format.ts';
 import { chainOfThought, languageConsistency } from '../../src/rewards/language.ts';
 import { r1ZeroPrompt } from '../../src/rewards/template.ts';
