@@ -3,9 +3,12 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [train | train-s42m | train-q05b] [sample] [grpo]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [train | train-s42m | train-q05b] [build] [sample] [grpo]
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
 // the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
+// `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
+// `sample` also reports the largest difference between the sampler's log-probabilities and the trainer's
+// (tokenLogprobs: one forward over prompt + completion) for the same tokens in the same precision.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +18,9 @@ import { defaultZeroConfig, rolloutTask } from '../src/pipeline/zero.ts';
 import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
 import { taskByName } from '../src/tasks/registry.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
-import { mul, Rng, scope, slice, synchronize, tensor, useDevice } from '../src/tensor/index.ts';
+import { loadModel, saveModel } from '../src/models/pretrained.ts';
+import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
+import { mul, noGrad, Rng, scope, slice, synchronize, tensor, useDevice } from '../src/tensor/index.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
 
@@ -114,14 +119,60 @@ function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Toke
   const seconds = (performance.now() - start) / 1000;
   const generated = out.reduce((s, r) => s + r.tokenIds.length, 0);
   const hf = torch.find((r) => r.kind === 'generate_hf' && r.model === name && r.bs === batch);
-  const row = { kind: 'sample', model: name, batch, promptLength, newTokens, seconds, tokensPerSecond: generated / seconds, hfGenerate: hf?.tok_s ?? null };
+  const agreement = logprobAgreement(model, prompts.slice(0, 8).map((p, i) => ({ promptIds: p.prompt, completionIds: out[i].tokenIds, logprobs: out[i].logprobs })));
+  const row = { kind: 'sample', model: name, batch, promptLength, newTokens, seconds, tokensPerSecond: generated / seconds, hfGenerate: hf?.tok_s ?? null, ...agreement };
   rows.push(row);
   show([`sample ${name} bs${batch} ${promptLength}+${newTokens}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
     row.hfGenerate ? `${(row.tokensPerSecond / row.hfGenerate).toFixed(2)} x HF` : '-']);
+  console.log(`  sampler vs trainer log-probabilities over ${agreement.tokensCompared} tokens: largest difference ${agreement.maxLogprobDiff.toExponential(2)}, mean ${agreement.meanLogprobDiff.toExponential(2)}`);
+}
+
+/**
+ * The trainer's log-probabilities (tokenLogprobs: one forward over prompt + completion, what GRPO's update
+ * computes) of the sampled tokens against the ones the sampler reported, in the same precision.
+ */
+function logprobAgreement(model: DenseModel, samples: { promptIds: number[]; completionIds: number[]; logprobs: number[] }[]): { maxLogprobDiff: number; meanLogprobDiff: number; tokensCompared: number } {
+  const batch = packSequences(samples.map((s) => ({ promptIds: s.promptIds, completionIds: s.completionIds, advantage: 0, counted: true })));
+  const logp = noGrad(() => scope(() => tokenLogprobs(model, batch).logp.toArray()));
+  let max = 0;
+  let sum = 0;
+  let count = 0;
+  samples.forEach((s, b) => s.completionIds.forEach((_, j) => {
+    const d = Math.abs(logp[b * batch.width + s.promptIds.length + j - 1] - s.logprobs[j]);
+    max = Math.max(max, d);
+    sum += d;
+    count++;
+  }));
+  return { maxLogprobDiff: max, meanLogprobDiff: sum / count, tokensCompared: count };
+}
+
+// Building the 494M shape on the GPU (initialisation by the randomNormal kernel), then writing it as a bf16
+// checkpoint and loading that back (loadModel: no random initialisation, each tensor decoded and uploaded once).
+function buildRow(tokenizer: Tokenizer): Promise<void> {
+  const started = performance.now();
+  const model = new DenseModel(config('q05b'), 0);
+  synchronize('cuda');
+  const buildSeconds = (performance.now() - started) / 1000;
+  const dir = join(root, 'bench', 'results', 'q05b-checkpoint');
+  return saveModel(model, tokenizer, dir, { dtype: 'BF16' }).then(async () => {
+    model.dispose();
+    const loadStart = performance.now();
+    const loaded = await loadModel(dir);
+    synchronize('cuda');
+    const loadSeconds = (performance.now() - loadStart) / 1000;
+    loaded.model.dispose();
+    rows.push({ kind: 'build', model: 'q05b', buildSeconds, loadSeconds, checkpoint: 'BF16 safetensors' });
+    console.log(`build q05b on cuda: ${buildSeconds.toFixed(2)} s; loadModel of its bf16 checkpoint: ${loadSeconds.toFixed(2)} s`);
+  });
 }
 
 if (wants('train') || wants('train-s42m')) trainRow('s42m', 32, 1024, 10);
 if (wants('train') || wants('train-q05b')) trainRow('q05b', 16, 1024, 5, Number(process.env.Q05B_MICRO ?? 2));
+if (wants('build')) {
+  const dir = flag('--tokenizer');
+  if (dir && existsSync(join(dir, 'tokenizer.json'))) await buildRow(Tokenizer.fromFile(dir));
+  else console.log('build row skipped: --tokenizer DIR is needed (the checkpoint carries a tokenizer)');
+}
 if (wants('sample')) {
   const dir = flag('--tokenizer');
   if (!dir || !existsSync(join(dir, 'tokenizer.json'))) {

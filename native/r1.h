@@ -143,6 +143,12 @@ R1_API void r1_attention_backward(const float* q, const float* k, const float* v
 R1_API void r1_adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
                      double eps, double weight_decay, double bias1, double bias2);
 
+// ---- random numbers ----
+// x[0, n) = normal draws times std: elements 2p and 2p + 1 are the Box-Muller pair (cos, sin) of the Philox4x32-10
+// words at counter (p mod 2^32, p / 2^32, 0, 0) under key (key0, key1) (native/philox.h), computed in double
+// and rounded to float once; a value depends on (key, index) only, never on how the work is split.
+R1_API void r1_random_normal(float* x, int64_t n, uint32_t key0, uint32_t key1, double std_dev);
+
 #ifdef __cplusplus
 }
 #endif

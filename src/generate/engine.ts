@@ -29,8 +29,9 @@
 // drawn only among the ids the tokenizer can decode, while log-probabilities stay those of the full softmax
 // that training computes.
 //
-// Every request draws from its own generator, seeded per request, and rows are sampled independently, so a
-// request's completion does not depend on which other requests share its batch or in what order they come.
+// A request's k-th token is drawn with the uniform streamUniform(seed, k) (Philox, counter-based: a function of
+// the request's seed and k alone), and rows are sampled independently, so a request's completion does not
+// depend on which other requests share its batch or in what order they come.
 //
 // On a GPU the model runs there and only what the host sampler reads comes back each step ([rows, vocab]
 // log-probabilities, and the weights or logits the rows need); each step runs in its own scope, so its
@@ -39,7 +40,7 @@ import type { LayerKvCache } from '../nn/attention.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
 import { contiguous, copyInto, dispose, keep, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, type Tensor } from '../tensor/index.ts';
-import { Rng } from '../tensor/random.ts';
+import { streamUniform } from '../tensor/philox.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { argmax, sampleFromWeights, type SamplingParams } from './sampler.ts';
@@ -54,6 +55,8 @@ export interface SamplingOptions {
   topP?: number;
   /** 0 = off (default). */
   topK?: number;
+  /** Keep tokens at least minP times as likely as the most likely; 0 = off (default). */
+  minP?: number;
   /** Strings that end the completion; checked on the decoded text, and the returned text ends before them. */
   stop?: readonly string[];
   /** Token ids that end the completion (default: the tokenizer's and the model config's EOS ids). */
@@ -328,7 +331,7 @@ function sampleRow(inputs: SamplingInputs, r: number, row: RowState, vocab: numb
   const at = r * vocab;
   const id = row.settings.temperature === 0
     ? argmax(inputs.logits!.subarray(at, at + sampleVocab))
-    : sampleFromWeights(inputs.weights!.subarray(at, at + sampleVocab), row.settings, row.rng);
+    : sampleFromWeights(inputs.weights!.subarray(at, at + sampleVocab), row.settings, streamUniform(row.settings.seed, row.tokenIds.length));
   const top = row.settings.topLogprobs > 0 ? mostLikely(inputs.logprobs.subarray(at, at + sampleVocab), row.settings.topLogprobs) : null;
   row.accept(id, inputs.logprobs[at + id], top, onToken);
   return id;
@@ -380,7 +383,6 @@ interface RowSettings extends SamplingParams {
 }
 
 class RowState {
-  readonly rng: Rng;
   readonly tokenIds: number[] = [];
   readonly logprobs: number[] = [];
   readonly topLogprobs: TokenLogprob[][] = [];
@@ -396,7 +398,6 @@ class RowState {
   private readonly holdBack: number;
 
   constructor(readonly index: number, readonly promptIds: number[], readonly settings: RowSettings & { seed: number }, tokenizer: Tokenizer) {
-    this.rng = new Rng(settings.seed);
     this.stream = tokenizer.decodeStream();
     this.stopIds = new Set(settings.stopTokenIds);
     this.holdBack = Math.max(0, ...settings.stop.map((s) => s.length - 1));
@@ -475,14 +476,17 @@ function resolveSettings(request: GenerationRequest, defaults: GenerateOptions, 
   const temperature = pick('temperature') ?? 1;
   const topP = pick('topP') ?? 1;
   const topK = pick('topK') ?? 0;
+  const minP = pick('minP') ?? 0;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new UserError(`${where}: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new UserError(`${where}: temperature must be >= 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new UserError(`${where}: topP must be in (0, 1], got ${topP}`);
   if (!Number.isInteger(topK) || topK < 0) throw new UserError(`${where}: topK must be a non-negative integer, got ${topK}`);
+  if (!(minP >= 0 && minP <= 1)) throw new UserError(`${where}: minP must be in [0, 1], got ${minP}`);
   const topLogprobs = pick('topLogprobs') ?? 0;
   if (!Number.isInteger(topLogprobs) || topLogprobs < 0) throw new UserError(`${where}: topLogprobs must be a non-negative integer, got ${topLogprobs}`);
   const seed = request.seed ?? (defaults.seed ?? 0) + index;
-  return { maxNewTokens, temperature, topP, topK, topLogprobs, stop: pick('stop') ?? [], stopTokenIds: pick('stopTokenIds') ?? fallbackStopIds, seed };
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new UserError(`${where}: seed must be a non-negative integer, got ${seed}`);
+  return { maxNewTokens, temperature, topP, topK, minP, topLogprobs, stop: pick('stop') ?? [], stopTokenIds: pick('stopTokenIds') ?? fallbackStopIds, seed };
 }
 
 function checkPrompt(ids: readonly number[], index: number, vocab: number, maxPositions: number): void {

@@ -1,7 +1,8 @@
 // Choosing the next token from one row of logits: greedy, or a draw from the temperature-scaled distribution
-// restricted by top-k and then top-p (the order of Hugging Face's logits warpers: temperature, top-k, top-p).
-// Plain TypeScript over one row. sampleToken starts from logits (float64 softmax); the engine computes the
-// softmax and log-softmax of a whole batch with tensor kernels and calls sampleFromWeights per row.
+// restricted by top-k, then top-p, then min-p (the order of Hugging Face's logits warpers). Plain TypeScript over
+// one row: the definition of sampling. sampleToken starts from logits (float64 softmax); the engine on the CPU
+// computes the softmax of a whole batch with tensor kernels and calls sampleFromWeights per row with the
+// uniform streamUniform(seed, step) of src/tensor/philox.ts.
 import type { Rng } from '../tensor/random.ts';
 
 export interface SamplingParams {
@@ -11,6 +12,8 @@ export interface SamplingParams {
   topK: number;
   /** Keep the smallest set of most likely tokens whose probability sums to at least p (nucleus, Holtzman et al. 2020); 1 keeps all. */
   topP: number;
+  /** Keep the tokens whose probability is at least minP times the most likely one's (Nguyen et al. 2024); 0 keeps all. */
+  minP: number;
 }
 
 export interface SampledToken {
@@ -51,7 +54,7 @@ export function temperatureWeights(logits: ArrayLike<number>, temperature: numbe
 
 /**
  * The distribution a token is drawn from: softmax(logits / temperature), then zero outside the top-k, then
- * zero outside the nucleus of mass topP, renormalised. Ties in probability are broken toward the lower id so
+ * zero outside the nucleus of mass topP, then zero below minP times the largest, renormalised. Ties in probability are broken toward the lower id so
  * that the kept set is deterministic. Greedy (temperature 0) is a one-hot at argmax.
  */
 export function samplingDistribution(logits: ArrayLike<number>, params: SamplingParams): Float64Array {
@@ -70,32 +73,32 @@ export function samplingDistribution(logits: ArrayLike<number>, params: Sampling
 
 /** Samples one token from a logits row; `rng` is consumed (one uniform draw) only when temperature > 0. */
 export function sampleToken(logits: ArrayLike<number>, params: SamplingParams, rng: Rng): SampledToken {
-  const id = params.temperature === 0 ? argmax(logits) : sampleFromWeights(temperatureWeights(logits, params.temperature), params, rng);
+  const id = params.temperature === 0 ? argmax(logits) : sampleFromWeights(temperatureWeights(logits, params.temperature), params, rng.uniform());
   return { id, logprob: tokenLogprob(logits, id) };
 }
 
 /**
  * Draws a token given its weights at the sampling temperature (softmax(logits / T), or any positive multiple
- * of it: the engine computes them for a whole batch in one softmax kernel), after top-k and top-p. One uniform
- * draw, mapped through the cumulative weights of the kept tokens in id order.
+ * of it: the engine computes them for a whole batch in one softmax kernel), after top-k, top-p and min-p: the
+ * uniform u in [0, 1) is mapped through the cumulative weights of the kept tokens in id order.
  */
-export function sampleFromWeights(weights: ArrayLike<number>, params: SamplingParams, rng: Rng): number {
+export function sampleFromWeights(weights: ArrayLike<number>, params: SamplingParams, u: number): number {
   const ids = keptTokens(weights, params);
   let total = 0;
   for (const i of ids) total += weights[i];
-  const u = rng.uniform() * total;
+  const target = u * total;
   let acc = 0;
   for (const i of ids) {
     acc += weights[i];
-    if (u < acc) return i;
+    if (target < acc) return i;
   }
   return ids[ids.length - 1];
 }
 
-/** The ids (in increasing order) that survive top-k and then top-p. */
+/** The ids (in increasing order) that survive top-k, then top-p, then min-p. */
 function keptTokens(weights: ArrayLike<number>, params: SamplingParams): Int32Array {
   const n = weights.length;
-  const { topK, topP } = params;
+  const { topK, topP, minP } = params;
   let ids: Int32Array = new Int32Array(n);
   for (let i = 0; i < n; i++) ids[i] = i;
   if (topK > 0 && topK < n) ids = heaviest(ids, weights, (count) => count >= topK);
@@ -105,6 +108,12 @@ function keptTokens(weights: ArrayLike<number>, params: SamplingParams): Int32Ar
     for (const i of ids) mass += weights[i];
     const target = topP * mass;
     ids = heaviest(ids, weights, (_, m) => m >= target);
+  }
+  if (minP > 0) {
+    // The largest weight survives top-k and top-p, so the bound is relative to the row's largest.
+    let largest = 0;
+    for (const i of ids) largest = Math.max(largest, weights[i]);
+    ids = ids.filter((i) => weights[i] >= minP * largest);
   }
   return ids;
 }
@@ -192,3 +201,4 @@ function closingWeight(values: Float64Array, reached: (count: number, mass: numb
   }
   return smallest;
 }
+

@@ -364,40 +364,58 @@ function viewAs<T>(data: Uint8Array, bytesPerElement: number, make: (buffer: Arr
  * round to the nearest float32; F16 and BF16 are exact.
  */
 export function toFloat32(a: NamedArray): Float32Array {
+  return decodeFloat32Into(a, new Float32Array(elementCount(a.shape)));
+}
+
+/**
+ * Decodes any real dtype into `out` (exactly its element count long) and returns it: how a checkpoint is read
+ * straight into a parameter's own storage (Module.loadState), with no intermediate array per tensor.
+ */
+export function decodeFloat32Into(a: NamedArray, out: Float32Array): Float32Array {
   const count = elementCount(a.shape);
   if (a.data.byteLength !== count * DTYPE_BYTES[a.dtype]) {
     throw new Error(`toFloat32: ${a.data.byteLength} bytes do not hold ${a.dtype} ${JSON.stringify(a.shape)}`);
   }
+  if (out.length !== count) throw new Error(`toFloat32: ${a.dtype} ${JSON.stringify(a.shape)} decoded into ${out.length} floats`);
+  const from = (values: ArrayLike<number>): Float32Array => {
+    for (let i = 0; i < count; i++) out[i] = values[i];
+    return out;
+  };
   switch (a.dtype) {
-    case 'F32': {
-      const out = new Float32Array(count);
-      new Uint8Array(out.buffer).set(a.data);
+    case 'F32':
+      new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(a.data);
       return out;
-    }
     case 'BF16': {
       // bfloat16 is the top half of a float32 (same sign and 8-bit exponent, 7 mantissa bits).
       const bits = viewAs(a.data, 2, (b, o, n) => new Uint16Array(b, o, n));
-      const out = new Uint32Array(count);
-      for (let i = 0; i < count; i++) out[i] = bits[i] << 16;
-      return new Float32Array(out.buffer);
+      const words = new Uint32Array(out.buffer, out.byteOffset, count);
+      for (let i = 0; i < count; i++) words[i] = bits[i] << 16;
+      return out;
     }
     case 'F16': {
       const bits = viewAs(a.data, 2, (b, o, n) => new Uint16Array(b, o, n));
       const table = halfTable();
-      const out = new Float32Array(count);
       for (let i = 0; i < count; i++) out[i] = table[bits[i]];
       return out;
     }
-    case 'F64': return Float32Array.from(viewAs(a.data, 8, (b, o, n) => new Float64Array(b, o, n)));
-    case 'I64': return Float32Array.from(viewAs(a.data, 8, (b, o, n) => new BigInt64Array(b, o, n)), Number);
-    case 'U64': return Float32Array.from(viewAs(a.data, 8, (b, o, n) => new BigUint64Array(b, o, n)), Number);
-    case 'I32': return Float32Array.from(viewAs(a.data, 4, (b, o, n) => new Int32Array(b, o, n)));
-    case 'U32': return Float32Array.from(viewAs(a.data, 4, (b, o, n) => new Uint32Array(b, o, n)));
-    case 'I16': return Float32Array.from(viewAs(a.data, 2, (b, o, n) => new Int16Array(b, o, n)));
-    case 'U16': return Float32Array.from(viewAs(a.data, 2, (b, o, n) => new Uint16Array(b, o, n)));
-    case 'I8': return Float32Array.from(new Int8Array(a.data.buffer, a.data.byteOffset, count));
+    case 'F64': return from(viewAs(a.data, 8, (b, o, n) => new Float64Array(b, o, n)));
+    case 'I64': {
+      const values = viewAs(a.data, 8, (b, o, n) => new BigInt64Array(b, o, n));
+      for (let i = 0; i < count; i++) out[i] = Number(values[i]);
+      return out;
+    }
+    case 'U64': {
+      const values = viewAs(a.data, 8, (b, o, n) => new BigUint64Array(b, o, n));
+      for (let i = 0; i < count; i++) out[i] = Number(values[i]);
+      return out;
+    }
+    case 'I32': return from(viewAs(a.data, 4, (b, o, n) => new Int32Array(b, o, n)));
+    case 'U32': return from(viewAs(a.data, 4, (b, o, n) => new Uint32Array(b, o, n)));
+    case 'I16': return from(viewAs(a.data, 2, (b, o, n) => new Int16Array(b, o, n)));
+    case 'U16': return from(viewAs(a.data, 2, (b, o, n) => new Uint16Array(b, o, n)));
+    case 'I8': return from(new Int8Array(a.data.buffer, a.data.byteOffset, count));
     case 'U8':
-    case 'BOOL': return Float32Array.from(a.data);
+    case 'BOOL': return from(a.data);
     case 'F8_E5M2':
     case 'F8_E4M3':
     case 'F8_E8M0':

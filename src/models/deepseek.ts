@@ -9,7 +9,7 @@ import { Linear } from '../nn/linear.ts';
 import { emptyLatentKvCache, MultiHeadLatentAttention, type MlaConfig } from '../nn/mla.ts';
 import { SwiGluMlp } from '../nn/mlp.ts';
 import { DeepSeekMoE, type MoeBalance, type MoeConfig, type MoeLoadStats } from '../nn/moe.ts';
-import { Module } from '../nn/module.ts';
+import { Module, type WeightInit } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables, yarnMscale, type RopeScaling } from '../nn/rope.ts';
 import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
@@ -146,7 +146,7 @@ class DecoderLayer extends Module {
   readonly postAttentionLayernorm: RMSNorm;
   readonly mlp: SwiGluMlp | DeepSeekMoE;
 
-  constructor(c: DeepSeekConfig, layerIndex: number, rng: Rng) {
+  constructor(c: DeepSeekConfig, layerIndex: number, rng: WeightInit) {
     super();
     this.inputLayernorm = this.module('input_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
     this.selfAttn = this.module('self_attn', new MultiHeadLatentAttention({
@@ -184,7 +184,7 @@ class MtpModule extends DecoderLayer {
   readonly ehProj: Linear;
   readonly headNorm: RMSNorm;
 
-  constructor(c: DeepSeekConfig, rng: Rng) {
+  constructor(c: DeepSeekConfig, rng: WeightInit) {
     super(c, c.numLayers, rng);
     this.enorm = this.module('enorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
     this.hnorm = this.module('hnorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
@@ -207,9 +207,9 @@ export class DeepSeekModel extends Module {
   readonly lmHead: Tensor;
   readonly rope: RopeTables;
 
-  constructor(readonly config: DeepSeekConfig, seed = 0) {
+  constructor(readonly config: DeepSeekConfig, seed: number | null = 0) {
     super();
-    const rng = new Rng(seed);
+    const rng: WeightInit = seed === null ? null : new Rng(seed);
     const c = config;
     this.embedTokens = this.module('model.embed_tokens', new Embedding(c.vocabSize, c.hiddenSize, rng));
     this.layers = Array.from({ length: c.numLayers }, (_, i) => this.module(`model.layers.${i}`, new DecoderLayer(c, i, rng)));

@@ -2,7 +2,7 @@
 import { GroupedQueryAttention, emptyLayerKvCache, type LayerKvCache } from '../nn/attention.ts';
 import { Embedding } from '../nn/embedding.ts';
 import { SwiGluMlp } from '../nn/mlp.ts';
-import { Module } from '../nn/module.ts';
+import { Module, type WeightInit } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables, type RopeScaling } from '../nn/rope.ts';
 import { add, crossEntropy, linear, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
@@ -76,7 +76,7 @@ class DecoderLayer extends Module {
   readonly postAttentionLayernorm: RMSNorm;
   readonly mlp: SwiGluMlp;
 
-  constructor(c: DenseConfig, rng: Rng) {
+  constructor(c: DenseConfig, rng: WeightInit) {
     super();
     this.inputLayernorm = this.module('input_layernorm', new RMSNorm(c.hiddenSize, c.rmsNormEps));
     this.selfAttn = this.module('self_attn', new GroupedQueryAttention({
@@ -115,9 +115,9 @@ export class DenseModel extends Module {
   readonly lmHead: Tensor;
   readonly rope: RopeTables;
 
-  constructor(readonly config: DenseConfig, seed = 0) {
+  constructor(readonly config: DenseConfig, seed: number | null = 0) {
     super();
-    const rng = new Rng(seed);
+    const rng: WeightInit = seed === null ? null : new Rng(seed);
     const c = config;
     this.embedTokens = this.module('model.embed_tokens', new Embedding(c.vocabSize, c.hiddenSize, rng));
     this.layers = Array.from({ length: c.numLayers }, (_, i) => this.module(`model.layers.${i}`, new DecoderLayer(c, rng)));

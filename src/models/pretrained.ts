@@ -6,7 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONFIG_FILE, loadHfModel, saveHfModel, type ModelConfig } from '../io/hf.ts';
-import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
+import { fromFloat32, type TensorMap } from '../io/safetensors.ts';
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { Module } from '../nn/module.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
@@ -39,15 +39,15 @@ export interface CausalLM extends Module {
   afterStep?(): MoeLoadStats[];
 }
 
-/** A freshly initialised model of the config's family. */
-export function createModel(config: ModelConfig, seed = 0): CausalLM {
+/** A freshly initialised model of the config's family; seed null leaves the weights unset (WeightInit). */
+export function createModel(config: ModelConfig, seed: number | null = 0): CausalLM {
   return config.family === 'deepseek' ? new DeepSeekModel(config, seed) : new DenseModel(config, seed);
 }
 
 /** A model of the config's family holding `tensors` (checked by name and shape; `source` names them in errors). */
 export function modelFromTensors(config: ModelConfig, tensors: TensorMap, source: string): CausalLM {
-  const model = createModel(config);
-  model.loadState(new Map([...tensors].map(([name, array]) => [name, { shape: array.shape, data: toFloat32(array) }])), source);
+  const model = createModel(config, null);
+  model.loadState(tensors, source);
   return model;
 }
 

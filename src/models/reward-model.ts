@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONFIG_FILE, loadHfWeights, readModelConfig, saveHfModel, sequenceClassifierArchitectureOf, type ModelConfig } from '../io/hf.ts';
-import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
+import { fromFloat32, type TensorMap } from '../io/safetensors.ts';
 import { Module } from '../nn/module.ts';
 import { gather, linear, noGrad, randn, reshape, scope, tensor, type Tensor, Rng } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -86,10 +86,10 @@ export function padRight(sequences: readonly (readonly number[])[]): { ids: Tens
 
 /** A reward model with its backbone's and head's weights from `tensors` (`source` names them in errors). */
 export function rewardModelFromTensors(config: ModelConfig, tensors: TensorMap, source: string): RewardModel {
-  const model = new RewardModel(createModel(config));
-  const values = new Map([...tensors].map(([name, array]) => [name, { shape: array.shape, data: toFloat32(array) }]));
+  const model = new RewardModel(createModel(config, null));
+  const values = new Map(tensors);
   // A classifier checkpoint without the language-model head (see the file comment): zeros, never used.
-  if (!values.has('lm_head.weight') && !config.tieWordEmbeddings) values.set('lm_head.weight', { shape: [config.vocabSize, config.hiddenSize], data: new Float32Array(config.vocabSize * config.hiddenSize) });
+  if (!values.has('lm_head.weight') && !config.tieWordEmbeddings) values.set('lm_head.weight', fromFloat32([config.vocabSize, config.hiddenSize], new Float32Array(config.vocabSize * config.hiddenSize), 'F32'));
   model.loadState(values, source);
   return model;
 }

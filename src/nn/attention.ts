@@ -1,8 +1,8 @@
 // Causal self-attention with grouped-query heads (MHA when kv heads = heads, MQA when 1), rotary positions and
 // an optional KV cache for decoding.
-import { attention, copyInto, defaultDevice, reshape, rope, slice, zeros, type Device, type RopeTables, type Rng, type Tensor } from '../tensor/index.ts';
+import { attention, copyInto, defaultDevice, reshape, rope, slice, zeros, type Device, type RopeTables, type Tensor } from '../tensor/index.ts';
 import { Linear } from './linear.ts';
-import { Module } from './module.ts';
+import { Module, type WeightInit } from './module.ts';
 
 /**
  * One layer's keys and values for sequences decoded together: k [B, capacity, Hkv, D], v [B, capacity, Hkv, Dv]
@@ -41,7 +41,7 @@ export class GroupedQueryAttention extends Module {
   readonly vProj: Linear;
   readonly oProj: Linear;
 
-  constructor(readonly config: AttentionConfig, rng: Rng) {
+  constructor(readonly config: AttentionConfig, rng: WeightInit) {
     super();
     const { hiddenSize, numHeads, numKvHeads, headDim, bias } = config;
     this.qProj = this.module('q_proj', new Linear(hiddenSize, numHeads * headDim, rng, { bias }));

@@ -1,13 +1,13 @@
-import { embedding, randn, type Rng, type Tensor } from '../tensor/index.ts';
-import { Module } from './module.ts';
+import { embedding, type Tensor } from '../tensor/index.ts';
+import { initialWeight, Module, type WeightInit } from './module.ts';
 
 /** A lookup table of token vectors [vocab, dim]. */
 export class Embedding extends Module {
   readonly weight: Tensor;
 
-  constructor(vocabSize: number, dim: number, rng: Rng, std = 0.02) {
+  constructor(vocabSize: number, dim: number, rng: WeightInit, std = 0.02) {
     super();
-    this.weight = this.parameter('weight', randn([vocabSize, dim], rng, std));
+    this.weight = this.parameter('weight', initialWeight([vocabSize, dim], rng, std));
   }
 
   forward(ids: Tensor): Tensor {

@@ -1,15 +1,15 @@
-import { linear, randn, zeros, type Rng, type Tensor } from '../tensor/index.ts';
-import { Module } from './module.ts';
+import { linear, zeros, type Tensor } from '../tensor/index.ts';
+import { initialWeight, Module, type WeightInit } from './module.ts';
 
 /** y = x W^T + b, W stored [out, in] as PyTorch and Hugging Face store it. */
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
-  constructor(inFeatures: number, outFeatures: number, rng: Rng, options: { bias?: boolean; std?: number } = {}) {
+  constructor(inFeatures: number, outFeatures: number, rng: WeightInit, options: { bias?: boolean; std?: number } = {}) {
     super();
     // Normal(0, 0.02): the initializer_range of GPT-2, Llama and Qwen2 configs.
-    this.weight = this.parameter('weight', randn([outFeatures, inFeatures], rng, options.std ?? 0.02));
+    this.weight = this.parameter('weight', initialWeight([outFeatures, inFeatures], rng, options.std ?? 0.02));
     this.bias = options.bias ? this.parameter('bias', zeros([outFeatures])) : null;
   }
 

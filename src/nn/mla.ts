@@ -18,11 +18,11 @@
 // kv_b_proj (per head rows [k_nope ; v]), o_proj; per head, query rows are [q_nope ; q_rope].
 import {
   attention, concat, copyInto, expand, matmul, permute, reshape, rope, slice, split, transpose, zeros,
-  defaultDevice, type Device, type RopeTables, type Rng, type Tensor,
+  defaultDevice, type Device, type RopeTables, type Tensor,
 } from '../tensor/index.ts';
 import type { LayerKvCache } from './attention.ts';
 import { Linear } from './linear.ts';
-import { Module } from './module.ts';
+import { Module, type WeightInit } from './module.ts';
 import { RMSNorm } from './rmsnorm.ts';
 
 export interface MlaConfig {
@@ -60,7 +60,7 @@ export class MultiHeadLatentAttention extends Module {
   readonly kvBProj: Linear;
   readonly oProj: Linear;
 
-  constructor(readonly config: MlaConfig, rng: Rng) {
+  constructor(readonly config: MlaConfig, rng: WeightInit) {
     super();
     const c = config;
     const qkHeadDim = c.qkNopeHeadDim + c.qkRopeHeadDim;

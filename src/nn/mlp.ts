@@ -1,6 +1,6 @@
-import { swiglu, type Rng, type Tensor } from '../tensor/index.ts';
+import { swiglu, type Tensor } from '../tensor/index.ts';
 import { Linear } from './linear.ts';
-import { Module } from './module.ts';
+import { Module, type WeightInit } from './module.ts';
 
 /** The SwiGLU feed-forward block (Shazeer 2020): down(silu(gate(x)) * up(x)). */
 export class SwiGluMlp extends Module {
@@ -8,7 +8,7 @@ export class SwiGluMlp extends Module {
   readonly upProj: Linear;
   readonly downProj: Linear;
 
-  constructor(hidden: number, intermediate: number, rng: Rng) {
+  constructor(hidden: number, intermediate: number, rng: WeightInit) {
     super();
     this.gateProj = this.module('gate_proj', new Linear(hidden, intermediate, rng));
     this.upProj = this.module('up_proj', new Linear(hidden, intermediate, rng));

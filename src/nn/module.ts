@@ -2,8 +2,20 @@
 // Hugging Face's tensor names (`model.layers.0.self_attn.q_proj.weight`), so saving and loading a checkpoint
 // is a walk over namedParameters() with no renaming table. Buffers (RoPE tables) are tensors a module computes
 // with but does not train or save; `to(device)` moves parameters and buffers together.
-import { copyInto, dispose, keep, moveStorage, registerWeight, setGrad, tensor, type Device, type Tensor } from '../tensor/index.ts';
+import { decodeFloat32Into, type NamedArray } from '../io/safetensors.ts';
+import { dispose, empty, keep, moveStorage, randn, registerWeight, setGrad, writeValues, type Device, type Rng, type Shape, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
+
+/**
+ * How a new module's weights start: drawn from a seeded generator, or null when a checkpoint is loaded into
+ * them next (loadModel): then they are only allocated, and no draw is spent on values about to be overwritten.
+ */
+export type WeightInit = Rng | null;
+
+/** A weight of Normal(0, std) draws, or an allocated, unset one when init is null (WeightInit). */
+export function initialWeight(shape: Shape, init: WeightInit, std: number): Tensor {
+  return init === null ? empty(shape) : randn(shape, init, std);
+}
 
 export class Module {
   private readonly childModules = new Map<string, Module>();
@@ -86,17 +98,26 @@ export class Module {
   }
 
   /**
-   * Copies values into the parameters by name. Every parameter must be present with its exact shape; `source`
-   * names the file in errors.
+   * Reads stored arrays (any real dtype, as safetensors holds them) into the parameters by name. Every
+   * parameter must be present with its exact shape; `source` names the file in errors. Each array is decoded
+   * straight into its parameter's storage on the CPU, or into one reused host buffer uploaded into it on a
+   * device: loading a checkpoint makes no per-tensor copies (a 494M model's float32 is 2 GB).
    */
-  loadState(values: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, source: string): void {
+  loadState(values: ReadonlyMap<string, NamedArray>, source: string): void {
+    let staging = new Float32Array(0);
     for (const [name, p] of this.namedParameters()) {
       const v = values.get(name);
       if (!v) throw new UserError(`${source}: missing tensor '${name}' (expected shape [${p.shape}])`);
       if (v.shape.length !== p.shape.length || v.shape.some((d, i) => d !== p.shape[i])) {
         throw new UserError(`${source}: tensor '${name}' has shape [${v.shape}], the model expects [${p.shape}]`);
       }
-      copyInto(tensor(v.data, p.shape, p.dtype, p.device), p);
+      if (p.device === 'cpu' && p.dtype === 'f32') {
+        decodeFloat32Into(v, p.floats() as Float32Array);
+        continue;
+      }
+      if (staging.length < p.size) staging = new Float32Array(p.size);
+      const decoded = decodeFloat32Into(v, staging.subarray(0, p.size));
+      writeValues(p, p.dtype === 'f32' ? decoded : Float64Array.from(decoded));
     }
   }
 }

@@ -31,13 +31,13 @@
 // On a GPU the routing choice runs on the host: the scores [n, E] and the bias [E] are downloaded (small next to
 // the expert GEMMs), and the sorted token order goes back up as int32 index arrays.
 import {
-  add, concat, copyInto, div, embedding, gather, indexAdd, isGradEnabled, linear, mul, randn, reshape, sigmoid, slice, sum,
-  tensor, zeros, type Rng, type Tensor,
+  add, concat, copyInto, div, embedding, gather, indexAdd, isGradEnabled, linear, mul, reshape, sigmoid, slice, sum,
+  tensor, zeros, type Tensor,
 } from '../tensor/index.ts';
 import { allocHost, type FloatArray } from '../tensor/backend.ts';
 import { UserError } from '../util/errors.ts';
 import { SwiGluMlp } from './mlp.ts';
-import { Module } from './module.ts';
+import { initialWeight, Module, type WeightInit } from './module.ts';
 
 /** The MoE fields of a DeepseekV3 config.json (Hugging Face names in the comments). */
 export interface MoeConfig {
@@ -264,10 +264,10 @@ export class TopkRouter extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
 
-  constructor(c: MoeConfig, rng: Rng) {
+  constructor(c: MoeConfig, rng: WeightInit) {
     super();
     // Normal(0, 0.02) as transformers' _init_weights (initializer_range); the bias starts at 0.
-    this.weight = this.parameter('weight', randn([c.numRoutedExperts, c.hiddenSize], rng, 0.02));
+    this.weight = this.parameter('weight', initialWeight([c.numRoutedExperts, c.hiddenSize], rng, 0.02));
     this.bias = this.parameter('e_score_correction_bias', zeros([c.numRoutedExperts]));
     this.bias.requiresGrad = false;
   }
@@ -281,7 +281,7 @@ export class DeepSeekMoE extends Module {
   readonly pendingLoad: Float64Array;
   balance: MoeBalance;
 
-  constructor(readonly config: MoeConfig, rng: Rng, balance: Partial<MoeBalance> = {}) {
+  constructor(readonly config: MoeConfig, rng: WeightInit, balance: Partial<MoeBalance> = {}) {
     super();
     const c = config;
     // Registration order and names are transformers' DeepseekV3MoE's: experts, gate, shared_experts.

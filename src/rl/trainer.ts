@@ -209,10 +209,10 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
     const saved = checkpoint.trainerState as unknown as TrainerState;
     // The run's own settings, except how long and how often to save: a resumed run is the same run.
     config = { ...saved.config, steps: run.config.steps, checkpointEvery: run.config.checkpointEvery, keepCheckpoints: run.config.keepCheckpoints, timeLimitMinutes: run.config.timeLimitMinutes };
-    model.loadState(floatValues(checkpoint.model.tensors), checkpoint.dir);
+    model.loadState(checkpoint.model.tensors, checkpoint.dir);
     optimizer.loadStateDict({ step: saved.optimizerStep, m: floatMap(checkpoint.optimizer.m), v: floatMap(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
     reference = config.beta > 0 ? cloneModel(model) : null;
-    if (reference) reference.loadState(floatValues(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, 'optimizer.safetensors'));
+    if (reference) reference.loadState(arraysUnder(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, 'optimizer.safetensors'));
     rng = Rng.fromState(saved.rng);
     step = checkpoint.step;
     elapsedBefore = saved.elapsedSeconds;
@@ -546,7 +546,7 @@ export function updatePolicy(model: DenseModel, reference: DenseModel | null, op
 
 /** A copy of a model with its own parameters (the frozen reference policy). */
 export function cloneModel(model: DenseModel): DenseModel {
-  const copy = withDevice(model.device, () => new DenseModel(model.config));
+  const copy = withDevice(model.device, () => new DenseModel(model.config, null));
   copyParameters(model, copy);
   return copy;
 }
@@ -578,9 +578,9 @@ function floatMap(arrays: TensorMap): Map<string, Float32Array> {
   return new Map([...arrays].map(([name, array]) => [name, toFloat32(array)]));
 }
 
-/** Arrays (optionally those under a name prefix, with the prefix removed) as Module.loadState's input. */
-function floatValues(arrays: TensorMap, prefix = ''): Map<string, { shape: readonly number[]; data: Float32Array }> {
-  const out = new Map<string, { shape: readonly number[]; data: Float32Array }>();
-  for (const [name, array] of arrays) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), { shape: array.shape, data: toFloat32(array) });
+/** The arrays under a name prefix, with the prefix removed (Module.loadState's input). */
+function arraysUnder(arrays: TensorMap, prefix: string): TensorMap {
+  const out: TensorMap = new Map();
+  for (const [name, array] of arrays) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), array);
   return out;
 }

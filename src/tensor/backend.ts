@@ -26,6 +26,8 @@ export interface DeviceBackend {
   /** An uninitialised buffer of n elements (float64 is refused with a clear error). */
   alloc(dtype: DType, n: number): DeviceArray;
   upload(data: HostArray): DeviceArray;
+  /** Copies host data into an existing buffer from element `offset` on (its dtype's element size). */
+  write(array: DeviceArray, offset: number, data: HostArray): void;
   fill(array: DeviceArray, value: number): void;
   /** Copies n elements between buffers of the same element size, by address. */
   copy(dst: number, src: number, n: number): void;

@@ -75,6 +75,9 @@ export interface Kernels<F, I> {
 
   adamw(p: F, g: F, m: F, v: F, n: number, lr: number, beta1: number, beta2: number, eps: number,
     weightDecay: number, bias1: number, bias2: number): void;
+
+  /** x[0, n) = normal draws times std from Philox under key (key0, key1): src/tensor/philox.ts fillNormal. */
+  randomNormal(x: F, n: number, key0: number, key1: number, std: number): void;
 }
 
 /** Every kernel name, for tests that run each kernel on every backend and for exhaustiveness checks. */

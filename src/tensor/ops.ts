@@ -50,9 +50,8 @@ export function zerosLike(t: Tensor): Tensor {
   return zeros(t.shape, t.dtype, t.device);
 }
 
-// Host values as a tensor on `device`: the array itself on the CPU, an upload elsewhere. Every creation
-// function that computes its values (tensor, randn, rand, arange) fills a host array and ends here, so a
-// seeded initialisation is the same on every device.
+// Host values as a tensor on `device`: the array itself on the CPU, an upload elsewhere. Creation functions
+// that compute their values on the host (tensor, rand, arange) end here; randn draws where the tensor lives.
 function fromHost(values: HostArray, shape: Shape, device: Device): Tensor {
   return new Tensor(device === 'cpu' ? values : cudaBackend().upload(values), [...shape]);
 }
@@ -69,11 +68,17 @@ export function scalar(value: number, dtype: DType = 'f32', device: Device = def
   return tensor([value], [], dtype, device);
 }
 
-/** Normal draws with the given standard deviation, from a seeded generator (drawn on the host on every device). */
+/**
+ * Normal draws with the given standard deviation. `rng` gives only a 64-bit key (two words); the values are
+ * Philox draws under it (src/tensor/philox.ts), computed by the device's randomNormal kernel (native threads on
+ * the CPU, the GPU itself on CUDA: a 494M-parameter model initialises without a JavaScript loop or an upload),
+ * the same values on every backend up to the last bit of the transcendental functions.
+ */
 export function randn(shape: Shape, rng: Rng, std = 1, dtype: DType = 'f32', device: Device = defaultDevice()): Tensor {
-  const values = allocHost(dtype, shapeSize(shape));
-  for (let i = 0; i < values.length; i++) values[i] = rng.normal() * std;
-  return fromHost(values, shape, device);
+  if (dtype === 'i32') throw new TypeError('randn: normal draws need a float dtype, got i32');
+  const out = empty(shape, dtype, device);
+  kernelsOn(device).randomNormal(out.floatData(), out.size, rng.nextUint32(), rng.nextUint32(), std);
+  return out;
 }
 
 /** Uniform draws in [low, high). */
@@ -233,6 +238,13 @@ export function contiguous(x: Tensor, copy = false): Tensor {
  */
 export function registerWeight(t: Tensor): void {
   if (t.storage instanceof DeviceArray) cudaBackend().registerWeight(t.storage);
+}
+
+/** Writes host values into a contiguous tensor, in place (on a device: one upload into its buffer). */
+export function writeValues(dst: Tensor, values: HostArray): void {
+  if (!dst.isContiguous || values.length !== dst.size) throw new Error(`writeValues: ${values.length} values into ${dst}${dst.isContiguous ? '' : ' (not contiguous)'}`);
+  if (dst.storage instanceof DeviceArray) cudaBackend().write(dst.storage, dst.offset, values);
+  else dst.storage.set(values, dst.offset);
 }
 
 /**

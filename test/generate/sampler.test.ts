@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { argmax, samplingDistribution, sampleToken, tokenLogprob, type SamplingParams } from '../../src/generate/sampler.ts';
 import { Rng } from '../../src/tensor/random.ts';
 
-const params = (p: Partial<SamplingParams>): SamplingParams => ({ temperature: 1, topK: 0, topP: 1, ...p });
+const params = (p: Partial<SamplingParams>): SamplingParams => ({ temperature: 1, topK: 0, topP: 1, minP: 0, ...p });
 /** Logits whose softmax is `probs` (up to a constant shift, which softmax ignores). */
 const logitsOf = (probs: number[]) => Float32Array.from(probs, (p) => Math.log(p) + 3);
 const close = (actual: ArrayLike<number>, expected: number[], tol = 1e-6) => {
@@ -34,6 +34,15 @@ describe('sampler', () => {
     // Within the top 2 renormalised, 0.5 / 0.7 = 0.714 already reaches p = 0.6.
     close(samplingDistribution(logits, params({ topK: 2, topP: 0.6 })), [0, 0, 1, 0, 0]);
     close(samplingDistribution(logits, params({ topK: 10 })), PROBS);
+  });
+
+  it('min-p keeps the tokens at least minP times as likely as the most likely, after top-k and top-p', () => {
+    const logits = logitsOf(PROBS);
+    // 0.29 x 0.5 = 0.145: ids 2, 4 and 0 (0.15) stay; 0.41 x 0.5 = 0.205 leaves id 2 alone.
+    close(samplingDistribution(logits, params({ minP: 0.29 })), [0.15 / 0.85, 0, 0.5 / 0.85, 0, 0.2 / 0.85]);
+    close(samplingDistribution(logits, params({ minP: 0.41 })), [0, 0, 1, 0, 0]);
+    close(samplingDistribution(logits, params({ minP: 0.29, topK: 2 })), [0, 0, 0.5 / 0.7, 0, 0.2 / 0.7]);
+    close(samplingDistribution(logits, params({ minP: 0 })), PROBS);
   });
 
   it('temperature divides the logits before softmax', () => {

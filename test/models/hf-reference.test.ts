@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadHfWeights, readHfConfig } from '../../src/io/hf.ts';
-import { toFloat32 } from '../../src/io/safetensors.ts';
 import { DenseModel } from '../../src/models/dense.ts';
 import { noGrad, tensor, withBackend } from '../../src/tensor/index.ts';
 
@@ -25,8 +24,8 @@ for (const backend of ['native', 'reference'] as const) {
         const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { prompt: number[]; logits: number[][] };
         const { config } = await readHfConfig(dir);
         const weights = await loadHfWeights(dir, config);
-        const model = new DenseModel(config);
-        model.loadState(new Map([...weights].map(([n, a]) => [n, { shape: a.shape, data: toFloat32(a) }])), dir);
+        const model = new DenseModel(config, null);
+        model.loadState(weights, dir);
         const logits = withBackend(backend, () => noGrad(() => model.forward(tensor(expected.prompt, [1, expected.prompt.length], 'i32'))));
         const got = logits.toArray();
         const scale = Math.max(...expected.logits.flat().map(Math.abs));

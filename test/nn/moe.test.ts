@@ -10,6 +10,7 @@ import {
   add, linear, mul, noGrad, randn, reshape, Rng, sigmoid, slice, sum, swiglu, tensor, type Tensor,
 } from '../../src/tensor/index.ts';
 import { UserError } from '../../src/util/errors.ts';
+import { fromFloat32 } from '../../src/io/safetensors.ts';
 import { gradcheck, leaf } from '../tensor/gradcheck.ts';
 
 const base: MoeConfig = {
@@ -94,7 +95,7 @@ function fixtureModule(fc: FixtureCase): DeepSeekMoE {
     topkGroup: h.topk_group as number, normTopkProb: h.norm_topk_prob as boolean, routedScalingFactor: h.routed_scaling_factor as number,
   };
   const moe = new DeepSeekMoE(config, new Rng(0));
-  const values = new Map(Object.entries(fc.weights).map(([name, w]) => [name.replace(/^mlp\./, ''), { shape: w.shape, data: Float32Array.from(w.data) }]));
+  const values = new Map(Object.entries(fc.weights).map(([name, w]) => [name.replace(/^mlp\./, ''), fromFloat32(w.shape, Float32Array.from(w.data), 'F32')]));
   assert.deepEqual([...values.keys()].sort(), moe.namedParameters().map(([n]) => n).sort(), 'tensor names are transformers\'');
   moe.loadState(values, fc.name);
   return moe;

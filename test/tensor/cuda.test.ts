@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
+import { fromFloat32 } from '../../src/io/safetensors.ts';
 import { DeepSeekModel, deepseekConfig } from '../../src/models/deepseek.ts';
 import { DenseModel, denseConfig } from '../../src/models/dense.ts';
 import type { CausalLM } from '../../src/models/pretrained.ts';
@@ -201,7 +202,7 @@ describe('bf16 copies of a model\'s weights', { skip }, () => {
       const model = T.withDevice('cuda', () => new DenseModel(config, 7));
       const logits = () => T.noGrad(() => T.scope(() => model.forward(ids.to('cuda')).toArray())) as Float32Array;
       const before = logits();
-      model.loadState(new Map(other.namedParameters().map(([name, p]) => [name, { shape: p.shape, data: p.toArray() as Float32Array }])), 'seed-8 weights');
+      model.loadState(new Map(other.namedParameters().map(([name, p]) => [name, fromFloat32([...p.shape], p.toArray() as Float32Array, 'F32')])), 'seed-8 weights');
       const afterLoad = logits();
       assert.ok(relative(afterLoad, wanted) < 1e-2, `after loading: ${relative(afterLoad, wanted)} from the loaded weights' logits`);
       assert.ok(relative(before, wanted) > 0.1, 'the two models differ to begin with');

@@ -106,6 +106,7 @@ const declarations = {
   r1_attention: 'void r1_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int causal)',
   r1_attention_backward: 'void r1_attention_backward(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t dout, uint64_t dq, uint64_t dk, uint64_t dv, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
   r1_adamw: 'void r1_adamw(uint64_t p, uint64_t g, uint64_t m, uint64_t v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
+  r1_random_normal: 'void r1_random_normal(uint64_t x, int64_t n, uint32_t key0, uint32_t key1, double std_dev)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
 } as const;
 
@@ -259,6 +260,11 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2) {
       c.r1_adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2);
       check('adamw');
+    },
+
+    randomNormal(x, n, key0, key1, std) {
+      c.r1_random_normal(x, n, key0, key1, std);
+      check('randomNormal');
     },
   };
 

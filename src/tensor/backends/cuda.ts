@@ -70,6 +70,12 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       if (data instanceof Int32Array) array.hostMirror = data;
       return array;
     },
+    write(array, offset, data) {
+      if (offset < 0 || offset + data.length > array.length) throw new RangeError(`write: ${data.length} elements at ${offset} do not fit a buffer of ${array.length}`);
+      if (data.BYTES_PER_ELEMENT !== 4) throw new TypeError('write: device buffers hold 4-byte elements (float32 or int32)');
+      if (data.length > 0) library.upload(array.address(() => 'a write') + offset * 4, data);
+      array.hostMirror = null;
+    },
     fill(array, value) {
       const address = array.address(() => 'a fill');
       if (array.dtype === 'i32') library.fillI32(address, value, array.length);

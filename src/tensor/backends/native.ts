@@ -51,6 +51,7 @@ const declarations = {
   r1_attention: 'void r1_attention(const float *q, const float *k, const float *v, float *out, float *lse, const int32_t *kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int causal)',
   r1_attention_backward: 'void r1_attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse, const float *dout, float *dq, float *dk, float *dv, const int32_t *kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
   r1_adamw: 'void r1_adamw(float *p, const float *g, float *m, float *v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
+  r1_random_normal: 'void r1_random_normal(float *x, int64_t n, uint32_t key0, uint32_t key1, double std_dev)',
 } as const;
 
 type NativeFunctions = ReturnType<typeof bindFunctions<typeof declarations>>;
@@ -191,6 +192,11 @@ function makeKernels(c: NativeFunctions): Kernels<F, I> {
     adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2) {
       if (isF64(p) || isF64(g)) return ref.adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2);
       c.r1_adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2);
+    },
+
+    randomNormal(x, n, key0, key1, std) {
+      if (isF64(x)) return ref.randomNormal(x, n, key0, key1, std);
+      c.r1_random_normal(x, n, key0, key1, std);
     },
   };
 }

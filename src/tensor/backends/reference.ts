@@ -15,6 +15,7 @@
 // embedding, attention, optimizer.
 import { registerBackend, type Backend, type FloatArray } from '../backend.ts';
 import { checkDims, type BinaryOpName, type Dims, type Kernels, type ReduceOpName, type UnaryOpName } from '../kernels.ts';
+import { fillNormal } from '../philox.ts';
 
 type F = FloatArray;
 type I = Int32Array;
@@ -576,6 +577,7 @@ const kernels = {
   rope,
   attention, attentionBackward,
   adamw,
+  randomNormal: fillNormal,
 } satisfies Kernels<FloatArray, Int32Array>;
 
 export const referenceBackend: Backend = { name: 'reference', device: 'cpu', kernels };

@@ -461,6 +461,15 @@ export function kernelCases(subject: KernelSubject) {
         }, { rel: 1e-5, abs: 1e-7 });
       }
     },
+
+    randomNormal() {
+      // Philox words are integers and agree exactly; log, sqrt, cos and sin in double differ by an ulp of double
+      // between libraries (and fused multiply-adds), which moves a float32 result by at most one ulp (6e-8
+      // relative) on the rare value near a rounding boundary: any wrong word or pairing is off by O(1).
+      for (const n of ELEMENT_COUNTS) {
+        compare(`randomNormal n=${n}`, { x: new Float32Array(n) }, (k, b) => k.randomNormal(b.x!, n, 0x9e3779b9, n, 0.02), { rel: 2e-7, abs: 1e-12 });
+      }
+    },
   };
 
   const ATTENTION_CASES: AttentionCase[] = [
