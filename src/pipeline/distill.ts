@@ -28,36 +28,27 @@ export interface DistillConfig extends Pick<RejectionSampleConfig, 'task' | 'lev
   precision: Precision;
 }
 
-/** R1's distillation at small scale: one kept trace per prompt, 2 epochs, the rate decayed to a tenth. */
+/**
+ * R1's distillation at small scale: the student's settings are r1 sft's defaults (2 epochs, the rate decayed to a
+ * tenth); the teacher is sampled through its chat template, a few completions per prompt at temperature 0.7.
+ */
 export const defaultDistillConfig: DistillConfig = {
+  ...pick(defaultRejectionSampleConfig, ['task', 'level', 'prompts', 'keepPerPrompt', 'formatRule', 'judge', 'seed', 'device']),
+  ...pick(defaultSftConfig, ['epochs', 'batchSize', 'microBatchSize', 'maxLength', 'packing', 'lr', 'minLrRatio', 'warmup', 'validationFraction', 'precision']),
   teacher: '',
   student: '',
-  task: '',
-  level: null,
-  prompts: null,
   template: 'chat',
   samplesPerPrompt: 4,
-  keepPerPrompt: 1,
   maxNewTokens: 256,
   temperature: 0.7,
   topP: 0.95,
-  formatRule: 'any',
-  judge: null,
-  epochs: 2,
-  batchSize: 16,
-  microBatchSize: 8,
-  maxLength: 512,
-  packing: false,
-  lr: 1e-4,
-  minLrRatio: 0.1,
-  warmup: 0,
-  validationFraction: 0.05,
-  seed: 1,
   out: 'runs/distill',
   resume: false,
-  device: 'cpu',
-  precision: 'f32',
 };
+
+function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((key) => [key, from[key]])) as Pick<T, K>;
+}
 
 export const TRACES_DIR = 'traces';
 export const STUDENT_DIR = 'student';

@@ -152,6 +152,16 @@ export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches:
   });
 }
 
+/** What a caller of a trainer may pass besides its config. */
+export interface TrainingHooks<R> {
+  /** Where progress lines go (default: stderr). */
+  log?: (line: string) => void;
+  /** A progress bar on stderr when it is a terminal (default true). */
+  progress?: boolean;
+  /** Called after each update, before that step's checkpoint (tests use it to stop a run mid-way). */
+  onStep?: (record: R) => void;
+}
+
 /** The fields of a metrics.jsonl record that the loop itself fills in or reads. */
 export interface LoopRecord {
   step: number;

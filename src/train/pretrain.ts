@@ -19,7 +19,7 @@ import { END_OF_TEXT } from '../tokenizer/chat.ts';
 import { UserError } from '../util/errors.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
-import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type TokenizerFiles } from './loop.ts';
+import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type TokenizerFiles, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, type DecayShape } from './schedule.ts';
 
@@ -138,14 +138,7 @@ export interface StepRecord {
   moeMaxLoadRatio?: number[];
 }
 
-export interface PretrainHooks {
-  /** Where progress lines go (default: stderr). */
-  log?: (line: string) => void;
-  /** A progress bar on stderr when it is a terminal (default true). */
-  progress?: boolean;
-  /** Called after each update, before that step's checkpoint (tests use it to stop a run mid-way). */
-  onStep?: (record: StepRecord) => void;
-}
+export type PretrainHooks = TrainingHooks<StepRecord>;
 
 export interface PretrainResult {
   /** Updates done, counting those before a resume. */

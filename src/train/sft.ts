@@ -13,7 +13,7 @@ import { noGrad, Rng, scope, tensor, useDevice, type Device, type Precision } fr
 import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
-import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type MicroBatch } from './loop.ts';
+import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, type DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
@@ -108,13 +108,7 @@ export interface SftStepRecord {
   validationLoss?: number;
 }
 
-export interface SftHooks {
-  log?: (line: string) => void;
-  /** A progress bar on stderr when it is a terminal (default true). */
-  progress?: boolean;
-  /** Called after each update, before that step's checkpoint (tests use it to stop a run mid-way). */
-  onStep?: (record: SftStepRecord) => void;
-}
+export type SftHooks = TrainingHooks<SftStepRecord>;
 
 export interface SftResult {
   steps: number;
