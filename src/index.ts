@@ -39,3 +39,4 @@ export * from './serve/openai.ts';
 export * from './serve/serving-engine.ts';
 export * from './serve/reasoning.ts';
 export { listen, HttpError, type Route, type RunningServer } from './serve/http.ts';
+export { serveDashboard, RunsWatcher, defaultDashboardConfig, type DashboardConfig, type RunInfo } from './serve/dashboard.ts';

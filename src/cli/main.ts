@@ -23,6 +23,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./distill.ts'),
   () => import('./eval.ts'),
   () => import('./serve.ts'),
+  () => import('./dashboard.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

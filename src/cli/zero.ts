@@ -1,5 +1,7 @@
 // `r1 zero`: flags (and an optional JSON config file) -> ZeroConfig -> runZero(), through the settings table
 // below (src/cli/settings.ts validates and names what is wrong).
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { denseSizes } from '../models/dense.ts';
@@ -9,6 +11,7 @@ import { FORMAT_RULES } from '../rewards/format.ts';
 import { lossVariants } from '../rl/grpo.ts';
 import { decayShapes } from '../train/schedule.ts';
 import { UserError } from '../util/errors.ts';
+import { dashboardOption, startDashboardFor } from './dashboard.ts';
 import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { Settings, type Fields } from './settings.ts';
 
@@ -109,12 +112,18 @@ export function register(program: Command): void {
         'OUT/metrics.jsonl has one record per step; checkpoints in OUT/checkpoints resume exactly with --resume.',
     );
   settings.addOptions(command);
+  dashboardOption(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = zeroConfigFromFlags(flags);
     selectDevice(config.device, config.precision);
+    // The dashboard shows the folder the run goes into (runs/ by default), so the run appears there when it starts.
+    const runsDir = dirname(config.out ?? join('runs', 'zero'));
+    await mkdir(runsDir, { recursive: true });
+    const dashboard = await startDashboardFor(flags.dashboard, runsDir);
     const result = await runZero(config);
     console.log(`\n${comparisonTable(result.before, result.after)}\n`);
     console.log(`held-out ${result.before.questions} questions x ${result.before.k} samples (temperature ${result.before.temperature}, top-p ${result.before.topP})`);
     console.log(`model: ${result.finalDir}\nreport: ${result.reportFile}`);
+    if (dashboard) console.error(`the dashboard stays up at ${dashboard.url}/; Ctrl-C stops it`);
   });
 }

@@ -202,7 +202,16 @@ export function moduleState(arrays: TensorMap, prefix = ''): Map<string, { shape
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// metrics.jsonl
+// metrics.jsonl, and what the dashboard (src/serve/dashboard.ts) reads beside it
+
+/** A run folder's kind and settings, written when the run starts: `{kind, config}`. */
+export const RUN_FILE = 'run.json';
+/** A few sampled completions per step with their rewards: one `{step, samples: [...]}` line per step. */
+export const SAMPLES_FILE = 'samples.jsonl';
+
+export async function writeRunFile(dir: string, kind: string, config: object): Promise<void> {
+  await writeJsonAtomic(join(dir, RUN_FILE), { kind, config });
+}
 
 const NEWLINE = 0x0a;
 

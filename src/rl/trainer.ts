@@ -12,7 +12,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, saveCheckpoint } from '../io/checkpoint.ts';
+import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, SAMPLES_FILE, saveCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
 import { DenseModel } from '../models/dense.ts';
 import { copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, scope, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
@@ -191,6 +191,7 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   let config = run.config;
   await mkdir(out, { recursive: true });
   const metricsFile = join(out, METRICS_FILE);
+  const samplesFile = join(out, SAMPLES_FILE);
 
   const checkpoint = run.resume ? await loadLatestCheckpoint(out, (m) => log(`warning: ${m}`)) : null;
   if (!run.resume && await hasCheckpoints(out)) {
@@ -219,10 +220,14 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
     // Records past the checkpoint belong to steps about to be redone.
     records = (await readJsonl<GrpoStepRecord>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).slice(0, saved.metricsRecords);
     await writeFileAtomic(metricsFile, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    const samples = (await readJsonl<{ step: number }>(samplesFile, (m) => log(`warning: ${m}`)).catch(() => [])).filter((s) => s.step <= step);
+    await writeFileAtomic(samplesFile, samples.map((s) => `${JSON.stringify(s)}\n`).join(''));
     log(`resuming ${out} from step ${step} (${checkpoint.dir})`);
   } else {
     await writeFileAtomic(metricsFile, '');
+    await writeFileAtomic(samplesFile, '');
   }
+  await writeRunFile(out, 'grpo', config);
 
   const tokenizerJson = await readFile(tokenizer.sources.tokenizerFile, 'utf8').catch(() => null);
   const tokenizerConfig = tokenizer.sources.configFile ? JSON.parse(await readFile(tokenizer.sources.configFile, 'utf8')) as object : undefined;
@@ -258,6 +263,7 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
       if (reference && config.referenceRefreshEvery > 0 && step % config.referenceRefreshEvery === 0) copyParameters(model, reference);
       records.push(record);
       await appendJsonl(metricsFile, record);
+      await appendJsonl(samplesFile, { step: record.step, samples: samples.slice(0, SAMPLES_KEPT_PER_STEP).map(sampleSummary) });
       hooks.onStep?.(record, samples);
       if (bar) bar.update(step, { reward: record.reward.toFixed(3), acc: record.accuracy.toFixed(2), len: record.responseLengthMean.toFixed(1) });
       else if (step % logEvery === 0 || step === config.steps) log(formatRecord(record, config.steps));
@@ -271,6 +277,13 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   }
   if (lastSavedStep !== step) await save();
   return { steps: step, records };
+}
+
+/** Completions kept per step in samples.jsonl (the first groups drawn): enough to read, small on disk. */
+const SAMPLES_KEPT_PER_STEP = 16;
+
+function sampleSummary(s: Sample): object {
+  return { group: s.group, question: s.example.question, completion: s.text, reward: s.reward, parts: s.parts, correct: s.correct, formatted: s.formatted, truncated: s.truncated };
 }
 
 function formatRecord(r: GrpoStepRecord, totalSteps: number): string {

@@ -50,6 +50,9 @@ export async function listen(routes: readonly Route[], options: ListenOptions): 
   const server = createServer((request, response) => {
     void dispatch(routes, options, request, response);
   });
+  // Longer than clients keep idle connections (undici: 4 s), so that a client never reuses a connection the
+  // server is closing at that moment (node's default of 5 s races with a client polling every 5 s: ECONNRESET).
+  server.keepAliveTimeout = 65_000;
   // A request line or headers that do not parse: answer 400 on the socket rather than let node drop it silently.
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

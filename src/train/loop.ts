@@ -11,10 +11,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
-import {
-  appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl,
-  saveCheckpoint, type LoadedCheckpoint,
-} from '../io/checkpoint.ts';
+import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import { saveHfModel } from '../io/hf.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
@@ -50,9 +47,10 @@ export async function readTokenizerFiles(path: string): Promise<TokenizerFiles> 
 /**
  * Opens `out` for a run. With `resume`: its latest checkpoint, or null (logged) when it has none. Without: a
  * folder that already holds checkpoints is refused, so a fresh run never overwrites another. metrics.jsonl is
- * then cut back to the checkpoint's step (emptied for a fresh run).
+ * then cut back to the checkpoint's step (emptied for a fresh run), and run.json says what the run is (the dashboard
+ * shows its kind and config).
  */
-export async function openRun(out: string, resume: boolean, log: Log): Promise<LoadedCheckpoint | null> {
+export async function openRun(out: string, resume: boolean, log: Log, run: { kind: string; config: object }): Promise<LoadedCheckpoint | null> {
   await mkdir(out, { recursive: true });
   const metricsFile = join(out, METRICS_FILE);
   let checkpoint: LoadedCheckpoint | null = null;
@@ -69,6 +67,7 @@ export async function openRun(out: string, resume: boolean, log: Log): Promise<L
   } else {
     await writeFileAtomic(metricsFile, '');
   }
+  await writeRunFile(out, run.kind, run.config);
   return checkpoint;
 }
 

@@ -171,7 +171,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   useDevice(given.device, given.precision);
 
   // Which run: a fresh one, or the latest checkpoint's (whose settings of RUN_FIELDS it keeps).
-  const checkpoint = await openRun(given.out, given.resume, log);
+  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'pretrain', config: given });
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
   const config: PretrainConfig = saved ? { ...given, ...Object.fromEntries(RUN_FIELDS.map((field) => [field, saved.config[field]])) } : given;
 

@@ -163,7 +163,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   if (given.data === '') throw new UserError('no training data: give --data, a JSONL file of conversations');
   if (given.model === '') throw new UserError('no model: give --model, a Hugging Face model folder');
   useDevice(given.device, given.precision);
-  const checkpoint = await openRun(given.out, given.resume, log);
+  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'sft', config: given });
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
   const config: SftConfig = saved ? { ...given, ...Object.fromEntries(SFT_RUN_FIELDS.map((field) => [field, saved.config[field]])) } : given;
 

@@ -2,10 +2,11 @@
 // grpo.ts worked by hand, a few steps raise a reward the model can learn quickly, a killed run resumes
 // exactly, and rewards that throw or return NaN never crash a step.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { readJsonl, RUN_FILE, SAMPLES_FILE } from '../../src/io/checkpoint.ts';
 import { DenseModel, denseConfig } from '../../src/models/dense.ts';
 import type { WeightedReward } from '../../src/rewards/reward.ts';
 import { groupAdvantages } from '../../src/rl/grpo.ts';
@@ -139,6 +140,13 @@ describe('GRPO training runs', () => {
     const resumedModel = tinyModel(99);
     const resumed = await trainGrpo({ model: resumedModel, tokenizer, source: source(), config, out, resume: true }, quiet);
     assert.deepEqual(resumed.records.map(withoutTimes), straight.records.map(withoutTimes));
+    // What the dashboard reads: one samples.jsonl line per step (the redone step 3 once), and the run's settings.
+    const samples = await readJsonl<{ step: number; samples: Array<{ completion: string; reward: number }> }>(join(out, SAMPLES_FILE));
+    assert.deepEqual(samples.map((s) => s.step), [1, 2, 3, 4, 5]);
+    assert.ok(samples.every((s) => s.samples.length > 0 && s.samples.length <= 16 && typeof s.samples[0].completion === 'string'));
+    const run = JSON.parse(readFileSync(join(out, RUN_FILE), 'utf8'));
+    assert.equal(run.kind, 'grpo');
+    assert.equal(run.config.groupSize, config.groupSize);
   });
 
   it('rewards that throw or return NaN score 0 and the run goes on; flat groups are dropped by dynamic sampling', async () => {
