@@ -233,6 +233,23 @@ function startChoices(served: ServedModel, response: ServerResponse, choices: re
   return promise;
 }
 
+/**
+ * Waits for the choices and closes their stream: the usage chunk (when asked for) and `data: [DONE]`; an
+ * engine failure as an error event; nothing more for a client that left.
+ */
+async function endStream(stream: EventStream, pending: Promise<GenerationResult[] | null>, usageChunk: (results: GenerationResult[]) => object | null): Promise<void> {
+  const results = await pending.catch((error: unknown) => {
+    stream.send({ error: { message: (error as Error).message, type: 'server_error', param: null, code: null } });
+    return null;
+  });
+  if (results !== null) {
+    const chunk = usageChunk(results);
+    if (chunk) stream.send(chunk);
+    stream.send('[DONE]');
+  }
+  stream.end();
+}
+
 function usage(promptTokens: number, results: readonly GenerationResult[]): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
   const completionTokens = results.reduce((sum, r) => sum + r.tokenIds.length, 0);
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
@@ -326,17 +343,7 @@ async function chatCompletions(served: ServedModel, request: IncomingMessage, re
   });
   const stream = new EventStream(response);
   choices.forEach((_, index) => chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
-  const results = await pending.catch((error: unknown) => {
-    stream.send({ error: { message: (error as Error).message, type: 'server_error', param: null, code: null } });
-    return null;
-  });
-  if (results === null) {
-    stream.end();
-    return;
-  }
-  if (includeUsage) stream.send({ ...head, object: 'chat.completion.chunk', choices: [], usage: usage(promptIds.length, results) });
-  stream.send('[DONE]');
-  stream.end();
+  await endStream(stream, pending, (results) => (includeUsage ? { ...head, object: 'chat.completion.chunk', choices: [], usage: usage(promptIds.length, results) } : null));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -417,17 +424,7 @@ async function completions(served: ServedModel, request: IncomingMessage, respon
     onDone: (index, result) => chunk({ index, text: '', logprobs: null, finish_reason: result.finishReason }),
   });
   const stream = new EventStream(response);
-  const results = await pending.catch((error: unknown) => {
-    stream.send({ error: { message: (error as Error).message, type: 'server_error', param: null, code: null } });
-    return null;
-  });
-  if (results === null) {
-    stream.end();
-    return;
-  }
-  if (includeUsage) stream.send({ ...head, choices: [], usage: usage(promptTokens, results) });
-  stream.send('[DONE]');
-  stream.end();
+  await endStream(stream, pending, (results) => (includeUsage ? { ...head, choices: [], usage: usage(promptTokens, results) } : null));
 }
 
 // ---------------------------------------------------------------------------------------------------------
