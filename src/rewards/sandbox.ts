@@ -29,6 +29,7 @@
 // waits on an Atomics cell: a batch of G x P programs costs about its longest runs, not their sum.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { UserError } from '../util/errors.ts';
@@ -146,13 +147,18 @@ export class Sandbox {
   readonly isolation: 'bwrap' | 'none';
   /** The interpreter of each language that works here (a language whose interpreter is missing is absent). */
   readonly interpreters: Partial<Record<Language, string>>;
+  /** What starts bwrap (setpriv first when running as root), and prlimit's path inside the sandbox. */
   private readonly prefix: string[];
+  private readonly prlimit: string;
+  /** The read-only binds of the host's system folders. */
   private readonly binds: string[];
+  /** Why the last interpreter probe failed (for the error when none works). */
+  private probeFailure: string | null = null;
 
   constructor(options: SandboxOptions = {}) {
     this.limits = { ...defaultSandboxLimits, ...options.limits };
     validateLimits(this.limits);
-    const workers = options.workers ?? navigatorCpus();
+    const workers = options.workers ?? availableParallelism();
     if (!Number.isInteger(workers) || workers < 1) throw new UserError(`sandbox workers must be a whole number of at least 1, got ${workers}`);
     this.workers = workers;
     this.isolation = options.isolation ?? 'bwrap';
@@ -169,9 +175,11 @@ export class Sandbox {
         dropRoot = [setpriv, `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=-all'];
       }
       this.prefix = [...dropRoot, bwrap];
+      this.prlimit = prlimit;
       this.binds = hostSystemBinds();
     } else {
       this.prefix = [];
+      this.prlimit = '';
       this.binds = [];
     }
     this.interpreters = {};
@@ -184,9 +192,6 @@ export class Sandbox {
       throw new UserError(`the sandbox cannot run any interpreter: ${this.probeFailure ?? 'no python3 or node on PATH'}. ${sandboxHelp(this.probeFailure ?? '')}`);
     }
   }
-
-  /** Why the last interpreter probe failed (for the error when none works). */
-  private probeFailure: string | null = null;
 
   /** The interpreter of a language, or a UserError naming the language and how to get one. */
   interpreter(language: Language): string {
@@ -238,7 +243,7 @@ export class Sandbox {
       // The root (bwrap's own tmpfs, holding the mount points) and /dev become read-only: only the bounded /tmp is writable.
       '--remount-ro', '/dev', '--remount-ro', '/',
       '--chdir', '/tmp', '--json-status-fd', '4',
-      '--', 'prlimit', ...rlimits, '--',
+      '--', this.prlimit, ...rlimits, '--',
       interpreter, ...(job.mode === 'check' ? runner.check(file) : runner.run(file)),
     ];
     return { argv, stdin: job.stdin ?? '', program: job.code, statusFd: true, wallMs: limits.wallMs, outputBytes: limits.outputBytes };
@@ -296,11 +301,6 @@ function validateLimits(limits: SandboxLimits): void {
   for (const [name, value] of Object.entries(limits)) {
     if (!Number.isInteger(value) || value < 1) throw new UserError(`sandbox limit ${name} must be a whole number of at least 1, got ${value}`);
   }
-}
-
-function navigatorCpus(): number {
-  // os.availableParallelism is Node >= 18.14.
-  return Math.max(1, (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1);
 }
 
 /** Every executable named `name` on PATH, in PATH order. */

@@ -12,14 +12,12 @@
 //
 // The verdict of a completion is the sandbox's: correct when every test passes; its score (the reward) is the
 // fraction of tests passed or all-or-nothing (`scoring`); its status says what went wrong.
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { readJsonlObjects } from '../io/jsonl.ts';
 import { CODE_SCORINGS, codeScore, extractProgram, judgePrograms, parseCodeTests, type CodeProgram, type CodeScoring, type CodeTest, type CodeVerdict } from '../rewards/code.ts';
 import { LANGUAGES, sharedSandbox, type Language, type Sandbox, type SandboxOptions } from '../rewards/sandbox.ts';
 import { r1ZeroPrompt } from '../rewards/template.ts';
 import { Rng } from '../tensor/random.ts';
-import { decodeUtf8 } from '../tokenizer/corpus.ts';
-import { lineAndColumn, locateJsonError } from '../tokenizer/json-file.ts';
 import { UserError } from '../util/errors.ts';
 import { drawWithoutReplacement, hash32, intBetween, isHeldOut, pick } from './split.ts';
 import type { Example, Task, Verdict, VerifyItem } from './task.ts';
@@ -255,41 +253,28 @@ export interface CodeJsonlOptions extends CodeTaskOptions {
 
 const PROMPT_FIELDS = ['prompt', 'question', 'problem'] as const;
 
-/** Reads a JSONL file of code problems (the format in the file comment); bad lines fail as `file:line: problem`. */
+/**
+ * Reads a JSONL file of code problems (the format in the file comment); a bad line fails as `file:line: problem`
+ * (with `skipInvalid`, a line whose fields are wrong is skipped and listed instead; one that is not a JSON object
+ * always fails).
+ */
 export function readCodeProblems(path: string, options: Pick<CodeJsonlOptions, 'language' | 'skipInvalid'> = {}): { examples: Example[]; skipped: string[] } {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  const lines = decodeUtf8(bytes, path).replace(/^\uFEFF/, '').split('\n');
   const examples: Example[] = [];
   const skipped: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].trim() === '') continue;
-    const parsed = parseCodeProblem(lines[i], options.language ?? 'python');
+  for (const { line, record } of readJsonlObjects(path)) {
+    const parsed = parseCodeProblem(record, options.language ?? 'python');
     if (typeof parsed === 'string') {
-      const message = `${path}:${i + 1}: ${parsed}`;
+      const message = `${path}:${line}: ${parsed}`;
       if (!options.skipInvalid) throw new UserError(message);
       skipped.push(message);
       continue;
     }
-    examples.push({ id: `${basename(path)}:${i + 1}`, question: parsed.question, reference: parsed.reference });
+    examples.push({ id: `${basename(path)}:${line}`, question: parsed.question, reference: parsed.reference });
   }
   return { examples, skipped };
 }
 
-function parseCodeProblem(line: string, defaultLanguage: Language): { question: string; reference: CodeReference } | string {
-  let record: unknown;
-  try {
-    record = JSON.parse(line);
-  } catch {
-    const { offset, problem } = locateJsonError(line);
-    return `not valid JSON at column ${lineAndColumn(line, offset).column}: ${problem}`;
-  }
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return 'expected a JSON object';
-  const fields = record as Record<string, unknown>;
+function parseCodeProblem(fields: Record<string, unknown>, defaultLanguage: Language): { question: string; reference: CodeReference } | string {
   const promptField = PROMPT_FIELDS.find((f) => f in fields);
   if (promptField === undefined) return `no prompt field (tried ${PROMPT_FIELDS.map((f) => `"${f}"`).join(', ')})`;
   const question = fields[promptField];

@@ -37,6 +37,6 @@ describe('r1 run-code --jsonl FILE', { skip }, () => {
   it('refuses a bad limit naming the flag', () => {
     const run = r1('run-code', '--jsonl', join(root, 'programs.jsonl'), '--memory-mb', '0');
     assert.equal(run.status, 1);
-    assert.match(run.stderr, /--memory-mb must be a whole number of at least 1, got "0"/);
+    assert.match(run.stderr, /--memory-mb "0": must be a whole number of at least 1/);
   });
 });
