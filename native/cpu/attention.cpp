@@ -27,6 +27,7 @@ namespace {
 constexpr int64_t kKeyBlock = 64;      // keys per block: a [rows, 64] score tile is 8 vectors per row
 constexpr int64_t kTileRows = 64;      // (query, head) rows per tile
 constexpr double kSerialFlops = 2e5;   // below this a call runs on the calling thread
+constexpr int64_t kDirectRows = 4;     // tiles of at most this many rows score keys without transposing them
 
 struct Geometry {
   int64_t B, Tq, Tk, Hq, Hkv, D, Dv, group;
@@ -160,8 +161,17 @@ void forward_tile(const Geometry& G, const float* q, const float* k, const float
   int64_t lo = G.first_key(b), hi = G.end_key(i1 - 1);
   for (int64_t j0 = lo; j0 < hi; j0 += kKeyBlock) {
     int64_t nk = std::min(kKeyBlock, hi - j0);
-    transpose_block(G.k_row(k, b, j0, g), G.Hkv * D, nk, D, S.kt.data());
-    tile_products(S.q.data(), rows, D, S.kt.data(), S.s.data());
+    if (rows <= kDirectRows) {
+      // Few rows (decoding: one query of a group of heads): dot products straight from the key rows, each read
+      // once; transposing the block would cost more than the products it feeds. Columns past nk are masked below.
+      for (int64_t jj = 0; jj < nk; ++jj) {
+        const float* key = G.k_row(k, b, j0 + jj, g);
+        for (int64_t r = 0; r < rows; ++r) S.s[r * kKeyBlock + jj] = dot(S.q.data() + r * D, key, D);
+      }
+    } else {
+      transpose_block(G.k_row(k, b, j0, g), G.Hkv * D, nk, D, S.kt.data());
+      tile_products(S.q.data(), rows, D, S.kt.data(), S.s.data());
+    }
     const float* vbase = G.v_row(v, b, j0, g);
     for (int64_t r = 0; r < rows; ++r) {
       float* sr = S.s.data() + r * kKeyBlock;
