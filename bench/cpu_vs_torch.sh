@@ -3,8 +3,8 @@
 # bench/train.ts beside bench/torch_cpu_train.py, and bench/sample.ts (batch 1 and 32) beside
 # bench/hf_generate_cpu.py, each size in its own process so that peak memory is per size, on 2 cores and on
 # every core. Appends one JSON line per row to $OUT/cpu_vs_torch.jsonl (default bench/results) and prints them.
-#   bash bench/cpu_vs_torch.sh                    (train and sample, 2 cores and all cores)
-#   WHAT=train CORES="0,1" bash bench/cpu_vs_torch.sh
+#   bash bench/cpu_vs_torch.sh                    (train and sample, on 2 cores and on all cores)
+#   WHAT=train CORES=all bash bench/cpu_vs_torch.sh (CORES: "two", "all" or taskset lists such as 0-3)
 # Needs python3 with torch and transformers, and the native core built.
 set -u
 out=${OUT:-bench/results}
@@ -20,8 +20,7 @@ try:
 except OSError:
     sib = {0}
 print(next(c for c in range(1, 4096) if c not in sib))')
-all="0-$(($(nproc --all) - 1))"
-cores_list=${CORES:-"0,$second $all"}
+cores_list=${CORES:-"two all"}
 what=${WHAT:-"train sample"}
 sizes=${SIZES:-"1m 5m 20m"}
 lscpu > "$out/lscpu.txt" 2>&1 || true
@@ -31,7 +30,12 @@ lines() { node -e '
   const r = JSON.parse(require("fs").readFileSync(file, "utf8"));
   for (const row of r.rows ?? r.results) console.log(JSON.stringify({ kind, cores, threads: r.threads, cpu: r.machine.model, load: r.loadAverage, ...row }));
 ' "$@"; }
-for cores in $cores_list; do
+for named in $cores_list; do
+  case $named in
+    two) cores="0,$second" ;;
+    all) cores="0-$(($(nproc --all) - 1))" ;;
+    *) cores=$named ;;
+  esac
   for size in $sizes; do
     if [[ " $what " == *" train "* ]]; then
       MIN_SECONDS=${MIN_SECONDS:-4} taskset -c "$cores" node --import tsx bench/train.ts "$size" > /dev/null && lines bench/results/train.json train_cpu_r1ts "$cores" | tee -a "$log"
