@@ -125,22 +125,37 @@ const UNICODE: Array<[RegExp, string]> = [
   [/∈/g, '\\in '],
   [/±/g, '\\pm '],
   [/∅/g, '\\emptyset '],
+  [/½/g, '\\frac{1}{2}'],
+  [/⅓/g, '\\frac{1}{3}'],
+  [/⅔/g, '\\frac{2}{3}'],
+  [/¼/g, '\\frac{1}{4}'],
+  [/¾/g, '\\frac{3}{4}'],
+  [/[⟨〈]/g, '\\langle '],
+  [/[⟩〉]/g, '\\rangle '],
   [/[\u00a0\u2009\u202f]/g, ' '],
 ];
 
 const TEXT_COMMANDS = 'text|textrm|textbf|textit|textnormal|textsf|texttt|mbox|mathrm|mathbf|mathit|mathsf|mathnormal|operatorname|boldsymbol|bm';
 
+// Already canonical: most answers of arithmetic datasets (GSM8K's all are integers, some with thousands groups).
+const PLAIN_NUMBER = /^-?\d+(?:\.\d+)?$/;
+
 /** Text -> the canonical string form of an answer (see the rules at the top of this file). */
 export function normalizeAnswer(raw: string): string {
   let s = raw.trim();
+  if (PLAIN_NUMBER.test(s)) return s;
   for (const [pattern, replacement] of UNICODE) s = s.replace(pattern, replacement);
   // Escaped twice (JSON written from a raw string): \\frac -> \frac, outside matrices whose rows end in \\.
   if (!s.includes('\\begin')) s = s.replace(/\\\\(?=[a-zA-Z])/g, '\\');
   s = s.replace(/^(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*:?|:)\s*/i, '');
+  // A label before the value: "Result: 7", "Total cost: \$12".
+  s = s.replace(/^[A-Za-z][A-Za-z ]{0,30}:\s*(?=\S)/, '');
   s = unwrapCommand(s, 'boxed|fbox');
   s = s
     .replace(/\\(?:left|right)\s*\./g, '')
     .replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)(?![a-zA-Z])/g, '')
+    .replace(/\\langle(?![a-zA-Z])/g, '(')
+    .replace(/\\rangle(?![a-zA-Z])/g, ')')
     .replace(/\\lbrace(?![a-zA-Z])/g, '\\{')
     .replace(/\\rbrace(?![a-zA-Z])/g, '\\}')
     .replace(/\\\$/g, '')
@@ -176,7 +191,7 @@ export function normalizeAnswer(raw: string): string {
   const closeSentence = (text: string) => text.replace(/\s+/g, ' ').trim().replace(/(?<!\.)[.,;]$/, '').trim();
   s = dropTrailingUnit(closeSentence(s));
   s = unwrapCommand(s, TEXT_COMMANDS);
-  s = closeSentence(s);
+  s = dropTrailingUnit(closeSentence(s)); // \text{12 cm}
   s = s.replace(/^=\s*/, '');
   s = s.replace(/^\(?([A-J])\)$/, '$1');
   s = resolveApprox(s);
@@ -191,7 +206,8 @@ export function normalizeAnswer(raw: string): string {
 
 /** `\name{X}` -> X for each of the `|`-separated command names, with balanced braces. */
 function unwrapCommand(s: string, names: string): string {
-  const pattern = new RegExp(`\\\\(?:${names})\\s*\\{`, 'g');
+  if (!s.includes('\\')) return s;
+  const pattern = cachedRegExp(`\\\\(?:${names})\\s*\\{`, 'g');
   for (let guard = 0; guard < 64; guard++) {
     pattern.lastIndex = 0;
     const match = pattern.exec(s);
@@ -303,9 +319,18 @@ export type AnswerStructure =
   | { kind: 'matrix'; rows: string[][] }
   | { kind: 'relation'; parts: string[]; ops: RelationOp[] };
 
+const regExps = { g: new Map<string, RegExp>(), y: new Map<string, RegExp>() };
+
+/** A compiled regex for a source and flags, compiled once (callers reset lastIndex before use). */
+function cachedRegExp(source: string, flags: 'g' | 'y'): RegExp {
+  let re = regExps[flags].get(source);
+  if (re === undefined) regExps[flags].set(source, (re = new RegExp(source, flags)));
+  return re;
+}
+
 /** Splits at matches of `separator` outside (), [], {} (the regex is tried at each top-level position). */
 function splitTopLevel(s: string, separator: RegExp): string[] {
-  const sticky = new RegExp(separator.source, 'y');
+  const sticky = cachedRegExp(separator.source, 'y');
   const parts: string[] = [];
   let depth = 0;
   let start = 0;
@@ -408,7 +433,7 @@ function closesAtEnd(s: string): boolean {
 function parseRelation(s: string): AnswerStructure | null {
   const parts: string[] = [];
   const ops: RelationOp[] = [];
-  const sticky = new RegExp(RELATION.source, 'y');
+  const sticky = cachedRegExp(RELATION.source, 'y');
   let depth = 0;
   let start = 0;
   for (let i = 0; i < s.length; i++) {
@@ -443,25 +468,31 @@ const isEquation = (s: AnswerStructure): s is Relation => s.kind === 'relation' 
 const isAssignment = (s: AnswerStructure): s is Relation => isEquation(s) && isName(s.parts[0]);
 const isEquationChain = (s: Relation): boolean => s.parts.length > 2 && s.ops.every((op) => op === '=');
 
-/** Two normalised readings (gold first): definitions and equations unwrapped as Math-Verify, then by structure. */
+/** Two normalised readings (gold first). */
 function readingsEqual(gold: string, pred: string, cache: Map<string, ScalarValue>): boolean {
-  if (compactText(gold) === compactText(pred)) return true;
-  let [g, p] = [parseStructure(gold), parseStructure(pred)];
-  if (isEquation(g) && isEquation(p)) {
-    if (isAssignment(g) && isAssignment(p)) {
-      return compactText(g.parts[0]) === compactText(p.parts[0]) && scalarsEqual(g.parts[g.parts.length - 1], p.parts[p.parts.length - 1], cache);
-    }
-    return relationsEqual(firstAndLast(g), firstAndLast(p), cache);
-  }
-  // A chain `a = b = c` gives its last side, as does an assignment; a prediction's equation against a value too.
+  return compactText(gold) === compactText(pred) || structuresEqual(parseStructure(gold), parseStructure(pred), cache);
+}
+
+/**
+ * Definitions and equations read as Math-Verify does before comparing (gold first): two equations compare as
+ * relations (two assignments need the same name); an assignment or chain in the gold against a value gives its
+ * last side, as does an equation in the prediction; a relation in the gold against an interval becomes one.
+ */
+function unwrapRelations(g: AnswerStructure, p: AnswerStructure): [AnswerStructure, AnswerStructure] {
   if (g.kind === 'relation' && p.kind !== 'relation') {
+    // A chain `a = b = c` gives its last side, as does an assignment.
     if (isAssignment(g) || isEquationChain(g)) g = parseStructure(g.parts[g.parts.length - 1]);
+    else if (p.kind === 'tuple' || p.kind === 'union') g = relationAsInterval(g) ?? g;
   } else if (isEquation(p) && g.kind !== 'relation') p = parseStructure(p.parts[p.parts.length - 1]);
-  if (g.kind === 'relation' && (p.kind === 'tuple' || p.kind === 'union')) {
-    const asSet = relationAsInterval(g);
-    if (asSet !== null) g = asSet;
+  return [g, p];
+}
+
+/** Two equations: the same name and value for two assignments, else the same relation of first and last sides. */
+function equationsEqual(g: Relation, p: Relation, cache: Map<string, ScalarValue>): boolean {
+  if (isAssignment(g) && isAssignment(p)) {
+    return compactText(g.parts[0]) === compactText(p.parts[0]) && scalarsEqual(g.parts[g.parts.length - 1], p.parts[p.parts.length - 1], cache);
   }
-  return structuresEqual(g, p, cache);
+  return relationsEqual(firstAndLast(g), firstAndLast(p), cache);
 }
 
 /** `a = b = c` -> `a = c` (an equation chain says its first side equals its last). */
@@ -470,6 +501,8 @@ function firstAndLast(r: Relation): Relation {
 }
 
 function structuresEqual(a: AnswerStructure, b: AnswerStructure, cache: Map<string, ScalarValue>): boolean {
+  if (isEquation(a) && isEquation(b)) return equationsEqual(a, b, cache);
+  [a, b] = unwrapRelations(a, b);
   switch (a.kind) {
     case 'scalar':
       if (b.kind === 'set' && b.braced && b.items.length === 1) return structuresEqual(a, b.items[0], cache);
@@ -632,7 +665,7 @@ function scalarValue(text: string, cache: Map<string, ScalarValue>): ScalarValue
   let value = cache.get(text);
   if (value === undefined) {
     const exact = exactRational(text);
-    const word = /^[A-Za-z]{3,}(?: [A-Za-z]+)*$/.test(text) ? text.toLowerCase() : /^[A-Z]$/.test(text) ? text : null;
+    const word = /^(?:[A-Za-z]{3,}|[A-Za-z]{2,}(?: [A-Za-z]+)+)$/.test(text) ? text.toLowerCase() : /^[A-Z]$/.test(text) ? text : null;
     // Numbers in a base (204_5) and ellipses are text, not expressions.
     const textOnly = /\d_\{?\w+\}?|\.\.\./.test(text);
     const parseable = exact === null && word === null && !textOnly && text.length <= MAX_PARSE_CHARS;
@@ -706,6 +739,9 @@ interface Rational {
 }
 
 const DECIMAL = String.raw`(\d*\.?\d+)`;
+const PLAIN_DECIMAL = new RegExp(`^([-+]?)${DECIMAL}$`);
+const SCIENTIFIC = new RegExp(String.raw`^([-+]?)${DECIMAL}(?:\\times|\\cdot)10\^(?:\{([-+]?\d{1,3})\}|(\d))$`);
+const FRACTION = new RegExp(String.raw`^([-+]?)(?:\\frac\{([-+]?)${DECIMAL}\}\{([-+]?)${DECIMAL}\}|${DECIMAL}/${DECIMAL})$`);
 
 /**
  * Integers, decimals, a/b and \frac{a}{b} of those (with signs), and m\times10^{k}, as exact rationals; null for
@@ -713,16 +749,16 @@ const DECIMAL = String.raw`(\d*\.?\d+)`;
  */
 export function exactRational(text: string): Rational | null {
   const s = compactText(text);
-  let match = new RegExp(`^([-+]?)${DECIMAL}$`).exec(s);
+  let match = PLAIN_DECIMAL.exec(s);
   if (match !== null) return signed(decimalRational(match[2]), match[1]);
-  match = new RegExp(String.raw`^([-+]?)${DECIMAL}(?:\\times|\\cdot)10\^(?:\{([-+]?\d{1,3})\}|(\d))$`).exec(s);
+  match = SCIENTIFIC.exec(s);
   if (match !== null) {
     const mantissa = decimalRational(match[2]);
     const exponent = BigInt(match[3] ?? match[4]);
     const scaled = exponent >= 0n ? { num: mantissa.num * 10n ** exponent, den: mantissa.den } : { num: mantissa.num, den: mantissa.den * 10n ** -exponent };
     return signed(scaled, match[1]);
   }
-  match = new RegExp(String.raw`^([-+]?)(?:\\frac\{([-+]?)${DECIMAL}\}\{([-+]?)${DECIMAL}\}|${DECIMAL}/${DECIMAL})$`).exec(s);
+  match = FRACTION.exec(s);
   if (match !== null) {
     const [, sign, numSign, num1, denSign, den1, num2, den2] = match;
     const [n, d] = [decimalRational(num1 ?? num2), decimalRational(den1 ?? den2)];

@@ -294,7 +294,8 @@ function mathSpans(text: string): MathSpan[] {
   const spans: MathSpan[] = [];
   for (const match of text.matchAll(MATH)) {
     const body = match[1] ?? match[2] ?? match[3] ?? match[4];
-    if (body.trim() === '') continue;
+    // `costs $5 and then $6`: an amount followed by words between two dollar signs is money, not math.
+    if (body.trim() === '' || (match[3] !== undefined && /^\d[\d,.]*\s+[A-Za-z]{2,}/.test(body))) continue;
     spans.push({ answer: body.trim(), start: match.index, end: match.index + match[0].length });
   }
   return spans;
