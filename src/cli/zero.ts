@@ -7,7 +7,9 @@ import { z } from 'zod';
 import { denseSizes } from '../models/dense.ts';
 import { comparisonTable } from '../pipeline/report.ts';
 import { defaultZeroConfig, runZero, type ZeroConfig } from '../pipeline/zero.ts';
+import { CODE_SCORINGS } from '../rewards/code.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
+import { defaultSandboxLimits, LANGUAGES, type SandboxLimits } from '../rewards/sandbox.ts';
 import { lossVariants } from '../rl/grpo.ts';
 import { decayShapes } from '../train/schedule.ts';
 import { UserError } from '../util/errors.ts';
@@ -65,6 +67,15 @@ const FIELDS: Fields<ZeroConfig> = {
   formatWeight: { schema: nonNegative, flag: '--format-weight <w>', help: 'weight of the format reward' },
   formatRule: { schema: z.enum(Object.keys(FORMAT_RULES) as [keyof typeof FORMAT_RULES]), flag: '--format-rule <rule>', help: `format rule: ${Object.keys(FORMAT_RULES).join(', ')}` },
   tagCountWeight: { schema: nonNegative, flag: '--tag-count-weight <w>', help: 'weight of partial credit per well-used tag (0: off, as in R1-Zero)' },
+  // Code tasks
+  codeLanguage: { schema: z.enum(LANGUAGES), flag: '--code-language <lang>', help: `language of a code task's programs: ${LANGUAGES.join(', ')}` },
+  codeScoring: { schema: z.enum(CODE_SCORINGS), flag: '--code-scoring <s>', help: 'code accuracy reward: fraction (of tests passed) or all (1 only when every test passes)' },
+  sandboxWorkers: { schema: positiveInt.nullable(), flag: '--sandbox-workers <n>', help: 'programs run at once by a code task (default: the number of CPUs)' },
+  sandboxLimits: {
+    schema: z.strictObject(Object.fromEntries(Object.keys(defaultSandboxLimits).map((key) => [key, positiveInt.optional()]))) as z.ZodType<Partial<SandboxLimits>>,
+    flag: null,
+    help: `limits of one program run, e.g. {"wallMs": 3000}: ${Object.entries(defaultSandboxLimits).map(([k, v]) => `${k} (${v})`).join(', ')}`,
+  },
   // Evaluation
   evalK: { schema: positiveInt, flag: '--eval-k <n>', help: 'samples per test question in the before/after evaluation' },
   evalTemperature: { schema: nonNegative, flag: '--eval-temperature <t>', help: 'evaluation temperature (paper: 0.6)' },

@@ -16,13 +16,15 @@ import { loadModel, saveModel } from '../models/pretrained.ts';
 import { DenseModel, type DenseConfig, type DenseSize } from '../models/dense.ts';
 import { completionWithPrefill, FORMAT_RULES, formatReward, tagCountReward, type FormatRule } from '../rewards/format.ts';
 import { taskAccuracyReward } from '../rewards/accuracy.ts';
+import type { CodeScoring } from '../rewards/code.ts';
 import type { WeightedReward } from '../rewards/reward.ts';
+import type { Language, SandboxLimits } from '../rewards/sandbox.ts';
 import { R1_ZERO_TEMPLATE, r1ZeroPrompt } from '../rewards/template.ts';
 import type { RolloutTask } from '../rl/rollout.ts';
 import { defaultGrpoConfig, trainGrpo, type GrpoConfig, type GrpoHooks, type GrpoStepRecord } from '../rl/trainer.ts';
 import { ARITHMETIC_LEVELS, drawArithmeticProblem, pretrainingText, workedSteps } from '../tasks/arithmetic.ts';
 import { codeDrill, codePretrainingText } from '../tasks/code.ts';
-import { taskByName } from '../tasks/registry.ts';
+import { isCodeTaskName, taskByName, type TaskOptions } from '../tasks/registry.ts';
 import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
@@ -53,6 +55,14 @@ export interface ZeroConfig extends GrpoConfig {
   formatRule: FormatRule;
   /** Weight of open-r1's tag-count partial credit (0: off, as in R1-Zero). */
   tagCountWeight: number;
+
+  // Code tasks (code, code:PATH): their programs' language, how a verdict becomes the accuracy reward, the sandbox.
+  codeLanguage: Language;
+  codeScoring: CodeScoring;
+  /** Programs run at once; null: the number of CPUs. */
+  sandboxWorkers: number | null;
+  /** Limits of one program run that differ from defaultSandboxLimits (time, memory, processes, output; rewards/sandbox.ts). */
+  sandboxLimits: Partial<SandboxLimits>;
 
   // Evaluation before and after (SPEC.md 5).
   evalK: number;
@@ -121,6 +131,10 @@ export const defaultZeroConfig: ZeroConfig = {
   formatWeight: 0.5,
   formatRule: 'strict',
   tagCountWeight: 0,
+  codeLanguage: 'python',
+  codeScoring: 'fraction',
+  sandboxWorkers: null,
+  sandboxLimits: {},
   evalK: 4,
   evalTemperature: 0.6,
   evalTopP: 0.95,
@@ -184,7 +198,7 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (given.out === null && given.resume) throw new UserError('--resume needs the --out folder of the run to continue');
   const config = { ...given, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
-  const task = taskByName(config.task, config.level === null ? {} : { level: config.level });
+  const task = taskByName(config.task, { ...(config.level === null ? {} : { level: config.level }), ...codeTaskOptions(config) });
   // The process's default device from here on: the loaded model, the rollouts and the evaluations go there.
   useDevice(config.device, config.precision);
   await mkdir(config.out, { recursive: true });
@@ -234,6 +248,12 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
   return { out: config.out, before, after, records, baseModelDir, finalDir, reportFile, seconds };
 }
 
+/** The code settings of the config, for a code task (other tasks take none). */
+function codeTaskOptions(config: ZeroConfig): TaskOptions {
+  if (!isCodeTaskName(config.task)) return {};
+  return { language: config.codeLanguage, scoring: config.codeScoring, sandbox: { limits: config.sandboxLimits, ...(config.sandboxWorkers === null ? {} : { workers: config.sandboxWorkers }) } };
+}
+
 /** The weighted rule rewards of R1-Zero (SPEC.md 3): the task's verifier for accuracy, plus the format rule. */
 export function zeroRewards(task: Task, config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): WeightedReward[] {
   const rewards: WeightedReward[] = [
@@ -274,6 +294,9 @@ export function baseModelKey(config: ZeroConfig): Record<string, unknown> {
 export async function ensureBaseModel(config: ZeroConfig, log: (line: string) => void): Promise<string> {
   const text = BASE_TEXT[config.task];
   if (!text) throw new UserError(`task ${config.task}: r1ts cannot write pretraining text for it, so it cannot make a base model; give one with --model DIR`);
+  if (config.task === 'code' && config.codeLanguage !== 'python') {
+    throw new UserError(`task code: the base model r1ts makes writes Python; for --code-language ${config.codeLanguage} give a base model with --model DIR`);
+  }
   return ensurePretrainedModel({
     cacheDir: config.cacheDir,
     key: baseModelKey(config),

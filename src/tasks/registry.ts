@@ -35,6 +35,11 @@ const CODE_ONLY_OPTIONS = ['language', 'scoring', 'sandbox'] as const;
 
 const JSONL_ONLY_OPTIONS = ['questionField', 'answerField', 'testFile', 'testFraction', 'skipInvalid'] as const;
 
+/** Whether a task name is a code task's (`code` or `code:PATH`), which take the code options. */
+export function isCodeTaskName(name: string): boolean {
+  return name === 'code' || name.startsWith('code:');
+}
+
 export function taskByName(name: string, options: TaskOptions = {}): Task {
   if (name.startsWith(READABLE_PREFIX)) {
     const inner = name.slice(READABLE_PREFIX.length);
@@ -46,7 +51,7 @@ export function taskByName(name: string, options: TaskOptions = {}): Task {
     if (given.length > 0) throw new UserError(`task instructions: takes no options (got ${given.join(', ')})`);
     return instructionTask();
   }
-  if (name !== 'code' && !name.startsWith('code:')) {
+  if (!isCodeTaskName(name)) {
     const misplaced = CODE_ONLY_OPTIONS.filter((key) => options[key] !== undefined);
     if (misplaced.length > 0) throw new UserError(`task ${name}: not options of this task (they are for code tasks): ${misplaced.join(', ')}`);
   }

@@ -2,6 +2,7 @@
 // evaluated again; the report is one self-contained HTML page. Bad inputs fail before any work with errors
 // naming the file, and completions that try to run code earn nothing.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,6 +57,14 @@ describe('runZero', () => {
     writeFileSync(file, '{"question": "1 + 1?", "answer": "2"}\n{"question": "no answer here"}\nnot json\n');
     await assert.rejects(runZero({ ...tiny, task: `jsonl:${file}`, level: null, out: join(root, 'r4') }, quiet), (e: Error) => e instanceof UserError && e.message.includes(`${file}:2`));
     await assert.rejects(runZero({ ...tiny, task: 'countdown', level: null, out: join(root, 'r5') }, quiet), /cannot write pretraining text/);
+    await assert.rejects(runZero({ ...tiny, task: 'code', codeLanguage: 'javascript', out: join(root, 'r6') }, quiet), /the base model r1ts makes writes Python/);
+  });
+
+  it('runs on the generated code task, its programs judged in the sandbox', { skip: spawnSync('sh', ['-c', 'command -v bwrap']).status === 0 ? false : 'bubblewrap is not installed' }, async () => {
+    const result = await runZero({ ...tiny, task: 'code', level: 1, out: join(root, 'code'), maxNewTokens: 12, sandboxWorkers: 2, sandboxLimits: { wallMs: 5000 } }, quiet);
+    assert.equal(result.records.length, 2);
+    assert.equal(result.before.task, 'code');
+    assert.ok(result.records.every((r) => r.rewardParts.accuracy >= 0 && r.rewardParts.accuracy <= 1 && r.rewardFailures === 0));
   });
 });
 
