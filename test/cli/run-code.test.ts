@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
+import { Command } from 'commander';
+import { register } from '../../src/cli/run-code.ts';
+import { UserError } from '../../src/util/errors.ts';
 
 const skip = spawnSync('sh', ['-c', 'command -v bwrap']).status === 0 ? false : 'bubblewrap is not installed (apt-get install bubblewrap)';
 const mainModule = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -34,9 +37,10 @@ describe('r1 run-code --jsonl FILE', { skip }, () => {
     assert.match(run.stderr, /3 programs: 1 passed, 1 failed, 1 malformed/);
   });
 
-  it('refuses a bad limit naming the flag', () => {
-    const run = r1('run-code', '--jsonl', join(root, 'programs.jsonl'), '--memory-mb', '0');
-    assert.equal(run.status, 1);
-    assert.match(run.stderr, /--memory-mb "0": must be a whole number of at least 1/);
+  it('refuses a bad limit naming the flag, before running anything', async () => {
+    const program = new Command('r1');
+    register(program);
+    await assert.rejects(program.parseAsync(['run-code', '--jsonl', join(root, 'programs.jsonl'), '--memory-mb', '0'], { from: 'user' }),
+      (err: unknown) => err instanceof UserError && /--memory-mb "0": must be a whole number of at least 1/.test(err.message));
   });
 });

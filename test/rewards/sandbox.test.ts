@@ -195,6 +195,18 @@ describe('sandbox: hostile programs', { skip }, () => {
   });
 });
 
+describe('sandbox: without bubblewrap', () => {
+  it('code rewards refuse to run and say how to install it', () => {
+    const path = process.env.PATH;
+    process.env.PATH = mkdtempSync(join(tmpdir(), 'r1ts-empty-path-'));
+    try {
+      assert.throws(() => new Sandbox(), (err: unknown) => err instanceof UserError && /bubblewrap \(bwrap\) is not installed.*apt-get install bubblewrap/.test(err.message));
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+});
+
 describe('sandbox: setup', { skip }, () => {
   it('finds the interpreters at start and runs programs with stdin', () => {
     const sandbox = new Sandbox({ workers: 2 });
