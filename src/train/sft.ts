@@ -167,9 +167,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
   const config: SftConfig = saved ? { ...given, ...Object.fromEntries(SFT_RUN_FIELDS.map((field) => [field, saved.config[field]])) } : given;
 
-  const { model, tokenizer } = await loadModel(checkpoint ? checkpoint.dir : config.model);
-  const { template, source } = sftChatTemplate(tokenizer, config.chatTemplate);
-  log(`chat template: ${source}`);
+  // Every line is read and checked before the model is loaded: a bad file fails at once.
   const examples = readSftExamples(config.data);
   const heldOut = new Rng(config.seed + 0x5f7);
   const split = config.validationData === null
@@ -178,6 +176,10 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   const trainExamples = examples.filter((_, i) => !split[i]);
   const validationExamples = config.validationData === null ? examples.filter((_, i) => split[i]) : readSftExamples(config.validationData);
   if (trainExamples.length === 0) throw new UserError(`${config.data}: no examples left to train on (${examples.length} read, all held out for validation)`);
+
+  const { model, tokenizer } = await loadModel(checkpoint ? checkpoint.dir : config.model);
+  const { template, source } = sftChatTemplate(tokenizer, config.chatTemplate);
+  log(`chat template: ${source}`);
 
   const sequences = encodeSftExamples(tokenizer, template, trainExamples);
   const cut = sequenceRows(sequences, config.maxLength);
