@@ -235,10 +235,12 @@ function dropTrailingUnit(s: string): string {
 
 const NAME_ATOM = String.raw`\\?[A-Za-z]+(?:_\{\w+\})?'*(?:\([^()=<>]*\))?`;
 // A name as the left side of an assignment: x, x_{1}, f(x), f(2), P(A), a+b, xy, (x, y).
-const NAME = new RegExp(String.raw`^(?:${NAME_ATOM}(?:\s*(?:[+*/]|\\cdot)?\s*${NAME_ATOM})*|\((?:\s*${NAME_ATOM}\s*,)+\s*${NAME_ATOM}\s*\))$`);
+const NAME = new RegExp(String.raw`^(?:${NAME_ATOM}(?:\s*(?:[+*/:]|\\cdot)?\s*${NAME_ATOM})*|\((?:\s*${NAME_ATOM}\s*,)+\s*${NAME_ATOM}\s*\))$`);
 
 function isName(s: string): boolean {
   const t = s.trim();
+  const ratio = /^\\frac\{([^{}]+)\}\{([^{}]+)\}$/.exec(t); // \frac{NO}{BO}
+  if (ratio !== null) return isName(ratio[1]) && isName(ratio[2]);
   return t.length <= 40 && NAME.test(t) && !/^\\(?:pi|infty|frac|sqrt|e)\b/.test(t);
 }
 
@@ -279,7 +281,7 @@ function mixedNumber(s: string): string {
 
 /** "12 and 13" -> "12, 13": the items of an answer given in words. */
 function andToList(s: string): string {
-  const parts = splitTopLevel(s, /\s+(?:and|or)\s+|,\s*(?:and|or)\s+/);
+  const parts = splitTopLevel(s, /\s+(?:and|or)\s+|,\s*(?:and|or)\s+|(?<=[)\]])\s*(?:and|or)\s*(?=[([])/);
   return parts.length > 1 && parts.every((p) => p.trim() !== '') ? parts.map((p) => p.trim()).join(', ') : s;
 }
 
@@ -328,8 +330,11 @@ function cachedRegExp(source: string, flags: 'g' | 'y'): RegExp {
   return re;
 }
 
-/** Splits at matches of `separator` outside (), [], {} (the regex is tried at each top-level position). */
-function splitTopLevel(s: string, separator: RegExp): string[] {
+/**
+ * Splits at matches of `separator` outside (), [], {}, `\{…\}` (the regex is tried at each top-level position);
+ * the separators found are pushed to `found` when given.
+ */
+function splitTopLevel(s: string, separator: RegExp, found?: string[]): string[] {
   const sticky = cachedRegExp(separator.source, 'y');
   const parts: string[] = [];
   let depth = 0;
@@ -346,6 +351,7 @@ function splitTopLevel(s: string, separator: RegExp): string[] {
       const match = sticky.exec(s);
       if (match !== null && match[0].length > 0) {
         parts.push(s.slice(start, i));
+        found?.push(match[0]);
         start = i + match[0].length;
         i = start - 1;
       }
@@ -431,29 +437,10 @@ function closesAtEnd(s: string): boolean {
 }
 
 function parseRelation(s: string): AnswerStructure | null {
-  const parts: string[] = [];
-  const ops: RelationOp[] = [];
-  const sticky = cachedRegExp(RELATION.source, 'y');
-  let depth = 0;
-  let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (c === '(' || c === '[' || c === '{') depth++;
-    else if (c === ')' || c === ']' || c === '}') depth--;
-    else if (depth === 0) {
-      sticky.lastIndex = i;
-      const match = sticky.exec(s);
-      if (match !== null) {
-        parts.push(s.slice(start, i).trim());
-        ops.push(match[0] as RelationOp);
-        start = i + match[0].length;
-        i = start - 1;
-      }
-    }
-  }
-  if (ops.length === 0) return null;
-  parts.push(s.slice(start).trim());
-  return parts.every((p) => p !== '') ? { kind: 'relation', parts, ops } : null;
+  const ops: string[] = [];
+  const parts = splitTopLevel(s, RELATION, ops).map((part) => part.trim());
+  if (ops.length === 0 || parts.some((part) => part === '')) return null;
+  return { kind: 'relation', parts, ops: ops as RelationOp[] };
 }
 
 // ---- equivalence ----------------------------------------------------------------------------------------------
@@ -490,7 +477,8 @@ function unwrapRelations(g: AnswerStructure, p: AnswerStructure): [AnswerStructu
 /** Two equations: the same name and value for two assignments, else the same relation of first and last sides. */
 function equationsEqual(g: Relation, p: Relation, cache: Map<string, ScalarValue>): boolean {
   if (isAssignment(g) && isAssignment(p)) {
-    return compactText(g.parts[0]) === compactText(p.parts[0]) && scalarsEqual(g.parts[g.parts.length - 1], p.parts[p.parts.length - 1], cache);
+    // Names compare without case (P(x) = p(x)), as Math-Verify lowercases symbols.
+    return compactText(g.parts[0]).toLowerCase() === compactText(p.parts[0]).toLowerCase() && scalarsEqual(g.parts[g.parts.length - 1], p.parts[p.parts.length - 1], cache);
   }
   return relationsEqual(firstAndLast(g), firstAndLast(p), cache);
 }
@@ -513,7 +501,8 @@ function structuresEqual(a: AnswerStructure, b: AnswerStructure, cache: Map<stri
     case 'set':
       if (b.kind === 'tuple' && !a.braced && b.open === '(' && b.close === ')') return sameSequence(a.items, b.items, cache);
       if (b.kind === 'scalar' && a.braced && a.items.length === 1) return structuresEqual(a.items[0], b, cache);
-      return b.kind === 'set' && a.items.length === b.items.length && sameElements(a.items, b.items, cache);
+      // Sets: the same elements, a repeated one counted once.
+      return b.kind === 'set' && sameElements(a.items, b.items, cache);
     case 'union':
       return b.kind === 'union' && a.parts.length === b.parts.length && sameElements(a.parts, b.parts, cache);
     case 'matrix':

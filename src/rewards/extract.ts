@@ -43,8 +43,13 @@ interface Found {
   end: number;
 }
 
+/** A piece of the text: a box's content, a math span, a number. */
+interface Span extends Found {
+  start: number;
+}
+
+// Tiers 2 to 4 above (the answer tag comes first, and its content is read again).
 const TIERS: ReadonlyArray<ReadonlyArray<[AnswerPlace, (text: string) => Found | null]>> = [
-  [['answer-tag', (text) => null]], // handled first, below: its content is read again
   [
     ['boxed', lastBoxedAnswer],
     ['gsm8k', lastGsm8k],
@@ -74,12 +79,12 @@ export function extractAnswer(
     }
   }
   for (const [tier, candidates] of TIERS.entries()) {
-    if (tier === 0) continue;
+    const lastTier = tier === TIERS.length - 1;
     // A text with no explicit place that is itself an answer (`x = 5`, `1 000`, `\{1, 2\}`) is taken whole.
-    if (tier === 3 && (places.includes('math') || places.includes('last-number')) && isBareAnswer(text)) {
+    if (lastTier && (places.includes('math') || places.includes('last-number')) && isBareAnswer(text)) {
       return { answer: text.trim(), place: 'math' };
     }
-    if (tier === 3 && options.choices !== undefined && options.choices.length > 0) {
+    if (lastTier && options.choices !== undefined && options.choices.length > 0) {
       const choice = lastChoice(text, options.choices);
       if (choice !== null) return { answer: choice, place: 'phrase' };
     }
@@ -126,30 +131,25 @@ export function lastAnswerTag(text: string): string | null {
 const MAX_BOX_TRIES = 16;
 // What may stand between two boxes that give one answer together: `\boxed{1}, \boxed{2}`, `$\boxed{-2}$ and
 // $\boxed{1}$`, `\boxed{1} \quad \text{and} \quad \boxed{2}`.
-const BOX_JOINER = /^(?:[\s$,;&.]|\\quad|\\qquad|\\[,;: ]|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*$/;
+const BOX_JOINER = /^(?:[\s$,;&.]|\\[()[\]]|\\quad|\\qquad|\\[,;: ]|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*$/;
+const BOX_CONNECTOR = /[,;&]|\band\b|\bor\b|\\q?quad/;
 const PERCENT_AFTER = /^\s*\$?\s*(?:\\?%|percent(?:age)?\b|pct\b)/i;
 
-interface Box {
-  content: string;
-  start: number;
-  end: number;
-}
-
 /** The last complete boxes of a text, the last one first (at most MAX_BOX_TRIES are tried). */
-function lastBoxes(text: string): Box[] {
+function lastBoxes(text: string): Span[] {
   const starts: number[] = [];
   for (const match of text.matchAll(/\\(?:boxed|fbox)(?![a-zA-Z])/g)) starts.push(match.index);
-  const boxes: Box[] = [];
+  const boxes: Span[] = [];
   for (let k = starts.length - 1; k >= Math.max(0, starts.length - MAX_BOX_TRIES); k--) {
     let i = starts[k] + (text.startsWith('\\boxed', starts[k]) ? 6 : 5);
     while (text[i] === ' ') i++;
     if (text[i] === '{') {
       const end = matchingBrace(text, i);
-      if (end >= 0) boxes.push({ content: text.slice(i + 1, end), start: starts[k], end: end + 1 });
+      if (end >= 0) boxes.push({ answer: text.slice(i + 1, end), start: starts[k], end: end + 1 });
     } else if (i > starts[k] + 5) {
       // `\boxed 5`: one token, up to whitespace or a closing `$`.
       const token = /^[^\s$]+/.exec(text.slice(i, i + 1000));
-      if (token !== null) boxes.push({ content: token[0].replace(/[.,]$/, ''), start: starts[k], end: i + token[0].length });
+      if (token !== null) boxes.push({ answer: token[0].replace(/[.,]$/, ''), start: starts[k], end: i + token[0].length });
     }
   }
   return boxes;
@@ -157,7 +157,7 @@ function lastBoxes(text: string): Box[] {
 
 /** The content of the last `\boxed{…}` / `\fbox{…}` with balanced braces (or `\boxed 5`), or null. */
 export function lastBoxed(text: string): string | null {
-  return lastBoxes(text)[0]?.content ?? null;
+  return lastBoxes(text)[0]?.answer ?? null;
 }
 
 function lastBoxedAnswer(text: string): Found | null {
@@ -165,10 +165,12 @@ function lastBoxedAnswer(text: string): Found | null {
   if (boxes.length === 0) return null;
   const joined = [boxes[0]];
   for (let k = 1; k < boxes.length && boxes[k].end <= joined[0].start; k++) {
-    if (!BOX_JOINER.test(text.slice(boxes[k].end, joined[0].start))) break;
+    const gap = text.slice(boxes[k].end, joined[0].start);
+    // Boxes in separate math (`$$\boxed{20}$$ \boxed{143}`) are one answer only when a word or comma joins them.
+    if (!BOX_JOINER.test(gap) || (/\$|\\[()[\]]/.test(gap) && !BOX_CONNECTOR.test(gap))) break;
     joined.unshift(boxes[k]);
   }
-  const answer = joined.map((box) => box.content.trim()).join(', ');
+  const answer = joined.map((box) => box.answer.trim()).join(', ');
   return { answer: withPercent(answer, text, boxes[0].end), end: boxes[0].end };
 }
 
@@ -266,8 +268,8 @@ function valueAt(rest: string, start: number, finalAnswer: boolean): Found | nul
   const sentence = head.slice(lead, end).replace(/\*+/g, '').trim();
   if (sentence !== '' && sentence.length <= 200 && isBareAnswer(sentence)) return { answer: sentence, end: start + end };
   const limit = finalAnswer ? end : lead + ANSWER_WINDOW;
-  const candidates: MathSpan[] = [
-    ...spans.map((span, i) => (span.start < limit ? joinedMath(head, spans, i, false) : null)).filter((s): s is MathSpan => s !== null),
+  const candidates: Span[] = [
+    ...spans.map((span, i) => (span.start < limit ? joinedMath(head, spans, i, false) : null)).filter((s): s is Span => s !== null),
     ...numbers(head.slice(0, finalAnswer ? end : limit + 40)).filter((n) => n.start < limit),
   ];
   if (candidates.length === 0) return null;
@@ -284,14 +286,8 @@ const MATH_JOINER = /^\s*(?:,?\s*(?:and|or)|,)\s*$/i;
 // Math-Verify joins at most five more expressions to the first.
 const MAX_JOINED = 6;
 
-interface MathSpan {
-  answer: string;
-  start: number;
-  end: number;
-}
-
-function mathSpans(text: string): MathSpan[] {
-  const spans: MathSpan[] = [];
+function mathSpans(text: string): Span[] {
+  const spans: Span[] = [];
   for (const match of text.matchAll(MATH)) {
     const body = match[1] ?? match[2] ?? match[3] ?? match[4];
     // `costs $5 and then $6`: an amount followed by words between two dollar signs is money, not math.
@@ -302,7 +298,7 @@ function mathSpans(text: string): MathSpan[] {
 }
 
 /** Joins math spans written as one answer ("$1$, $2$ and $3$") and keeps a percent sign written after them. */
-function joinedMath(text: string, spans: readonly MathSpan[], last: number, forward: boolean): MathSpan {
+function joinedMath(text: string, spans: readonly Span[], last: number, forward: boolean): Span {
   let [first, final] = [last, last];
   if (forward) {
     while (final + 1 < spans.length && final - first + 1 < MAX_JOINED && MATH_JOINER.test(text.slice(spans[final].end, spans[final + 1].start))) final++;
@@ -326,7 +322,7 @@ function lastMath(text: string): Found | null {
   return { answer: joined.answer, end: joined.end };
 }
 
-function firstMath(text: string): MathSpan | null {
+function firstMath(text: string): Span | null {
   const match = /\S/.exec(text);
   const spans = mathSpans(text.slice(0, 2000));
   if (spans.length === 0) return null;
@@ -354,8 +350,8 @@ function lastNumberFound(text: string): Found | null {
 }
 
 /** Every number of a text (see NUMBER), in order, as canonical text: 1,000 -> 1000, 1,22 -> 1.22, 28% -> 28\\%. */
-function numbers(text: string): MathSpan[] {
-  const found: MathSpan[] = [];
+function numbers(text: string): Span[] {
+  const found: Span[] = [];
   for (const match of text.matchAll(NUMBER)) {
     const [, sign, spaced, digits, bareDecimal, denominator, percent, fracSign, fracNum, fracDen] = match;
     const [start, end] = [match.index, match.index + match[0].length];

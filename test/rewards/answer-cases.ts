@@ -198,4 +198,13 @@ export const ANSWER_CASES: Record<string, Case[]> = {
     ['\\infty', '∞', true], ['(-\\infty, 5]', '(-∞, 5]', true], ['(-\\infty, 5]', '(-∞, 5)', false], ['\\text{No solution}', 'no solution', true], ['\\text{No solution}', 'one solution', false],
     ['x=1, y=2', 'y=2, x=1', true], ['x=1, y=2', 'x=2, y=1', false], ['12345678901234567890', '12345678901234567891', false], ['12345678901234567890', '12,345,678,901,234,567,890', true],
   ],
+  'solution sets as competition answers write them': [
+    ['(1,2),(2,1),(3,3)', '\\boxed{(3, 3), (2, 1), (1, 2), (2, 1)}', true], ['(1,2),(2,1),(3,3)', '\\boxed{(3, 3), (2, 1)}', false],
+    ['(5,8)or(8,5)', '\\boxed{(8,5),\\ (5,8)}', true], ['(5,8) or (8,5)', '(5,8), (8,6)', false],
+    ['V_{1}:V_{2}=3:7', '3:7', true], ['V_{1}:V_{2}=3:7', '7:3', false], ['\\frac{AM}{MB}=\\frac{2}{3}', '\\frac{2}{3}', true], ['\\frac{AM}{MB}=\\frac{2}{3}', '\\frac{3}{2}', false],
+    ['Q(x) = 2x', 'q(x) = 2x', true], ['Q(x) = 2x', 'q(x) = 3x', false], ['(a,b,c)=(1,4,9)', '(1,4,9)', true], ['(a,b,c)=(1,4,9)', '(9,4,1)', false],
+    ['\\(\\boxed{3}\\) and \\(\\boxed{-4}\\).', '$\\boxed{-4,3}$.', true], ['$$\\boxed{12}$$ and \\boxed{15}', '12, 15', true],
+    ['15', '$$\\boxed{12}$$ Checking again, the count is \\boxed{15}', true], ['k = 4, m = 9', '\\boxed{k = 4} \\quad \\text{and} \\quad \\boxed{m = 9}', true],
+    ['-3 < t < 8', '(-3, 8)', true], ['-3 < t < 8', '[-3, 8]', false], ['x = \\frac{1}{3}, x = \\frac{2 \\pm \\sqrt{5}}{3}', '\\boxed{x = \\frac{1}{3}, x = \\frac{2 \\pm \\sqrt{5}}{3}}', true],
+  ],
 };
