@@ -447,16 +447,19 @@ function runOne(job) {
   });
 }
 
+const reply = (message) => {
+  port.postMessage(message);
+  Atomics.store(done, 0, 1);
+  Atomics.notify(done, 0);
+};
 (async () => {
   const results = new Array(jobs.length);
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(workers, jobs.length) }, async () => {
     while (next < jobs.length) { const i = next++; results[i] = await runOne(jobs[i]); }
   }));
-  port.postMessage(results);
-  Atomics.store(done, 0, 1);
-  Atomics.notify(done, 0);
-})();
+  return results;
+})().then((results) => reply({ results }), (err) => reply({ error: String((err && err.stack) || err) }));
 `;
 
 /** Runs the pool in a worker thread and blocks this thread until every job has ended. */
@@ -464,17 +467,18 @@ function runPoolSync(jobs: PoolJob[], workers: number): PoolResult[] {
   const done = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(POOL_SOURCE, { eval: true, workerData: { jobs, workers, done, port: port2 }, transferList: [port2] });
-  let failure: unknown = null;
-  worker.on('error', (err) => (failure = err));
+  // Every job ends by its own wall limit, so the whole batch has a bound; past it the pool itself has failed (its
+  // 'error' event cannot arrive while this thread waits), and the wait ends with an error instead of hanging.
+  const longestWallMs = Math.max(...jobs.map((job) => job.wallMs));
+  const deadline = Date.now() + Math.ceil(jobs.length / workers) * (longestWallMs + 2000) + 30_000;
   try {
-    // Every job ends by its own wall limit, so the wait is bounded; the loop tolerates spurious wake-ups.
     while (Atomics.load(done, 0) === 0) {
       Atomics.wait(done, 0, 0, 1000);
-      if (failure !== null) throw failure;
+      if (Date.now() > deadline) throw new Error(`sandbox pool: no results past the longest time its ${jobs.length} jobs could take (the pool's worker thread failed)`);
     }
-    const message = receiveMessageOnPort(port1);
-    if (message === undefined) throw new Error('sandbox pool: finished without results');
-    return message.message as PoolResult[];
+    const reply = receiveMessageOnPort(port1)?.message as { results?: PoolResult[]; error?: string } | undefined;
+    if (reply?.results === undefined) throw new Error(`sandbox pool failed: ${reply?.error ?? 'finished without results'}`);
+    return reply.results;
   } finally {
     port1.close();
     void worker.terminate();
