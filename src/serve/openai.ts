@@ -166,13 +166,13 @@ function checkModel(served: ServedModel, body: SamplingBody): void {
 }
 
 /** The completion budget: what was asked, or by default the rest of the context; a 400 when it does not fit. */
-function completionBudget(served: ServedModel, promptTokens: number, asked: number | null | undefined, fallback: number | null): number {
+function completionBudget(served: ServedModel, promptTokens: number, asked: number | null | undefined, fallback: number | null, promptParam: 'messages' | 'prompt'): number {
   const context = served.model.config.maxPositionEmbeddings;
   const maxTokens = asked ?? fallback ?? context - promptTokens;
   if (promptTokens + Math.max(1, maxTokens) > context) {
     throw new HttpError(400,
       `This model's maximum context length is ${context} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the prompt, ${maxTokens} for the completion). Please reduce the length of the prompt or of max_tokens.`,
-      'invalid_request_error', 'context_length_exceeded', asked === undefined || asked === null ? 'messages' : 'max_tokens');
+      'invalid_request_error', 'context_length_exceeded', asked === undefined || asked === null ? promptParam : 'max_tokens');
   }
   return Math.min(maxTokens, context - promptTokens);
 }
@@ -294,7 +294,7 @@ async function chatCompletions(served: ServedModel, request: IncomingMessage, re
     throw new HttpError(400, (error as Error).message, 'invalid_request_error', 'chat_template_error', 'messages');
   }
   const promptIds = tokenizer.encode(promptText, { addSpecialTokens: false });
-  const maxTokens = completionBudget(served, promptIds.length, body.max_completion_tokens ?? body.max_tokens, null);
+  const maxTokens = completionBudget(served, promptIds.length, body.max_completion_tokens ?? body.max_tokens, null, 'messages');
   const n = body.n ?? 1;
   const wantLogprobs = body.logprobs === true;
   const settings = samplingRequest(served, body, maxTokens, wantLogprobs ? Math.max(body.top_logprobs ?? 0, 0) : 0);
@@ -389,7 +389,7 @@ async function completions(served: ServedModel, request: IncomingMessage, respon
   const wantLogprobs = body.logprobs !== null && body.logprobs !== undefined;
   const choices = prompts.flatMap((prompt) => {
     // OpenAI's completions default to 16 tokens.
-    const settings = samplingRequest(served, body, completionBudget(served, prompt.length, body.max_tokens, 16), wantLogprobs ? body.logprobs! : 0);
+    const settings = samplingRequest(served, body, completionBudget(served, prompt.length, body.max_tokens, 16, 'prompt'), wantLogprobs ? body.logprobs! : 0);
     return seeds(body, n).map((seed) => ({ ...settings, prompt, seed }));
   });
   const promptTokens = prompts.reduce((sum, p) => sum + p.length, 0);
