@@ -19,8 +19,6 @@ try {
     await page.click('#chat-form button');
     await page.waitForFunction(() => document.querySelector('.turn.assistant')?.getAttribute('data-done') === 'true', undefined, { timeout: 120_000 });
   }
-  const first = page.locator('#samples tr.sample').first();
-  if (await first.count()) await first.click();
   await page.screenshot({ path: out, fullPage: process.env.R1_FULL_PAGE === '1' });
   console.log(`wrote ${out}`);
 } finally {

@@ -134,7 +134,7 @@ function rebuildCharts() {
       legend: { show: false },
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: false } },
-      axes: [{ label: 'step', size: 36 }, { size: 56 }],
+      axes: [{ label: 'step', size: 36 }, { size: 60, values: (_plot, ticks) => ticks.map(formatNumber) }],
       series: [{ label: 'step' }, ...runs.map((name) => ({ label: name, stroke: colorOf(name), width: 1.5, spanGaps: true, points: { show: false } }))],
     }, chartData(metric, runs), element);
     state.charts.set(metric, { plot, element, last, runs });
@@ -147,7 +147,13 @@ function updateLast(metric) {
   const ys = chart.plot.data[1] ?? [];
   let value;
   for (let i = ys.length - 1; i >= 0 && value === undefined; i--) if (ys[i] != null) value = ys[i];
-  chart.last.textContent = value === undefined ? '' : Math.abs(value) >= 1000 || Math.abs(value) < 1e-3 ? value.toExponential(3) : String(+value.toPrecision(4));
+  chart.last.textContent = value === undefined ? '' : formatNumber(value);
+}
+
+/** Four significant digits; exponents for the very small (learning rates) and very large. */
+function formatNumber(value) {
+  if (value === 0) return '0';
+  return Math.abs(value) >= 1e5 || Math.abs(value) < 1e-3 ? value.toExponential(2) : String(+value.toPrecision(4));
 }
 
 /** New records of a run: the charts that show it take the new points, or are rebuilt if a new metric appeared. */
