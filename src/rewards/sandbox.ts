@@ -9,7 +9,8 @@
 //   - Files: the new root is empty; only the interpreter's folders are bound in, read-only (/usr, the /lib and
 //     /bin links of the host, and the interpreter's own prefix when it lives elsewhere). /tmp is a private tmpfs of
 //     bounded size, the program file is copied in read-only through a pipe (`--ro-bind-data`): nothing of the
-//     host's repository, /tmp or home is visible, and no file of the host is written.
+//     host's repository, /tmp or home is visible, and no file of the host is written. Descriptors the caller
+//     inherited (and did not mark close-on-exec) are closed before the interpreter starts.
 //   - Identity: run as root (CI, containers), bwrap would map the program's uid onto the host's root, so the
 //     chain first drops to an unprivileged uid (`setpriv`, 65534 by default); run as a user, bwrap needs no help
 //     (unprivileged user namespaces must be allowed: see sandboxHelp below).
@@ -137,6 +138,13 @@ const RUNNERS: Record<Language, LanguageRunner> = {
   },
 };
 
+/**
+ * Closes every file descriptor above stderr, then runs its arguments. Neither node's spawn nor bwrap closes the
+ * descriptors the caller inherited without close-on-exec (a pipe or socket of whatever started r1ts), and the
+ * program could write to them; bash is the one shell sure to be there that closes descriptors above 9.
+ */
+const CLOSE_INHERITED_FDS = 'for fd in /proc/self/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@"';
+
 /** Where the program file lives inside the sandbox (copied in read-only); /tmp is its working folder. */
 const SANDBOX_DIR = '/sandbox';
 
@@ -150,6 +158,7 @@ export class Sandbox {
   /** What starts bwrap (setpriv first when running as root), and prlimit's path inside the sandbox. */
   private readonly prefix: string[];
   private readonly prlimit: string;
+  private readonly bash: string;
   /** The read-only binds of the host's system folders. */
   private readonly binds: string[];
   /** Why the last interpreter probe failed (for the error when none works). */
@@ -176,10 +185,14 @@ export class Sandbox {
       }
       this.prefix = [...dropRoot, bwrap];
       this.prlimit = prlimit;
+      const bash = findCommand('bash');
+      if (bash === null) throw new UserError('bash is not installed: the sandbox closes inherited file descriptors with it');
+      this.bash = bash;
       this.binds = hostSystemBinds();
     } else {
       this.prefix = [];
       this.prlimit = '';
+      this.bash = '';
       this.binds = [];
     }
     this.interpreters = {};
@@ -243,7 +256,7 @@ export class Sandbox {
       // The root (bwrap's own tmpfs, holding the mount points) and /dev become read-only: only the bounded /tmp is writable.
       '--remount-ro', '/dev', '--remount-ro', '/',
       '--chdir', '/tmp', '--json-status-fd', '4',
-      '--', this.prlimit, ...rlimits, '--',
+      '--', this.bash, '-c', CLOSE_INHERITED_FDS, 'close-inherited-fds', this.prlimit, ...rlimits, '--',
       interpreter, ...(job.mode === 'check' ? runner.check(file) : runner.run(file)),
     ];
     return { argv, stdin: job.stdin ?? '', program: job.code, statusFd: true, wallMs: limits.wallMs, outputBytes: limits.outputBytes };

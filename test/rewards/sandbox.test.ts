@@ -215,6 +215,22 @@ describe('sandbox: setup', { skip }, () => {
     assert.deepEqual([echo.status, echo.stdout], ['ok', 'ABC\n']);
   });
 
+  it('the program cannot reach a descriptor that whatever started r1ts left open', () => {
+    // A shell starts an r1ts process with a file open on fd 200 (no close-on-exec, as a launcher or a shell
+    // passes one on); the sandboxed program tries to write to every descriptor above stderr.
+    const sandboxModule = fileURLToPath(new URL('../../src/rewards/sandbox.ts', import.meta.url));
+    const leakFile = join(mkdtempSync(join(tmpdir(), 'r1ts-fd-')), 'inherited');
+    const script = `import(${JSON.stringify(sandboxModule)}).then(({ Sandbox }) => {
+      const code = 'import os\\nfor fd in range(3, 1024):\\n    try:\\n        os.write(fd, b"leak")\\n        print("wrote", fd)\\n    except OSError:\\n        pass\\nprint("done")';
+      const [run] = new Sandbox({ workers: 1 }).runSync([{ language: 'python', code }]);
+      process.stdout.write(run.stdout);
+    })`;
+    const child = spawnSync('bash', ['-c', 'exec "$0" --import tsx -e "$1" 200>>"$2"', process.execPath, script, leakFile], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stdout, 'done\n');
+    assert.equal(readFileSync(leakFile, 'utf8'), '', 'the sandboxed program wrote to an inherited descriptor');
+  });
+
   it('an interpreter that cannot run is a clear error naming it', () => {
     const bogus = join(mkdtempSync(join(tmpdir(), 'r1ts-bogus-')), 'python3');
     writeFileSync(bogus, '#!/bin/sh\nexit 3\n', { mode: 0o755 });
