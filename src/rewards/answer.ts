@@ -18,14 +18,16 @@
 //   and as the set of both values; "(B) 12" as B.
 // Structure (parseStructure), compared kind by kind:
 //   - `(a, b)`, `[a, b]`, `[a, b)`, `(a, b]`: tuples and intervals, ordered, bracket kinds must match;
-//   - `\{a, b\}` and bare lists `a, b`: unordered sets (a bare list also equals the tuple (a, b) in that order);
-//     unions of intervals are unordered, unions of finite sets are one set;
+//   - `\{a, b\}` and bare lists `a, b` (also "a and b", "a or b"): sets, unordered, a repeated element counted
+//     once (a bare list also equals the tuple (a, b) in that order); unions of intervals are unordered, unions
+//     of finite sets are one set;
 //   - `\begin{pmatrix}…\end{pmatrix}` (bmatrix, matrix, array in brackets): matrices, entry by entry;
 //   - relations `=`, `<`, `>`, `\le`, `\ge`, `\ne`, chains included: an assignment `x = 5` (left side a name)
 //     compared with a value is its value; an equation compared with a value is its last side (the prediction
 //     `1+1 = 2` is 2); two relations are equal when each `lhs - rhs` (oriented so both read `d < 0`, `d = 0`…)
 //     agrees up to a constant factor (positive for inequalities, and 1 when nothing is variable); two
-//     assignments need the same name. A relation in the gold equals an interval in the prediction when it says
+//     assignments need the same name (without case: P(x) = p(x)); a name may be a ratio (V_1:V_2,
+//     \frac{AM}{MB}). These rules apply inside lists too (`x = 2 or x = 3` is 2, 3). A relation in the gold equals an interval in the prediction when it says
 //     the same (`-2 \le x \le 7` and `[-2, 7]`), not the other way round, as Math-Verify;
 //   - scalars: equal when the normalised texts are, or both are exact rationals and equal (1,000 = 1000.0,
 //     0.5 = \frac{1}{2}), or a written decimal rounds like the exact value at 6 decimals (0.333333 = 1/3,
