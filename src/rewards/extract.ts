@@ -215,16 +215,22 @@ const ANSWER_WINDOW = 50;
 // How far after "final answer" the "is" may come ("Final Answer: The largest $n$ is 34.").
 const FINAL_ANSWER_WINDOW = 100;
 
-/** "The final answer is X" / "Final Answer: … is X": the last one that holds an answer. */
+/**
+ * "The final answer is X" / "Final Answer: … is X": the last one that holds an answer. The phrase must introduce
+ * its value (a colon, a line break or "is" after it, or an "is" later in a sentence that has no other clause):
+ * "before giving the final answer, let me check: 3 + 4 = 7" gives nothing.
+ */
 function lastFinalAnswerPhrase(text: string): Found | null {
   const anchors = [...text.matchAll(/final\s+answer/gi)];
   for (let k = anchors.length - 1; k >= 0; k--) {
     const from = anchors[k].index + anchors[k][0].length;
     const rest = text.slice(from, from + FINAL_ANSWER_WINDOW + 1000);
-    // The value follows an "is" of the same sentence ("Final Answer: The volume of $V$ is 120."), else the
-    // sentence itself is the value ("Final Answer: $5$", "Final Answer: Jane started 3 hours ago.").
     const sentence = rest.slice(0, sentenceEnd(rest, 0));
     const is = /\sis\b\s*:?/i.exec(sentence.slice(0, FINAL_ANSWER_WINDOW + 4));
+    const introduced = /^[\s*]*(?::|\bis\b|\n)/i.test(rest);
+    if (!introduced && (is === null || /[,;:]/.test(sentence.slice(0, is.index)))) continue;
+    // The value follows an "is" of the same sentence ("Final Answer: The volume of $V$ is 120."), else the
+    // sentence itself is the value ("Final Answer: $5$", "Final Answer: Jane started 3 hours ago.").
     const lead = is !== null ? is.index + is[0].length : /^[\s*:]*/.exec(rest)![0].length;
     const found = valueAt(rest, lead, true);
     if (found !== null) return { answer: found.answer, end: from + found.end };
@@ -232,15 +238,21 @@ function lastFinalAnswerPhrase(text: string): Found | null {
   return null;
 }
 
-/** "answer: X", "the answer is X", "Answer \\[ X \\]": the last one that holds an answer. */
+/**
+ * "answer: X", "the answer is X", "answer = X", and "Answer \\[ X \\]" / "Answer 9" (the value right after the
+ * word): the last one that holds an answer. "let me check the answer. 3 + 4 = 7" gives nothing.
+ */
 function lastAnswerPhrase(text: string): Found | null {
   const anchors = [...text.matchAll(/\banswer\b/gi)];
   for (let k = anchors.length - 1; k >= 0; k--) {
     const from = anchors[k].index + anchors[k][0].length;
     const rest = text.slice(from, from + ANSWER_WINDOW + 1000);
-    const lead = /^[*\s]*(?::|\bis\b|=)?[\s:*]*/i.exec(rest)![0].length;
+    const connector = /^[*\s]*(?::|\bis\b|=)[\s:*]*/i.exec(rest);
+    const lead = connector !== null ? connector[0].length : /^[*\s]*/.exec(rest)![0].length;
     const found = valueAt(rest, lead, false);
-    if (found !== null) return { answer: found.answer, end: from + found.end };
+    // Without ":", "is" or "=", only math, a number or a choice letter right after the word is its value.
+    const immediate = found !== null && found.start === lead && /^(?:[\\$\d.(+-]|[A-Z]\b)/.test(rest.slice(lead));
+    if (found !== null && (connector !== null || immediate)) return { answer: found.answer, end: from + found.end };
   }
   return null;
 }
@@ -256,17 +268,17 @@ function sentenceEnd(text: string, from: number): number {
  * rest of the sentence when it is a bare answer ("is B.", "is 19 apples."); else for "final answer" the last
  * math or number of the sentence, and for "answer" the first within ANSWER_WINDOW characters.
  */
-function valueAt(rest: string, start: number, finalAnswer: boolean): Found | null {
+function valueAt(rest: string, start: number, finalAnswer: boolean): Span | null {
   const head = rest.slice(start);
   const lead = /^\s*/.exec(head)![0].length;
   const spans = mathSpans(head);
   if (spans.length > 0 && spans[0].start === lead) {
     const joined = joinedMath(head, spans, 0, true);
-    return { answer: joined.answer, end: start + joined.end };
+    return { answer: joined.answer, start: start + joined.start, end: start + joined.end };
   }
   const end = sentenceEnd(head, lead);
   const sentence = head.slice(lead, end).replace(/\*+/g, '').trim();
-  if (sentence !== '' && sentence.length <= 200 && isBareAnswer(sentence)) return { answer: sentence, end: start + end };
+  if (sentence !== '' && sentence.length <= 200 && isBareAnswer(sentence)) return { answer: sentence, start: start + lead, end: start + end };
   const limit = finalAnswer ? end : lead + ANSWER_WINDOW;
   const candidates: Span[] = [
     ...spans.map((span, i) => (span.start < limit ? joinedMath(head, spans, i, false) : null)).filter((s): s is Span => s !== null),
@@ -274,7 +286,7 @@ function valueAt(rest: string, start: number, finalAnswer: boolean): Found | nul
   ];
   if (candidates.length === 0) return null;
   const best = candidates.reduce((a, b) => (finalAnswer ? (b.end > a.end ? b : a) : b.start < a.start ? b : a));
-  return { answer: best.answer, end: start + best.end };
+  return { answer: best.answer, start: start + best.start, end: start + best.end };
 }
 
 // ---- math -----------------------------------------------------------------------------------------------------

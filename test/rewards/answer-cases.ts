@@ -45,6 +45,12 @@ export const ANSWER_CASES: Record<string, Case[]> = {
     ['16386.20', 'Paula\'s investment is worth $\\boxed{\\$16,\\!386.17}$ at the end.', false],
     ['\\frac{14}{3}', '$f(-2)+f(-1)+f(0)=2+\\frac{5}{3}+1=\\boxed{\\frac{14}{3}}$', true],
     ['10455', 'so $0.05 \\cdot 10,200 = \\boxed{255}$. Final Answer: The final answer is $10,455$. I hope it is correct.', true],
+    ['12', 'Let me find the answer. First, 3+4=7. Then 7+5 = 12. So the total is $12$.', true],
+    ['7', 'Let me find the answer. First, 3+4=7. Then 7+5 = 12. So the total is $12$.', false],
+    ['12', 'Before giving the final answer, let me check: 3 + 4 = 7. Then 7 + 5 = 12.', true],
+    ['7', 'Before giving the final answer, let me check: 3 + 4 = 7. Then 7 + 5 = 12.', false],
+    ['5', 'The final answer to this problem is 5.', true], ['36', 'Wait, let me double-check the answer. 12 * 3 = 36', true],
+    ['9', 'Answer 9', true], ['9', 'Answer: the value is 9', true],
   ],
   'delimiters, fractions without braces, frac variants, roots, \\left/\\right and styling': [
     ['5', '$5$', true], ['5', '\\(5\\)', true], ['5', '\\[5\\]', true], ['5', '$$ 5 $$', true], ['5', '\\boxed{5}', true],
