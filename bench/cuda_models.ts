@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machine } from './machine.ts';
 import { generate } from '../src/generate/engine.ts';
-import { defaultZeroConfig, rolloutTask } from '../src/pipeline/zero.ts';
+import { buildSources } from '../src/pipeline/rl.ts';
+import { defaultZeroConfig, zeroSource } from '../src/pipeline/zero.ts';
 import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
-import { taskByName } from '../src/tasks/registry.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
 import { loadModel, saveModel } from '../src/models/pretrained.ts';
 import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
@@ -187,14 +187,14 @@ if (wants('sample')) {
 
 // One GRPO step of the 494M shape as the issue states it: 64 prompts x 8 samples of 256 new tokens (random
 // weights never stop early), mu = 1, beta > 0 (so the frozen reference runs), split into its three parts.
-function grpoRow(tokenizer: Tokenizer): void {
+async function grpoRow(tokenizer: Tokenizer): Promise<void> {
   const model = new DenseModel(config('q05b'), 0);
   const reference = cloneModel(model);
   const optimizer = new AdamW(model.namedParameters(), { weightDecay: 0 });
   const grpo = { ...defaultGrpoConfig, promptsPerStep: 64, groupSize: 8, maxNewTokens: 256, mu: 1, beta: 0.001, microBatchSize: 16 };
-  const source = rolloutTask(taskByName('arithmetic'), defaultZeroConfig);
-  grpoStep(model, reference, optimizer, tokenizer, source, { ...grpo, promptsPerStep: 2, maxNewTokens: 8 }, new Rng(4), 1e-6, 1);
-  const { record } = grpoStep(model, reference, optimizer, tokenizer, source, grpo, new Rng(5), 1e-6, 2);
+  const sources = (await buildSources([zeroSource(defaultZeroConfig)], tokenizer)).map((s) => s.rollout);
+  grpoStep(model, reference, optimizer, tokenizer, sources, { ...grpo, promptsPerStep: 2, maxNewTokens: 8 }, new Rng(4), 1e-6, 1);
+  const { record } = grpoStep(model, reference, optimizer, tokenizer, sources, grpo, new Rng(5), 1e-6, 2);
   const total = record.samplingSeconds + record.referenceSeconds + record.trainingSeconds;
   rows.push({ kind: 'grpo', model: 'q05b', prompts: 64, groupSize: 8, newTokens: 256, mu: 1, beta: 0.001, ...record, seconds: total });
   console.log(`grpo step q05b 64x8x256: ${total.toFixed(1)} s = sampling ${record.samplingSeconds.toFixed(1)} s + reference ${record.referenceSeconds.toFixed(1)} s + policy update ${record.trainingSeconds.toFixed(1)} s`);
@@ -204,7 +204,7 @@ function grpoRow(tokenizer: Tokenizer): void {
 
 if (wants('grpo')) {
   const dir = flag('--tokenizer');
-  if (dir && existsSync(join(dir, 'tokenizer.json'))) grpoRow(Tokenizer.fromFile(dir));
+  if (dir && existsSync(join(dir, 'tokenizer.json'))) await grpoRow(Tokenizer.fromFile(dir));
   else console.log('GRPO row skipped: --tokenizer DIR is needed');
 }
 

@@ -30,6 +30,8 @@ export * from './eval/evaluate.ts';
 export * from './eval/estimators.ts';
 export * from './pipeline/zero.ts';
 export * from './pipeline/distill.ts';
+export * from './pipeline/rl.ts';
+export * from './rewards/reward-model.ts';
 export * from './pipeline/rejection-sample.ts';
 export * from './rewards/judge.ts';
 // Both training loops write metrics.jsonl; one name for it.

@@ -18,6 +18,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./verify-answer.ts'),
   () => import('./run-code.ts'),
   () => import('./zero.ts'),
+  () => import('./rl.ts'),
   () => import('./reward-model.ts'),
   () => import('./rejection-sample.ts'),
   () => import('./distill.ts'),

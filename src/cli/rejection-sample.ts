@@ -1,15 +1,14 @@
 // `r1 rejection-sample`: flags (and an optional JSON config file) -> RejectionSampleConfig -> rejectionSample().
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { defaultRejectionSampleConfig, PROMPT_TEMPLATES, rejectionSample, type RejectionSampleConfig } from '../pipeline/rejection-sample.ts';
+import { defaultRejectionSampleConfig, rejectionSample, type RejectionSampleConfig } from '../pipeline/rejection-sample.ts';
+import { PROMPT_TEMPLATES } from '../rewards/template.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
 import { LANGUAGE_SCRIPTS } from '../rewards/language.ts';
 import { UserError } from '../util/errors.ts';
 import { DEVICE_HELP, selectDevice } from './device.ts';
-import { Settings, type Fields } from './settings.ts';
+import { positiveInt, nonNegativeInt, nonNegative, Settings, type Fields } from './settings.ts';
 
-const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().nonnegative();
 
 export const FIELDS: Fields<RejectionSampleConfig> = {
   model: { schema: z.string(), flag: '--model <dir>', help: 'Hugging Face model folder to sample (e.g. the reasoning-RL checkpoint)' },

@@ -8,11 +8,8 @@ import { decayShapes } from '../train/schedule.ts';
 import { defaultRewardModelConfig, readPreferencePairs, scorePreferencePairs, type RewardModelConfig } from '../train/reward-model.ts';
 import { UserError } from '../util/errors.ts';
 import { DEVICE_HELP, deviceOptions, PRECISION_HELP, selectDevice } from './device.ts';
-import { Settings, type Fields } from './settings.ts';
+import { positiveInt, nonNegativeInt, nonNegative, Settings, type Fields } from './settings.ts';
 
-const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().nonnegative();
-const nonNegative = z.number().nonnegative();
 
 const FIELDS: Fields<RewardModelConfig> = {
   data: { schema: z.string().min(1, 'name a JSONL file of preference pairs'), flag: '--data <file.jsonl>', help: 'preference pairs in TRL\'s format: {"chosen", "rejected"} with an optional "prompt" (strings or message lists)' },

@@ -6,6 +6,12 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { UserError } from '../util/errors.ts';
 
+/** Number schemas the commands' tables share. */
+export const positiveInt = z.number().int().positive();
+export const nonNegativeInt = z.number().int().nonnegative();
+export const nonNegative = z.number().nonnegative();
+export const fraction = z.number().min(0).max(1);
+
 export interface Field<T> {
   schema: z.ZodType<T>;
   /** commander flag spec; null: settable in --config only. */

@@ -10,58 +10,20 @@ import { defaultZeroConfig, runZero, type ZeroConfig } from '../pipeline/zero.ts
 import { CODE_SCORINGS } from '../rewards/code.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
 import { defaultSandboxLimits, LANGUAGES, type SandboxLimits } from '../rewards/sandbox.ts';
-import { lossVariants } from '../rl/grpo.ts';
-import { decayShapes } from '../train/schedule.ts';
-import { UserError } from '../util/errors.ts';
 import { dashboardOption, startDashboardFor } from './dashboard.ts';
 import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
-import { Settings, type Fields } from './settings.ts';
-
-const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().nonnegative();
-const nonNegative = z.number().nonnegative();
-const fraction = z.number().min(0).max(1);
+import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
+import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 
 /** Each config field: its schema and its flag with help text. */
 const FIELDS: Fields<ZeroConfig> = {
   task: { schema: z.string().min(1), flag: '--task <name>', help: 'task: arithmetic, countdown, jsonl:PATH (a GSM8K/MATH-style file), code (generated Python programs) or code:PATH (programming problems with tests)' },
   level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },
   model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model folder to train; default: make (or reuse) a base model pretrained here' },
-  out: { schema: z.string().min(1).nullable(), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.json, after.json, report.html (default: a new runs/zero-<date>-<time>)' },
+  out: { schema: z.string().min(1).nullable(), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.reasoning.json, after.reasoning.json, report.html (default: a new runs/zero-<date>-<time>)' },
   cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept' },
   resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out from its latest checkpoint, exactly where it stopped' },
-  // GRPO
-  steps: { schema: positiveInt, flag: '--steps <n>', help: 'GRPO steps (rollouts)' },
-  promptsPerStep: { schema: positiveInt, flag: '--prompts-per-step <n>', help: 'questions per step (P)' },
-  groupSize: { schema: z.number().int().min(2), flag: '--group-size <n>', help: 'completions per question (G)' },
-  maxNewTokens: { schema: positiveInt, flag: '--max-new-tokens <n>', help: 'completion length limit in tokens (training and evaluation)' },
-  temperature: { schema: z.number().positive(), flag: '--temperature <t>', help: 'sampling temperature of the rollouts (R1-Zero: 1.0)' },
-  topP: { schema: z.number().gt(0).max(1), flag: '--top-p <p>', help: 'nucleus mass of the rollouts' },
-  dynamicSampling: { schema: z.boolean(), flag: '--dynamic-sampling', help: 'DAPO dynamic sampling: drop groups whose rewards are all equal and sample more' },
-  maxSamplingRounds: { schema: positiveInt, flag: '--max-sampling-rounds <n>', help: 'sampling rounds per step at most with dynamic sampling' },
-  overlongCacheTokens: { schema: nonNegativeInt, flag: '--overlong-cache-tokens <n>', help: 'DAPO overlong reward shaping window L_cache (0: off)' },
-  lossType: { schema: z.enum(Object.keys(lossVariants) as [keyof typeof lossVariants]), flag: '--loss-type <name>', help: `loss aggregation: ${Object.keys(lossVariants).join(', ')}` },
-  epsLow: { schema: nonNegative, flag: '--eps-low <e>', help: 'clip range below 1' },
-  epsHigh: { schema: nonNegative, flag: '--eps-high <e>', help: 'clip range above 1 (DAPO clip-higher: 0.28)' },
-  beta: { schema: nonNegative, flag: '--beta <b>', help: 'k3 KL coefficient (0 skips the reference model)' },
-  mu: { schema: positiveInt, flag: '--mu <n>', help: 'inner iterations over each rollout' },
-  miniBatches: { schema: positiveInt, flag: '--mini-batches <n>', help: 'optimizer updates per inner iteration' },
-  microBatchSize: { schema: positiveInt, flag: '--micro-batch-size <n>', help: 'sequences per forward pass (gradient accumulation above it)' },
-  overlongFiltering: { schema: z.boolean(), flag: '--overlong-filtering', help: 'DAPO overlong filtering: truncated completions are masked out of the loss' },
-  referenceRefreshEvery: { schema: nonNegativeInt, flag: '--reference-refresh-every <n>', help: 'copy the policy into the reference every N steps (0: never)' },
-  lr: { schema: z.number().positive(), flag: '--lr <rate>', help: 'peak learning rate' },
-  warmup: { schema: nonNegativeInt, flag: '--warmup <n>', help: 'steps of linear warmup' },
-  schedule: { schema: z.enum(Object.keys(decayShapes) as [keyof typeof decayShapes]), flag: '--schedule <shape>', help: `decay after warmup: ${Object.keys(decayShapes).join(', ')}` },
-  minLrRatio: { schema: fraction, flag: null, help: 'final learning rate as a fraction of the peak' },
-  weightDecay: { schema: nonNegative, flag: '--weight-decay <wd>', help: 'AdamW decoupled weight decay' },
-  adamBeta1: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta1' },
-  adamBeta2: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta2' },
-  adamEps: { schema: z.number().positive(), flag: null, help: 'AdamW epsilon' },
-  gradClip: { schema: nonNegative, flag: '--grad-clip <norm>', help: 'clip the global gradient norm (0: off)' },
-  seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the prompt draws and the sampling' },
-  checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints' },
-  keepCheckpoints: { schema: positiveInt, flag: null, help: 'checkpoints kept (older ones are deleted)' },
-  timeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--time-limit-minutes <m>', help: 'stop GRPO after this long (saving a checkpoint)' },
+  ...GRPO_FIELDS,
   // Rewards
   accuracyWeight: { schema: nonNegative, flag: '--accuracy-weight <w>', help: 'weight of the accuracy reward' },
   formatWeight: { schema: nonNegative, flag: '--format-weight <w>', help: 'weight of the format reward' },
@@ -76,11 +38,7 @@ const FIELDS: Fields<ZeroConfig> = {
     flag: null,
     help: `limits of one program run, e.g. {"wallMs": 3000}: ${Object.entries(defaultSandboxLimits).map(([k, v]) => `${k} (${v})`).join(', ')}`,
   },
-  // Evaluation
-  evalK: { schema: positiveInt, flag: '--eval-k <n>', help: 'samples per test question in the before/after evaluation' },
-  evalTemperature: { schema: nonNegative, flag: '--eval-temperature <t>', help: 'evaluation temperature (paper: 0.6)' },
-  evalTopP: { schema: z.number().gt(0).max(1), flag: '--eval-top-p <p>', help: 'evaluation nucleus mass (paper: 0.95)' },
-  evalLimit: { schema: positiveInt.nullable(), flag: '--eval-limit <n>', help: 'test questions evaluated' },
+  ...EVAL_FIELDS,
   // Base model
   baseDocuments: { schema: positiveInt, flag: '--base-documents <n>', help: 'generated pretraining documents of the base model' },
   baseCorrectRate: { schema: fraction, flag: '--base-correct-rate <r>', help: 'fraction of pretraining completions with the right answer' },
@@ -109,7 +67,7 @@ export function readZeroConfigFile(file: string): Partial<ZeroConfig> {
 /** Flags (commander's parsed values) and an optional config file -> a validated ZeroConfig. */
 export function zeroConfigFromFlags(flags: Record<string, unknown>): ZeroConfig {
   const config = settings.fromFlags(flags);
-  if (config.epsLow >= 1) throw new UserError(`--eps-low ${config.epsLow}: must be below 1 (the ratio is clipped at 1 - epsLow)`);
+  checkGrpoConfig(config);
   return config;
 }
 

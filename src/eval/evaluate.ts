@@ -3,7 +3,7 @@
 // cons@k (majority vote over the extracted final answers), the format rate and the mean response length.
 import { writeFileAtomic } from '../io/atomic.ts';
 import { generate } from '../generate/engine.ts';
-import type { DenseModel } from '../models/dense.ts';
+import type { CausalLM } from '../models/pretrained.ts';
 import { completionWithPrefill, isStrictFormat } from '../rewards/format.ts';
 import { r1ZeroPrompt } from '../rewards/template.ts';
 import { verifyAll, type Task } from '../tasks/task.ts';
@@ -69,7 +69,7 @@ export interface EvalReport {
 }
 
 /** Samples k responses per test question and scores them with the task's verifier. */
-export function evaluateModel(model: DenseModel, tokenizer: Tokenizer, task: Task, options: EvalOptions): EvalReport {
+export function evaluateModel(model: CausalLM, tokenizer: Tokenizer, task: Task, options: EvalOptions): EvalReport {
   const prompt = options.prompt ?? r1ZeroPrompt;
   const isFormatted = options.isFormatted ?? isStrictFormat;
   const allExamples = task.testSet();

@@ -194,10 +194,10 @@ export function float32Arrays(arrays: TensorMap): Map<string, Float32Array> {
   return new Map([...arrays].map(([name, array]) => [name, toFloat32(array)]));
 }
 
-/** Stored arrays (those under `prefix`, with the prefix removed) as Module.loadState's input. */
-export function moduleState(arrays: TensorMap, prefix = ''): Map<string, { shape: readonly number[]; data: Float32Array }> {
-  const out = new Map<string, { shape: readonly number[]; data: Float32Array }>();
-  for (const [name, array] of arrays) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), { shape: array.shape, data: toFloat32(array) });
+/** The arrays under a name prefix, with the prefix removed (Module.loadState's input). */
+export function arraysUnder(arrays: TensorMap, prefix: string): TensorMap {
+  const out: TensorMap = new Map();
+  for (const [name, array] of arrays) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), array);
   return out;
 }
 

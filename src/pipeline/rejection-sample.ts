@@ -22,29 +22,14 @@ import { loadModel, type CausalLM } from '../models/pretrained.ts';
 import { completionWithPrefill, FORMAT_RULES, isReadableFormat, type FormatRule } from '../rewards/format.ts';
 import { endpointJudge, modelJudge, type Judge } from '../rewards/judge.ts';
 import { countedWords, LANGUAGE_SCRIPTS, type LanguageTarget } from '../rewards/language.ts';
-import { r1ZeroPrompt } from '../rewards/template.ts';
+import { PROMPT_TEMPLATES, type PromptTemplate } from '../rewards/template.ts';
 import { taskByName } from '../tasks/registry.ts';
 import { hash32 } from '../tasks/split.ts';
 import type { Example, Task } from '../tasks/task.ts';
 import { Rng, useDevice, type Device } from '../tensor/index.ts';
 import type { ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { renderConversation } from '../train/reward-model.ts';
 import { UserError } from '../util/errors.ts';
-
-// ---------------------------------------------------------------------------------------------------------
-// Prompt templates: how a question is shown to the model being sampled.
-
-export const PROMPT_TEMPLATES = {
-  /** The R1-Zero template (SPEC.md 2), for sampling an R1-Zero checkpoint. */
-  'r1-zero': (question: string) => r1ZeroPrompt(question),
-  /** The chat template (the tokenizer's, or the default) with one user turn and the assistant's header (a chat or SFT model). */
-  chat: (question: string, tokenizer: Tokenizer) => renderConversation(tokenizer, [{ role: 'user', content: question }], { addGenerationPrompt: true }),
-  /** The question as it is. */
-  plain: (question: string) => question,
-} satisfies Record<string, (question: string, tokenizer: Tokenizer) => string>;
-
-export type PromptTemplate = keyof typeof PROMPT_TEMPLATES;
 
 // ---------------------------------------------------------------------------------------------------------
 // Readability filters: each keeps (true) or removes (false) one sample.

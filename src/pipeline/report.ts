@@ -1,15 +1,23 @@
-// The before/after report of an R1-Zero run: one self-contained HTML page (no scripts, no network) with the
-// evaluation table, the training curves drawn as inline SVG, and sample completions of the base model and the
-// trained one on the same test questions.
+// The before/after report of a GRPO run (R1-Zero, or RL on a mix of prompt sources): one self-contained HTML page
+// (no scripts, no network) with each evaluated source's table, the training curves drawn as inline SVG, and
+// sample completions of the model before and after on the same test questions.
 import type { EvalQuestion, EvalReport } from '../eval/evaluate.ts';
 import type { GrpoStepRecord } from '../rl/trainer.ts';
 
-export interface ReportInput {
-  config: object;
+/** One prompt source's evaluation before and after training. */
+export interface SourceEvaluation {
+  source: string;
   /** The task's description. */
   task: string;
   before: EvalReport;
   after: EvalReport;
+}
+
+export interface ReportInput {
+  /** The page's heading (e.g. "R1-Zero on a laptop"). */
+  title: string;
+  config: object;
+  evaluations: readonly SourceEvaluation[];
   records: readonly GrpoStepRecord[];
   seconds: Record<string, number>;
 }
@@ -39,7 +47,7 @@ export function comparisonTable(before: EvalReport, after: EvalReport): string {
 }
 
 export function renderReport(input: ReportInput): string {
-  const { before, after, records } = input;
+  const { records } = input;
   const steps = records.map((r) => r.step);
   const charts = [
     chart('Mean reward', steps, [{ name: 'reward', values: records.map((r) => r.reward) }]),
@@ -53,14 +61,19 @@ export function renderReport(input: ReportInput): string {
       : '<figure class="chart"><figcaption>KL to the reference</figcaption><p>Not computed: beta = 0 runs without a reference model.</p></figure>',
     chart('Policy entropy (nats per token)', steps, [{ name: 'entropy', values: records.map((r) => r.entropy) }]),
   ].join('\n');
-  const rows = comparisonRows(before, after).map(([label, a, b, kind]) => {
-    const show = (x: number) => (kind === 'percent' ? `${(100 * x).toFixed(1)}%` : x.toFixed(1));
-    return `<tr><td>${escape(label)}</td><td>${show(a)}</td><td>${show(b)}</td></tr>`;
-  }).join('');
-  const samples = before.details.slice(0, 4).map((q, i) => sampleBlock(q, after.details[i])).join('\n');
+  const tables = input.evaluations.map(({ source, task, before, after }) => {
+    const rows = comparisonRows(before, after).map(([label, a, b, kind]) => {
+      const show = (x: number) => (kind === 'percent' ? `${(100 * x).toFixed(1)}%` : x.toFixed(1));
+      return `<tr><td>${escape(label)}</td><td>${show(a)}</td><td>${show(b)}</td></tr>`;
+    }).join('');
+    const heading = input.evaluations.length > 1 ? `<h3>${escape(source)}</h3>` : '';
+    return `${heading}<p>Task: ${escape(task)}. Evaluation: ${before.questions} held-out questions, k = ${before.k} samples each at temperature ${before.temperature}, top-p ${before.topP}.</p>
+<table><thead><tr><th></th><th>base model</th><th>after GRPO</th></tr></thead><tbody>${rows}</tbody></table>`;
+  }).join('\n');
+  const samples = input.evaluations.map(({ before, after }) => before.details.slice(0, 4).map((q, i) => sampleBlock(q, after.details[i])).join('\n')).join('\n');
   const timing = Object.entries(input.seconds).map(([name, s]) => `${escape(name)} ${s.toFixed(0)} s`).join(', ');
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>r1ts R1-Zero report</title>
+<html lang="en"><head><meta charset="utf-8"><title>r1ts: ${escape(input.title)}</title>
 <style>
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -71,10 +84,10 @@ td:first-child, th:first-child { text-align: left; }
 pre { white-space: pre-wrap; background: #f6f6f6; padding: 6px 8px; margin: 4px 0; font-size: 13px; }
 .ok { color: #18794e; } .bad { color: #b42318; } .muted { color: #666; font-size: 13px; }
 </style></head><body>
-<h1>R1-Zero on a laptop</h1>
-<p>Task: ${escape(input.task)}. ${records.length} GRPO steps. Evaluation: ${before.questions} held-out questions, k = ${before.k} samples each at temperature ${before.temperature}, top-p ${before.topP}.</p>
+<h1>${escape(input.title)}</h1>
+<p>${records.length} GRPO steps.</p>
 <h2>Before and after</h2>
-<table><thead><tr><th></th><th>base model</th><th>after GRPO</th></tr></thead><tbody>${rows}</tbody></table>
+${tables || '<p>Not evaluated.</p>'}
 <p class="muted">Time: ${timing}.</p>
 <h2>Training curves</h2>
 <div class="charts">${charts}</div>

@@ -1,6 +1,7 @@
 // The R1-Zero recipe (R1 sec. 2.2; SPEC.md 1-3, 5): reinforcement learning straight on a base model, with no
 // supervised fine-tuning, using rule rewards (accuracy + format) on the R1-Zero template, then the paper's
-// evaluation before and after.
+// evaluation before and after. The training and evaluation are the general GRPO runner's (src/pipeline/rl.ts)
+// with a preset of one source; what is R1-Zero's own is the preset and the base model.
 //
 // On a laptop the base model is made here: a small dense model pretrained by r1ts on text the task generates
 // (R1-Zero-format completions, a set fraction with an arithmetic slip and a set fraction in a broken format),
@@ -8,20 +9,17 @@
 // base model does only some of the time: right answers in the right format.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
-import { writeFileAtomic } from '../io/atomic.ts';
-import { loadModel, saveModel } from '../models/pretrained.ts';
-import { DenseModel, type DenseConfig, type DenseSize } from '../models/dense.ts';
-import { completionWithPrefill, FORMAT_RULES, formatReward, tagCountReward, type FormatRule } from '../rewards/format.ts';
-import { taskAccuracyReward } from '../rewards/accuracy.ts';
+import type { EvalReport } from '../eval/evaluate.ts';
+import { loadModel } from '../models/pretrained.ts';
+import type { DenseConfig, DenseSize } from '../models/dense.ts';
 import type { CodeScoring } from '../rewards/code.ts';
+import type { FormatRule } from '../rewards/format.ts';
 import type { WeightedReward } from '../rewards/reward.ts';
 import type { Language, SandboxLimits } from '../rewards/sandbox.ts';
-import { R1_ZERO_TEMPLATE, r1ZeroPrompt } from '../rewards/template.ts';
-import type { RolloutTask } from '../rl/rollout.ts';
-import { defaultGrpoConfig, trainGrpo, type GrpoConfig, type GrpoHooks, type GrpoStepRecord } from '../rl/trainer.ts';
+import { R1_ZERO_TEMPLATE } from '../rewards/template.ts';
+import { defaultGrpoConfig, type GrpoConfig, type GrpoStepRecord } from '../rl/trainer.ts';
 import { ARITHMETIC_LEVELS, drawArithmeticProblem, pretrainingText, workedSteps } from '../tasks/arithmetic.ts';
 import { codeDrill, codePretrainingText } from '../tasks/code.ts';
 import { isCodeTaskName, taskByName, type TaskOptions } from '../tasks/registry.ts';
@@ -30,7 +28,7 @@ import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import { defaultPretrainConfig, pretrain, FINAL_DIR, type PretrainConfig } from '../train/pretrain.ts';
 import { UserError } from '../util/errors.ts';
-import { renderReport } from './report.ts';
+import { buildRewards, percent, runRl, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
 
 /** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
 export interface ZeroConfig extends GrpoConfig {
@@ -177,9 +175,7 @@ const BASE_TEXT: Record<string, BaseText> = {
   code: { documents: codePretrainingText, drill: codeDrill },
 };
 
-export interface ZeroHooks extends Pick<GrpoHooks, 'onStep' | 'progress'> {
-  log?: (line: string) => void;
-}
+export type ZeroHooks = RlHooks;
 
 export interface ZeroResult {
   /** The run folder. */
@@ -193,59 +189,42 @@ export interface ZeroResult {
   seconds: { base: number; evalBefore: number; train: number; evalAfter: number };
 }
 
-/** Runs the recipe: base model, evaluation, GRPO, evaluation, report. */
+/** The name of R1-Zero's one prompt source (its eval files are before.reasoning.json and after.reasoning.json). */
+export const ZERO_SOURCE = 'reasoning';
+
+/** Runs the recipe: base model, then the general GRPO runner (src/pipeline/rl.ts) with the R1-Zero preset. */
 export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise<ZeroResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (given.out === null && given.resume) throw new UserError('--resume needs the --out folder of the run to continue');
   const config = { ...given, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
-  const task = taskByName(config.task, { ...(config.level === null ? {} : { level: config.level }), ...codeTaskOptions(config) });
-  // The process's default device from here on: the loaded model, the rollouts and the evaluations go there.
+  // The task first: a bad task file fails before a base model is made.
+  taskByName(config.task, { ...(config.level === null ? {} : { level: config.level }), ...codeTaskOptions(config) });
+  // The process's default device from here on: the base model, the rollouts and the evaluations go there.
   useDevice(config.device, config.precision);
-  await mkdir(config.out, { recursive: true });
-
-  let clock = performance.now();
-  const lap = () => {
-    const now = performance.now();
-    const seconds = (now - clock) / 1000;
-    clock = now;
-    return seconds;
-  };
+  const start = performance.now();
   const baseModelDir = config.model ?? await ensureBaseModel(config, log);
-  const baseSeconds = lap();
+  const base = (performance.now() - start) / 1000;
   const loaded = await loadModel(baseModelDir);
-  const { tokenizer } = loaded;
-  if (!(loaded.model instanceof DenseModel)) throw new UserError(`${baseModelDir}: r1 zero trains dense (Llama/Qwen2) models; this one is ${loaded.model.config.family}`);
-  const model = loaded.model;
-  const evalOptions: EvalOptions = { k: config.evalK, temperature: config.evalTemperature, topP: config.evalTopP, maxNewTokens: config.maxNewTokens, limit: config.evalLimit, seed: config.seed + 1_000_000 };
+  const result = await runRl(zeroRlConfig(config, baseModelDir), { ...hooks, log }, { loaded, title: 'R1-Zero on a laptop', earlierSeconds: { base }, summaryExtras: { baseModelDir } });
+  const [evaluation] = result.evaluations;
+  return {
+    out: result.out, before: evaluation.before, after: evaluation.after, records: result.records, baseModelDir,
+    finalDir: result.finalDir, reportFile: result.reportFile, seconds: { base, ...result.seconds },
+  };
+}
 
-  // The base model's figures; a resumed run reuses them (the base model has not changed).
-  const beforeFile = join(config.out, 'before.json');
-  let before: EvalReport;
-  if (config.resume && existsSync(beforeFile)) {
-    before = JSON.parse(await readFile(beforeFile, 'utf8')) as EvalReport;
-  } else {
-    log(`evaluating the base model on ${config.evalLimit ?? 'all'} ${task.name} test questions, k = ${config.evalK}`);
-    before = evaluateModel(model, tokenizer, task, evalOptions);
-    await writeEvalReport(beforeFile, before);
-  }
-  log(`base model: pass@1 ${percent(before.passAt1)}, format ${percent(before.formatRate)}, length ${before.meanLength.toFixed(1)}`);
-  const evalBeforeSeconds = lap();
+/** R1-Zero as a config of the general runner: one source on the R1-Zero template with its rule rewards. */
+export function zeroRlConfig(config: ZeroConfig & { out: string }, model: string): RlConfig {
+  const grpo = Object.fromEntries(Object.keys(defaultGrpoConfig).map((key) => [key, config[key as keyof GrpoConfig]])) as unknown as GrpoConfig;
+  return {
+    ...grpo, model, out: config.out, resume: config.resume, sources: [zeroSource(config, codeTaskOptions(config))],
+    evalK: config.evalK, evalTemperature: config.evalTemperature, evalTopP: config.evalTopP, evalLimit: config.evalLimit, device: config.device, precision: config.precision,
+  };
+}
 
-  const source = rolloutTask(task, config);
-  const { records } = await trainGrpo({ model, tokenizer, source, config, out: config.out, resume: config.resume }, { log, progress: hooks.progress, onStep: hooks.onStep });
-  const trainSeconds = lap();
-
-  const finalDir = join(config.out, 'final');
-  await saveModel(model, tokenizer, finalDir);
-  const after = evaluateModel(model, tokenizer, task, evalOptions);
-  await writeEvalReport(join(config.out, 'after.json'), after);
-  const evalAfterSeconds = lap();
-
-  const reportFile = join(config.out, 'report.html');
-  const seconds = { base: baseSeconds, evalBefore: evalBeforeSeconds, train: trainSeconds, evalAfter: evalAfterSeconds };
-  await writeFileAtomic(reportFile, renderReport({ config, task: task.description, before, after, records, seconds }));
-  await writeFileAtomic(join(config.out, 'summary.json'), `${JSON.stringify({ before: summary(before), after: summary(after), steps: records.length, seconds, baseModelDir, finalDir }, null, 2)}\n`);
-  return { out: config.out, before, after, records, baseModelDir, finalDir, reportFile, seconds };
+/** R1-Zero's prompt source: the task on the R1-Zero template, accuracy + format (+ optional tag-count) rewards. */
+export function zeroSource(config: Pick<ZeroConfig, 'task' | 'level' | 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>, taskOptions: TaskOptions = {}): RlSourceConfig {
+  return { name: ZERO_SOURCE, task: config.task, level: config.level, taskOptions, template: 'r1-zero', weight: 1, fromStep: 1, evaluate: true, rewards: zeroRewardSpecs(config) };
 }
 
 /** The code settings of the config, for a code task (other tasks take none). */
@@ -255,23 +234,15 @@ function codeTaskOptions(config: ZeroConfig): TaskOptions {
 }
 
 /** The weighted rule rewards of R1-Zero (SPEC.md 3): the task's verifier for accuracy, plus the format rule. */
-export function zeroRewards(task: Task, config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): WeightedReward[] {
-  const rewards: WeightedReward[] = [
-    { name: 'accuracy', weight: config.accuracyWeight, fn: taskAccuracyReward(task) },
-    { name: 'format', weight: config.formatWeight, fn: formatReward(config.formatRule) },
-  ];
-  if (config.tagCountWeight > 0) rewards.push({ name: 'tags', weight: config.tagCountWeight, fn: tagCountReward() });
-  return rewards;
+export function zeroRewardSpecs(config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): RewardSpec[] {
+  const specs: RewardSpec[] = [{ kind: 'accuracy', weight: config.accuracyWeight }, { kind: 'format', weight: config.formatWeight, rule: config.formatRule }];
+  if (config.tagCountWeight > 0) specs.push({ kind: 'tag-count', weight: config.tagCountWeight });
+  return specs;
 }
 
-export function rolloutTask(task: Task, config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): RolloutTask {
-  const follows = FORMAT_RULES[config.formatRule];
-  return {
-    task,
-    prompt: r1ZeroPrompt,
-    rewards: zeroRewards(task, config),
-    isFormatted: (completion) => follows(completionWithPrefill({ prompt: 'Assistant:', completion })),
-  };
+/** R1-Zero's rewards built for a task. */
+export function zeroRewards(task: Task, config: Pick<ZeroConfig, 'accuracyWeight' | 'formatWeight' | 'formatRule' | 'tagCountWeight'>): WeightedReward[] {
+  return buildRewards(zeroRewardSpecs(config), { task, rewardModels: new Map() });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -385,7 +356,3 @@ export function templateTail(doc: string): string {
 }
 
 const TEMPLATE_TAIL = R1_ZERO_TEMPLATE.slice(R1_ZERO_TEMPLATE.lastIndexOf('User: '), R1_ZERO_TEMPLATE.lastIndexOf('prompt'));
-
-export function percent(x: number): string {
-  return `${(100 * x).toFixed(1)}%`;
-}

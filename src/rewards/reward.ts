@@ -7,6 +7,8 @@ import type { Verdict } from '../tasks/task.ts';
 export interface RewardInput {
   /** The prompt as given to the model (after the template). */
   prompt: string;
+  /** The question before the template, when the caller has it (a reward model reads the conversation). */
+  question?: string;
   /** The sampled completion text (without the prompt). */
   completion: string;
   /** The reference answer or test data of the example (task-specific; a string for math answers). */

@@ -1,20 +1,23 @@
 // The GRPO trainer (DeepSeekMath sec. 4.1, Algorithm 1; SPEC.md 1): per step, sample P prompts x G completions
-// from the old policy, score them with rule rewards, compute group advantages, then run mu inner iterations
-// of clipped-ratio updates over mini-batches, with a k3 KL penalty to a frozen reference when beta > 0, and
-// DAPO's dynamic sampling, overlong filtering and overlong shaping as options. The math lives in grpo.ts;
-// this file turns samples into token log-probabilities, runs the optimizer, logs metrics and checkpoints.
+// from the old policy (from one or several prompt sources, rollout.ts), score them with their source's rewards,
+// compute group advantages, then run mu inner iterations of clipped-ratio updates over mini-batches, with a k3 KL
+// penalty to a frozen reference when beta > 0, and DAPO's dynamic sampling, overlong filtering and overlong
+// shaping as options. The math lives in grpo.ts; this file turns samples into token log-probabilities, runs the optimizer, logs metrics and checkpoints.
 //
 // Exact resume: a checkpoint holds the policy, the AdamW moments and step, the reference weights (when there
 // is a reference), the generator's state (it draws every prompt and every completion's seed), the step and
 // the metrics position, so a resumed run samples the same completions and computes the same updates as the
 // run that was killed. Checkpoint writes are atomic (src/io/checkpoint.ts): a crash keeps the last one.
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { appendJsonl, CHECKPOINTS_DIR, loadLatestCheckpoint, readJsonl, SAMPLES_FILE, saveCheckpoint, writeRunFile } from '../io/checkpoint.ts';
-import { fromFloat32, toFloat32, type TensorMap } from '../io/safetensors.ts';
-import { DenseModel } from '../models/dense.ts';
+import {
+  appendJsonl, arraysUnder, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, parameterArrays, readJsonl, SAMPLES_FILE,
+  saveCheckpoint, writeRunFile,
+} from '../io/checkpoint.ts';
+import type { TensorMap } from '../io/safetensors.ts';
+import { createModel, type CausalLM } from '../models/pretrained.ts';
 import { copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, scope, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -137,6 +140,8 @@ export interface GrpoStepRecord {
   rewardFailures: number;
   /** Groups trained on this step. */
   trainedGroups: number;
+  /** Samples drawn from each prompt source this step, with their mean reward, accuracy and format rate. */
+  perSource: Record<string, SourceStats>;
   /** Wall time of the step's parts: sampling the rollout, the frozen reference's forward passes, the policy update. */
   samplingSeconds: number;
   referenceSeconds: number;
@@ -144,6 +149,13 @@ export interface GrpoStepRecord {
   /** Completion tokens sampled per second of the whole step. */
   tokensPerSecond: number;
   elapsedSeconds: number;
+}
+
+export interface SourceStats {
+  samples: number;
+  reward: number;
+  accuracy: number;
+  formatRate: number;
 }
 
 export interface GrpoHooks {
@@ -155,9 +167,10 @@ export interface GrpoHooks {
 }
 
 export interface GrpoRun {
-  model: DenseModel;
+  model: CausalLM;
   tokenizer: Tokenizer;
-  source: RolloutTask;
+  /** Prompt sources with their rewards (one, or a mix). */
+  sources: readonly RolloutTask[];
   config: GrpoConfig;
   /** Run folder: metrics.jsonl and checkpoints/. */
   out: string;
@@ -187,7 +200,7 @@ const REFERENCE_PREFIX = 'reference/';
 /** Trains `run.model` in place; returns the step records of the whole run (earlier ones too after a resume). */
 export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<GrpoResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const { model, tokenizer, source, out } = run;
+  const { model, tokenizer, sources, out } = run;
   let config = run.config;
   await mkdir(out, { recursive: true });
   const metricsFile = join(out, METRICS_FILE);
@@ -211,7 +224,7 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
     // The run's own settings, except how long and how often to save: a resumed run is the same run.
     config = { ...saved.config, steps: run.config.steps, checkpointEvery: run.config.checkpointEvery, keepCheckpoints: run.config.keepCheckpoints, timeLimitMinutes: run.config.timeLimitMinutes };
     model.loadState(checkpoint.model.tensors, checkpoint.dir);
-    optimizer.loadStateDict({ step: saved.optimizerStep, m: floatMap(checkpoint.optimizer.m), v: floatMap(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
+    optimizer.loadStateDict({ step: saved.optimizerStep, m: float32Arrays(checkpoint.optimizer.m), v: float32Arrays(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
     reference = config.beta > 0 ? cloneModel(model) : null;
     if (reference) reference.loadState(arraysUnder(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, 'optimizer.safetensors'));
     rng = Rng.fromState(saved.rng);
@@ -235,11 +248,10 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   const save = async (): Promise<void> => {
     const state: TrainerState = { config, rng: rng.state(), optimizerStep: optimizer.step, metricsRecords: records.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
     const { m, v } = optimizer.stateDict();
-    const other: TensorMap = new Map();
-    if (reference) for (const [name, p] of reference.namedParameters()) other.set(REFERENCE_PREFIX + name, fromFloat32([...p.shape], p.hostValues() as Float32Array, 'F32'));
+    const other: TensorMap = reference ? parameterArrays(reference.namedParameters().map(([name, p]) => [REFERENCE_PREFIX + name, p])) : new Map();
     await saveCheckpoint(out, step, {
-      model: { config: model.config, tensors: modelTensors(named), torchDtype: 'float32' },
-      optimizer: { m: namedArrays(named, m), v: namedArrays(named, v), other },
+      model: { config: model.config, tensors: parameterArrays(named), torchDtype: 'float32' },
+      optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other },
       trainerState: state as unknown as Record<string, unknown>,
       tokenizer: tokenizerJson === null ? undefined : { tokenizerJson, tokenizerConfig },
     }, { keepLast: config.keepCheckpoints });
@@ -257,7 +269,7 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   try {
     while (step < config.steps && performance.now() < deadlineMs) {
       // On the policy's device, in one scope: the rollout's tensors and old/reference log-probs die with the step.
-      const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, source, config, rng, learningRate(step, schedule), step + 1)));
+      const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, sources, config, rng, learningRate(step, schedule), step + 1)));
       step++;
       record.elapsedSeconds = elapsedBefore + (performance.now() - startMs) / 1000;
       if (reference && config.referenceRefreshEvery > 0 && step % config.referenceRefreshEvery === 0) copyParameters(model, reference);
@@ -298,9 +310,9 @@ function formatRecord(r: GrpoStepRecord, totalSteps: number): string {
  * Samples a rollout with `rng`, scores it, and updates `model` (mu inner iterations x miniBatches updates).
  * Returns the step's metrics (elapsedSeconds is left to the caller) and every sample drawn.
  */
-export function grpoStep(model: DenseModel, reference: DenseModel | null, optimizer: AdamW, tokenizer: Tokenizer, source: RolloutTask, config: GrpoConfig, rng: Rng, lr: number, stepNumber: number): { record: GrpoStepRecord; samples: Sample[] } {
+export function grpoStep(model: CausalLM, reference: CausalLM | null, optimizer: AdamW, tokenizer: Tokenizer, sources: readonly RolloutTask[], config: GrpoConfig, rng: Rng, lr: number, stepNumber: number): { record: GrpoStepRecord; samples: Sample[] } {
   const sampleStart = performance.now();
-  const rollout = sampleRollout(model, tokenizer, source, config, rng);
+  const rollout = sampleRollout(model, tokenizer, sources, config, rng, stepNumber);
   const samplingSeconds = (performance.now() - sampleStart) / 1000;
 
   const trainStart = performance.now();
@@ -339,6 +351,7 @@ export function grpoStep(model: DenseModel, reference: DenseModel | null, optimi
     droppedGroups: rollout.droppedGroups,
     rewardFailures: drawn.filter((s) => s.failedRewards.length > 0).length,
     trainedGroups: rollout.samples.length / config.groupSize,
+    perSource: Object.fromEntries(sources.map((source) => [source.name, sourceStats(drawn.filter((sample) => sample.source === source.name))])),
     samplingSeconds,
     referenceSeconds,
     trainingSeconds,
@@ -409,7 +422,7 @@ export function packSequences(sequences: readonly TrainSequence[]): PackedSequen
  * sequences: the fused cross-entropy's per-row values are exactly -log softmax(logits)[target]. Also returns
  * the logits for the entropy metric.
  */
-export function tokenLogprobs(model: DenseModel, batch: PackedSequences): { logp: Tensor; logits: Tensor } {
+export function tokenLogprobs(model: CausalLM, batch: PackedSequences): { logp: Tensor; logits: Tensor } {
   const logits = model.forward(batch.inputs);
   const perToken = crossEntropy(reshape(logits, [-1, model.config.vocabSize]), batch.targets, { reduction: 'none' });
   return { logp: reshape(neg(perToken), [batch.rows, batch.width]), logits };
@@ -463,7 +476,7 @@ interface UpdateMetrics {
  * detached, are used and rho = 1 exactly (as TRL does); otherwise they are computed once, without gradients,
  * before the first update. Reference log-probs come from the frozen reference only when beta > 0.
  */
-export function updatePolicy(model: DenseModel, reference: DenseModel | null, optimizer: AdamW, sequences: readonly TrainSequence[], config: GrpoConfig, lr: number): UpdateMetrics {
+export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimizer: AdamW, sequences: readonly TrainSequence[], config: GrpoConfig, lr: number): UpdateMetrics {
   const variant = lossVariants[config.lossType];
   const objective = { epsLow: config.epsLow, epsHigh: config.epsHigh, beta: config.beta };
   const miniBatches = Math.min(config.miniBatches, sequences.length);
@@ -537,6 +550,8 @@ export function updatePolicy(model: DenseModel, reference: DenseModel | null, op
           throw new UserError(`the GRPO loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
         }
         optimizer.update(lr);
+        // DeepSeekMoE's auxiliary-loss-free bias update after each optimizer step (V3 sec. 2.1.2).
+        model.afterStep?.();
         model.zeroGrad();
       });
       lossTotal += loss;
@@ -558,42 +573,26 @@ export function updatePolicy(model: DenseModel, reference: DenseModel | null, op
 // Helpers
 
 /** A copy of a model with its own parameters (the frozen reference policy). */
-export function cloneModel(model: DenseModel): DenseModel {
-  const copy = withDevice(model.device, () => new DenseModel(model.config, null));
+export function cloneModel(model: CausalLM): CausalLM {
+  const copy = withDevice(model.device, () => createModel(model.config, null));
   copyParameters(model, copy);
   return copy;
 }
 
-function copyParameters(from: DenseModel, to: DenseModel): void {
+function copyParameters(from: CausalLM, to: CausalLM): void {
   const target = new Map(to.namedParameters());
   for (const [name, p] of from.namedParameters()) copyInto(p, target.get(name)!);
 }
 
+function sourceStats(samples: readonly Sample[]): SourceStats {
+  return {
+    samples: samples.length,
+    reward: mean(samples.map((s) => s.reward)),
+    accuracy: mean(samples.map((s) => (s.correct ? 1 : 0))),
+    formatRate: mean(samples.map((s) => (s.formatted ? 1 : 0))),
+  };
+}
+
 function mean(values: readonly number[]): number {
   return values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0;
-}
-
-async function hasCheckpoints(out: string): Promise<boolean> {
-  const entries = await readdir(join(out, CHECKPOINTS_DIR)).catch(() => []);
-  return entries.some((name) => /^step-\d+$/.test(name));
-}
-
-/** The parameters as float32 safetensors arrays (copies: training goes on changing the live ones). */
-function modelTensors(params: ReadonlyArray<[string, Tensor]>): TensorMap {
-  return new Map(params.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(p.hostValues()), 'F32')]));
-}
-
-function namedArrays(params: ReadonlyArray<[string, Tensor]>, values: Map<string, Float32Array | Float64Array>): TensorMap {
-  return new Map(params.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(values.get(name)!), 'F32')]));
-}
-
-function floatMap(arrays: TensorMap): Map<string, Float32Array> {
-  return new Map([...arrays].map(([name, array]) => [name, toFloat32(array)]));
-}
-
-/** The arrays under a name prefix, with the prefix removed (Module.loadState's input). */
-function arraysUnder(arrays: TensorMap, prefix: string): TensorMap {
-  const out: TensorMap = new Map();
-  for (const [name, array] of arrays) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), array);
-  return out;
 }

@@ -103,3 +103,15 @@ export function renderChatTemplate(
     throw new UserError(`${where}: chat_template failed: ${(err as Error).message}`);
   }
 }
+
+/**
+ * A conversation as a model sees it: the tokenizer's own chat template, or DEFAULT_CHAT_TEMPLATE when it has
+ * none (our trained tokenizers have ChatML; a bare tokenizer.json has nothing).
+ */
+export function renderConversation(
+  tokenizer: { readonly chatTemplate: string | null; applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): string },
+  messages: readonly ChatMessage[],
+  options: Omit<ChatTemplateOptions, 'template'> = {},
+): string {
+  return tokenizer.applyChatTemplate(messages, { ...options, template: tokenizer.chatTemplate ?? DEFAULT_CHAT_TEMPLATE });
+}

@@ -24,7 +24,7 @@ import { loadModel } from '../models/pretrained.ts';
 import { loadRewardModel, padRight, readTokenizerFiles, RewardModel, rewardModelFromTensors, saveRewardModel, SCORE_WEIGHT } from '../models/reward-model.ts';
 import { isHeldOut } from '../tasks/split.ts';
 import { abs, add, exp, log, mean, mul, neg, noGrad, relu, scope, slice, sub, useDevice, type Device, type Precision, type Tensor, Rng } from '../tensor/index.ts';
-import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
+import { renderConversation, type ChatMessage } from '../tokenizer/chat.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
@@ -85,11 +85,6 @@ export function readPreferencePairs(path: string): Preference[] {
   });
   if (pairs.length === 0) throw new UserError(`${path}: no preference pairs`);
   return pairs;
-}
-
-/** A conversation as the model sees it: the tokenizer's chat template, or DEFAULT_CHAT_TEMPLATE when it has none. */
-export function renderConversation(tokenizer: Tokenizer, messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
-  return tokenizer.applyChatTemplate(messages, { ...options, template: tokenizer.chatTemplate ?? DEFAULT_CHAT_TEMPLATE });
 }
 
 /** Token ids of a prompt and one answer: texts concatenated, or conversations rendered (prompt turns first). */

@@ -40,7 +40,9 @@ describe('runZero', () => {
     assert.deepEqual([...html.matchAll(/https?:\/\/[^"\s]+/g)].map((m) => m[0]).filter((u) => u !== 'http://www.w3.org/2000/svg'), []);
     assert.match(html, /base model<\/th><th>after GRPO/);
     const summary = JSON.parse(readFileSync(join(result.out, 'summary.json'), 'utf8'));
-    assert.equal(summary.before.passAt1, result.before.passAt1);
+    assert.equal(summary.before.reasoning.passAt1, result.before.passAt1);
+    assert.equal(summary.baseModelDir, result.baseModelDir);
+    assert.ok(existsSync(join(result.out, 'before.reasoning.json')) && existsSync(join(result.out, 'after.reasoning.json')));
     assert.match(comparisonTable(result.before, result.after), /^ +base +after GRPO +change\n[- ]+\npass@1 /);
 
     // A second run reuses the cached base model instead of pretraining again.

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { DenseModel, denseConfig } from '../../src/models/dense.ts';
-import { rolloutTask } from '../../src/pipeline/zero.ts';
+import { sourceOverTask } from '../../src/pipeline/rl.ts';
+import { zeroSource } from '../../src/pipeline/zero.ts';
 import { sampleRollout, scoreCompletion } from '../../src/rl/rollout.ts';
 import { generatedCodeTask } from '../../src/tasks/code.ts';
 import type { Task, VerifyItem } from '../../src/tasks/task.ts';
@@ -14,7 +15,7 @@ import { Tokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { trainBpe } from '../../src/tokenizer/train.ts';
 
 const skip = spawnSync('sh', ['-c', 'command -v bwrap']).status === 0 ? false : 'bubblewrap is not installed (apt-get install bubblewrap)';
-const rewardConfig = { accuracyWeight: 1, formatWeight: 1, formatRule: 'strict' as const, tagCountWeight: 0 };
+const zero = zeroSource({ task: 'code', level: null, accuracyWeight: 1, formatWeight: 1, formatRule: 'strict', tagCountWeight: 0 });
 
 describe('rollouts on a code task', { skip }, () => {
   const code = generatedCodeTask({ sandbox: { limits: { wallMs: 5000 }, workers: 2 } });
@@ -22,12 +23,13 @@ describe('rollouts on a code task', { skip }, () => {
   // The real task, with its batch verifier counted.
   const counted: Task = { ...code, verifyMany: (items: readonly VerifyItem[]) => (batches.push(items.length), code.verifyMany!(items)) };
 
+  const trained = trainBpe(['a, b = map(int, input().split())\nprint(a + b) <think> </think> <answer> </answer>'], { vocabSize: 270 });
+  const tokenizer = Tokenizer.fromJson(trained.tokenizerJson, trained.tokenizerConfig);
+
   it('verifies a whole round in one batch', () => {
-    const trained = trainBpe(['a, b = map(int, input().split())\nprint(a + b) <think> </think> <answer> </answer>'], { vocabSize: 270 });
-    const tokenizer = Tokenizer.fromJson(trained.tokenizerJson, trained.tokenizerConfig);
     const model = new DenseModel(denseConfig('1m', tokenizer.vocabSize, { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 16 }), 1);
     const options = { promptsPerStep: 2, groupSize: 3, maxNewTokens: 6, temperature: 1, topP: 1, dynamicSampling: false, maxSamplingRounds: 1, overlongCacheTokens: 0 };
-    const rollout = sampleRollout(model, tokenizer, rolloutTask(counted, rewardConfig), options, new Rng(4));
+    const rollout = sampleRollout(model, tokenizer, [sourceOverTask(zero, counted, tokenizer).rollout], options, new Rng(4), 1);
     assert.deepEqual(batches, [6]);
     assert.equal(rollout.samples.length, 6);
     for (const sample of rollout.samples) assert.equal(sample.parts.accuracy, 0, 'a random model writes no program');
@@ -35,7 +37,7 @@ describe('rollouts on a code task', { skip }, () => {
 
   it('scores accuracy as the verdict\'s fraction of tests passed, without verifying again', () => {
     const [example] = code.sample(new Rng(2), 1);
-    const source = rolloutTask(counted, rewardConfig);
+    const source = sourceOverTask(zero, counted, tokenizer).rollout;
     const before = batches.length;
     const sample = scoreCompletion(source, example, 0, [], [], '<think> x </think> <answer> print(1) </answer>', false, { maxNewTokens: 8, overlongCacheTokens: 0 },
       { answer: 'print(1)\n', correct: false, score: 1 / 3, status: 'wrong_answer' });

@@ -38,7 +38,7 @@ const letterTask: Task = {
   verify: (completion) => ({ answer: completion, correct: letterShare(completion) > 0.5 }),
 };
 function source(rewards: WeightedReward[] = [{ name: 'letters', weight: 1, fn: ({ completion }) => letterShare(completion) }]): RolloutTask {
-  return { task: letterTask, prompt: (q) => `Q: ${q} A:`, rewards, isFormatted: () => true };
+  return { name: 'letters', task: letterTask, prompt: (q) => `Q: ${q} A:`, rewards, isFormatted: () => true };
 }
 
 const fast: GrpoConfig = {
@@ -120,25 +120,25 @@ describe('GRPO trainer against grpo.ts', () => {
 describe('GRPO training runs', () => {
   it('a handful of steps raise the mean reward (deterministic with a seed)', async () => {
     const out = mkdtempSync(join(tmpdir(), 'r1-grpo-'));
-    const { records } = await trainGrpo({ model: tinyModel(), tokenizer, source: source(), config: fast, out }, quiet);
+    const { records } = await trainGrpo({ model: tinyModel(), tokenizer, sources: [source()], config: fast, out }, quiet);
     const first = records.slice(0, 3).reduce((a, r) => a + r.reward, 0) / 3;
     const last = records.slice(-3).reduce((a, r) => a + r.reward, 0) / 3;
     assert.ok(last > first + 0.4, `mean reward ${first.toFixed(3)} -> ${last.toFixed(3)}`);
-    const again = await trainGrpo({ model: tinyModel(), tokenizer, source: source(), config: { ...fast, steps: 3 }, out: mkdtempSync(join(tmpdir(), 'r1-grpo-')) }, quiet);
+    const again = await trainGrpo({ model: tinyModel(), tokenizer, sources: [source()], config: { ...fast, steps: 3 }, out: mkdtempSync(join(tmpdir(), 'r1-grpo-')) }, quiet);
     assert.deepEqual(again.records.map(withoutTimes), records.slice(0, 3).map(withoutTimes));
   });
 
   it('resumes a killed run exactly', async () => {
     const config = { ...fast, steps: 5, checkpointEvery: 2, beta: 0.01, referenceRefreshEvery: 3 };
-    const straight = await trainGrpo({ model: tinyModel(), tokenizer, source: source(), config, out: mkdtempSync(join(tmpdir(), 'r1-grpo-')) }, quiet);
+    const straight = await trainGrpo({ model: tinyModel(), tokenizer, sources: [source()], config, out: mkdtempSync(join(tmpdir(), 'r1-grpo-')) }, quiet);
     const out = mkdtempSync(join(tmpdir(), 'r1-grpo-'));
     const killed = tinyModel();
-    await assert.rejects(trainGrpo({ model: killed, tokenizer, source: source(), config, out }, {
+    await assert.rejects(trainGrpo({ model: killed, tokenizer, sources: [source()], config, out }, {
       ...quiet, onStep: (r) => { if (r.step === 3) throw new Error('killed'); },
     }), /killed/);
-    await assert.rejects(trainGrpo({ model: tinyModel(), tokenizer, source: source(), config, out }, quiet), /already holds checkpoints/);
+    await assert.rejects(trainGrpo({ model: tinyModel(), tokenizer, sources: [source()], config, out }, quiet), /already holds checkpoints/);
     const resumedModel = tinyModel(99);
-    const resumed = await trainGrpo({ model: resumedModel, tokenizer, source: source(), config, out, resume: true }, quiet);
+    const resumed = await trainGrpo({ model: resumedModel, tokenizer, sources: [source()], config, out, resume: true }, quiet);
     assert.deepEqual(resumed.records.map(withoutTimes), straight.records.map(withoutTimes));
     // What the dashboard reads: one samples.jsonl line per step (the redone step 3 once), and the run's settings.
     const samples = await readJsonl<{ step: number; samples: Array<{ completion: string; reward: number }> }>(join(out, SAMPLES_FILE));
@@ -156,14 +156,14 @@ describe('GRPO training runs', () => {
       { name: 'nan', weight: 1, fn: () => Number.NaN },
     ];
     const out = mkdtempSync(join(tmpdir(), 'r1-grpo-'));
-    const { records } = await trainGrpo({ model: tinyModel(), tokenizer, source: source(rewards), config: { ...fast, steps: 2 }, out }, quiet);
+    const { records } = await trainGrpo({ model: tinyModel(), tokenizer, sources: [source(rewards)], config: { ...fast, steps: 2 }, out }, quiet);
     assert.equal(records.length, 2);
     assert.equal(records[0].rewardFailures, 4 * 8);
     assert.equal(records[0].rewardParts.throws, 0);
     assert.ok(Number.isFinite(records[1].loss));
 
     const constant = await trainGrpo({
-      model: tinyModel(), tokenizer, source: source([{ name: 'one', weight: 1, fn: () => 1 }]),
+      model: tinyModel(), tokenizer, sources: [source([{ name: 'one', weight: 1, fn: () => 1 }])],
       config: { ...fast, steps: 1, dynamicSampling: true, maxSamplingRounds: 2 }, out: mkdtempSync(join(tmpdir(), 'r1-grpo-')),
     }, quiet);
     assert.equal(constant.records[0].droppedGroups, 4 + 4);

@@ -1,0 +1,54 @@
+// The settings `r1 zero` and `r1 rl` share: GRPO's (src/rl/trainer.ts) and the before/after evaluation's.
+import { z } from 'zod';
+import type { RlConfig } from '../pipeline/rl.ts';
+import { lossVariants } from '../rl/grpo.ts';
+import type { GrpoConfig } from '../rl/trainer.ts';
+import { decayShapes } from '../train/schedule.ts';
+import { UserError } from '../util/errors.ts';
+import { fraction, nonNegative, nonNegativeInt, positiveInt, type Fields } from './settings.ts';
+
+export const GRPO_FIELDS: Fields<GrpoConfig> = {
+  steps: { schema: positiveInt, flag: '--steps <n>', help: 'GRPO steps (rollouts)' },
+  promptsPerStep: { schema: positiveInt, flag: '--prompts-per-step <n>', help: 'questions per step (P)' },
+  groupSize: { schema: z.number().int().min(2), flag: '--group-size <n>', help: 'completions per question (G)' },
+  maxNewTokens: { schema: positiveInt, flag: '--max-new-tokens <n>', help: 'completion length limit in tokens (training and evaluation)' },
+  temperature: { schema: z.number().positive(), flag: '--temperature <t>', help: 'sampling temperature of the rollouts (R1-Zero: 1.0)' },
+  topP: { schema: z.number().gt(0).max(1), flag: '--top-p <p>', help: 'nucleus mass of the rollouts' },
+  dynamicSampling: { schema: z.boolean(), flag: '--dynamic-sampling', help: 'DAPO dynamic sampling: drop groups whose rewards are all equal and sample more' },
+  maxSamplingRounds: { schema: positiveInt, flag: '--max-sampling-rounds <n>', help: 'sampling rounds per step at most with dynamic sampling' },
+  overlongCacheTokens: { schema: nonNegativeInt, flag: '--overlong-cache-tokens <n>', help: 'DAPO overlong reward shaping window L_cache (0: off)' },
+  lossType: { schema: z.enum(Object.keys(lossVariants) as [keyof typeof lossVariants]), flag: '--loss-type <name>', help: `loss aggregation: ${Object.keys(lossVariants).join(', ')}` },
+  epsLow: { schema: nonNegative, flag: '--eps-low <e>', help: 'clip range below 1' },
+  epsHigh: { schema: nonNegative, flag: '--eps-high <e>', help: 'clip range above 1 (DAPO clip-higher: 0.28)' },
+  beta: { schema: nonNegative, flag: '--beta <b>', help: 'k3 KL coefficient (0 skips the reference model)' },
+  mu: { schema: positiveInt, flag: '--mu <n>', help: 'inner iterations over each rollout' },
+  miniBatches: { schema: positiveInt, flag: '--mini-batches <n>', help: 'optimizer updates per inner iteration' },
+  microBatchSize: { schema: positiveInt, flag: '--micro-batch-size <n>', help: 'sequences per forward pass (gradient accumulation above it)' },
+  overlongFiltering: { schema: z.boolean(), flag: '--overlong-filtering', help: 'DAPO overlong filtering: truncated completions are masked out of the loss' },
+  referenceRefreshEvery: { schema: nonNegativeInt, flag: '--reference-refresh-every <n>', help: 'copy the policy into the reference every N steps (0: never)' },
+  lr: { schema: z.number().positive(), flag: '--lr <rate>', help: 'peak learning rate' },
+  warmup: { schema: nonNegativeInt, flag: '--warmup <n>', help: 'steps of linear warmup' },
+  schedule: { schema: z.enum(Object.keys(decayShapes) as [keyof typeof decayShapes]), flag: '--schedule <shape>', help: `decay after warmup: ${Object.keys(decayShapes).join(', ')}` },
+  minLrRatio: { schema: fraction, flag: null, help: 'final learning rate as a fraction of the peak' },
+  weightDecay: { schema: nonNegative, flag: '--weight-decay <wd>', help: 'AdamW decoupled weight decay' },
+  adamBeta1: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta1' },
+  adamBeta2: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta2' },
+  adamEps: { schema: z.number().positive(), flag: null, help: 'AdamW epsilon' },
+  gradClip: { schema: nonNegative, flag: '--grad-clip <norm>', help: 'clip the global gradient norm (0: off)' },
+  seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the prompt draws and the sampling' },
+  checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints' },
+  keepCheckpoints: { schema: positiveInt, flag: null, help: 'checkpoints kept (older ones are deleted)' },
+  timeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--time-limit-minutes <m>', help: 'stop GRPO after this long (saving a checkpoint)' },
+};
+
+export const EVAL_FIELDS: Fields<Pick<RlConfig, 'evalK' | 'evalTemperature' | 'evalTopP' | 'evalLimit'>> = {
+  evalK: { schema: positiveInt, flag: '--eval-k <n>', help: 'samples per test question in the before/after evaluation' },
+  evalTemperature: { schema: nonNegative, flag: '--eval-temperature <t>', help: 'evaluation temperature (paper: 0.6)' },
+  evalTopP: { schema: z.number().gt(0).max(1), flag: '--eval-top-p <p>', help: 'evaluation nucleus mass (paper: 0.95)' },
+  evalLimit: { schema: positiveInt.nullable(), flag: '--eval-limit <n>', help: 'test questions evaluated (per source)' },
+};
+
+/** What the table's schemas cannot say about GRPO settings. */
+export function checkGrpoConfig(config: GrpoConfig): void {
+  if (config.epsLow >= 1) throw new UserError(`--eps-low ${config.epsLow}: must be below 1 (the ratio is clipped at 1 - epsLow)`);
+}
