@@ -10,7 +10,8 @@ import { loadLatestCheckpoint, parameterArrays, readJsonl } from '../../src/io/c
 import { saveHfModel } from '../../src/io/hf.ts';
 import { DeepSeekModel, deepseekConfig } from '../../src/models/deepseek.ts';
 import { loadModel, type CausalLM } from '../../src/models/pretrained.ts';
-import { logSoftmax, noGrad, tensor } from '../../src/tensor/index.ts';
+import { cudaAvailable } from '../../src/tensor/backends/cuda.ts';
+import { logSoftmax, noGrad, tensor, useDevice } from '../../src/tensor/index.ts';
 import { CHATML_TEMPLATE, DEFAULT_CHAT_TEMPLATE } from '../../src/tokenizer/chat.ts';
 import { defaultSftConfig, encodeSftExamples, sft, type SftConfig, type SftStepRecord } from '../../src/train/sft.ts';
 import { readSftExamples, sequenceRows } from '../../src/train/sft-data.ts';
@@ -120,4 +121,30 @@ test('a DeepSeek model without a chat template trains with the default one, whic
   assert.ok(result.records.at(-1)!.loss < result.records[0].loss);
   assert.equal(JSON.parse(readFileSync(join(result.finalDir, 'tokenizer_config.json'), 'utf8')).chat_template, DEFAULT_CHAT_TEMPLATE);
   assert.equal((await loadModel(result.finalDir)).model.config.family, 'deepseek');
+});
+
+// The same run on CUDA: the same data and initial weights, so the same losses up to summation order (the first
+// update 1e-5 relative, as test/tensor/cuda.test.ts bounds a forward; AdamW's later updates amplify that a little:
+// 1e-3 after six). Skipped, with the reason, without a GPU or the built library.
+const cuda = cudaAvailable();
+test('SFT on CUDA computes the losses the CPU computes, for both families', { skip: cuda.ok ? false : cuda.reason }, async () => {
+  const dir = tempDir();
+  const deepseek = new DeepSeekModel(deepseekConfig(304, {
+    hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 2, qLoraRank: 16, kvLoraRank: 12, qkNopeHeadDim: 8, qkRopeHeadDim: 4,
+    vHeadDim: 8, numRoutedExperts: 4, numExpertsPerToken: 2, moeIntermediateSize: 16, maxPositionEmbeddings: 128,
+  }), 5);
+  try {
+    for (const [name, model] of [['dense', tinyModel(5)], ['deepseek', deepseek]] as const) {
+      const base = await modelFolder(join(dir, name), model);
+      const settings = config(join(dir, name), base, { epochs: 2, validationData: null, validationFraction: 0 });
+      const cpu = await sft({ ...settings, out: join(dir, name, 'cpu') }, quiet);
+      const gpu = await sft({ ...settings, out: join(dir, name, 'cuda'), device: 'cuda' }, quiet);
+      cpu.records.forEach((r, i) => {
+        const tolerance = i === 0 ? 1e-5 : 1e-3;
+        assert.ok(Math.abs(gpu.records[i].loss - r.loss) <= tolerance * r.loss, `${name} step ${r.step}: cuda ${gpu.records[i].loss} vs cpu ${r.loss}`);
+      });
+    }
+  } finally {
+    useDevice('cpu');
+  }
 });
