@@ -7,6 +7,7 @@
 // so a framework would add a dependency and an adapter without removing code.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { UserError } from '../util/errors.ts';
 
 /** An error answered to the client: its status, and the fields of OpenAI's error object. */
 export class HttpError extends Error {
@@ -59,9 +60,11 @@ export async function listen(routes: readonly Route[], options: ListenOptions): 
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'EADDRINUSE' || error.code === 'EACCES'
+      ? new UserError(`cannot listen on ${options.host}:${options.port} (${error.code === 'EADDRINUSE' ? 'in use' : 'not allowed'}): choose another port (0: any free one)`)
+      : error));
     server.listen(options.port, options.host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });
