@@ -99,6 +99,10 @@ const samplingFields = {
   frequency_penalty: nullable(z.literal(0, { error: 'frequency_penalty is not supported by this server (only 0)' })),
   presence_penalty: nullable(z.literal(0, { error: 'presence_penalty is not supported by this server (only 0)' })),
   logit_bias: nullable(z.record(z.string(), z.number()).refine((bias) => Object.keys(bias).length === 0, 'logit_bias is not supported by this server (only {})')),
+  // Parameters clients send that change nothing here (accepted so that those clients work).
+  store: nullable(z.boolean()),
+  metadata: nullable(z.record(z.string(), z.string())),
+  service_tier: nullable(z.string()),
   // vLLM's extensions.
   top_k: nullable(z.number().int().min(-1)),
   ignore_eos: nullable(z.boolean()),
@@ -118,6 +122,11 @@ const chatSchema = z.strictObject({
   logprobs: nullable(z.boolean()),
   top_logprobs: nullable(z.number().int().min(0).max(20)),
   chat_template_kwargs: nullable(z.record(z.string(), z.unknown())),
+  // Tools and structured output are not served: accepted only when they ask for nothing.
+  tools: nullable(z.array(z.unknown()).max(0, { error: 'tools are not supported by this server' })),
+  tool_choice: nullable(z.literal('none', { error: 'tool_choice is not supported by this server (only "none")' })),
+  parallel_tool_calls: nullable(z.boolean()),
+  response_format: nullable(z.strictObject({ type: z.literal('text', { error: 'response_format is not supported by this server (only {"type": "text"})' }) })),
 });
 
 const tokenIds = z.array(z.number().int().min(0)).min(1);

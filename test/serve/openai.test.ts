@@ -235,6 +235,11 @@ describe('r1 serve: errors', () => {
     await bad({ ...ok, top_logprobs: 2 }, 'top_logprobs', 'invalid_value');
     await bad({ ...ok, stream_options: { include_usage: true } }, 'stream_options', 'invalid_value');
     await bad({ ...ok, temprature: 1 }, 'temprature', 'unrecognized_argument');
+    await bad({ ...ok, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools', 'invalid_value');
+    await bad({ ...ok, response_format: { type: 'json_object' } }, 'response_format.type', 'invalid_value');
+    // What clients send that asks for nothing is accepted.
+    const neutral = await post('/v1/chat/completions', { ...ok, max_tokens: 2, store: false, tools: [], tool_choice: 'none', response_format: { type: 'text' }, user: 'u', frequency_penalty: 0 });
+    assert.equal(neutral.status, 200, JSON.stringify(neutral.json));
     await bad({ ...ok, messages: user('the cat '.repeat(5000)) }, 'messages', 'context_length_exceeded');
     await bad({ ...ok, max_tokens: 5000 }, 'max_tokens', 'context_length_exceeded');
     const { status, json } = await post('/v1/chat/completions', { ...ok, model: 'gpt-4' });
