@@ -10,12 +10,7 @@ import { saveModel } from '../../src/models/pretrained.ts';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { saveTrainedBpe } from '../../src/tokenizer/train.ts';
 import { tinyBpe, tinyModel } from '../generate/fixtures.ts';
-
-const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
-function r1(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+import { r1 } from './r1.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'r1-cli-eval-'));
 const modelDir = join(root, 'model');

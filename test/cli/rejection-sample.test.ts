@@ -1,16 +1,10 @@
 // `r1 rejection-sample`'s edge: --help lists the sampling, filter and judge settings, and missing or bad flags
 // fail with one line naming them.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { rejectionSampleConfigFromFlags } from '../../src/cli/rejection-sample.ts';
-
-const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
-function r1(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+import { r1 } from './r1.ts';
 
 test('r1 rejection-sample --help lists its settings', () => {
   const { code, stdout } = r1('rejection-sample', '--help');

@@ -1,17 +1,10 @@
 // `r1 reward-model`'s edge: both subcommands have --help listing their settings, and bad flags fail with one
 // line naming them, before any work.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { rewardModelConfigFromFlags } from '../../src/cli/reward-model.ts';
 import { defaultRewardModelConfig } from '../../src/train/reward-model.ts';
-
-const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
-function r1(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+import { r1 } from './r1.ts';
 
 test('r1 reward-model train and score have --help with their settings', () => {
   const train = r1('reward-model', 'train', '--help');

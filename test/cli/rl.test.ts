@@ -1,19 +1,13 @@
 // `r1 rl`'s edge: --help lists GRPO's settings, the sources come from the --config file with their defaults
 // filled in, and a bad source or reward fails naming the file and the field.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readRlConfigFile, rlConfigFromFlags } from '../../src/cli/rl.ts';
 import { defaultRlConfig } from '../../src/pipeline/rl.ts';
-
-const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
-function r1(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+import { r1 } from './r1.ts';
 
 test('r1 rl --help lists the GRPO and evaluation settings and the reward kinds', () => {
   const { code, stdout } = r1('rl', '--help');

@@ -1,7 +1,6 @@
 // `r1 sft`'s edge: --help lists its settings, flags are validated naming the flag, and a bad data line fails
 // with one line naming the file and line, before any training.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,12 +10,7 @@ import { parameterArrays } from '../../src/io/checkpoint.ts';
 import { saveHfModel } from '../../src/io/hf.ts';
 import { defaultSftConfig } from '../../src/train/sft.ts';
 import { tinyBpe, tinyModel } from '../generate/fixtures.ts';
-
-const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
-function r1(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+import { r1 } from './r1.ts';
 
 test('r1 sft --help lists its settings', () => {
   const help = r1('sft', '--help');

@@ -1,20 +1,13 @@
 // `r1 zero`'s edge: every hyperparameter is a flag with its default in the help, and bad flags or config
 // fields fail with one line naming them, before any work.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readZeroConfigFile, zeroConfigFromFlags } from '../../src/cli/zero.ts';
 import { defaultZeroConfig } from '../../src/pipeline/zero.ts';
-
-// The CLI as a user runs it (src through tsx), in its own process: commander exits after printing help.
-const ENTRY = "import { main } from './src/cli/main.ts'; await main(process.argv);";
-function r1(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ENTRY, 'r1', ...args], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+import { r1 } from './r1.ts';
 
 test('r1 zero --help lists the GRPO, reward, evaluation and base-model settings with their defaults', () => {
   const { code, stdout: text } = r1('zero', '--help');
