@@ -22,6 +22,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./reward-model.ts'),
   () => import('./rejection-sample.ts'),
   () => import('./distill.ts'),
+  () => import('./pipeline.ts'),
   () => import('./eval.ts'),
   () => import('./serve.ts'),
   () => import('./dashboard.ts'),

@@ -15,6 +15,18 @@ import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 
+
+/** The base model's shape and pretraining, shared with `r1 pipeline`. */
+export const BASE_MODEL_FIELDS = {
+  baseVocabSize: { schema: z.number().int().min(300), flag: '--base-vocab-size <n>', help: 'BPE vocabulary of the base model' },
+  baseSize: { schema: z.enum(Object.keys(denseSizes) as [keyof typeof denseSizes]), flag: '--base-size <size>', help: `base model shape: ${Object.keys(denseSizes).join(', ')}` },
+  baseModelOverrides: { schema: z.record(z.string(), z.unknown()) as unknown as z.ZodType<ZeroConfig['baseModelOverrides']>, flag: null, help: 'DenseConfig fields that change the base preset (e.g. {"numLayers": 3})' },
+  baseSteps: { schema: positiveInt, flag: '--base-steps <n>', help: 'pretraining steps of the base model' },
+  baseBatchSize: { schema: positiveInt, flag: '--base-batch-size <n>', help: 'pretraining sequences per step' },
+  baseSeqLen: { schema: positiveInt, flag: '--base-seq-len <n>', help: 'pretraining sequence length' },
+  baseLr: { schema: z.number().positive(), flag: '--base-lr <rate>', help: 'pretraining peak learning rate' },
+} satisfies Partial<Fields<ZeroConfig>>;
+
 /** Each config field: its schema and its flag with help text. */
 const FIELDS: Fields<ZeroConfig> = {
   task: { schema: z.string().min(1), flag: '--task <name>', help: 'task: arithmetic, countdown, jsonl:PATH (a GSM8K/MATH-style file), code (generated Python programs) or code:PATH (programming problems with tests)' },
@@ -45,13 +57,7 @@ const FIELDS: Fields<ZeroConfig> = {
   baseFormatRate: { schema: fraction, flag: '--base-format-rate <r>', help: 'fraction of pretraining completions in the R1-Zero format' },
   baseTemplateRate: { schema: fraction, flag: '--base-template-rate <r>', help: 'fraction of pretraining documents with the whole template' },
   baseDrillDocuments: { schema: nonNegativeInt, flag: '--base-drill-documents <n>', help: 'documents of correct worked arithmetic in the pretraining text' },
-  baseVocabSize: { schema: z.number().int().min(300), flag: '--base-vocab-size <n>', help: 'BPE vocabulary of the base model' },
-  baseSize: { schema: z.enum(Object.keys(denseSizes) as [keyof typeof denseSizes]), flag: '--base-size <size>', help: `base model shape: ${Object.keys(denseSizes).join(', ')}` },
-  baseModelOverrides: { schema: z.record(z.string(), z.unknown()) as unknown as z.ZodType<ZeroConfig['baseModelOverrides']>, flag: null, help: 'DenseConfig fields that change the base preset (e.g. {"numLayers": 3})' },
-  baseSteps: { schema: positiveInt, flag: '--base-steps <n>', help: 'pretraining steps of the base model' },
-  baseBatchSize: { schema: positiveInt, flag: '--base-batch-size <n>', help: 'pretraining sequences per step' },
-  baseSeqLen: { schema: positiveInt, flag: '--base-seq-len <n>', help: 'pretraining sequence length' },
-  baseLr: { schema: z.number().positive(), flag: '--base-lr <rate>', help: 'pretraining peak learning rate' },
+  ...BASE_MODEL_FIELDS,
   baseSeed: { schema: nonNegativeInt, flag: '--base-seed <n>', help: 'seed of the pretraining text and weights' },
   device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
   precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },

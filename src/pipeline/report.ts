@@ -1,6 +1,7 @@
-// The before/after report of a GRPO run (R1-Zero, or RL on a mix of prompt sources): one self-contained HTML page
-// (no scripts, no network) with each evaluated source's table, the training curves drawn as inline SVG, and
-// sample completions of the model before and after on the same test questions.
+// Reports as self-contained HTML pages (no scripts, no network), curves drawn as inline SVG: the before/after
+// report of a GRPO run (R1-Zero, or RL on a mix of prompt sources: each evaluated source's table, the training
+// curves, sample completions of the model before and after on the same test questions), and the R1 pipeline's
+// report (one row per model, like the paper's tables, the effects each stage exists for, the curves of every stage).
 import type { EvalQuestion, EvalReport } from '../eval/evaluate.ts';
 import type { GrpoStepRecord } from '../rl/trainer.ts';
 
@@ -93,6 +94,86 @@ ${tables || '<p>Not evaluated.</p>'}
 <div class="charts">${charts}</div>
 <h2>Sample completions</h2>
 ${samples}
+<h2>Settings</h2>
+<pre>${escape(JSON.stringify(input.config, null, 2))}</pre>
+</body></html>
+`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The R1 pipeline's report
+
+/** One model's row: its stage, what it is, and its figures (the numbers of src/pipeline/r1.ts's ModelScores). */
+export interface PipelineRow {
+  label: string;
+  stage: string;
+  /** Wall time of the stage that made it. */
+  seconds: number;
+  passAt1: number;
+  consAtK: number;
+  formatRate: number;
+  readableRate: number;
+  languageConsistency: number;
+  generalScore: number;
+  meanLength: number;
+}
+
+export interface PipelineCurves {
+  title: string;
+  steps: readonly number[];
+  series: ReadonlyArray<{ name: string; values: readonly number[] }>;
+  range?: { min?: number; max?: number };
+}
+
+export interface PipelineReportInput {
+  /** The reasoning task and the evaluation settings, in words. */
+  setup: string;
+  rows: readonly PipelineRow[];
+  /** The paper's findings, each with what this run measured (one sentence each, plain text). */
+  effects: ReadonlyArray<{ finding: string; measured: string }>;
+  curves: readonly PipelineCurves[];
+  config: object;
+}
+
+/** The model table as plain text (for the terminal and docs/BENCHMARKS.md: Markdown table syntax). */
+export function pipelineTable(rows: readonly PipelineRow[]): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const header = ['model', 'stage', 'pass@1', 'cons@k', 'format', 'readable', 'language consistency', 'general', 'length', 'stage time'];
+  const body = rows.map((r) => [r.label, r.stage, pct(r.passAt1), pct(r.consAtK), pct(r.formatRate), pct(r.readableRate), pct(r.languageConsistency), pct(r.generalScore), r.meanLength.toFixed(1), `${r.seconds.toFixed(0)} s`]);
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map((_, i) => (i < 2 ? '---' : '--:'))), ...body.map(line)].join('\n');
+}
+
+export function renderPipelineReport(input: PipelineReportInput): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const rows = input.rows.map((r) => `<tr><td>${escape(r.label)}</td><td>${escape(r.stage)}</td><td>${pct(r.passAt1)}</td><td>${pct(r.consAtK)}</td><td>${pct(r.formatRate)}</td>` +
+    `<td>${pct(r.readableRate)}</td><td>${pct(r.languageConsistency)}</td><td>${pct(r.generalScore)}</td><td>${r.meanLength.toFixed(1)}</td><td>${r.seconds.toFixed(0)} s</td></tr>`).join('');
+  const effects = input.effects.map((e) => `<li><b>${escape(e.finding)}</b> ${escape(e.measured)}</li>`).join('');
+  const charts = input.curves.map((c) => chart(c.title, c.steps, c.series, c.range)).join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>r1ts R1 pipeline report</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+td:first-child, th:first-child, td:nth-child(2), th:nth-child(2) { text-align: left; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 1em; }
+.chart { margin: 0; } .chart figcaption { font-weight: 600; }
+pre { white-space: pre-wrap; background: #f6f6f6; padding: 6px 8px; font-size: 13px; }
+.muted { color: #666; font-size: 13px; }
+</style></head><body>
+<h1>DeepSeek-R1's recipe on a laptop</h1>
+<p>${escape(input.setup)}</p>
+<h2>Every model</h2>
+<table><thead><tr><th>model</th><th>stage</th><th>pass@1</th><th>cons@k</th><th>format</th><th>readable</th><th>language consistency</th><th>general</th><th>length</th><th>stage time</th></tr></thead><tbody>${rows}</tbody></table>
+<p class="muted">pass@1, cons@k, format and length on the held-out reasoning questions; readable: R1's format with a chain of thought
+entirely in the target language; language consistency: mean fraction of chain-of-thought words in the target language;
+general: pass@1 on held-out instruction-following requests. R1-Zero-style models are asked with R1-Zero's template and
+read from their answer tags; the others in a chat turn, read from the summary.</p>
+<h2>The paper's findings, measured here</h2>
+<ul>${effects}</ul>
+<h2>Curves of every stage</h2>
+<div class="charts">${charts}</div>
 <h2>Settings</h2>
 <pre>${escape(JSON.stringify(input.config, null, 2))}</pre>
 </body></html>

@@ -16,6 +16,7 @@ import { loadModel } from '../models/pretrained.ts';
 import type { DenseConfig, DenseSize } from '../models/dense.ts';
 import type { CodeScoring } from '../rewards/code.ts';
 import type { FormatRule } from '../rewards/format.ts';
+import { CHECKPOINTS_DIR } from '../io/checkpoint.ts';
 import type { WeightedReward } from '../rewards/reward.ts';
 import type { Language, SandboxLimits } from '../rewards/sandbox.ts';
 import { R1_ZERO_TEMPLATE } from '../rewards/template.ts';
@@ -299,8 +300,9 @@ export interface PretrainedModelRecipe {
 }
 
 /**
- * cacheDir/base-<hash of the key>/final, pretrained now unless a complete one is there. The model is trained in a
- * temporary folder renamed into place when done, so a killed run leaves no half model in the cache.
+ * cacheDir/base-<hash of the key>/final, pretrained now unless a complete one is there. The model is trained in
+ * base-<hash>.partial, renamed into place when done, so a killed run leaves no half model in the cache; the next
+ * run resumes the partial one from its last checkpoint (the corpus is rewritten identically from the seed).
  */
 export async function ensurePretrainedModel(recipe: PretrainedModelRecipe, log: (line: string) => void): Promise<string> {
   const hash = createHash('sha256').update(JSON.stringify(recipe.key)).digest('hex').slice(0, 12);
@@ -310,10 +312,10 @@ export async function ensurePretrainedModel(recipe: PretrainedModelRecipe, log: 
     log(`using the cached base model ${finalDir}`);
     return finalDir;
   }
-  const temporary = `${dir}.tmp-${process.pid}`;
-  await rm(temporary, { recursive: true, force: true });
+  const temporary = `${dir}.partial`;
+  const resume = existsSync(join(temporary, CHECKPOINTS_DIR));
   await mkdir(temporary, { recursive: true });
-  log(`making a base model in ${dir}: ${recipe.describe}`);
+  log(`${resume ? 'resuming' : 'making'} a base model in ${dir}: ${recipe.describe}`);
   const corpus = join(temporary, 'corpus.jsonl');
   await writeFile(corpus, recipe.documents().map((text) => `${JSON.stringify({ text })}\n`).join(''));
   await writeFile(join(temporary, 'settings.json'), `${JSON.stringify(recipe.key, null, 2)}\n`);
@@ -325,15 +327,19 @@ export async function ensurePretrainedModel(recipe: PretrainedModelRecipe, log: 
     out: temporary,
     warmup: Math.min(30, Math.floor(steps / 10)),
     evalEvery: steps,
-    checkpointEvery: steps,
+    checkpointEvery: Math.min(steps, BASE_CHECKPOINT_EVERY),
     keepCheckpoints: 1,
     samples: 0,
+    resume,
   }, { log });
   await rm(join(temporary, 'checkpoints'), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });
   await rename(temporary, dir);
   return finalDir;
 }
+
+/** Pretraining steps a killed base model loses at most. */
+const BASE_CHECKPOINT_EVERY = 100;
 
 /** A document of DRILL_EQUATIONS drill sentences. */
 export function drillDocument(drill: () => string): string {

@@ -1,0 +1,120 @@
+// `r1 pipeline`: flags (and an optional JSON config file) -> R1PipelineConfig -> runR1Pipeline(), through the
+// settings table below (src/cli/settings.ts validates and names what is wrong).
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { defaultR1PipelineConfig, pipelineRows, R1_STAGE_NAMES, runR1Pipeline, type R1PipelineConfig } from '../pipeline/r1.ts';
+import { pipelineTable } from '../pipeline/report.ts';
+import { ARITHMETIC_LEVELS, CHAIN_LANGUAGES } from '../tasks/arithmetic.ts';
+import { UserError } from '../util/errors.ts';
+import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
+import { Settings, type Fields } from './settings.ts';
+import { BASE_MODEL_FIELDS } from './zero.ts';
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+const nonNegative = z.number().nonnegative();
+const fraction = z.number().min(0).max(1);
+const rate = z.number().positive();
+const overrides = z.record(z.string(), z.unknown()) as unknown as z.ZodType<R1PipelineConfig['baseModelOverrides']>;
+const language = z.enum(CHAIN_LANGUAGES);
+
+/** Each config field: its schema and its flag with help text. */
+const FIELDS: Fields<R1PipelineConfig> = {
+  out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: one folder per stage, report.html, summary.json; an unfinished run there is continued' },
+  cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept (shared with r1 zero)' },
+  stage: { schema: z.enum(R1_STAGE_NAMES).nullable(), flag: '--stage <name>', help: `rerun one stage alone, from the outputs of the stages before it: ${R1_STAGE_NAMES.join(', ')}` },
+  level: { schema: z.number().int().refine((n) => ARITHMETIC_LEVELS[n] !== undefined, 'no such arithmetic level'), flag: '--level <n>', help: 'arithmetic level of the reasoning prompts (1-4)' },
+  targetLanguage: { schema: language, flag: '--target-language <lang>', help: `language the chains of thought should be in (the language reward's target): ${CHAIN_LANGUAGES.join(', ')}` },
+  secondLanguage: { schema: language, flag: '--second-language <lang>', help: 'the other language of the base text' },
+  seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the base text, the prompt draws and the sampling' },
+  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
+  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
+  checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints of every trainer (what a killed stage loses at most)' },
+  // Base models
+  baseDocuments: { schema: positiveInt, flag: '--base-documents <n>', help: 'generated problems with worked chains in the base text' },
+  baseCorrectRate: { schema: fraction, flag: '--base-correct-rate <r>', help: 'fraction of right answers among chains that start in the target language' },
+  baseSecondCorrectRate: { schema: fraction, flag: '--base-second-correct-rate <r>', help: 'fraction of right answers among chains that start in the second language' },
+  baseSecondRate: { schema: fraction, flag: '--base-second-rate <r>', help: 'fraction of chains that start in the second language' },
+  baseSwitchRate: { schema: fraction, flag: '--base-switch-rate <r>', help: 'fraction of chains that switch language midway' },
+  baseFormatRate: { schema: fraction, flag: '--base-format-rate <r>', help: 'fraction of base-text completions in the R1-Zero format' },
+  baseTemplateRate: { schema: fraction, flag: '--base-template-rate <r>', help: 'fraction of base-text documents with the whole R1-Zero template' },
+  baseDrillDocuments: { schema: nonNegativeInt, flag: '--base-drill-documents <n>', help: 'documents of correct worked arithmetic' },
+  baseDictionaryDocuments: { schema: nonNegativeInt, flag: '--base-dictionary-documents <n>', help: 'pages of the English-Chinese dictionary' },
+  ...BASE_MODEL_FIELDS,
+  studentModelOverrides: { schema: overrides, flag: null, help: 'DenseConfig fields that make the student from the teacher shape' },
+  studentSteps: { schema: positiveInt, flag: '--student-steps <n>', help: 'pretraining steps of the student base' },
+  // GRPO
+  promptsPerStep: { schema: positiveInt, flag: '--prompts-per-step <n>', help: 'questions per GRPO step (P)' },
+  groupSize: { schema: z.number().int().min(2), flag: '--group-size <n>', help: 'completions per question (G)' },
+  maxNewTokens: { schema: positiveInt, flag: '--max-new-tokens <n>', help: 'completion length limit in tokens (sampling and evaluation)' },
+  beta: { schema: nonNegative, flag: '--beta <b>', help: 'k3 KL coefficient of every RL stage' },
+  epsLow: { schema: z.number().min(0).lt(1), flag: '--eps-low <e>', help: 'clip range below 1' },
+  epsHigh: { schema: nonNegative, flag: '--eps-high <e>', help: 'clip range above 1' },
+  rlLr: { schema: rate, flag: '--rl-lr <rate>', help: 'learning rate of every RL stage' },
+  zeroSteps: { schema: positiveInt, flag: '--zero-steps <n>', help: 'GRPO steps of R1-Zero' },
+  reasoningSteps: { schema: positiveInt, flag: '--reasoning-steps <n>', help: 'GRPO steps of reasoning RL (and of its ablation)' },
+  allSteps: { schema: positiveInt, flag: '--all-steps <n>', help: 'GRPO steps of RL for all scenarios' },
+  reasoningTemperature: { schema: rate, flag: '--reasoning-temperature <t>', help: 'sampling temperature of reasoning RL (R1: 1.0)' },
+  allTemperature: { schema: rate, flag: '--all-temperature <t>', help: 'sampling temperature of RL for all scenarios and distillation (R1: 0.7)' },
+  formatWeight: { schema: nonNegative, flag: '--format-weight <w>', help: 'weight of the format reward' },
+  languageWeight: { schema: nonNegative, flag: '--language-weight <w>', help: 'weight of the language-consistency reward (R1: 1)' },
+  // Cold start
+  coldStartData: { schema: z.string().min(1).nullable(), flag: '--cold-start-data <file>', help: 'cold-start SFT JSONL (messages or prompt/completion); default: made from R1-Zero samples' },
+  coldStartPrompts: { schema: positiveInt, flag: '--cold-start-prompts <n>', help: 'prompts sampled from R1-Zero for the cold-start data' },
+  coldStartSamples: { schema: positiveInt, flag: '--cold-start-samples <n>', help: 'R1-Zero samples per prompt' },
+  coldStartEpochs: { schema: positiveInt, flag: '--cold-start-epochs <n>', help: 'SFT epochs of the cold start' },
+  coldStartLr: { schema: rate, flag: '--cold-start-lr <rate>', help: 'SFT learning rate of the cold start' },
+  // Rejection sampling + SFT
+  sftData: { schema: z.string().min(1).nullable(), flag: '--sft-data <file>', help: 'stage-3 reasoning SFT JSONL; default: rejection-sampled from the reasoning-RL model' },
+  rejectionPrompts: { schema: positiveInt, flag: '--rejection-prompts <n>', help: 'prompts rejection-sampled from the reasoning-RL model' },
+  rejectionSamples: { schema: positiveInt, flag: '--rejection-samples <n>', help: 'samples per prompt' },
+  generalRatio: { schema: nonNegative, flag: '--general-ratio <r>', help: 'non-reasoning examples per kept reasoning example (R1: 200k/600k)' },
+  sftEpochs: { schema: positiveInt, flag: '--sft-epochs <n>', help: 'epochs of the stage-3 SFT (R1: 2)' },
+  sftLr: { schema: rate, flag: '--sft-lr <rate>', help: 'learning rate of the stage-3 SFT' },
+  // RL for all scenarios
+  rewardPairs: { schema: positiveInt, flag: '--reward-pairs <n>', help: 'preference pairs of the helpfulness reward model' },
+  rewardEpochs: { schema: positiveInt, flag: '--reward-epochs <n>', help: 'reward-model epochs (R1: 1)' },
+  rewardLr: { schema: rate, flag: '--reward-lr <rate>', help: 'reward-model learning rate' },
+  generalFraction: { schema: fraction, flag: '--general-fraction <r>', help: 'fraction of each RL-for-all-scenarios step\'s prompts that are general' },
+  // Distillation
+  distillData: { schema: z.string().min(1).nullable(), flag: '--distill-data <file>', help: "the student's reasoning SFT JSONL; default: rejection-sampled from the final model" },
+  distillPrompts: { schema: positiveInt, flag: '--distill-prompts <n>', help: 'prompts the final model writes traces for' },
+  distillSamples: { schema: positiveInt, flag: '--distill-samples <n>', help: 'teacher samples per prompt' },
+  distillEpochs: { schema: positiveInt, flag: '--distill-epochs <n>', help: 'student SFT epochs (R1: 2-3)' },
+  distillLr: { schema: rate, flag: '--distill-lr <rate>', help: 'student peak learning rate (decays to a tenth)' },
+  // Evaluation
+  evalK: { schema: positiveInt, flag: '--eval-k <n>', help: 'samples per test question' },
+  evalLimit: { schema: positiveInt, flag: '--eval-limit <n>', help: 'held-out reasoning questions' },
+  generalEvalLimit: { schema: positiveInt, flag: '--general-eval-limit <n>', help: 'held-out instruction-following requests' },
+  evalTemperature: { schema: nonNegative, flag: '--eval-temperature <t>', help: 'evaluation temperature (paper: 0.6)' },
+  evalTopP: { schema: z.number().gt(0).max(1), flag: '--eval-top-p <p>', help: 'evaluation nucleus mass (paper: 0.95)' },
+};
+
+const settings = new Settings('pipeline', FIELDS, defaultR1PipelineConfig);
+
+/** Flags (commander's parsed values) and an optional config file -> a validated R1PipelineConfig. */
+export function pipelineConfigFromFlags(flags: Record<string, unknown>): R1PipelineConfig {
+  const config = settings.fromFlags(flags);
+  if (config.targetLanguage === config.secondLanguage) throw new UserError(`--target-language and --second-language are both ${config.targetLanguage}: the base text needs two languages`);
+  return config;
+}
+
+export function register(program: Command): void {
+  const command = program
+    .command('pipeline')
+    .summary("DeepSeek-R1's whole recipe from a base model: cold start, reasoning RL, rejection sampling + SFT, RL for all scenarios, distillation")
+    .description(
+      'Runs every stage that has not finished in --out (a killed stage resumes; --stage NAME reruns one alone): base models ' +
+        'pretrained here (cached), R1-Zero, cold-start SFT, reasoning RL with the language reward (and without it, as an ablation), ' +
+        'rejection sampling + SFT from the base, RL for all scenarios with a reward model, distillation into a small student and ' +
+        'the same student with RL alone for the same time. Each stage writes its folder OUT/NN-name; OUT/report.html compares every model.',
+    );
+  settings.addOptions(command);
+  command.action(async (flags: Record<string, unknown>) => {
+    const config = pipelineConfigFromFlags(flags);
+    selectDevice(config.device, config.precision);
+    const result = await runR1Pipeline(config);
+    console.log(`\n${pipelineTable(pipelineRows(result.records))}\n`);
+    console.log(`report: ${result.reportFile}`);
+  });
+}
