@@ -15,7 +15,6 @@ import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 
-
 /** The base model's shape and pretraining, shared with `r1 pipeline`. */
 export const BASE_MODEL_FIELDS = {
   baseVocabSize: { schema: z.number().int().min(300), flag: '--base-vocab-size <n>', help: 'BPE vocabulary of the base model' },

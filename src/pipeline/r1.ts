@@ -28,22 +28,21 @@
 // accuracy alone pulls chains out of English and the language reward has a price; readability is R1's format
 // plus a one-language chain; general ability is pass@1 on held-out instruction-following requests.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { CHECKPOINTS_DIR } from '../io/checkpoint.ts';
 import { loadModel, saveModel } from '../models/pretrained.ts';
 import { DenseModel, type DenseConfig } from '../models/dense.ts';
-import { completionWithPrefill, formatReward, isReadableFormat, isStrictFormat } from '../rewards/format.ts';
-import { chainOfThought, countedWords, languageConsistency, languageReward, type LanguageTarget } from '../rewards/language.ts';
-import type { WeightedReward } from '../rewards/reward.ts';
+import { isReadableFormat, isStrictFormat } from '../rewards/format.ts';
+import { chainOfThought, countedWords, languageConsistency, type LanguageTarget } from '../rewards/language.ts';
 import { r1ZeroPrompt } from '../rewards/template.ts';
-import type { RolloutTask } from '../rl/rollout.ts';
 import { defaultGrpoConfig, METRICS_FILE, trainGrpo, type GrpoConfig, type GrpoStepRecord } from '../rl/trainer.ts';
 import { ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, pretrainingText, rewriteReadable, workedSteps, type ChainLanguage } from '../tasks/arithmetic.ts';
 import { instructionResponse, instructionTask, trainingInstructions, instructionPreferencePairs } from '../tasks/instructions.ts';
 import { readableTask } from '../tasks/readable.ts';
-import type { Example, Task } from '../tasks/task.ts';
+import type { Task } from '../tasks/task.ts';
 import { useDevice } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -51,9 +50,6 @@ import { dictionaryDocument } from '../train/corpus.ts';
 import { defaultRewardModelConfig, trainRewardModel } from '../train/reward-model.ts';
 import { readSftExamples } from '../train/sft-data.ts';
 import { defaultSftConfig, sft } from '../train/sft.ts';
-import { loadRewardModel } from '../models/reward-model.ts';
-import { rewardModelReward } from '../rewards/reward-model.ts';
-import { CHECKPOINTS_DIR } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
 import { defaultRejectionSampleConfig, rejectionSample, type RejectionCounts, type RejectionSampleConfig, type RejectionSampleResult } from './rejection-sample.ts';
 import { renderPipelineReport, type PipelineCurves, type PipelineReportInput, type PipelineRow } from './report.ts';
@@ -196,20 +192,20 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   epsLow: 0.2,
   epsHigh: 0.2,
   rlLr: 2e-4,
-  zeroSteps: 80,
-  reasoningSteps: 60,
-  allSteps: 60,
+  zeroSteps: 60,
+  reasoningSteps: 40,
+  allSteps: 40,
   reasoningTemperature: 1,
   allTemperature: 0.7,
   formatWeight: 0.5,
   languageWeight: 1,
   coldStartData: null,
-  coldStartPrompts: 800,
+  coldStartPrompts: 600,
   coldStartSamples: 4,
   coldStartEpochs: 2,
   coldStartLr: 1e-3,
   sftData: null,
-  rejectionPrompts: 600,
+  rejectionPrompts: 400,
   rejectionSamples: 4,
   generalRatio: 0.33,
   sftEpochs: 2,
@@ -219,7 +215,7 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   rewardLr: 1e-3,
   generalFraction: 0.25,
   distillData: null,
-  distillPrompts: 600,
+  distillPrompts: 400,
   distillSamples: 2,
   distillEpochs: 3,
   distillLr: 2e-3,
@@ -239,7 +235,7 @@ export type OutputStyle = 'zero' | 'readable';
 /** What a finished stage leaves for the report and for the stages after it (its stage.json). */
 export interface StageRecord {
   stage: R1StageName;
-  /** Wall time of the stage in this run (resumed stages: the part run after the resume, plus earlier parts' record). */
+  /** Wall time of the stage's last run (of a resumed stage: the time after the resume). */
   seconds: number;
   /** The model(s) it produced: HF folders. */
   models: Record<string, string>;
@@ -295,8 +291,6 @@ export function stageDir(out: string, name: R1StageName): string {
 export interface R1PipelineHooks {
   log?: (line: string) => void;
   progress?: boolean;
-  /** Called when a stage has finished and its stage.json is written (tests stop a run here). */
-  onStage?: (record: StageRecord) => void;
   /** Called after each GRPO step of an RL stage, before that step's checkpoint (tests kill a stage midway here). */
   onGrpoStep?: (stage: R1StageName, step: number) => void;
 }
@@ -340,7 +334,6 @@ export async function runR1Pipeline(config: R1PipelineConfig, hooks: R1PipelineH
     await writeFileAtomic(join(dir, STAGE_FILE), `${JSON.stringify(record, null, 2)}\n`);
     done.set(stage.name, record);
     for (const [model, scores] of Object.entries(record.scores)) log(`${stage.name}/${model}: ${scoreLine(scores)}`);
-    hooks.onStage?.(record);
     if (config.stage !== null) {
       const later = R1_STAGE_NAMES.slice(R1_STAGE_NAMES.indexOf(stage.name) + 1).filter((name) => done.has(name) && STAGES.find((s) => s.name === name)!.needs.includes(stage.name));
       if (later.length > 0) log(`note: ${later.join(', ')} used this stage's earlier output; rerun them with --stage to bring them up to date`);
@@ -503,7 +496,7 @@ function zeroReasoning(config: R1PipelineConfig): RlSourceConfig {
  */
 function readableReasoning(config: R1PipelineConfig, languageWeight: number, weight = 1): RlSourceConfig {
   return {
-    name: 'reasoning', task: 'arithmetic', level: config.level, readable: true, template: 'chat', weight, fromStep: 1, evaluate: false,
+    name: 'reasoning', task: 'readable:arithmetic', level: config.level, taskOptions: {}, template: 'chat', weight, fromStep: 1, evaluate: false,
     rewards: [
       { kind: 'accuracy', weight: 1 },
       { kind: 'format', weight: config.formatWeight, rule: 'readable' },
@@ -671,7 +664,7 @@ async function runAllScenarios(ctx: StageContext): Promise<Omit<StageRecord, 'st
     resume: existsSync(join(rewardDir, CHECKPOINTS_DIR)), seed: config.seed, device: config.device, precision: config.precision,
   }, { log: ctx.log, progress: ctx.progress });
   const general: RlSourceConfig = {
-    name: 'general', task: 'instructions', level: null, readable: false, template: 'chat', weight: config.generalFraction, fromStep: 1, evaluate: false,
+    name: 'general', task: 'instructions', level: null, taskOptions: {}, template: 'chat', weight: config.generalFraction, fromStep: 1, evaluate: false,
     rewards: [
       { kind: 'reward-model', weight: 1, model: trained.finalDir, on: 'summary', input: 'chat' },
       { kind: 'format', weight: config.formatWeight, rule: 'readable' },
