@@ -16,7 +16,7 @@ const FIELDS: Fields<ServeConfig> = {
   apiKey: { schema: z.string().min(1).nullable(), flag: '--api-key <key>', help: 'require "Authorization: Bearer <key>" (default: R1_API_KEY, else none)' },
   device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
   maxBatchSize: { schema: positiveInt, flag: '--max-batch-size <n>', help: 'sequences decoded together (the continuous batch)' },
-  maxWaiting: { schema: z.number().int().nonnegative(), flag: '--max-waiting <n>', help: 'requests that may wait for the batch; more answer 429' },
+  maxWaiting: { schema: z.number().int().nonnegative(), flag: '--max-waiting <n>', help: 'requests that may wait beyond a full batch; more answer 429' },
   maxBodyBytes: { schema: positiveInt, flag: '--max-body-bytes <n>', help: 'largest request body; larger ones answer 413' },
 };
 

@@ -140,7 +140,7 @@ export interface GenerationResult {
 }
 
 const DEFAULT_MAX_NEW_TOKENS = 128;
-const DEFAULT_MAX_BATCH_SIZE = 64;
+export const DEFAULT_MAX_BATCH_SIZE = 64;
 
 /** Stop ids when none are given: every EOS id the tokenizer and the model's config name. */
 export function defaultStopTokenIds(model: CausalLM, tokenizer: Tokenizer): number[] {

@@ -7,7 +7,8 @@
 // few milliseconds to tens of them, which is the latency a request waits at most to be read; a worker would
 // need the model, its device memory and the tokenizer in another isolate, and every token to cross threads.
 import type { GenerationRequest, GenerationResult, GenerateOptions, TokenEvent } from '../generate/engine.ts';
-import { SamplingEngine } from '../generate/engine.ts';
+import { DEFAULT_MAX_BATCH_SIZE, SamplingEngine } from '../generate/engine.ts';
+import { UserError } from '../util/errors.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 
@@ -19,7 +20,7 @@ export interface ServingCallbacks {
 }
 
 export interface ServingOptions extends Pick<GenerateOptions, 'maxBatchSize' | 'onStep'> {
-  /** Requests (rows) allowed to wait for a place in the batch; more are refused (default 256). */
+  /** Requests (rows) allowed to wait beyond a full batch; more are refused (default 256). */
   maxWaiting?: number;
 }
 
@@ -42,9 +43,11 @@ export class ServingEngine {
   private scheduled = false;
   readonly stats: ServingStats = { submitted: 0, finished: 0, cancelled: 0, completionTokens: 0, steps: 0 };
   readonly maxWaiting: number;
+  readonly maxBatchSize: number;
 
   constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, private readonly options: ServingOptions = {}) {
     this.maxWaiting = options.maxWaiting ?? 256;
+    this.maxBatchSize = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
     this.engine = this.newEngine();
   }
 
@@ -65,8 +68,10 @@ export class ServingEngine {
    * waiting queue, and the engine's UserError for a request it cannot run.
    */
   submit(requests: readonly GenerationRequest[], callbacks: ServingCallbacks): number[] {
-    if (this.engine.waitingCount + requests.length > this.maxWaiting) {
-      throw new QueueFullError(`the server is busy: ${this.engine.waitingCount} requests wait for the batch (at most ${this.maxWaiting}); retry later`);
+    const room = this.maxBatchSize + this.maxWaiting;
+    if (requests.length > room) throw new UserError(`${requests.length} sequences at once is more than this server holds (${this.maxBatchSize} in the batch + ${this.maxWaiting} waiting)`);
+    if (this.open.size + requests.length > room) {
+      throw new QueueFullError(`the server is busy: ${this.engine.liveCount} requests in the batch and ${this.engine.waitingCount} waiting (at most ${this.maxWaiting} beyond the batch of ${this.maxBatchSize}); retry later`);
     }
     // A request with nothing to generate finishes inside submit(); its onDone waits until the caller has the ids.
     const finishedEarly = new Set<number>();

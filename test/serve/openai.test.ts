@@ -276,6 +276,8 @@ describe('r1 serve: errors', () => {
     const status = async () => (await fetch(`${small.url}/health`)).json();
     const long = { model: 'tiny', prompt: 'the cat', max_tokens: 4000, ignore_eos: true, stream: true };
     try {
+      const tooMany = await fetch(`${small.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ ...long, n: 3, stream: false }) });
+      assert.equal(tooMany.status, 400, 'n beyond what the server holds can never run');
       // A holds the one row; B waits; C finds the queue full.
       const a = new AbortController();
       const responseA = await fetch(`${small.url}/v1/completions`, { method: 'POST', body: JSON.stringify(long), signal: a.signal });
