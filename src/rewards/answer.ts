@@ -12,7 +12,7 @@
 //   - thousands separators: a whole answer 1,234 / 1{,}000 / 1,\!000 / 1\,000 / 1 000 is one number;
 //   - relations are written one way: `>=` `\geq` `\geqslant` -> `\ge`, `\neq` `!=` -> `\ne`, `\lt` -> `<`;
 //   - `a \approx b` is b when a is a name (x ≈ 11 is 11), else a; `x \in S` is S; "a and b" is the list a, b;
-//   - 1.5e3 is 1.5\times10^{3}; a mixed number 2\frac{1}{2} is 5/2; `\emptyset` is `\{\}`.
+//   - 1.5e3 is 1.5\times10^{3}; a mixed number 2\frac{1}{2} or 4 4/9 is 5/2 or 40/9; `\emptyset` is `\{\}`.
 // Readings (readings): an answer may be read more than one way, and matches when any reading does:
 //   28% as 28 and as 0.28; 1,22 (no thousands group) as the list 1, 22 and as 1.22; 1 \pm \sqrt{2} as written
 //   and as the set of both values; "(B) 12" as B.
@@ -272,13 +272,17 @@ function joinThousands(s: string): string {
   return s;
 }
 
-/** 2\frac{1}{2} -> \frac{5}{2}: an integer written right before a proper fraction of integers. */
+/**
+ * 2\frac{1}{2} and 4 4/9 -> \frac{5}{2} and \frac{40}{9}: an integer written right before a proper fraction of
+ * integers (an improper one, `11 7/6`, is no mixed number and stays text).
+ */
 function mixedNumber(s: string): string {
-  const match = /^([-+]?)(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}$/.exec(s);
+  const match = /^([-+]?)(\d{1,3}(?: \d{3})+|\d+)(?:\s*\\frac\{(\d+)\}\{(\d+)\}| (\d+)\/(\d+))$/.exec(s);
   if (match === null) return s;
-  const [, sign, whole, num, den] = match;
+  const [, sign, whole, num1, den1, num2, den2] = match;
+  const [num, den] = [num1 ?? num2, den1 ?? den2];
   if (BigInt(num) >= BigInt(den)) return s;
-  return `${sign === '-' ? '-' : ''}\\frac{${BigInt(whole) * BigInt(den) + BigInt(num)}}{${den}}`;
+  return `${sign === '-' ? '-' : ''}\\frac{${BigInt(whole.replace(/ /g, '')) * BigInt(den) + BigInt(num)}}{${den}}`;
 }
 
 /** "12 and 13" -> "12, 13": the items of an answer given in words. */
@@ -447,8 +451,11 @@ function parseRelation(s: string): AnswerStructure | null {
 
 // ---- equivalence ----------------------------------------------------------------------------------------------
 
+const ALPHANUMERIC = /^[A-Za-z0-9]$/;
+
+/** The text without white space, but for one space between letters or digits (`2 3` is not 23). */
 function compactText(s: string): string {
-  return s.replace(/\s+/g, '');
+  return s.trim().replace(/\s+/g, (space, at: number, text: string) => (ALPHANUMERIC.test(text[at - 1]) && ALPHANUMERIC.test(text[at + space.length]) ? ' ' : ''));
 }
 
 type Relation = Extract<AnswerStructure, { kind: 'relation' }>;
@@ -657,8 +664,9 @@ function scalarValue(text: string, cache: Map<string, ScalarValue>): ScalarValue
   if (value === undefined) {
     const exact = exactRational(text);
     const word = /^(?:[A-Za-z]{3,}|[A-Za-z]{2,}(?: [A-Za-z]+)+)$/.test(text) ? text.toLowerCase() : /^[A-Z]$/.test(text) ? text : null;
-    // Numbers in a base (204_5) and ellipses are text, not expressions.
-    const textOnly = /\d_\{?\w+\}?|\.\.\./.test(text);
+    // Numbers in a base (204_5), ellipses and improper mixed numbers (11 7/6) are text, not expressions.
+    // The engine reads `2 3` as 23 and `(11) 4/9` as 11 + 4/9: numbers side by side are text too.
+    const textOnly = /\d_\{?\w+\}?|\.\.\.|\d\s+\.?\d|\)\s*\d/.test(text);
     const parseable = exact === null && word === null && !textOnly && text.length <= MAX_PARSE_CHARS;
     const decimal = exact !== null && /^[-+]?\d*\.\d+(?:\\times10\^\{?[-+]?\d+\}?)?$/.test(compactText(text));
     value = { compact: compactText(text), exact, decimal, word, values: parseable ? sampleValues(text) : null };

@@ -109,7 +109,8 @@ export function isBareAnswer(text: string): boolean {
   if (/(?<!\\)\$|\\[([]|\\(?:boxed|fbox)(?![a-zA-Z])|####|<\/?answer>|<\/?think>|\banswer\b|\b(?:is|are|was|were|equals|gives)\b/i.test(text)) return false;
   const prose = text.replace(/\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|operatorname)\s*\{[^{}]*\}/g, ' ').replace(/\\[a-zA-Z]+/g, ' ');
   const words = prose.match(/[A-Za-z]{2,}/g) ?? [];
-  return words.length <= MAX_BARE_WORDS && !/\n\s*\n/.test(text);
+  // Lines are separate statements ("11\n5/6" is not 11 5/6), except inside a matrix.
+  return words.length <= MAX_BARE_WORDS && (!text.includes('\n') || /\\begin\{/.test(text));
 }
 
 const MAX_BARE_WORDS = 3;
@@ -344,12 +345,13 @@ function firstMath(text: string): Span | null {
 
 // ---- numbers --------------------------------------------------------------------------------------------------
 
-// A number: not right after a letter, digit, `_` or `.` (so `AZYUK2A` and `x_2` give none); an optional sign
-// (not after a closing bracket: `5-3` gives 3); an optional currency sign; digits with space-separated thousands
-// groups (1 000) or comma-separated digit runs (1,000 / 1,22 / 1,2,3, resolved in `numberText`), decimals or a
-// bare `.5`; an optional `/b`; an optional percent. `\frac{a}{b}` with plain numbers counts as a number.
+// A number: not right after a letter, digit, `_`, `.` or `/` (so `AZYUK2A` and `x_2` give none); an optional sign
+// (not after a closing bracket: `5-3` gives 3); an optional currency sign; a mixed number `4 4/9` (the whole part
+// and a fraction on one line, one space apart); digits with space-separated thousands groups (1 000) or
+// comma-separated digit runs (1,000 / 1,22 / 1,2,3, resolved in `numberText`), decimals or a bare `.5`; an
+// optional `/b`; an optional percent. `\frac{a}{b}` with plain numbers counts as a number.
 const NUMBER =
-  /(?<![A-Za-z0-9_.\\)\]}])(-|−)?(?:[$€£¥₹]\s?)?(?:([1-9]\d{0,2}(?: \d{3})+(?![\d,])(?:\.\d+)?)|(\d+(?:,\d+)*(?:\.\d+)?)|(\.\d+))(?:\s?\/\s?(\d+)(?!\d|\.\d))?(\s*(?:\\?%|percent(?:age)?\b|pct\b))?|(-)?\\[dtc]?frac\{(\d+)\}\{(\d+)\}/gi;
+  /(?<![A-Za-z0-9_.\\)\]}\/])(-|−|\+)?(?:[$€£¥₹]\s?)?(?:(?:([1-9]\d{0,2}(?: \d{3})+|\d+) (\d+)\/(\d+)(?![\d.\/]))|([1-9]\d{0,2}(?: \d{3})+(?![\d,])(?:\.\d+)?)|(\d+(?:,\d+)*(?:\.\d+)?)|(\.\d+))(?:\s?\/\s?(\d+)(?!\d|\.\d))?(\s*(?:\\?%|percent(?:age)?\b|pct\b))?|(-)?\\[dtc]?frac\{(\d+)\}\{(\d+)\}/gi;
 
 /** The text of the last number in a text (see NUMBER), or null. */
 export function lastNumber(text: string): string | null {
@@ -365,10 +367,15 @@ function lastNumberFound(text: string): Found | null {
 function numbers(text: string): Span[] {
   const found: Span[] = [];
   for (const match of text.matchAll(NUMBER)) {
-    const [, sign, spaced, digits, bareDecimal, denominator, percent, fracSign, fracNum, fracDen] = match;
+    const [, sign, mixedWhole, mixedNum, mixedDen, spaced, digits, bareDecimal, denominator, percent, fracSign, fracNum, fracDen] = match;
     const [start, end] = [match.index, match.index + match[0].length];
     if (fracNum !== undefined) {
       found.push({ answer: `${fracSign ?? ''}\\frac{${fracNum}}{${fracDen}}`, start, end });
+      continue;
+    }
+    if (mixedWhole !== undefined) {
+      const mixed = `${sign === '-' || sign === '−' ? '-' : ''}${mixedWhole.replace(/ /g, '')} ${mixedNum}/${mixedDen}`;
+      found.push({ answer: `${mixed}${percent !== undefined ? '\\%' : ''}`, start, end });
       continue;
     }
     let value = spaced !== undefined ? spaced.replace(/ /g, '') : bareDecimal !== undefined ? `0${bareDecimal}` : numberText(digits);

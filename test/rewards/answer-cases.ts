@@ -108,7 +108,7 @@ export const ANSWER_CASES: Record<string, Case[]> = {
     ['-5', '-5', true], ['-3', '−3', true], ['−3', '-3.0', true], ['-3', '3', false], ['−\\frac{1}{2}', '-0.5', true], ['-0.5', '0.5', false],
     ['1500', '1.5 \\times 10^{3}', true], ['1500', '1.5\\cdot 10^3', true], ['1500', '1.5e3', true], ['0.0015', '1.5E-3', true],
     ['1500', '1.5 \\times 10^{4}', false], ['3 \\times 10^{8}', '300000000', true],
-    ['\\frac{5}{2}', '2\\frac{1}{2}', true], ['-\\frac{7}{4}', '-1\\frac{3}{4}', true], ['\\frac{5}{2}', '2\\frac{1}{3}', false],
+    ['\\frac{23}{7}', '3 2/7', true], ['-\\frac{23}{7}', '-3 2/7', true], ['\\frac{23}{7}', 'The answer is 3 2/7.', true], ['3', 'The answer is 3 2/7.', false], ['\\frac{2}{7}', '0 2/7', true], ['\\frac{7002}{7}', '1 000 2/7', true], ['10', '9 7/7', false], ['\\frac{30}{7}', '3 9/7', false], ['\\frac{3}{7}', '3\n2/7', false], ['32', '3 2', false], ['\\frac{23}{7}', '3 + 2/7', true], ['\\frac{23}{700}', '3 2/7%', true], ['\\frac{5}{2}', '2\\frac{1}{2}', true], ['-\\frac{7}{4}', '-1\\frac{3}{4}', true], ['\\frac{5}{2}', '2\\frac{1}{3}', false],
     ['2^{10}', '1024', true], ['8', '2^3', true], ['6', '3!', true], ['5', '2+3', true],
   ],
   'the same relation written another way': [
