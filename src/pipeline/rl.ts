@@ -61,8 +61,9 @@ export const REWARD_KINDS: { [K in RewardKind]: (spec: Extract<RewardSpec, { kin
   language: (spec) => languageReward(spec.target),
   /** A reward model's score of the summary (helpfulness) or of the whole response (harmlessness). */
   'reward-model': (spec, { rewardModels }) => {
-    const { model, tokenizer } = rewardModels.get(spec.model)!;
-    return rewardModelReward(model, tokenizer, spec.on, spec.input);
+    const loaded = rewardModels.get(spec.model);
+    if (loaded === undefined) throw new Error(`reward model ${spec.model} is not among the loaded ones (buildSources loads them)`);
+    return rewardModelReward(loaded.model, loaded.tokenizer, spec.on, spec.input);
   },
 };
 
