@@ -1,5 +1,6 @@
 // `r1 dashboard [DIR]`: the live training dashboard over a runs folder (src/serve/dashboard.ts), and the
 // --dashboard option of the training commands, which serves it beside the run they start.
+import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { defaultDashboardConfig, serveDashboard, type RunningDashboard } from '../serve/dashboard.ts';
@@ -16,12 +17,21 @@ export function dashboardOption(command: Command): Command {
   return command.option('--dashboard [port]', `serve the live dashboard of the runs folder on 127.0.0.1 while the run goes (default port ${defaultDashboardConfig.port})`, parsePort);
 }
 
-/** Starts the dashboard over `runsDir` when the flag was given, printing its address; null otherwise. */
+/**
+ * Starts the dashboard over `runsDir` (made if missing, so the run appears there when it starts) when the flag
+ * was given, printing its address; null otherwise.
+ */
 export async function startDashboardFor(flag: unknown, runsDir: string): Promise<RunningDashboard | null> {
   if (flag === undefined || flag === false) return null;
+  await mkdir(runsDir, { recursive: true });
   const dashboard = await serveDashboard({ ...defaultDashboardConfig, dir: runsDir, port: typeof flag === 'number' ? flag : defaultDashboardConfig.port });
   console.error(`dashboard: ${dashboard.url}/ (runs in ${runsDir})`);
   return dashboard;
+}
+
+/** After the run: the dashboard goes on serving (the process stays) until Ctrl-C. */
+export function dashboardStaysUp(dashboard: RunningDashboard | null): void {
+  if (dashboard) console.error(`the dashboard stays up at ${dashboard.url}/; Ctrl-C stops it`);
 }
 
 export function register(program: Command): void {

@@ -6,6 +6,7 @@ import { defaultR1PipelineConfig, pipelineRows, R1_STAGE_NAMES, runR1Pipeline, t
 import { pipelineTable } from '../pipeline/report.ts';
 import { ARITHMETIC_LEVELS, CHAIN_LANGUAGES } from '../tasks/arithmetic.ts';
 import { UserError } from '../util/errors.ts';
+import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
 import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { Settings, type Fields } from './settings.ts';
 import { BASE_MODEL_FIELDS } from './zero.ts';
@@ -110,11 +111,15 @@ export function register(program: Command): void {
         'the same student with RL alone for the same time. Each stage writes its folder OUT/NN-name; OUT/report.html compares every model.',
     );
   settings.addOptions(command);
+  dashboardOption(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = pipelineConfigFromFlags(flags);
     selectDevice(config.device, config.precision);
+    // The pipeline's folder: every stage is a run below it.
+    const dashboard = await startDashboardFor(flags.dashboard, config.out);
     const result = await runR1Pipeline(config);
     console.log(`\n${pipelineTable(pipelineRows(result.records))}\n`);
     console.log(`report: ${result.reportFile}`);
+    dashboardStaysUp(dashboard);
   });
 }

@@ -1,6 +1,7 @@
 // `r1 rl`: flags and a JSON config file (which holds the prompt sources) -> RlConfig -> runRl(). A source is
 // {"name", "task", "level", "taskOptions", "template", "weight", "fromStep", "evaluate", "rewards": [{"kind", "weight", ...}]};
 // reward kinds are REWARD_KINDS' (src/pipeline/rl.ts).
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { comparisonTable } from '../pipeline/report.ts';
@@ -10,6 +11,7 @@ import { LANGUAGE_SCRIPTS } from '../rewards/language.ts';
 import { REWARD_MODEL_INPUTS, REWARD_MODEL_PARTS } from '../rewards/reward-model.ts';
 import { PROMPT_TEMPLATES } from '../rewards/template.ts';
 import { UserError } from '../util/errors.ts';
+import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
 import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { nonNegative, positiveInt, Settings, type Fields } from './settings.ts';
@@ -75,11 +77,14 @@ export function register(program: Command): void {
         'has one record per step with per-source rewards; checkpoints in OUT/checkpoints resume exactly with --resume.',
     );
   settings.addOptions(command);
+  dashboardOption(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = rlConfigFromFlags(flags);
     selectDevice(config.device, config.precision);
+    const dashboard = await startDashboardFor(flags.dashboard, dirname(config.out));
     const result = await runRl(config);
     for (const { source, before, after } of result.evaluations) console.log(`\n${source}\n${comparisonTable(before, after)}`);
     console.log(`\nmodel: ${result.finalDir}\nreport: ${result.reportFile}`);
+    dashboardStaysUp(dashboard);
   });
 }

@@ -1,6 +1,5 @@
 // `r1 zero`: flags (and an optional JSON config file) -> ZeroConfig -> runZero(), through the settings table
 // below (src/cli/settings.ts validates and names what is wrong).
-import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
@@ -10,7 +9,7 @@ import { defaultZeroConfig, runZero, type ZeroConfig } from '../pipeline/zero.ts
 import { CODE_SCORINGS } from '../rewards/code.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
 import { defaultSandboxLimits, LANGUAGES, type SandboxLimits } from '../rewards/sandbox.ts';
-import { dashboardOption, startDashboardFor } from './dashboard.ts';
+import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
 import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
@@ -90,14 +89,12 @@ export function register(program: Command): void {
   command.action(async (flags: Record<string, unknown>) => {
     const config = zeroConfigFromFlags(flags);
     selectDevice(config.device, config.precision);
-    // The dashboard shows the folder the run goes into (runs/ by default), so the run appears there when it starts.
-    const runsDir = dirname(config.out ?? join('runs', 'zero'));
-    await mkdir(runsDir, { recursive: true });
-    const dashboard = await startDashboardFor(flags.dashboard, runsDir);
+    // The dashboard shows the folder the run goes into (runs/ by default).
+    const dashboard = await startDashboardFor(flags.dashboard, dirname(config.out ?? join('runs', 'zero')));
     const result = await runZero(config);
     console.log(`\n${comparisonTable(result.before, result.after)}\n`);
     console.log(`held-out ${result.before.questions} questions x ${result.before.k} samples (temperature ${result.before.temperature}, top-p ${result.before.topP})`);
     console.log(`model: ${result.finalDir}\nreport: ${result.reportFile}`);
-    if (dashboard) console.error(`the dashboard stays up at ${dashboard.url}/; Ctrl-C stops it`);
+    dashboardStaysUp(dashboard);
   });
 }

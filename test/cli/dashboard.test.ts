@@ -15,8 +15,10 @@ describe('r1 dashboard', () => {
     const help = spawnSync(process.execPath, r1Args('dashboard', '--help'), { encoding: 'utf8' });
     assert.equal(help.status, 0, help.stderr);
     for (const flag of ['[dir]', '--host', '--port', '--model', '--device']) assert.ok(help.stdout.includes(flag), flag);
-    const zero = spawnSync(process.execPath, r1Args('zero', '--help'), { encoding: 'utf8' });
-    assert.match(zero.stdout, /--dashboard \[port\]/);
+    for (const training of ['zero', 'rl', 'pipeline']) {
+      const run = spawnSync(process.execPath, r1Args(training, '--help'), { encoding: 'utf8' });
+      assert.match(run.stdout, /--dashboard \[port\]/, training);
+    }
   });
 
   it('serves the runs of a folder at the address it prints', async () => {
