@@ -33,6 +33,7 @@ export * from './pipeline/distill.ts';
 export * from './pipeline/rl.ts';
 export * from './rewards/reward-model.ts';
 export * from './pipeline/rejection-sample.ts';
+export * from './pipeline/r1.ts';
 export * from './rewards/judge.ts';
 // Both training loops write metrics.jsonl; one name for it.
 export { METRICS_FILE } from './train/pretrain.ts';

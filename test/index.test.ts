@@ -20,7 +20,8 @@ test('the R1 parts README names are exported', () => {
   for (const name of ['loadModel', 'saveModel', 'Tokenizer', 'generate', 'checkAnswer', 'taskByName', 'groupAdvantages',
     'trainGrpo', 'evaluateModel', 'runZero', 'DeepSeekModel', 'readSafetensors', 'AdamW', 'sft', 'readSftExamples',
     'runRl', 'buildSources', 'REWARD_KINDS', 'trainRewardModel', 'loadRewardModel', 'RewardModel', 'bradleyTerryLoss', 'rejectionSample',
-    'SAMPLE_FILTERS', 'endpointJudge', 'modelJudge']) {
+    'SAMPLE_FILTERS', 'endpointJudge', 'modelJudge',
+    'runR1Pipeline', 'instructionTask', 'readableTask']) {
     assert.ok(name in r1ts, `${name} is not exported from src/index.ts`);
   }
   assert.equal(r1ts.checkAnswer('<answer>\\frac{1}{2}</answer>', '0.5').correct, true);

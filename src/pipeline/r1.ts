@@ -37,7 +37,7 @@ import { loadModel, saveModel } from '../models/pretrained.ts';
 import { DenseModel, type DenseConfig } from '../models/dense.ts';
 import { isReadableFormat, isStrictFormat } from '../rewards/format.ts';
 import { chainOfThought, countedWords, languageConsistency, type LanguageTarget } from '../rewards/language.ts';
-import { r1ZeroPrompt } from '../rewards/template.ts';
+import { PROMPT_TEMPLATES } from '../rewards/template.ts';
 import { defaultGrpoConfig, METRICS_FILE, trainGrpo, type GrpoConfig, type GrpoStepRecord } from '../rl/trainer.ts';
 import { ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, pretrainingText, rewriteReadable, workedSteps, type ChainLanguage } from '../tasks/arithmetic.ts';
 import { instructionResponse, instructionTask, trainingInstructions, instructionPreferencePairs } from '../tasks/instructions.ts';
@@ -54,11 +54,12 @@ import { UserError } from '../util/errors.ts';
 import { defaultRejectionSampleConfig, rejectionSample, type RejectionCounts, type RejectionSampleConfig, type RejectionSampleResult } from './rejection-sample.ts';
 import { renderPipelineReport, type PipelineCurves, type PipelineReportInput, type PipelineRow } from './report.ts';
 import { buildSources, percent, type RlSourceConfig } from './rl.ts';
-import { drillDocument, ensurePretrainedModel, shuffle, templateTail, zeroSource, type ZeroConfig } from './zero.ts';
+import { defaultZeroConfig, drillDocument, ensurePretrainedModel, shuffle, templateTail, zeroSource, type ZeroConfig } from './zero.ts';
 
-/** The base-model settings the pipeline shares with `r1 zero`. */
-type SharedBaseSettings = Pick<ZeroConfig, 'cacheDir' | 'device' | 'precision' | 'baseDocuments' | 'baseCorrectRate' | 'baseFormatRate' | 'baseTemplateRate' | 'baseDrillDocuments' |
-  'baseVocabSize' | 'baseSize' | 'baseModelOverrides' | 'baseSteps' | 'baseBatchSize' | 'baseSeqLen' | 'baseLr'>;
+/** The base-model settings the pipeline shares with `r1 zero` (and their defaults: the demo's base model). */
+const SHARED_BASE_SETTINGS = ['cacheDir', 'device', 'precision', 'baseDocuments', 'baseCorrectRate', 'baseFormatRate', 'baseTemplateRate', 'baseDrillDocuments',
+  'baseVocabSize', 'baseSize', 'baseModelOverrides', 'baseSteps', 'baseBatchSize', 'baseSeqLen', 'baseLr'] as const satisfies ReadonlyArray<keyof ZeroConfig>;
+type SharedBaseSettings = Pick<ZeroConfig, (typeof SHARED_BASE_SETTINGS)[number]>;
 
 /** Everything `r1 pipeline` does, as one flat object (each field is a flag of the CLI, or a --config field). */
 export interface R1PipelineConfig extends SharedBaseSettings {
@@ -157,32 +158,18 @@ export interface R1PipelineConfig extends SharedBaseSettings {
  * that run every stage on 2 CPU cores in the goal's 30 minutes (docs/BENCHMARKS.md, "R1 pipeline").
  */
 export const defaultR1PipelineConfig: R1PipelineConfig = {
+  ...(Object.fromEntries(SHARED_BASE_SETTINGS.map((key) => [key, defaultZeroConfig[key]])) as SharedBaseSettings),
   out: 'runs/r1',
-  cacheDir: '.cache/r1ts',
   stage: null,
   level: 1,
   targetLanguage: 'en',
   secondLanguage: 'zh',
   seed: 1,
-  device: 'cpu',
-  precision: 'f32',
   checkpointEvery: 10,
-  baseDocuments: 30000,
-  baseCorrectRate: 0.25,
   baseSecondCorrectRate: 0.5,
   baseSecondRate: 0.35,
   baseSwitchRate: 0.2,
-  baseFormatRate: 0.5,
-  baseTemplateRate: 0.2,
-  baseDrillDocuments: 5000,
   baseDictionaryDocuments: 2000,
-  baseVocabSize: 768,
-  baseSize: '1m',
-  baseModelOverrides: { hiddenSize: 96, intermediateSize: 256, numLayers: 3, numHeads: 3, numKvHeads: 1, headDim: 32 },
-  baseSteps: 1000,
-  baseBatchSize: 16,
-  baseSeqLen: 128,
-  baseLr: 3e-3,
   studentModelOverrides: { hiddenSize: 64, intermediateSize: 160, numLayers: 2, numHeads: 2, numKvHeads: 1, headDim: 32 },
   studentSteps: 800,
   promptsPerStep: 8,
@@ -358,8 +345,8 @@ export function scoreLine(s: ModelScores): string {
 
 /** The prompt a model of the style is given: R1-Zero's template, or a user turn in the model's chat template. */
 export function promptFor(style: OutputStyle, tokenizer: Tokenizer): (question: string) => string {
-  if (style === 'zero') return r1ZeroPrompt;
-  return (question) => tokenizer.applyChatTemplate([{ role: 'user', content: question }], { addGenerationPrompt: true });
+  const template = PROMPT_TEMPLATES[style === 'zero' ? 'r1-zero' : 'chat'];
+  return (question) => template(question, tokenizer);
 }
 
 const FORMAT_OF_STYLE: Record<OutputStyle, (completion: string) => boolean> = { zero: isStrictFormat, readable: isReadableFormat };
