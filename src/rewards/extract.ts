@@ -213,6 +213,8 @@ function lastGsm8k(text: string): Found | null {
 
 // How far after the word "answer" its value may start, as Math-Verify's `answer.{0,50}?`.
 const ANSWER_WINDOW = 50;
+// Tries at most this many phrases from the end (a degenerate text repeating "answer" stays linear).
+const MAX_PHRASE_TRIES = 16;
 // How far after "final answer" the "is" may come ("Final Answer: The largest $n$ is 34.").
 const FINAL_ANSWER_WINDOW = 100;
 
@@ -223,7 +225,7 @@ const FINAL_ANSWER_WINDOW = 100;
  */
 function lastFinalAnswerPhrase(text: string): Found | null {
   const anchors = [...text.matchAll(/final\s+answer/gi)];
-  for (let k = anchors.length - 1; k >= 0; k--) {
+  for (let k = anchors.length - 1; k >= Math.max(0, anchors.length - MAX_PHRASE_TRIES); k--) {
     const from = anchors[k].index + anchors[k][0].length;
     const rest = text.slice(from, from + FINAL_ANSWER_WINDOW + 1000);
     const sentence = rest.slice(0, sentenceEnd(rest, 0));
@@ -245,7 +247,7 @@ function lastFinalAnswerPhrase(text: string): Found | null {
  */
 function lastAnswerPhrase(text: string): Found | null {
   const anchors = [...text.matchAll(/\banswer\b/gi)];
-  for (let k = anchors.length - 1; k >= 0; k--) {
+  for (let k = anchors.length - 1; k >= Math.max(0, anchors.length - MAX_PHRASE_TRIES); k--) {
     const from = anchors[k].index + anchors[k][0].length;
     const rest = text.slice(from, from + ANSWER_WINDOW + 1000);
     const connector = /^[*\s]*(?::|\bis\b|=)[\s:*]*/i.exec(rest);
@@ -293,19 +295,56 @@ function valueAt(rest: string, start: number, finalAnswer: boolean): Span | null
 // ---- math -----------------------------------------------------------------------------------------------------
 
 // $$…$$ and \[…\] may span lines; $…$ and \(…\) may not. A `$` right after a digit or a backslash is money or
-// an escaped dollar, not math.
-const MATH = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(((?:[^\n\\]|\\(?!\)))+?)\\\)/g;
+// an escaped dollar, not math. Lazy regexes as Math-Verify's find these in quadratic time on a text of many
+// unclosed openers (a degenerate completion of 50,000 `\(` took 80 s); this scan is linear: each opener looks
+// for its closer from where it stands, and the next closer of each kind is remembered.
+const MATH_OPENER = /\$\$|\$|\\\[|\\\(/g;
 const MATH_JOINER = /^\s*(?:,?\s*(?:and|or)|,)\s*$/i;
 // Math-Verify joins at most five more expressions to the first.
 const MAX_JOINED = 6;
 
 function mathSpans(text: string): Span[] {
   const spans: Span[] = [];
-  for (const match of text.matchAll(MATH)) {
-    const body = match[1] ?? match[2] ?? match[3] ?? match[4];
+  const nextAt = new Map<string, number>();
+  // The first `needle` at or after `from` (from only grows, so a remembered position stays right until passed).
+  const find = (needle: string, from: number): number => {
+    const known = nextAt.get(needle);
+    if (known !== undefined && (known === -1 || known >= from)) return known;
+    const at = text.indexOf(needle, from);
+    nextAt.set(needle, at);
+    return at;
+  };
+  MATH_OPENER.lastIndex = 0;
+  for (let match = MATH_OPENER.exec(text); match !== null; match = MATH_OPENER.exec(text)) {
+    const [opener, at] = [match[0], match.index];
+    const from = at + opener.length;
+    let close = -1;
+    let closer = '';
+    if (opener === '$$' || opener === '\\[') {
+      closer = opener === '$$' ? '$$' : '\\]';
+      close = find(closer, from + 1);
+    } else if (opener === '\\(') {
+      closer = '\\)';
+      close = find(closer, from + 1);
+      const newline = find('\n', from);
+      if (newline !== -1 && newline < close) close = -1;
+    } else if (!/[\\\d$]/.test(text[at - 1] ?? '')) {
+      // Inline $…$: the next `$` on the line that is not escaped.
+      closer = '$';
+      const newline = find('\n', from);
+      for (let k = text.indexOf('$', from + 1); k !== -1 && (newline === -1 || k < newline); k = text.indexOf('$', k + 1)) {
+        if (text[k - 1] !== '\\') {
+          close = k;
+          break;
+        }
+      }
+    }
+    if (close === -1) continue;
+    MATH_OPENER.lastIndex = close + closer.length;
+    const body = text.slice(from, close);
     // `costs $5 and then $6`: an amount followed by words between two dollar signs is money, not math.
-    if (body.trim() === '' || (match[3] !== undefined && /^\d[\d,.]*\s+[A-Za-z]{2,}/.test(body))) continue;
-    spans.push({ answer: body.trim(), start: match.index, end: match.index + match[0].length });
+    if (body.trim() === '' || (opener === '$' && /^\d[\d,.]*\s+[A-Za-z]{2,}/.test(body))) continue;
+    spans.push({ answer: body.trim(), start: at, end: close + closer.length });
   }
   return spans;
 }

@@ -136,6 +136,9 @@ describe('bounded work', () => {
     quick('towers and factorials', () => assert.equal(answersEquivalent('9^{9^{9}}', '9'), false), 6_000);
     quick('a 1.6 MB completion', () => assert.equal(answersEquivalent('12', 'we get 12 '.repeat(160_000)), true), 4_000);
     quick('a list of 64 items', () => answersEquivalent(Array.from({ length: 64 }, (_, i) => `\\sqrt{${i}}`).join(','), Array.from({ length: 64 }, (_, i) => `\\sqrt{${63 - i}}`).join(',')), 8_000);
+    // Unclosed math openers made lazy regexes quadratic (50,000 `\(` on one line took 80 s).
+    quick('50,000 unclosed \\( and \\[', () => assert.equal(answersEquivalent('5', `${'\\( x \\[ y '.repeat(50_000)} so 5`), true), 4_000);
+    quick('50,000 "final answer" and "answer"', () => assert.equal(answersEquivalent('5', `${'final answer, answer '.repeat(50_000)} 5`), true), 4_000);
     quick('a long chain of relations', () => answersEquivalent(Array.from({ length: 60 }, (_, i) => `x_${i}`).join(' < '), 'x < 1'), 8_000);
   });
 
