@@ -188,7 +188,9 @@ export function normalizeAnswer(raw: string): string {
     .replace(/\\mathbb\s*\{?\s*R\s*\}?/g, '(-\\infty, \\infty)')
     .replace(/\\(?:dots|ldots|cdots)(?![a-zA-Z])/g, '...')
     // TeX reads one character after `_`; the engine would read x_1+x_2 as x_{1+x_2}.
-    .replace(/_([A-Za-z0-9])/g, '_{$1}');
+    .replace(/_([A-Za-z0-9])/g, '_{$1}')
+    // Plain text writes 2^10 for 2^{10} (TeX would read 2^1 0).
+    .replace(/\^(\d{2,})(?![\d.])/g, '^{$1}');
   // One full stop or comma closing a sentence, not an ellipsis.
   const closeSentence = (text: string) => text.replace(/\s+/g, ' ').trim().replace(/(?<!\.)[.,;]$/, '').trim();
   s = dropTrailingUnit(closeSentence(s));

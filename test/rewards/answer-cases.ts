@@ -213,4 +213,17 @@ export const ANSWER_CASES: Record<string, Case[]> = {
     ['15', '$$\\boxed{12}$$ Checking again, the count is \\boxed{15}', true], ['k = 4, m = 9', '\\boxed{k = 4} \\quad \\text{and} \\quad \\boxed{m = 9}', true],
     ['-3 < t < 8', '(-3, 8)', true], ['-3 < t < 8', '[-3, 8]', false], ['x = \\frac{1}{3}, x = \\frac{2 \\pm \\sqrt{5}}{3}', '\\boxed{x = \\frac{1}{3}, x = \\frac{2 \\pm \\sqrt{5}}{3}}', true],
   ],
+  'MATH-style golds against the ways models write them': [
+    ['\\$1.50', '1.5', true], ['\\$1.50', '\\frac{3}{2} \\text{ dollars}', true], ['\\$23.40', '23.4', true], ['\\text{(C)}', 'C', true],
+    ['120^\\circ', '120', true], ['6 \\text{ inches}', '6', true], ['p - q', '-q + p', true], ['y = 2x + 3', '2x + 3', true],
+    ['4 \\sqrt{3}', '\\sqrt{48}', true], ['1\\,000\\,000', '1000000', true], ['5\\sqrt{5}', '5 \\sqrt 5', true], ['(1, +\\infty)', '(1, \\infty)', true],
+    ['\\left( \\frac{1}{2}, 3 \\right)', '(0.5, 3)', true], ['(-\\infty, -2) \\cup (3, \\infty)', '(-\\infty,-2)\\cup(3,+\\infty)', true],
+    ['\\text{Monday}', 'Monday', true], ['\\text{Monday}', 'Tuesday', false], ['x^2 + 2x + 1', '(x+1)^2', true], ['\\frac{\\sqrt{3}}{2}', '\\frac{1}{2}\\sqrt{3}', true],
+    ['10\\%', '10', true], ['10\\%', '0.1', true], ['10\\%', '1', false], ['\\infty', '\\infty', true], ['\\pi', '\\pi', true], ['2\\pi', '\\pi', false],
+    ['\\frac{1}{2}', 'one half', false], ['3', 'three', false], ['5', '\\boxed{5}.', true], ['5', '5.', true], ['-5', '- 5', true], ['5', '+5', true],
+    ['0.5', '1/2', true], ['\\frac{1}{4}', '25\\%', true], ['25\\%', '\\frac14', true], ['\\sqrt{2}/2', '\\frac{\\sqrt2}{2}', true],
+    ['2^{10}', '2^10', true], ['x^{2}', 'x^2', true], ['\\frac{x}{2}', 'x/2', true], ['\\frac{x}{2}', '0.5x', true], ['a^2b', 'ba^2', true],
+    ['e^{i\\pi/4}', '\\frac{\\sqrt{2}}{2}+\\frac{\\sqrt{2}}{2}i', true], ['\\log_2 3', '\\frac{\\ln 3}{\\ln 2}', true], ['\\binom{5}{2}', '\\binom{5}{2}', true],
+    ['\\$5', '5 dollars', true], ['5 \\mbox{ dollars}', '\\$5', true], ['1:2', '1:2', true], ['1:2', '2:1', false],
+  ],
 };
