@@ -97,7 +97,10 @@ export interface R1PipelineConfig extends SharedBaseSettings {
   beta: number;
   epsLow: number;
   epsHigh: number;
+  /** Learning rate of R1-Zero's RL (from the base) and of the RL-only student. */
   rlLr: number;
+  /** Learning rate of the RL stages after a fine-tuning (reasoning RL, its ablation, RL for all scenarios). */
+  tunedRlLr: number;
   /** GRPO steps of R1-Zero, of reasoning RL (and its ablation), and of RL for all scenarios. */
   zeroSteps: number;
   reasoningSteps: number;
@@ -105,6 +108,8 @@ export interface R1PipelineConfig extends SharedBaseSettings {
   /** Sampling temperature of reasoning RL (R1: 1.0) and of RL for all scenarios (R1: 0.7). */
   reasoningTemperature: number;
   allTemperature: number;
+  /** Sampling temperature of rejection sampling for stage 3 and for distillation. */
+  rejectionTemperature: number;
   /** Reward weights: the format reward and the language-consistency reward (R1: added with weight 1). */
   formatWeight: number;
   languageWeight: number;
@@ -179,11 +184,13 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   epsLow: 0.2,
   epsHigh: 0.2,
   rlLr: 2e-4,
+  tunedRlLr: 5e-5,
   zeroSteps: 60,
   reasoningSteps: 40,
   allSteps: 40,
   reasoningTemperature: 1,
   allTemperature: 0.7,
+  rejectionTemperature: 0.7,
   formatWeight: 0.5,
   languageWeight: 1,
   coldStartData: null,
@@ -192,7 +199,7 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   coldStartEpochs: 2,
   coldStartLr: 1e-3,
   sftData: null,
-  rejectionPrompts: 400,
+  rejectionPrompts: 800,
   rejectionSamples: 4,
   generalRatio: 0.33,
   sftEpochs: 2,
@@ -202,7 +209,7 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   rewardLr: 1e-3,
   generalFraction: 0.25,
   distillData: null,
-  distillPrompts: 400,
+  distillPrompts: 800,
   distillSamples: 2,
   distillEpochs: 3,
   distillLr: 2e-3,
@@ -431,12 +438,12 @@ async function loadDense(dir: string): Promise<{ model: DenseModel; tokenizer: T
 // GRPO stages
 
 /** The GRPO settings every RL stage shares, with the stage's own steps, temperature and seed. */
-function grpoSettings(config: R1PipelineConfig, steps: number, temperature: number, seedOffset: number): GrpoConfig {
+function grpoSettings(config: R1PipelineConfig, steps: number, temperature: number, lr: number, seedOffset: number): GrpoConfig {
   return {
     ...defaultGrpoConfig,
-    steps, temperature, seed: config.seed + seedOffset,
+    steps, temperature, lr, seed: config.seed + seedOffset,
     promptsPerStep: config.promptsPerStep, groupSize: config.groupSize, maxNewTokens: config.maxNewTokens,
-    beta: config.beta, epsLow: config.epsLow, epsHigh: config.epsHigh, lr: config.rlLr, warmup: 5, checkpointEvery: config.checkpointEvery,
+    beta: config.beta, epsLow: config.epsLow, epsHigh: config.epsHigh, warmup: 5, checkpointEvery: config.checkpointEvery,
   };
 }
 
@@ -516,7 +523,7 @@ const STAGES: readonly Stage[] = [
     title: "R1-Zero: GRPO with rule rewards on the base model",
     needs: ['base'],
     run: async (ctx) => {
-      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'base'), 'zero', [zeroReasoning(ctx.config)], grpoSettings(ctx.config, ctx.config.zeroSteps, 1, 0));
+      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'base'), 'zero', [zeroReasoning(ctx.config)], grpoSettings(ctx.config, ctx.config.zeroSteps, 1, ctx.config.rlLr, 0));
       return { models: { final: finalDir }, scores: { final: scores }, files: {}, counts: {} };
     },
   },
@@ -542,7 +549,7 @@ const STAGES: readonly Stage[] = [
     needs: ['cold-start'],
     run: async (ctx) => {
       const { config } = ctx;
-      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'cold-start'), 'readable', [readableReasoning(config, config.languageWeight)], grpoSettings(config, config.reasoningSteps, config.reasoningTemperature, 1));
+      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'cold-start'), 'readable', [readableReasoning(config, config.languageWeight)], grpoSettings(config, config.reasoningSteps, config.reasoningTemperature, config.tunedRlLr, 1));
       return { models: { final: finalDir }, scores: { final: scores }, files: {}, counts: {} };
     },
   },
@@ -552,7 +559,7 @@ const STAGES: readonly Stage[] = [
     needs: ['cold-start'],
     run: async (ctx) => {
       const { config } = ctx;
-      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'cold-start'), 'readable', [readableReasoning(config, 0)], grpoSettings(config, config.reasoningSteps, config.reasoningTemperature, 1));
+      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'cold-start'), 'readable', [readableReasoning(config, 0)], grpoSettings(config, config.reasoningSteps, config.reasoningTemperature, config.tunedRlLr, 1));
       return { models: { final: finalDir }, scores: { final: scores }, files: {}, counts: {} };
     },
   },
@@ -563,7 +570,7 @@ const STAGES: readonly Stage[] = [
     run: async (ctx) => {
       const { config, dir } = ctx;
       const data = join(dir, 'sft.jsonl');
-      const counts = await writeReasoningData(ctx, config.sftData, modelOf(ctx, 'reasoning-rl'), config.rejectionPrompts, config.rejectionSamples, config.reasoningTemperature, data, 2);
+      const counts = await writeReasoningData(ctx, config.sftData, modelOf(ctx, 'reasoning-rl'), config.rejectionPrompts, config.rejectionSamples, config.rejectionTemperature, data, 2);
       const { finalDir, scores } = await fineTune(ctx, modelOf(ctx, 'base'), data, config.sftEpochs, config.sftLr, 'readable');
       return { models: { final: finalDir }, scores: { final: scores }, files: { data }, counts };
     },
@@ -581,7 +588,7 @@ const STAGES: readonly Stage[] = [
     run: async (ctx) => {
       const { config, dir } = ctx;
       const data = join(dir, 'distill.jsonl');
-      const counts = await writeReasoningData(ctx, config.distillData, modelOf(ctx, 'rl-all'), config.distillPrompts, config.distillSamples, config.allTemperature, data, 3);
+      const counts = await writeReasoningData(ctx, config.distillData, modelOf(ctx, 'rl-all'), config.distillPrompts, config.distillSamples, config.rejectionTemperature, data, 3);
       const { finalDir, scores } = await fineTune(ctx, modelOf(ctx, 'base', 'student'), data, config.distillEpochs, config.distillLr, 'readable');
       return { models: { final: finalDir }, scores: { final: scores }, files: { data }, counts };
     },
@@ -596,7 +603,7 @@ const STAGES: readonly Stage[] = [
       // a kill, bounds this stage's RL: the same compute on the same machine.
       const budgetSeconds = ctx.done.get('distill')!.seconds;
       const spent = await elapsedBefore(ctx.dir);
-      const grpo = { ...grpoSettings(config, 100_000, 1, 4), timeLimitMinutes: Math.max(budgetSeconds - spent, 1) / 60 };
+      const grpo = { ...grpoSettings(config, 100_000, 1, config.rlLr, 4), timeLimitMinutes: Math.max(budgetSeconds - spent, 1) / 60 };
       const { finalDir, scores, records } = await grpoStage(ctx, modelOf(ctx, 'base', 'student'), 'zero', [zeroReasoning(config)], grpo);
       return { models: { final: finalDir }, scores: { final: scores }, files: {}, counts: { steps: records.length, budgetSeconds: Math.round(budgetSeconds) } };
     },
@@ -659,7 +666,7 @@ async function runAllScenarios(ctx: StageContext): Promise<Omit<StageRecord, 'st
     ],
   };
   const sources = [readableReasoning(config, config.languageWeight, 1 - config.generalFraction), general];
-  const { finalDir, scores } = await grpoStage(ctx, from, 'readable', sources, grpoSettings(config, config.allSteps, config.allTemperature, 3));
+  const { finalDir, scores } = await grpoStage(ctx, from, 'readable', sources, grpoSettings(config, config.allSteps, config.allTemperature, config.tunedRlLr, 3));
   const validation = trained.validation;
   return {
     models: { final: finalDir, 'reward-model': trained.finalDir }, scores: { final: scores }, files: { preferencePairs: pairsFile },
