@@ -21,7 +21,8 @@
 //   - `\{a, b\}` and bare lists `a, b` (also "a and b", "a or b"): sets, unordered, a repeated element counted
 //     once (a bare list also equals the tuple (a, b) in that order); unions of intervals are unordered, unions
 //     of finite sets are one set;
-//   - `\begin{pmatrix}…\end{pmatrix}` (bmatrix, matrix, array in brackets): matrices, entry by entry;
+//   - `\begin{pmatrix}…\end{pmatrix}` (bmatrix, matrix, array in brackets): matrices, entry by entry; sums,
+//     differences and products of numeric matrices and numbers (`A + B`, `\frac12 A`) are evaluated first;
 //   - relations `=`, `<`, `>`, `\le`, `\ge`, `\ne`, chains included: an assignment `x = 5` (left side a name)
 //     compared with a value is its value; an equation compared with a value is its last side (the prediction
 //     `1+1 = 2` is 2); two relations are equal when each `lhs - rhs` (oriented so both read `d < 0`, `d = 0`…)
@@ -162,13 +163,13 @@ export function normalizeAnswer(raw: string): string {
     .replace(/\\rbrace(?![a-zA-Z])/g, '\\}')
     .replace(/\\\$/g, '')
     .replace(/\$/g, '')
-    .replace(/\\[()[\]]/g, '')
+    .replace(/(?<!\\)\\[()[\]]/g, '')
     .replace(/\\(?:displaystyle|textstyle|scriptstyle|quad|qquad)(?![a-zA-Z])/g, ' ')
     // Thousands written in TeX: 1{,}000, 10,\!000, 14 {, }916.
     .replace(/\{\s*,\s*\}\s*/g, ',')
     .replace(/,\\!\s*(?=\d{3}(?!\d))/g, ',')
-    .replace(/\\!/g, '')
-    .replace(/\\[,;: ]/g, ' ')
+    .replace(/(?<!\\)\\!/g, '')
+    .replace(/(?<!\\)\\[,;: ]/g, ' ')
     .replace(/~/g, ' ')
     .replace(/\\[dtc]frac(?![a-zA-Z])/g, '\\frac')
     // \frac13, \frac3{3}, \frac{1}3, \sqrt3, \sqrt 2: one-character arguments without braces.
@@ -301,6 +302,7 @@ const PERCENT = /(?:\\?%|\bpercent(?:age)?\b|\bpct\b)\s*\.?\s*\$?\s*\}?\s*$/i;
 export function readings(answer: string): string[] {
   const normalized = normalizeAnswer(answer);
   if (normalized === '') return [];
+  if (PLAIN_NUMBER.test(normalized) && !answer.includes('%') && !/per|pct/i.test(answer)) return [normalized];
   const out = [normalized];
   if (PERCENT.test(answer.trim())) {
     const exact = exactRational(normalized);
@@ -389,12 +391,15 @@ const MATRIX = /^[([]?\s*\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?([\s\S]
 /** The structure of a normalised answer (see the rules at the top of this file). */
 export function parseStructure(s: string, depth = 0): AnswerStructure {
   s = s.trim();
-  if (depth > 4) return { kind: 'scalar', text: s };
+  if (depth > 4 || PLAIN_NUMBER.test(s)) return { kind: 'scalar', text: s };
   const matrix = MATRIX.exec(s);
   if (matrix !== null && !/\\end\{/.test(matrix[2])) {
-    const rows = splitTopLevel(matrix[2], /\\\\/).map((row) => splitTopLevel(row, /&/).map((cell) => cell.trim()));
-    while (rows.length > 0 && rows[rows.length - 1].every((cell) => cell === '')) rows.pop();
-    if (rows.length > 0 && rows.length * rows[0].length <= MAX_LIST_ITEMS) return { kind: 'matrix', rows };
+    const rows = matrixRows(matrix[2]);
+    if (rows !== null) return { kind: 'matrix', rows };
+  }
+  if (s.includes('\\begin{')) {
+    const value = matrixArithmetic(s);
+    if (value !== null) return { kind: 'matrix', rows: value.map((row) => row.map(String)) };
   }
   const union = splitTopLevel(s, /\\cup(?![a-zA-Z])/);
   if (union.length > 1 && union.length <= MAX_LIST_ITEMS) {
@@ -431,6 +436,89 @@ export function parseStructure(s: string, depth = 0): AnswerStructure {
   return { kind: 'scalar', text: s };
 }
 
+/** The cells of a matrix body (`1 & 2 \\\\ 3 & 4`), a trailing empty row dropped; null when too large. */
+function matrixRows(body: string): string[][] | null {
+  const rows = splitTopLevel(body, /\\\\/).map((row) => splitTopLevel(row, /&/).map((cell) => cell.trim()));
+  while (rows.length > 0 && rows[rows.length - 1].every((cell) => cell === '')) rows.pop();
+  return rows.length > 0 && rows.length * rows[0].length <= MAX_LIST_ITEMS ? rows : null;
+}
+
+type MatrixValue = number[][];
+const MATRIX_ENV = /\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?([\s\S]*?)\\end\{\1\}/g;
+const MATRIX_TOKEN = /\s*(?:(M\d+)|(\d*\.?\d+|\\frac\{\d+\}\{\d+\})|(\+|-|\\cdot|\\times|\*|\(|\)))/y;
+
+/**
+ * The value of sums, differences and products of numeric matrices and numbers (`A + B`, `A B`, `\frac12 A`), as
+ * a prediction may leave them: null for anything else (a symbol, a shape mismatch, an operator not listed).
+ */
+function matrixArithmetic(s: string): MatrixValue | null {
+  const matrices: MatrixValue[] = [];
+  const cache = new Map<string, ScalarValue>();
+  let failed = false;
+  const expression = s.replace(/^\[|\]$/g, ' ').replace(MATRIX_ENV, (_, __, body: string) => {
+    const rows = matrixRows(body);
+    const values = rows?.map((row) => row.map((cell) => numericValues(cell, cache)?.[0] ?? null));
+    if (values === undefined || values.some((row) => row.length !== values[0].length || row.some((v) => v === null || v[1] !== 0))) failed = true;
+    else matrices.push(values.map((row) => row.map((v) => v![0])));
+    return ` M${matrices.length - 1} `;
+  });
+  if (failed || matrices.length === 0) return null;
+  const tokens: string[] = [];
+  MATRIX_TOKEN.lastIndex = 0;
+  while (MATRIX_TOKEN.lastIndex < expression.trimEnd().length) {
+    const match = MATRIX_TOKEN.exec(expression);
+    if (match === null) return null;
+    tokens.push(match[0].trim());
+  }
+  let at = 0;
+  type Value = number | MatrixValue;
+  const combine = (a: Value, b: Value, op: string): Value | null => {
+    if (typeof a === 'number' && typeof b === 'number') return op === '+' ? a + b : op === '-' ? a - b : a * b;
+    if (op === '*') {
+      if (typeof a === 'number') return (b as MatrixValue).map((row) => row.map((v) => a * v));
+      if (typeof b === 'number') return a.map((row) => row.map((v) => v * b));
+      if (a[0].length !== b.length) return null;
+      return a.map((row) => b[0].map((_, j) => row.reduce((sum, v, k) => sum + v * b[k][j], 0)));
+    }
+    if (typeof a === 'number' || typeof b === 'number' || a.length !== b.length || a[0].length !== b[0].length) return null;
+    return a.map((row, i) => row.map((v, j) => (op === '+' ? v + b[i][j] : v - b[i][j])));
+  };
+  const factor = (): Value | null => {
+    const token = tokens[at++];
+    if (token === '-') {
+      const inner = factor();
+      return inner === null ? null : combine(-1, inner, '*');
+    }
+    if (token === '(') {
+      const inner = sum();
+      return tokens[at++] === ')' ? inner : null;
+    }
+    if (token?.startsWith('M')) return matrices[Number(token.slice(1))];
+    const scalar = token === undefined ? null : exactRational(token);
+    return scalar === null ? null : toNumber(scalar);
+  };
+  const product = (): Value | null => {
+    let value = factor();
+    while (value !== null && at < tokens.length && !['+', '-', ')'].includes(tokens[at])) {
+      if (['\\cdot', '\\times', '*'].includes(tokens[at])) at++;
+      const next = factor();
+      value = next === null ? null : combine(value, next, '*');
+    }
+    return value;
+  };
+  const sum = (): Value | null => {
+    let value = product();
+    while (value !== null && (tokens[at] === '+' || tokens[at] === '-')) {
+      const op = tokens[at++];
+      const next = product();
+      value = next === null ? null : combine(value, next, op);
+    }
+    return value;
+  };
+  const value = sum();
+  return value !== null && typeof value !== 'number' && at === tokens.length && value.every((row) => row.every(Number.isFinite)) ? value : null;
+}
+
 /** `\{…\}` whose opening `\{` closes at the very end. */
 function closesAtEnd(s: string): boolean {
   let depth = 0;
@@ -453,11 +541,10 @@ function parseRelation(s: string): AnswerStructure | null {
 
 // ---- equivalence ----------------------------------------------------------------------------------------------
 
-const ALPHANUMERIC = /^[A-Za-z0-9]$/;
-
 /** The text without white space, but for one space between letters or digits (`2 3` is not 23). */
 function compactText(s: string): string {
-  return s.trim().replace(/\s+/g, (space, at: number, text: string) => (ALPHANUMERIC.test(text[at - 1]) && ALPHANUMERIC.test(text[at + space.length]) ? ' ' : ''));
+  if (!/\s/.test(s)) return s;
+  return s.trim().replace(/\s+/g, ' ').replace(/(?<![A-Za-z0-9]) | (?![A-Za-z0-9])/g, '');
 }
 
 type Relation = Extract<AnswerStructure, { kind: 'relation' }>;

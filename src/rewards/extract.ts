@@ -107,7 +107,9 @@ export function extractAnswer(
 export function isBareAnswer(text: string): boolean {
   if (text.length > 2000) return false;
   if (/(?<!\\)\$|\\[([]|\\(?:boxed|fbox)(?![a-zA-Z])|####|<\/?answer>|<\/?think>|\banswer\b|\b(?:is|are|was|were|equals|gives)\b/i.test(text)) return false;
-  const prose = text.replace(/\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|operatorname)\s*\{[^{}]*\}/g, ' ').replace(/\\[a-zA-Z]+/g, ' ');
+  const prose = text
+    .replace(/\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|operatorname|begin|end)\s*\{[^{}]*\}/g, ' ')
+    .replace(/\\[a-zA-Z]+/g, ' ');
   const words = prose.match(/[A-Za-z]{2,}/g) ?? [];
   // Lines are separate statements ("11\n5/6" is not 11 5/6), except inside a matrix.
   return words.length <= MAX_BARE_WORDS && (!text.includes('\n') || /\\begin\{/.test(text));
