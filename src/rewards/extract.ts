@@ -10,16 +10,21 @@
 //      gsm8k        the rest of the line after the last `####`;
 //      phrase       "the final answer is X" / "Final Answer: … is X" (X is math right after "is", else the
 //                   text up to the end of the sentence);
-//   3. phrase       "answer: X", "the answer is X", "answer $X$" (within ANSWER_WINDOW characters of the word);
+//   3. phrase       "answer: X", "the answer is X", "answer = X" (the first value within ANSWER_WINDOW
+//                   characters), "Answer $X$" / "Answer 9" (the value right after the word);
 //   4. math         the last `$…$`, `$$…$$`, `\(…\)` or `\[…\]` (display math may span lines, inline math
 //                   not), joined with the ones before it by "and", "or" or ",";
 //      last-number  the last number in the prose: signs, thousands groups (1,000 / 1 000), a decimal comma
-//                   where it cannot be a thousands group (1,22 = 1.22; 0,111 = 0.111), a/b, `\frac{a}{b}`, a
-//                   currency sign before and a percent after; never digits inside a word (AZYUK2A has no 2).
-// A percent sign right after the answer's math (`$28$ %`, `\boxed{28}$ percent`) stays with the answer.
+//                   where it cannot be a thousands group (1,22 = 1.22; 0,111 = 0.111), a/b, mixed numbers
+//                   (4 4/9), `\frac{a}{b}`, a currency sign before and a percent after; never digits inside a
+//                   word (AZYUK2A has no 2).
+// Before tier 4, a text that is itself a bare answer (`x = 5`, `1 000`) is taken whole, and with multiple-choice
+// letters a standalone letter is taken. A percent sign right after the answer's math (`$28$ %`,
+// `\boxed{28}$ percent`) stays with the answer.
 //
-// Every scan is a linear pass or a regex without nested quantifiers over the text, and the box search gives
-// up after MAX_BOX_TRIES unclosed boxes: extraction from megabytes of text takes milliseconds.
+// Every scan is linear in the text: regexes without nested quantifiers, a scan for math that remembers the next
+// closer of each kind, and at most MAX_BOX_TRIES boxes and MAX_PHRASE_TRIES phrases tried from the end; extraction
+// from megabytes of text takes milliseconds.
 
 /** Where a final answer may be read from (see the tiers above). */
 export const ANSWER_PLACES = ['answer-tag', 'boxed', 'gsm8k', 'phrase', 'math', 'last-number'] as const;
