@@ -113,7 +113,7 @@ export interface GrpoStepRecord {
   step: number;
   /** Mean total reward of every sample drawn this step. */
   reward: number;
-  /** Mean unweighted value of each reward component. */
+  /** Mean unweighted value of each reward component over the samples it scored. */
   rewardParts: Record<string, number>;
   /** Fraction of samples the task's verifier accepts. */
   accuracy: number;
@@ -330,8 +330,10 @@ export function grpoStep(model: CausalLM, reference: CausalLM | null, optimizer:
   const drawn = rollout.drawn;
   const lengths = drawn.map((s) => s.completionIds.length);
   const generatedTokens = lengths.reduce((a, b) => a + b, 0);
-  const rewardParts: Record<string, number> = {};
-  for (const s of drawn) for (const [name, value] of Object.entries(s.parts)) rewardParts[name] = (rewardParts[name] ?? 0) + value / drawn.length;
+  // Each component's mean over the samples it scored (with several sources, only its own source's samples).
+  const partValues = new Map<string, number[]>();
+  for (const s of drawn) for (const [name, value] of Object.entries(s.parts)) partValues.set(name, [...(partValues.get(name) ?? []), value]);
+  const rewardParts = Object.fromEntries([...partValues].map(([name, values]) => [name, mean(values)]));
   const record: GrpoStepRecord = {
     step: stepNumber,
     reward: mean(drawn.map((s) => s.reward)),
