@@ -76,6 +76,18 @@ R1_API int r1_cuda_error_pending(void);
 // registered range is an error. Returns 0 on success.
 R1_API int r1_cuda_register_weight(const float* ptr, int64_t n);
 
+// ---- collectives between processes (one GPU each) through NCCL, loaded with dlopen on first use ----
+// NCCL 2 is found as libnccl.so.2 on the loader's path, or at R1_NCCL_LIBRARY. Buffers are float32 device
+// arrays; collectives are queued on the stream like kernels. A communicator joins `world_size` processes that
+// each call r1_nccl_comm_init with the same unique id (made by one of them, handed to the others out of band).
+#define R1_NCCL_UNIQUE_ID_BYTES 128
+R1_API int r1_nccl_unique_id(uint8_t* id);                                    // writes R1_NCCL_UNIQUE_ID_BYTES bytes
+R1_API void* r1_nccl_comm_init(const uint8_t* id, int world_size, int rank);  // NULL on failure; blocks for all ranks
+// recv = sum (average != 0: mean) over ranks of send; send == recv works in place.
+R1_API int r1_nccl_all_reduce(void* comm, const float* send, float* recv, int64_t n, int average);
+R1_API int r1_nccl_broadcast(void* comm, const float* send, float* recv, int64_t n, int root);  // root's send to every recv
+R1_API int r1_nccl_comm_destroy(void* comm);
+
 #ifdef __cplusplus
 }
 #endif

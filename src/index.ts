@@ -43,3 +43,8 @@ export * from './serve/serving-engine.ts';
 export * from './serve/reasoning.ts';
 export { listen, HttpError, type Route, type RunningServer } from './serve/http.ts';
 export { serveDashboard, RunsWatcher, defaultDashboardConfig, type DashboardConfig, type RunInfo } from './serve/dashboard.ts';
+export * from './distributed/communicator.ts';
+export * from './distributed/environment.ts';
+export * from './distributed/rendezvous.ts';
+export * from './distributed/launch.ts';
+export * from './train/data-parallel.ts';

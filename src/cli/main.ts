@@ -26,6 +26,7 @@ const commands: Array<() => Promise<{ register(program: Command): void }>> = [
   () => import('./eval.ts'),
   () => import('./serve.ts'),
   () => import('./dashboard.ts'),
+  () => import('./launch.ts'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

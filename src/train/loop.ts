@@ -13,11 +13,13 @@ import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import { saveHfModel } from '../io/hf.ts';
+import type { Communicator } from '../distributed/communicator.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
 import { mul, scope, type Tensor } from '../tensor/index.ts';
 import { readJsonFile } from '../tokenizer/json-file.ts';
 import { UserError } from '../util/errors.ts';
+import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
 import { clipGradNorm, type AdamW } from './optimizer.ts';
 
 export const METRICS_FILE = 'metrics.jsonl';
@@ -130,15 +132,22 @@ export interface UpdateResult {
  * backward through every micro-batch's weighted loss, global-norm clipping (gradClip 0: off), a check that
  * loss and norm are finite, AdamW at `lr`, the model's after-step hook (DeepSeekMoE's bias balancing, V3
  * §2.1.2), zeroed gradients. `microBatches` should be lazy (a generator), so that its tensors are made inside
- * the scope. `step` (1-based) names the update in the divergence error.
+ * the scope. `step` (1-based) names the update in the divergence error. With a `communicator` (data-parallel
+ * training), the gradients are averaged over its ranks before clipping, so every rank takes the same step, and
+ * the loss returned is the mean over ranks.
  */
-export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches: Iterable<MicroBatch>, lr: number, gradClip: number, step: number): UpdateResult {
+export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches: Iterable<MicroBatch>, lr: number, gradClip: number, step: number,
+  communicator?: Communicator): UpdateResult {
   return scope(() => {
     let loss = 0;
     for (const { inputs, targets, weight } of microBatches) {
       const microLoss = model.loss(inputs, targets);
       loss += microLoss.item() * weight;
       (weight === 1 ? microLoss : mul(microLoss, weight)).backward();
+    }
+    if (communicator) {
+      allReduceGradients(model.parameters(), communicator);
+      loss = averageOverRanks(loss, communicator, model.parameters()[0].device);
     }
     const gradNorm = clipGradNorm(model.parameters(), gradClip > 0 ? gradClip : Infinity);
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {

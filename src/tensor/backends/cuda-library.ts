@@ -47,7 +47,18 @@ export interface CudaLibrary {
    * writing the weight with any other kernel, call it again with the same ptr and n. Freed with its block.
    */
   registerWeight(ptr: DevicePtr, n: number): void;
+  /** NCCL (loaded on first use; r1_cuda.h): a new unique id of NCCL_UNIQUE_ID_BYTES bytes, for rank 0 to hand out. */
+  ncclUniqueId(): Uint8Array;
+  /** Joins the communicator of `worldSize` processes sharing `id`; blocks until every rank has joined. */
+  ncclCommInit(id: Uint8Array, worldSize: number, rank: number): DevicePtr;
+  /** recv = sum (or mean) over ranks of send, n float32 values; send === recv reduces in place. Queued on the stream. */
+  ncclAllReduce(comm: DevicePtr, send: DevicePtr, recv: DevicePtr, n: number, average: boolean): void;
+  ncclBroadcast(comm: DevicePtr, send: DevicePtr, recv: DevicePtr, n: number, root: number): void;
+  ncclCommDestroy(comm: DevicePtr): void;
 }
+
+/** The size of NCCL's ncclUniqueId (R1_NCCL_UNIQUE_ID_BYTES of r1_cuda.h). */
+export const NCCL_UNIQUE_ID_BYTES = 128;
 
 /** build/libr1cuda.so at the package root (from src/tensor/backends or dist/tensor/backends); R1_CUDA_LIBRARY overrides it. */
 export function cudaLibraryPath(): string {
@@ -108,6 +119,12 @@ const declarations = {
   r1_adamw: 'void r1_adamw(uint64_t p, uint64_t g, uint64_t m, uint64_t v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
   r1_random_normal: 'void r1_random_normal(uint64_t x, int64_t n, uint32_t key0, uint32_t key1, double std_dev)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
+
+  r1_nccl_unique_id: 'int r1_nccl_unique_id(uint8_t *id)',
+  r1_nccl_comm_init: 'uint64_t r1_nccl_comm_init(const uint8_t *id, int world_size, int rank)',
+  r1_nccl_all_reduce: 'int r1_nccl_all_reduce(uint64_t comm, uint64_t send, uint64_t recv, int64_t n, int average)',
+  r1_nccl_broadcast: 'int r1_nccl_broadcast(uint64_t comm, uint64_t send, uint64_t recv, int64_t n, int root)',
+  r1_nccl_comm_destroy: 'int r1_nccl_comm_destroy(uint64_t comm)',
 } as const;
 
 type CudaFunctions = ReturnType<typeof bindFunctions<typeof declarations>>;
@@ -345,6 +362,26 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     },
     registerWeight(ptr, n) {
       checkStatus(`registerWeight(${n})`, c.r1_cuda_register_weight(ptr, n) as number);
+    },
+    ncclUniqueId() {
+      const id = new Uint8Array(NCCL_UNIQUE_ID_BYTES);
+      checkStatus('ncclUniqueId', c.r1_nccl_unique_id(id) as number);
+      return id;
+    },
+    ncclCommInit(id, worldSize, rank) {
+      if (id.length !== NCCL_UNIQUE_ID_BYTES) throw new Error(`NCCL unique id has ${id.length} bytes, not ${NCCL_UNIQUE_ID_BYTES}`);
+      const comm = Number(c.r1_nccl_comm_init(id, worldSize, rank));
+      if (comm === 0) throw new Error(`NCCL ncclCommInit(rank ${rank} of ${worldSize}) failed: ${c.r1_cuda_last_error() as string}`);
+      return comm;
+    },
+    ncclAllReduce(comm, send, recv, n, average) {
+      checkStatus(`ncclAllReduce(${n})`, c.r1_nccl_all_reduce(comm, send, recv, n, average ? 1 : 0) as number);
+    },
+    ncclBroadcast(comm, send, recv, n, root) {
+      checkStatus(`ncclBroadcast(${n}, root ${root})`, c.r1_nccl_broadcast(comm, send, recv, n, root) as number);
+    },
+    ncclCommDestroy(comm) {
+      checkStatus('ncclCommDestroy', c.r1_nccl_comm_destroy(comm) as number);
     },
   };
 }

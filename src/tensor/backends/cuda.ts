@@ -108,6 +108,11 @@ export function cudaAvailable(): { ok: true } | { ok: false; reason: string } {
   }
 }
 
+/** The loaded CUDA library (initialising the backend; throws its clear error without a GPU): for NCCL (src/distributed). */
+export function cudaLibrary(): CudaLibrary {
+  return load().library;
+}
+
 /**
  * The device a program computes on, chosen once at its edge (the CLI's --device and --precision): sets the
  * default device and, for CUDA, initialises the backend (throwing its clear error without one) and sets the

@@ -1,0 +1,14 @@
+// `r1 launch` from the shell: each rank runs the same r1 command, and a rank's failure fails the launch.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { r1 } from './r1.ts';
+
+test('r1 launch --gpus 2 runs the command twice; a failing command fails the launch naming the rank', () => {
+  const ok = r1('launch', '--gpus', '2', '--master-port', '29611', '--', 'verify-answer', '1/2', '0.5');
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(ok.stdout.trim().split('\n'), ['true', 'true']);
+
+  const bad = r1('launch', '--gpus', '1', '--', 'verify-answer', '1/2');
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /r1: rank 0 of 1 exited with code 2; the other ranks of this host were stopped/);
+});
