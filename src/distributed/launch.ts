@@ -71,7 +71,8 @@ export async function launch(options: LaunchOptions): Promise<RankExit[]> {
   });
   if (failure !== null) {
     const first: RankExit = failure;
-    throw new UserError(`rank ${first.rank} of ${worldSize} ${describe(first)}; the other ranks of this host were stopped (its own output above says why)`);
+    const stopped = gpus > 1 ? '; the other ranks of this host were stopped' : '';
+    throw new UserError(`rank ${first.rank} of ${worldSize} ${describe(first)}${stopped} (its own output above says why)`);
   }
   return exits.sort((a, b) => a.rank - b.rank);
 }
