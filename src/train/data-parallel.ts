@@ -10,7 +10,7 @@
 // At world size 1 (the identity communicator) the gradients pass through the bucket copies unchanged, so the
 // update is bit-for-bit the single-process one; test/train/data-parallel.test.ts checks that.
 import type { Communicator } from '../distributed/communicator.ts';
-import { concat, registerWeight, reshape, setGrad, slice, tensor, zeros, type Tensor } from '../tensor/index.ts';
+import { concat, contiguous, registerWeight, reshape, setGrad, slice, tensor, zeros, type Tensor } from '../tensor/index.ts';
 
 /** DDP's default bucket: 25 MiB of float32 gradients. */
 export const DEFAULT_BUCKET_ELEMENTS = (25 << 20) / 4;
@@ -54,4 +54,19 @@ export function averageOverRanks(value: number, communicator: Communicator, devi
   const t = tensor([value], [1], 'f32', device);
   communicator.allReduce(t, 'avg');
   return t.item();
+}
+
+/**
+ * This rank's rows of a batch that every rank drew alike: rank r of W keeps rows [r B / W, (r + 1) B / W). With
+ * equal token counts per rank (no masked targets), the mean over ranks of their mean losses is the whole
+ * batch's mean loss, so the averaged gradient is the one-process gradient. The batch itself at world size 1.
+ */
+export function rankShare<B extends { inputs: Tensor; targets: Tensor }>(batch: B, communicator: Pick<Communicator, 'rank' | 'worldSize'> | undefined): B {
+  const worldSize = communicator?.worldSize ?? 1;
+  if (worldSize === 1) return batch;
+  const rows = batch.inputs.shape[0];
+  if (rows % worldSize !== 0) throw new Error(`a batch of ${rows} rows does not split over ${worldSize} ranks`);
+  const share = rows / worldSize;
+  const start = communicator!.rank * share;
+  return { ...batch, inputs: contiguous(slice(batch.inputs, 0, start, start + share)), targets: contiguous(slice(batch.targets, 0, start, start + share)) };
 }

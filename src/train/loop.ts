@@ -13,7 +13,8 @@ import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import { saveHfModel } from '../io/hf.ts';
-import type { Communicator } from '../distributed/communicator.ts';
+import { openCommunicator, type Communicator } from '../distributed/communicator.ts';
+import { readDistributedEnv } from '../distributed/environment.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
 import { mul, scope, type Tensor } from '../tensor/index.ts';
@@ -50,9 +51,11 @@ export async function readTokenizerFiles(path: string): Promise<TokenizerFiles> 
  * Opens `out` for a run. With `resume`: its latest checkpoint, or null (logged) when it has none. Without: a
  * folder that already holds checkpoints is refused, so a fresh run never overwrites another. metrics.jsonl is
  * then cut back to the checkpoint's step (emptied for a fresh run), and run.json says what the run is (the dashboard
- * shows its kind and config).
+ * shows its kind and config). On the other ranks of a data-parallel run (`primary` false) it only reads the
+ * checkpoint to resume from: rank 0 alone writes the folder.
  */
-export async function openRun(out: string, resume: boolean, log: Log, run: { kind: string; config: object }): Promise<LoadedCheckpoint | null> {
+export async function openRun(out: string, resume: boolean, log: Log, run: { kind: string; config: object }, primary = true): Promise<LoadedCheckpoint | null> {
+  if (!primary) return resume ? loadLatestCheckpoint(out, () => {}) : null;
   await mkdir(out, { recursive: true });
   const metricsFile = join(out, METRICS_FILE);
   let checkpoint: LoadedCheckpoint | null = null;
@@ -168,6 +171,17 @@ export interface TrainingHooks<R> {
   progress?: boolean;
   /** Called after each update, before that step's checkpoint (tests use it to stop a run mid-way). */
   onStep?: (record: R) => void;
+  /**
+   * Data-parallel training: the communicator of the ranks (default: the launcher's, from RANK and WORLD_SIZE,
+   * when they are set; none otherwise). Rank 0 alone writes the run folder.
+   */
+  communicator?: Communicator;
+}
+
+/** The communicator a trainer uses: the hooks', else the launcher's when this process was launched, else none. */
+export async function trainingCommunicator(hooks: { communicator?: Communicator }): Promise<Communicator | undefined> {
+  if (hooks.communicator) return hooks.communicator;
+  return readDistributedEnv() === null ? undefined : openCommunicator();
 }
 
 /** The fields of a metrics.jsonl record that the loop itself fills in or reads. */
@@ -202,6 +216,8 @@ export interface StepLoop<R extends LoopRecord> {
   /** A progress bar on stderr when it is a terminal (default true). */
   progress?: boolean;
   onStep?: (record: R) => void;
+  /** false on the ranks of a data-parallel run but rank 0: they train alike but write, log and show nothing. */
+  primary?: boolean;
 }
 
 /**
@@ -214,7 +230,8 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
   const startMs = performance.now();
   const elapsed = () => loop.elapsedBefore + (performance.now() - startMs) / 1000;
   const deadlineMs = loop.timeLimitMinutes === null ? Infinity : startMs + loop.timeLimitMinutes * 60_000;
-  const bar = loop.progress !== false && process.stderr.isTTY
+  const primary = loop.primary !== false;
+  const bar = primary && loop.progress !== false && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: loop.bar.format, hideCursor: true, etaBuffer: 20 }, cliProgress.Presets.shades_classic)
     : null;
   const logEvery = Math.max(1, Math.round(loop.totalSteps / 20));
@@ -230,19 +247,19 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
       const last = step === loop.totalSteps || performance.now() >= deadlineMs;
       if (loop.validate && (step % loop.evalEvery === 0 || last)) record.validationLoss = loop.validate();
       records.push(record);
-      await appendJsonl(metricsFile, record);
+      if (primary) await appendJsonl(metricsFile, record);
       loop.onStep?.(record);
       if (bar) bar.update(step, loop.bar.values(record));
-      else if (step % logEvery === 0 || last || record.validationLoss !== undefined) loop.log(loop.format(record));
+      else if (primary && (step % logEvery === 0 || last || record.validationLoss !== undefined)) loop.log(loop.format(record));
       if (step % loop.checkpointEvery === 0 || last) {
-        await loop.save(step, elapsed());
+        if (primary) await loop.save(step, elapsed());
         lastSavedStep = step;
       }
     }
   } finally {
     bar?.stop();
   }
-  if (lastSavedStep !== step) await loop.save(step, elapsed());
+  if (primary && lastSavedStep !== step) await loop.save(step, elapsed());
   if (bar && records.length > 0) loop.log(loop.format(records.at(-1)!));
   return { step, records };
 }

@@ -7,6 +7,7 @@
 // deterministically (the token count is checked), so a resumed run computes the same losses as the
 // uninterrupted one. A run that fails (bad corpus, diverged loss, an exception) saves nothing on the way out,
 // and checkpoint writes are atomic (src/io/checkpoint.ts), so the last good checkpoint always survives.
+import { join } from 'node:path';
 import { generate } from '../generate/engine.ts';
 import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.ts';
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
@@ -19,7 +20,8 @@ import { END_OF_TEXT } from '../tokenizer/chat.ts';
 import { UserError } from '../util/errors.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
-import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type TokenizerFiles, type TrainingHooks } from './loop.ts';
+import { broadcastParameters, rankShare } from './data-parallel.ts';
+import { FINAL_DIR, openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, trainingCommunicator, type TokenizerFiles, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, type DecayShape } from './schedule.ts';
 
@@ -167,11 +169,18 @@ export { FINAL_DIR, METRICS_FILE } from './loop.ts';
  * (useDevice), so the model, the batches and the sampling at the end are created there.
  */
 export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   useDevice(given.device, given.precision);
+  // Data-parallel (under `r1 launch`): every rank trains on its share of each batch; rank 0 alone logs and writes.
+  const communicator = await trainingCommunicator(hooks);
+  const worldSize = communicator?.worldSize ?? 1;
+  const primary = (communicator?.rank ?? 0) === 0;
+  const log = !primary ? () => {} : hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  if (given.batchSize % worldSize !== 0) {
+    throw new UserError(`--batch-size ${given.batchSize} is not a multiple of the ${worldSize} ranks (each takes an equal share of every batch)`);
+  }
 
   // Which run: a fresh one, or the latest checkpoint's (whose settings of RUN_FIELDS it keeps).
-  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'pretrain', config: given });
+  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'pretrain', config: given }, primary);
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
   const config: PretrainConfig = saved ? { ...given, ...Object.fromEntries(RUN_FIELDS.map((field) => [field, saved.config[field]])) } : given;
 
@@ -199,6 +208,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   if (config.seqLen > model.config.maxPositionEmbeddings) {
     throw new UserError(`--seq-len ${config.seqLen} exceeds the model's maxPositionEmbeddings (${model.config.maxPositionEmbeddings})`);
   }
+  if (communicator) broadcastParameters(model.parameters(), communicator);
   const optimizer = new AdamW(model.namedParameters(), { beta1: config.beta1, beta2: config.beta2, eps: config.eps, weightDecay: config.weightDecay });
   const batcher = new RandomWindowBatcher(train, config.batchSize, config.seqLen, config.seed);
   if (checkpoint && saved) {
@@ -215,7 +225,8 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   const tokensPerStep = config.batchSize * config.gradAccumSteps * config.seqLen;
   const startMs = performance.now();
   function* microBatches() {
-    for (let micro = 0; micro < config.gradAccumSteps; micro++) yield { ...batcher.next(), weight: 1 / config.gradAccumSteps };
+    // Every rank draws the whole batch (the same draws as one process) and keeps its rows.
+    for (let micro = 0; micro < config.gradAccumSteps; micro++) yield { ...rankShare(batcher.next(), communicator), weight: 1 / config.gradAccumSteps };
   }
   const { step, records } = await runSteps<StepRecord>({
     out: config.out,
@@ -228,7 +239,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     update: (index) => {
       const stepStart = performance.now();
       const lr = learningRate(index, schedule);
-      const { loss, gradNorm, moeLoads } = optimizerUpdate(model, optimizer, microBatches(), lr, config.gradClip, index + 1);
+      const { loss, gradNorm, moeLoads } = optimizerUpdate(model, optimizer, microBatches(), lr, config.gradClip, index + 1, communicator);
       const record: Omit<StepRecord, 'step' | 'elapsedSeconds'> = { loss, lr, gradNorm, tokensPerSecond: tokensPerStep / ((performance.now() - stepStart) / 1000) };
       if (moeLoads?.length) record.moeMaxLoadRatio = moeLoads.map((s) => s.maxLoadRatio);
       return record;
@@ -246,13 +257,14 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     log,
     progress: hooks.progress,
     onStep: hooks.onStep,
+    primary,
   });
   const trainingSeconds = (performance.now() - startMs) / 1000;
-  const finalDir = await saveFinalModel(config.out, model, tokenizerFiles);
+  const finalDir = primary ? await saveFinalModel(config.out, model, tokenizerFiles) : join(config.out, FINAL_DIR);
   log(`saved the model and tokenizer to ${finalDir}`);
 
   const recent = records.slice(-10);
-  const samples = sampleFromModel(model, tokenizer, docs, config, endOfText);
+  const samples = primary ? sampleFromModel(model, tokenizer, docs, config, endOfText) : [];
   return {
     steps: step,
     trainLoss: recent.reduce((a, r) => a + r.loss, 0) / Math.max(1, recent.length),
