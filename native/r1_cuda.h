@@ -88,6 +88,28 @@ R1_API int r1_nccl_all_reduce(void* comm, const float* send, float* recv, int64_
 R1_API int r1_nccl_broadcast(void* comm, const float* send, float* recv, int64_t n, int root);  // root's send to every recv
 R1_API int r1_nccl_comm_destroy(void* comm);
 
+// ---- token sampling (sample.cu): the decode step's draw without sending [rows, vocab] to the host ----
+// For each row r of logits [rows, vocab], with params[r] = {float temperature, float top_p, float min_p,
+// int32 top_k, uint32 key0, uint32 key1, uint32 step, int32 unused} (32 bytes, device memory):
+//   out[r] (int32): the token, among ids < sample_vocab: the argmax (lowest id on ties) when temperature is 0,
+//     else a draw from softmax(logits / T) restricted by top-k (0 off), then top-p (1 off), then min-p (0 off),
+//     with the uniform of Philox4x32-10 at counter (step, 0, 0, 0) under key (key0, key1) (native/philox.h);
+//   out[rows + r] (float bits): log_softmax(logits)[token] over the whole vocab at temperature 1;
+//   out[2 rows + r] (float bits): log of the token's probability in the distribution drawn from (0 if greedy).
+// src/generate/sampler.ts defines the same sampling; sample.cu says where the two may differ.
+R1_API void r1_cuda_sample(const float* logits, int64_t rows, int64_t vocab, int64_t sample_vocab, const void* params,
+                           int32_t* out);
+
+// ---- a decode step with no host-side length (what a CUDA graph of the step replays at any column) ----
+// cache [B, capacity, width]: cache[b, column[b], :] = src[b, :] (column in device memory; out of range: skipped).
+R1_API void r1_cuda_write_columns(float* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
+                                  int64_t width);
+// r1_attention for Tq = 1 over a cache of `capacity` columns read in place (batch strides as r1_attention's),
+// row b seeing keys [kv_start[b], kv_end[b]) (device memory), not causal; out [B, Hq, D]. Head size 64 or 128.
+R1_API void r1_cuda_decode_attention(const float* q, const float* k, const float* v, float* out, const int32_t* kv_start,
+                                     const int32_t* kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D,
+                                     int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale);
+
 #ifdef __cplusplus
 }
 #endif

@@ -263,6 +263,7 @@ struct DecodeArgs {
   const float *q, *k, *v;
   float *out, *lse, *partial;  // partial: [splits, B, Hq, Tq, 2 + D] when splits > 1
   const int32_t* kv_start;
+  const int32_t* kv_end;  // per row, keys j >= kv_end[b] are masked (null: none); r1_cuda_decode_attention's
   int64_t B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride, keys_per_split;
   float scale2;  // scale * log2 e: scores are kept in base 2
   int causal, splits;
@@ -295,7 +296,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
   const int R = static_cast<int>(group * a.Tq);
   const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
   const int64_t key_begin = max(key_lo, split * a.keys_per_split);
-  const int64_t key_end = min(a.Tk, (split + 1) * a.keys_per_split);
+  const int64_t key_end = min(a.kv_end ? min(a.Tk, int64_t(a.kv_end[b])) : a.Tk, (split + 1) * a.keys_per_split);
   const float* kb = a.k + b * a.kv_batch_stride + hk * D;
   const float* vb = a.v + b * a.v_batch_stride + hk * D;
 
@@ -634,7 +635,7 @@ bool allow_shared(Kernel kernel, size_t shared_bytes, const char* name) {
 }
 
 void decode_attention(const float* q, const float* k, const float* v, float* out, float* lse, const int32_t* kv_start,
-                      int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t kv_batch_stride,
+                      const int32_t* kv_end, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t kv_batch_stride,
                       int64_t v_batch_stride, float scale, int causal) {
   const int64_t rows = Hq / Hkv * Tq;
   const int rmax = rows <= 8 ? 8 : 32;
@@ -655,7 +656,7 @@ void decode_attention(const float* q, const float* k, const float* v, float* out
       partial = static_cast<float*>(scratch(kScratchAttention, splits * B * Hq * Tq * (2 + D) * sizeof(float)));
       if (!partial) return;
     }
-    DecodeArgs a{q, k, v, out, lse, partial, kv_start, B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride,
+    DecodeArgs a{q, k, v, out, lse, partial, kv_start, kv_end, B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride,
                  keys_per_split, scale * 1.4426950408889634f, causal, static_cast<int>(splits)};
     const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
     kernel<<<grid, kDecodeThreads, shared_bytes, stream()>>>(a);
@@ -695,7 +696,7 @@ R1_API void r1_attention(const float* q, const float* k, const float* v, float* 
     return;
   }
   if (decoding && vectorized && D == Dv && (D == 64 || D == 128)) {
-    decode_attention(q, k, v, out, lse, kv_start, B, Tq, Tk, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, causal);
+    decode_attention(q, k, v, out, lse, kv_start, nullptr, B, Tq, Tk, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, causal);
     return;
   }
   dim3 grid;
@@ -771,6 +772,27 @@ R1_API void r1_attention_backward(const float* q, const float* k, const float* v
   else if (dmax == 128) run(attention_backward_kernel<128>);
   else run(attention_backward_kernel<256>);
   check_launch("r1_attention_backward");
+}
+
+}  // extern "C"
+
+extern "C" {
+
+// One query per row against a whole KV cache of `capacity` columns, the visible keys of row b being
+// [kv_start[b], kv_end[b]) read from device memory: the decode step's attention with no host-side length, so a
+// CUDA graph of the step replays at any column (r1_cuda.h).
+R1_API void r1_cuda_decode_attention(const float* q, const float* k, const float* v, float* out, const int32_t* kv_start,
+                                     const int32_t* kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D,
+                                     int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale) {
+  if (B <= 0 || capacity <= 0) return;
+  const bool aligned = kv_batch_stride % 4 == 0 && v_batch_stride % 4 == 0 &&
+                       (reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) % 16 == 0;
+  if (!(D == 64 || D == 128) || Hkv <= 0 || Hq % Hkv != 0 || Hq / Hkv > kRows || !aligned) {
+    record_message("r1_cuda_decode_attention", "needs head size 64 or 128, Hq a multiple of Hkv with at most 32 query heads per kv head, and 16-byte aligned K and V");
+    return;
+  }
+  decode_attention(q, k, v, out, nullptr, kv_start, kv_end, B, 1, capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride,
+                   scale, 0);
 }
 
 }  // extern "C"

@@ -41,6 +41,17 @@ __global__ void scatter_add_kernel(const int32_t* idx, const float* dout, float*
 
 }  // namespace
 
+// cache[b, column[b], :] = src[b, :]: a decode step's new key or value written at a column read from device
+// memory (r1_cuda_write_columns).
+__global__ void write_columns_kernel(float* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
+                                     int64_t width) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < B * width; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = e / width, i = e % width;
+    const int64_t c = column[b];
+    if (c >= 0 && c < capacity) cache[(b * capacity + c) * width + i] = src[e];
+  }
+}
+
 extern "C" {
 
 R1_API void r1_embedding(const float* table, const int32_t* ids, float* out, int64_t n, int64_t dim) {
@@ -67,6 +78,13 @@ R1_API void r1_scatter_add(const int32_t* idx, const float* dout, float* dx, int
   if (outer <= 0 || inner <= 0 || k <= 0) return;
   scatter_add_kernel<<<grid_for(outer * k * inner), kThreads, 0, stream()>>>(idx, dout, dx, outer, len, inner, k);
   check_launch("r1_scatter_add");
+}
+
+R1_API void r1_cuda_write_columns(float* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
+                                  int64_t width) {
+  if (B <= 0 || width <= 0) return;
+  write_columns_kernel<<<grid_for(B * width), kThreads, 0, stream()>>>(cache, src, column, B, capacity, width);
+  check_launch("r1_cuda_write_columns");
 }
 
 }  // extern "C"

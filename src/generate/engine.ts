@@ -33,17 +33,20 @@
 // the request's seed and k alone), and rows are sampled independently, so a request's completion does not
 // depend on which other requests share its batch or in what order they come.
 //
-// On a GPU the model runs there and only what the host sampler reads comes back each step ([rows, vocab]
-// log-probabilities, and the weights or logits the rows need); each step runs in its own scope, so its
+// On a GPU the model runs there and so does sampling (sampleOnDevice, one fused kernel): only each row's token
+// and log-probability come back each step, and the stop rules are checked on the host from those. A decode step
+// of a dense model is recorded once as a CUDA graph (per cache and row count) and replayed: the step's column
+// lives in device memory (DeviceDecodeStep), so one recording serves every column, and a step costs a few small
+// uploads and one launch instead of ~500 kernel launches from JavaScript. Each step runs in its own scope, so its
 // activations are freed at once, while the KV cache is kept outside scopes and disposed when the queue is done.
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
-import { contiguous, copyInto, dispose, keep, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, type Tensor } from '../tensor/index.ts';
+import { captureGraph, contiguous, copyInto, dispose, empty, keep, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, writeValues, type CudaGraph, type Tensor } from '../tensor/index.ts';
 import { streamUniform } from '../tensor/philox.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
-import { argmax, sampleFromWeights, type SamplingParams } from './sampler.ts';
+import { argmax, sampleFromWeights, sampleOnDevice, type SamplingParams } from './sampler.ts';
 
 /** How one completion is sampled and when it ends. Unset fields take GenerateOptions' values, then the defaults. */
 export interface SamplingOptions {
@@ -97,6 +100,11 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (event: TokenEvent) => void;
   /** Called after every decode step: how full the batch was (benchmarks, and tests of the scheduling). */
   onStep?: (event: StepEvent) => void;
+  /**
+   * On CUDA, decode steps of dense models (head size 64 or 128) replay a recorded CUDA graph instead of
+   * launching each kernel from JavaScript (default true); false runs every step eagerly (tests compare the two).
+   */
+  cudaGraphs?: boolean;
 }
 
 export interface StepEvent {
@@ -280,15 +288,15 @@ export class SamplingEngine {
     for (let free = decoder.freeRows(); this.waiting.length > 0 && free.length >= Math.min(entryGroup, this.waiting.length); free = decoder.freeRows()) {
       const entering = this.waiting.splice(0, free.length);
       this.entered += entering.length;
-      const inputs = scope(() => samplingInputs(decoder.enter(entering.map((row) => ({ id: row.index, prompt: row.promptIds }))), entering));
-      entering.forEach((row, e) => this.take(inputs, e, row, free[e]));
+      const drawn = scope(() => this.draw(decoder.enter(entering.map((row) => ({ id: row.index, prompt: row.promptIds }))), entering));
+      entering.forEach((row, e) => this.take(drawn, e, row, free[e]));
     }
     const free = decoder.freeRows().length;
     if (free === decoder.rows.length) return;
     if (this.waiting.length === 0 && free * 4 >= decoder.rows.length) decoder.shrink();
     const batch = decoder.rows.map((id) => (id === null ? null : this.open.get(id)!.row));
-    const inputs = scope(() => samplingInputs(decoder.next(batch.map((row) => (row === null ? 0 : this.pending.get(row.index)!))), batch));
-    batch.forEach((row, r) => row && this.take(inputs, r, row, r));
+    const drawn = scope(() => this.draw(decoder.next(batch.map((row) => (row === null ? 0 : this.pending.get(row.index)!))), batch));
+    batch.forEach((row, r) => row && this.take(drawn, r, row, r));
     this.options.onStep?.({ rows: batch.length, liveRows: batch.filter((row) => row !== null).length, entered: this.entered, cacheColumns: decoder.length });
   }
 
@@ -302,17 +310,50 @@ export class SamplingEngine {
     const capacity = span + Math.ceil(span / 4);
     const rows = Math.min(this.maxBatch, this.open.size);
     if (this.decoder === null) {
-      this.decoder = new BatchDecoder(this.model, rows, capacity);
+      this.decoder = new BatchDecoder(this.model, rows, capacity, { cudaGraphs: this.options.cudaGraphs });
     } else if (rows > this.decoder.rows.length || capacity > this.decoder.capacity) {
       this.decoder.resize(Math.max(rows, this.decoder.rows.length), Math.max(capacity, this.decoder.capacity));
     }
     return this.decoder;
   }
 
-  /** Draws row r's next token and records it; a finished request leaves the batch and is reported. */
-  private take(inputs: SamplingInputs, r: number, row: RowState, decoderRow: number): void {
+  /**
+   * Every live row's next token from one forward's logits [rows, V]: on CUDA with the fused kernel
+   * (sampleOnDevice: 12 bytes per row come back, unless a row asks for its top log-probabilities), elsewhere row
+   * by row with sampler.ts from batch-wide softmax kernels. Both draw a request's k-th token with the uniform
+   * streamUniform(seed, k). Entries of free or finished rows are not read.
+   */
+  private draw(logits: Tensor, rows: readonly (RowState | null)[]): Drawn {
+    const sampleVocab = this.tokenizer.vocabSize;
+    const live = rows.map((row) => (row !== null && !row.done ? row : null));
+    if (logits.device === 'cuda' && !live.some((row) => row !== null && row.settings.topLogprobs > 0)) {
+      const drawn = sampleOnDevice(logits, live.map((row) => (row === null
+        ? { temperature: 0, topK: 0, topP: 1, minP: 0, seed: 0, step: 0 }
+        : { ...row.settings, step: row.tokenIds.length })), sampleVocab);
+      return { ids: drawn.ids, logprobs: drawn.logprobs, top: [] };
+    }
+    const vocab = logits.shape[1];
+    const inputs = samplingInputs(logits, rows);
+    const ids = new Int32Array(rows.length);
+    const logprobs = new Float64Array(rows.length);
+    const top: TokenLogprob[][] = [];
+    live.forEach((row, r) => {
+      if (row === null) return;
+      const at = r * vocab;
+      ids[r] = row.settings.temperature === 0
+        ? argmax(inputs.logits!.subarray(at, at + sampleVocab))
+        : sampleFromWeights(inputs.weights!.subarray(at, at + sampleVocab), row.settings, streamUniform(row.settings.seed, row.tokenIds.length));
+      logprobs[r] = inputs.logprobs[at + ids[r]];
+      if (row.settings.topLogprobs > 0) top[r] = mostLikely(inputs.logprobs.subarray(at, at + sampleVocab), row.settings.topLogprobs);
+    });
+    return { ids, logprobs, top };
+  }
+
+  /** Records row r's drawn token; a finished request leaves the batch and is reported. */
+  private take(drawn: Drawn, r: number, row: RowState, decoderRow: number): void {
     const { callbacks } = this.open.get(row.index)!;
-    const id = sampleRow(inputs, r, row, this.model.config.vocabSize, this.tokenizer.vocabSize, callbacks.onToken);
+    const id = drawn.ids[r];
+    row.accept(id, drawn.logprobs[r], drawn.top[r] ?? null, callbacks.onToken);
     // onToken may have cancelled the request (a client gone): then nothing of it is left to keep.
     if (!this.open.has(row.index)) return;
     if (!row.done) {
@@ -326,16 +367,8 @@ export class SamplingEngine {
   }
 }
 
-/** Draws row r's next token from one forward's sampling inputs and records it on the request. */
-function sampleRow(inputs: SamplingInputs, r: number, row: RowState, vocab: number, sampleVocab: number, onToken: GenerateOptions['onToken']): number {
-  const at = r * vocab;
-  const id = row.settings.temperature === 0
-    ? argmax(inputs.logits!.subarray(at, at + sampleVocab))
-    : sampleFromWeights(inputs.weights!.subarray(at, at + sampleVocab), row.settings, streamUniform(row.settings.seed, row.tokenIds.length));
-  const top = row.settings.topLogprobs > 0 ? mostLikely(inputs.logprobs.subarray(at, at + sampleVocab), row.settings.topLogprobs) : null;
-  row.accept(id, inputs.logprobs[at + id], top, onToken);
-  return id;
-}
+/** Each row's drawn token, its log-probability and (rows that asked) its top log-probabilities. */
+interface Drawn { ids: ArrayLike<number>; logprobs: ArrayLike<number>; top: TokenLogprob[][] }
 
 /** The k largest log-probabilities of a row, most likely first (ties: lower id first); one pass, k <= 20 or so. */
 function mostLikely(logprobs: FloatArray, k: number): TokenLogprob[] {
@@ -512,11 +545,15 @@ export class BatchDecoder {
   rows: (number | null)[];
   private cache: LayerKvCache[];
   private kvStart: Int32Array;
+  /** Whether next() replays a recorded CUDA graph (deviceDecodeSupported), and the recording of this cache. */
+  private readonly graphs: boolean;
+  private graph: DecodeGraph | null = null;
 
-  constructor(private readonly model: CausalLM, rows: number, private columns: number) {
+  constructor(private readonly model: CausalLM, rows: number, private columns: number, options: { cudaGraphs?: boolean } = {}) {
     this.rows = new Array<number | null>(rows).fill(null);
     this.kvStart = new Int32Array(rows);
     this.cache = this.newCache(rows);
+    this.graphs = (options.cudaGraphs ?? true) && deviceDecodeSupported(model);
   }
 
   /** Columns of the cache: the most any row can span. */
@@ -588,8 +625,27 @@ export class BatchDecoder {
     const column = this.length;
     const kvStart = Int32Array.from(this.rows, (id, r) => (id === null ? column : this.kvStart[r]));
     const positions = Int32Array.from(kvStart, (start) => column - start);
+    if (this.graphs) return this.replay(Int32Array.from(tokens), positions, kvStart, column);
     const device = this.model.device;
     return this.forward(tensor(tokens, [B, 1], 'i32', device), tensor(positions, [B, 1], 'i32', device), this.cache, kvStart);
+  }
+
+  /**
+   * One decode step by replaying the recorded graph of this cache (recorded first if the cache or the row count
+   * changed since): the step's inputs are written into the graph's input buffers, and the logits it leaves are
+   * read before the next replay overwrites them.
+   */
+  private replay(tokens: Int32Array, positions: Int32Array, kvStart: Int32Array, column: number): Tensor {
+    if (this.graph === null) this.graph = recordDecodeStep(this.model, this.cache, this.rows.length);
+    const { inputs, logits, graph } = this.graph;
+    writeValues(inputs.ids, tokens);
+    writeValues(inputs.positions, positions);
+    writeValues(inputs.kvStart, kvStart);
+    writeValues(inputs.column, new Int32Array(tokens.length).fill(column));
+    writeValues(inputs.kvEnd, new Int32Array(tokens.length).fill(column + 1));
+    graph.launch();
+    for (const layer of this.cache) layer.length = column + 1;
+    return logits;
   }
 
   /** Frees row r (its sequence is done); a later enter() reuses it. */
@@ -610,8 +666,10 @@ export class BatchDecoder {
     this.relayout(this.rows.map((_, r) => r), this.length, rows - this.rows.length, capacity);
   }
 
-  /** Frees the KV cache's device memory now (a no-op on the CPU); the decoder is not used afterwards. */
+  /** Frees the KV cache's device memory (and the graph recorded over it) now; the decoder is not used afterwards. */
   dispose(): void {
+    this.graph?.dispose();
+    this.graph = null;
     for (const layer of this.cache) layer.buffers.forEach((buffer) => dispose(buffer));
   }
 
@@ -669,4 +727,40 @@ export class BatchDecoder {
     const start = tensor(kvStart, [kvStart.length], 'i32', this.model.device);
     return contiguous(this.model.lastLogits(ids, { positions, cache, kvStart: start }));
   }
+}
+
+/** Whether a model's decode steps can be recorded as a CUDA graph: a dense model on CUDA with head size 64 or 128. */
+function deviceDecodeSupported(model: CausalLM): boolean {
+  const c = model.config;
+  return model.device === 'cuda' && c.family !== 'deepseek' && (c.headDim === 64 || c.headDim === 128) && c.numHeads / c.numKvHeads <= 32;
+}
+
+/** A recorded decode step: its input buffers (written before each replay), its logits and the graph. */
+interface DecodeGraph {
+  inputs: { ids: Tensor; positions: Tensor; kvStart: Tensor; column: Tensor; kvEnd: Tensor };
+  logits: Tensor;
+  graph: CudaGraph;
+  dispose(): void;
+}
+
+/**
+ * Records one decode step of `rows` rows over `cache` (which must outlive the recording): the forward reads its
+ * tokens, positions and kvStart from buffers of its own and writes and attends at the columns in two more
+ * (DeviceDecodeStep), so the recording is valid at every column.
+ */
+function recordDecodeStep(model: CausalLM, cache: LayerKvCache[], rows: number): DecodeGraph {
+  const buffer = (shape: number[]) => keep(empty(shape, 'i32', 'cuda'));
+  const inputs = { ids: buffer([rows, 1]), positions: buffer([rows, 1]), kvStart: buffer([rows]), column: buffer([rows]), kvEnd: buffer([rows]) };
+  // Values written before recording: index checks read the host copies, and never wait on the device.
+  for (const t of Object.values(inputs)) writeValues(t, new Int32Array(rows));
+  const { graph, result: logits } = captureGraph(() => contiguous(model.lastLogits(inputs.ids, {
+    positions: inputs.positions, cache, kvStart: inputs.kvStart, step: { column: inputs.column, kvEnd: inputs.kvEnd },
+  })));
+  return {
+    inputs, logits, graph,
+    dispose() {
+      graph.dispose();
+      for (const t of Object.values(inputs)) dispose(t);
+    },
+  };
 }

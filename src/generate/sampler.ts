@@ -1,9 +1,12 @@
 // Choosing the next token from one row of logits: greedy, or a draw from the temperature-scaled distribution
 // restricted by top-k, then top-p, then min-p (the order of Hugging Face's logits warpers). Plain TypeScript over
 // one row: the definition of sampling. sampleToken starts from logits (float64 softmax); the engine on the CPU
-// computes the softmax of a whole batch with tensor kernels and calls sampleFromWeights per row with the
+// computes the softmax of a whole batch with tensor kernels and calls sampleFromWeights per row, and on CUDA the
+// fused kernel r1_cuda_sample (native/cuda/sample.cu) does the same per row on the device, both drawing with the
 // uniform streamUniform(seed, step) of src/tensor/philox.ts.
+import { philoxKey } from '../tensor/philox.ts';
 import type { Rng } from '../tensor/random.ts';
+import { cudaBackend, empty, tensor, type Tensor } from '../tensor/index.ts';
 
 export interface SamplingParams {
   /** 0 picks the most likely token (greedy); otherwise logits are divided by it before softmax. */
@@ -202,3 +205,46 @@ function closingWeight(values: Float64Array, reached: (count: number, mass: numb
   return smallest;
 }
 
+/** One row of a device draw: its settings, and the request's seed and token index (the Philox stream). */
+export interface DeviceSamplingRow extends SamplingParams {
+  seed: number;
+  step: number;
+}
+
+export interface DeviceDraw {
+  ids: Int32Array;
+  /** log_softmax(logits)[id] at temperature 1 over the whole vocabulary. */
+  logprobs: Float32Array;
+  /** log of id's probability in the distribution it was drawn from (0 for greedy rows). */
+  sampleLogprobs: Float32Array;
+}
+
+/**
+ * Draws a token for each row of CUDA logits [rows, vocab] among ids < sampleVocab with the fused kernel
+ * (native/cuda/sample.cu): what sampleFromWeights and argmax do per row, with the uniform
+ * streamUniform(seed, step). Only 32 bytes of settings go up and 12 bytes come back per row.
+ */
+export function sampleOnDevice(logits: Tensor, rows: readonly DeviceSamplingRow[], sampleVocab: number): DeviceDraw {
+  const [count, vocab] = logits.shape;
+  if (logits.device !== 'cuda' || logits.ndim !== 2 || !logits.isContiguous || logits.dtype !== 'f32') throw new Error(`sampleOnDevice: expected contiguous float32 CUDA logits [rows, vocab], got ${logits}`);
+  if (rows.length !== count) throw new Error(`sampleOnDevice: ${rows.length} rows of settings for ${count} rows of logits`);
+  if (!Number.isInteger(sampleVocab) || sampleVocab < 1 || sampleVocab > vocab) throw new Error(`sampleOnDevice: sampleVocab ${sampleVocab} is not in [1, ${vocab}]`);
+  const words = new Int32Array(8 * count);
+  const floats = new Float32Array(words.buffer);
+  rows.forEach((row, r) => {
+    const [key0, key1] = philoxKey(row.seed);
+    floats[8 * r] = row.temperature;
+    floats[8 * r + 1] = row.topP;
+    floats[8 * r + 2] = row.minP;
+    words[8 * r + 3] = row.topK;
+    words[8 * r + 4] = key0 | 0;
+    words[8 * r + 5] = key1 | 0;
+    words[8 * r + 6] = row.step | 0;
+  });
+  const params = tensor(words, [8 * count], 'i32', 'cuda');
+  const out = empty([3 * count], 'i32', 'cuda');
+  cudaBackend().sample(logits.floatData() as number, count, vocab, sampleVocab, params.intData() as number, out.intData() as number);
+  const result = out.toArray() as Int32Array;
+  const bits = new Float32Array(result.buffer);
+  return { ids: result.slice(0, count), logprobs: bits.slice(count, 2 * count), sampleLogprobs: bits.slice(2 * count) };
+}

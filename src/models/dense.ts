@@ -1,5 +1,5 @@
 // A dense decoder of the Llama / Qwen2 family, read top to bottom: config, blocks, forward.
-import { GroupedQueryAttention, emptyLayerKvCache, type LayerKvCache } from '../nn/attention.ts';
+import { GroupedQueryAttention, emptyLayerKvCache, type DeviceDecodeStep, type LayerKvCache } from '../nn/attention.ts';
 import { Embedding } from '../nn/embedding.ts';
 import { SwiGluMlp } from '../nn/mlp.ts';
 import { Module, type WeightInit } from '../nn/module.ts';
@@ -86,8 +86,8 @@ class DecoderLayer extends Module {
     this.mlp = this.module('mlp', new SwiGluMlp(c.hiddenSize, c.intermediateSize, rng));
   }
 
-  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null): Tensor {
-    const h = add(x, this.selfAttn.forward(this.inputLayernorm.forward(x), positions, tables, cache, kvStart));
+  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null, step?: DeviceDecodeStep | null): Tensor {
+    const h = add(x, this.selfAttn.forward(this.inputLayernorm.forward(x), positions, tables, cache, kvStart, step));
     return add(h, this.mlp.forward(this.postAttentionLayernorm.forward(h)));
   }
 }
@@ -100,6 +100,11 @@ export interface ForwardOptions {
   cache?: LayerKvCache[];
   /** int32 [B]: first real (non-padding) position of each row. */
   kvStart?: Tensor | null;
+  /**
+   * A CUDA decode step whose columns are in device memory (DeviceDecodeStep; dense models with head size 64 or
+   * 128): the cache's length is not advanced.
+   */
+  step?: DeviceDecodeStep | null;
 }
 
 /** The output head over the last position of hidden states [B, T, C] only: logits [B, V] (every family's decoding). */
@@ -134,7 +139,7 @@ export class DenseModel extends Module {
     const positions = options.positions ?? defaultPositions(B, T, options.cache?.[0]?.length ?? 0, ids.device);
     let x = this.embedTokens.forward(ids);
     this.layers.forEach((layer, i) => {
-      x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart);
+      x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart, options.step);
     });
     return this.norm.forward(x);
   }

@@ -1,6 +1,6 @@
 // Causal self-attention with grouped-query heads (MHA when kv heads = heads, MQA when 1), rotary positions and
 // an optional KV cache for decoding.
-import { attention, copyInto, defaultDevice, reshape, rope, slice, zeros, type Device, type RopeTables, type Tensor } from '../tensor/index.ts';
+import { attention, copyInto, decodeAttention, defaultDevice, reshape, rope, slice, writeColumns, zeros, type Device, type RopeTables, type Tensor } from '../tensor/index.ts';
 import { Linear } from './linear.ts';
 import { Module, type WeightInit } from './module.ts';
 
@@ -25,6 +25,16 @@ export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: numb
   const k = zeros([batch, capacity, kvHeads, keyDim], 'f32', device);
   const v = zeros([batch, capacity, kvHeads, valueDim], 'f32', device);
   return { k, v, length: 0, buffers: [k, v] };
+}
+
+/**
+ * A CUDA decode step (T = 1) whose column lives in device memory, so that a recorded graph of the step replays
+ * at any column: row b's new key and value go to column[b] and it attends to [kvStart[b], kvEnd[b]); the cache's
+ * length is then the caller's to advance (the sampling engine's BatchDecoder).
+ */
+export interface DeviceDecodeStep {
+  column: Tensor;
+  kvEnd: Tensor;
 }
 
 export interface AttentionConfig {
@@ -52,14 +62,21 @@ export class GroupedQueryAttention extends Module {
 
   /**
    * x [B, T, C] at int32 positions [B, T]. With a cache, the new keys and values are appended at
-   * cache.length and attention runs over everything cached so far.
+   * cache.length and attention runs over everything cached so far; with a device step as well, at its columns.
    */
-  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null): Tensor {
+  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null, step?: DeviceDecodeStep | null): Tensor {
     const [B, T] = x.shape;
     const { numHeads, numKvHeads, headDim } = this.config;
     const q = rope(reshape(this.qProj.forward(x), [B, T, numHeads, headDim]), positions, tables);
     let k = rope(reshape(this.kProj.forward(x), [B, T, numKvHeads, headDim]), positions, tables);
     let v = reshape(this.vProj.forward(x), [B, T, numKvHeads, headDim]);
+    if (cache && step) {
+      if (!kvStart || T !== 1) throw new Error('a device decode step feeds one token per row and needs kvStart');
+      writeColumns(cache.k, k, step.column);
+      writeColumns(cache.v, v, step.column);
+      const out = decodeAttention(q, cache.k, cache.v, kvStart, step.kvEnd);
+      return this.oProj.forward(reshape(out, [B, T, numHeads * headDim]));
+    }
     if (cache) {
       const end = cache.length + T;
       if (end > cache.k.shape[1]) throw new Error(`KV cache of ${cache.k.shape[1]} positions is full (needs ${end})`);

@@ -38,6 +38,16 @@ export interface DeviceBackend {
    * read a bf16 copy rounded once per optimizer step instead of rounding it on every call (native/r1_cuda.h).
    */
   registerWeight(array: DeviceArray): void;
+  /**
+   * Draws one token per row of float32 logits [rows, vocab] on the device (r1_cuda_sample in native/r1_cuda.h):
+   * params holds 32 bytes per row, out receives 3 * rows words (ids, then log-probability bits). Addresses.
+   */
+  sample(logits: number, rows: number, vocab: number, sampleVocab: number, params: number, out: number): void;
+  /** cache[b, column[b], :] = src[b, :] for a cache [B, capacity, width] (r1_cuda_write_columns). Addresses. */
+  writeColumns(cache: number, src: number, column: number, B: number, capacity: number, width: number): void;
+  /** One query per row over the keys [kvStart[b], kvEnd[b]) of a cache (r1_cuda_decode_attention). Addresses. */
+  decodeAttention(q: number, k: number, v: number, out: number, kvStart: number, kvEnd: number, B: number, Hq: number, Hkv: number, D: number,
+    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {

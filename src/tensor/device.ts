@@ -170,6 +170,21 @@ function isTensorLike(v: object): v is WithStorage {
   return 'storage' in v && 'shape' in v && 'strides' in v;
 }
 
+/**
+ * Runs fn and exempts every device buffer it allocates from every scope, returning them: for an owner that frees
+ * them together later (a CUDA graph, whose replays write into what its recording allocated).
+ */
+export function holdAllocations<T>(fn: () => T): { result: T; held: DeviceArray[] } {
+  const frame: DeviceArray[] = [];
+  frames.push(frame);
+  try {
+    return { result: fn(), held: frame };
+  } finally {
+    frames.pop();
+    for (const array of frame) array.kept = true;
+  }
+}
+
 /** Exempts a tensor's buffer from every scope (it is freed by dispose() or, dropped, by the collector). */
 export function keep<T extends { storage: unknown }>(t: T): T {
   if (t.storage instanceof DeviceArray) t.storage.kept = true;

@@ -903,3 +903,42 @@ function rowsContiguous(x: Tensor): boolean {
 }
 
 bindTapeOps({ add, onesLike, contiguous, to });
+
+// ---------------------------------------------------------------------------------------------------------
+// A CUDA decode step with no host-side length: the column a step writes and the keys it attends to are read
+// from device memory, so a CUDA graph recorded once replays the step at every column (the sampling engine,
+// src/generate/engine.ts). The CPU decodes with copyInto and attention, which take the length from the host.
+// Neither op is differentiable (decoding runs without a tape).
+
+function cudaOnly(op: string, ...inputs: Tensor[]): void {
+  for (const t of inputs) if (t.device !== 'cuda') throw new Error(`${op}: ${t} is on ${t.device}; ${op} is a CUDA decoding op (on the CPU, use copyInto and attention)`);
+}
+
+/** cache[b, column[b]] = src[b, 0] for a contiguous cache [B, capacity, ...] and src [B, 1, ...], column int32 [B]. */
+export function writeColumns(cache: Tensor, src: Tensor, column: Tensor): void {
+  cudaOnly('writeColumns', cache, src, column);
+  const [B, capacity] = cache.shape;
+  const width = cache.size / (B * capacity);
+  if (!cache.isContiguous || src.shape[0] !== B || src.size !== B * width || column.dtype !== 'i32' || column.size !== B) {
+    throw new Error(`writeColumns: cache ${cache}, src ${src} and column ${column} do not fit [B, capacity, ...], [B, 1, ...] and int32 [B]`);
+  }
+  cudaBackend().writeColumns(deviceAddress(cache), deviceAddress(contiguous(src)), deviceAddress(contiguous(column)), B, capacity, width);
+}
+
+/**
+ * Attention of one query per row, q [B, 1, Hq, D], over whole caches k and v [B, capacity, Hkv, D], row b seeing
+ * the keys [kvStart[b], kvEnd[b]) (int32 [B] each): what attention(q, k[:, :end], v[:, :end], { kvStart })
+ * computes for a decode step whose end is on the device. Head size 64 or 128.
+ */
+export function decodeAttention(q: Tensor, k: Tensor, v: Tensor, kvStart: Tensor, kvEnd: Tensor): Tensor {
+  cudaOnly('decodeAttention', q, k, v, kvStart, kvEnd);
+  const [B, Tq, Hq, D] = q.shape;
+  const [Bk, capacity, Hkv, Dk] = k.shape;
+  if (q.ndim !== 4 || Tq !== 1 || Bk !== B || Dk !== D || !sameShape(k.shape, v.shape) || !k.isContiguous || !v.isContiguous || kvStart.size !== B || kvEnd.size !== B) {
+    throw new Error(`decodeAttention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not fit [B, 1, Hq, D] and contiguous caches [B, capacity, Hkv, D]`);
+  }
+  const out = empty([B, 1, Hq, D], q.dtype, q.device);
+  cudaBackend().decodeAttention(deviceAddress(contiguous(q)), deviceAddress(k), deviceAddress(v), deviceAddress(out), deviceAddress(contiguous(kvStart)),
+    deviceAddress(contiguous(kvEnd)), B, Hq, Hkv, D, capacity, capacity * Hkv * D, capacity * Hkv * D, 1 / Math.sqrt(D));
+  return out;
+}

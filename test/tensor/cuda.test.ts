@@ -360,3 +360,55 @@ describe('training on CUDA matches the CPU', { skip }, () => {
   it('dense (Qwen2 shape), 4 steps', () => compare('dense', () => new DenseModel(denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 }), 7), 1e-4));
   it('DeepSeek (MLA, DeepSeekMoE, MTP), 4 steps', () => compare('deepseek', () => new DeepSeekModel(deepseekConfig(64, { maxPositionEmbeddings: 32 }), 7), 1e-3));
 });
+
+describe('the decode step with its column on the device (what CUDA graphs of decoding replay)', { skip }, () => {
+  it('writeColumns writes each row at its column, as copyInto does on the CPU', () => {
+    const rng = new T.Rng(seed);
+    const [B, capacity, width] = [3, 11, 2 * 64];
+    const cache = T.tensor(normal(rng, B * capacity * width), [B, capacity, 2, 64], 'f32', 'cpu');
+    const src = T.tensor(normal(rng, B * width), [B, 1, 2, 64], 'f32', 'cpu');
+    const columns = [0, 7, 10];
+    const onDevice = cache.to('cuda');
+    T.scope(() => T.writeColumns(onDevice, src.to('cuda'), T.tensor(columns, [B], 'i32', 'cuda')));
+    columns.forEach((c, b) => T.copyInto(T.slice(src, 0, b, b + 1), T.slice(T.slice(cache, 0, b, b + 1), 1, c, c + 1)));
+    assert.deepEqual(onDevice.toArray(), cache.toArray());
+  });
+
+  it('decodeAttention over [kvStart, kvEnd) of a whole cache equals attention over the cache up to kvEnd', () => {
+    const rng = new T.Rng(seed + 1);
+    for (const D of [64, 128]) {
+      const [B, capacity, Hq, Hkv] = [3, 700, 8, 2];
+      const q = T.tensor(normal(rng, B * Hq * D), [B, 1, Hq, D], 'f32', 'cpu');
+      const k = T.tensor(normal(rng, B * capacity * Hkv * D), [B, capacity, Hkv, D], 'f32', 'cpu');
+      const v = T.tensor(normal(rng, B * capacity * Hkv * D), [B, capacity, Hkv, D], 'f32', 'cpu');
+      const kvStart = [0, 30, 399];
+      const kvEnd = [650, 200, 400];
+      const got = T.scope(() => T.noGrad(() => T.decodeAttention(q.to('cuda'), k.to('cuda'), v.to('cuda'), T.tensor(kvStart, [B], 'i32', 'cuda'), T.tensor(kvEnd, [B], 'i32', 'cuda')).toArray())) as Float32Array;
+      let worst = 0;
+      for (let b = 0; b < B; b++) {
+        const row = (t: T.Tensor) => T.slice(T.slice(t, 0, b, b + 1), 1, 0, kvEnd[b]);
+        const expected = T.noGrad(() => T.attention(T.slice(q, 0, b, b + 1), row(k), row(v), { causal: true, kvStart: T.tensor([kvStart[b]], [1], 'i32', 'cpu') })).toArray();
+        expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(got[b * Hq * D + i] - e))));
+      }
+      measured.push([`decodeAttention D=${D}`, worst]);
+      // Softmax-weighted means of N(0, 1) values in float32, summed in another order: ~1e-7.
+      assert.ok(worst < 1e-5, `D=${D}: ${worst}`);
+    }
+  });
+
+  it('a recorded graph replays its work on new inputs, and frees what it recorded with dispose()', () => {
+    const x = T.keep(T.tensor([1, 2, 3], [3], 'f32', 'cuda'));
+    const before = T.cudaMemoryStats().inUse;
+    const { graph, result } = T.captureGraph(() => T.mul(T.add(x, x), x));
+    T.writeValues(x, Float32Array.of(4, 5, 6));
+    graph.launch();
+    assert.deepEqual(Array.from(result.toArray()), [32, 50, 72]);
+    T.writeValues(x, Float32Array.of(-1, 0, 2));
+    graph.launch();
+    assert.deepEqual(Array.from(result.toArray()), [2, 0, 8]);
+    graph.dispose();
+    assert.equal(T.cudaMemoryStats().inUse, before);
+    assert.throws(() => graph.launch(), /after dispose/);
+    T.dispose(x);
+  });
+});

@@ -55,6 +55,13 @@ export interface CudaLibrary {
   ncclAllReduce(comm: DevicePtr, send: DevicePtr, recv: DevicePtr, n: number, average: boolean): void;
   ncclBroadcast(comm: DevicePtr, send: DevicePtr, recv: DevicePtr, n: number, root: number): void;
   ncclCommDestroy(comm: DevicePtr): void;
+  /** r1_cuda_sample (native/r1_cuda.h): per-row tokens and log-probabilities into out [3 * rows] words. */
+  sample(logits: DevicePtr, rows: number, vocab: number, sampleVocab: number, params: DevicePtr, out: DevicePtr): void;
+  /** r1_cuda_write_columns: cache[b, column[b], :] = src[b, :] for cache [B, capacity, width]. */
+  writeColumns(cache: DevicePtr, src: DevicePtr, column: DevicePtr, B: number, capacity: number, width: number): void;
+  /** r1_cuda_decode_attention: one query per row over keys [kvStart[b], kvEnd[b]) of a cache of `capacity` columns. */
+  decodeAttention(q: DevicePtr, k: DevicePtr, v: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, Hq: number, Hkv: number, D: number,
+    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number): void;
 }
 
 /** The size of NCCL's ncclUniqueId (R1_NCCL_UNIQUE_ID_BYTES of r1_cuda.h). */
@@ -118,6 +125,9 @@ const declarations = {
   r1_attention_backward: 'void r1_attention_backward(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t dout, uint64_t dq, uint64_t dk, uint64_t dv, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
   r1_adamw: 'void r1_adamw(uint64_t p, uint64_t g, uint64_t m, uint64_t v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
   r1_random_normal: 'void r1_random_normal(uint64_t x, int64_t n, uint32_t key0, uint32_t key1, double std_dev)',
+  r1_cuda_sample: 'void r1_cuda_sample(uint64_t logits, int64_t rows, int64_t vocab, int64_t sample_vocab, uint64_t params, uint64_t out)',
+  r1_cuda_write_columns: 'void r1_cuda_write_columns(uint64_t cache, uint64_t src, uint64_t column, int64_t B, int64_t capacity, int64_t width)',
+  r1_cuda_decode_attention: 'void r1_cuda_decode_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
 
   r1_nccl_unique_id: 'int r1_nccl_unique_id(uint8_t *id)',
@@ -382,6 +392,18 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     },
     ncclCommDestroy(comm) {
       checkStatus('ncclCommDestroy', c.r1_nccl_comm_destroy(comm) as number);
+    },
+    sample(logits, rows, vocab, sampleVocab, params, out) {
+      c.r1_cuda_sample(logits, rows, vocab, sampleVocab, params, out);
+      check('sample');
+    },
+    writeColumns(cache, src, column, B, capacity, width) {
+      c.r1_cuda_write_columns(cache, src, column, B, capacity, width);
+      check('writeColumns');
+    },
+    decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale) {
+      c.r1_cuda_decode_attention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale);
+      check('decodeAttention');
     },
   };
 }

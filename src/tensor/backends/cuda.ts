@@ -8,7 +8,7 @@
 // stay float32. bfloat16 has float32's exponent range, so gradients do not underflow and no loss scaling is
 // needed (it is for float16).
 import { registerCudaBackend, type DeviceBackend, type DType, type HostArray } from '../backend.ts';
-import { DeviceArray, setDefaultDevice, type Device, type DeviceMemory } from '../device.ts';
+import { DeviceArray, holdAllocations, setDefaultDevice, type Device, type DeviceMemory } from '../device.ts';
 import { openCudaLibrary, type CudaLibrary, type CudaMemoryStats } from './cuda-library.ts';
 
 export type Precision = 'f32' | 'bf16';
@@ -74,7 +74,8 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       if (offset < 0 || offset + data.length > array.length) throw new RangeError(`write: ${data.length} elements at ${offset} do not fit a buffer of ${array.length}`);
       if (data.BYTES_PER_ELEMENT !== 4) throw new TypeError('write: device buffers hold 4-byte elements (float32 or int32)');
       if (data.length > 0) library.upload(array.address(() => 'a write') + offset * 4, data);
-      array.hostMirror = null;
+      // A whole int32 buffer written from the host keeps its host values, as an upload does (index checks read them).
+      array.hostMirror = data instanceof Int32Array && offset === 0 && data.length === array.length ? data : null;
     },
     fill(array, value) {
       const address = array.address(() => 'a fill');
@@ -87,6 +88,10 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       if (srcDtype === 'f32') library.f32ToI32(src, dst, n);
       else library.i32ToF32(src, dst, n);
     },
+    sample: (logits, rows, vocab, sampleVocab, params, out) => library.sample(logits, rows, vocab, sampleVocab, params, out),
+    writeColumns: (cache, src, column, B, capacity, width) => library.writeColumns(cache, src, column, B, capacity, width),
+    decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale) =>
+      library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale),
     registerWeight(array) {
       // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
@@ -136,6 +141,52 @@ export function setMatmulPrecision(value: Precision): void {
 /** Bytes of device memory in use, reserved by the caching allocator, the peak in use, and live blocks. */
 export function cudaMemoryStats(): CudaMemoryStats {
   return load().library.memoryStats();
+}
+
+/** A recorded sequence of CUDA work, replayed with one launch; dispose() frees it and the memory it uses. */
+export interface CudaGraph {
+  launch(): void;
+  dispose(): void;
+}
+
+/**
+ * Records the CUDA work fn queues as a graph instead of running it (nothing runs until launch()). Every device
+ * buffer fn allocates is held for the graph's lifetime, since replays write into it: fn's result may be read
+ * after each launch(), and is freed by dispose(). fn must not read device memory back (a download waits for
+ * work that is only being recorded) nor free what it allocated.
+ */
+export function captureGraph<T>(fn: () => T): { graph: CudaGraph; result: T } {
+  const { library } = load();
+  library.graphBegin();
+  let held: DeviceArray[] = [];
+  let result: T;
+  let handle: number;
+  try {
+    ({ result, held } = holdAllocations(fn));
+  } finally {
+    // Ends the recording even when fn threw, so that the stream runs work again.
+    handle = library.graphEnd();
+  }
+  const freed = held.filter((array) => array.isFreed);
+  if (freed.length > 0) {
+    library.graphDestroy(handle);
+    for (const array of held) array.free('dispose');
+    throw new Error(`captureGraph: ${freed.length} buffers were freed while recording; the graph would write into memory given to others`);
+  }
+  let disposed = false;
+  const graph: CudaGraph = {
+    launch() {
+      if (disposed) throw new Error('a CUDA graph was launched after dispose()');
+      library.graphLaunch(handle);
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      library.graphDestroy(handle);
+      for (const array of held) array.free('dispose');
+    },
+  };
+  return { graph, result };
 }
 
 /**
