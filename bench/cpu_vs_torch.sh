@@ -1,8 +1,8 @@
 #!/bin/bash
 # r1ts beside PyTorch on the CPU, on the same pinned cores (docs/BENCHMARKS.md, "CPU against PyTorch"):
 # bench/train.ts beside bench/torch_cpu_train.py, and bench/sample.ts (batch 1 and 32) beside
-# bench/hf_generate_cpu.py, each size in its own process so that peak memory is per size, on 2 cores and on
-# every core. Appends one JSON line per row to $OUT/cpu_vs_torch.jsonl (default bench/results) and prints them.
+# bench/hf_generate_cpu.py, on 2 cores and on every core. Appends one JSON line per row to
+# $OUT/cpu_vs_torch.jsonl (default bench/results) and prints them.
 #   bash bench/cpu_vs_torch.sh                    (train and sample, on 2 cores and on all cores)
 #   WHAT=train CORES=all bash bench/cpu_vs_torch.sh (CORES: "two", "all" or taskset lists such as 0-3)
 # Needs python3 with torch and transformers, and the native core built.
@@ -36,14 +36,18 @@ for named in $cores_list; do
     all) cores="0-$(($(nproc --all) - 1))" ;;
     *) cores=$named ;;
   esac
-  for size in $sizes; do
-    if [[ " $what " == *" train "* ]]; then
+  # r1ts: one process per size (its peak memory is that size's); PyTorch: one process for all sizes, since
+  # importing torch and transformers takes seconds (its peak is then the largest so far: sizes run small to large).
+  if [[ " $what " == *" train "* ]]; then
+    for size in $sizes; do
       MIN_SECONDS=${MIN_SECONDS:-4} taskset -c "$cores" node --import tsx bench/train.ts "$size" > /dev/null && lines bench/results/train.json train_cpu_r1ts "$cores" | tee -a "$log"
-      taskset -c "$cores" python3 bench/torch_cpu_train.py "$size" | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
-    fi
-    if [[ " $what " == *" sample "* ]]; then
+    done
+    taskset -c "$cores" python3 bench/torch_cpu_train.py $sizes | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
+  fi
+  if [[ " $what " == *" sample "* ]]; then
+    for size in $sizes; do
       QUEUE=0 taskset -c "$cores" node --import tsx bench/sample.ts "$size" > /dev/null && lines bench/results/sample.json generate_cpu_r1ts "$cores" | tee -a "$log"
-      taskset -c "$cores" python3 bench/hf_generate_cpu.py "$size" | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
-    fi
-  done
+    done
+    taskset -c "$cores" python3 bench/hf_generate_cpu.py $sizes | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
+  fi
 done
