@@ -204,8 +204,9 @@ export interface StepLoop<R extends LoopRecord> {
   checkpointEvery: number;
   /** Runs update `step` (0-based) and returns its record but for step and elapsedSeconds. */
   update(step: number): Omit<R, 'step' | 'elapsedSeconds'>;
-  /** The validation loss, every evalEvery updates and after the last; null when nothing is held out. */
-  validate: (() => number) | null;
+  /** The held-out measures merged into the record (validationLoss and any others the trainer keeps), every
+   * evalEvery updates and after the last; null when nothing is held out. */
+  validate: (() => Pick<R, 'validationLoss'> & Partial<R>) | null;
   /** Saves checkpoint `step`; elapsedSeconds is the run's training time so far. */
   save(step: number, elapsedSeconds: number): Promise<void>;
   /** The progress bar's format (cli-progress tokens; {value} and {total} are the steps) and its payload. */
@@ -245,7 +246,7 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
       step++;
       const record = { ...fields, step, elapsedSeconds: elapsed() } as R;
       const last = step === loop.totalSteps || performance.now() >= deadlineMs;
-      if (loop.validate && (step % loop.evalEvery === 0 || last)) record.validationLoss = loop.validate();
+      if (loop.validate && (step % loop.evalEvery === 0 || last)) Object.assign(record, loop.validate());
       records.push(record);
       if (primary) await appendJsonl(metricsFile, record);
       loop.onStep?.(record);

@@ -244,7 +244,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
       if (moeLoads?.length) record.moeMaxLoadRatio = moeLoads.map((s) => s.maxLoadRatio);
       return record;
     },
-    validate: () => evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches),
+    validate: () => ({ validationLoss: evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches) }),
     save: (at, elapsedSeconds) => saveTrainingCheckpoint(config.out, at, {
       model, optimizer, tokenizer: tokenizerFiles, keepLast: config.keepCheckpoints,
       trainerState: { config, optimizerStep: optimizer.step, data: batcher.state(), corpusTokens: tokens.length, elapsedSeconds } satisfies TrainerState,

@@ -13,11 +13,9 @@
 // Exact resume: a checkpoint holds the backbone and head, the AdamW moments and the step; the pair order of each
 // epoch is a permutation drawn from seed + epoch, so a resumed run trains on the same batches in the same order.
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import cliProgress from 'cli-progress';
-import { writeFileAtomic } from '../io/atomic.ts';
-import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, parameterArrays, readJsonl, saveCheckpoint } from '../io/checkpoint.ts';
+import { momentArrays, parameterArrays, saveCheckpoint } from '../io/checkpoint.ts';
 import { CLASSIFIER_SUFFIX, CONFIG_FILE } from '../io/hf.ts';
 import { readJsonlObjects } from '../io/jsonl.ts';
 import { loadModel } from '../models/pretrained.ts';
@@ -27,8 +25,8 @@ import { abs, add, exp, log, mean, mul, neg, noGrad, relu, scope, slice, sub, us
 import { renderConversation, type ChatMessage } from '../tokenizer/chat.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
+import { openRun, restoreAdamW, runSteps } from './loop.ts';
 import { AdamW, clipGradNorm } from './optimizer.ts';
-import { METRICS_FILE } from './pretrain.ts';
 import { learningRate, type DecayShape } from './schedule.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -194,6 +192,7 @@ export interface PairAccuracy {
 
 export interface RewardModelResult {
   steps: number;
+  /** This process's records (metrics.jsonl holds the whole run's). */
   records: RewardModelStepRecord[];
   /** The trained reward model's folder. */
   finalDir: string;
@@ -205,7 +204,6 @@ export interface RewardModelResult {
 interface TrainerState {
   config: RewardModelConfig;
   optimizerStep: number;
-  metricsRecords: number;
   elapsedSeconds: number;
 }
 
@@ -216,15 +214,10 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   useDevice(given.device, given.precision);
   const pairs = readPreferencePairs(given.data);
-  await mkdir(given.out, { recursive: true });
-  const metricsFile = join(given.out, METRICS_FILE);
-  const checkpoint = given.resume ? await loadLatestCheckpoint(given.out, (m) => log(`warning: ${m}`)) : null;
-  if (!given.resume && await hasCheckpoints(given.out)) {
-    throw new UserError(`${join(given.out, CHECKPOINTS_DIR)} already holds checkpoints; pass --resume to continue that run, or choose another --out`);
-  }
-  if (given.resume && !checkpoint) log(`no checkpoint in ${given.out}; starting a new run`);
+  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'reward-model', config: given });
+  const saved = checkpoint ? checkpoint.trainerState as unknown as TrainerState : null;
   // A resumed run is the same run: its settings, except how long and how often to save.
-  const config = checkpoint ? { ...(checkpoint.trainerState as unknown as TrainerState).config, checkpointEvery: given.checkpointEvery, keepCheckpoints: given.keepCheckpoints, timeLimitMinutes: given.timeLimitMinutes } : given;
+  const config = saved ? { ...saved.config, checkpointEvery: given.checkpointEvery, keepCheckpoints: given.keepCheckpoints, timeLimitMinutes: given.timeLimitMinutes } : given;
 
   // A checkpoint's model folder holds the backbone; the head is among its other arrays.
   const { model, tokenizer } = checkpoint
@@ -252,56 +245,30 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
 
   const named = model.namedParameters();
   const optimizer = new AdamW(named, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: config.weightDecay });
-  let step = 0;
-  let elapsedBefore = 0;
-  let records: RewardModelStepRecord[] = [];
-  if (checkpoint) {
-    const saved = checkpoint.trainerState as unknown as TrainerState;
-    optimizer.loadStateDict({ step: saved.optimizerStep, m: float32Arrays(checkpoint.optimizer.m), v: float32Arrays(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
-    step = checkpoint.step;
-    elapsedBefore = saved.elapsedSeconds;
-    records = (await readJsonl<RewardModelStepRecord>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).slice(0, saved.metricsRecords);
-    await writeFileAtomic(metricsFile, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    log(`resuming ${given.out} from step ${step} (${checkpoint.dir})`);
-  } else {
-    await writeFileAtomic(metricsFile, '');
-  }
+  if (checkpoint && saved) restoreAdamW(optimizer, checkpoint, saved.optimizerStep);
 
   const tokenizerFiles = await readTokenizerFiles(tokenizer);
-  const startMs = performance.now();
-  const save = async (): Promise<void> => {
-    const state: TrainerState = { config, optimizerStep: optimizer.step, metricsRecords: records.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
-    const { m, v } = optimizer.stateDict();
-    await saveCheckpoint(given.out, step, {
-      model: { config: model.config, tensors: parameterArrays(model.backbone.namedParameters()), torchDtype: 'float32' },
-      optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: parameterArrays([[HEAD_PREFIX + SCORE_WEIGHT, model.score]]) },
-      trainerState: state as unknown as Record<string, unknown>,
-      tokenizer: tokenizerFiles,
-    }, { keepLast: config.keepCheckpoints });
+  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps, minLrRatio: config.minLrRatio };
+  const params = model.parameters();
+  // Each epoch's pair order is a permutation drawn from seed + epoch (exact resume).
+  const batchOf = (step: number): EncodedPair[] => {
+    const order = new Rng(config.seed + Math.floor(step / stepsPerEpoch)).permutation(train.length);
+    const within = step % stepsPerEpoch;
+    return order.slice(within * config.batchSize, (within + 1) * config.batchSize).map((i) => train[i]);
   };
 
-  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps, minLrRatio: config.minLrRatio };
-  const deadlineMs = config.timeLimitMinutes === null ? Infinity : startMs + config.timeLimitMinutes * 60_000;
-  const params = model.parameters();
-  const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
-    format: 'reward model {bar} step {value}/{total} | loss {loss} | acc {acc} | ETA {eta_formatted}', hideCursor: true, etaBuffer: 20,
-  }, cliProgress.Presets.shades_classic) : null;
-  bar?.start(totalSteps, step, { loss: '-', acc: '-' });
-  const logEvery = Math.max(1, Math.round(totalSteps / 20));
-  let lastSavedStep = checkpoint?.step ?? -1;
-  let order: number[] = [];
-  let orderEpoch = -1;
-  try {
-    while (step < totalSteps && performance.now() < deadlineMs) {
-      const epoch = Math.floor(step / stepsPerEpoch);
-      if (epoch !== orderEpoch) {
-        order = permutation(train.length, new Rng(config.seed + epoch));
-        orderEpoch = epoch;
-      }
-      const within = step % stepsPerEpoch;
-      const batch = order.slice(within * config.batchSize, (within + 1) * config.batchSize).map((i) => train[i]);
-      const lr = learningRate(step, schedule);
-      const { loss, accuracy, margin, gradNorm } = scope(() => {
+  const { step, records } = await runSteps<RewardModelStepRecord>({
+    out: given.out,
+    startStep: checkpoint?.step ?? 0,
+    totalSteps,
+    elapsedBefore: saved?.elapsedSeconds ?? 0,
+    timeLimitMinutes: config.timeLimitMinutes,
+    evalEvery: config.checkpointEvery,
+    checkpointEvery: config.checkpointEvery,
+    update: (index) => {
+      const batch = batchOf(index);
+      const lr = learningRate(index, schedule);
+      return scope(() => {
         let loss = 0;
         let wins = 0;
         let margin = 0;
@@ -322,35 +289,38 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
         }
         const gradNorm = clipGradNorm(params, config.gradClip > 0 ? config.gradClip : Infinity);
         if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-          throw new UserError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
+          throw new UserError(`step ${index + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
         }
         optimizer.update(lr);
         model.backbone.afterStep?.();
         model.zeroGrad();
-        return { loss, accuracy: wins / batch.length, margin: margin / batch.length, gradNorm };
+        return { epoch: Math.floor(index / stepsPerEpoch) + 1, loss, accuracy: wins / batch.length, margin: margin / batch.length, lr, gradNorm };
       });
-      step++;
-      const record: RewardModelStepRecord = { step, epoch: epoch + 1, loss, accuracy, margin, lr, gradNorm, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
-      const last = step === totalSteps;
-      if (validation.length > 0 && (step % config.checkpointEvery === 0 || last)) {
-        const held = pairAccuracy(model, validation, config.microBatchSize);
-        record.validationLoss = held.loss;
-        record.validationAccuracy = held.accuracy;
-      }
-      records.push(record);
-      await appendJsonl(metricsFile, record);
-      hooks.onStep?.(record);
-      if (bar) bar.update(step, { loss: loss.toFixed(4), acc: accuracy.toFixed(2) });
-      else if (step % logEvery === 0 || last) log(formatRecord(record, totalSteps));
-      if (step % config.checkpointEvery === 0 || last) {
-        await save();
-        lastSavedStep = step;
-      }
-    }
-  } finally {
-    bar?.stop();
-  }
-  if (lastSavedStep !== step) await save();
+    },
+    validate: validation.length > 0 ? () => {
+      const held = pairAccuracy(model, validation, config.microBatchSize);
+      return { validationLoss: held.loss, validationAccuracy: held.accuracy };
+    } : null,
+    save: async (at, elapsedSeconds) => {
+      const state: TrainerState = { config, optimizerStep: optimizer.step, elapsedSeconds };
+      const { m, v } = optimizer.stateDict();
+      await saveCheckpoint(given.out, at, {
+        model: { config: model.config, tensors: parameterArrays(model.backbone.namedParameters()), torchDtype: 'float32' },
+        optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: parameterArrays([[HEAD_PREFIX + SCORE_WEIGHT, model.score]]) },
+        trainerState: state as unknown as Record<string, unknown>,
+        tokenizer: tokenizerFiles,
+      }, { keepLast: config.keepCheckpoints });
+    },
+    bar: {
+      format: 'reward model {bar} step {value}/{total} | loss {loss} | acc {acc} | ETA {eta_formatted}',
+      values: (r) => ({ loss: r ? r.loss.toFixed(4) : '-', acc: r ? r.accuracy.toFixed(2) : '-' }),
+    },
+    format: (r) => [`step ${r.step}/${totalSteps}`, `loss ${r.loss.toFixed(4)}`, `acc ${r.accuracy.toFixed(2)}`, `margin ${r.margin.toFixed(3)}`,
+      r.validationAccuracy === undefined ? null : `held-out acc ${r.validationAccuracy.toFixed(3)}`, `${r.elapsedSeconds.toFixed(0)}s`].filter(Boolean).join(' | '),
+    log,
+    progress: hooks.progress,
+    onStep: hooks.onStep,
+  });
   const finalDir = join(given.out, 'final');
   await saveRewardModel(model, tokenizerFiles, finalDir);
   log(`saved the reward model to ${finalDir}`);
@@ -409,19 +379,4 @@ export async function loadRewardModelOrBackbone(dir: string, seed: number): Prom
   if (names.some((name) => typeof name === 'string' && name.endsWith(CLASSIFIER_SUFFIX))) return loadRewardModel(dir);
   const { model, tokenizer } = await loadModel(dir);
   return { model: new RewardModel(model, seed), tokenizer };
-}
-
-function formatRecord(r: RewardModelStepRecord, totalSteps: number): string {
-  return [`step ${r.step}/${totalSteps}`, `loss ${r.loss.toFixed(4)}`, `acc ${r.accuracy.toFixed(2)}`, `margin ${r.margin.toFixed(3)}`,
-    r.validationAccuracy === undefined ? null : `held-out acc ${r.validationAccuracy.toFixed(3)}`, `${r.elapsedSeconds.toFixed(0)}s`].filter(Boolean).join(' | ');
-}
-
-/** 0..n-1 shuffled (Fisher-Yates) with `rng`. */
-function permutation(n: number, rng: Rng): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
 }

@@ -246,7 +246,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
       const inputTokens = batch.reduce((n, r) => n + r.inputs.length, 0);
       return { epoch: Math.floor(index / stepsPerEpoch) + 1, loss, lr, gradNorm, trainedTokens: tokens, tokensPerSecond: inputTokens / ((performance.now() - start) / 1000) };
     },
-    validate: validationRows.length > 0 ? () => validationLoss(model, validationRows, config.microBatchSize, padId) : null,
+    validate: validationRows.length > 0 ? () => ({ validationLoss: validationLoss(model, validationRows, config.microBatchSize, padId) }) : null,
     save: (at, elapsedSeconds) => saveTrainingCheckpoint(config.out, at, {
       model, optimizer, tokenizer: tokenizerFiles, keepLast: config.keepCheckpoints,
       trainerState: { config, optimizerStep: optimizer.step, rows: rows.length, trainedTokens, elapsedSeconds } satisfies TrainerState,

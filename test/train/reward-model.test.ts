@@ -3,6 +3,7 @@
 // model can see, exact resume after a kill, and the saved folder in transformers' sequence-classifier layout.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -158,7 +159,11 @@ describe('trainRewardModel', () => {
     await assert.rejects(trainRewardModel(config(out), { ...quiet, onStep: (r) => { if (r.step === 6) throw new Error('killed'); } }), /killed/);
     await assert.rejects(trainRewardModel(config(out), quiet), /already holds checkpoints/);
     const resumed = await trainRewardModel({ ...config(out), resume: true }, quiet);
-    assert.deepEqual(resumed.records.map(withoutTime), straight.records.map(withoutTime));
+    assert.deepEqual(resumed.records.map(withoutTime), straight.records.slice(-resumed.records.length).map(withoutTime));
+    // The metrics file a user reads holds the whole run, the same as the uninterrupted run's.
+    const metrics = async (dir: string) => (await readFile(join(dir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((line) => withoutTime(JSON.parse(line)));
+    assert.deepEqual(await metrics(out), await metrics(join(root, 'straight')));
+    assert.ok(resumed.records.length < straight.records.length, 'the resumed run started from a checkpoint');
   });
 
   it('puts a head on a DeepSeek backbone too, and that reward model reloads', async () => {
