@@ -55,6 +55,11 @@ const FIELDS: Fields<ZeroConfig> = {
   baseFormatRate: { schema: fraction, flag: '--base-format-rate <r>', help: 'fraction of pretraining completions in the R1-Zero format' },
   baseTemplateRate: { schema: fraction, flag: '--base-template-rate <r>', help: 'fraction of pretraining documents with the whole template' },
   baseDrillDocuments: { schema: nonNegativeInt, flag: '--base-drill-documents <n>', help: 'documents of correct worked arithmetic in the pretraining text' },
+  baseStyles: {
+    schema: z.strictObject({ guessRate: fraction, guessCorrectRate: fraction, checkedRate: fraction, slipRate: fraction }).nullable(),
+    flag: null,
+    help: 'answering styles of the arithmetic pretraining text, e.g. {"guessRate": 0.5, "guessCorrectRate": 0.25, "checkedRate": 0.3, "slipRate": 0.2}: guesses, worked chains slipping slipRate a step, and chains that check their steps (null: bare equations right baseCorrectRate of the time)',
+  },
   ...BASE_MODEL_FIELDS,
   baseSeed: { schema: nonNegativeInt, flag: '--base-seed <n>', help: 'seed of the pretraining text and weights' },
   device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },

@@ -21,6 +21,14 @@ export interface ReportInput {
   evaluations: readonly SourceEvaluation[];
   records: readonly GrpoStepRecord[];
   seconds: Record<string, number>;
+  /** Completions drawn at a few training steps (samples.jsonl's lines: e.g. the first and the last), shown side by side. */
+  stepSamples?: readonly StepSamples[];
+}
+
+/** A line of samples.jsonl: completions the policy drew at one step. */
+export interface StepSamples {
+  step: number;
+  samples: ReadonlyArray<{ group: number; question: string; completion: string; reward: number; correct: boolean }>;
 }
 
 /** The rows of the before/after table: [label, base, trained, format]. */
@@ -57,6 +65,7 @@ export function renderReport(input: ReportInput): string {
       { name: 'format', values: records.map((r) => r.formatRate) },
     ], { min: 0, max: 1 }),
     chart('Mean response length (tokens)', steps, [{ name: 'length', values: records.map((r) => r.responseLengthMean) }]),
+    chart('Reflection words per response (wait, check, verify, mistake, ...)', steps, [{ name: 'reflection words', values: records.map((r) => r.reflectionWords) }], { min: 0 }),
     records.some((r) => r.kl !== null)
       ? chart('KL to the reference (k3, mean per token)', steps, [{ name: 'KL', values: records.map((r) => r.kl ?? 0) }])
       : '<figure class="chart"><figcaption>KL to the reference</figcaption><p>Not computed: beta = 0 runs without a reference model.</p></figure>',
@@ -83,6 +92,7 @@ td:first-child, th:first-child { text-align: left; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 1em; }
 .chart { margin: 0; } .chart figcaption { font-weight: 600; }
 pre { white-space: pre-wrap; background: #f6f6f6; padding: 6px 8px; margin: 4px 0; font-size: 13px; }
+.side { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 1em; }
 .ok { color: #18794e; } .bad { color: #b42318; } .muted { color: #666; font-size: 13px; }
 </style></head><body>
 <h1>${escape(input.title)}</h1>
@@ -94,6 +104,7 @@ ${tables || '<p>Not evaluated.</p>'}
 <div class="charts">${charts}</div>
 <h2>Sample completions</h2>
 ${samples}
+${stepSamplesSection(input.stepSamples ?? [])}
 <h2>Settings</h2>
 <pre>${escape(JSON.stringify(input.config, null, 2))}</pre>
 </body></html>
@@ -188,6 +199,17 @@ function sampleBlock(before: EvalQuestion, after: EvalQuestion | undefined): str
     return `<p class="muted">${label}: ${verdict}, ${r.formatted ? 'in format' : 'not in format'}, ${r.lengthTokens} tokens</p><pre>${escape(r.text)}</pre>`;
   };
   return `<h3>${escape(before.question)}</h3><p class="muted">reference: ${escape(String(before.reference))}</p>${response('base model', before)}${response('after GRPO', after)}`;
+}
+
+/** Completions of a few training steps side by side: the first of each of the first groups, one column a step. */
+function stepSamplesSection(steps: readonly StepSamples[], perStep = 3): string {
+  if (steps.length === 0) return '';
+  const column = ({ step, samples }: StepSamples) => {
+    const firsts = samples.filter((s, i) => i === 0 || samples[i - 1].group !== s.group).slice(0, perStep);
+    const blocks = firsts.map((s) => `<p class="muted">${escape(s.question)}<br>${s.correct ? '<span class="ok">correct</span>' : '<span class="bad">wrong</span>'}, reward ${s.reward.toFixed(2)}</p><pre>${escape(s.completion)}</pre>`);
+    return `<div><h3>Step ${step}</h3>${blocks.join('')}</div>`;
+  };
+  return `<h2>Completions during training</h2>\n<div class="side">${steps.map(column).join('')}</div>`;
 }
 
 interface Series {

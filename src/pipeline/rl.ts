@@ -13,6 +13,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
 import { loadModel, saveModel, type LoadedModel } from '../models/pretrained.ts';
 import { loadRewardModel, type LoadedRewardModel } from '../models/reward-model.ts';
 import { taskAccuracyReward } from '../rewards/accuracy.ts';
@@ -28,7 +29,7 @@ import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
-import { renderReport, type SourceEvaluation } from './report.ts';
+import { renderReport, type SourceEvaluation, type StepSamples } from './report.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Rewards by kind
@@ -269,7 +270,10 @@ export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRu
   const seconds = { evalBefore, train, evalAfter };
   const allSeconds = { ...options.earlierSeconds, ...seconds };
   const reportFile = join(config.out, 'report.html');
-  await writeFileAtomic(reportFile, renderReport({ title: options.title ?? 'GRPO on a mix of prompt sources', config, evaluations, records, seconds: allSeconds }));
+  const samplesFile = join(config.out, SAMPLES_FILE);
+  const kept = existsSync(samplesFile) ? await readJsonl<StepSamples>(samplesFile) : [];
+  const stepSamples = kept.length > 1 ? [kept[0], kept[kept.length - 1]] : kept;
+  await writeFileAtomic(reportFile, renderReport({ title: options.title ?? 'GRPO on a mix of prompt sources', config, evaluations, records, seconds: allSeconds, stepSamples }));
   const perSource = (pick: (e: SourceEvaluation) => EvalReport) => Object.fromEntries(evaluations.map((e) => [e.source, summary(pick(e))]));
   await writeFileAtomic(join(config.out, 'summary.json'), `${JSON.stringify({ before: perSource((e) => e.before), after: perSource((e) => e.after), steps: records.length, seconds: allSeconds, finalDir, ...options.summaryExtras }, null, 2)}\n`);
   return { out: config.out, evaluations, records, finalDir, reportFile, seconds };

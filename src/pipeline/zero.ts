@@ -23,6 +23,7 @@ import { R1_ZERO_TEMPLATE } from '../rewards/template.ts';
 import { defaultGrpoConfig, type GrpoConfig, type GrpoStepRecord } from '../rl/trainer.ts';
 import { ARITHMETIC_LEVELS, drawArithmeticProblem, pretrainingText, workedSteps } from '../tasks/arithmetic.ts';
 import { codeDrill, codePretrainingText } from '../tasks/code.ts';
+import { styledPretrainingText, type ReasoningStyles } from '../tasks/reasoning-styles.ts';
 import { isCodeTaskName, taskByName, type TaskOptions } from '../tasks/registry.ts';
 import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
@@ -88,6 +89,13 @@ export interface ZeroConfig extends GrpoConfig {
    * questions themselves (their wording and their R1-format solutions) are never in the pretraining text.
    */
   baseDrillDocuments: number;
+  /**
+   * Answering styles of the R1-format documents (tasks/reasoning-styles.ts; arithmetic only): short guesses,
+   * worked chains and chains that check their steps, each right at its own rate, so that longer checked reasoning
+   * is within the base model's reach but not its habit (the long-chain preset). null: bare worked equations,
+   * right `baseCorrectRate` of the time (the laptop demo); with styles, `baseCorrectRate` is not used.
+   */
+  baseStyles: ReasoningStyles | null;
   baseVocabSize: number;
   baseSize: DenseSize;
   baseModelOverrides: Partial<DenseConfig>;
@@ -143,6 +151,7 @@ export const defaultZeroConfig: ZeroConfig = {
   baseFormatRate: 0.5,
   baseTemplateRate: 0.2,
   baseDrillDocuments: 5000,
+  baseStyles: null,
   baseVocabSize: 768,
   // A narrower, shallower '1m' (362k parameters): on 2 cores it sees more tokens in the same minutes, and it
   // learned to copy the numbers out of the question and to add them where the full 1m preset had not yet.
@@ -163,13 +172,13 @@ export const defaultZeroConfig: ZeroConfig = {
  * base model knows from pretraining before it ever sees the R1-Zero template).
  */
 interface BaseText {
-  documents: (rng: Rng, count: number, options: { correctRate: number; formatRate: number; level?: number }) => string[];
+  documents: (rng: Rng, count: number, options: { correctRate: number; formatRate: number; level?: number; styles?: ReasoningStyles }) => string[];
   drill: (rng: Rng, level: number | null) => string;
 }
 
 const BASE_TEXT: Record<string, BaseText> = {
   arithmetic: {
-    documents: pretrainingText,
+    documents: (rng, count, options) => (options.styles ? styledPretrainingText(rng, count, { ...options, styles: options.styles }) : pretrainingText(rng, count, options)),
     drill: (rng, level) => workedSteps(drawArithmeticProblem(rng, ARITHMETIC_LEVELS[level ?? 1]).steps),
   },
   // Python programs that print a formula of two integers: the generated code task (tasks/code.ts).
@@ -254,6 +263,8 @@ export function baseModelKey(config: ZeroConfig): Record<string, unknown> {
   return {
     task: config.task, level: config.level, documents: config.baseDocuments, correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate,
     templateRate: config.baseTemplateRate, drillDocuments: config.baseDrillDocuments,
+    // Only when set, so that the base models cached before styles existed keep their folders.
+    ...(config.baseStyles === null ? {} : { styles: config.baseStyles }),
     vocabSize: config.baseVocabSize, size: config.baseSize, overrides: config.baseModelOverrides, steps: config.baseSteps,
     batchSize: config.baseBatchSize, seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.baseSeed,
   };
@@ -269,13 +280,19 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
   if (config.task === 'code' && config.codeLanguage !== 'python') {
     throw new UserError(`task code: the base model r1ts makes writes Python; for --code-language ${config.codeLanguage} give a base model with --model DIR`);
   }
+  if (config.baseStyles !== null && config.task !== 'arithmetic') throw new UserError(`task ${config.task}: baseStyles (guesses, worked and checked chains) exist for the arithmetic task only`);
+  const styles = config.baseStyles;
+  const correctness = styles === null ? `${percent(config.baseCorrectRate)} correct`
+    : `${percent(styles.guessRate)} guesses, ${percent(styles.checkedRate)} of worked chains checked, slips ${percent(styles.slipRate)} a step`;
   return ensurePretrainedModel({
     cacheDir: config.cacheDir,
     key: baseModelKey(config),
-    describe: `${config.baseDocuments} generated documents (${percent(config.baseCorrectRate)} correct, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps`,
+    describe: `${config.baseDocuments} generated documents (${correctness}, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps`,
     documents: () => {
       const rng = new Rng(config.baseSeed);
-      const documents = text.documents(rng, config.baseDocuments, { correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate, ...(config.level === null ? {} : { level: config.level }) })
+      const documents = text.documents(rng, config.baseDocuments, {
+        correctRate: config.baseCorrectRate, formatRate: config.baseFormatRate, ...(config.level === null ? {} : { level: config.level }), ...(styles === null ? {} : { styles }),
+      })
         .map((doc) => (rng.uniform() < config.baseTemplateRate ? doc : templateTail(doc)));
       for (let d = 0; d < config.baseDrillDocuments; d++) documents.push(drillDocument(() => text.drill(rng, config.level)));
       shuffle(rng, documents);

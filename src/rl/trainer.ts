@@ -108,6 +108,11 @@ export const defaultGrpoConfig: GrpoConfig = {
 export const REFLECTION_WORDS = ['wait', 'verify', 'check', 'recheck', 'however', 'mistake', 'retry', 'reconsider', 'again'] as const;
 const REFLECTION_PATTERN = new RegExp(`\\b(${REFLECTION_WORDS.join('|')})\\b`, 'gi');
 
+/** How many reflection words (REFLECTION_WORDS, whole words, any case) a text holds: the metric's count per response. */
+export function countReflectionWords(text: string): number {
+  return text.match(REFLECTION_PATTERN)?.length ?? 0;
+}
+
 /** One line of metrics.jsonl. */
 export interface GrpoStepRecord {
   step: number;
@@ -349,7 +354,7 @@ export function grpoStep(model: CausalLM, reference: CausalLM | null, optimizer:
     loss: update?.loss ?? 0,
     gradNorm: update?.gradNorm ?? 0,
     lr,
-    reflectionWords: mean(drawn.map((s) => s.text.match(REFLECTION_PATTERN)?.length ?? 0)),
+    reflectionWords: mean(drawn.map((s) => countReflectionWords(s.text))),
     droppedGroups: rollout.droppedGroups,
     rewardFailures: drawn.filter((s) => s.failedRewards.length > 0).length,
     trainedGroups: rollout.samples.length / config.groupSize,

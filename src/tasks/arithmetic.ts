@@ -21,9 +21,9 @@ import type { Example, Task, Verdict } from './task.ts';
 
 export type ArithmeticOp = 'add' | 'sub' | 'mul' | 'div';
 
-const SYMBOL: Record<ArithmeticOp, string> = { add: '+', sub: '-', mul: '*', div: '/' };
+export const SYMBOL: Record<ArithmeticOp, string> = { add: '+', sub: '-', mul: '*', div: '/' };
 
-function applyArithmetic(op: ArithmeticOp, value: number, operand: number): number {
+export function applyArithmetic(op: ArithmeticOp, value: number, operand: number): number {
   switch (op) {
     case 'add':
       return value + operand;
@@ -336,14 +336,14 @@ function shuffled<T>(rng: Rng, items: readonly T[]): T[] {
 const TEST_FRACTION = 1 / 8;
 const TEST_SEED = 0xa217;
 
-function resolveLevel(levelNumber: number): ArithmeticLevel {
+export function resolveLevel(levelNumber: number): ArithmeticLevel {
   const level = ARITHMETIC_LEVELS[levelNumber];
   if (level === undefined) throw new RangeError(`arithmetic: no level ${levelNumber} (levels: ${Object.keys(ARITHMETIC_LEVELS).join(', ')})`);
   return level;
 }
 
 /** A training problem: never one whose skeleton is held out. */
-function drawTrainingProblem(rng: Rng, level: ArithmeticLevel): ArithmeticProblem {
+export function drawTrainingProblem(rng: Rng, level: ArithmeticLevel): ArithmeticProblem {
   for (;;) {
     const p = drawArithmeticProblem(rng, level);
     if (!isHeldOut(p.key, TEST_FRACTION)) return p;
@@ -372,7 +372,7 @@ interface ChainPhrases {
 
 // Short phrases around each equation: enough words for the language reward to measure (a Han character is a
 // word by itself), few enough tokens for a 48-token completion of a one-step problem.
-const CHAIN_PHRASES: Record<ChainLanguage, ChainPhrases> = {
+export const CHAIN_PHRASES: Record<ChainLanguage, ChainPhrases> = {
   en: {
     start: (v) => `start with ${v}.`,
     step: { add: (n) => `add ${n}:`, sub: (n) => `take away ${n}:`, mul: (n) => `times ${n}:`, div: (n) => `split into ${n}:` },
@@ -548,12 +548,12 @@ export function pretrainingText(rng: Rng, count: number, options: PretrainingTex
   return docs;
 }
 
-function formattedCompletion(working: string, final: number): string {
+export function formattedCompletion(working: string, final: number): string {
   return `<think> ${working} </think> <answer> ${final} </answer>`;
 }
 
 /** The ways small models break the R1-Zero format: no tags, an unclosed think, an untagged or a think-less answer. */
-function brokenCompletion(rng: Rng, working: string, final: number): string {
+export function brokenCompletion(rng: Rng, working: string, final: number): string {
   switch (rng.int(4)) {
     case 0:
       return `${working} The answer is ${final}.`;

@@ -24,6 +24,7 @@ const tiny: ZeroConfig = {
   baseModelOverrides: { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 16 },
 };
 const quiet = { log: () => {}, progress: false };
+const STYLES = { guessRate: 0.5, guessCorrectRate: 0.25, checkedRate: 0.3, slipRate: 0.2 };
 
 describe('runZero', () => {
   it('makes a base model, trains it, evaluates before and after, and writes a self-contained report', async () => {
@@ -60,6 +61,20 @@ describe('runZero', () => {
     await assert.rejects(runZero({ ...tiny, task: `jsonl:${file}`, level: null, out: join(root, 'r4') }, quiet), (e: Error) => e instanceof UserError && e.message.includes(`${file}:2`));
     await assert.rejects(runZero({ ...tiny, task: 'countdown', level: null, out: join(root, 'r5') }, quiet), /cannot write pretraining text/);
     await assert.rejects(runZero({ ...tiny, task: 'code', codeLanguage: 'javascript', out: join(root, 'r6') }, quiet), /the base model r1ts makes writes Python/);
+    await assert.rejects(runZero({ ...tiny, task: 'code', baseStyles: STYLES, out: join(root, 'r7') }, quiet), /baseStyles .* for the arithmetic task only/);
+  });
+
+  it('with baseStyles, pretrains on guesses, worked and checked chains, and reports reflection words and completions during training', async () => {
+    const cacheDir = join(root, 'styled-cache');
+    const result = await runZero({ ...tiny, cacheDir, out: join(root, 'styled'), level: 2, baseStyles: STYLES }, quiet);
+    const corpus = readFileSync(join(result.baseModelDir, '..', 'corpus.jsonl'), 'utf8');
+    for (const mark of ['i think it is', 'so the answer is', 'check: ']) assert.ok(corpus.includes(mark), mark);
+    const html = readFileSync(result.reportFile, 'utf8');
+    assert.ok(html.includes('Reflection words per response'));
+    assert.match(html, /Completions during training[\s\S]*Step 1[\s\S]*Step 2/);
+    // The styles decide the base model: other styles make another one.
+    await runZero({ ...tiny, cacheDir, out: join(root, 'styled2'), level: 2, baseStyles: { ...STYLES, checkedRate: 0.9 }, steps: 1 }, quiet);
+    assert.equal(readdirSync(cacheDir).length, 2);
   });
 
   it('runs on the generated code task, its programs judged in the sandbox', { skip: spawnSync('sh', ['-c', 'command -v bwrap']).status === 0 ? false : 'bubblewrap is not installed' }, async () => {

@@ -12,7 +12,7 @@ import type { WeightedReward } from '../../src/rewards/reward.ts';
 import { groupAdvantages } from '../../src/rl/grpo.ts';
 import type { RolloutTask } from '../../src/rl/rollout.ts';
 import {
-  cloneModel, defaultGrpoConfig, packSequences, tokenLogprobs, trainGrpo, updatePolicy, type GrpoConfig, type GrpoStepRecord,
+  cloneModel, countReflectionWords, defaultGrpoConfig, packSequences, tokenLogprobs, trainGrpo, updatePolicy, type GrpoConfig, type GrpoStepRecord,
 } from '../../src/rl/trainer.ts';
 import type { Example, Task } from '../../src/tasks/task.ts';
 import { logSoftmax, tensor } from '../../src/tensor/index.ts';
@@ -169,5 +169,15 @@ describe('GRPO training runs', () => {
     assert.equal(constant.records[0].droppedGroups, 4 + 4);
     assert.equal(constant.records[0].trainedGroups, 0);
     assert.equal(constant.records[0].loss, 0);
+  });
+});
+
+describe('countReflectionWords', () => {
+  it('counts the reflection vocabulary as whole words in any case, as the per-step metric does', () => {
+    assert.equal(countReflectionWords('check: 17 - 5 = 12. right. wait, that is a mistake: 12 + 5 = 17.'), 3);
+    assert.equal(countReflectionWords('Wait, wait. Let me VERIFY it again; however, recheck the sum.'), 6);
+    // Inside other words they are not reflection: no match in "awaits", "checkout", "mistaken", "gained".
+    assert.equal(countReflectionWords('she awaits the checkout, mistaken; he gained 5.'), 0);
+    assert.equal(countReflectionWords(''), 0);
   });
 });

@@ -1,0 +1,76 @@
+// The R1-Zero signature of a finished GRPO run folder (issue 16; R1 paper Fig. 3's shape): response length,
+// accuracy and reflection words over the steps, with early and late completions side by side. Prints Markdown
+// for docs/BENCHMARKS.md and writes the three curves as one SVG image (the report's own chart()).
+//   node --import tsx bench/zero_curves.ts RUN_DIR [FIGURE.svg]
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readJsonl, SAMPLES_FILE } from '../src/io/checkpoint.ts';
+import { chart, type StepSamples } from '../src/pipeline/report.ts';
+import { METRICS_FILE, type GrpoStepRecord } from '../src/rl/trainer.ts';
+
+const [run, figure] = process.argv.slice(2);
+if (!run) throw new Error('usage: bench/zero_curves.ts RUN_DIR [FIGURE.svg]');
+const records = await readJsonl<GrpoStepRecord>(join(run, METRICS_FILE));
+const kept = await readJsonl<StepSamples>(join(run, SAMPLES_FILE));
+const summary = JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8')) as { before: Record<string, Figures>; after: Record<string, Figures> };
+
+interface Figures { passAt1: number; passAtK: number; consAtK: number; formatRate: number; meanLength: number; k?: number }
+
+/** A centred moving mean over `width` steps: single steps of 128 samples are noisy. */
+function smooth(values: readonly number[], width = 5): number[] {
+  return values.map((_, i) => {
+    const window = values.slice(Math.max(0, i - (width >> 1)), i + (width >> 1) + 1);
+    return window.reduce((a, b) => a + b, 0) / window.length;
+  });
+}
+
+const steps = records.map((r) => r.step);
+const length = smooth(records.map((r) => r.responseLengthMean));
+const low = Math.min(...length);
+const lowStep = steps[length.indexOf(low)];
+const late = length.slice(lowStep === steps.at(-1) ? -1 : length.indexOf(low)).reduce((a, b) => Math.max(a, b), 0);
+const last = length.at(-1)!;
+
+console.log(`## ${run}\n`);
+for (const [source, before] of Object.entries(summary.before)) {
+  const after = summary.after[source];
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  console.log('| held-out | base | after GRPO |\n| --- | --: | --: |');
+  console.log(`| pass@1 | ${pct(before.passAt1)} | ${pct(after.passAt1)} |\n| pass@k | ${pct(before.passAtK)} | ${pct(after.passAtK)} |\n| cons@k | ${pct(before.consAtK)} | ${pct(after.consAtK)} |`);
+  console.log(`| format rate | ${pct(before.formatRate)} | ${pct(after.formatRate)} |\n| mean response length (tokens) | ${before.meanLength.toFixed(1)} | ${after.meanLength.toFixed(1)} |\n`);
+}
+console.log(`Response length (5-step moving mean): low point ${low.toFixed(1)} tokens at step ${lowStep}, highest after it ${late.toFixed(1)} (${(late / low).toFixed(2)}x), last ${last.toFixed(1)} (${(last / low).toFixed(2)}x).\n`);
+
+const every = Math.max(1, Math.round(records.length / 10));
+const shown = records.filter((r, i) => i === 0 || (i + 1) % every === 0 || i === records.length - 1);
+const row = (label: string, f: (r: GrpoStepRecord) => string) => `| ${label} | ${shown.map(f).join(' | ')} |`;
+console.log(row('step', (r) => String(r.step)));
+console.log(`| --- |${shown.map(() => ' --: |').join('')}`);
+console.log(row('accuracy', (r) => r.accuracy.toFixed(2)));
+console.log(row('response length (tokens)', (r) => r.responseLengthMean.toFixed(1)));
+console.log(row('reflection words per response', (r) => r.reflectionWords.toFixed(2)));
+console.log(row('format rate', (r) => r.formatRate.toFixed(2)));
+console.log(row('truncated', (r) => r.truncatedRate.toFixed(2)));
+console.log(row('KL to base', (r) => (r.kl === null ? '-' : r.kl.toFixed(3))));
+
+for (const { step, samples } of kept.length > 1 ? [kept[0], kept.at(-1)!] : kept) {
+  console.log(`\nStep ${step}, the first completion of each of the first 3 groups:\n`);
+  const firsts = samples.filter((s, i) => i === 0 || samples[i - 1].group !== s.group).slice(0, 3);
+  for (const s of firsts) console.log(`- (${s.correct ? 'right' : 'wrong'}) \`${s.completion.replace(/`/g, "'").replace(/\s+/g, ' ')}\``);
+}
+
+if (figure) {
+  const charts = [
+    chart('Mean response length (tokens)', steps, [{ name: 'length', values: records.map((r) => r.responseLengthMean) }, { name: '5-step mean', values: length }], { min: 0 }),
+    chart('Accuracy of training samples', steps, [{ name: 'accuracy', values: records.map((r) => r.accuracy) }], { min: 0, max: 1 }),
+    chart('Reflection words per response', steps, [{ name: 'wait, check, mistake, ...', values: records.map((r) => r.reflectionWords) }], { min: 0 }),
+  ];
+  // chart() draws each as an <svg> inside an HTML <figure>: set them side by side in one image, titles above.
+  const panels = charts.map((html, i) => {
+    const title = /<figcaption>(.*?)<\/figcaption>/.exec(html)![1];
+    const svg = /<svg[\s\S]*<\/svg>/.exec(html)![0].replace('<svg ', `<svg x="${i * 470}" y="20" `);
+    return `<text x="${i * 470 + 48}" y="14" font-size="13" font-weight="600">${title}</text>${svg}`;
+  });
+  writeFileSync(figure, `<svg xmlns="http://www.w3.org/2000/svg" width="1410" height="240" viewBox="0 0 1410 240" font-family="sans-serif"><rect width="1410" height="240" fill="white"/>${panels.join('')}</svg>\n`);
+  console.log(`\nfigure: ${figure}`);
+}
