@@ -14,6 +14,9 @@ export {
   type PretrainingTextOptions,
 } from './arithmetic.ts';
 export {
+  checkReasoningStyles, inverseCheck, styledPretrainingText, styledSolution, type ReasoningStyle, type ReasoningStyles, type StyledSolution, type StyledTextOptions,
+} from './reasoning-styles.ts';
+export {
   drawInstruction, INSTRUCTION_KINDS, instructionPreferencePairs, instructionResponse, instructionTask, REJECTION_KINDS, trainingInstructions,
   worseResponse, type Instruction, type InstructionKind, type PreferencePair,
 } from './instructions.ts';
