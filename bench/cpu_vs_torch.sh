@@ -42,7 +42,7 @@ for named in $cores_list; do
     for size in $sizes; do
       MIN_SECONDS=${MIN_SECONDS:-4} taskset -c "$cores" node --import tsx bench/train.ts "$size" > /dev/null && lines bench/results/train.json train_cpu_r1ts "$cores" | tee -a "$log"
     done
-    taskset -c "$cores" python3 bench/torch_cpu_train.py $sizes | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
+    MIN_SECONDS=${MIN_SECONDS:-4} taskset -c "$cores" python3 bench/torch_cpu_train.py $sizes | sed "s/^{/{\"cores\": \"$cores\", /" | tee -a "$log"
   fi
   if [[ " $what " == *" sample "* ]]; then
     for size in $sizes; do

@@ -1,7 +1,8 @@
 """Hugging Face generate on the CPU, the twin of r1ts's bench/sample.ts: the same dense presets (Qwen2 layout,
 vocab 2048, random weights, float32), prompts of 16-64 random tokens, 128 new tokens per row with stop tokens
-off, temperature 0.8, top-p 0.95; batch 1 and batch 32 (left-padded, with the attention mask); the fastest of 3
-runs, wall time including the prefill. One JSON line per row, with the process's peak resident memory so far.
+off, temperature 0.8, top-p 0.95 and no top-k (generate's default top-k 50 off, as in bench/sample.ts); batch 1
+and batch 32 (left-padded, with the attention mask); the fastest of 3 runs (REPEATS), wall time including the
+prefill. One JSON line per row, with the process's peak resident memory so far.
 Run under the same `taskset` as bench/sample.ts so that both get the same cores:
     taskset -c 0,1 python3 bench/hf_generate_cpu.py [1m 5m 20m]"""
 import json, os, resource, sys, time, torch
@@ -10,7 +11,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 torch.set_num_threads(len(os.sched_getaffinity(0)))
 # bench/train.ts's presets (src/models/dense.ts denseSizes): hidden, intermediate, layers, heads, kv heads.
 SIZES = {"1m": (128, 352, 4, 4, 2), "5m": (256, 688, 6, 8, 4), "20m": (512, 1376, 6, 8, 4)}
-VOCAB, NEW_TOKENS, BATCHES, REPEATS = 2048, 128, (1, 32), 3
+VOCAB, NEW_TOKENS, BATCHES, REPEATS = 2048, 128, (1, 32), int(os.environ.get("REPEATS", 3))
 sizes = sys.argv[1:] or list(SIZES)
 for name in sizes:
     h, ffn, layers, heads, kv = SIZES[name]
@@ -27,7 +28,7 @@ for name in sizes:
         for r, n in enumerate(lengths):  # left padding, as generate expects for decoder-only models
             ids[r, width - n:] = torch.randint(1, VOCAB, (n,), generator=g)
             mask[r, width - n:] = 1
-        kw = dict(attention_mask=mask, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True, temperature=0.8, top_p=0.95,
+        kw = dict(attention_mask=mask, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True, temperature=0.8, top_p=0.95, top_k=0,
                   pad_token_id=0, eos_token_id=None)
         with torch.no_grad():
             model.generate(ids[:, -16:], attention_mask=mask[:, -16:], max_new_tokens=8, do_sample=True, pad_token_id=0)  # warm-up

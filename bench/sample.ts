@@ -9,6 +9,7 @@
 //   node --import tsx bench/sample.ts           (1m, 5m, 20m)
 //   node --import tsx bench/sample.ts 5m        (only the named sizes)
 //   QUEUE=0 node --import tsx bench/sample.ts   (batch 1 and 32 only: the rows bench/hf_generate_cpu.py has)
+//   REPEATS=2 node --import tsx bench/sample.ts (the fastest of 2 runs instead of 3)
 // Each row records the process's peak resident memory so far (run one size per process for per-size figures).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -28,7 +29,7 @@ const VOCAB = 2048; // the pretraining default (src/train/pretrain.ts)
 const NEW_TOKENS = 128;
 const BATCHES = [1, 32];
 const QUEUE = { requests: 128, maxBatchSize: 32, minNewTokens: 8 };
-const REPEATS = 3;
+const REPEATS = Number(process.env.REPEATS ?? 3);
 const sizes = (process.argv.slice(2).length ? process.argv.slice(2) : ['1m', '5m', '20m']) as DenseSize[];
 
 

@@ -6,6 +6,7 @@ per process for a per-size figure). Run under the same `taskset` as bench/train.
 import json, os, resource, sys, time, torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 torch.set_num_threads(len(os.sched_getaffinity(0)))
+MIN_SECONDS = float(os.environ.get("MIN_SECONDS", 4))  # timed for at least this long, as bench/train.ts
 SIZES = {"1m": (128, 352, 4, 4, 2), "5m": (256, 688, 6, 8, 4), "20m": (512, 1376, 6, 8, 4)}
 for name in sys.argv[1:] or list(SIZES):
     h, ffn, L, H, KV = SIZES[name]
@@ -19,7 +20,7 @@ for name in sys.argv[1:] or list(SIZES):
         loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step(); opt.zero_grad(set_to_none=True)
     for _ in range(2): step()
     n = 0; t = time.perf_counter()
-    while time.perf_counter() - t < 4: step(); n += 1
+    while n < 3 or time.perf_counter() - t < MIN_SECONDS: step(); n += 1
     dt = (time.perf_counter() - t) / n
     print(json.dumps(dict(kind="train_cpu_torch", size=name, threads=torch.get_num_threads(), params=sum(p.numel() for p in m.parameters()), step_ms=round(dt * 1e3, 1), tok_s=round(16 * 128 / dt),
                           peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))), flush=True)
