@@ -66,57 +66,63 @@ void transpose_block(const float* base, int64_t stride, int64_t n, int64_t width
   }
 }
 
-// out[r][0..kKeyBlock) = a[r] . bt[:, jj] for r < rows; a rows have length width, bt is [width][kKeyBlock].
-void tile_products(const float* a, int64_t rows, int64_t width, const float* bt, float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* ar = a + r * width;
-    f32x8 acc[8];
-    for (int u = 0; u < 8; ++u) acc[u] = splat(0.0f);
-    for (int64_t d = 0; d < width; ++d) {
-      f32x8 av = splat(ar[d]);
-      const float* bd = bt + d * kKeyBlock;
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) acc[u] += av * load8(bd + 8 * u);
+// C[m x n] (+)= A[m x k] B[k x n] for the small products of one tile: A's element (i, p) at a[i * rsa + p * csa]
+// (so a transposed A is only other strides), B's row p at b + p * ldb (n contiguous floats), C's row i at
+// c + i * ldc. Blocks of 6 rows x 16 columns keep 12 accumulators, 2 vectors of B and a broadcast of A in 15 of
+// the 16 AVX2 registers (the GEMM micro-kernel's shape): each k step makes 8 loads for 12 FMAs, where one row at
+// a time made 9 for 8. A block of 16 accumulators spilled two of them, and the store-to-load round trip of a
+// spilled accumulator on every k step then set the pace.
+template <int R, int V>
+inline void tile_block(int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b, int64_t ldb, float* c,
+                       int64_t ldc, bool accumulate) {
+  f32x8 acc[R][V];
+  for (int i = 0; i < R; ++i)
+    for (int u = 0; u < V; ++u) acc[i][u] = accumulate ? load8(c + i * ldc + 8 * u) : splat(0.0f);
+  for (int64_t p = 0; p < k; ++p) {
+    const float* bp = b + p * ldb;
+    f32x8 bv[V];
+    for (int u = 0; u < V; ++u) bv[u] = load8(bp + 8 * u);
+    for (int i = 0; i < R; ++i) {
+      f32x8 av = splat(a[i * rsa + p * csa]);
+      for (int u = 0; u < V; ++u) acc[i][u] += av * bv[u];
     }
-    for (int u = 0; u < 8; ++u) store8(out + r * kKeyBlock + 8 * u, acc[u]);
   }
+  for (int i = 0; i < R; ++i)
+    for (int u = 0; u < V; ++u) store8(c + i * ldc + 8 * u, acc[i][u]);
 }
 
-// acc[0..n) += sum_{jj < count} w[jj] * (base + jj * stride)[0..n), holding a 32-wide slice of acc in registers
-// across the whole block so that each row of the block costs one load per FMA.
-void accumulate_rows(float* acc, const float* w, const float* base, int64_t stride, int64_t count, int64_t n) {
-  int64_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    f32x8 a0 = load8(acc + c), a1 = load8(acc + c + 8), a2 = load8(acc + c + 16), a3 = load8(acc + c + 24);
-    for (int64_t jj = 0; jj < count; ++jj) {
-      if (w[jj] == 0.0f) continue;
-      f32x8 wv = splat(w[jj]);
-      const float* row = base + jj * stride + c;
-      a0 += wv * load8(row);
-      a1 += wv * load8(row + 8);
-      a2 += wv * load8(row + 16);
-      a3 += wv * load8(row + 24);
+template <int R>
+inline void tile_rows(int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b, int64_t ldb,
+                      float* c, int64_t ldc, bool accumulate) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) tile_block<R, 2>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+  if (j + 8 <= n) tile_block<R, 1>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate), j += 8;
+  for (; j < n; ++j)  // columns past the last whole vector (head sizes that are not a multiple of 8)
+    for (int i = 0; i < R; ++i) {
+      float sum = accumulate ? c[i * ldc + j] : 0.0f;
+      for (int64_t p = 0; p < k; ++p) sum += a[i * rsa + p * csa] * b[p * ldb + j];
+      c[i * ldc + j] = sum;
     }
-    store8(acc + c, a0);
-    store8(acc + c + 8, a1);
-    store8(acc + c + 16, a2);
-    store8(acc + c + 24, a3);
-  }
-  for (; c + 8 <= n; c += 8) {
-    f32x8 a0 = load8(acc + c);
-    for (int64_t jj = 0; jj < count; ++jj) a0 += splat(w[jj]) * load8(base + jj * stride + c);
-    store8(acc + c, a0);
-  }
-  for (; c < n; ++c) {
-    float s = acc[c];
-    for (int64_t jj = 0; jj < count; ++jj) s += w[jj] * base[jj * stride + c];
-    acc[c] = s;
+}
+
+void tile_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b, int64_t ldb,
+               float* c, int64_t ldc, bool accumulate) {
+  int64_t i = 0;
+  for (; i + 6 <= m; i += 6) tile_rows<6>(n, k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc, accumulate);
+  const float* ai = a + i * rsa;
+  float* ci = c + i * ldc;
+  switch (m - i) {
+    case 5: tile_rows<5>(n, k, ai, rsa, csa, b, ldb, ci, ldc, accumulate); break;
+    case 4: tile_rows<4>(n, k, ai, rsa, csa, b, ldb, ci, ldc, accumulate); break;
+    case 3: tile_rows<3>(n, k, ai, rsa, csa, b, ldb, ci, ldc, accumulate); break;
+    case 2: tile_rows<2>(n, k, ai, rsa, csa, b, ldb, ci, ldc, accumulate); break;
+    case 1: tile_rows<1>(n, k, ai, rsa, csa, b, ldb, ci, ldc, accumulate); break;
   }
 }
 
 // Scratch buffers reused across calls on each thread (a decode step calls attention once per layer per token).
 struct Scratch {
-  std::vector<float> q, kt, vt, s, p, acc, dout, dq, pt, dst;
+  std::vector<float> q, kt, vt, s, p, acc, dout, dq;
   std::vector<float> m, l, lse, delta;
   std::vector<int64_t> end;
 };
@@ -170,13 +176,15 @@ void forward_tile(const Geometry& G, const float* q, const float* k, const float
       }
     } else {
       transpose_block(G.k_row(k, b, j0, g), G.Hkv * D, nk, D, S.kt.data());
-      tile_products(S.q.data(), rows, D, S.kt.data(), S.s.data());
+      tile_gemm(rows, kKeyBlock, D, S.q.data(), D, 1, S.kt.data(), kKeyBlock, S.s.data(), kKeyBlock, false);
     }
-    const float* vbase = G.v_row(v, b, j0, g);
     for (int64_t r = 0; r < rows; ++r) {
       float* sr = S.s.data() + r * kKeyBlock;
       int64_t visible = std::min(kKeyBlock, S.end[r] - j0);
-      if (visible <= 0) continue;
+      if (visible <= 0) {  // no key of this block is visible to the row: P = 0 here, the row's state stays
+        std::fill(sr, sr + kKeyBlock, 0.0f);
+        continue;
+      }
       for (int64_t jj = visible; jj < kKeyBlock; ++jj) sr[jj] = -kInf;
       float m_new = std::max(S.m[r], row_max(sr, kKeyBlock));
       float alpha = exp1(S.m[r] - m_new);  // 0 on the first visible block (m = -inf)
@@ -186,8 +194,9 @@ void forward_tile(const Geometry& G, const float* q, const float* k, const float
       float* ar = S.acc.data() + r * Dv;
       if (alpha != 1.0f)
         for (int64_t c = 0; c < Dv; ++c) ar[c] *= alpha;
-      accumulate_rows(ar, sr, vbase, G.Hkv * Dv, visible, Dv);
     }
+    // acc += P V over the block's keys: the value rows are read in place (Dv contiguous floats each).
+    tile_gemm(rows, Dv, nk, S.s.data(), kKeyBlock, 1, G.v_row(v, b, j0, g), G.Hkv * Dv, S.acc.data(), Dv, true);
   }
   for (int64_t r = 0; r < rows; ++r) {
     int64_t i = i0 + r / G.group, h = g * G.group + r % G.group;
@@ -216,8 +225,6 @@ void backward_head(const Geometry& G, const float* q, const float* k, const floa
   S.vt.resize(Dv * kKeyBlock);
   S.s.resize(max_rows * kKeyBlock);
   S.p.resize(max_rows * kKeyBlock);
-  S.pt.resize(kKeyBlock * max_rows);
-  S.dst.resize(kKeyBlock * max_rows);
   S.lse.resize(max_rows);
   S.delta.resize(max_rows);
   S.end.resize(max_rows);
@@ -243,8 +250,8 @@ void backward_head(const Geometry& G, const float* q, const float* k, const floa
       const float* vbase = G.v_row(v, b, j0, g);
       transpose_block(kbase, kstride, nk, D, S.kt.data());
       transpose_block(vbase, vstride, nk, Dv, S.vt.data());
-      tile_products(S.q.data(), rows, D, S.kt.data(), S.s.data());     // q . k
-      tile_products(S.dout.data(), rows, Dv, S.vt.data(), S.p.data());  // dP = dO . v, in p for now
+      tile_gemm(rows, kKeyBlock, D, S.q.data(), D, 1, S.kt.data(), kKeyBlock, S.s.data(), kKeyBlock, false);      // q . k
+      tile_gemm(rows, kKeyBlock, Dv, S.dout.data(), Dv, 1, S.vt.data(), kKeyBlock, S.p.data(), kKeyBlock, false);  // dP = dO . v
       for (int64_t r = 0; r < rows; ++r) {
         float* sr = S.s.data() + r * kKeyBlock;  // becomes P
         float* dpr = S.p.data() + r * kKeyBlock;  // becomes scale * dS
@@ -259,20 +266,12 @@ void backward_head(const Geometry& G, const float* q, const float* k, const floa
           store8(dpr + jj, p * (load8(dpr + jj) - dl) * sc);
         }
         for (int64_t jj = visible; jj < kKeyBlock; ++jj) sr[jj] = dpr[jj] = 0.0f;
-        accumulate_rows(S.dq.data() + r * D, dpr, kbase, kstride, nk, D);
       }
-      // Transposes of P and dS, so that dV and dK rows accumulate with contiguous weights.
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t jj = 0; jj < nk; ++jj) {
-          S.pt[jj * rows + r] = S.s[r * kKeyBlock + jj];
-          S.dst[jj * rows + r] = S.p[r * kKeyBlock + jj];
-        }
-      for (int64_t jj = 0; jj < nk; ++jj) {
-        accumulate_rows(dv + b * G.v_batch_stride + (j0 + jj) * vstride + g * Dv, S.pt.data() + jj * rows,
-                        S.dout.data(), Dv, rows, Dv);
-        accumulate_rows(dk + b * G.k_batch_stride + (j0 + jj) * kstride + g * D, S.dst.data() + jj * rows,
-                        S.q.data(), D, rows, D);
-      }
+      // dQ += dS K, dV += P^T dO, dK += dS^T Q: the transposed operands are P and dS read with swapped strides,
+      // and the key, value, dK and dV rows are used in place.
+      tile_gemm(rows, D, nk, S.p.data(), kKeyBlock, 1, kbase, kstride, S.dq.data(), D, true);
+      tile_gemm(nk, Dv, rows, S.s.data(), 1, kKeyBlock, S.dout.data(), Dv, dv + b * G.v_batch_stride + j0 * vstride + g * Dv, vstride, true);
+      tile_gemm(nk, D, rows, S.p.data(), 1, kKeyBlock, S.q.data(), D, dk + b * G.k_batch_stride + j0 * kstride + g * D, kstride, true);
     }
     for (int64_t r = 0; r < rows; ++r) {
       int64_t i = i0 + r / G.group, h = g * G.group + r % G.group;
