@@ -43,7 +43,7 @@
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
-import { captureGraph, contiguous, copyInto, dispose, empty, keep, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, writeValues, type CudaGraph, type Tensor } from '../tensor/index.ts';
+import { captureGraph, contiguous, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, writeValues, type CudaGraph, type Tensor } from '../tensor/index.ts';
 import { streamUniform } from '../tensor/philox.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
@@ -95,7 +95,7 @@ export interface TokenEvent {
 export interface GenerateOptions extends SamplingOptions {
   /** Base seed: a request without its own seed uses seed + its index (default 0). */
   seed?: number;
-  /** Rows decoded together (default 64); further requests wait in a queue and enter as rows finish. */
+  /** Rows decoded together (default 64, on CUDA 256); further requests wait in a queue and enter as rows finish. */
   maxBatchSize?: number;
   /** Called for every sampled token, in order within a request (streaming). */
   onToken?: (event: TokenEvent) => void;
@@ -103,8 +103,8 @@ export interface GenerateOptions extends SamplingOptions {
   onStep?: (event: StepEvent) => void;
   /**
    * On CUDA, decode steps of dense models (head size 64 or 128) replay a recorded CUDA graph instead of
-   * launching each kernel from JavaScript. Default false: the graph path has its CUDA tests
-   * (test/generate/cuda-sampler.test.ts) but has not yet run on a GPU; the default turns on once they pass there.
+   * launching each kernel from JavaScript (default true; false launches every kernel, for comparison: both
+   * draw the same tokens up to the rounding of attention's summation order, docs/BENCHMARKS.md).
    */
   cudaGraphs?: boolean;
 }
@@ -151,6 +151,17 @@ export interface GenerationResult {
 
 const DEFAULT_MAX_NEW_TOKENS = 128;
 export const DEFAULT_MAX_BATCH_SIZE = 64;
+/**
+ * On a GPU a decode step of 256 rows costs about 1.5x one of 64 (H200, 494M shape: 4.5 vs 3.0 ms), so rows are
+ * nearly free there: GRPO's P x G requests decode in fewer, fuller steps. The KV cache is the price (494M shape,
+ * 320 columns: 7.9 MB a row in float32, 2 GB for 256 rows).
+ */
+export const DEFAULT_CUDA_MAX_BATCH_SIZE = 256;
+
+/** The batch size when none is given: larger on a GPU (DEFAULT_CUDA_MAX_BATCH_SIZE says why). */
+export function defaultMaxBatchSize(model: CausalLM): number {
+  return model.device === 'cuda' ? DEFAULT_CUDA_MAX_BATCH_SIZE : DEFAULT_MAX_BATCH_SIZE;
+}
 
 /** Stop ids when none are given: every EOS id the tokenizer and the model's config name. */
 export function defaultStopTokenIds(model: CausalLM, tokenizer: Tokenizer): number[] {
@@ -204,7 +215,7 @@ export class SamplingEngine {
     if (tokenizer.vocabSize > model.config.vocabSize) {
       throw new UserError(`the tokenizer has ${tokenizer.vocabSize} ids but the model's vocabulary only ${model.config.vocabSize}: they do not belong together`);
     }
-    this.maxBatch = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
+    this.maxBatch = options.maxBatchSize ?? defaultMaxBatchSize(model);
     if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new UserError(`maxBatchSize must be a positive integer, got ${this.maxBatch}`);
     this.fallbackStopIds = defaultStopTokenIds(model, tokenizer);
   }
@@ -428,6 +439,12 @@ class RowState {
   private stopString: string | null = null;
   private stopTokenId: number | null = null;
   private readonly stream: DecodeStream;
+  /**
+   * Tokens not yet decoded into text: a request with no stop strings and no onToken needs its text only at the
+   * end, and decoding a whole completion at once costs one decoder call instead of one per token (~4 us each,
+   * ~1 ms a step at 256 rows, a fifth of a GPU decode step).
+   */
+  private undecoded: number[] = [];
   private readonly stopIds: ReadonlySet<number>;
   /** A stop string can only start in the last (longest stop - 1) characters of text that has no stop yet. */
   private readonly holdBack: number;
@@ -452,9 +469,13 @@ class RowState {
     if (this.stopIds.has(id)) {
       this.finish('stop');
       this.stopTokenId = id;
+    } else if (!onToken && this.settings.stop.length === 0) {
+      this.undecoded.push(id);
+      if (this.tokenIds.length >= this.settings.maxNewTokens) this.finish('length');
     } else {
       const searchFrom = Math.max(0, this.text.length - this.holdBack);
-      this.text += this.stream.push(id);
+      this.text += this.stream.pushMany(this.undecoded) + this.stream.push(id);
+      this.undecoded = [];
       const found = firstStop(this.text, this.settings.stop, searchFrom);
       if (found) {
         this.text = this.text.slice(0, found.at);
@@ -474,7 +495,8 @@ class RowState {
 
   private finish(reason: FinishReason): void {
     // A character cut off by the end of the sequence decodes as U+FFFD, as a full decode would.
-    this.text += this.stream.end();
+    this.text += this.stream.pushMany(this.undecoded) + this.stream.end();
+    this.undecoded = [];
     this.done = true;
     this.finishReason = reason;
   }
@@ -555,7 +577,7 @@ export class BatchDecoder {
     this.rows = new Array<number | null>(rows).fill(null);
     this.kvStart = new Int32Array(rows);
     this.cache = this.newCache(rows);
-    this.graphs = (options.cudaGraphs ?? false) && deviceDecodeSupported(model);
+    this.graphs = (options.cudaGraphs ?? true) && deviceDecodeSupported(model);
   }
 
   /** Columns of the cache: the most any row can span. */
@@ -577,6 +599,8 @@ export class BatchDecoder {
    * Prefills the prompts as one left-padded batch of their own and splices their keys and values into free
    * rows (the lowest first), each prompt ending at the last filled column (the cache widens on the left when a
    * prompt is longer than that). Returns logits [entrants, V] of each prompt's last token, in the given order.
+   * Equal prompts (GRPO's G samples of one question enter together) are prefilled once: their keys, values and
+   * logits are copied to every row that holds them.
    */
   enter(entrants: readonly { id: number; prompt: readonly number[] }[]): Tensor {
     const free = this.freeRows();
@@ -584,11 +608,21 @@ export class BatchDecoder {
     const width = Math.max(...entrants.map((e) => e.prompt.length));
     if (width >= this.capacity) throw new Error(`BatchDecoder.enter: a prompt of ${width} tokens leaves no column of the ${this.capacity} to decode into`);
     if (width > this.length) this.relayout(this.rows.map((_, r) => r), width);
-    const B = entrants.length;
+    const distinct = new Map<string, number>();
+    const prompts: (readonly number[])[] = [];
+    const source = entrants.map(({ prompt }) => {
+      const key = prompt.join(',');
+      if (!distinct.has(key)) {
+        distinct.set(key, prompts.length);
+        prompts.push(prompt);
+      }
+      return distinct.get(key)!;
+    });
+    const B = prompts.length;
     const ids = new Int32Array(B * width);
     const positions = new Int32Array(B * width);
-    const padStart = Int32Array.from(entrants, (e) => width - e.prompt.length);
-    entrants.forEach(({ prompt }, b) => {
+    const padStart = Int32Array.from(prompts, (prompt) => width - prompt.length);
+    prompts.forEach((prompt, b) => {
       // Padding columns hold token 0 at position 0: finite inputs whose keys are masked everywhere.
       for (let c = padStart[b]; c < width; c++) {
         ids[b * width + c] = prompt[c - padStart[b]];
@@ -600,15 +634,25 @@ export class BatchDecoder {
     try {
       const logits = this.forward(tensor(ids, [B, width], 'i32', device), tensor(positions, [B, width], 'i32', device), prefillCache, padStart);
       const end = this.length;
-      scope(() => entrants.forEach(({ prompt }, b) => {
-        const r = free[b];
-        this.cache.forEach((layer, l) => layer.buffers.forEach((buffer, i) => {
-          copyInto(slice(slice(prefillCache[l].buffers[i], 0, b, b + 1), 1, padStart[b], width), slice(slice(buffer, 0, r, r + 1), 1, end - prompt.length, end));
-        }));
-        this.kvStart[r] = end - prompt.length;
-      }));
-      entrants.forEach(({ id }, b) => (this.rows[free[b]] = id));
-      return logits;
+      // One copy per buffer for each run of entrants going to consecutive rows with prompts of one length, whose
+      // prefill rows are one and the same (a group: broadcast) or consecutive.
+      scope(() => {
+        for (let e = 0; e < entrants.length;) {
+          const step = e + 1 < entrants.length ? source[e + 1] - source[e] : 0;
+          let j = e + 1;
+          while (j < entrants.length && (step === 0 || step === 1) && source[j] - source[j - 1] === step && free[j] === free[j - 1] + 1 && entrants[j].prompt.length === entrants[e].prompt.length) j++;
+          const length = entrants[e].prompt.length;
+          const b = source[e];
+          this.cache.forEach((layer, l) => layer.buffers.forEach((buffer, i) => {
+            const from = slice(slice(prefillCache[l].buffers[i], 0, b, b + 1 + step * (j - e - 1)), 1, padStart[b], width);
+            copyInto(from, slice(slice(buffer, 0, free[e], free[j - 1] + 1), 1, end - length, end));
+          }));
+          for (let k = e; k < j; k++) this.kvStart[free[k]] = end - length;
+          e = j;
+        }
+      });
+      entrants.forEach(({ id }, e) => (this.rows[free[e]] = id));
+      return B === entrants.length ? logits : embedding(logits, tensor(source, [entrants.length], 'i32', device));
     } finally {
       for (const layer of prefillCache) layer.buffers.forEach((buffer) => dispose(buffer));
     }

@@ -276,6 +276,25 @@ describe('continuous batching', () => {
     }
   }
 
+  it('prefills each distinct prompt of a batch once (GRPO\'s groups), and every sample gets what it gets alone', () => withBackend('reference', () => {
+    // Groups of 4 samples of one prompt, and single prompts of a group's length (consecutive rows, one copy).
+    const groups = [promptOf(6, 1), promptOf(3, 2), promptOf(6, 3)];
+    const requests: GenerationRequest[] = [...groups.flatMap((prompt, g) => Array.from({ length: 4 }, (_, i) => ({ prompt, seed: 10 * g + i }))),
+      { prompt: promptOf(6, 4), seed: 50 }, { prompt: promptOf(6, 5), seed: 51 }];
+    const prefillRows: number[] = [];
+    const counting = Object.create(model) as DenseModel;
+    counting.lastLogits = (ids, options) => {
+      if (ids.shape[1] > 1) prefillRows.push(ids.shape[0]);
+      return model.lastLogits(ids, options);
+    };
+    const options = { maxNewTokens: 5, temperature: 1, stopTokenIds: [] };
+    const together = generate(counting, tokenizer, requests, { ...options, maxBatchSize: 16 });
+    assert.deepEqual(prefillRows, [5], 'one prefill row per distinct prompt');
+    requests.forEach((request, i) => assert.deepEqual(together[i], generate(model, tokenizer, [request], options)[0], `request ${i}`));
+    // The samples of a group differ (their own seeds), though they share the prefill.
+    assert.notDeepEqual(together[0].tokenIds, together[1].tokenIds);
+  }));
+
   it('lets a queued request enter as soon as a row is free, keeping the batch full until the queue is empty', () => {
     const events: TokenEvent[] = [];
     const steps: StepEvent[] = [];

@@ -116,6 +116,30 @@ test('decodeStream holds back the bytes of a split character, then releases them
   assert.equal(trained.decode([0xe4, imEnd, 0xbd, 0xa0], { skipSpecialTokens: true }), '你');
 });
 
+test('decodeStream.pushMany returns what pushing each id in turn returns, split characters and added tokens included', () => {
+  const imEnd = trained.tokenToId('<|im_end|>')!;
+  // Single bytes (ids 0..255) split characters across pushMany calls and around added tokens.
+  const pieces = [[0x41, 0xe4], [0xbd, 0xa0, imEnd, 0xf0, 0x9f], [0x98], [0x80, 0xe4, imEnd, 0x42], []];
+  for (const tok of [qwen3, trained]) {
+    const ids = [...tok.encode(STRINGS.join(' '), { addSpecialTokens: false }), ...pieces.flat()];
+    for (const skip of [false, true]) {
+      const many = tok.decodeStream({ skipSpecialTokens: skip });
+      let cut = 0;
+      const chunks: string[] = [];
+      // Cut the ids into calls of 0 to 6 ids.
+      for (let i = 0; cut < ids.length; i++) {
+        const next = Math.min(ids.length, cut + (i * 5) % 7);
+        chunks.push(many.pushMany(ids.slice(cut, next)));
+        cut = next;
+      }
+      assert.equal(chunks.join('') + many.end(), streamChunks(tok, ids, skip).join(''), `skipSpecialTokens ${skip}`);
+    }
+  }
+  const stream = trained.decodeStream();
+  assert.deepEqual(pieces.map((ids) => stream.pushMany(ids)), ['A', '你<|im_end|>', '', '😀\ufffd<|im_end|>B', '']);
+  assert.equal(stream.pushMany([0xe4]) + stream.end(), '\ufffd');
+});
+
 test('chat template: Qwen3 renders as transformers 5.17 apply_chat_template does', () => {
   const messages = [
     { role: 'system', content: 'Be brief.' },
