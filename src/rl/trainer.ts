@@ -18,7 +18,7 @@ import {
 } from '../io/checkpoint.ts';
 import type { TensorMap } from '../io/safetensors.ts';
 import { createModel, type CausalLM } from '../models/pretrained.ts';
-import { copyInto, crossEntropy, IGNORE_INDEX, neg, noGrad, reshape, scope, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
+import { copyInto, crossEntropy, exp, IGNORE_INDEX, logSoftmax, mul, neg, noGrad, reshape, scope, sum, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { AdamW, clipGradNorm } from '../train/optimizer.ts';
@@ -435,25 +435,19 @@ export function tokenLogprobs(model: CausalLM, batch: PackedSequences): { logp: 
   return { logp: reshape(neg(perToken), [batch.rows, batch.width]), logits };
 }
 
-/** Mean entropy of softmax(logits) over the completion positions (plain arithmetic on the forward's logits). */
-function meanEntropy(logits: Tensor, completion: Uint8Array, vocab: number): { total: number; count: number } {
-  const values = logits.detach().hostValues() as Float32Array;
+/**
+ * Entropy of softmax(logits) summed over the completion positions, and their count: H = -sum p log p by
+ * batch-wide kernels on the logits' device, so that only one value per position reaches the host (on a GPU the
+ * [n, T, V] logits of a micro-batch are gigabytes).
+ */
+function meanEntropy(logits: Tensor, completion: Uint8Array): { total: number; count: number } {
+  const logp = logSoftmax(logits.detach());
+  const entropies = neg(sum(mul(exp(logp), logp), -1)).hostValues();
   let total = 0;
   let count = 0;
   for (let at = 0; at < completion.length; at++) {
     if (!completion[at]) continue;
-    const row = values.subarray(at * vocab, (at + 1) * vocab);
-    let max = -Infinity;
-    for (let i = 0; i < vocab; i++) if (row[i] > max) max = row[i];
-    let z = 0;
-    let weighted = 0;
-    for (let i = 0; i < vocab; i++) {
-      const e = Math.exp(row[i] - max);
-      z += e;
-      weighted += e * (row[i] - max);
-    }
-    // H = log Z - E[x - max] with Z = sum exp(x - max).
-    total += Math.log(z) - weighted / z;
+    total += entropies[at];
     count++;
   }
   return { total, count };
@@ -499,12 +493,14 @@ export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimi
   let referenceSeconds = 0;
   noGrad(() => {
     for (const mb of micro) {
-      if (separateOld) mb.logpOld = tokenLogprobs(model, mb.batch).logp;
+      // Each forward in a scope of its own: only the [n, T] log-probabilities outlive it, not its [n, T, V]
+      // logits (on a GPU, 64 x 8 rollouts of 320 tokens would hold ~100 GB of them at once).
+      if (separateOld) mb.logpOld = scope(() => tokenLogprobs(model, mb.batch).logp);
       if (config.beta > 0 && reference) {
         // Synchronised, so that a GPU's queued work is counted where it belongs.
         synchronize(reference.device);
         const start = performance.now();
-        mb.logpRef = tokenLogprobs(reference, mb.batch).logp;
+        mb.logpRef = scope(() => tokenLogprobs(reference, mb.batch).logp);
         synchronize(reference.device);
         referenceSeconds += (performance.now() - start) / 1000;
       }
@@ -542,7 +538,7 @@ export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimi
           microLoss.backward();
           if (iteration === 0) {
             // Metrics of the first pass over the rollout: what the policy that sampled it looked like.
-            const entropy = meanEntropy(logits, mb.batch.completion, model.config.vocabSize);
+            const entropy = meanEntropy(logits, mb.batch.completion);
             entropySum += entropy.total;
             entropyCount += entropy.count;
             if (terms.kl) klSum += maskedMean(terms.kl, mb.batch.mask) * mb.batch.tokens;
