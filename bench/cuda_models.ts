@@ -3,7 +3,7 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [train | train-s42m | train-q05b] [build] [sample] [grpo]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [train | train-s42m | train-q05b] [build] [sample] [grpo]
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
 // the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
 // `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machine } from './machine.ts';
-import { generate } from '../src/generate/engine.ts';
+import { BatchDecoder, generate } from '../src/generate/engine.ts';
+import { sampleOnDevice } from '../src/generate/sampler.ts';
 import { buildSources } from '../src/pipeline/rl.ts';
 import { defaultZeroConfig, zeroSource } from '../src/pipeline/zero.ts';
 import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
@@ -30,7 +31,8 @@ const flag = (name: string) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const parts = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+const valueFlags = ['--torch', '--tokenizer'];
+const parts = args.filter((a, i) => !a.startsWith('--') && !valueFlags.includes(args[i - 1]));
 const wants = (part: string) => parts.length === 0 || parts.includes(part);
 
 /** H100 SXM dense bf16 peak, as torch_baseline.py counts MFU. */
@@ -105,26 +107,85 @@ function trainRow(name: keyof typeof SHAPES, batch: number, seq: number, steps: 
     row.torchEager ?? '-', row.torchCompile ?? '-', row.torchCompile ? (row.tokensPerSecond / row.torchCompile).toFixed(2) : '-']);
 }
 
-// Sampling: prompts of 64 random ids, 256 new tokens each (no stop), temperature 1 over the whole vocabulary.
+// Sampling: prompts of 64 random ids, 256 new tokens each (no stop), temperature 1 over the whole vocabulary, with
+// the engine's defaults (decode steps replayed as CUDA graphs). With --launched, also with every kernel of a
+// step launched from JavaScript, and how far the two paths' tokens agree for the same seeds (they sum attention
+// in different orders, so a completion follows the same tokens until rounding tips one draw).
 function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Tokenizer, batch: number, promptLength: number, newTokens: number): void {
   const rng = new Rng(2);
   const prompts = Array.from({ length: batch }, () => ({ prompt: Array.from({ length: promptLength }, () => rng.int(tokenizer.vocabSize)) }));
-  const run = (count: number, tokens: number) => generate(model, tokenizer, prompts.slice(0, count), {
-    maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch,
+  const run = (count: number, tokens: number, cudaGraphs: boolean) => generate(model, tokenizer, prompts.slice(0, count), {
+    maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch, cudaGraphs,
   });
-  run(Math.min(batch, 8), 8);
-  synchronize('cuda');
-  const start = performance.now();
-  const out = run(batch, newTokens);
-  const seconds = (performance.now() - start) / 1000;
-  const generated = out.reduce((s, r) => s + r.tokenIds.length, 0);
-  const hf = torch.find((r) => r.kind === 'generate_hf' && r.model === name && r.bs === batch);
-  const agreement = logprobAgreement(model, prompts.slice(0, 8).map((p, i) => ({ promptIds: p.prompt, completionIds: out[i].tokenIds, logprobs: out[i].logprobs })));
-  const row = { kind: 'sample', model: name, batch, promptLength, newTokens, seconds, tokensPerSecond: generated / seconds, hfGenerate: hf?.tok_s ?? null, ...agreement };
-  rows.push(row);
-  show([`sample ${name} bs${batch} ${promptLength}+${newTokens}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
-    row.hfGenerate ? `${(row.tokensPerSecond / row.hfGenerate).toFixed(2)} x HF` : '-']);
-  console.log(`  sampler vs trainer log-probabilities over ${agreement.tokensCompared} tokens: largest difference ${agreement.maxLogprobDiff.toExponential(2)}, mean ${agreement.meanLogprobDiff.toExponential(2)}`);
+  const outputs: ReturnType<typeof run>[] = [];
+  for (const cudaGraphs of args.includes('--launched') ? [false, true] : [true]) {
+    run(Math.min(batch, 8), 8, cudaGraphs);
+    synchronize('cuda');
+    const start = performance.now();
+    const out = run(batch, newTokens, cudaGraphs);
+    const seconds = (performance.now() - start) / 1000;
+    outputs.push(out);
+    const generated = out.reduce((s, r) => s + r.tokenIds.length, 0);
+    const hf = torch.find((r) => r.kind === 'generate_hf' && r.model === name && r.bs === batch);
+    const agreement = logprobAgreement(model, prompts.slice(0, 8).map((p, i) => ({ promptIds: p.prompt, completionIds: out[i].tokenIds, logprobs: out[i].logprobs })));
+    const parts = cudaGraphs ? stepParts(model, tokenizer, prompts.map((p) => p.prompt)) : null;
+    const row = { kind: 'sample', model: name, batch, promptLength, newTokens, cudaGraphs, seconds, msPerStep: 1000 * seconds / newTokens, tokensPerSecond: generated / seconds,
+      hfGenerate: hf?.tok_s ?? null, ...agreement, ...parts };
+    rows.push(row);
+    show([`sample ${name} bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
+      row.hfGenerate ? `${(row.tokensPerSecond / row.hfGenerate).toFixed(2)} x HF` : '-']);
+    console.log(`  ${row.msPerStep.toFixed(2)} ms per token step (prefill included)${parts ? `: forward ${parts.forwardMs.toFixed(2)} ms, sampling kernel ${parts.samplingMs.toFixed(2)} ms, the rest on the host` : ''}`);
+    console.log(`  sampler vs trainer log-probabilities over ${agreement.tokensCompared} tokens: largest difference ${agreement.maxLogprobDiff.toExponential(2)}, mean ${agreement.meanLogprobDiff.toExponential(2)}`);
+  }
+  if (outputs.length === 2) {
+    const [launched, graphs] = outputs;
+    let gap = 0;
+    let same = 0;
+    const firstDifference = launched.map((r, i) => {
+      const j = r.tokenIds.findIndex((id, k) => id !== graphs[i].tokenIds[k]);
+      const end = j < 0 ? r.tokenIds.length : j;
+      // Up to and including the first differing draw, both paths saw the same tokens: their log-probabilities
+      // differ by rounding alone.
+      for (let k = 0; k < Math.min(end + 1, r.tokenIds.length); k++) gap = Math.max(gap, Math.abs(r.logprobs[k] - graphs[i].logprobs[k]));
+      if (j < 0) same++;
+      return end;
+    });
+    const meanFirst = firstDifference.reduce((a, b) => a + b, 0) / batch;
+    rows.push({ kind: 'graphs-vs-launched', model: name, batch, completions: batch, identical: same, meanFirstDifference: meanFirst, largestLogprobGap: gap });
+    console.log(`  graphs vs launched, same seeds: ${same} of ${batch} completions identical; the others agree for ${meanFirst.toFixed(0)} tokens on average; log-probabilities on shared contexts within ${gap.toExponential(2)}`);
+  }
+}
+
+/**
+ * Where a replayed decode step's time goes: the graph's forward alone (replays, synchronized) and the sampling
+ * kernel alone, over a cache of these prompts; the engine's step time less these two is host time.
+ */
+function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][]): { forwardMs: number; samplingMs: number } {
+  const steps = 32;
+  const decoder = new BatchDecoder(model, prompts.length, prompts[0].length + 2 * steps + 2);
+  try {
+    return noGrad(() => {
+      scope(() => decoder.enter(prompts.map((prompt, id) => ({ id, prompt }))));
+      const tokens = prompts.map((p) => p[0]);
+      scope(() => decoder.next(tokens));
+      synchronize('cuda');
+      let start = performance.now();
+      for (let i = 0; i < steps; i++) scope(() => decoder.next(tokens));
+      synchronize('cuda');
+      const forwardMs = (performance.now() - start) / steps;
+      const settings = prompts.map((_, r) => ({ temperature: 1, topK: 0, topP: 1, minP: 0, seed: r, step: 0 }));
+      const samplingMs = scope(() => {
+        const logits = decoder.next(tokens);
+        sampleOnDevice(logits, settings, tokenizer.vocabSize);
+        start = performance.now();
+        for (let i = 0; i < steps; i++) scope(() => sampleOnDevice(logits, settings.map((p) => ({ ...p, step: i })), tokenizer.vocabSize));
+        return (performance.now() - start) / steps;
+      });
+      return { forwardMs, samplingMs };
+    });
+  } finally {
+    decoder.dispose();
+  }
 }
 
 /**
