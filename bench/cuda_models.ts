@@ -3,7 +3,10 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [train | train-s42m | train-q05b] [build] [sample] [grpo]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--profile] [train | train-s42m | train-q05b] [build] [sample] [grpo]
+// --profile: after timing each training row, one more step under profileCuda (CUDA events around every kernel
+// call), printed as the device time of each kind of kernel, the bf16 rounding of operands, and the time the
+// device waited between calls (host-bound stretches).
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
 // the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
 // `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
@@ -21,9 +24,9 @@ import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
 import { loadModel, saveModel } from '../src/models/pretrained.ts';
 import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
-import { mul, noGrad, Rng, scope, slice, synchronize, tensor, useDevice } from '../src/tensor/index.ts';
+import { mul, noGrad, profileCuda, Rng, scope, slice, synchronize, tensor, useDevice, type CudaProfileRow } from '../src/tensor/index.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
-import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
+import { AdamW, clipGradNormQueued } from '../src/train/optimizer.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const args = process.argv.slice(2);
@@ -80,8 +83,9 @@ function trainRow(name: keyof typeof SHAPES, batch: number, seq: number, steps: 
     for (let m = 0; m < microBatches; m++) {
       scope(() => mul(model.loss(slice(inputs, 0, m * per, (m + 1) * per), slice(targets, 0, m * per, (m + 1) * per)), 1 / microBatches).backward());
     }
+    // The clip is queued on the device: nothing is read back during a step.
     scope(() => {
-      clipGradNorm(params, 1);
+      clipGradNormQueued(params, 1);
       optimizer.update(1e-4);
       model.zeroGrad();
     });
@@ -92,6 +96,7 @@ function trainRow(name: keyof typeof SHAPES, batch: number, seq: number, steps: 
   for (let i = 0; i < steps; i++) step();
   synchronize('cuda');
   const seconds = (performance.now() - start) / 1000 / steps;
+  const profile = args.includes('--profile') ? profileCuda(step) : null;
   const n = model.parameterCount();
   const tokens = batch * seq;
   // torch_baseline.py's count: 6 N per token plus causal attention counted in full.
@@ -105,6 +110,17 @@ function trainRow(name: keyof typeof SHAPES, batch: number, seq: number, steps: 
   rows.push(row);
   show([`train ${name} (${(n / 1e6).toFixed(1)}M) bs${batch}x${seq}${microBatches > 1 ? ` (${microBatches} micro)` : ''}`, Math.round(row.tokensPerSecond), `${(100 * row.mfu).toFixed(1)}%`,
     row.torchEager ?? '-', row.torchCompile ?? '-', row.torchCompile ? (row.tokensPerSecond / row.torchCompile).toFixed(2) : '-']);
+  if (profile) {
+    rows.push({ kind: 'profile', model: name, stepMs: profile.totalMs, rows: profile.rows });
+    printProfile(profile.rows, profile.totalMs);
+  }
+}
+
+function printProfile(profile: CudaProfileRow[], totalMs: number): void {
+  console.log(`  profile of one step (${totalMs.toFixed(1)} ms of device time with events around every call):`);
+  for (const r of profile.filter((p) => p.ms >= 0.005 * totalMs)) {
+    console.log(`    ${r.what.padEnd(28)}${String(r.calls).padStart(7)} calls${r.ms.toFixed(2).padStart(10)} ms${(100 * r.ms / totalMs).toFixed(1).padStart(7)}%`);
+  }
 }
 
 // Sampling: prompts of 64 random ids, 256 new tokens each (no stop), temperature 1 over the whole vocabulary, with

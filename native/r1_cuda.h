@@ -110,6 +110,24 @@ R1_API void r1_cuda_decode_attention(const float* q, const float* k, const float
                                      const int32_t* kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D,
                                      int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale);
 
+// ---- gradient-norm clipping without a host round trip ----
+// acc[0] += sum of x[i]^2 over i < n (summed in double, added to the float32 acc[0]), queued like a kernel:
+// r1_sum_squares's sum without waiting for the stream.
+R1_API void r1_cuda_sum_squares_add(const float* x, int64_t n, float* acc);
+
+// ---- a timeline of one stretch of work, for profiles (bench/cuda_models.ts --profile) ----
+// While on, r1_cuda_profile_mark(tag) records a CUDA event tagged `tag` on the stream: the time from one mark to
+// the next is spent in what the earlier mark names. Callers mark with tags >= 0 before each kernel and
+// R1_PROFILE_BETWEEN after it; the library marks R1_PROFILE_ROUNDING around the bf16 rounding of GEMM and
+// attention operands and returns to the tag it interrupted. Marks past `capacity` are dropped (counted).
+// stop waits for the stream and writes, for marks i < count - 1, tags[i] and ms[i] (milliseconds to mark i + 1);
+// it returns count (the marks kept) and turns profiling off. Not for use while recording a CUDA graph.
+#define R1_PROFILE_BETWEEN (-1)
+#define R1_PROFILE_ROUNDING (-2)
+R1_API int r1_cuda_profile_start(int capacity);
+R1_API void r1_cuda_profile_mark(int tag);
+R1_API int r1_cuda_profile_stop(int32_t* tags, float* ms, int capacity);
+
 #ifdef __cplusplus
 }
 #endif

@@ -53,6 +53,11 @@ __nv_bfloat16* weight_shadow_for_update(const float* p, int64_t n);
 void weights_written(const void* p, int64_t bytes);
 void weights_freed(const void* block, int64_t bytes);
 
+// The profile timeline (runtime.cu, r1_cuda_profile_*): profile_enter marks `tag` when profiling is on and
+// returns the tag it interrupts, for profile_leave to mark again after the work.
+int profile_enter(int tag);
+void profile_leave(int previous);
+
 // r1_cuda_set_matmul_precision's code (gemm.cu): 0 f32, 1 tf32, 2 bf16.
 int matmul_precision();
 

@@ -257,6 +257,7 @@ int matmul_precision() { return precision; }
 
 void round_to_bf16(const float* src, __nv_bfloat16* dst, int64_t batch, int64_t count, int64_t stride) {
   if (batch <= 0 || count <= 0) return;
+  const int interrupted = profile_enter(R1_PROFILE_ROUNDING);
   if (count % 4 == 0 && stride % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
       reinterpret_cast<uintptr_t>(dst) % 8 == 0) {
     to_bf16_vector_kernel<<<grid_for(batch * count / 4), kThreads, 0, stream()>>>(
@@ -265,6 +266,7 @@ void round_to_bf16(const float* src, __nv_bfloat16* dst, int64_t batch, int64_t 
     to_bf16_kernel<<<grid_for(batch * count), kThreads, 0, stream()>>>(src, dst, batch, count, stride);
   }
   check_launch("bf16 rounding");
+  profile_leave(interrupted);
 }
 
 }  // namespace r1cuda

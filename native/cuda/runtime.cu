@@ -138,9 +138,91 @@ void* scratch(ScratchSlot slot, size_t bytes) {
   return ptr;
 }
 
+// ---- the profile timeline ----
+namespace {
+std::vector<cudaEvent_t> profile_events;
+std::vector<int32_t> profile_tags;
+int profile_count = 0, profile_dropped = 0, profile_tag = R1_PROFILE_BETWEEN;
+bool profiling = false;
+
+void profile_record(int tag) {
+  profile_tag = tag;
+  if (profile_count >= static_cast<int>(profile_events.size())) {
+    ++profile_dropped;
+    return;
+  }
+  cudaError_t err = cudaEventRecord(profile_events[profile_count], stream());
+  if (err != cudaSuccess) return record_error("r1_cuda_profile_mark", err);
+  profile_tags[profile_count++] = tag;
+}
+}  // namespace
+
+int profile_enter(int tag) {
+  if (!profiling) return tag;
+  const int previous = profile_tag;
+  profile_record(tag);
+  return previous;
+}
+
+void profile_leave(int previous) {
+  if (profiling) profile_record(previous);
+}
+
 }  // namespace r1cuda
 
 using namespace r1cuda;
+
+extern "C" {
+
+R1_API int r1_cuda_profile_start(int capacity) {
+  if (capacity < 2) {
+    record_message("r1_cuda_profile_start", "capacity must be at least 2 marks");
+    return 1;
+  }
+  stream();
+  while (static_cast<int>(profile_events.size()) < capacity) {
+    cudaEvent_t event;
+    cudaError_t err = cudaEventCreate(&event);
+    if (err != cudaSuccess) return record_error("r1_cuda_profile_start: cudaEventCreate", err), 1;
+    profile_events.push_back(event);
+  }
+  profile_tags.resize(profile_events.size());
+  profile_count = profile_dropped = 0;
+  profile_tag = R1_PROFILE_BETWEEN;
+  profiling = true;
+  profile_record(R1_PROFILE_BETWEEN);
+  return 0;
+}
+
+R1_API void r1_cuda_profile_mark(int tag) {
+  if (profiling) profile_record(tag);
+}
+
+R1_API int r1_cuda_profile_stop(int32_t* tags, float* ms, int capacity) {
+  if (!profiling) {
+    record_message("r1_cuda_profile_stop", "profiling is not on (call r1_cuda_profile_start first)");
+    return -1;
+  }
+  profile_record(R1_PROFILE_BETWEEN);
+  profiling = false;
+  cudaError_t err = cudaStreamSynchronize(stream());
+  if (err != cudaSuccess) return record_error("r1_cuda_profile_stop", err), -1;
+  const int count = profile_count < capacity ? profile_count : capacity;
+  for (int i = 0; i + 1 < count; ++i) {
+    tags[i] = profile_tags[i];
+    err = cudaEventElapsedTime(&ms[i], profile_events[i], profile_events[i + 1]);
+    if (err != cudaSuccess) return record_error("r1_cuda_profile_stop: cudaEventElapsedTime", err), -1;
+  }
+  if (profile_dropped > 0) {
+    std::string message = std::to_string(profile_dropped) + " marks past the capacity of " +
+                          std::to_string(profile_events.size()) + " were dropped";
+    record_message("r1_cuda_profile_stop", message.c_str());
+    return -1;
+  }
+  return count;
+}
+
+}  // extern "C"
 
 // ---- elementwise helpers of r1_cuda.h ----
 static __global__ void fill_kernel(float* x, float value, int64_t n) {

@@ -39,10 +39,18 @@ export interface DeviceBackend {
    */
   registerWeight(array: DeviceArray): void;
   /**
+   * The same for a float32 buffer that is not a weight but that more than one bf16 GEMM reads (an activation
+   * read again by its weight's gradient, an output gradient read by both input gradients): one rounding instead
+   * of one per GEMM. A no-op outside bf16 precision and while recording a CUDA graph.
+   */
+  shareBf16Operand(array: DeviceArray): void;
+  /**
    * Draws one token per row of float32 logits [rows, vocab] on the device (r1_cuda_sample in native/r1_cuda.h):
    * params holds 32 bytes per row, out receives 3 * rows words (ids, then log-probability bits). Addresses.
    */
   sample(logits: number, rows: number, vocab: number, sampleVocab: number, params: number, out: number): void;
+  /** acc[0] += sum of x[i]^2 over i < n, without waiting for the device (r1_cuda_sum_squares_add). Addresses. */
+  sumSquaresAdd(x: number, n: number, acc: number): void;
   /** cache[b, column[b], :] = src[b, :] for a cache [B, capacity, width] (r1_cuda_write_columns). Addresses. */
   writeColumns(cache: number, src: number, column: number, B: number, capacity: number, width: number): void;
   /** One query per row over the keys [kvStart[b], kvEnd[b]) of a cache (r1_cuda_decode_attention). Addresses. */

@@ -66,7 +66,10 @@ export class DeviceArray {
   hostMirror: Int32Array | null = null;
   /** Never freed by a scope (parameters, optimizer moments). */
   kept = false;
-  /** Registered as a weight with its backend (ops.registerWeight): writes into it must register it again. */
+  /**
+   * Has a bf16 copy registered with its backend (ops.registerWeight: a weight; or an activation or gradient that
+   * several bf16 GEMMs read, see ops.matmul): writes into it must register it again.
+   */
   weight = false;
   private readonly base: number;
   private freedBy: FreedBy | null = null;

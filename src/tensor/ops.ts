@@ -506,19 +506,24 @@ function normalizeDims(x: Tensor, dims: number | readonly number[] | undefined):
   return [...new Set(list.map((d) => x.axis(d)))].sort((a, b) => a - b);
 }
 
-// Reduces the given axes (one kernel call per axis, each over a [outer, len, inner] view), keeping them as 1s.
+// Reduces the given (sorted) axes, keeping them as 1s: one kernel call per run of adjacent axes, each over a
+// [outer, len, inner] view of the contiguous input (a bias gradient, [B, T, C] summed over B and T, is one call
+// over B * T rows).
 function reduceRaw(op: ReduceOpName, x: Tensor, dims: number[]): Tensor {
   const k = kernels(op, x);
   let cur = contiguous(x);
-  for (const d of dims) {
-    const outer = shapeSize(cur.shape.slice(0, d));
-    const len = cur.shape[d];
-    const inner = shapeSize(cur.shape.slice(d + 1));
-    const shape = [...cur.shape];
-    shape[d] = 1;
+  for (let first = 0; first < dims.length;) {
+    let last = first;
+    while (last + 1 < dims.length && dims[last + 1] === dims[last] + 1) last++;
+    const [from, to] = [dims[first], dims[last]];
+    const outer = shapeSize(cur.shape.slice(0, from));
+    const len = shapeSize(cur.shape.slice(from, to + 1));
+    const inner = shapeSize(cur.shape.slice(to + 1));
+    const shape = cur.shape.map((n, d) => (d >= from && d <= to ? 1 : n));
     const out = empty(shape, x.dtype, x.device);
     k.reduce(op, cur.floatData(), out.floatData(), outer, len, inner);
     cur = out;
+    first = last + 1;
   }
   return cur;
 }
@@ -559,6 +564,28 @@ export const min = (x: Tensor, dims?: number | readonly number[], keepdim = fals
 export function sumSquares(x: Tensor): number {
   const src = contiguous(x);
   return kernels('sumSquares', x).sumSquares(src.floatData(), src.size);
+}
+
+/**
+ * The L2 norm of all elements of `tensors` together (all on one device), as a scalar tensor on that device: on
+ * CUDA the sums are queued on the device and nothing is read back, so a caller can go on queueing work (the
+ * gradient-norm clip of an optimizer step) without waiting for the backward to finish.
+ */
+export function globalNorm(tensors: readonly Tensor[]): Tensor {
+  const device = tensors[0]?.device ?? defaultDevice();
+  if (device === 'cpu') {
+    let sumSq = 0;
+    for (const t of tensors) sumSq += sumSquares(t);
+    return scalar(Math.sqrt(sumSq), 'f32', 'cpu');
+  }
+  const acc = zeros([], 'f32', device);
+  for (const t of tensors) {
+    kernels('globalNorm', acc, t);
+    if (t.dtype !== 'f32') throw new TypeError(`globalNorm: ${t} is not float32`);
+    const src = contiguous(t);
+    cudaBackend().sumSquaresAdd(deviceAddress(src), src.size, deviceAddress(acc));
+  }
+  return sqrt(acc);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -695,12 +722,23 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     return reshape(matmul(flat, b), [...lead, b.shape[1]]);
   }
   const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  // Operands that the backward reads again: each keeps its bf16 rounding for it (bf16 precision on CUDA).
+  if (isGradEnabled() && b.requiresGrad) shareBf16Operand(a);
+  if (isGradEnabled() && a.requiresGrad) shareBf16Operand(b);
   const out = gemm(gemmOperand(a, batchShape), gemmOperand(b, batchShape), batchShape);
-  return record(out, 'matmul', [a, b], (g) => [
-    // dA = g @ B^T and dB = A^T @ g (summed over broadcast batch axes)
-    a.requiresGrad ? sumTo(matmul(g, transpose(b)), a.shape) : null,
-    b.requiresGrad ? gradOfRight(a, b, g) : null,
-  ]);
+  return record(out, 'matmul', [a, b], (g) => {
+    if (a.requiresGrad && b.requiresGrad) shareBf16Operand(g);
+    return [
+      // dA = g @ B^T and dB = A^T @ g (summed over broadcast batch axes)
+      a.requiresGrad ? sumTo(matmul(g, transpose(b)), a.shape) : null,
+      b.requiresGrad ? gradOfRight(a, b, g) : null,
+    ];
+  });
+}
+
+// A float32 operand that more than one bf16 GEMM reads, whole (a view of part of a buffer is rounded per call).
+function shareBf16Operand(t: Tensor): void {
+  if (t.storage instanceof DeviceArray && t.size === t.storage.length) cudaBackend().shareBf16Operand(t.storage);
 }
 
 // When B is a transposed view (x @ W^T with W [out, in]), (A^T g) is computed as (g^T A)^T so that the
@@ -923,6 +961,7 @@ export function writeColumns(cache: Tensor, src: Tensor, column: Tensor): void {
     throw new Error(`writeColumns: cache ${cache}, src ${src} and column ${column} do not fit [B, capacity, ...], [B, 1, ...] and int32 [B]`);
   }
   cudaBackend().writeColumns(deviceAddress(cache), deviceAddress(contiguous(src)), deviceAddress(contiguous(column)), B, capacity, width);
+  if (cache.storage instanceof DeviceArray && cache.storage.weight) cudaBackend().registerWeight(cache.storage);
 }
 
 /**

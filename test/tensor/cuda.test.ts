@@ -18,9 +18,10 @@ import { DenseModel, denseConfig } from '../../src/models/dense.ts';
 import type { CausalLM } from '../../src/models/pretrained.ts';
 import { ropeTables } from '../../src/nn/rope.ts';
 import { cudaAvailable } from '../../src/tensor/backends/cuda.ts';
+import { DeviceArray } from '../../src/tensor/device.ts';
 import { UnaryOp, type UnaryOpName } from '../../src/tensor/kernels.ts';
 import * as T from '../../src/tensor/index.ts';
-import { AdamW, clipGradNorm } from '../../src/train/optimizer.ts';
+import { AdamW, clipGradNorm, clipGradNormQueued } from '../../src/train/optimizer.ts';
 
 const available = cudaAvailable();
 const skip = available.ok ? false : available.reason;
@@ -325,7 +326,7 @@ describe('scopes free device memory', { skip }, () => {
 // agrees to float32 rounding of the sums (~1e-6); each update then feeds the small differences of the
 // gradients back through AdamW's m / sqrt(v), so after 4 steps the losses are compared at 1e-4 relative for the
 // dense model, and 1e-3 for DeepSeek, whose MoE routing (a discrete top-K over scores) may flip a near-tie.
-function trainLosses(make: () => CausalLM, device: T.Device, steps: number): number[] {
+function trainLosses(make: () => CausalLM, device: T.Device, steps: number, rows = 2, width = 16, draw = ints(64)): number[] {
   return T.withDevice(device, () => {
     const model = make();
     const optimizer = new AdamW(model.namedParameters());
@@ -333,8 +334,8 @@ function trainLosses(make: () => CausalLM, device: T.Device, steps: number): num
     const losses: number[] = [];
     for (let step = 0; step < steps; step++) {
       losses.push(T.scope(() => {
-        const ids = T.tensor(ints(64)(rng, 2 * 17), [2, 17], 'i32');
-        const loss = model.loss(T.slice(ids, 1, 0, 16), T.slice(ids, 1, 1, 17));
+        const ids = T.tensor(draw(rng, rows * (width + 1)), [rows, width + 1], 'i32');
+        const loss = model.loss(T.slice(ids, 1, 0, width), T.slice(ids, 1, 1, width + 1));
         const value = loss.item();
         loss.backward();
         clipGradNorm(model.parameters(), 1);
@@ -359,6 +360,155 @@ describe('training on CUDA matches the CPU', { skip }, () => {
   };
   it('dense (Qwen2 shape), 4 steps', () => compare('dense', () => new DenseModel(denseConfig('1m', 64, { numLayers: 2, maxPositionEmbeddings: 32 }), 7), 1e-4));
   it('DeepSeek (MLA, DeepSeekMoE, MTP), 4 steps', () => compare('deepseek', () => new DeepSeekModel(deepseekConfig(64, { maxPositionEmbeddings: 32 }), 7), 1e-3));
+});
+
+// bf16 precision (GEMM operands and attention on tensor cores rounded to 8 bits of mantissa, weights, moments and
+// everything between GEMMs float32) against float32 on the CPU over 50 AdamW steps from the same initialisation
+// on the same batches: each rounding is within 2^-9 relative, and AdamW's normalised updates keep the two runs
+// close, so every loss is within 3e-2 relative for the dense model (head size 64: the tensor-core attention) and
+// 5e-2 for DeepSeek, whose top-2 expert choice may flip on near-ties in either precision. The batches count up
+// by one half of the time (else a random id), so the loss has somewhere to go: from ln 64 = 4.16 toward the
+// data's entropy, about 2.7 (on purely random ids it could only drift around 4.16).
+const noisyCounting = (rng: T.Rng, n: number, width: number) => {
+  const ids: number[] = [];
+  for (let i = 0, id = 0; i < n; i++) {
+    id = i % width === 0 || rng.uniform() >= 0.5 ? rng.int(64) : (id + 1) % 64;
+    ids.push(id);
+  }
+  return ids;
+};
+
+describe('training in bf16 precision follows float32 on the CPU for 50 steps', { skip }, () => {
+  const compare = (name: string, make: () => CausalLM, tolerance: number) => {
+    const draw = (rng: T.Rng, n: number) => noisyCounting(rng, n, 65);
+    const cpu = trainLosses(make, 'cpu', 50, 4, 64, draw);
+    T.setMatmulPrecision('bf16');
+    let cuda: number[];
+    try {
+      cuda = trainLosses(make, 'cuda', 50, 4, 64, draw);
+    } finally {
+      T.setMatmulPrecision('f32');
+    }
+    const errors = cpu.map((want, i) => Math.abs(cuda[i] - want) / Math.abs(want));
+    measured.push([`50 bf16 steps (${name})`, Math.max(...errors)]);
+    console.log(`# 50 bf16 steps (${name}): loss ${cpu[0].toFixed(4)} -> ${cpu[49].toFixed(4)} on the CPU, ${cuda[0].toFixed(4)} -> ${cuda[49].toFixed(4)} on CUDA; largest relative difference ${Math.max(...errors).toExponential(2)}`);
+    assert.ok(cpu[49] < cpu[0] - 0.5, `${name}: the float32 run learns (${cpu[0]} -> ${cpu[49]})`);
+    errors.forEach((error, i) => assert.ok(error <= tolerance, `step ${i + 1}: bf16 loss ${cuda[i]}, float32 ${cpu[i]} (seed ${seed})`));
+  };
+  it('dense (Qwen2 shape, head size 64)', () => compare('dense', () => new DenseModel(denseConfig('1m', 64, {
+    numLayers: 2, numHeads: 2, numKvHeads: 1, headDim: 64, maxPositionEmbeddings: 64,
+  }), 7), 3e-2));
+  it('DeepSeek (MLA, DeepSeekMoE, MTP)', () => compare('deepseek', () => new DeepSeekModel(deepseekConfig(64, { numLayers: 2, maxPositionEmbeddings: 64 }), 7), 5e-2));
+});
+
+describe('gradient-norm clipping on the device', { skip }, () => {
+  // The norm is summed on the device (double per tensor, float32 across tensors) and the clip factor applied
+  // there: within float32 rounding of the CPU's, 1e-6 relative.
+  const run = (device: T.Device, grads: number[][], maxNorm: number) => T.withDevice(device, () => T.scope(() => {
+    const params = grads.map((g) => {
+      const p = T.zeros([g.length]);
+      p.requiresGrad = true;
+      T.setGrad(p, T.tensor(g));
+      return p;
+    });
+    const norm = clipGradNorm(params, maxNorm);
+    const clipped = params.map((p) => Array.from(p.grad!.toArray()));
+    for (const p of params) T.setGrad(p, null);
+    return { norm, clipped };
+  }));
+  const grads = () => {
+    const rng = new T.Rng(seed + 31);
+    return [normal(rng, 1000), normal(rng, 3), normal(rng, 70001)];
+  };
+
+  it('gives the CPU\'s norm and clipped gradients, above and below maxNorm', () => {
+    const g = grads();
+    const norm = run('cpu', g, Infinity).norm;
+    for (const maxNorm of [norm / 3, norm * 2]) {
+      const cpu = run('cpu', g, maxNorm);
+      const cuda = run('cuda', g, maxNorm);
+      assert.ok(Math.abs(cuda.norm - cpu.norm) <= 1e-6 * cpu.norm, `norm ${cuda.norm} vs ${cpu.norm}`);
+      cpu.clipped.forEach((want, i) => assert.ok(errorOf('sums', Float32Array.from(cuda.clipped[i]), Float32Array.from(want)) <= 1e-6, `gradient ${i} at maxNorm ${maxNorm}`));
+    }
+    const clippedNorm = Math.sqrt(run('cuda', g, norm / 3).clipped.flat().reduce((s, v) => s + v * v, 0));
+    assert.ok(Math.abs(clippedNorm - norm / 3) <= 1e-5 * norm, `the clipped gradients' norm ${clippedNorm} is maxNorm ${norm / 3}`);
+  });
+
+  it('queues the clip without reading the device (the norm stays a device scalar), and leaves a non-finite norm unclipped', () => {
+    T.withDevice('cuda', () => T.scope(() => {
+      const p = T.zeros([4]);
+      p.requiresGrad = true;
+      T.setGrad(p, T.tensor([3, 4, 0, 0]));
+      const norm = clipGradNormQueued([p], 1);
+      assert.equal(norm.device, 'cuda');
+      assert.ok(Math.abs(norm.item() - 5) < 1e-6);
+      assert.deepEqual(Array.from(p.grad!.toArray()).map((v) => Math.round(v * 1e5) / 1e5), [0.6, 0.8, 0, 0]);
+      T.setGrad(p, null);
+    }));
+    const withNaN = grads();
+    withNaN[1][2] = NaN;
+    const result = run('cuda', withNaN, 1);
+    assert.ok(Number.isNaN(result.norm));
+    assert.deepEqual(result.clipped[0], Array.from(Float32Array.from(withNaN[0])), 'a NaN norm leaves the gradients as they were');
+  });
+});
+
+describe('bf16 operands shared by several GEMMs', { skip }, () => {
+  // In bf16 precision an activation that the backward reads again keeps one bf16 rounding (ops.matmul); a write
+  // into it must never leave a stale copy for the next GEMM. Products within 1e-2 of float32 (the bf16 bound).
+  it('reuses the rounding, and a GEMM after copyInto or writeValues into the operand reads the new values', () => {
+    const rng = new T.Rng(seed + 41);
+    const [a0, a1, w0] = [normal(rng, 64 * 48), normal(rng, 64 * 48), normal(rng, 40 * 48)];
+    const want = (a: number[]) => Float32Array.from(T.withDevice('cpu', () => T.matmul(T.tensor(a, [64, 48]), T.transpose(T.tensor(w0, [40, 48])))).toArray());
+    T.setMatmulPrecision('bf16');
+    try {
+      T.withDevice('cuda', () => T.scope(() => {
+        const w = T.tensor(w0, [40, 48]);
+        w.requiresGrad = true;
+        const a = T.tensor(a0, [64, 48]);
+        const product = () => Float32Array.from(T.matmul(a, T.transpose(w)).toArray());
+        const check = (what: string, got: Float32Array, values: number[]) => {
+          const error = errorOf('sums', got, want(values));
+          assert.ok(error <= 1e-2, `${what}: error ${error.toExponential(2)}`);
+        };
+        check('first product', product(), a0);
+        assert.ok((a.storage as DeviceArray).weight, 'the operand got a shared bf16 copy');
+        check('second product, from the shared copy', product(), a0);
+        T.copyInto(T.tensor(a1, [64, 48]), a);
+        check('after copyInto', product(), a1);
+        T.writeValues(a, Float32Array.from(a0));
+        check('after writeValues', product(), a0);
+      }));
+    } finally {
+      T.setMatmulPrecision('f32');
+    }
+  });
+});
+
+describe('profileCuda', { skip }, () => {
+  it('splits the device time of a step into kernels, bf16 rounding and the time between calls, adding up to the whole', () => {
+    T.setMatmulPrecision('bf16');
+    try {
+      const { result, rows, totalMs } = T.profileCuda(() => T.withDevice('cuda', () => T.scope(() => {
+        const x = T.randn([256, 96], new T.Rng(seed + 51));
+        const w = T.randn([80, 96], new T.Rng(seed + 52));
+        w.requiresGrad = true;
+        T.sum(T.matmul(x, T.transpose(w))).backward();
+        const gradSum = T.sum(w.grad!).item();
+        T.setGrad(w, null);
+        return gradSum;
+      })));
+      assert.ok(Number.isFinite(result));
+      const row = (what: string) => rows.find((r) => r.what === what);
+      assert.equal(row('matmul')?.calls, 2, 'the forward GEMM and the weight gradient\'s');
+      assert.ok((row('bf16 rounding of operands')?.calls ?? 0) >= 1, 'x is rounded to bf16 (the weight is not registered here)');
+      assert.ok(row('between calls') && row('reduce'));
+      const sum = rows.reduce((s, r) => s + r.ms, 0);
+      assert.ok(totalMs > 0 && Math.abs(sum - totalMs) <= 1e-6 * totalMs + 1e-9, `rows add up to ${sum} of ${totalMs} ms`);
+    } finally {
+      T.setMatmulPrecision('f32');
+    }
+  });
 });
 
 describe('the decode step with its column on the device (what CUDA graphs of decoding replay)', { skip }, () => {

@@ -47,6 +47,15 @@ export interface CudaLibrary {
    * writing the weight with any other kernel, call it again with the same ptr and n. Freed with its block.
    */
   registerWeight(ptr: DevicePtr, n: number): void;
+  /** r1_cuda_sum_squares_add: acc[0] += sum of x[i]^2 over i < n, queued (no wait for the stream). */
+  sumSquaresAdd(x: DevicePtr, n: number, acc: DevicePtr): void;
+  /**
+   * Starts a profile timeline (r1_cuda_profile_* in native/r1_cuda.h): from now on every kernel of `kernels`,
+   * fill and copy is bracketed by CUDA events, at most `capacity` of them. Not while recording a graph.
+   */
+  profileStart(capacity: number): void;
+  /** Waits for the stream and ends the timeline: each stretch of device time between two marks and what it was spent in. */
+  profileStop(): ProfileSpan[];
   /** NCCL (loaded on first use; r1_cuda.h): a new unique id of NCCL_UNIQUE_ID_BYTES bytes, for rank 0 to hand out. */
   ncclUniqueId(): Uint8Array;
   /** Joins the communicator of `worldSize` processes sharing `id`; blocks until every rank has joined. */
@@ -63,6 +72,15 @@ export interface CudaLibrary {
   decodeAttention(q: DevicePtr, k: DevicePtr, v: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, Hq: number, Hkv: number, D: number,
     capacity: number, kvBatchStride: number, vBatchStride: number, scale: number): void;
 }
+
+/**
+ * One stretch of a profile timeline: `what` is a kernel name of the table (or 'fill', 'copy'), BETWEEN_CALLS (the
+ * device waited for the host's next call, or ran an unmarked call) or BF16_ROUNDING (operands of a bf16 GEMM or
+ * attention being rounded, inside the call that precedes it); `opens` says whether it starts a call.
+ */
+export interface ProfileSpan { what: string; ms: number; opens: boolean }
+export const BETWEEN_CALLS = 'between calls';
+export const BF16_ROUNDING = 'bf16 rounding of operands';
 
 /** The size of NCCL's ncclUniqueId (R1_NCCL_UNIQUE_ID_BYTES of r1_cuda.h). */
 export const NCCL_UNIQUE_ID_BYTES = 128;
@@ -129,6 +147,10 @@ const declarations = {
   r1_cuda_write_columns: 'void r1_cuda_write_columns(uint64_t cache, uint64_t src, uint64_t column, int64_t B, int64_t capacity, int64_t width)',
   r1_cuda_decode_attention: 'void r1_cuda_decode_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
+  r1_cuda_sum_squares_add: 'void r1_cuda_sum_squares_add(uint64_t x, int64_t n, uint64_t acc)',
+  r1_cuda_profile_start: 'int r1_cuda_profile_start(int capacity)',
+  r1_cuda_profile_mark: 'void r1_cuda_profile_mark(int tag)',
+  r1_cuda_profile_stop: 'int r1_cuda_profile_stop(int32_t *tags, float *ms, int capacity)',
 
   r1_nccl_unique_id: 'int r1_nccl_unique_id(uint8_t *id)',
   r1_nccl_comm_init: 'uint64_t r1_nccl_comm_init(const uint8_t *id, int world_size, int rank)',
@@ -295,9 +317,52 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     },
   };
 
+  // The profile timeline: tags >= 0 index `marked`; the library's own tags are negative (r1_cuda.h).
+  const marked: string[] = [];
+  let profiling = false;
+  let profileCapacity = 0;
+  const between = -1;
+  const tagNames = new Map<number, string>([[between, BETWEEN_CALLS], [-2, BF16_ROUNDING]]);
+  function bracket<A extends unknown[], R>(name: string, fn: (...args: A) => R): (...args: A) => R {
+    const tag = marked.push(name) - 1;
+    tagNames.set(tag, name);
+    return (...args: A): R => {
+      if (!profiling) return fn(...args);
+      c.r1_cuda_profile_mark(tag);
+      try {
+        return fn(...args);
+      } finally {
+        c.r1_cuda_profile_mark(between);
+      }
+    };
+  }
+  const table = kernels as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const bracketed = Object.fromEntries(Object.entries(table).map(([name, fn]) => [name, bracket(name, fn)])) as unknown as Kernels<DevicePtr, DevicePtr>;
+
   return {
     path,
-    kernels,
+    kernels: bracketed,
+    sumSquaresAdd: bracket('sumSquaresAdd', (x: DevicePtr, n: number, acc: DevicePtr) => {
+      c.r1_cuda_sum_squares_add(x, n, acc);
+      check('sumSquaresAdd');
+    }),
+    profileStart(capacity) {
+      checkStatus('profileStart', c.r1_cuda_profile_start(capacity) as number);
+      profileCapacity = capacity;
+      profiling = true;
+    },
+    profileStop() {
+      profiling = false;
+      const tags = new Int32Array(profileCapacity);
+      const ms = new Float32Array(profileCapacity);
+      const count = c.r1_cuda_profile_stop(tags, ms, profileCapacity) as number;
+      if (count < 0) throw new Error(`CUDA profileStop failed: ${c.r1_cuda_last_error() as string}`);
+      const spans: ProfileSpan[] = [];
+      for (let i = 0; i + 1 < count; i++) {
+        spans.push({ what: tagNames.get(tags[i]) ?? `tag ${tags[i]}`, ms: ms[i], opens: tags[i] === between || i === 0 || tags[i - 1] === between || tags[i] === -2 });
+      }
+      return spans;
+    },
     deviceCount: () => c.r1_cuda_device_count() as number,
     init(device) {
       checkStatus(`init(${device})`, c.r1_cuda_init(device) as number);
@@ -331,13 +396,13 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     download(dst, src) {
       checkStatus('download', c.r1_cuda_download(dst, src, dst.byteLength) as number);
     },
-    copy(dst, src, bytes) {
+    copy: bracket('copy', (dst: DevicePtr, src: DevicePtr, bytes: number) => {
       checkStatus('copy', c.r1_cuda_copy(dst, src, bytes) as number);
-    },
-    fill(x, value, n) {
+    }),
+    fill: bracket('fill', (x: DevicePtr, value: number, n: number) => {
       c.r1_cuda_fill(x, value, n);
       check('fill');
-    },
+    }),
     fillI32(x, value, n) {
       c.r1_cuda_fill_i32(x, value, n);
       check('fillI32');

@@ -9,13 +9,14 @@
 // needed (it is for float16).
 import { registerCudaBackend, type DeviceBackend, type DType, type HostArray } from '../backend.ts';
 import { DeviceArray, holdAllocations, setDefaultDevice, type Device, type DeviceMemory } from '../device.ts';
-import { openCudaLibrary, type CudaLibrary, type CudaMemoryStats } from './cuda-library.ts';
+import { openCudaLibrary, type CudaLibrary, type CudaMemoryStats, type ProfileSpan } from './cuda-library.ts';
 
 export type Precision = 'f32' | 'bf16';
 
 let loaded: { backend: DeviceBackend; library: CudaLibrary } | undefined;
 let precision: Precision = 'f32';
 let failure: Error | undefined;
+let recording = false; // inside captureGraph
 
 function load(): { backend: DeviceBackend; library: CudaLibrary } {
   if (loaded) return loaded;
@@ -89,6 +90,7 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       else library.i32ToF32(src, dst, n);
     },
     sample: (logits, rows, vocab, sampleVocab, params, out) => library.sample(logits, rows, vocab, sampleVocab, params, out),
+    sumSquaresAdd: (x, n, acc) => library.sumSquaresAdd(x, n, acc),
     writeColumns: (cache, src, column, B, capacity, width) => library.writeColumns(cache, src, column, B, capacity, width),
     decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale) =>
       library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale),
@@ -97,6 +99,11 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
       library.registerWeight(array.address(() => 'a weight'), array.length);
       array.weight = true;
+    },
+    shareBf16Operand(array) {
+      // A graph must not read a copy rounded before its recording (the buffer may change between replays).
+      if (array.weight || recording) return;
+      this.registerWeight(array);
     },
   };
 }
@@ -161,9 +168,11 @@ export function captureGraph<T>(fn: () => T): { graph: CudaGraph; result: T } {
   let held: DeviceArray[] = [];
   let result: T;
   let handle: number;
+  recording = true;
   try {
     ({ result, held } = holdAllocations(fn));
   } finally {
+    recording = false;
     // Ends the recording even when fn threw, so that the stream runs work again.
     handle = library.graphEnd();
   }
@@ -187,6 +196,40 @@ export function captureGraph<T>(fn: () => T): { graph: CudaGraph; result: T } {
     },
   };
   return { graph, result };
+}
+
+/** Device time spent in one kind of work over a profiled stretch (profileCuda). */
+export interface CudaProfileRow { what: string; calls: number; ms: number }
+
+/**
+ * Runs fn with every kernel call bracketed by CUDA events and returns, beside fn's result, the device time of
+ * each kind of work, largest first: each kernel of the table (plus fill and copy), the bf16 rounding of GEMM
+ * and attention operands (separated from the call that does it), and 'between calls': time the device spent
+ * waiting for the host's next call (or in calls that are not bracketed: sampling, NCCL). The rows add up to the
+ * device time from start to end. The events cost the host about a microsecond per call; fn must not record a
+ * CUDA graph.
+ */
+export function profileCuda<T>(fn: () => T, capacity = 1 << 17): { result: T; rows: CudaProfileRow[]; totalMs: number } {
+  const { library } = load();
+  library.synchronize();
+  library.profileStart(capacity);
+  let result: T;
+  let spans: ProfileSpan[];
+  try {
+    result = fn();
+  } finally {
+    spans = library.profileStop();
+  }
+  const byName = new Map<string, CudaProfileRow>();
+  let totalMs = 0;
+  for (const span of spans) {
+    const row = byName.get(span.what) ?? { what: span.what, calls: 0, ms: 0 };
+    row.ms += span.ms;
+    if (span.opens) row.calls++;
+    byName.set(span.what, row);
+    totalMs += span.ms;
+  }
+  return { result, rows: [...byName.values()].sort((a, b) => b.ms - a.ms), totalMs };
 }
 
 /**
