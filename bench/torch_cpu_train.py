@@ -2,7 +2,9 @@
 and the peak memory): one full update (forward, backward, clip, AdamW) of the same dense presets (Qwen2 layout,
 vocab 2048, batch 16 x seq 128, float32), tokens/s, and the process's peak resident memory so far (run one size
 per process for a per-size figure). Run under the same `taskset` as bench/train.ts so both get the same cores:
-    taskset -c 0,1 python3 bench/torch_cpu_train.py [1m 5m 20m]"""
+    taskset -c 0,1 python3 bench/torch_cpu_train.py [1m 5m 20m]
+With PROFILE=1, 3 more steps run under torch.profiler and its table by op and input shape goes to stderr (the
+twin of PROFILE=1 bench/train.ts)."""
 import json, os, resource, sys, time, torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 torch.set_num_threads(len(os.sched_getaffinity(0)))
@@ -24,3 +26,9 @@ for name in sys.argv[1:] or list(SIZES):
     dt = (time.perf_counter() - t) / n
     print(json.dumps(dict(kind="train_cpu_torch", size=name, threads=torch.get_num_threads(), params=sum(p.numel() for p in m.parameters()), step_ms=round(dt * 1e3, 1), tok_s=round(16 * 128 / dt),
                           peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))), flush=True)
+    if os.environ.get("PROFILE") == "1":
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(3): step()
+        print(f"{name}: 3 steps under torch.profiler, self CPU time of the main thread by op and input shapes", file=sys.stderr)
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=40, max_shapes_column_width=60), file=sys.stderr, flush=True)
