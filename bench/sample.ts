@@ -10,11 +10,13 @@
 //   node --import tsx bench/sample.ts 5m        (only the named sizes)
 //   QUEUE=0 node --import tsx bench/sample.ts   (batch 1 and 32 only: the rows bench/hf_generate_cpu.py has)
 //   REPEATS=2 node --import tsx bench/sample.ts (the fastest of 2 runs instead of 3)
+//   PROFILE=1 node --import tsx bench/sample.ts 20m (each row set once more with every kernel call timed)
 // Each row records the process's peak resident memory so far (run one size per process for per-size figures).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { profileKernels } from './kernel_profile.ts';
 import { machine } from './machine.ts';
 import { generate, type GenerationRequest, type StepEvent } from '../src/generate/engine.ts';
 import { DenseModel, denseConfig, type DenseSize } from '../src/models/dense.ts';
@@ -88,6 +90,7 @@ for (const size of sizes) {
     };
     results.push(result);
     console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(set.requests), String(set.maxBatchSize), String(tokens), seconds.toFixed(2), result.tokensPerSecond.toFixed(0), result.occupancy.toFixed(2), result.peakRssMiB.toFixed(0)]));
+    if (process.env.PROFILE === '1') profileKernels(() => run(set, set.requests), 1, 'run');
   }
 }
 

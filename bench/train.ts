@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { profileKernels } from './kernel_profile.ts';
 import { machine } from './machine.ts';
 import { DenseModel, denseConfig, denseSizes, type DenseSize } from '../src/models/dense.ts';
 import { cpuBackend, Rng, tensor } from '../src/tensor/index.ts';
@@ -54,50 +55,6 @@ interface Row {
   peakRssMiB: number;
 }
 
-/**
- * Times every kernel call of `steps` calls of step() (the kernel table's functions wrapped in place, then put
- * back) and prints ms per step by kernel, matrix products by shape with their GFLOP/s; what is left of the step
- * is the TypeScript op layer, allocation and the garbage collector.
- */
-function profileSteps(step: () => void, steps: number): void {
-  const kernels = cpuBackend().kernels as unknown as Record<string, (...args: unknown[]) => unknown>;
-  const originals = { ...kernels };
-  const byKey = new Map<string, { calls: number; ms: number; flops: number }>();
-  for (const [name, fn] of Object.entries(originals)) {
-    if (typeof fn !== 'function') continue;
-    kernels[name] = (...args: unknown[]) => {
-      const t = performance.now();
-      const result = fn(...args);
-      const ms = performance.now() - t;
-      let key = name, flops = 0;
-      if (name === 'matmul') {
-        const [, , , b, m, n, k, transA, transB] = args as number[];
-        key = `matmul ${b > 1 ? `${b} x ` : ''}${m}x${n}x${k} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
-        flops = 2 * b * m * n * k;
-      }
-      const entry = byKey.get(key) ?? { calls: 0, ms: 0, flops: 0 };
-      entry.calls++, entry.ms += ms, entry.flops += flops;
-      byKey.set(key, entry);
-      return result;
-    };
-  }
-  const start = performance.now();
-  try {
-    for (let i = 0; i < steps; i++) step();
-  } finally {
-    Object.assign(kernels, originals);
-  }
-  const stepMs = (performance.now() - start) / steps;
-  let kernelMs = 0;
-  console.log(`  profile over ${steps} steps: ${stepMs.toFixed(1)} ms/step`);
-  for (const [key, e] of [...byKey].sort((a, b) => b[1].ms - a[1].ms)) {
-    kernelMs += e.ms / steps;
-    const rate = e.flops ? `  ${(e.flops / e.ms / 1e6).toFixed(1)} GFLOP/s` : '';
-    console.log(`  ${(e.ms / steps).toFixed(2).padStart(9)} ms ${((100 * e.ms) / steps / stepMs).toFixed(1).padStart(5)}%  ${String(e.calls / steps).padStart(4)} calls  ${key}${rate}`);
-  }
-  console.log(`  ${(stepMs - kernelMs).toFixed(2).padStart(9)} ms ${((100 * (stepMs - kernelMs)) / stepMs).toFixed(1).padStart(5)}%  outside the kernels`);
-}
-
 const rows: Row[] = [];
 for (const size of sizes) {
   const model = new DenseModel(denseConfig(size, vocab, { maxPositionEmbeddings: Math.max(1024, seqLen) }), 0);
@@ -129,7 +86,7 @@ for (const size of sizes) {
   rows.push({ size, parameters, steps: times.length, msPerStep, bestMsPerStep, tokensPerSecond, bestTokensPerSecond, gflops: (6 * parameters * tokensPerSecond) / 1e9, peakRssMiB: process.resourceUsage().maxRSS / 1024 });
   const r = rows.at(-1)!;
   console.log(`${size.padEnd(4)} ${(parameters / 1e6).toFixed(2).padStart(6)}M params  ${r.msPerStep.toFixed(0).padStart(6)} ms/step (best ${r.bestMsPerStep.toFixed(0)})  ${Math.round(r.tokensPerSecond).toString().padStart(6)} tokens/s (best ${Math.round(r.bestTokensPerSecond)})  ${r.gflops.toFixed(1).padStart(5)} GFLOP/s (6N, median)  peak RSS ${r.peakRssMiB.toFixed(0)} MiB`);
-  if (process.env.PROFILE === '1') profileSteps(step, 5);
+  if (process.env.PROFILE === '1') profileKernels(step, 5, 'step');
 }
 
 const result = {
