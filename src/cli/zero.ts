@@ -61,6 +61,7 @@ const FIELDS: Fields<ZeroConfig> = {
     help: 'answering styles of the arithmetic pretraining text, e.g. {"guessRate": 0.5, "guessCorrectRate": 0.25, "checkedRate": 0.3, "slipRate": 0.2}: guesses, worked chains slipping slipRate a step, and chains that check their steps (null: bare equations right baseCorrectRate of the time)',
   },
   ...BASE_MODEL_FIELDS,
+  baseTimeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--base-time-limit-minutes <m>', help: 'stop pretraining the base model after this many minutes, keeping the steps done (default: all base steps)' },
   baseSeed: { schema: nonNegativeInt, flag: '--base-seed <n>', help: 'seed of the pretraining text and weights' },
   device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
   precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },

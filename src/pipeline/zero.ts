@@ -103,6 +103,11 @@ export interface ZeroConfig extends GrpoConfig {
   baseBatchSize: number;
   baseSeqLen: number;
   baseLr: number;
+  /**
+   * Stop pretraining the base model after this many minutes (it keeps the steps done); null: all baseSteps.
+   * A preset with a wall-clock goal (configs/zero-gpu.json) bounds its first phase so that GRPO keeps its time.
+   */
+  baseTimeLimitMinutes: number | null;
   baseSeed: number;
   /** Where everything computes (pretraining the base model, sampling, GRPO, evaluation): 'cpu' or 'cuda'. */
   device: Device;
@@ -161,6 +166,7 @@ export const defaultZeroConfig: ZeroConfig = {
   baseBatchSize: 16,
   baseSeqLen: 128,
   baseLr: 3e-3,
+  baseTimeLimitMinutes: null,
   baseSeed: 1,
   device: 'cpu',
   precision: 'f32',
@@ -265,6 +271,7 @@ export function baseModelKey(config: ZeroConfig): Record<string, unknown> {
     templateRate: config.baseTemplateRate, drillDocuments: config.baseDrillDocuments,
     // Only when set, so that the base models cached before styles existed keep their folders.
     ...(config.baseStyles === null ? {} : { styles: config.baseStyles }),
+    ...(config.baseTimeLimitMinutes === null ? {} : { timeLimitMinutes: config.baseTimeLimitMinutes }),
     vocabSize: config.baseVocabSize, size: config.baseSize, overrides: config.baseModelOverrides, steps: config.baseSteps,
     batchSize: config.baseBatchSize, seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.baseSeed,
   };
@@ -301,6 +308,7 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
     pretrain: {
       size: config.baseSize, modelOverrides: config.baseModelOverrides, vocabSize: config.baseVocabSize, steps: config.baseSteps,
       batchSize: config.baseBatchSize, seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.baseSeed, device: config.device, precision: config.precision,
+      timeLimitMinutes: config.baseTimeLimitMinutes,
     },
   }, log);
 }
@@ -313,7 +321,7 @@ export interface PretrainedModelRecipe {
   /** What is being made, for the log. */
   describe: string;
   documents: () => string[];
-  pretrain: Pick<PretrainConfig, 'size' | 'modelOverrides' | 'vocabSize' | 'steps' | 'batchSize' | 'seqLen' | 'lr' | 'seed' | 'device' | 'precision'>;
+  pretrain: Pick<PretrainConfig, 'size' | 'modelOverrides' | 'vocabSize' | 'steps' | 'batchSize' | 'seqLen' | 'lr' | 'seed' | 'device' | 'precision'> & Partial<Pick<PretrainConfig, 'timeLimitMinutes'>>;
 }
 
 /**
