@@ -90,7 +90,7 @@ describe('sampler', () => {
   });
 
   it('keeps the same set as sorting the vocabulary would, ties going to the lower id', () => {
-    // The sampler finds the cut by quickselect; this reference sorts (probability descending, then id).
+    // The sampler finds the cut from a histogram of the weights; this reference sorts (probability descending, then id).
     const reference = (logits: Float32Array, p: SamplingParams): number[] => {
       const w = Array.from(logits, (l) => Math.exp(l / p.temperature));
       let order = w.map((_, i) => i).sort((a, b) => w[b] - w[a] || a - b);
@@ -107,6 +107,14 @@ describe('sampler', () => {
       const p = params({ temperature: 0.5 + rng.uniform(), topK: rng.int(3) === 0 ? 0 : 1 + rng.int(20), topP: rng.int(3) === 0 ? 1 : 0.05 + 0.9 * rng.uniform() });
       const kept = [...samplingDistribution(logits, p).entries()].filter(([, q]) => q > 0).map(([i]) => i);
       assert.deepEqual(kept, reference(logits, p), `trial ${trial}: ${JSON.stringify(p)}`);
+    }
+    // Vocabulary-sized rows of continuous logits with some exact repeats: the cut falls inside one of many
+    // histogram buckets, among distinct weights or on a tie.
+    for (let trial = 0; trial < 40; trial++) {
+      const logits = Float32Array.from({ length: 500 + rng.int(3000) }, () => (rng.int(4) === 0 ? rng.int(8) / 4 : 3 * rng.normal()));
+      const p = params({ temperature: 0.3 + rng.uniform(), topK: rng.int(3) === 0 ? 1 + rng.int(300) : 0, topP: 0.05 + 0.95 * rng.uniform() });
+      const kept = [...samplingDistribution(logits, p).entries()].filter(([, q]) => q > 0).map(([i]) => i);
+      assert.deepEqual(kept, reference(logits, p), `large trial ${trial}: ${JSON.stringify(p)}`);
     }
   });
 
