@@ -108,7 +108,7 @@ export function register(program: Command): void {
     .summary("DeepSeek-R1's whole recipe from a base model: cold start, reasoning RL, rejection sampling + SFT, RL for all scenarios, distillation")
     .description(
       'Runs every stage that has not finished in --out (a killed stage resumes; --stage NAME reruns one alone): base models ' +
-        'pretrained here (cached), R1-Zero, cold-start SFT, reasoning RL with the language reward (and without it, as an ablation), ' +
+        'pretrained here (cached), R1-Zero (and R1-Zero with the language reward, as an ablation), cold-start SFT, reasoning RL with the language reward, ' +
         'rejection sampling + SFT from the base, RL for all scenarios with a reward model, distillation into a small student and ' +
         'the same student with RL alone for the same time. Each stage writes its folder OUT/NN-name; OUT/report.html compares every model.',
     );

@@ -3,10 +3,11 @@
 //   base          a base model pretrained here on text whose chains of thought are in English and Chinese
 //                 (and a smaller student base on the same text), cached as `npm start` caches its own
 //   zero          R1-Zero: GRPO with rule rewards straight on the base (the reference row of every table)
+//   zero-language the same RL with the language-consistency reward added: the ablation that prices that reward
+//                 (R1v2 B.6), run where the chains mix languages (the cold-started stages write one language)
 //   cold-start    SFT of the base on readable `<think>…</think> summary` data: the user's JSONL, or R1-Zero
 //                 samples that were right, rewritten into one language with a summary (R1v2 B.3.2)
 //   reasoning-rl  GRPO from the cold-start model with accuracy + readable format + language consistency
-//   no-language   the same RL without the language reward: the ablation that prices that reward (R1v2 B.6)
 //   rejection-sft rejection sampling of the reasoning-RL model (right answers, R1's readability filters) plus
 //                 non-reasoning data, and SFT of the *base* model on both (R1v1 2.3.3: "retrain V3-Base")
 //   rl-all        a reward model on preference pairs, then GRPO mixing rule-rewarded reasoning prompts with
@@ -24,9 +25,11 @@
 // data). `--stage NAME` reruns one stage alone from the outputs of the stages before it.
 //
 // The miniature is designed so that the paper's effects can appear, and is measured rather than assumed:
-// the base text's Chinese chains are right more often than its English ones (ChainLanguageMix), so reward for
-// accuracy alone pulls chains out of English and the language reward has a price; readability is R1's format
-// plus a one-language chain; general ability is pass@1 on held-out instruction-following requests.
+// the base text's chains are in English and Chinese, the Chinese ones right more often (ChainLanguageMix), so
+// R1-Zero's chains mix languages and the language reward has something to correct and a price; readability is
+// R1's format plus a one-language chain; general ability is pass@1 on instruction-following requests about
+// dictionary words that no training request names (src/tasks/instructions.ts), answerable from the base text's
+// word-book pages once SFT has taught the requests' form.
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -273,7 +276,7 @@ interface Stage {
   run: (ctx: StageContext) => Promise<Omit<StageRecord, 'stage' | 'seconds'>>;
 }
 
-export const R1_STAGE_NAMES = ['base', 'zero', 'cold-start', 'reasoning-rl', 'no-language', 'rejection-sft', 'rl-all', 'distill', 'student-rl'] as const;
+export const R1_STAGE_NAMES = ['base', 'zero', 'zero-language', 'cold-start', 'reasoning-rl', 'rejection-sft', 'rl-all', 'distill', 'student-rl'] as const;
 export type R1StageName = (typeof R1_STAGE_NAMES)[number];
 
 export const STAGE_FILE = 'stage.json';
@@ -410,7 +413,7 @@ async function ensureR1BaseModel(config: R1PipelineConfig, role: 'teacher' | 'st
   const overrides = role === 'teacher' ? config.baseModelOverrides : { ...config.baseModelOverrides, ...config.studentModelOverrides };
   const steps = role === 'teacher' ? config.baseSteps : config.studentSteps;
   const text = {
-    recipe: 'r1-bilingual', level: config.level, documents: config.baseDocuments, correctRate: config.baseCorrectRate, secondCorrectRate: config.baseSecondCorrectRate,
+    recipe: 'r1-bilingual-wordbook', level: config.level, documents: config.baseDocuments, correctRate: config.baseCorrectRate, secondCorrectRate: config.baseSecondCorrectRate,
     secondRate: config.baseSecondRate, switchRate: config.baseSwitchRate, second: config.secondLanguage, formatRate: config.baseFormatRate,
     templateRate: config.baseTemplateRate, drillDocuments: config.baseDrillDocuments, dictionaryDocuments: config.baseDictionaryDocuments, seed: config.seed,
   };
@@ -477,9 +480,14 @@ function modelOf(ctx: StageContext, stage: R1StageName, name = 'final'): string 
   return ctx.done.get(stage)!.models[name];
 }
 
-/** R1-Zero's prompt source (SPEC.md 2-3): the R1-Zero template, accuracy + strict format. */
-function zeroReasoning(config: R1PipelineConfig): RlSourceConfig {
-  return zeroSource({ task: 'arithmetic', level: config.level, accuracyWeight: 1, formatWeight: config.formatWeight, formatRule: 'strict', tagCountWeight: 0 });
+/**
+ * R1-Zero's prompt source (SPEC.md 2-3): the R1-Zero template, accuracy + strict format, and the language
+ * consistency of the chain added with `languageWeight` (0 leaves it out of the reward, as R1-Zero does; it is
+ * still logged, so the curves show the chains' language either way).
+ */
+function zeroReasoning(config: R1PipelineConfig, languageWeight = 0): RlSourceConfig {
+  const source = zeroSource({ task: 'arithmetic', level: config.level, accuracyWeight: 1, formatWeight: config.formatWeight, formatRule: 'strict', tagCountWeight: 0 });
+  return { ...source, rewards: [...source.rewards, { kind: 'language', weight: languageWeight, target: config.targetLanguage as LanguageTarget }] };
 }
 
 /**
@@ -528,6 +536,17 @@ const STAGES: readonly Stage[] = [
     },
   },
   {
+    name: 'zero-language',
+    title: 'ablation: R1-Zero with the language-consistency reward',
+    needs: ['base'],
+    run: async (ctx) => {
+      // The same seeds, steps and prompts as R1-Zero: the language reward is the only difference.
+      const { config } = ctx;
+      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'base'), 'zero', [zeroReasoning(config, config.languageWeight)], grpoSettings(config, config.zeroSteps, 1, config.rlLr, 0));
+      return { models: { final: finalDir }, scores: { final: scores }, files: {}, counts: {} };
+    },
+  },
+  {
     name: 'cold-start',
     title: 'cold start: SFT of the base model on readable chains of thought',
     needs: ['base', 'zero'],
@@ -550,16 +569,6 @@ const STAGES: readonly Stage[] = [
     run: async (ctx) => {
       const { config } = ctx;
       const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'cold-start'), 'readable', [readableReasoning(config, config.languageWeight)], grpoSettings(config, config.reasoningSteps, config.reasoningTemperature, config.tunedRlLr, 1));
-      return { models: { final: finalDir }, scores: { final: scores }, files: {}, counts: {} };
-    },
-  },
-  {
-    name: 'no-language',
-    title: 'ablation: the same reasoning RL without the language reward',
-    needs: ['cold-start'],
-    run: async (ctx) => {
-      const { config } = ctx;
-      const { finalDir, scores } = await grpoStage(ctx, modelOf(ctx, 'cold-start'), 'readable', [readableReasoning(config, 0)], grpoSettings(config, config.reasoningSteps, config.reasoningTemperature, config.tunedRlLr, 1));
       return { models: { final: finalDir }, scores: { final: scores }, files: {}, counts: {} };
     },
   },
@@ -772,7 +781,7 @@ const MODEL_LABELS: Record<string, string> = {
   'zero/final': 'R1-Zero',
   'cold-start/final': 'R1 stage 1: cold start',
   'reasoning-rl/final': 'R1 stage 2: reasoning RL',
-  'no-language/final': 'stage 2 without the language reward',
+  'zero-language/final': 'R1-Zero with the language reward',
   'rejection-sft/final': 'R1 stage 3: rejection sampling + SFT',
   'rl-all/final': 'R1 stage 4: RL for all scenarios (R1)',
   'distill/final': 'student distilled from R1',
@@ -783,7 +792,7 @@ export function pipelineRows(records: readonly StageRecord[]): PipelineRow[] {
   return records.flatMap((r) => Object.entries(r.scores).map(([model, s]): PipelineRow => ({
     label: MODEL_LABELS[`${r.stage}/${model}`] ?? `${r.stage}/${model}`, stage: r.stage, seconds: r.seconds,
     passAt1: s.reasoning.passAt1, consAtK: s.reasoning.consAtK, formatRate: s.reasoning.formatRate, readableRate: s.readableRate,
-    languageConsistency: s.languageConsistency, generalScore: s.general.passAt1, meanLength: s.reasoning.meanLength,
+    languageConsistency: s.languageConsistency, consistentRate: s.consistentRate, generalScore: s.general.passAt1, meanLength: s.reasoning.meanLength,
   })));
 }
 
@@ -802,14 +811,14 @@ export function pipelineEffects(records: readonly StageRecord[]): Array<{ findin
   if (base && zero) {
     out.push({ finding: 'R1-Zero mixes languages in its chains of thought.', measured: `Language consistency ${pct(base.languageConsistency)} in the base model, ${pct(zero.languageConsistency)} after R1-Zero's RL (pass@1 ${pct(base.reasoning.passAt1)} -> ${pct(zero.reasoning.passAt1)}).` });
   }
-  const withLanguage = scores('reasoning-rl');
-  const without = scores('no-language');
-  if (withLanguage && without) {
+  const zeroLanguage = scores('zero-language');
+  if (zero && zeroLanguage) {
     out.push({
       finding: 'The language-consistency reward keeps chains in one language, at a small accuracy cost (R1 sec. 2.3.2).',
-      measured: `Same RL from the cold-start model: consistency ${pct(without.languageConsistency)} without the reward, ${pct(withLanguage.languageConsistency)} with it (${pts(without.languageConsistency, withLanguage.languageConsistency)}); pass@1 ${pct(without.reasoning.passAt1)} without, ${pct(withLanguage.reasoning.passAt1)} with (${pts(without.reasoning.passAt1, withLanguage.reasoning.passAt1)}).`,
+      measured: `The same R1-Zero RL with and without it: chains entirely in the target language ${pct(zero.consistentRate)} without, ${pct(zeroLanguage.consistentRate)} with (${pts(zero.consistentRate, zeroLanguage.consistentRate)}); words in the target language ${pct(zero.languageConsistency)} without, ${pct(zeroLanguage.languageConsistency)} with; pass@1 ${pct(zero.reasoning.passAt1)} without, ${pct(zeroLanguage.reasoning.passAt1)} with (${pts(zero.reasoning.passAt1, zeroLanguage.reasoning.passAt1)}).`,
     });
   }
+  const withLanguage = scores('reasoning-rl');
   const cold = scores('cold-start');
   if (zero && cold) {
     out.push({ finding: "Cold start gives R1's readable format; R1-Zero's outputs are not readable.", measured: `Readable responses: R1-Zero ${pct(zero.readableRate)}, cold start ${pct(cold.readableRate)}${withLanguage ? `, after reasoning RL ${pct(withLanguage.readableRate)}` : ''}.` });

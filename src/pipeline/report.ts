@@ -125,6 +125,8 @@ export interface PipelineRow {
   formatRate: number;
   readableRate: number;
   languageConsistency: number;
+  /** Fraction of chains of thought entirely in the target language. */
+  consistentRate: number;
   generalScore: number;
   meanLength: number;
 }
@@ -149,8 +151,8 @@ export interface PipelineReportInput {
 /** The model table as plain text (for the terminal and docs/BENCHMARKS.md: Markdown table syntax). */
 export function pipelineTable(rows: readonly PipelineRow[]): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const header = ['model', 'stage', 'pass@1', 'cons@k', 'format', 'readable', 'language consistency', 'general', 'length', 'stage time'];
-  const body = rows.map((r) => [r.label, r.stage, pct(r.passAt1), pct(r.consAtK), pct(r.formatRate), pct(r.readableRate), pct(r.languageConsistency), pct(r.generalScore), r.meanLength.toFixed(1), `${r.seconds.toFixed(0)} s`]);
+  const header = ['model', 'stage', 'pass@1', 'cons@k', 'format', 'readable', 'language consistency', 'one-language chains', 'general', 'length', 'stage time'];
+  const body = rows.map((r) => [r.label, r.stage, pct(r.passAt1), pct(r.consAtK), pct(r.formatRate), pct(r.readableRate), pct(r.languageConsistency), pct(r.consistentRate), pct(r.generalScore), r.meanLength.toFixed(1), `${r.seconds.toFixed(0)} s`]);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map((_, i) => (i < 2 ? '---' : '--:'))), ...body.map(line)].join('\n');
 }
@@ -158,7 +160,7 @@ export function pipelineTable(rows: readonly PipelineRow[]): string {
 export function renderPipelineReport(input: PipelineReportInput): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const rows = input.rows.map((r) => `<tr><td>${escape(r.label)}</td><td>${escape(r.stage)}</td><td>${pct(r.passAt1)}</td><td>${pct(r.consAtK)}</td><td>${pct(r.formatRate)}</td>` +
-    `<td>${pct(r.readableRate)}</td><td>${pct(r.languageConsistency)}</td><td>${pct(r.generalScore)}</td><td>${r.meanLength.toFixed(1)}</td><td>${r.seconds.toFixed(0)} s</td></tr>`).join('');
+    `<td>${pct(r.readableRate)}</td><td>${pct(r.languageConsistency)}</td><td>${pct(r.consistentRate)}</td><td>${pct(r.generalScore)}</td><td>${r.meanLength.toFixed(1)}</td><td>${r.seconds.toFixed(0)} s</td></tr>`).join('');
   const effects = input.effects.map((e) => `<li><b>${escape(e.finding)}</b> ${escape(e.measured)}</li>`).join('');
   const charts = input.curves.map((c) => chart(c.title, c.steps, c.series, c.range)).join('\n');
   return `<!doctype html>
@@ -176,10 +178,11 @@ pre { white-space: pre-wrap; background: #f6f6f6; padding: 6px 8px; font-size: 1
 <h1>DeepSeek-R1's recipe on a laptop</h1>
 <p>${escape(input.setup)}</p>
 <h2>Every model</h2>
-<table><thead><tr><th>model</th><th>stage</th><th>pass@1</th><th>cons@k</th><th>format</th><th>readable</th><th>language consistency</th><th>general</th><th>length</th><th>stage time</th></tr></thead><tbody>${rows}</tbody></table>
+<table><thead><tr><th>model</th><th>stage</th><th>pass@1</th><th>cons@k</th><th>format</th><th>readable</th><th>language consistency</th><th>one-language chains</th><th>general</th><th>length</th><th>stage time</th></tr></thead><tbody>${rows}</tbody></table>
 <p class="muted">pass@1, cons@k, format and length on the held-out reasoning questions; readable: R1's format with a chain of thought
 entirely in the target language; language consistency: mean fraction of chain-of-thought words in the target language;
-general: pass@1 on held-out instruction-following requests. R1-Zero-style models are asked with R1-Zero's template and
+one-language chains: fraction of chains of thought entirely in the target language; general: pass@1 on
+instruction-following requests about words no training request names. R1-Zero-style models are asked with R1-Zero's template and
 read from their answer tags; the others in a chat turn, read from the summary.</p>
 <h2>The paper's findings, measured here</h2>
 <ul>${effects}</ul>

@@ -48,7 +48,7 @@ describe('runR1Pipeline', () => {
       assert.ok(Object.keys(record.scores).length > 0, record.stage);
     }
     const html = readFileSync(full.reportFile, 'utf8');
-    for (const label of ['R1-Zero', 'cold start', 'reasoning RL', 'without the language reward', 'rejection sampling + SFT', 'RL for all scenarios', 'distilled', 'RL only']) assert.ok(html.includes(label), `no ${label} row`);
+    for (const label of ['R1-Zero', 'cold start', 'reasoning RL', 'R1-Zero with the language reward', 'rejection sampling + SFT', 'RL for all scenarios', 'distilled', 'RL only']) assert.ok(html.includes(label), `no ${label} row`);
     assert.match(html, /<polyline/);
     assert.doesNotMatch(html, /<script|\bsrc=|\bhref=/);
 
