@@ -53,7 +53,7 @@ const FIELDS: Fields<R1PipelineConfig> = {
   epsHigh: { schema: nonNegative, flag: '--eps-high <e>', help: 'clip range above 1' },
   rlLr: { schema: rate, flag: '--rl-lr <rate>', help: "learning rate of R1-Zero's RL and of the RL-only student" },
   tunedRlLr: { schema: rate, flag: '--tuned-rl-lr <rate>', help: 'learning rate of the RL stages after a fine-tuning (reasoning RL, its ablation, RL for all scenarios)' },
-  zeroSteps: { schema: positiveInt, flag: '--zero-steps <n>', help: 'GRPO steps of R1-Zero' },
+  zeroSteps: { schema: positiveInt, flag: '--zero-steps <n>', help: 'GRPO steps of R1-Zero and of its ablation with the language reward' },
   reasoningSteps: { schema: positiveInt, flag: '--reasoning-steps <n>', help: 'GRPO steps of reasoning RL (and of its ablation)' },
   allSteps: { schema: positiveInt, flag: '--all-steps <n>', help: 'GRPO steps of RL for all scenarios' },
   reasoningTemperature: { schema: rate, flag: '--reasoning-temperature <t>', help: 'sampling temperature of reasoning RL (R1: 1.0)' },

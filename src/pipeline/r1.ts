@@ -131,7 +131,7 @@ export interface R1PipelineConfig extends SharedBaseSettings {
   sftData: string | null;
   rejectionPrompts: number;
   rejectionSamples: number;
-  /** Non-reasoning examples per reasoning example kept (R1: 200k against 600k). */
+  /** Non-reasoning examples per reasoning example kept (R1: 200k against 600k; here more, since the general requests are new to the base model). */
   generalRatio: number;
   sftEpochs: number;
   sftLr: number;
@@ -188,7 +188,7 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   epsHigh: 0.2,
   rlLr: 2e-4,
   tunedRlLr: 5e-5,
-  zeroSteps: 60,
+  zeroSteps: 50,
   reasoningSteps: 40,
   allSteps: 40,
   reasoningTemperature: 1,
@@ -204,7 +204,7 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   sftData: null,
   rejectionPrompts: 800,
   rejectionSamples: 4,
-  generalRatio: 0.33,
+  generalRatio: 0.5,
   sftEpochs: 2,
   sftLr: 1e-3,
   rewardPairs: 800,
@@ -413,7 +413,7 @@ async function ensureR1BaseModel(config: R1PipelineConfig, role: 'teacher' | 'st
   const overrides = role === 'teacher' ? config.baseModelOverrides : { ...config.baseModelOverrides, ...config.studentModelOverrides };
   const steps = role === 'teacher' ? config.baseSteps : config.studentSteps;
   const text = {
-    recipe: 'r1-bilingual-wordbook', level: config.level, documents: config.baseDocuments, correctRate: config.baseCorrectRate, secondCorrectRate: config.baseSecondCorrectRate,
+    recipe: 'r1-bilingual', level: config.level, documents: config.baseDocuments, correctRate: config.baseCorrectRate, secondCorrectRate: config.baseSecondCorrectRate,
     secondRate: config.baseSecondRate, switchRate: config.baseSwitchRate, second: config.secondLanguage, formatRate: config.baseFormatRate,
     templateRate: config.baseTemplateRate, drillDocuments: config.baseDrillDocuments, dictionaryDocuments: config.baseDictionaryDocuments, seed: config.seed,
   };

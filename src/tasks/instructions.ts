@@ -1,21 +1,23 @@
 // Non-reasoning instruction following with checkable answers: the "general" data of R1's third and fourth stages
 // (SPEC.md 4: writing, QA, translation; about a quarter of the SFT set), made small enough for a laptop and
-// strict enough to score by rule. Three kinds of request, each asked in a few wordings, each with one right
-// answer in the words the pipeline's base model read in pretraining (corpus.ts's dictionary pages):
+// strict enough to score by rule. Three kinds of request about numbers, each asked in three wordings, each with
+// one right answer:
 //
-//   to-chinese  "Translate cat into Chinese." / "What is the Chinese for cat?" -> The Chinese for cat is 猫.
-//   to-english  "Translate 猫 into English." / "What does 猫 mean?"           -> 猫 means cat.
-//   repeat      "Repeat the word fox 3 times." / "Say fox two times."         -> fox fox fox / fox fox
+//   repeat  "Repeat the number 14 3 times." / "Say 14 two times."              -> 14 14 14 / 14 14
+//   last    "Write the last of these numbers: 12, 7, 30." / "Which number comes last in 12, 7, 30?" -> 30
+//   swap    "Write 12 and 30 the other way round." / "Swap the numbers 12 and 30." -> 30 12
 //
-// Why these (docs/DESIGN.md, "General ability in miniature"): a 370k-parameter model learns from a few hundred
-// examples the form of an answer, not new facts. The translation answers are the dictionary's own sentences, so
-// a model that read the dictionary answers an unseen word once it has learned to answer in that form; repeat
-// asks only to copy a word from the request and count to three. An earlier set (capital letters, reversed word
-// lists, a bare translated word) scored 0% for every model: the base text has no capitals, and a bare word
-// asked the model to recall a fact in a form it never read.
+// Why these (docs/DESIGN.md, "General ability in miniature"): the pipeline's 370k-parameter base model carries
+// numbers from a question into its answer (its pretraining text does so in every chain of thought) but not
+// words, and from a few hundred SFT examples it learns the form of an answer, not a new skill. Requests about
+// words (capital letters, reversed lists, translations from the base text's dictionary, a word repeated) stayed
+// at 0% for every model however they were answered: the model wrote a well-formed answer about some other word.
+// Comparing two numbers ("Which is larger, 12 or 31?") reached about a quarter, below a coin's half. These three
+// ask for what the base can do (read the numbers, count to three, copy in order) in forms it never read.
 //
-// The test set holds out whole words (a quarter of the dictionary, by hash): no training request names them,
-// so the general score is the base model's knowledge reached through the instruction form SFT taught.
+// The test set holds out a quarter of the requests' skeletons (the numbers in order, and a repeat's count), by
+// hash: no training request asks for a test skeleton in any wording. (Holding out whole numbers instead leaves
+// the model never writing them: SFT teaches the answers' numbers along with the form.)
 //
 // A response has R1's readable form: a short English thought in <think>, then the answer as the summary. The
 // verifier compares the summary (or an R1-Zero-format <answer> tag's content), trimmed of spaces and a final
@@ -23,58 +25,77 @@
 // score of a model is its pass@1 here.
 //
 // Preference pairs for the helpfulness reward model of stage 4 (TRL's conversational {prompt, chosen,
-// rejected}) pair the right response with a worse one: a wrong answer, the answer in the other language, the
-// answer buried in extra words, or no summary at all.
+// rejected}) pair the right response with a worse one: a wrong answer (half of them: the mistakes a small model
+// makes), the answer buried in extra words, or no summary at all.
 import { lastAnswerTag } from '../rewards/extract.ts';
 import { summaryOf } from '../rewards/format.ts';
 import { Rng } from '../tensor/random.ts';
-import { BILINGUAL_WORDS } from '../train/corpus.ts';
 import { drawHeldOut, intBetween, isHeldOut, pick } from './split.ts';
 import type { Example, Task, Verdict } from './task.ts';
 
-export const INSTRUCTION_KINDS = ['to-chinese', 'to-english', 'repeat'] as const;
+export const INSTRUCTION_KINDS = ['repeat', 'last', 'swap'] as const;
 export type InstructionKind = (typeof INSTRUCTION_KINDS)[number];
 
 /** One request with its answer and the thought a readable response gives before it. */
 export interface Instruction {
   kind: InstructionKind;
-  /** The dictionary word the request is about (English): what the train/test split holds out. */
-  word: string;
+  /** The numbers the request is about. */
+  numbers: number[];
+  /** What the train/test split holds out: the numbers in order, and a repeat's count. */
+  key: string;
   question: string;
   answer: string;
   thought: string;
 }
 
-const NUMBER_NAMES = ['zero', 'one', 'two', 'three'];
+/** Numbers of requests: about the range of the level-1 arithmetic questions' numbers (at most 40). */
+const MIN_NUMBER = 2;
+const MAX_NUMBER = 40;
+const TIMES_NAMES = ['zero', 'one', 'two', 'three'];
 
-/** The answer sentences, in the dictionary pages' words (corpus.ts dictionaryDocument). */
-const chineseFor = (en: string, zh: string) => `The Chinese for ${en} is ${zh}`;
-const meaningOf = (en: string, zh: string) => `${zh} means ${en}`;
-
-const MAKE: Record<InstructionKind, (rng: Rng, en: string, zh: string) => Instruction> = {
-  'to-chinese': (rng, en, zh) => ({
-    kind: 'to-chinese', word: en, answer: chineseFor(en, zh), thought: `recall the Chinese word for ${en}.`,
-    question: pick(rng, [`Translate ${en} into Chinese.`, `What is the Chinese for ${en}?`, `How do you say ${en} in Chinese?`, `Give the Chinese word for ${en}.`]),
-  }),
-  'to-english': (rng, en, zh) => ({
-    kind: 'to-english', word: en, answer: meaningOf(en, zh), thought: 'recall what the Chinese word means.',
-    question: pick(rng, [`Translate ${zh} into English.`, `What does ${zh} mean?`, `What is ${zh} in English?`]),
-  }),
-  repeat: (rng, en) => {
+const MAKE: Record<InstructionKind, (rng: Rng, draw: () => number) => Instruction> = {
+  repeat: (rng, draw) => {
+    const n = draw();
     const times = intBetween(rng, 2, 3);
-    const count = rng.uniform() < 0.5 ? String(times) : NUMBER_NAMES[times];
+    const count = rng.uniform() < 0.5 ? String(times) : TIMES_NAMES[times];
     return {
-      kind: 'repeat', word: en, answer: Array(times).fill(en).join(' '), thought: `say ${en} ${times} times.`,
-      question: pick(rng, [`Repeat the word ${en} ${count} times.`, `Say ${en} ${count} times.`, `Write ${en} ${count} times.`]),
+      kind: 'repeat', numbers: [n], key: `repeat:${n}x${times}`, answer: Array(times).fill(n).join(' '), thought: `say ${n} ${times} times.`,
+      question: pick(rng, [`Repeat the number ${n} ${count} times.`, `Say ${n} ${count} times.`, `Write the number ${n} ${count} times.`]),
+    };
+  },
+  last: (rng, draw) => {
+    const ns = distinct(draw, 3);
+    return {
+      kind: 'last', numbers: ns, key: `last:${ns.join(',')}`, answer: String(ns[2]), thought: `the numbers are ${ns.join(', ')}.`,
+      question: pick(rng, [`Write the last of these numbers: ${ns.join(', ')}.`, `Which number comes last in ${ns.join(', ')}?`, `What is the last number of ${ns.join(', ')}?`]),
+    };
+  },
+  swap: (rng, draw) => {
+    const [a, b] = distinct(draw, 2);
+    return {
+      kind: 'swap', numbers: [a, b], key: `swap:${a},${b}`, answer: `${b} ${a}`, thought: `write ${b} first, then ${a}.`,
+      question: pick(rng, [`Write ${a} and ${b} the other way round.`, `Swap the numbers ${a} and ${b}.`, `Write the numbers ${a} ${b} in reverse order.`]),
     };
   },
 };
 
-/** A request of one of `kinds` (uniformly) about a dictionary word, held out or not. */
+/** `count` different numbers (so that a wrong answer is never the right one by accident). */
+function distinct(draw: () => number, count: number): number[] {
+  const out: number[] = [];
+  while (out.length < count) {
+    const n = draw();
+    if (!out.includes(n)) out.push(n);
+  }
+  return out;
+}
+
+// A quarter of the keys are held out (by hash): the test set asks about them only, training requests never do.
+const TEST_FRACTION = 1 / 4;
+const TEST_SEED = 0x1257;
+
+/** A request of one of `kinds` (uniformly), held out or not. */
 export function drawInstruction(rng: Rng, kinds: readonly InstructionKind[] = INSTRUCTION_KINDS): Instruction {
-  const kind = pick(rng, kinds);
-  const [en, zh] = pick(rng, BILINGUAL_WORDS);
-  return MAKE[kind](rng, en, zh);
+  return MAKE[pick(rng, kinds)](rng, () => intBetween(rng, MIN_NUMBER, MAX_NUMBER));
 }
 
 /** The readable response to an instruction: a short English thought, then the answer alone as the summary. */
@@ -91,22 +112,16 @@ function normalizedSummary(completion: string): string {
   return text.trim().replace(/[.。]$/, '').replace(/\s+/g, ' ').trim();
 }
 
-// A quarter of the dictionary's words are held out (by the hash of the English word): the test set asks about
-// them only, training requests never do.
-const TEST_FRACTION = 1 / 4;
-const TEST_SEED = 0x1257;
-const isTestWord = (word: string) => isHeldOut(`word:${word}`, TEST_FRACTION);
-
 export function instructionTask(): Task {
   const toExample = (instruction: Instruction, id: string): Example => ({ id, question: instruction.question, reference: instruction.answer });
   return {
     name: 'instructions',
-    description: `instruction following with checkable answers (${INSTRUCTION_KINDS.join(', ')}) about words the training requests never name`,
+    description: `instruction following with checkable answers (${INSTRUCTION_KINDS.join(', ')}) that no training request asks in any wording`,
     sample: (rng: Rng, count: number) => trainingInstructions(rng, count).map((instruction) => toExample(instruction, `instructions/train/${instruction.kind}`)),
     testSet(size = 100): Example[] {
       const held = drawHeldOut(new Rng(TEST_SEED), size, TEST_FRACTION, (rng) => {
         const instruction = drawInstruction(rng);
-        return { key: `word:${instruction.word}`, dedupKey: instruction.question, value: instruction };
+        return { key: instruction.key, dedupKey: instruction.question, value: instruction };
       }, 'instructions test set');
       return held.map((instruction, i) => toExample(instruction, `instructions/test/${i}`));
     },
@@ -117,12 +132,12 @@ export function instructionTask(): Task {
   };
 }
 
-/** Training-side instructions (never about a held-out word), for SFT data and preference pairs. */
+/** Training-side instructions (never a held-out pair or repeat), for SFT data and preference pairs. */
 export function trainingInstructions(rng: Rng, count: number): Instruction[] {
   const out: Instruction[] = [];
   while (out.length < count) {
     const instruction = drawInstruction(rng);
-    if (!isTestWord(instruction.word)) out.push(instruction);
+    if (!isHeldOut(instruction.key, TEST_FRACTION)) out.push(instruction);
   }
   return out;
 }
@@ -130,7 +145,7 @@ export function trainingInstructions(rng: Rng, count: number): Instruction[] {
 // ---------------------------------------------------------------------------------------------------------
 // Preference pairs
 
-export const REJECTION_KINDS = ['wrong', 'other-language', 'verbose', 'no-summary'] as const;
+export const REJECTION_KINDS = ['wrong', 'wrong', 'verbose', 'no-summary'] as const;
 
 /** A worse response to the same instruction, of the given kind. */
 export function worseResponse(rng: Rng, instruction: Instruction, kind: (typeof REJECTION_KINDS)[number]): string {
@@ -138,8 +153,6 @@ export function worseResponse(rng: Rng, instruction: Instruction, kind: (typeof 
   switch (kind) {
     case 'wrong':
       return `${think} ${wrongAnswer(rng, instruction)}.`;
-    case 'other-language':
-      return `${think} ${instruction.answer.split(' ').map(inOtherLanguage).join(' ')}.`;
     case 'verbose':
       return `${think} ${pick(rng, ['Sure! Here it is:', 'The answer is', 'Of course, I think'])} ${instruction.answer} ${pick(rng, ['and that is all.', 'I hope this helps.', 'as you asked.'])}`;
     case 'no-summary':
@@ -147,28 +160,19 @@ export function worseResponse(rng: Rng, instruction: Instruction, kind: (typeof 
   }
 }
 
-/** The answer with the fact wrong: another word's translation in the same sentence, or a wrong count or word. */
+/** The mistakes a small model makes: another number of the list, the numbers unswapped, a wrong count or number. */
 function wrongAnswer(rng: Rng, instruction: Instruction): string {
-  const zhOf = (en: string) => BILINGUAL_WORDS.find(([e]) => e === en)![1];
-  let other = pick(rng, BILINGUAL_WORDS);
-  while (other[0] === instruction.word) other = pick(rng, BILINGUAL_WORDS);
+  const [n] = instruction.numbers;
   switch (instruction.kind) {
-    case 'to-chinese':
-      return chineseFor(instruction.word, other[1]);
-    case 'to-english':
-      return meaningOf(other[0], zhOf(instruction.word));
+    case 'last':
+      return String(instruction.numbers[rng.int(2)]);
+    case 'swap':
+      return instruction.numbers.join(' ');
     case 'repeat': {
       const times = instruction.answer.split(' ').length;
-      return rng.uniform() < 0.5 ? Array(times === 2 ? 3 : 2).fill(instruction.word).join(' ') : Array(times).fill(other[0]).join(' ');
+      return rng.uniform() < 0.5 ? Array(times === 2 ? 3 : 2).fill(n).join(' ') : Array(times).fill(n + pick(rng, [-1, 1, 10])).join(' ');
     }
   }
-}
-
-/** A dictionary word in the other language; other words unchanged. */
-function inOtherLanguage(word: string): string {
-  const pair = BILINGUAL_WORDS.find(([en, zh]) => en === word || zh === word);
-  if (pair === undefined) return word;
-  return pair[1] === word ? pair[0] : pair[1];
 }
 
 /** A pair in TRL's conversational preference format. */

@@ -203,24 +203,12 @@ export const BILINGUAL_WORDS: ReadonlyArray<readonly [en: string, zh: string]> =
   ['one', '一'], ['two', '二'], ['three', '三'], ['four', '四'], ['five', '五'], ['six', '六'], ['seven', '七'], ['eight', '八'], ['nine', '九'], ['ten', '十'],
 ];
 
-/**
- * A page of a small English-Chinese word book: `count` entries in both directions and varied forms, most of
- * them naming the headword first and then using it ("cat: the Chinese for cat is 猫."), and practice lines that
- * say a word two or three times. Why the repetition: the R1 pipeline's general task asks a model to carry a word
- * from the request into its answer (src/tasks/instructions.ts), and a small model learns to copy words only from
- * text that does so; a page of bare "cat = 猫." lines teaches the facts but not that.
- */
+/** A page of a small English-Chinese dictionary: `count` entries in varied sentence forms, in both directions. */
 export function dictionaryDocument(rng: Rng, count = 6): string {
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
     const [en, zh] = pick(rng, BILINGUAL_WORDS);
-    const times = 2 + rng.int(2);
-    const said = (word: string) => Array(times).fill(word).join(' ');
-    lines.push(pick(rng, [
-      `${en} = ${zh}.`, `The Chinese for ${en} is ${zh}.`, `${zh} means ${en}.`, `In Chinese, ${en} is ${zh}.`,
-      `${en}: the Chinese for ${en} is ${zh}.`, `${zh}: ${zh} means ${en}.`,
-      `Say ${en} ${pick(rng, [String(times), NUMBER_WORDS[times]])} times: ${said(en)}.`, `Say ${zh} ${pick(rng, [String(times), NUMBER_WORDS[times]])} times: ${said(zh)}.`,
-    ]));
+    lines.push(pick(rng, [`${en} = ${zh}.`, `The Chinese for ${en} is ${zh}.`, `${zh} means ${en}.`, `In Chinese, ${en} is ${zh}.`]));
   }
   return lines.join(' ');
 }

@@ -1,38 +1,31 @@
 // The general (non-reasoning) task: every request's reference is what an independent reading of the request
-// says, the verifier accepts only that answer as the whole summary, the test set is held out from training draws,
+// says, the verifier accepts only that answer as the whole summary, the test set is held out from training draws
+// (whatever the wording),
 // and preference pairs always prefer the right response.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BILINGUAL_WORDS } from '../../src/train/corpus.ts';
 import { drawInstruction, instructionPreferencePairs, instructionResponse, instructionTask, trainingInstructions } from '../../src/tasks/instructions.ts';
 import { isReadableFormat } from '../../src/rewards/format.ts';
 import { Rng } from '../../src/tensor/random.ts';
 
-const NUMBERS: Record<string, number> = { two: 2, three: 3 };
-const TO_CHINESE = new Map(BILINGUAL_WORDS.map(([en, zh]) => [en, zh]));
-const TO_ENGLISH = new Map(BILINGUAL_WORDS.map(([en, zh]) => [zh, en]));
+const TIMES: Record<string, number> = { two: 2, three: 3, 2: 2, 3: 3 };
 
-/** The answer to a request, read from its wording alone (the dictionary's sentence for a translation). */
+/** The answer to a request, read from its wording alone. */
 function answerByReading(question: string): string {
-  let m = /^(?:Repeat the word|Say|Write) (\S+) (\S+) times\.$/.exec(question);
-  if (m) return Array(NUMBERS[m[2]] ?? Number(m[2])).fill(m[1]).join(' ');
-  m = /^(?:Translate (\S+) into Chinese\.|What is the Chinese for (\S+)\?|How do you say (\S+) in Chinese\?|Give the Chinese word for (\S+)\.)$/.exec(question);
-  if (m) {
-    const en = m.slice(1).find((x) => x !== undefined)!;
-    return `The Chinese for ${en} is ${TO_CHINESE.get(en)}`;
-  }
-  m = /^(?:Translate (\S+) into English\.|What does (\S+) mean\?|What is (\S+) in English\?)$/.exec(question);
-  if (m) {
-    const zh = m.slice(1).find((x) => x !== undefined)!;
-    return `${zh} means ${TO_ENGLISH.get(zh)}`;
-  }
+  let m = /^(?:Repeat the number|Say|Write the number) (\d+) (\S+) times\.$/.exec(question);
+  if (m) return Array(TIMES[m[2]]).fill(m[1]).join(' ');
+  m = /^(?:Write the last of these numbers: (.+)\.|Which number comes last in (.+)\?|What is the last number of (.+)\?)$/.exec(question);
+  if (m) return m.slice(1).find((x) => x !== undefined)!.split(', ').at(-1)!;
+  m = /^(?:Write (\d+) and (\d+) the other way round\.|Swap the numbers (\d+) and (\d+)\.|Write the numbers (\d+) (\d+) in reverse order\.)$/.exec(question);
+  if (m) return m.slice(1).filter((x) => x !== undefined).reverse().join(' ');
   assert.fail(`unrecognised request: ${question}`);
 }
 
-/** The dictionary word a request is about (English), read from its answer. */
-function wordOf(question: string): string {
-  const answer = answerByReading(question);
-  return /^The Chinese for (\S+) is/.exec(answer)?.[1] ?? / means (\S+)$/.exec(answer)?.[1] ?? answer.split(' ')[0];
+/** What a request is about, whatever its wording: the kind and its numbers in order (a repeat: the answer). */
+function skeleton(question: string): string {
+  if (/last/.test(question)) return `last:${question.match(/\d+/g)!.join(',')}`;
+  if (/round|Swap|reverse/.test(question)) return `swap:${question.match(/\d+/g)!.join(',')}`;
+  return `repeat:${answerByReading(question)}`;
 }
 
 test('references agree with an independent reading; the verifier wants exactly the answer as the summary', () => {
@@ -53,17 +46,15 @@ test('references agree with an independent reading; the verifier wants exactly t
   assert.equal(task.verify(' <think> x </think> <answer> cat cat </answer>', { id: 'x', question: '', reference: 'cat cat' }).correct, true);
 });
 
-test('the test set is fixed, covers every kind, and no training request names one of its words', () => {
+test('the test set is fixed, covers every kind, and no training request asks the same thing in any wording', () => {
   const task = instructionTask();
   const test1 = task.testSet(100);
   assert.deepEqual(test1, task.testSet(100));
   assert.equal(new Set(test1.map((e) => e.question)).size, 100, 'distinct requests');
-  const kinds = new Set(test1.map((e) => { const reference = String(e.reference); return /^The Chinese for/.test(reference) ? 'to-chinese' : / means /.test(reference) ? 'to-english' : 'repeat'; }));
-  assert.equal(kinds.size, 3, [...kinds].join(','));
   for (const example of test1) assert.equal(example.reference, answerByReading(example.question), example.question);
-  const testWords = new Set(test1.map((e) => wordOf(e.question)));
-  assert.ok(testWords.size >= 4 && testWords.size <= BILINGUAL_WORDS.length / 2, [...testWords].join(' '));
-  for (const instruction of trainingInstructions(new Rng(9), 3000)) assert.ok(!testWords.has(wordOf(instruction.question)), instruction.question);
+  assert.deepEqual(new Set(test1.map((e) => skeleton(e.question).split(':')[0])), new Set(['repeat', 'last', 'swap']));
+  const held = new Set(test1.map((e) => skeleton(e.question)));
+  for (const instruction of trainingInstructions(new Rng(9), 3000)) assert.ok(!held.has(skeleton(instruction.question)), instruction.question);
 });
 
 test('preference pairs: conversational TRL rows whose chosen response is right and rejected one is not', () => {
