@@ -16,7 +16,8 @@
 // longer side on 2 threads, squarer parts on many.
 //
 // Matrix-vector shapes (m == 1: decoding one token; n == 1) skip packing: they are bound by reading the matrix
-// once, so they stream it with a dedicated loop instead.
+// once, so they stream it with a dedicated loop instead. A few rows against a Linear weight (X W^T with m up to
+// two token tiles: decoding a batch) skip packing W (few_rows_tile).
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -344,6 +345,65 @@ void gemm_serial(const float* a, int64_t rsa, int64_t csa, const float* b, int64
   }
 }
 
+// ---- a few rows against a Linear weight ------------------------------------------------------------------
+// C[m x n] (+)= X W^T for a few rows X [m x k] and a weight W [n x k], both row-major: a decode step of a batch
+// of sequences. The packed path copies all of W (transposed into NR-column panels) on every call for only m
+// uses of each element, and pads m to whole MR tiles. Here the micro-kernel's tile is seen from C^T's side:
+// MR features broadcast straight from their rows of W (MR streams, each element read once per NR tokens)
+// against NR tokens of X^T, the only operand packed (m x k, small); the same 2 vector loads, MR broadcasts and
+// 2 MR FMAs per k step as micro_kernel. Each tile of C^T is written back transposed, MR floats per row of C.
+#if R1_GEMM_AVX2
+constexpr int64_t FEW_ROWS_MAX = 2 * NR;  // two token tiles: 32 rows on AVX2, 64 with the 12 x 32 tile
+
+// dst[(t0 / NR) * k * NR + p * NR + t % NR] = x[t * k + p], zero past row m: X^T in NR-token panels.
+void pack_rows_transposed(const float* x, int64_t m, int64_t k, float* dst) {
+  for (int64_t t0 = 0; t0 < m; t0 += NR, dst += k * NR) {
+    const int64_t tokens = std::min(NR, m - t0);
+    for (int64_t p = 0; p < k; ++p) {
+      float* d = dst + p * NR;
+      for (int64_t t = 0; t < tokens; ++t) d[t] = x[(t0 + t) * k + p];
+      for (int64_t t = tokens; t < NR; ++t) d[t] = 0.0f;
+    }
+  }
+}
+
+// C[t][i] (+)= sum_p W[i][p] X^T[p][t] for i < features (<= MR), t < tokens (<= NR); xt is one packed panel.
+void few_rows_tile(int64_t k, const float* __restrict w, int64_t ldw, int64_t features,
+                   const float* __restrict xt, float* c, int64_t ldc, int64_t tokens, bool accumulate) {
+  int64_t offset[MR];
+  for (int64_t i = 0; i < MR; ++i) offset[i] = std::min(i, features - 1) * ldw;  // spare lanes repeat the last row
+  Vec acc[MR][2];
+#pragma GCC unroll 16
+  for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = vzero();
+  for (int64_t p = 0; p < k; ++p) {
+    const Vec b0 = vload_aligned(xt + p * NR), b1 = vload_aligned(xt + p * NR + VW);
+#pragma GCC unroll 16
+    for (int64_t i = 0; i < MR; ++i) {
+      const Vec ai = vbroadcast(w + offset[i] + p);
+      acc[i][0] = vfma(ai, b0, acc[i][0]);
+      acc[i][1] = vfma(ai, b1, acc[i][1]);
+    }
+  }
+  alignas(64) float tile[MR * NR];
+  // Unrolled like every loop over acc: one indexed by a run-time i keeps acc in memory, stored on every k step.
+#pragma GCC unroll 16
+  for (int64_t i = 0; i < MR; ++i) vstoreu(tile + i * NR, acc[i][0]), vstoreu(tile + i * NR + VW, acc[i][1]);
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* ct = c + t * ldc;
+    for (int64_t i = 0; i < features; ++i) ct[i] = (accumulate ? ct[i] : 0.0f) + tile[i * NR + t];
+  }
+}
+
+// Features [j0, j1) of C [m x n] (j0 a multiple of MR), all m rows, from X^T packed by pack_rows_transposed.
+void few_rows_part(const float* xt, const float* w, float* c, int64_t m, int64_t n, int64_t k, int64_t j0,
+                   int64_t j1, bool accumulate) {
+  for (int64_t j = j0; j < j1; j += MR)
+    for (int64_t t0 = 0; t0 < m; t0 += NR)
+      few_rows_tile(k, w + j * k, k, std::min(MR, j1 - j), xt + (t0 / NR) * k * NR, c + t0 * n + j, n,
+                    std::min(NR, m - t0), accumulate);
+}
+#endif
+
 // ---- matrix-vector --------------------------------------------------------------------------------------
 // y[j] (+)= sum_p x[p] W(p, j) for j in [j0, j1): W(p, j) = w[p * n + j] (W stored k x n) or, with w_nk,
 // w[j * k + p] (stored n x k, a Linear weight). Both stream W once, which bounds their speed.
@@ -488,6 +548,24 @@ extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64
     return;
   }
 
+#if R1_GEMM_AVX2
+  if (batch == 1 && !trans_a && trans_b && m <= FEW_ROWS_MAX) {
+    // A few rows against a Linear weight (see few_rows_tile): parts of whole MR-feature blocks, each thread
+    // reading its share of W once.
+    float* xt = a_buffer.reserve((m + NR - 1) / NR * NR * k);
+    pack_rows_transposed(a, m, k, xt);
+    const int64_t blocks = (n + MR - 1) / MR;
+    const int64_t parts = fmas < PARALLEL_MIN_FMAS ? 1 : std::min(threads, blocks);
+    const int64_t per_part = (blocks + parts - 1) / parts * MR;
+    const auto task = [&](int64_t t) {
+      const int64_t j0 = t * per_part, j1 = std::min(n, j0 + per_part);
+      if (j0 < j1) few_rows_part(xt, b, c, m, n, k, j0, j1, accumulate);
+    };
+    if (parts == 1) task(0);
+    else pool.run(parts, task);
+    return;
+  }
+#endif
   const int64_t rsa = trans_a ? 1 : k, csa = trans_a ? m : 1;
   const int64_t rsb = trans_b ? 1 : n, csb = trans_b ? k : 1;
   // Parts per matrix: none when the batch alone balances the threads, else about two per thread, so that the

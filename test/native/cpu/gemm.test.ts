@@ -153,6 +153,27 @@ test('r1_matmul splits over many threads as a grid of parts, and crosses the 12 
   }
 });
 
+test('r1_matmul of a few rows against a Linear weight (X W^T, m <= 64: the decode path) on 1, 2 and 16 threads', () => {
+  // m around the token tiles (16 on AVX2, 32 with the 12 x 32 tile) and n around the feature blocks (6 / 12),
+  // including n below one block and k = 1; every thread count splits the features differently.
+  const previous = nativeThreads();
+  let seed = 400;
+  try {
+    for (const threads of [1, 2, 16]) {
+      setNativeThreads(threads);
+      for (const [m, n, k] of [[2, 5, 7], [2, 1, 3], [3, 13, 1], [16, 12, 64], [17, 25, 33], [31, 100, 70], [32, 6, 300],
+        [32, 700, 96], [33, 50, 40], [48, 37, 129], [64, 130, 20], [65, 20, 10]] as Array<[number, number, number]>) {
+        for (const beta of [0, 1] as const) {
+          const cs = { m, n, k, transB: true, beta };
+          check(`${label(cs)} threads=${threads}`, cs, seed++);
+        }
+      }
+    }
+  } finally {
+    setNativeThreads(previous);
+  }
+});
+
 test('r1_matmul batches with strides, broadcasting (stride 0) and gaps between outputs', () => {
   let seed = 200;
   for (const [transA, transB] of transposes) {
