@@ -52,6 +52,16 @@ describe('runR1Pipeline', () => {
     assert.match(html, /<polyline/);
     assert.doesNotMatch(html, /<script|\bsrc=|\bhref=/);
 
+    // The language reward's ablation is R1-Zero's RL with that reward added, nothing else: the same first samples
+    // (same seeds, same base), a reward that counts the language part only in the ablation.
+    const firstStep = (stage: 'zero' | 'zero-language') => JSON.parse(readFileSync(join(stageDir(full.out, stage), 'metrics.jsonl'), 'utf8').split('\n')[0]) as { reward: number; rewardParts: Record<string, number> };
+    const [zero, ablation] = [firstStep('zero'), firstStep('zero-language')];
+    assert.deepEqual(ablation.rewardParts, zero.rewardParts);
+    const parts = zero.rewardParts;
+    assert.ok(parts['language:en'] > 0, 'the chains have English words for the language reward to count');
+    assert.ok(Math.abs(zero.reward - (parts.accuracy + config.formatWeight * parts.format)) < 1e-9, JSON.stringify(zero));
+    assert.ok(Math.abs(ablation.reward - (parts.accuracy + config.formatWeight * parts.format + config.languageWeight * parts['language:en'])) < 1e-9, JSON.stringify(ablation));
+
     // Killed inside reasoning RL (in its second GRPO step, after the first step's checkpoint): the rerun skips what finished and
     // resumes the stage from its checkpoint, ending where the uninterrupted run did.
     const killed = new Error('simulated kill');
