@@ -809,7 +809,7 @@ export function pipelineEffects(records: readonly StageRecord[]): Array<{ findin
   const base = scores('base');
   const zero = scores('zero');
   if (base && zero) {
-    out.push({ finding: 'R1-Zero mixes languages in its chains of thought.', measured: `Language consistency ${pct(base.languageConsistency)} in the base model, ${pct(zero.languageConsistency)} after R1-Zero's RL (pass@1 ${pct(base.reasoning.passAt1)} -> ${pct(zero.reasoning.passAt1)}).` });
+    out.push({ finding: 'R1-Zero mixes languages in its chains of thought.', measured: `Chains entirely in the target language: ${pct(base.consistentRate)} in the base model, ${pct(zero.consistentRate)} after R1-Zero's RL; words in the target language ${pct(base.languageConsistency)}, ${pct(zero.languageConsistency)} (pass@1 ${pct(base.reasoning.passAt1)} -> ${pct(zero.reasoning.passAt1)}).` });
   }
   const zeroLanguage = scores('zero-language');
   if (zero && zeroLanguage) {
