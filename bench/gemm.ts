@@ -2,6 +2,7 @@
 // shapes a small transformer trains and decodes with. Prints a table and writes bench/results/gemm.json.
 //   node --import tsx bench/gemm.ts            (all shapes)
 //   node --import tsx bench/gemm.ts 1024 2048  (only rows whose name contains one of the arguments)
+// Where OpenBLAS is missing (the GPU machine), bench/gemm_torch_cpu.py times PyTorch's products on the same shapes.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
