@@ -3,7 +3,7 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--profile] [train | train-s42m | train-q05b] [build] [sample] [grpo]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16] [--profile] [train | train-s42m | train-q05b] [build] [sample] [grpo]
 // --profile: after timing each training row, one more step under profileCuda (CUDA events around every kernel
 // call), printed as the device time of each kind of kernel, the bf16 rounding of operands, and the time the
 // device waited between calls (host-bound stretches).
@@ -24,7 +24,7 @@ import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
 import { loadModel, saveModel } from '../src/models/pretrained.ts';
 import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
-import { mul, noGrad, profileCuda, Rng, scope, slice, synchronize, tensor, useDevice, type CudaProfileRow } from '../src/tensor/index.ts';
+import { mul, noGrad, profileCuda, Rng, scope, slice, synchronize, tensor, useDevice, type CacheFormat, type CudaProfileRow } from '../src/tensor/index.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { AdamW, clipGradNormQueued } from '../src/train/optimizer.ts';
 
@@ -126,29 +126,35 @@ function printProfile(profile: CudaProfileRow[], totalMs: number): void {
 // Sampling: prompts of 64 random ids, 256 new tokens each (no stop), temperature 1 over the whole vocabulary, with
 // the engine's defaults (decode steps replayed as CUDA graphs). With --launched, also with every kernel of a
 // step launched from JavaScript, and how far the two paths' tokens agree for the same seeds (they sum attention
-// in different orders, so a completion follows the same tokens until rounding tips one draw).
+// in different orders, so a completion follows the same tokens until rounding tips one draw); with --kv-bf16,
+// also with a bf16 KV cache.
 function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Tokenizer, batch: number, promptLength: number, newTokens: number): void {
   const rng = new Rng(2);
   const prompts = Array.from({ length: batch }, () => ({ prompt: Array.from({ length: promptLength }, () => rng.int(tokenizer.vocabSize)) }));
-  const run = (count: number, tokens: number, cudaGraphs: boolean) => generate(model, tokenizer, prompts.slice(0, count), {
-    maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch, cudaGraphs,
+  const run = (count: number, tokens: number, cudaGraphs: boolean, kvCache: CacheFormat) => generate(model, tokenizer, prompts.slice(0, count), {
+    maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch, cudaGraphs, kvCache,
   });
   const outputs: ReturnType<typeof run>[] = [];
-  for (const cudaGraphs of args.includes('--launched') ? [false, true] : [true]) {
-    run(Math.min(batch, 8), 8, cudaGraphs);
+  const variants: Array<{ cudaGraphs: boolean; kvCache: CacheFormat }> = [
+    ...(args.includes('--launched') ? [{ cudaGraphs: false, kvCache: 'f32' as const }] : []),
+    { cudaGraphs: true, kvCache: 'f32' },
+    ...(args.includes('--kv-bf16') ? [{ cudaGraphs: true, kvCache: 'bf16' as const }] : []),
+  ];
+  for (const { cudaGraphs, kvCache } of variants) {
+    run(Math.min(batch, 8), 8, cudaGraphs, kvCache);
     synchronize('cuda');
     const start = performance.now();
-    const out = run(batch, newTokens, cudaGraphs);
+    const out = run(batch, newTokens, cudaGraphs, kvCache);
     const seconds = (performance.now() - start) / 1000;
-    outputs.push(out);
+    if (kvCache === 'f32') outputs.push(out);
     const generated = out.reduce((s, r) => s + r.tokenIds.length, 0);
     const hf = torch.find((r) => r.kind === 'generate_hf' && r.model === name && r.bs === batch);
     const agreement = logprobAgreement(model, prompts.slice(0, 8).map((p, i) => ({ promptIds: p.prompt, completionIds: out[i].tokenIds, logprobs: out[i].logprobs })));
-    const parts = cudaGraphs ? stepParts(model, tokenizer, prompts.map((p) => p.prompt)) : null;
-    const row = { kind: 'sample', model: name, batch, promptLength, newTokens, cudaGraphs, seconds, msPerStep: 1000 * seconds / newTokens, tokensPerSecond: generated / seconds,
+    const parts = cudaGraphs ? stepParts(model, tokenizer, prompts.map((p) => p.prompt), kvCache) : null;
+    const row = { kind: 'sample', model: name, batch, promptLength, newTokens, cudaGraphs, kvCache, seconds, msPerStep: 1000 * seconds / newTokens, tokensPerSecond: generated / seconds,
       hfGenerate: hf?.tok_s ?? null, ...agreement, ...parts };
     rows.push(row);
-    show([`sample ${name} bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
+    show([`sample ${name} bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}${kvCache === 'bf16' ? ' kv bf16' : ''}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
       row.hfGenerate ? `${(row.tokensPerSecond / row.hfGenerate).toFixed(2)} x HF` : '-']);
     console.log(`  ${row.msPerStep.toFixed(2)} ms per token step (prefill included)${parts ? `: forward ${parts.forwardMs.toFixed(2)} ms, sampling kernel ${parts.samplingMs.toFixed(2)} ms, the rest on the host` : ''}`);
     console.log(`  sampler vs trainer log-probabilities over ${agreement.tokensCompared} tokens: largest difference ${agreement.maxLogprobDiff.toExponential(2)}, mean ${agreement.meanLogprobDiff.toExponential(2)}`);
@@ -176,9 +182,9 @@ function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Toke
  * Where a replayed decode step's time goes: the graph's forward alone (replays, synchronized) and the sampling
  * kernel alone, over a cache of these prompts; the engine's step time less these two is host time.
  */
-function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][]): { forwardMs: number; samplingMs: number } {
+function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][], kvCache: CacheFormat): { forwardMs: number; samplingMs: number } {
   const steps = 32;
-  const decoder = new BatchDecoder(model, prompts.length, prompts[0].length + 2 * steps + 2);
+  const decoder = new BatchDecoder(model, prompts.length, prompts[0].length + 2 * steps + 2, { kvCache });
   try {
     return noGrad(() => {
       scope(() => decoder.enter(prompts.map((prompt, id) => ({ id, prompt }))));

@@ -102,13 +102,18 @@ R1_API void r1_cuda_sample(const float* logits, int64_t rows, int64_t vocab, int
 
 // ---- a decode step with no host-side length (what a CUDA graph of the step replays at any column) ----
 // cache [B, capacity, width]: cache[b, column[b], :] = src[b, :] (column in device memory; out of range: skipped).
-R1_API void r1_cuda_write_columns(float* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
-                                  int64_t width);
-// r1_attention for Tq = 1 over a cache of `capacity` columns read in place (batch strides as r1_attention's),
-// row b seeing keys [kv_start[b], kv_end[b]) (device memory), not causal; out [B, Hq, D]. Head size 64 or 128.
-R1_API void r1_cuda_decode_attention(const float* q, const float* k, const float* v, float* out, const int32_t* kv_start,
+// bf16 != 0: the cache holds bf16 elements (src rounded to nearest even), else float.
+R1_API void r1_cuda_write_columns(void* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
+                                  int64_t width, int bf16);
+// r1_attention for Tq = 1 over a cache of `capacity` columns read in place (batch strides as r1_attention's, in
+// elements), row b seeing keys [kv_start[b], kv_end[b]) (device memory), not causal; out [B, Hq, D]. Head size 64
+// or 128. bf16 != 0: k and v hold bf16 elements (widened to float as they are read), else float.
+R1_API void r1_cuda_decode_attention(const float* q, const void* k, const void* v, float* out, const int32_t* kv_start,
                                      const int32_t* kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D,
-                                     int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale);
+                                     int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
+                                     int bf16);
+// dst[i] = src[i] rounded to bf16 (nearest even), i < n: a float32 KV cache's prefill moved into a bf16 one.
+R1_API void r1_cuda_to_bf16(const float* src, void* dst, int64_t n);
 
 // ---- gradient-norm clipping without a host round trip ----
 // acc[0] += sum of x[i]^2 over i < n (summed in double, added to the float32 acc[0]), queued like a kernel:

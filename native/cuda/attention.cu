@@ -19,6 +19,8 @@
 // (attention_bf16.cu); decoding (the grouped path) and every other shape stay here.
 #include <algorithm>
 
+#include <cuda_bf16.h>
+
 #include "common.cuh"
 
 using namespace r1cuda;
@@ -256,11 +258,14 @@ __global__ void attention_combine_kernel(const float* partial, float* out, float
 // head. Scores: thread t takes key t % 64 and rows t / 64, t / 64 + 2, ... (whole head-size dot products, Q
 // broadcast from shared memory). P V: thread t takes one output column for every row, over its share of the
 // tile's keys. The keys are split over blocks as in the grouped path above, merged by attention_combine_kernel.
+// The cache holds float32 or (a sampling engine's bf16 KV cache, half the bytes to stream) bf16, widened to
+// float32 as it is read from shared memory; everything else is float32 either way.
 constexpr int kDecodeKeys = 64;
 constexpr int kDecodeThreads = 128;
 
 struct DecodeArgs {
-  const float *q, *k, *v;
+  const float* q;
+  const void *k, *v;  // float or __nv_bfloat16, as the kernel's template says
   float *out, *lse, *partial;  // partial: [splits, B, Hq, Tq, 2 + D] when splits > 1
   const int32_t* kv_start;
   const int32_t* kv_end;  // per row, keys j >= kv_end[b] are masked (null: none); r1_cuda_decode_attention's
@@ -274,16 +279,35 @@ __device__ inline void cp_async16(void* shared, const void* global, bool valid) 
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(valid ? 16 : 0));
 }
 
-template <int D, int RMAX>
+__device__ inline float widen(float x) { return x; }
+__device__ inline float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+// Four consecutive cache elements (4-element aligned in shared memory) as float4.
+__device__ inline float4 widen4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ inline float4 widen4(const __nv_bfloat16* p) {
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+
+// Dynamic shared memory of decode_attention_kernel<D, RMAX, T>.
+template <typename T>
+size_t decode_shared_bytes(int rmax, int64_t D) {
+  const int64_t ks = D + 16 / sizeof(T);
+  return sizeof(float) * (rmax * D + rmax * kDecodeKeys + 7 * rmax) + sizeof(T) * (2 * kDecodeKeys * ks + 2 * kDecodeKeys * D);
+}
+
+template <int D, int RMAX, typename T>
 __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(DecodeArgs a) {
-  constexpr int KS = D + 4;  // K row stride: the 8 rows of a float4 phase land in distinct banks
+  constexpr int kPerChunk = 16 / sizeof(T);  // cache elements per 16-byte copy
+  constexpr int KS = D + kPerChunk;  // K row stride: consecutive rows of a 16-byte phase land in distinct banks
   constexpr int kColGroups = kDecodeThreads / D, kKeysPerGroup = kDecodeKeys / kColGroups;
   constexpr float kLn2 = 0.6931471805599453f;
   extern __shared__ float4 decode_shared[];
   float* Qs = reinterpret_cast<float*>(decode_shared);  // [RMAX][D], times scale2
-  float* Ks = Qs + RMAX * D;                 // [2 stages][kDecodeKeys][KS]
-  float* Vs = Ks + 2 * kDecodeKeys * KS;     // [2 stages][kDecodeKeys][D]
-  float* Ps = Vs + 2 * kDecodeKeys * D;      // [RMAX][kDecodeKeys]
+  T* Ks = reinterpret_cast<T*>(Qs + RMAX * D);  // [2 stages][kDecodeKeys][KS]
+  T* Vs = Ks + 2 * kDecodeKeys * KS;            // [2 stages][kDecodeKeys][D]
+  float* Ps = reinterpret_cast<float*>(Vs + 2 * kDecodeKeys * D);  // [RMAX][kDecodeKeys]
   float* row_m = Ps + RMAX * kDecodeKeys;    // running max (base 2)
   float* row_l = row_m + RMAX;               // running sum
   float* row_alpha = row_l + RMAX;           // this tile's rescaling
@@ -297,20 +321,20 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
   const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
   const int64_t key_begin = max(key_lo, split * a.keys_per_split);
   const int64_t key_end = min(a.kv_end ? min(a.Tk, int64_t(a.kv_end[b])) : a.Tk, (split + 1) * a.keys_per_split);
-  const float* kb = a.k + b * a.kv_batch_stride + hk * D;
-  const float* vb = a.v + b * a.v_batch_stride + hk * D;
+  const T* kb = static_cast<const T*>(a.k) + b * a.kv_batch_stride + hk * D;
+  const T* vb = static_cast<const T*>(a.v) + b * a.v_batch_stride + hk * D;
 
   // Keys outside [key_begin, key_end) arrive as zeros: never-written cache slots must not bring NaN into P V.
   auto issue = [&](int64_t k0, int stage) {
-    constexpr int kChunks = D / 4, kPerThread = kDecodeKeys * kChunks / kDecodeThreads;
+    constexpr int kChunks = D / kPerChunk, kPerThread = kDecodeKeys * kChunks / kDecodeThreads;
     #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
-      const int e = tid + i * kDecodeThreads, j = e / kChunks, c4 = e % kChunks;
+      const int e = tid + i * kDecodeThreads, j = e / kChunks, c = e % kChunks;
       const int64_t key = k0 + j;
       const bool valid = key >= key_begin && key < key_end;
-      const int64_t at = valid ? key * a.Hkv * D + c4 * 4 : 0;
-      cp_async16(Ks + (stage * kDecodeKeys + j) * KS + c4 * 4, kb + at, valid);
-      cp_async16(Vs + (stage * kDecodeKeys + j) * D + c4 * 4, vb + at, valid);
+      const int64_t at = valid ? key * a.Hkv * D + c * kPerChunk : 0;
+      cp_async16(Ks + (stage * kDecodeKeys + j) * KS + c * kPerChunk, kb + at, valid);
+      cp_async16(Vs + (stage * kDecodeKeys + j) * D + c * kPerChunk, vb + at, valid);
     }
   };
   const int64_t first = key_begin < key_end ? (key_begin / kDecodeKeys) * kDecodeKeys : key_end;
@@ -339,10 +363,10 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
     float s[RMAX / 2];
     #pragma unroll
     for (int i = 0; i < RMAX / 2; ++i) s[i] = 0.0f;
-    const float4* krow = reinterpret_cast<const float4*>(Ks + (stage * kDecodeKeys + key_slot) * KS);
+    const T* krow = Ks + (stage * kDecodeKeys + key_slot) * KS;
     #pragma unroll 4
     for (int d4 = 0; d4 < D / 4; ++d4) {
-      const float4 kv = krow[d4];
+      const float4 kv = widen4(krow + 4 * d4);
       #pragma unroll
       for (int i = 0; i < RMAX / 2; ++i) {
         const float4 qv = reinterpret_cast<const float4*>(Qs + (parity + 2 * i) * D)[d4];
@@ -378,12 +402,12 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
     __syncthreads();
     if (tid < R) row_l[tid] = row_l[tid] * row_alpha[tid] + part_sum[tid] + part_sum[RMAX + tid];
 
-    const float* vcol = Vs + stage * kDecodeKeys * D + col;
+    const T* vcol = Vs + stage * kDecodeKeys * D + col;
     #pragma unroll
     for (int r = 0; r < RMAX; ++r) o[r] *= row_alpha[r];
     #pragma unroll 2
     for (int j = col_group * kKeysPerGroup; j < (col_group + 1) * kKeysPerGroup; j += 4) {
-      const float v0 = vcol[j * D], v1 = vcol[(j + 1) * D], v2 = vcol[(j + 2) * D], v3 = vcol[(j + 3) * D];
+      const float v0 = widen(vcol[j * D]), v1 = widen(vcol[(j + 1) * D]), v2 = widen(vcol[(j + 2) * D]), v3 = widen(vcol[(j + 3) * D]);
       #pragma unroll
       for (int r = 0; r < RMAX; ++r) {
         const float4 p = *reinterpret_cast<const float4*>(Ps + r * kDecodeKeys + j);
@@ -395,7 +419,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
   asm volatile("cp.async.wait_group 0;\n");
 
   if (kColGroups > 1) {  // sum the column groups' shares through shared memory (the K tiles are free now)
-    float* Os = Ks;
+    float* Os = reinterpret_cast<float*>(Ks);
     if (col_group > 0) {
       #pragma unroll
       for (int r = 0; r < RMAX; ++r) Os[((col_group - 1) * RMAX + r) * D + col] = o[r];
@@ -634,13 +658,14 @@ bool allow_shared(Kernel kernel, size_t shared_bytes, const char* name) {
   return true;
 }
 
-void decode_attention(const float* q, const float* k, const float* v, float* out, float* lse, const int32_t* kv_start,
+// k and v hold T (float, or __nv_bfloat16 for a bf16 cache); strides count elements of T.
+template <typename T>
+void decode_attention(const float* q, const T* k, const T* v, float* out, float* lse, const int32_t* kv_start,
                       const int32_t* kv_end, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t kv_batch_stride,
                       int64_t v_batch_stride, float scale, int causal) {
   const int64_t rows = Hq / Hkv * Tq;
   const int rmax = rows <= 8 ? 8 : 32;
-  const size_t shared_bytes = sizeof(float) * (rmax * D + 2 * kDecodeKeys * (D + 4) + 2 * kDecodeKeys * D +
-                                               rmax * kDecodeKeys + 7 * rmax);
+  const size_t shared_bytes = decode_shared_bytes<T>(rmax, D);
   // Split the keys so that about one round of blocks fills every SM: more splits only make blocks of fewer
   // tiles, whose fixed costs (Q, the first tile's latency, the partial row) are no longer hidden.
   int per_sm = 0;
@@ -665,8 +690,8 @@ void decode_attention(const float* q, const float* k, const float* v, float* out
                                                                                        static_cast<int>(splits), B, Hq, Tq, D);
     }
   };
-  if (D == 64) rmax == 8 ? run(decode_attention_kernel<64, 8>) : run(decode_attention_kernel<64, 32>);
-  else rmax == 8 ? run(decode_attention_kernel<128, 8>) : run(decode_attention_kernel<128, 32>);
+  if (D == 64) rmax == 8 ? run(decode_attention_kernel<64, 8, T>) : run(decode_attention_kernel<64, 32, T>);
+  else rmax == 8 ? run(decode_attention_kernel<128, 8, T>) : run(decode_attention_kernel<128, 32, T>);
   check_launch("r1_attention (decoding)");
 }
 
@@ -781,18 +806,25 @@ extern "C" {
 // One query per row against a whole KV cache of `capacity` columns, the visible keys of row b being
 // [kv_start[b], kv_end[b]) read from device memory: the decode step's attention with no host-side length, so a
 // CUDA graph of the step replays at any column (r1_cuda.h).
-R1_API void r1_cuda_decode_attention(const float* q, const float* k, const float* v, float* out, const int32_t* kv_start,
+R1_API void r1_cuda_decode_attention(const float* q, const void* k, const void* v, float* out, const int32_t* kv_start,
                                      const int32_t* kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D,
-                                     int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale) {
+                                     int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
+                                     int bf16) {
   if (B <= 0 || capacity <= 0) return;
-  const bool aligned = kv_batch_stride % 4 == 0 && v_batch_stride % 4 == 0 &&
+  const int64_t per_chunk = bf16 ? 8 : 4;  // elements per 16-byte copy
+  const bool aligned = kv_batch_stride % per_chunk == 0 && v_batch_stride % per_chunk == 0 &&
                        (reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) % 16 == 0;
   if (!(D == 64 || D == 128) || Hkv <= 0 || Hq % Hkv != 0 || Hq / Hkv > kRows || !aligned) {
     record_message("r1_cuda_decode_attention", "needs head size 64 or 128, Hq a multiple of Hkv with at most 32 query heads per kv head, and 16-byte aligned K and V");
     return;
   }
-  decode_attention(q, k, v, out, nullptr, kv_start, kv_end, B, 1, capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride,
-                   scale, 0);
+  if (bf16) {
+    decode_attention(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), out, nullptr, kv_start,
+                     kv_end, B, 1, capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, 0);
+  } else {
+    decode_attention(q, static_cast<const float*>(k), static_cast<const float*>(v), out, nullptr, kv_start, kv_end, B, 1,
+                     capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, 0);
+  }
 }
 
 }  // extern "C"

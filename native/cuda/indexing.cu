@@ -1,5 +1,7 @@
 // Embedding lookup, gather along the middle axis, and their adjoints. The adjoints accumulate with atomicAdd:
 // repeated ids add up, in an order that varies from run to run (float sums may differ in the last bits).
+#include <cuda_bf16.h>
+
 #include "common.cuh"
 
 using namespace r1cuda;
@@ -41,14 +43,18 @@ __global__ void scatter_add_kernel(const int32_t* idx, const float* dout, float*
 
 }  // namespace
 
+__device__ inline void store_as(float* p, float x) { *p = x; }
+__device__ inline void store_as(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+
 // cache[b, column[b], :] = src[b, :]: a decode step's new key or value written at a column read from device
-// memory (r1_cuda_write_columns).
-__global__ void write_columns_kernel(float* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
+// memory (r1_cuda_write_columns); into a bf16 cache, rounded to nearest even.
+template <typename T>
+__global__ void write_columns_kernel(T* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
                                      int64_t width) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < B * width; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = e / width, i = e % width;
     const int64_t c = column[b];
-    if (c >= 0 && c < capacity) cache[(b * capacity + c) * width + i] = src[e];
+    if (c >= 0 && c < capacity) store_as(cache + (b * capacity + c) * width + i, src[e]);
   }
 }
 
@@ -80,11 +86,23 @@ R1_API void r1_scatter_add(const int32_t* idx, const float* dout, float* dx, int
   check_launch("r1_scatter_add");
 }
 
-R1_API void r1_cuda_write_columns(float* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
-                                  int64_t width) {
+R1_API void r1_cuda_write_columns(void* cache, const float* src, const int32_t* column, int64_t B, int64_t capacity,
+                                  int64_t width, int bf16) {
   if (B <= 0 || width <= 0) return;
-  write_columns_kernel<<<grid_for(B * width), kThreads, 0, stream()>>>(cache, src, column, B, capacity, width);
+  if (bf16) {
+    write_columns_kernel<<<grid_for(B * width), kThreads, 0, stream()>>>(static_cast<__nv_bfloat16*>(cache), src, column, B,
+                                                                         capacity, width);
+  } else {
+    write_columns_kernel<<<grid_for(B * width), kThreads, 0, stream()>>>(static_cast<float*>(cache), src, column, B, capacity,
+                                                                         width);
+  }
   check_launch("r1_cuda_write_columns");
+}
+
+R1_API void r1_cuda_to_bf16(const float* src, void* dst, int64_t n) {
+  if (n <= 0) return;
+  round_to_bf16(src, static_cast<__nv_bfloat16*>(dst), 1, n, 0);
+  check_launch("r1_cuda_to_bf16");
 }
 
 }  // extern "C"

@@ -43,7 +43,7 @@
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
-import { captureGraph, contiguous, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, scope, slice, softmax, tensor, withDevice, writeValues, type CudaGraph, type Tensor } from '../tensor/index.ts';
+import { captureGraph, contiguous, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, packBf16, scope, slice, softmax, tensor, withDevice, writeValues, type CacheFormat, type CudaGraph, type Tensor } from '../tensor/index.ts';
 import { streamUniform } from '../tensor/philox.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
@@ -107,6 +107,13 @@ export interface GenerateOptions extends SamplingOptions {
    * draw the same tokens up to the rounding of attention's summation order, docs/BENCHMARKS.md).
    */
   cudaGraphs?: boolean;
+  /**
+   * How the KV cache holds keys and values where decode steps are CUDA graphs: 'bf16' halves the bytes that
+   * attention streams every step and the cache's memory, at the price of rounding keys and values to 8 bits of
+   * mantissa (log-probabilities move by ~1e-2 at most on the 494M shape: docs/BENCHMARKS.md). Default 'f32';
+   * elsewhere always float32.
+   */
+  kvCache?: CacheFormat;
 }
 
 export interface StepEvent {
@@ -323,7 +330,7 @@ export class SamplingEngine {
     const capacity = span + Math.ceil(span / 4);
     const rows = Math.min(this.maxBatch, this.open.size);
     if (this.decoder === null) {
-      this.decoder = new BatchDecoder(this.model, rows, capacity, { cudaGraphs: this.options.cudaGraphs });
+      this.decoder = new BatchDecoder(this.model, rows, capacity, { cudaGraphs: this.options.cudaGraphs, kvCache: this.options.kvCache });
     } else if (rows > this.decoder.rows.length || capacity > this.decoder.capacity) {
       this.decoder.resize(Math.max(rows, this.decoder.rows.length), Math.max(capacity, this.decoder.capacity));
     }
@@ -572,12 +579,15 @@ export class BatchDecoder {
   /** Whether next() replays a recorded CUDA graph (deviceDecodeSupported), and the recording of this cache. */
   private readonly graphs: boolean;
   private graph: DecodeGraph | null = null;
+  /** The cache's format: bf16 only when asked for and decode steps are graphs (the only steps that read it). */
+  private readonly format: CacheFormat;
 
-  constructor(private readonly model: CausalLM, rows: number, private columns: number, options: { cudaGraphs?: boolean } = {}) {
+  constructor(private readonly model: CausalLM, rows: number, private columns: number, options: { cudaGraphs?: boolean; kvCache?: CacheFormat } = {}) {
     this.rows = new Array<number | null>(rows).fill(null);
     this.kvStart = new Int32Array(rows);
-    this.cache = this.newCache(rows);
     this.graphs = (options.cudaGraphs ?? true) && deviceDecodeSupported(model);
+    this.format = this.graphs ? options.kvCache ?? 'f32' : 'f32';
+    this.cache = this.newCache(rows);
   }
 
   /** Columns of the cache: the most any row can span. */
@@ -635,8 +645,10 @@ export class BatchDecoder {
       const logits = this.forward(tensor(ids, [B, width], 'i32', device), tensor(positions, [B, width], 'i32', device), prefillCache, padStart);
       const end = this.length;
       // One copy per buffer for each run of entrants going to consecutive rows with prompts of one length, whose
-      // prefill rows are one and the same (a group: broadcast) or consecutive.
+      // prefill rows are one and the same (a group: broadcast) or consecutive. A bf16 cache takes the prefill's
+      // keys and values rounded and packed first.
       scope(() => {
+        const prefill = this.format === 'bf16' ? prefillCache.map((layer) => layer.buffers.map((buffer) => packBf16(buffer))) : prefillCache.map((layer) => layer.buffers);
         for (let e = 0; e < entrants.length;) {
           const step = e + 1 < entrants.length ? source[e + 1] - source[e] : 0;
           let j = e + 1;
@@ -644,7 +656,7 @@ export class BatchDecoder {
           const length = entrants[e].prompt.length;
           const b = source[e];
           this.cache.forEach((layer, l) => layer.buffers.forEach((buffer, i) => {
-            const from = slice(slice(prefillCache[l].buffers[i], 0, b, b + 1 + step * (j - e - 1)), 1, padStart[b], width);
+            const from = slice(slice(prefill[l][i], 0, b, b + 1 + step * (j - e - 1)), 1, padStart[b], width);
             copyInto(from, slice(slice(buffer, 0, free[e], free[j - 1] + 1), 1, end - length, end));
           }));
           for (let k = e; k < j; k++) this.kvStart[free[k]] = end - length;
@@ -764,7 +776,7 @@ export class BatchDecoder {
 
   // The cache outlives the scopes of the steps that write it: kept, and freed by dispose() or relayout().
   private newCache(rows: number): LayerKvCache[] {
-    const cache = this.model.newCache(rows, this.capacity);
+    const cache = this.model.newCache(rows, this.capacity, this.format);
     for (const layer of cache) layer.buffers.forEach((buffer) => keep(buffer));
     return cache;
   }

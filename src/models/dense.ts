@@ -5,7 +5,7 @@ import { SwiGluMlp } from '../nn/mlp.ts';
 import { Module, type WeightInit } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables, type RopeScaling } from '../nn/rope.ts';
-import { add, crossEntropy, linear, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
+import { add, crossEntropy, linear, reshape, slice, tensor, type CacheFormat, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export type { RopeScaling };
@@ -160,9 +160,9 @@ export class DenseModel extends Module {
     return crossEntropy(reshape(logits, [-1, this.config.vocabSize]), reshape(targets, [-1]));
   }
 
-  newCache(batch: number, capacity: number): LayerKvCache[] {
+  newCache(batch: number, capacity: number, format: CacheFormat = 'f32'): LayerKvCache[] {
     const c = this.config;
-    return this.layers.map(() => emptyLayerKvCache(batch, capacity, c.numKvHeads, c.headDim, c.headDim, this.device));
+    return this.layers.map(() => emptyLayerKvCache(batch, capacity, c.numKvHeads, c.headDim, c.headDim, this.device, format));
   }
 }
 

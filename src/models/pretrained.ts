@@ -10,7 +10,7 @@ import { fromFloat32, type TensorMap } from '../io/safetensors.ts';
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { Module } from '../nn/module.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
-import type { Tensor } from '../tensor/index.ts';
+import type { CacheFormat, Tensor } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { DeepSeekModel } from './deepseek.ts';
@@ -30,8 +30,11 @@ export interface CausalLM extends Module {
   hidden(ids: Tensor, options?: ForwardOptions): Tensor;
   /** The training loss (next-token cross-entropy plus whatever the family adds, e.g. MTP). */
   loss(ids: Tensor, targets: Tensor): Tensor;
-  /** Per-layer KV caches for `batch` sequences of up to `capacity` positions (latent caches for MLA). */
-  newCache(batch: number, capacity: number): LayerKvCache[];
+  /**
+   * Per-layer KV caches for `batch` sequences of up to `capacity` positions (latent caches for MLA); a 'bf16'
+   * format is for CUDA decode steps of dense models (LayerKvCache.format), which the sampling engine checks.
+   */
+  newCache(batch: number, capacity: number, format?: CacheFormat): LayerKvCache[];
   /**
    * Called by trainers after each optimizer step (DeepSeekMoE's bias balancing); absent when nothing is due.
    * Returns the step's expert-load statistics of each MoE layer, in layer order, for the metrics.

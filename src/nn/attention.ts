@@ -1,6 +1,6 @@
 // Causal self-attention with grouped-query heads (MHA when kv heads = heads, MQA when 1), rotary positions and
 // an optional KV cache for decoding.
-import { attention, copyInto, decodeAttention, defaultDevice, reshape, rope, slice, writeColumns, zeros, type Device, type RopeTables, type Tensor } from '../tensor/index.ts';
+import { attention, copyInto, decodeAttention, defaultDevice, reshape, rope, slice, writeColumns, zeros, type CacheFormat, type Device, type RopeTables, type Tensor } from '../tensor/index.ts';
 import { Linear } from './linear.ts';
 import { Module, type WeightInit } from './module.ts';
 
@@ -19,12 +19,20 @@ export interface LayerKvCache {
    * of its k, so it has one buffer.
    */
   buffers: readonly Tensor[];
+  /**
+   * 'bf16': keys and values rounded to bf16, two to a float32 word (k [B, capacity, Hkv, D / 2]), half the bytes
+   * a decode step streams; only CUDA decode steps (DeviceDecodeStep) read and write such a cache. Default 'f32'.
+   */
+  format?: CacheFormat;
 }
 
-export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: number, keyDim: number, valueDim: number, device: Device = defaultDevice()): LayerKvCache {
-  const k = zeros([batch, capacity, kvHeads, keyDim], 'f32', device);
-  const v = zeros([batch, capacity, kvHeads, valueDim], 'f32', device);
-  return { k, v, length: 0, buffers: [k, v] };
+export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: number, keyDim: number, valueDim: number, device: Device = defaultDevice(),
+  format: CacheFormat = 'f32'): LayerKvCache {
+  const perWord = format === 'bf16' ? 2 : 1;
+  if (keyDim % perWord !== 0 || valueDim % perWord !== 0) throw new Error(`a ${format} KV cache needs even head sizes, got ${keyDim} and ${valueDim}`);
+  const k = zeros([batch, capacity, kvHeads, keyDim / perWord], 'f32', device);
+  const v = zeros([batch, capacity, kvHeads, valueDim / perWord], 'f32', device);
+  return { k, v, length: 0, buffers: [k, v], format };
 }
 
 /**
@@ -72,12 +80,13 @@ export class GroupedQueryAttention extends Module {
     let v = reshape(this.vProj.forward(x), [B, T, numKvHeads, headDim]);
     if (cache && step) {
       if (!kvStart || T !== 1) throw new Error('a device decode step feeds one token per row and needs kvStart');
-      writeColumns(cache.k, k, step.column);
-      writeColumns(cache.v, v, step.column);
-      const out = decodeAttention(q, cache.k, cache.v, kvStart, step.kvEnd);
+      writeColumns(cache.k, k, step.column, cache.format);
+      writeColumns(cache.v, v, step.column, cache.format);
+      const out = decodeAttention(q, cache.k, cache.v, kvStart, step.kvEnd, cache.format);
       return this.oProj.forward(reshape(out, [B, T, numHeads * headDim]));
     }
     if (cache) {
+      if ((cache.format ?? 'f32') !== 'f32') throw new Error(`a ${cache.format} KV cache is read only by CUDA decode steps (DeviceDecodeStep)`);
       const end = cache.length + T;
       if (end > cache.k.shape[1]) throw new Error(`KV cache of ${cache.k.shape[1]} positions is full (needs ${end})`);
       copyInto(k, slice(cache.k, 1, cache.length, end));

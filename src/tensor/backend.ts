@@ -51,11 +51,19 @@ export interface DeviceBackend {
   sample(logits: number, rows: number, vocab: number, sampleVocab: number, params: number, out: number): void;
   /** acc[0] += sum of x[i]^2 over i < n, without waiting for the device (r1_cuda_sum_squares_add). Addresses. */
   sumSquaresAdd(x: number, n: number, acc: number): void;
-  /** cache[b, column[b], :] = src[b, :] for a cache [B, capacity, width] (r1_cuda_write_columns). Addresses. */
-  writeColumns(cache: number, src: number, column: number, B: number, capacity: number, width: number): void;
-  /** One query per row over the keys [kvStart[b], kvEnd[b]) of a cache (r1_cuda_decode_attention). Addresses. */
+  /**
+   * cache[b, column[b], :] = src[b, :] for a cache [B, capacity, width] of float32 or, with bf16, of bf16 elements
+   * (r1_cuda_write_columns). Addresses.
+   */
+  writeColumns(cache: number, src: number, column: number, B: number, capacity: number, width: number, bf16: boolean): void;
+  /**
+   * One query per row over the keys [kvStart[b], kvEnd[b]) of a cache of float32 or (bf16) bf16 elements
+   * (r1_cuda_decode_attention). Addresses; strides in elements.
+   */
   decodeAttention(q: number, k: number, v: number, out: number, kvStart: number, kvEnd: number, B: number, Hq: number, Hkv: number, D: number,
-    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number): void;
+    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean): void;
+  /** n float32 values rounded to n bf16 at dst (r1_cuda_to_bf16). Addresses. */
+  toBf16(src: number, dst: number, n: number): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {

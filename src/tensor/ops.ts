@@ -952,16 +952,39 @@ function cudaOnly(op: string, ...inputs: Tensor[]): void {
   for (const t of inputs) if (t.device !== 'cuda') throw new Error(`${op}: ${t} is on ${t.device}; ${op} is a CUDA decoding op (on the CPU, use copyInto and attention)`);
 }
 
-/** cache[b, column[b]] = src[b, 0] for a contiguous cache [B, capacity, ...] and src [B, 1, ...], column int32 [B]. */
-export function writeColumns(cache: Tensor, src: Tensor, column: Tensor): void {
+/**
+ * How a KV cache holds its keys and values: float32, or bf16 packed two to a float32 word (a cache [B, capacity,
+ * Hkv, D] of bf16 is a float32 tensor [B, capacity, Hkv, D / 2], element 2i in the low half of word i; made by
+ * packBf16, read and written only by decodeAttention and writeColumns).
+ */
+export type CacheFormat = 'f32' | 'bf16';
+
+/** Elements of the cache per float32 word. */
+const elementsPerWord = (format: CacheFormat) => (format === 'bf16' ? 2 : 1);
+
+/**
+ * cache[b, column[b]] = src[b, 0] for a contiguous cache [B, capacity, ...] and src [B, 1, ...], column int32 [B];
+ * into a bf16 cache (CacheFormat), rounded to nearest even.
+ */
+export function writeColumns(cache: Tensor, src: Tensor, column: Tensor, format: CacheFormat = 'f32'): void {
   cudaOnly('writeColumns', cache, src, column);
   const [B, capacity] = cache.shape;
-  const width = cache.size / (B * capacity);
+  const width = (cache.size / (B * capacity)) * elementsPerWord(format);
   if (!cache.isContiguous || src.shape[0] !== B || src.size !== B * width || column.dtype !== 'i32' || column.size !== B) {
-    throw new Error(`writeColumns: cache ${cache}, src ${src} and column ${column} do not fit [B, capacity, ...], [B, 1, ...] and int32 [B]`);
+    throw new Error(`writeColumns: cache ${cache} (${format}), src ${src} and column ${column} do not fit [B, capacity, ...], [B, 1, ...] and int32 [B]`);
   }
-  cudaBackend().writeColumns(deviceAddress(cache), deviceAddress(contiguous(src)), deviceAddress(contiguous(column)), B, capacity, width);
+  cudaBackend().writeColumns(deviceAddress(cache), deviceAddress(contiguous(src)), deviceAddress(contiguous(column)), B, capacity, width, format === 'bf16');
   if (cache.storage instanceof DeviceArray && cache.storage.weight) cudaBackend().registerWeight(cache.storage);
+}
+
+/** x [..., D] (D even) rounded to bf16 and packed two to a word: float32 [..., D / 2] (CacheFormat 'bf16'). */
+export function packBf16(x: Tensor): Tensor {
+  cudaOnly('packBf16', x);
+  const D = x.shape[x.ndim - 1];
+  if (x.dtype !== 'f32' || D % 2 !== 0) throw new Error(`packBf16: ${x} is not float32 with an even last dimension`);
+  const out = empty([...x.shape.slice(0, -1), D / 2], 'f32', x.device);
+  cudaBackend().toBf16(deviceAddress(contiguous(x)), deviceAddress(out), x.size);
+  return out;
 }
 
 /**
@@ -969,15 +992,15 @@ export function writeColumns(cache: Tensor, src: Tensor, column: Tensor): void {
  * the keys [kvStart[b], kvEnd[b]) (int32 [B] each): what attention(q, k[:, :end], v[:, :end], { kvStart })
  * computes for a decode step whose end is on the device. Head size 64 or 128.
  */
-export function decodeAttention(q: Tensor, k: Tensor, v: Tensor, kvStart: Tensor, kvEnd: Tensor): Tensor {
+export function decodeAttention(q: Tensor, k: Tensor, v: Tensor, kvStart: Tensor, kvEnd: Tensor, format: CacheFormat = 'f32'): Tensor {
   cudaOnly('decodeAttention', q, k, v, kvStart, kvEnd);
   const [B, Tq, Hq, D] = q.shape;
-  const [Bk, capacity, Hkv, Dk] = k.shape;
-  if (q.ndim !== 4 || Tq !== 1 || Bk !== B || Dk !== D || !sameShape(k.shape, v.shape) || !k.isContiguous || !v.isContiguous || kvStart.size !== B || kvEnd.size !== B) {
-    throw new Error(`decodeAttention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not fit [B, 1, Hq, D] and contiguous caches [B, capacity, Hkv, D]`);
+  const [Bk, capacity, Hkv, words] = k.shape;
+  if (q.ndim !== 4 || Tq !== 1 || Bk !== B || words * elementsPerWord(format) !== D || !sameShape(k.shape, v.shape) || !k.isContiguous || !v.isContiguous || kvStart.size !== B || kvEnd.size !== B) {
+    throw new Error(`decodeAttention: q [${q.shape}], k [${k.shape}], v [${v.shape}] (${format}) do not fit [B, 1, Hq, D] and contiguous caches [B, capacity, Hkv, D]`);
   }
   const out = empty([B, 1, Hq, D], q.dtype, q.device);
   cudaBackend().decodeAttention(deviceAddress(contiguous(q)), deviceAddress(k), deviceAddress(v), deviceAddress(out), deviceAddress(contiguous(kvStart)),
-    deviceAddress(contiguous(kvEnd)), B, Hq, Hkv, D, capacity, capacity * Hkv * D, capacity * Hkv * D, 1 / Math.sqrt(D));
+    deviceAddress(contiguous(kvEnd)), B, Hq, Hkv, D, capacity, capacity * Hkv * D, capacity * Hkv * D, 1 / Math.sqrt(D), format === 'bf16');
   return out;
 }

@@ -546,6 +546,56 @@ describe('the decode step with its column on the device (what CUDA graphs of dec
     }
   });
 
+  // A bf16 KV cache (CacheFormat): rounding is round-to-nearest-even of the float32 bits, computed here in JS.
+  const bf16Bits = (x: number) => {
+    const u = new Uint32Array(Float32Array.of(x).buffer)[0];
+    return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
+  };
+  const fromBf16Bits = (bits: number) => new Float32Array(Uint32Array.of(bits * 65536).buffer)[0];
+  const halves = (t: T.Tensor) => new Uint16Array(Float32Array.from(t.toArray()).buffer);
+
+  it('packBf16 and writeColumns into a bf16 cache store each value rounded to nearest even, element 2i in the low half of word i', () => {
+    const rng = new T.Rng(seed + 2);
+    const [B, capacity, Hkv, D] = [3, 11, 2, 64];
+    // Magnitudes from 1e-2 to 1e3, and values halfway between two bf16 (1 + 3/256 and 1 + 5/256: ties, which go
+    // to the even one, 1 + 2/128 both times).
+    const values = normal(rng, B * capacity * Hkv * D).map((x, i) => (i % 7 === 0 ? fromBf16Bits(0x3f81) + 2 ** -8 * (i % 2 ? 1 : 3) : x * 10 ** ((i % 7) - 3)));
+    const packed = T.scope(() => halves(T.packBf16(T.tensor(values, [B, capacity, Hkv, D], 'f32', 'cuda'))));
+    assert.deepEqual(Array.from(packed), values.map(bf16Bits));
+    const cache = T.packBf16(T.tensor(values, [B, capacity, Hkv, D], 'f32', 'cuda'));
+    const src = normal(rng, B * Hkv * D);
+    const columns = [0, 7, 10];
+    T.scope(() => T.writeColumns(cache, T.tensor(src, [B, 1, Hkv, D], 'f32', 'cuda'), T.tensor(columns, [B], 'i32', 'cuda'), 'bf16'));
+    const expected = values.map(bf16Bits);
+    columns.forEach((c, b) => src.slice(b * Hkv * D, (b + 1) * Hkv * D).forEach((x, i) => (expected[(b * capacity + c) * Hkv * D + i] = bf16Bits(x))));
+    assert.deepEqual(Array.from(halves(cache)), expected);
+    T.dispose(cache);
+  });
+
+  it('decodeAttention over a bf16 cache equals attention over the same values rounded to bf16', () => {
+    const rng = new T.Rng(seed + 3);
+    for (const D of [64, 128]) {
+      const [B, capacity, Hq, Hkv] = [3, 300, 14, 2];
+      const rounded = () => normal(rng, B * capacity * Hkv * D).map((x) => fromBf16Bits(bf16Bits(x)));
+      const q = T.tensor(normal(rng, B * Hq * D), [B, 1, Hq, D], 'f32', 'cpu');
+      const k = T.tensor(rounded(), [B, capacity, Hkv, D], 'f32', 'cpu');
+      const v = T.tensor(rounded(), [B, capacity, Hkv, D], 'f32', 'cpu');
+      const kvStart = [0, 30, 199];
+      const kvEnd = [290, 100, 200];
+      const got = T.scope(() => T.noGrad(() => T.decodeAttention(q.to('cuda'), T.packBf16(k.to('cuda')), T.packBf16(v.to('cuda')),
+        T.tensor(kvStart, [B], 'i32', 'cuda'), T.tensor(kvEnd, [B], 'i32', 'cuda'), 'bf16').toArray())) as Float32Array;
+      let worst = 0;
+      for (let b = 0; b < B; b++) {
+        const row = (t: T.Tensor) => T.slice(T.slice(t, 0, b, b + 1), 1, 0, kvEnd[b]);
+        const expected = T.noGrad(() => T.attention(T.slice(q, 0, b, b + 1), row(k), row(v), { causal: true, kvStart: T.tensor([kvStart[b]], [1], 'i32', 'cpu') })).toArray();
+        expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(got[b * Hq * D + i] - e))));
+      }
+      measured.push([`decodeAttention bf16 D=${D}`, worst]);
+      // The same (exactly representable) inputs as the CPU's, so only the order of float32 sums differs: ~1e-7.
+      assert.ok(worst < 1e-5, `D=${D}: ${worst}`);
+    }
+  });
+
   it('a recorded graph replays its work on new inputs, and frees what it recorded with dispose()', () => {
     const x = T.keep(T.tensor([1, 2, 3], [3], 'f32', 'cuda'));
     const before = T.cudaMemoryStats().inUse;

@@ -66,11 +66,13 @@ export interface CudaLibrary {
   ncclCommDestroy(comm: DevicePtr): void;
   /** r1_cuda_sample (native/r1_cuda.h): per-row tokens and log-probabilities into out [3 * rows] words. */
   sample(logits: DevicePtr, rows: number, vocab: number, sampleVocab: number, params: DevicePtr, out: DevicePtr): void;
-  /** r1_cuda_write_columns: cache[b, column[b], :] = src[b, :] for cache [B, capacity, width]. */
-  writeColumns(cache: DevicePtr, src: DevicePtr, column: DevicePtr, B: number, capacity: number, width: number): void;
+  /** r1_cuda_write_columns: cache[b, column[b], :] = src[b, :] for cache [B, capacity, width] of float or (bf16) bf16. */
+  writeColumns(cache: DevicePtr, src: DevicePtr, column: DevicePtr, B: number, capacity: number, width: number, bf16: boolean): void;
   /** r1_cuda_decode_attention: one query per row over keys [kvStart[b], kvEnd[b]) of a cache of `capacity` columns. */
   decodeAttention(q: DevicePtr, k: DevicePtr, v: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, Hq: number, Hkv: number, D: number,
-    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number): void;
+    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean): void;
+  /** r1_cuda_to_bf16: n floats rounded to n bf16 at dst. */
+  toBf16(src: DevicePtr, dst: DevicePtr, n: number): void;
 }
 
 /**
@@ -144,8 +146,9 @@ const declarations = {
   r1_adamw: 'void r1_adamw(uint64_t p, uint64_t g, uint64_t m, uint64_t v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
   r1_random_normal: 'void r1_random_normal(uint64_t x, int64_t n, uint32_t key0, uint32_t key1, double std_dev)',
   r1_cuda_sample: 'void r1_cuda_sample(uint64_t logits, int64_t rows, int64_t vocab, int64_t sample_vocab, uint64_t params, uint64_t out)',
-  r1_cuda_write_columns: 'void r1_cuda_write_columns(uint64_t cache, uint64_t src, uint64_t column, int64_t B, int64_t capacity, int64_t width)',
-  r1_cuda_decode_attention: 'void r1_cuda_decode_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale)',
+  r1_cuda_write_columns: 'void r1_cuda_write_columns(uint64_t cache, uint64_t src, uint64_t column, int64_t B, int64_t capacity, int64_t width, int bf16)',
+  r1_cuda_decode_attention: 'void r1_cuda_decode_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int bf16)',
+  r1_cuda_to_bf16: 'void r1_cuda_to_bf16(uint64_t src, uint64_t dst, int64_t n)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
   r1_cuda_sum_squares_add: 'void r1_cuda_sum_squares_add(uint64_t x, int64_t n, uint64_t acc)',
   r1_cuda_profile_start: 'int r1_cuda_profile_start(int capacity)',
@@ -462,13 +465,17 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
       c.r1_cuda_sample(logits, rows, vocab, sampleVocab, params, out);
       check('sample');
     },
-    writeColumns(cache, src, column, B, capacity, width) {
-      c.r1_cuda_write_columns(cache, src, column, B, capacity, width);
+    writeColumns(cache, src, column, B, capacity, width, bf16) {
+      c.r1_cuda_write_columns(cache, src, column, B, capacity, width, bf16 ? 1 : 0);
       check('writeColumns');
     },
-    decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale) {
-      c.r1_cuda_decode_attention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale);
+    decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16) {
+      c.r1_cuda_decode_attention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16 ? 1 : 0);
       check('decodeAttention');
+    },
+    toBf16(src, dst, n) {
+      c.r1_cuda_to_bf16(src, dst, n);
+      check('toBf16');
     },
   };
 }

@@ -91,9 +91,10 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
     },
     sample: (logits, rows, vocab, sampleVocab, params, out) => library.sample(logits, rows, vocab, sampleVocab, params, out),
     sumSquaresAdd: (x, n, acc) => library.sumSquaresAdd(x, n, acc),
-    writeColumns: (cache, src, column, B, capacity, width) => library.writeColumns(cache, src, column, B, capacity, width),
-    decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale) =>
-      library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale),
+    writeColumns: (cache, src, column, B, capacity, width, bf16) => library.writeColumns(cache, src, column, B, capacity, width, bf16),
+    decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16) =>
+      library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16),
+    toBf16: (src, dst, n) => library.toBf16(src, dst, n),
     registerWeight(array) {
       // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
