@@ -34,14 +34,25 @@ export function bytesToVocabString(bytes: Uint8Array): string {
  */
 export function vocabStringToBytes(token: string): Uint8Array | null {
   const out = new Uint8Array(token.length);
-  let n = 0;
-  for (const char of token) {
-    const b = CHAR_TO_BYTE.get(char);
-    if (b === undefined) return null;
-    out[n++] = b;
+  for (let i = 0; i < token.length; i++) {
+    // Every character of the alphabet is one UTF-16 unit below U+0144; a surrogate or anything else is not.
+    const code = token.charCodeAt(i);
+    const b = code < CODE_TO_BYTE.length ? CODE_TO_BYTE[code] : -1;
+    if (b < 0) return null;
+    out[i] = b;
   }
-  return out.subarray(0, n);
+  return out;
 }
+
+/**
+ * CHAR_TO_BYTE by character code (-1: not in the alphabet): an array read, since decoding a sampled token's
+ * bytes is on the sampling engine's per-token path and a Map lookup of a one-character string costs ~1 us.
+ */
+const CODE_TO_BYTE: Int16Array = (() => {
+  const table = new Int16Array(Math.max(...BYTE_TO_CHAR.map((c) => c.charCodeAt(0))) + 1).fill(-1);
+  BYTE_TO_CHAR.forEach((char, byte) => (table[char.charCodeAt(0)] = byte));
+  return table;
+})();
 
 /**
  * The pre-tokenizer regex of Qwen2/Qwen2.5/Qwen3 (and, with `\p{N}{1,3}`, Llama-3). It splits text into
