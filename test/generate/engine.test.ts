@@ -293,6 +293,8 @@ describe('continuous batching', () => {
     requests.forEach((request, i) => assert.deepEqual(together[i], generate(model, tokenizer, [request], options)[0], `request ${i}`));
     // The samples of a group differ (their own seeds), though they share the prefill.
     assert.notDeepEqual(together[0].tokenIds, together[1].tokenIds);
+    // A bf16 KV cache is for CUDA graph steps only: on the CPU the cache stays float32 and nothing changes.
+    assert.deepEqual(generate(model, tokenizer, requests, { ...options, maxBatchSize: 16, kvCache: 'bf16' }), together);
   }));
 
   it('lets a queued request enter as soon as a row is free, keeping the batch full until the queue is empty', () => {
