@@ -3,10 +3,10 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16] [--profile] [train | train-s42m | train-q05b] [build] [sample] [grpo]
-// --profile: after timing each training row, one more step under profileCuda (CUDA events around every kernel
-// call), printed as the device time of each kind of kernel, the bf16 rounding of operands, and the time the
-// device waited between calls (host-bound stretches).
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16] [train | train-s42m | train-q05b] [build] [sample] [grpo]
+// PROFILE=1 (as in bench/train.ts): after timing each training row, one more step under profileCuda (CUDA
+// events around every kernel call), printed as the device time of each kind of kernel, the bf16 rounding of
+// operands, and the time the device waited between calls (host-bound stretches).
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
 // the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
 // `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
@@ -96,7 +96,7 @@ function trainRow(name: keyof typeof SHAPES, batch: number, seq: number, steps: 
   for (let i = 0; i < steps; i++) step();
   synchronize('cuda');
   const seconds = (performance.now() - start) / 1000 / steps;
-  const profile = args.includes('--profile') ? profileCuda(step) : null;
+  const profile = process.env.PROFILE === '1' ? profileCuda(step) : null;
   const n = model.parameterCount();
   const tokens = batch * seq;
   // torch_baseline.py's count: 6 N per token plus causal attention counted in full.

@@ -18,6 +18,8 @@
 // query tile of every query head of its group that can see them. Per tile it forms S^T = K Q^T and dP^T = V dO^T,
 // P^T = exp2(S^T - lse), dS^T = P^T (dP^T - D_i), accumulates dV += P^T dO and dK += dS^T Q in registers, and
 // writes dS^T to shared memory so that the block computes dQ = dS K for the tile and adds it to dq with atomics.
+// When that grid is too small to fill the GPU evenly (few kv heads, short sequences), each query head of a group
+// gets blocks of its own instead, and one pass adds their dK and dV slices (attention_backward_bf16).
 #include <cuda_bf16.h>
 
 #include "common.cuh"
@@ -127,6 +129,9 @@ struct FlashArgs {
   int64_t Tq, Tk, Hq, Hkv;
   float scale;
   int causal;
+  // Backward: the query heads of its group that one block walks (a divisor of Hq / Hkv), and the distance between
+  // the dK / dV slices that the blocks of different parts of a group write (0 when a block walks the whole group).
+  int64_t heads_per_block, part_stride;
 };
 
 template <int D>
@@ -284,8 +289,9 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
   float* lses = reinterpret_cast<float*>(dSs + kTile * SD);  // [2 stages][QT], lse * log2 e
   float* deltas = lses + 2 * QT;                              // [2 stages][QT]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
-  const int64_t b = blockIdx.z, hk = blockIdx.y, k0 = int64_t(blockIdx.x) * kTile;
-  const int64_t group = a.Hq / a.Hkv, offset = a.Tk - a.Tq;
+  const int64_t group = a.Hq / a.Hkv, parts = group / a.heads_per_block, offset = a.Tk - a.Tq;
+  const int64_t b = blockIdx.z, hk = blockIdx.y / parts, part = blockIdx.y % parts, k0 = int64_t(blockIdx.x) * kTile;
+  const int64_t first_head = hk * group + part * a.heads_per_block;
   const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
   const float scale2 = a.scale * kLog2e;
 
@@ -294,9 +300,9 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
   const int64_t first_q = a.causal ? (max(int64_t(0), k0 - offset) / QT) * QT : 0;
   const int64_t q_tiles = first_q < a.Tq ? (a.Tq - first_q + QT - 1) / QT : 0;
   const bool block_visible = min(a.Tk - 1, k0 + kTile - 1) >= key_lo;
-  const int64_t tiles = block_visible ? group * q_tiles : 0;
+  const int64_t tiles = block_visible ? a.heads_per_block * q_tiles : 0;
   auto issue = [&](int64_t t, int stage) {
-    const int64_t h = hk * group + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
+    const int64_t h = first_head + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
     const int64_t at = (b * a.Tq + q0) * a.Hq + h;
     load_tile_async<QT, D, kBwdThreads>(Qs + stage * QT * S, a.qb + at * D, a.Hq * D, a.Tq - q0, tid);
     load_tile_async<QT, D, kBwdThreads>(dOs + stage * QT * S, a.dob + at * D, a.Hq * D, a.Tq - q0, tid);
@@ -337,7 +343,7 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    const int64_t h = hk * group + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
+    const int64_t h = first_head + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
     const uint32_t stage_bytes = 2 * stage * QT * S;
     const float* lse_t = lses + stage * QT;
     const float* delta_t = deltas + stage * QT;
@@ -443,13 +449,29 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
   for (int r = 0; r < 2; ++r) {
     const int64_t key = row_key[r];
     if (key >= a.Tk) continue;
-    float* dkr = a.dk + ((b * a.Tk + key) * a.Hkv + hk) * D + 2 * c;
-    float* dvr = a.dv + ((b * a.Tk + key) * a.Hkv + hk) * D + 2 * c;
+    float* dkr = a.dk + part * a.part_stride + ((b * a.Tk + key) * a.Hkv + hk) * D + 2 * c;
+    float* dvr = a.dv + part * a.part_stride + ((b * a.Tk + key) * a.Hkv + hk) * D + 2 * c;
     #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
       *reinterpret_cast<float2*>(dkr + n * 8) = make_float2(a.scale * dk[n][2 * r], a.scale * dk[n][2 * r + 1]);
       *reinterpret_cast<float2*>(dvr + n * 8) = make_float2(dv[n][2 * r], dv[n][2 * r + 1]);
     }
+  }
+}
+
+// dk[i] = sum over parts p of parts_dk[p][i] (and the same for dv), in part order: the gradients of one kv head
+// that the blocks of the parts of its query-head group computed separately.
+__global__ void sum_parts_kernel(const float4* parts_dk, const float4* parts_dv, float4* dk, float4* dv, int64_t parts,
+                                 int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    float4 k = parts_dk[i], v = parts_dv[i];
+    for (int64_t p = 1; p < parts; ++p) {
+      const float4 kp = parts_dk[p * n4 + i], vp = parts_dv[p * n4 + i];
+      k = make_float4(k.x + kp.x, k.y + kp.y, k.z + kp.z, k.w + kp.w);
+      v = make_float4(v.x + vp.x, v.y + vp.y, v.z + vp.z, v.w + vp.w);
+    }
+    dk[i] = k;
+    dv[i] = v;
   }
 }
 
@@ -459,6 +481,18 @@ void launch(Kernel kernel, dim3 grid, int threads, size_t shared_bytes, const Fl
   if (err != cudaSuccess) return r1cuda::record_error(name, err);
   kernel<<<grid, threads, shared_bytes, r1cuda::stream()>>>(args);
   r1cuda::check_launch(name);
+}
+
+int multiprocessors() {
+  static int count = 0;
+  if (count == 0) {
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      count = 132;  // an H100 / H200: only the choice of grid depends on it
+    }
+  }
+  return count;
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -506,14 +540,34 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
   round_to_bf16(v, vb, 1, kv_count, 0);
   round_to_bf16(q, qb, 1, q_count, 0);
   round_to_bf16(dout, dob, 1, q_count, 0);
-  FlashArgs a{nullptr, lse, delta, kb, vb, qb, dob, nullptr, nullptr, dq, dk, dv, kv_start, Tq, Tk, Hq, Hkv, scale, causal};
-  const dim3 grid(static_cast<unsigned>((Tk + kTile - 1) / kTile), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
+  // Grouped-query heads: a block per key tile and kv head walks every query head of the group, so a causal
+  // block over the first keys does group x (Tq / QT) tiles while one over the last keys does group x 1, and with
+  // few kv heads the grid is one uneven wave (Qwen2.5-0.5B: 2 kv heads of 7 query heads). Then each query head
+  // gets blocks of its own, writing dK and dV slices that one pass adds up: more, shorter blocks in waves.
+  const int64_t group = Hq / Hkv, key_tiles = (Tk + kTile - 1) / kTile;
+  const bool split = group > 1 && key_tiles * Hkv * B < 8 * multiprocessors();
+  float *parts_dk = nullptr, *parts_dv = nullptr;
+  if (split) {
+    parts_dk = static_cast<float*>(scratch(kScratchAttentionParts, 2 * group * kv_count * sizeof(float)));
+    if (!parts_dk) return true;  // the failure is recorded
+    parts_dv = parts_dk + group * kv_count;
+  }
+  FlashArgs a{nullptr, lse, delta, kb, vb, qb, dob, nullptr, nullptr, dq, split ? parts_dk : dk, split ? parts_dv : dv,
+              kv_start, Tq, Tk, Hq, Hkv, scale, causal, split ? 1 : group, split ? kv_count : 0};
+  const dim3 grid(static_cast<unsigned>(key_tiles), static_cast<unsigned>(split ? Hq : Hkv), static_cast<unsigned>(B));
   auto shared_bytes = [&](int qt) {
     return sizeof(__nv_bfloat16) * (2 * kTile * (D + 8) + 4 * qt * (D + 8) + kTile * (qt + 8)) + sizeof(float) * 4 * qt;
   };
   const char* name = "r1_attention_backward (bf16 tensor cores)";
   if (D == 64) launch(flash_backward_kernel<64, 64>, grid, kBwdThreads, shared_bytes(64), a, name);
   else launch(flash_backward_kernel<128, 32>, grid, kBwdThreads, shared_bytes(32), a, name);
+  if (split) {
+    // kv_count = B Tk Hkv D is a multiple of 4 (D is 64 or 128); the buffers are 16-byte aligned (checked above).
+    sum_parts_kernel<<<grid_for(kv_count / 4), kThreads, 0, stream()>>>(
+        reinterpret_cast<const float4*>(parts_dk), reinterpret_cast<const float4*>(parts_dv), reinterpret_cast<float4*>(dk),
+        reinterpret_cast<float4*>(dv), group, kv_count / 4);
+    check_launch("r1_attention_backward (sum of the query-head parts)");
+  }
   return true;
 }
 

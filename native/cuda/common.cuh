@@ -39,7 +39,7 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 // partial sums). It is not taken from the caching allocator: a CUDA graph that captured a call keeps using the
 // same buffer at replay, so it must never be handed to anything else. Growing retires the old buffer.
 enum ScratchSlot { kScratchGemmA = 0, kScratchGemmB, kScratchPartials, kScratchAttention, kScratchAttentionBf16,
-                  kScratchSlots };
+                  kScratchAttentionParts, kScratchSlots };
 void* scratch(ScratchSlot slot, size_t bytes);
 
 // bf16 shadows of the weights registered with r1_cuda_register_weight (bf16_weights.cu).

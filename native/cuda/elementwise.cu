@@ -162,6 +162,30 @@ __global__ void binary_kernel(int op, const float* a, const float* b, float* out
   }
 }
 
+// The common cases of binary, four elements per thread and step (16-byte loads and stores): operands that are
+// whole ([rows, cols] like the output), one row broadcast over the rows (a bias), or one scalar (a clip factor).
+// Needs cols % 4 == 0 and 16-byte aligned whole and row operands; Index is int32 when the size allows.
+enum Broadcast : int { kWhole = 0, kRow = 1, kScalar = 2 };
+
+template <class Index>
+__device__ inline float4 load4(const float* p, int mode, Index i4, Index col4) {
+  if (mode == kScalar) {
+    const float v = p[0];
+    return make_float4(v, v, v, v);
+  }
+  return reinterpret_cast<const float4*>(p)[mode == kWhole ? i4 : col4];
+}
+
+template <class Index>
+__global__ void binary4_kernel(int op, const float* a, int a_mode, const float* b, int b_mode, float4* out, Index n4,
+                               Index cols4) {
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < n4; i += Index(gridDim.x) * blockDim.x) {
+    const Index col = i % cols4;
+    const float4 x = load4(a, a_mode, i, col), y = load4(b, b_mode, i, col);
+    out[i] = make_float4(binary_op(op, x.x, y.x), binary_op(op, x.y, y.y), binary_op(op, x.z, y.z), binary_op(op, x.w, y.w));
+  }
+}
+
 // Operand order: cond, a, b, out.
 __global__ void where_kernel(const float* cond, const float* a, const float* b, float* out, Strided<4> s) {
   GRID_STRIDE(i, s.total) {
@@ -180,21 +204,45 @@ __global__ void copy_kernel(const float* src, float* dst, Strided<2> s) {
   }
 }
 
-__global__ void swiglu_kernel(const float* gate, const float* up, float* y, int64_t n) {
-  GRID_STRIDE(i, n) {
-    float g = gate[i];
-    y[i] = g * sigmoid(g) * up[i];
+// SwiGLU, silu(gate) * up, one element at a time or (n % 4 == 0, every buffer 16-byte aligned) four.
+__device__ inline float swiglu_value(float g, float u) { return g * sigmoid(g) * u; }
+__device__ inline void swiglu_grads(float g, float u, float d, float& dgate, float& dup) {
+  const float s = sigmoid(g);
+  dgate = d * u * (s * (1.0f + g * (1.0f - s)));
+  dup = d * g * s;
+}
+
+__global__ void swiglu4_kernel(const float4* gate, const float4* up, float4* y, int64_t n4) {
+  GRID_STRIDE(i, n4) {
+    const float4 g = gate[i], u = up[i];
+    y[i] = make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z), swiglu_value(g.w, u.w));
   }
+}
+
+__global__ void swiglu4_backward_kernel(const float4* gate, const float4* up, const float4* dy, float4* dgate, float4* dup,
+                                        int64_t n4) {
+  GRID_STRIDE(i, n4) {
+    const float4 g = gate[i], u = up[i], d = dy[i];
+    float4 dg, du;
+    swiglu_grads(g.x, u.x, d.x, dg.x, du.x);
+    swiglu_grads(g.y, u.y, d.y, dg.y, du.y);
+    swiglu_grads(g.z, u.z, d.z, dg.z, du.z);
+    swiglu_grads(g.w, u.w, d.w, dg.w, du.w);
+    dgate[i] = dg;
+    dup[i] = du;
+  }
+}
+
+__global__ void swiglu_kernel(const float* gate, const float* up, float* y, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = swiglu_value(gate[i], up[i]);
 }
 
 __global__ void swiglu_backward_kernel(const float* gate, const float* up, const float* dy, float* dgate, float* dup,
                                        int64_t n) {
-  GRID_STRIDE(i, n) {
-    float g = gate[i], s = sigmoid(g), d = dy[i];
-    dgate[i] = d * up[i] * (s * (1.0f + g * (1.0f - s)));
-    dup[i] = d * g * s;
-  }
+  GRID_STRIDE(i, n) swiglu_grads(gate[i], up[i], dy[i], dgate[i], dup[i]);
 }
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 void contiguous_strides(const int64_t* shape, int ndim, int64_t* strides) {
   int64_t s = 1;
@@ -227,7 +275,30 @@ R1_API void r1_binary(int op, const float* a, const int64_t* a_strides, const fl
   const int64_t* strides[3] = {a_strides, b_strides, out_strides};
   Strided<3> s = make_strided<3>(shape, ndim, strides);
   if (s.total <= 0) return;
-  binary_kernel<<<grid_for(s.total), kThreads, 0, stream()>>>(op, a, b, out, s);
+  // After merging: one dimension (whole or scalar operands) or [rows, cols] with operands [cols, 1] or [0, 1].
+  const int64_t cols = s.shape[s.ndim - 1];
+  int modes[2] = {-1, -1};
+  for (int o = 0; o < 2 && s.ndim <= 2; ++o) {
+    const int64_t inner = s.strides[o][s.ndim - 1], outer = s.ndim == 2 ? s.strides[o][0] : 0;
+    if (inner == 1 && (s.ndim == 1 || outer == cols)) modes[o] = kWhole;
+    else if (inner == 1 && outer == 0) modes[o] = kRow;
+    else if (inner == 0 && outer == 0) modes[o] = kScalar;
+  }
+  const float* operands[2] = {a, b};
+  bool vectorizable = s.ndim <= 2 && cols % 4 == 0 && aligned16(out);
+  for (int o = 0; o < 2; ++o) vectorizable &= modes[o] >= 0 && (modes[o] == kScalar || aligned16(operands[o]));
+  if (vectorizable) {
+    const int64_t n4 = s.total / 4, cols4 = cols / 4;
+    auto* out4 = reinterpret_cast<float4*>(out);
+    if (n4 < (int64_t(1) << 31)) {
+      binary4_kernel<int32_t><<<grid_for(n4), kThreads, 0, stream()>>>(op, a, modes[0], b, modes[1], out4,
+                                                                     static_cast<int32_t>(n4), static_cast<int32_t>(cols4));
+    } else {
+      binary4_kernel<int64_t><<<grid_for(n4), kThreads, 0, stream()>>>(op, a, modes[0], b, modes[1], out4, n4, cols4);
+    }
+  } else {
+    binary_kernel<<<grid_for(s.total), kThreads, 0, stream()>>>(op, a, b, out, s);
+  }
   check_launch("r1_binary");
 }
 
@@ -253,13 +324,24 @@ R1_API void r1_copy(const float* src, const int64_t* src_strides, float* dst, co
 
 R1_API void r1_swiglu(const float* gate, const float* up, float* y, int64_t n) {
   if (n <= 0) return;
-  swiglu_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, y, n);
+  if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(y)) {
+    swiglu4_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up),
+                                                               reinterpret_cast<float4*>(y), n / 4);
+  } else {
+    swiglu_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, y, n);
+  }
   check_launch("r1_swiglu");
 }
 
 R1_API void r1_swiglu_backward(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t n) {
   if (n <= 0) return;
-  swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, n);
+  if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(dy) && aligned16(dgate) && aligned16(dup)) {
+    swiglu4_backward_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(
+        reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up), reinterpret_cast<const float4*>(dy),
+        reinterpret_cast<float4*>(dgate), reinterpret_cast<float4*>(dup), n / 4);
+  } else {
+    swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, n);
+  }
   check_launch("r1_swiglu_backward");
 }
 

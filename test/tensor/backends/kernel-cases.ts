@@ -175,6 +175,12 @@ export function kernelCases(subject: KernelSubject) {
         { shape: [5, 6, 7], a: [1, 35, 5], b: [42, 7, 1], an: 210, bn: 210 },
         { shape: [], a: [], b: [], an: 1, bn: 1 },
         { shape: [3, 1, 300, 257], a: [77100, 77100, 257, 1], b: [0, 0, 257, 1], an: 231300, bn: 77100 },
+        // Rows of a multiple of 4 (CUDA's four-wide path): whole operands, a row broadcast either side, a scalar.
+        { shape: [64, 36], a: [36, 1], b: [36, 1], an: 2304, bn: 2304 },
+        { shape: [4, 16, 36], a: [576, 36, 1], b: [0, 0, 1], an: 2304, bn: 36 },
+        { shape: [64, 36], a: [0, 1], b: [36, 1], an: 36, bn: 2304 },
+        { shape: [5, 8, 7], a: [56, 7, 1], b: [0, 0, 0], an: 280, bn: 1 },
+        { shape: [3, 300, 256], a: [76800, 256, 1], b: [0, 256, 1], an: 230400, bn: 76800 },
       ];
       for (const op of Object.keys(BinaryOp) as BinaryOpName[]) {
         const comparison = ['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'max', 'min'].includes(op);
@@ -190,9 +196,10 @@ export function kernelCases(subject: KernelSubject) {
             (k, x) => k.binary(op, x.a!, l.a, x.b!, l.b, x.out!, l.shape), tol);
         }
         // out aliasing a contiguous input, b broadcast (gradient accumulation: grad += bias-shaped term).
-        const shape = [41, 23];
-        compare(`binary ${op} in place`, { a: input(943, false), b: input(23, true) },
-          (k, x) => k.binary(op, x.a!, contiguousStrides(shape), x.b!, [0, 1], x.a!, shape), tol);
+        for (const shape of [[41, 23], [40, 24]]) {
+          compare(`binary ${op} in place [${shape}]`, { a: input(shape[0] * shape[1], false), b: input(shape[1], true) },
+            (k, x) => k.binary(op, x.a!, contiguousStrides(shape), x.b!, [0, 1], x.a!, shape), tol);
+        }
       }
     },
 
@@ -228,14 +235,15 @@ export function kernelCases(subject: KernelSubject) {
     },
 
     swiglu() {
-      for (const n of ELEMENT_COUNTS) {
+      // 70004: a multiple of 4 (CUDA's four-wide path).
+      for (const n of [...ELEMENT_COUNTS, 70004]) {
         compare(`swiglu n=${n}`, { gate: normal(n, 4), up: normal(n), y: new Float32Array(n) },
           (k, b) => k.swiglu(b.gate!, b.up!, b.y!, n), ELEMENTWISE);
       }
     },
 
     swigluBackward() {
-      for (const n of ELEMENT_COUNTS) {
+      for (const n of [...ELEMENT_COUNTS, 70004]) {
         compare(`swigluBackward n=${n}`,
           { gate: normal(n, 4), up: normal(n), dy: normal(n), dgate: new Float32Array(n), dup: new Float32Array(n) },
           (k, b) => k.swigluBackward(b.gate!, b.up!, b.dy!, b.dgate!, b.dup!, n), ELEMENTWISE);
@@ -387,7 +395,8 @@ export function kernelCases(subject: KernelSubject) {
     rope() {
       // Two products and a sum per output, float32 with FMA: a few ulp of |x|, 1e-6 absolute for |x| ~ 1.
       const maxPosition = 100;
-      for (const [tokens, heads, headDim, rotDim] of [[1, 1, 2, 2], [13, 3, 10, 6], [70, 4, 64, 64], [300, 8, 32, 16]]) {
+      // [9, 2, 128, 128] and [5, 3, 96, 16]: more pairs, and more passed-through dims, than CUDA's 32 lanes a row.
+      for (const [tokens, heads, headDim, rotDim] of [[1, 1, 2, 2], [13, 3, 10, 6], [70, 4, 64, 64], [300, 8, 32, 16], [9, 2, 128, 128], [5, 3, 96, 16]]) {
         const half = rotDim / 2, cos = new Float32Array(maxPosition * half), sin = new Float32Array(maxPosition * half);
         for (let p = 0; p < maxPosition; p++) {
           for (let i = 0; i < half; i++) {
@@ -455,7 +464,7 @@ export function kernelCases(subject: KernelSubject) {
 
     adamw() {
       // Three steps; the update m / (sqrt(v) + eps) is O(1) and rounds a few times in float32, times lr.
-      for (const n of [1, 1003, 100003]) {
+      for (const n of [1, 1003, 100003, 100004]) {
         const state = { p: normal(n), g: normal(n), m: new Float32Array(n), v: new Float32Array(n) };
         compare(`adamw n=${n}`, state, (k, b) => {
           for (let t = 1; t <= 3; t++) {
