@@ -12,9 +12,9 @@ import { DeepSeekMoE, type MoeBalance, type MoeConfig, type MoeLoadStats } from 
 import { Module, type WeightInit } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables, yarnMscale, type RopeScaling } from '../nn/rope.ts';
-import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
+import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
-import { lastPositionLogits, type ForwardOptions } from './dense.ts';
+import { lastPositionLogits, positionsFrom, type ForwardOptions } from './dense.ts';
 
 /** DeepSeekMoE's fields (MoeConfig, MoeBalance: src/nn/moe.ts) are this config's MoE part. */
 export interface DeepSeekConfig extends MoeConfig, MoeBalance, Omit<MlaConfig, 'softmaxScale'> {
@@ -223,8 +223,7 @@ export class DeepSeekModel extends Module {
 
   /** Final hidden states [B, T, C] for int32 ids [B, T] (after the final norm). */
   hidden(ids: Tensor, options: ForwardOptions = {}, balanceLosses?: Tensor[]): Tensor {
-    const [B, T] = ids.shape;
-    const positions = options.positions ?? defaultPositions(B, T, options.cache?.[0]?.length ?? 0, ids.device);
+    const positions = options.positions ?? positionsFrom(ids, options.cache?.[0]?.length ?? 0);
     let x = this.embedTokens.forward(ids);
     this.layers.forEach((layer, i) => {
       x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart, balanceLosses);
@@ -277,14 +276,15 @@ export class DeepSeekModel extends Module {
 
   /** sum_k L_MTP^k: module k reads h^{k-1} at positions 0..T-k-1 and the embeddings of tokens k..T-1. */
   private mtpLoss(ids: Tensor, targets: Tensor, h: Tensor, balanceLosses: Tensor[]): Tensor {
-    const [B, T] = ids.shape;
+    const T = ids.shape[1];
     let previous = h;
     let sum: Tensor | null = null;
     this.mtp.forEach((module, i) => {
       const k = i + 1;
       const n = T - k;
       if (n <= 0) return;
-      const hk = module.predict(slice(previous, 1, 0, n), this.embedTokens.forward(slice(ids, 1, k, T)), defaultPositions(B, n, 0, ids.device), this.rope, balanceLosses);
+      const ahead = slice(ids, 1, k, T);
+      const hk = module.predict(slice(previous, 1, 0, n), this.embedTokens.forward(ahead), positionsFrom(ahead, 0), this.rope, balanceLosses);
       const logits = linear(module.headNorm.forward(hk), this.lmHead);
       const lossK = crossEntropy(reshape(logits, [-1, this.config.vocabSize]), reshape(slice(targets, 1, k, T), [-1]));
       sum = sum ? add(sum, lossK) : lossK;
@@ -298,10 +298,4 @@ export class DeepSeekModel extends Module {
     const c = this.config;
     return this.layers.map(() => emptyLatentKvCache(batch, capacity, c.kvLoraRank, c.qkRopeHeadDim, this.device));
   }
-}
-
-function defaultPositions(B: number, T: number, start: number, device: Device): Tensor {
-  const p = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) p[b * T + t] = start + t;
-  return tensor(p, [B, T], 'i32', device);
 }

@@ -5,7 +5,7 @@ import { SwiGluMlp } from '../nn/mlp.ts';
 import { Module, type WeightInit } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables, type RopeScaling } from '../nn/rope.ts';
-import { add, crossEntropy, linear, reshape, slice, tensor, type CacheFormat, type Device, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
+import { add, crossEntropy, linear, reshape, slice, tensor, type CacheFormat, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export type { RopeScaling };
@@ -107,6 +107,17 @@ export interface ForwardOptions {
   step?: DeviceDecodeStep | null;
 }
 
+/**
+ * Positions start..start+T-1 on every row of ids [B, T] (int32 [B, T]): where a forward without explicit positions
+ * puts its tokens (start: what the cache already holds).
+ */
+export function positionsFrom(ids: Tensor, start: number): Tensor {
+  const [B, T] = ids.shape;
+  const p = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) p[b * T + t] = start + t;
+  return tensor(p, [B, T], 'i32', ids.device);
+}
+
 /** The output head over the last position of hidden states [B, T, C] only: logits [B, V] (every family's decoding). */
 export function lastPositionLogits(h: Tensor, head: Tensor): Tensor {
   const [B, T, C] = h.shape;
@@ -135,8 +146,7 @@ export class DenseModel extends Module {
 
   /** Final hidden states [B, T, C] for int32 ids [B, T]. */
   hidden(ids: Tensor, options: ForwardOptions = {}): Tensor {
-    const [B, T] = ids.shape;
-    const positions = options.positions ?? defaultPositions(B, T, options.cache?.[0]?.length ?? 0, ids.device);
+    const positions = options.positions ?? positionsFrom(ids, options.cache?.[0]?.length ?? 0);
     let x = this.embedTokens.forward(ids);
     this.layers.forEach((layer, i) => {
       x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart, options.step);
@@ -164,10 +174,4 @@ export class DenseModel extends Module {
     const c = this.config;
     return this.layers.map(() => emptyLayerKvCache(batch, capacity, c.numKvHeads, c.headDim, c.headDim, this.device, format));
   }
-}
-
-function defaultPositions(B: number, T: number, start: number, device: Device): Tensor {
-  const p = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) p[b * T + t] = start + t;
-  return tensor(p, [B, T], 'i32', device);
 }
