@@ -91,19 +91,27 @@ const shapes: Shape[] = [
 ];
 
 /**
- * Seconds per call of each runner: the fastest of at least 5 calls each and 0.4 s in all, after one warm-up
- * call each. The runners alternate call by call, so that a burst of other load on the machine slows both
- * alike, and the fastest call is the one least disturbed by it (the machine this was written on is shared).
+ * Seconds per call of each runner: the fastest call, over rounds in which each runner in turn makes calls for
+ * 50 ms (at least 2), 0.4 s in all, after one warm-up call each. Runners alternate so that a burst of other
+ * load on the machine slows both alike (the machine this was written on is shared), but in blocks with a 30 ms
+ * pause between them, not call by call: both libraries' threads spin after a call (r1's for 100 us, OpenBLAS's
+ * for much longer), and on a few pinned cores (the GPU machine's Xeon under `taskset -c 0,1`) the other
+ * library's spinning threads halved or thirded some shapes' figures when calls alternated one by one.
  */
 function time(runners: Array<() => void>): number[] {
   for (const run of runners) run();
   const best = runners.map(() => Infinity);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
   const start = performance.now();
-  for (let calls = 0; calls < 5 || performance.now() - start < 400; ++calls) {
+  while (performance.now() - start < 400) {
     runners.forEach((run, i) => {
-      const t = performance.now();
-      run();
-      best[i] = Math.min(best[i], (performance.now() - t) / 1000);
+      Atomics.wait(pause, 0, 0, 30);
+      const blockStart = performance.now();
+      for (let calls = 0; calls < 2 || performance.now() - blockStart < 50; ++calls) {
+        const t = performance.now();
+        run();
+        best[i] = Math.min(best[i], (performance.now() - t) / 1000);
+      }
     });
   }
   return best;
@@ -159,5 +167,5 @@ for (const s of shapes) {
 
 const outDir = join(root, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, 'gemm.json'), JSON.stringify({ date: new Date().toISOString(), machine: info, timing: 'fastest of >= 5 interleaved calls and 0.4 s per shape', threads: nativeThreads(), openblas: !!sgemm, results }, null, 2) + '\n');
+writeFileSync(join(outDir, 'gemm.json'), JSON.stringify({ date: new Date().toISOString(), machine: info, timing: 'fastest call; runners alternate in 50 ms blocks with 30 ms pauses, 0.4 s per shape', threads: nativeThreads(), openblas: !!sgemm, results }, null, 2) + '\n');
 console.log(`\nwrote ${join('bench', 'results', 'gemm.json')}`);
