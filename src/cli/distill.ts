@@ -3,11 +3,11 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { defaultDistillConfig, distill, STUDENT_DIR, TRACES_DIR, type DistillConfig } from '../pipeline/distill.ts';
-import { UserError } from '../util/errors.ts';
 import { selectDevice } from './device.ts';
 import { FIELDS as SAMPLE_FIELDS } from './rejection-sample.ts';
 import { Settings, type Fields } from './settings.ts';
 import { FIELDS as SFT_FIELDS } from './sft.ts';
+import { SHARED_FIELDS } from './shared-fields.ts';
 
 const FIELDS: Fields<DistillConfig> = {
   teacher: { schema: z.string(), flag: '--teacher <dir>', help: 'Hugging Face model folder that writes the reasoning traces' },
@@ -32,36 +32,30 @@ const FIELDS: Fields<DistillConfig> = {
   minLrRatio: SFT_FIELDS.minLrRatio,
   warmup: SFT_FIELDS.warmup,
   validationFraction: { ...SFT_FIELDS.validationFraction, help: "share of the kept traces held out for the student's validation loss" },
-  seed: { schema: SFT_FIELDS.seed.schema, flag: '--seed <n>', help: "seed of the teacher's samples and of the student's example order" },
-  out: { schema: z.string().min(1), flag: '--out <dir>', help: `run folder: ${TRACES_DIR}/ (the kept traces, what each filter removed) and ${STUDENT_DIR}/ (metrics, checkpoints, final/)` },
-  resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out: the stage that was running, where it stopped' },
-  device: SFT_FIELDS.device,
-  precision: SFT_FIELDS.precision,
+  seed: { ...SFT_FIELDS.seed, help: "seed of the teacher's samples and of the student's example order" },
+  out: { ...SHARED_FIELDS.out, help: `run folder: ${TRACES_DIR}/ (the kept traces, what each filter removed) and ${STUDENT_DIR}/ (metrics, checkpoints, final/)` },
+  resume: { ...SHARED_FIELDS.resume, help: 'continue the run in --out: the stage that was running, where it stopped' },
+  device: SHARED_FIELDS.device,
+  precision: SHARED_FIELDS.precision,
 };
 
-const settings = new Settings('distill', FIELDS, defaultDistillConfig);
+const settings = new Settings('distill', FIELDS, defaultDistillConfig, {
+  required: { teacher: 'name the model folder that writes the traces', student: 'name the model folder to fine-tune', task: 'name the prompts (e.g. jsonl:problems.jsonl)' },
+});
 
 export function distillConfigFromFlags(flags: Record<string, unknown>): DistillConfig {
-  const config = settings.fromFlags(flags);
-  if (config.teacher === '') throw new UserError('--teacher: name the model folder that writes the traces');
-  if (config.student === '') throw new UserError('--student: name the model folder to fine-tune');
-  if (config.task === '') throw new UserError('--task: name the prompts (e.g. jsonl:problems.jsonl)');
-  return config;
+  return settings.fromFlags(flags);
 }
 
 export function register(program: Command): void {
-  const command = program
-    .command('distill')
-    .summary("distil a teacher's rejection-sampled reasoning traces into a smaller student with SFT only (R1's distilled models)")
-    .description(
+  settings.register(program, {
+    summary: "distil a teacher's rejection-sampled reasoning traces into a smaller student with SFT only (R1's distilled models)",
+    description:
       'The teacher samples --samples-per-prompt completions for each prompt of --task; the correct, readable ones are kept ' +
         '(as `r1 rejection-sample` does, into OUT/traces), and the student is fine-tuned on them with the loss on the answers only ' +
         '(as `r1 sft` does, into OUT/student: 2 epochs by default, the rate decayed to a tenth, as R1 trained its Qwen and Llama students). ' +
         'No RL. Resumable with --resume; the student is in OUT/student/final.',
-    );
-  settings.addOptions(command);
-  command.action(async (flags: Record<string, unknown>) => {
-    const config = distillConfigFromFlags(flags);
+  }, async (config) => {
     selectDevice(config.device, config.precision);
     const result = await distill(config);
     const last = result.student.records.at(-1);

@@ -3,9 +3,9 @@ import { z } from 'zod';
 import type { RlConfig } from '../pipeline/rl.ts';
 import { lossVariants } from '../rl/grpo.ts';
 import type { GrpoConfig } from '../rl/trainer.ts';
-import { decayShapes } from '../train/schedule.ts';
 import { UserError } from '../util/errors.ts';
-import { fraction, nonNegative, nonNegativeInt, positiveInt, type Fields } from './settings.ts';
+import { nonNegative, nonNegativeInt, positiveInt, type Fields } from './settings.ts';
+import { SHARED_FIELDS } from './shared-fields.ts';
 
 export const GRPO_FIELDS: Fields<GrpoConfig> = {
   steps: { schema: positiveInt, flag: '--steps <n>', help: 'GRPO steps (rollouts)' },
@@ -23,22 +23,22 @@ export const GRPO_FIELDS: Fields<GrpoConfig> = {
   beta: { schema: nonNegative, flag: '--beta <b>', help: 'k3 KL coefficient (0 skips the reference model)' },
   mu: { schema: positiveInt, flag: '--mu <n>', help: 'inner iterations over each rollout' },
   miniBatches: { schema: positiveInt, flag: '--mini-batches <n>', help: 'optimizer updates per inner iteration' },
-  microBatchSize: { schema: positiveInt, flag: '--micro-batch-size <n>', help: 'sequences per forward pass (gradient accumulation above it)' },
+  microBatchSize: SHARED_FIELDS.microBatchSize,
   overlongFiltering: { schema: z.boolean(), flag: '--overlong-filtering', help: 'DAPO overlong filtering: truncated completions are masked out of the loss' },
   referenceRefreshEvery: { schema: nonNegativeInt, flag: '--reference-refresh-every <n>', help: 'copy the policy into the reference every N steps (0: never)' },
-  lr: { schema: z.number().positive(), flag: '--lr <rate>', help: 'peak learning rate' },
-  warmup: { schema: nonNegativeInt, flag: '--warmup <n>', help: 'steps of linear warmup' },
-  schedule: { schema: z.enum(Object.keys(decayShapes) as [keyof typeof decayShapes]), flag: '--schedule <shape>', help: `decay after warmup: ${Object.keys(decayShapes).join(', ')}` },
-  minLrRatio: { schema: fraction, flag: null, help: 'final learning rate as a fraction of the peak' },
-  weightDecay: { schema: nonNegative, flag: '--weight-decay <wd>', help: 'AdamW decoupled weight decay' },
+  lr: SHARED_FIELDS.lr,
+  warmup: { ...SHARED_FIELDS.warmup, help: 'steps of linear warmup' },
+  schedule: SHARED_FIELDS.schedule,
+  minLrRatio: { ...SHARED_FIELDS.minLrRatio, flag: null },
+  weightDecay: SHARED_FIELDS.weightDecay,
   adamBeta1: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta1' },
   adamBeta2: { schema: z.number().min(0).lt(1), flag: null, help: 'AdamW beta2' },
   adamEps: { schema: z.number().positive(), flag: null, help: 'AdamW epsilon' },
-  gradClip: { schema: nonNegative, flag: '--grad-clip <norm>', help: 'clip the global gradient norm (0: off)' },
+  gradClip: SHARED_FIELDS.gradClip,
   seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the prompt draws and the sampling' },
-  checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints' },
-  keepCheckpoints: { schema: positiveInt, flag: null, help: 'checkpoints kept (older ones are deleted)' },
-  timeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--time-limit-minutes <m>', help: 'stop GRPO after this long (saving a checkpoint)' },
+  checkpointEvery: SHARED_FIELDS.checkpointEvery,
+  keepCheckpoints: SHARED_FIELDS.keepCheckpoints,
+  timeLimitMinutes: { ...SHARED_FIELDS.timeLimitMinutes, help: 'stop GRPO after this long (saving a checkpoint)' },
 };
 
 export const EVAL_FIELDS: Fields<Pick<RlConfig, 'evalK' | 'evalTemperature' | 'evalTopP' | 'evalLimit'>> = {

@@ -5,10 +5,9 @@ import { defaultRejectionSampleConfig, rejectionSample, type RejectionSampleConf
 import { PROMPT_TEMPLATES } from '../rewards/template.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
 import { LANGUAGE_SCRIPTS } from '../rewards/language.ts';
-import { UserError } from '../util/errors.ts';
-import { DEVICE_HELP, selectDevice } from './device.ts';
-import { positiveInt, nonNegativeInt, nonNegative, Settings, type Fields } from './settings.ts';
-
+import { selectDevice } from './device.ts';
+import { positiveInt, nonNegativeInt, Settings, type Fields } from './settings.ts';
+import { SHARED_FIELDS } from './shared-fields.ts';
 
 export const FIELDS: Fields<RejectionSampleConfig> = {
   model: { schema: z.string(), flag: '--model <dir>', help: 'Hugging Face model folder to sample (e.g. the reasoning-RL checkpoint)' },
@@ -33,32 +32,27 @@ export const FIELDS: Fields<RejectionSampleConfig> = {
   judgeModel: { schema: z.string().min(1), flag: '--judge-model <name>', help: 'model name sent to a judge endpoint' },
   judgeAttempts: { schema: positiveInt, flag: '--judge-attempts <n>', help: 'attempts per question before a judge endpoint is given up on' },
   judgeTimeoutMs: { schema: positiveInt, flag: '--judge-timeout-ms <ms>', help: 'time allowed for one judge answer' },
-  out: { schema: z.string().min(1), flag: '--out <dir>', help: 'output folder: sft.jsonl ({"messages": ...} per line), summary.json (what each filter removed), state.json' },
-  resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out where it stopped' },
-  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
+  out: { ...SHARED_FIELDS.out, help: 'output folder: sft.jsonl ({"messages": ...} per line), summary.json (what each filter removed), state.json' },
+  resume: { ...SHARED_FIELDS.resume, help: 'continue the run in --out where it stopped' },
+  device: SHARED_FIELDS.device,
 };
 
-const settings = new Settings('rejection-sample', FIELDS, defaultRejectionSampleConfig);
+const settings = new Settings('rejection-sample', FIELDS, defaultRejectionSampleConfig, {
+  required: { model: 'name the model folder to sample', task: 'name the prompts (e.g. jsonl:problems.jsonl)' },
+});
 
 export function rejectionSampleConfigFromFlags(flags: Record<string, unknown>): RejectionSampleConfig {
-  const config = settings.fromFlags(flags);
-  if (config.model === '') throw new UserError('--model: name the model folder to sample');
-  if (config.task === '') throw new UserError('--task: name the prompts (e.g. jsonl:problems.jsonl)');
-  return config;
+  return settings.fromFlags(flags);
 }
 
 export function register(program: Command): void {
-  const command = program
-    .command('rejection-sample')
-    .summary('sample k completions per prompt, keep the correct and readable ones, write SFT data (R1 stage 3)')
-    .description(
+  settings.register(program, {
+    summary: 'sample k completions per prompt, keep the correct and readable ones, write SFT data (R1 stage 3)',
+    description:
       'Samples --samples-per-prompt completions for each prompt, drops truncated, ill-formatted, language-mixing, long-paragraph and code-block ones, ' +
         'keeps those the task\'s rule checker (or, for what it rejects, --judge) accepts, at most --keep-per-prompt each, and writes OUT/sft.jsonl ' +
         '({"messages": [user, assistant]} per line) and OUT/summary.json (what each filter removed). Resumable with --resume.',
-    );
-  settings.addOptions(command);
-  command.action(async (flags: Record<string, unknown>) => {
-    const config = rejectionSampleConfigFromFlags(flags);
+  }, async (config) => {
     selectDevice(config.device);
     const { counts, file } = await rejectionSample(config);
     const removed = Object.entries(counts.removed).filter(([, n]) => n > 0).map(([name, n]) => `${name} ${n}`).join(', ');

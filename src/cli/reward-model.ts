@@ -4,45 +4,43 @@ import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { loadRewardModel } from '../models/reward-model.ts';
-import { decayShapes } from '../train/schedule.ts';
 import { defaultRewardModelConfig, readPreferencePairs, scorePreferencePairs, type RewardModelConfig } from '../train/reward-model.ts';
 import { UserError } from '../util/errors.ts';
-import { DEVICE_HELP, deviceOptions, PRECISION_HELP, selectDevice } from './device.ts';
-import { positiveInt, nonNegativeInt, nonNegative, Settings, type Fields } from './settings.ts';
-
+import { deviceOptions, selectDevice } from './device.ts';
+import { positiveInt, nonNegativeInt, Settings, type Fields } from './settings.ts';
+import { SHARED_FIELDS } from './shared-fields.ts';
 
 const FIELDS: Fields<RewardModelConfig> = {
   data: { schema: z.string().min(1, 'name a JSONL file of preference pairs'), flag: '--data <file.jsonl>', help: 'preference pairs in TRL\'s format: {"chosen", "rejected"} with an optional "prompt" (strings or message lists)' },
   model: { schema: z.string().min(1, 'name a model folder'), flag: '--model <dir>', help: 'Hugging Face folder: a causal LM (gets a new reward head) or a reward model to train further' },
-  out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/ (the reward model)' },
-  resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out from its latest checkpoint, exactly where it stopped' },
+  out: { ...SHARED_FIELDS.out, help: 'run folder: metrics.jsonl, checkpoints/, final/ (the reward model)' },
+  resume: SHARED_FIELDS.resume,
   epochs: { schema: positiveInt, flag: '--epochs <n>', help: 'passes over the training pairs (paper: 1)' },
-  batchSize: { schema: positiveInt, flag: '--batch-size <n>', help: 'pairs per optimizer step' },
-  microBatchSize: { schema: positiveInt, flag: '--micro-batch-size <n>', help: 'pairs per forward pass (gradient accumulation above it)' },
-  lr: { schema: z.number().positive(), flag: '--lr <rate>', help: 'peak learning rate (paper: 6e-6 at 600B parameters)' },
-  warmup: { schema: nonNegativeInt, flag: '--warmup <n>', help: 'steps of linear warmup' },
-  schedule: { schema: z.enum(Object.keys(decayShapes) as [keyof typeof decayShapes]), flag: '--schedule <shape>', help: `decay after warmup: ${Object.keys(decayShapes).join(', ')}` },
-  minLrRatio: { schema: z.number().min(0).max(1), flag: '--min-lr-ratio <r>', help: 'final learning rate as a fraction of the peak' },
-  weightDecay: { schema: nonNegative, flag: '--weight-decay <wd>', help: 'AdamW decoupled weight decay' },
-  gradClip: { schema: nonNegative, flag: '--grad-clip <norm>', help: 'clip the global gradient norm (0: off)' },
+  batchSize: { ...SHARED_FIELDS.batchSize, help: 'pairs per optimizer step' },
+  microBatchSize: { ...SHARED_FIELDS.microBatchSize, help: 'pairs per forward pass (gradient accumulation above it)' },
+  lr: { ...SHARED_FIELDS.lr, help: 'peak learning rate (paper: 6e-6 at 600B parameters)' },
+  warmup: { ...SHARED_FIELDS.warmup, help: 'steps of linear warmup' },
+  schedule: SHARED_FIELDS.schedule,
+  minLrRatio: SHARED_FIELDS.minLrRatio,
+  weightDecay: SHARED_FIELDS.weightDecay,
+  gradClip: SHARED_FIELDS.gradClip,
   maxLength: { schema: positiveInt, flag: '--max-length <tokens>', help: 'pairs with a longer chosen or rejected text are left out (and counted)' },
   validationFraction: { schema: z.number().min(0).lt(1), flag: '--validation-fraction <f>', help: 'fraction of pairs held out for the accuracy report' },
   seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the new head and of the pair order' },
-  checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints (and held-out evaluations)' },
-  keepCheckpoints: { schema: positiveInt, flag: null, help: 'checkpoints kept (older ones are deleted)' },
-  timeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--time-limit-minutes <m>', help: 'stop after this long (saving a checkpoint)' },
-  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
-  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
+  checkpointEvery: { ...SHARED_FIELDS.checkpointEvery, help: 'steps between checkpoints (and held-out evaluations)' },
+  keepCheckpoints: SHARED_FIELDS.keepCheckpoints,
+  timeLimitMinutes: { ...SHARED_FIELDS.timeLimitMinutes, help: 'stop after this long (saving a checkpoint)' },
+  device: SHARED_FIELDS.device,
+  precision: SHARED_FIELDS.precision,
 };
 
-const settings = new Settings('reward-model train', FIELDS, defaultRewardModelConfig);
+const settings = new Settings('reward-model train', FIELDS, defaultRewardModelConfig, {
+  required: { data: 'name a JSONL file of preference pairs', model: 'name the model folder to train' },
+});
 
 /** Flags (commander's parsed values) and an optional config file -> a validated RewardModelConfig. */
 export function rewardModelConfigFromFlags(flags: Record<string, unknown>): RewardModelConfig {
-  const config = settings.fromFlags(flags);
-  if (config.data === '') throw new UserError('--data: name a JSONL file of preference pairs');
-  if (config.model === '') throw new UserError('--model: name the model folder to train');
-  return config;
+  return settings.fromFlags(flags);
 }
 
 export function register(program: Command): void {
@@ -51,16 +49,12 @@ export function register(program: Command): void {
     .summary('train a scalar reward model on preference pairs (Bradley-Terry), or score with one')
     .description('A reward model is a causal LM with a scalar head (transformers\' XForSequenceClassification, num_labels 1), as R1\'s last RL stage uses for general prompts.');
 
-  const train = group
-    .command('train')
-    .description(
+  settings.register(group, {
+    description:
       'Fits a reward head (and the whole backbone) to chosen/rejected pairs with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected). ' +
         'OUT/metrics.jsonl has one record per step (loss, accuracy, margin, held-out accuracy); checkpoints in OUT/checkpoints resume exactly with --resume; ' +
         'OUT/final is the reward model, a folder that transformers opens with AutoModelForSequenceClassification.',
-    );
-  settings.addOptions(train);
-  train.action(async (flags: Record<string, unknown>) => {
-    const config = rewardModelConfigFromFlags(flags);
+  }, async (config) => {
     selectDevice(config.device, config.precision);
     const { trainRewardModel } = await import('../train/reward-model.ts');
     const result = await trainRewardModel(config);

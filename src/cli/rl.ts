@@ -10,11 +10,11 @@ import { FORMAT_RULES } from '../rewards/format.ts';
 import { LANGUAGE_SCRIPTS } from '../rewards/language.ts';
 import { REWARD_MODEL_INPUTS, REWARD_MODEL_PARTS } from '../rewards/reward-model.ts';
 import { PROMPT_TEMPLATES } from '../rewards/template.ts';
-import { UserError } from '../util/errors.ts';
 import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
-import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
+import { selectDevice } from './device.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { nonNegative, positiveInt, Settings, type Fields } from './settings.ts';
+import { SHARED_FIELDS } from './shared-fields.ts';
 
 const keysOf = <T extends object>(table: T) => Object.keys(table) as [keyof T & string, ...Array<keyof T & string>];
 
@@ -43,16 +43,16 @@ const sourceSchema: z.ZodType<RlSourceConfig> = z.strictObject({
 
 const FIELDS: Fields<RlConfig> = {
   model: { schema: z.string(), flag: '--model <dir>', help: 'Hugging Face model folder to train (dense or DeepSeek)' },
-  out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.<source>.json, after.<source>.json, report.html, summary.json' },
-  resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out from its latest checkpoint, exactly where it stopped' },
+  out: { ...SHARED_FIELDS.out, help: 'run folder: metrics.jsonl, checkpoints/, final/, before.<source>.json, after.<source>.json, report.html, summary.json' },
+  resume: SHARED_FIELDS.resume,
   sources: { schema: z.array(sourceSchema).min(1), flag: null, help: 'prompt sources, each with its task, template, weight, first step and rewards' },
   ...GRPO_FIELDS,
   ...EVAL_FIELDS,
-  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
-  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
+  device: SHARED_FIELDS.device,
+  precision: SHARED_FIELDS.precision,
 };
 
-const settings = new Settings('rl', FIELDS, defaultRlConfig);
+const settings = new Settings('rl', FIELDS, defaultRlConfig, { required: { model: 'name the model folder to train' }, check: checkGrpoConfig });
 
 /** Reads and validates a --config JSON file (fields of RlConfig, all optional; sources' defaults filled in). */
 export function readRlConfigFile(file: string): Partial<RlConfig> {
@@ -60,26 +60,18 @@ export function readRlConfigFile(file: string): Partial<RlConfig> {
 }
 
 export function rlConfigFromFlags(flags: Record<string, unknown>): RlConfig {
-  const config = settings.fromFlags(flags);
-  if (config.model === '') throw new UserError('--model: name the model folder to train');
-  checkGrpoConfig(config);
-  return config;
+  return settings.fromFlags(flags);
 }
 
 export function register(program: Command): void {
-  const command = program
-    .command('rl')
-    .summary('GRPO on a mix of prompt sources, each with its own rewards (R1 stages 2 and 4); r1 zero is its R1-Zero preset')
-    .description(
+  const command = settings.register(program, {
+    summary: 'GRPO on a mix of prompt sources, each with its own rewards (R1 stages 2 and 4); r1 zero is its R1-Zero preset',
+    description:
       'Trains --model with GRPO on the prompt sources of --config (default: one arithmetic source on the chat template with accuracy, readable-format ' +
         'and English language-consistency rewards, as R1\'s reasoning RL). Reward kinds: accuracy, format (rule), tag-count, language (target), ' +
         'reward-model (model folder, on: summary | response, input: chat | text). Each source is evaluated before and after; OUT/metrics.jsonl ' +
         'has one record per step with per-source rewards; checkpoints in OUT/checkpoints resume exactly with --resume.',
-    );
-  settings.addOptions(command);
-  dashboardOption(command);
-  command.action(async (flags: Record<string, unknown>) => {
-    const config = rlConfigFromFlags(flags);
+  }, async (config, flags) => {
     selectDevice(config.device, config.precision);
     const dashboard = await startDashboardFor(flags.dashboard, dirname(config.out));
     const result = await runRl(config);
@@ -87,4 +79,5 @@ export function register(program: Command): void {
     console.log(`\nmodel: ${result.finalDir}\nreport: ${result.reportFile}`);
     dashboardStaysUp(dashboard);
   });
+  dashboardOption(command);
 }

@@ -6,7 +6,6 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { judgeCodeJsonl } from '../rewards/code.ts';
 import { defaultSandboxLimits, Sandbox, type SandboxLimits } from '../rewards/sandbox.ts';
-import { UserError } from '../util/errors.ts';
 import { Settings, type Fields } from './settings.ts';
 
 export interface RunCodeConfig extends SandboxLimits {
@@ -33,7 +32,9 @@ const FIELDS: Fields<RunCodeConfig> = {
   tmpMb: { schema: limit, flag: '--tmp-mb <mib>', help: 'size of the private /tmp and of any file written' },
 };
 
-const settings = new Settings('run-code', FIELDS, { ...defaultSandboxLimits, jsonl: '', out: null, workers: null });
+const settings = new Settings('run-code', FIELDS, { ...defaultSandboxLimits, jsonl: '', out: null, workers: null }, {
+  required: { jsonl: 'name the file of programs' },
+});
 
 /** Judges the file's programs, writing one verdict line each to `--out` or stdout; returns the counts. */
 export async function runCode(config: RunCodeConfig): Promise<{ lines: number; passed: number; errors: number }> {
@@ -46,19 +47,14 @@ export async function runCode(config: RunCodeConfig): Promise<{ lines: number; p
 }
 
 export function register(program: Command): void {
-  const command = program
-    .command('run-code')
-    .summary('run programs against their tests in the sandbox (the code reward\'s judge)')
-    .description(
+  settings.register(program, {
+    summary: 'run programs against their tests in the sandbox (the code reward\'s judge)',
+    description:
       'Runs every {"language": "python"|"javascript", "code": "...", "tests": [{"input", "output"} | {"assert"}]} line of a JSONL file ' +
         'in the sandbox (bubblewrap: no network, no host files, limited time, memory, processes and output) and writes one JSON verdict per line: ' +
         '{"line", "status", "passed", "total", "timeMs", "stderr"}; status is passed, wrong_answer, runtime_error, output_limit, memory_limit, ' +
         'timeout, compile_error or no_code. A malformed line gives {"line", "error"} and the others still run.',
-    );
-  settings.addOptions(command);
-  command.action(async (flags: Record<string, unknown>) => {
-    const config = settings.fromFlags(flags);
-    if (config.jsonl === '') throw new UserError('--jsonl: name the file of programs');
+  }, async (config) => {
     const summary = await runCode(config);
     console.error(`${summary.lines} programs: ${summary.passed} passed, ${summary.lines - summary.passed - summary.errors} failed, ${summary.errors} malformed`);
   });

@@ -21,11 +21,28 @@ export interface Field<T> {
 
 export type Fields<C> = { [K in keyof C]: Field<C[K]> };
 
+/** What a command's table cannot say field by field. */
+export interface SettingsRules<C> {
+  /**
+   * Text settings whose default, '', stands for "not given", each with what to give: the config fails with
+   * `--flag: what to give` when one is still empty after the file and the flags.
+   */
+  required?: Partial<Record<keyof C, string>>;
+  /** Checks across fields, run last (they throw a UserError naming the flag). */
+  check?: (config: C) => void;
+}
+
+/** A command's words around its options: the one-line summary in `r1 --help` and the paragraph of its own --help. */
+export interface CommandText {
+  summary?: string;
+  description: string;
+}
+
 export class Settings<C extends object> {
   private readonly fileSchema: z.ZodType;
 
-  /** `command` is the subcommand's name, for messages ("not a setting of r1 zero"). */
-  constructor(readonly command: string, readonly fields: Fields<C>, readonly defaults: C) {
+  /** `command` is the command's name (a subcommand's after its group's: 'reward-model train'), for messages ("not a setting of r1 zero"). */
+  constructor(readonly command: string, readonly fields: Fields<C>, readonly defaults: C, readonly rules: SettingsRules<C> = {}) {
     this.fileSchema = z.strictObject(Object.fromEntries(this.entries().map(([k, f]) => [k, f.schema.optional()])));
   }
 
@@ -71,9 +88,30 @@ export class Settings<C extends object> {
       // Flag values arrive as strings: a field that does not take the string is read as a number.
       const asGiven = field.schema.safeParse(value);
       const check = asGiven.success || typeof value !== 'string' ? asGiven : field.schema.safeParse(value.trim() === '' ? NaN : Number(value));
-      if (!check.success) throw new UserError(`${field.flag.split(' ')[0]} ${JSON.stringify(value)}: ${check.error.issues.map((i) => i.message).join('; ')}`);
+      if (!check.success) throw new UserError(`${flagName(field.flag)} ${JSON.stringify(value)}: ${check.error.issues.map((i) => i.message).join('; ')}`);
       config[key] = check.data;
     }
+    for (const [key, what] of Object.entries(this.rules.required ?? {}) as Array<[string, string]>) {
+      if (config[key] === '') throw new UserError(`${flagName(this.fields[key as keyof C].flag) ?? key}: ${what}`);
+    }
+    this.rules.check?.(config as unknown as C);
     return config as unknown as C;
   }
+
+  /**
+   * Adds the command (the last word of `command`) under `parent`, with its text and options; `run` gets the
+   * validated config and commander's flags (for options outside the table, such as --dashboard).
+   */
+  register(parent: Command, text: CommandText, run: (config: C, flags: Record<string, unknown>) => Promise<void>): Command {
+    const command = parent.command(this.command.split(' ').at(-1)!);
+    if (text.summary !== undefined) command.summary(text.summary);
+    command.description(text.description);
+    this.addOptions(command);
+    return command.action((flags: Record<string, unknown>) => run(this.fromFlags(flags), flags));
+  }
+}
+
+/** `--seed` of the flag spec '--seed <n>'. */
+function flagName<F extends string | null>(flag: F): F {
+  return (flag === null ? null : flag.split(' ')[0]) as F;
 }

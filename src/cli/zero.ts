@@ -10,9 +10,10 @@ import { CODE_SCORINGS } from '../rewards/code.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
 import { defaultSandboxLimits, LANGUAGES, type SandboxLimits } from '../rewards/sandbox.ts';
 import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
-import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
+import { selectDevice } from './device.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
+import { SHARED_FIELDS } from './shared-fields.ts';
 
 /** The base model's shape and pretraining, shared with `r1 pipeline`. */
 export const BASE_MODEL_FIELDS = {
@@ -32,7 +33,7 @@ const FIELDS: Fields<ZeroConfig> = {
   model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model folder to train; default: make (or reuse) a base model pretrained here' },
   out: { schema: z.string().min(1).nullable(), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.reasoning.json, after.reasoning.json, report.html (default: a new runs/zero-<date>-<time>)' },
   cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept' },
-  resume: { schema: z.boolean(), flag: '--resume', help: 'continue the run in --out from its latest checkpoint, exactly where it stopped' },
+  resume: SHARED_FIELDS.resume,
   ...GRPO_FIELDS,
   // Rewards
   accuracyWeight: { schema: nonNegative, flag: '--accuracy-weight <w>', help: 'weight of the accuracy reward' },
@@ -63,11 +64,11 @@ const FIELDS: Fields<ZeroConfig> = {
   ...BASE_MODEL_FIELDS,
   baseTimeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--base-time-limit-minutes <m>', help: 'stop pretraining the base model after this many minutes, keeping the steps done (default: all base steps)' },
   baseSeed: { schema: nonNegativeInt, flag: '--base-seed <n>', help: 'seed of the pretraining text and weights' },
-  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
-  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
+  device: SHARED_FIELDS.device,
+  precision: SHARED_FIELDS.precision,
 };
 
-const settings = new Settings('zero', FIELDS, defaultZeroConfig);
+const settings = new Settings('zero', FIELDS, defaultZeroConfig, { check: checkGrpoConfig });
 
 /** Reads and validates a --config JSON file (fields of ZeroConfig, all optional). */
 export function readZeroConfigFile(file: string): Partial<ZeroConfig> {
@@ -76,24 +77,17 @@ export function readZeroConfigFile(file: string): Partial<ZeroConfig> {
 
 /** Flags (commander's parsed values) and an optional config file -> a validated ZeroConfig. */
 export function zeroConfigFromFlags(flags: Record<string, unknown>): ZeroConfig {
-  const config = settings.fromFlags(flags);
-  checkGrpoConfig(config);
-  return config;
+  return settings.fromFlags(flags);
 }
 
 export function register(program: Command): void {
-  const command = program
-    .command('zero')
-    .summary('R1-Zero: GRPO with rule rewards straight on a base model, evaluated before and after (default: a laptop demo in minutes)')
-    .description(
+  const command = settings.register(program, {
+    summary: 'R1-Zero: GRPO with rule rewards straight on a base model, evaluated before and after (default: a laptop demo in minutes)',
+    description:
       'Makes (or reuses) a small base model pretrained on generated text, or takes --model, evaluates it, trains it with GRPO ' +
         '(accuracy + format rewards on the R1-Zero template), evaluates it again and writes OUT/report.html. ' +
         'OUT/metrics.jsonl has one record per step; checkpoints in OUT/checkpoints resume exactly with --resume.',
-    );
-  settings.addOptions(command);
-  dashboardOption(command);
-  command.action(async (flags: Record<string, unknown>) => {
-    const config = zeroConfigFromFlags(flags);
+  }, async (config, flags) => {
     selectDevice(config.device, config.precision);
     // The dashboard shows the folder the run goes into (runs/ by default).
     const dashboard = await startDashboardFor(flags.dashboard, dirname(config.out ?? join('runs', 'zero')));
@@ -103,4 +97,5 @@ export function register(program: Command): void {
     console.log(`model: ${result.finalDir}\nreport: ${result.reportFile}`);
     dashboardStaysUp(dashboard);
   });
+  dashboardOption(command);
 }
