@@ -5,6 +5,7 @@
 // which rank failed and how, so a run never hangs on a collective that a dead rank will not join.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 import { distributedVariables } from './environment.ts';
 
 export interface LaunchOptions {
@@ -36,7 +37,7 @@ const DEFAULT_MASTER_PORT = 29500; // torchrun's
 /** Starts the ranks of this host and waits for them; resolves when all exit 0, throws naming the first failure. */
 export async function launch(options: LaunchOptions): Promise<RankExit[]> {
   const { gpus, nnodes = 1, nodeRank = 0, masterAddr = '127.0.0.1', masterPort = DEFAULT_MASTER_PORT } = options;
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = options.log ?? logToStderr;
   if (!Number.isInteger(gpus) || gpus < 1) throw new UserError(`--gpus must be a positive integer (got ${gpus})`);
   if (!Number.isInteger(nnodes) || nnodes < 1) throw new UserError(`--nnodes must be a positive integer (got ${nnodes})`);
   if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) throw new UserError(`--node-rank must be in [0, ${nnodes}) (got ${nodeRank})`);

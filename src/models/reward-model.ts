@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONFIG_FILE, loadHfWeights, readModelConfig, saveHfModel, sequenceClassifierArchitectureOf, type ModelConfig } from '../io/hf.ts';
 import { fromFloat32, type TensorMap } from '../io/safetensors.ts';
+import type { MoeLoadStats } from '../nn/moe.ts';
 import { Module } from '../nn/module.ts';
 import { gather, linear, noGrad, randn, reshape, scope, tensor, type Tensor, Rng } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -49,6 +50,11 @@ export class RewardModel extends Module {
 
   override namedBuffers(prefix = ''): Array<[string, Tensor]> {
     return [...this.backbone.namedBuffers(prefix), ...super.namedBuffers(prefix)];
+  }
+
+  /** The backbone's after-step hook (a DeepSeek backbone's MoE bias balancing), so that a trainer steps it as it steps an LM. */
+  afterStep(): MoeLoadStats[] {
+    return this.backbone.afterStep?.() ?? [];
   }
 
   /**

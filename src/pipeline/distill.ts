@@ -11,6 +11,7 @@ import { defaultRejectionSampleConfig, rejectionSample, type RejectionSampleConf
 import type { Device, Precision } from '../tensor/index.ts';
 import { defaultSftConfig, sft, type SftConfig, type SftResult, type SftStepRecord } from '../train/sft.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 
 /** The recipe as one flat object; each field is a flag of `r1 distill` and goes to the stage it names. */
 export interface DistillConfig extends Pick<RejectionSampleConfig, 'task' | 'level' | 'prompts' | 'template' | 'samplesPerPrompt' | 'keepPerPrompt' | 'maxNewTokens' | 'temperature' | 'topP' | 'formatRule' | 'judge'>,
@@ -69,7 +70,7 @@ export interface DistillHooks {
 
 /** The teacher's kept traces, then the student fine-tuned on them (see the file comment). */
 export async function distill(config: DistillConfig, hooks: DistillHooks = {}): Promise<DistillResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   if (config.teacher === '') throw new UserError('no teacher: give --teacher, the model folder that writes the traces');
   if (config.student === '') throw new UserError('no student: give --student, the model folder to fine-tune');
   if (config.task === '') throw new UserError('no prompts: give --task (e.g. jsonl:problems.jsonl)');

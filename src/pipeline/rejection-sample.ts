@@ -30,6 +30,7 @@ import { Rng, useDevice, type Device } from '../tensor/index.ts';
 import type { ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Readability filters: each keeps (true) or removes (false) one sample.
@@ -189,7 +190,7 @@ const SUMMARY_FILE = 'summary.json';
 
 /** Samples, filters, judges and writes OUT/sft.jsonl (see the file comment); resumable. */
 export async function rejectionSample(given: RejectionSampleConfig, hooks: RejectionSampleHooks = {}): Promise<RejectionSampleResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   const stateFile = join(given.out, STATE_FILE);
   const file = join(given.out, SFT_FILE);
   let state: State | null = null;

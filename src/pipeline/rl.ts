@@ -29,6 +29,7 @@ import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 import { renderReport, type SourceEvaluation, type StepSamples } from './report.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -220,7 +221,7 @@ export interface RlResult {
 
 /** Runs GRPO on the config's sources, evaluated before and after (see the file comment). */
 export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRunOptions = {}): Promise<RlResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   useDevice(config.device, config.precision);
   const { model, tokenizer } = options.loaded ?? await loadModel(config.model);
   const sources = await buildSources(config.sources, tokenizer);

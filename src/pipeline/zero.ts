@@ -30,6 +30,7 @@ import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import { defaultPretrainConfig, pretrain, FINAL_DIR, type PretrainConfig } from '../train/pretrain.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 import { buildRewards, percent, runRl, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
 
 /** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
@@ -210,7 +211,7 @@ export const ZERO_SOURCE = 'reasoning';
 
 /** Runs the recipe: base model, then the general GRPO runner (src/pipeline/rl.ts) with the R1-Zero preset. */
 export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise<ZeroResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   if (given.out === null && given.resume) throw new UserError('--resume needs the --out folder of the run to continue');
   const config = { ...given, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
   // The task first: a bad task file fails before a base model is made.

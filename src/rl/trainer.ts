@@ -22,8 +22,9 @@ import { copyInto, crossEntropy, exp, IGNORE_INDEX, logSoftmax, mul, neg, noGrad
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { AdamW, clipGradNorm } from '../train/optimizer.ts';
-import { learningRate, type DecayShape } from '../train/schedule.ts';
+import { learningRate, scheduleOf, type DecayShape } from '../train/schedule.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 import { clipFraction, groupAdvantages, lossVariants, maskedMean, tokenTerms, type LossType } from './grpo.ts';
 import { sampleRollout, type RolloutOptions, type RolloutTask, type Sample } from './rollout.ts';
 
@@ -204,7 +205,7 @@ const REFERENCE_PREFIX = 'reference/';
 
 /** Trains `run.model` in place; returns the step records of the whole run (earlier ones too after a resume). */
 export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<GrpoResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   const { model, tokenizer, sources, out } = run;
   let config = run.config;
   await mkdir(out, { recursive: true });
@@ -262,7 +263,7 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
     }, { keepLast: config.keepCheckpoints });
   };
 
-  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps: config.steps, minLrRatio: config.minLrRatio };
+  const schedule = scheduleOf(config, config.steps);
   const deadlineMs = config.timeLimitMinutes === null ? Infinity : startMs + config.timeLimitMinutes * 60_000;
   const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
     format: 'GRPO {bar} step {value}/{total} | reward {reward} | acc {acc} | len {len} | ETA {eta_formatted}',

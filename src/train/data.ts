@@ -103,3 +103,15 @@ export function* sequentialBatches(tokens: Int32Array, batchSize: number, seqLen
     yield { inputs: tensor(inputs, [B, seqLen], 'i32'), targets: tensor(targets, [B, seqLen], 'i32') };
   }
 }
+
+/**
+ * Batch `step` (0-based) of a run over `items` in epochs of ceil(n / batchSize) batches, each epoch in the order
+ * of a permutation drawn from seed + epoch (SFT's rows, the reward model's pairs). It depends on the step alone,
+ * so a resumed run trains on the same batches as the uninterrupted one.
+ */
+export function epochBatch<T>(items: readonly T[], step: number, batchSize: number, seed: number): T[] {
+  const stepsPerEpoch = Math.ceil(items.length / batchSize);
+  const within = step % stepsPerEpoch;
+  const order = new Rng(seed + Math.floor(step / stepsPerEpoch)).permutation(items.length);
+  return order.slice(within * batchSize, (within + 1) * batchSize).map((i) => items[i]);
+}

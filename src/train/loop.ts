@@ -132,12 +132,10 @@ export interface UpdateResult {
 
 /**
  * One optimizer update in one scope (on a device, the batches, activations and gradients are freed at its end):
- * backward through every micro-batch's weighted loss, global-norm clipping (gradClip 0: off), a check that
- * loss and norm are finite, AdamW at `lr`, the model's after-step hook (DeepSeekMoE's bias balancing, V3
- * §2.1.2), zeroed gradients. `microBatches` should be lazy (a generator), so that its tensors are made inside
- * the scope. `step` (1-based) names the update in the divergence error. With a `communicator` (data-parallel
- * training), the gradients are averaged over its ranks before clipping, so every rank takes the same step, and
- * the loss returned is the mean over ranks.
+ * backward through every micro-batch's weighted loss, then finishUpdate. `microBatches` should be lazy (a
+ * generator), so that its tensors are made inside the scope. With a `communicator` (data-parallel training),
+ * the gradients are averaged over its ranks before clipping, so every rank takes the same step, and the loss
+ * returned is the mean over ranks.
  */
 export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches: Iterable<MicroBatch>, lr: number, gradClip: number, step: number,
   communicator?: Communicator): UpdateResult {
@@ -152,15 +150,26 @@ export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches:
       allReduceGradients(model.parameters(), communicator);
       loss = averageOverRanks(loss, communicator, model.parameters()[0].device);
     }
-    const gradNorm = clipGradNorm(model.parameters(), gradClip > 0 ? gradClip : Infinity);
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-      throw new UserError(`step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
-    }
-    optimizer.update(lr);
-    const moeLoads = model.afterStep?.();
-    model.zeroGrad();
-    return { loss, gradNorm, moeLoads };
+    return { loss, ...finishUpdate(model, optimizer, loss, lr, gradClip, step) };
   });
+}
+
+/**
+ * The end of every update once its backward passes are done: global-norm clipping (gradClip 0: off), a check
+ * that loss and norm are finite, AdamW at `lr`, the model's after-step hook (DeepSeekMoE's bias balancing, V3
+ * §2.1.2), zeroed gradients. `step` (1-based) names the update in the divergence error, thrown before AdamW
+ * changes a weight.
+ */
+export function finishUpdate(model: Pick<CausalLM, 'parameters' | 'zeroGrad' | 'afterStep'>, optimizer: AdamW, loss: number, lr: number, gradClip: number,
+  step: number): Omit<UpdateResult, 'loss'> {
+  const gradNorm = clipGradNorm(model.parameters(), gradClip > 0 ? gradClip : Infinity);
+  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+    throw new UserError(`step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
+  }
+  optimizer.update(lr);
+  const moeLoads = model.afterStep?.();
+  model.zeroGrad();
+  return { gradNorm, moeLoads };
 }
 
 /** What a caller of a trainer may pass besides its config. */

@@ -18,12 +18,13 @@ import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { trainBpe } from '../tokenizer/train.ts';
 import { END_OF_TEXT } from '../tokenizer/chat.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
 import { broadcastParameters, rankShare } from './data-parallel.ts';
 import { FINAL_DIR, openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, trainingCommunicator, type TokenizerFiles, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
-import { learningRate, type DecayShape } from './schedule.ts';
+import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
 export interface PretrainConfig {
   /** A .txt or .jsonl corpus; null trains on the synthetic corpus (corpus.ts). */
@@ -174,7 +175,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   const communicator = await trainingCommunicator(hooks);
   const worldSize = communicator?.worldSize ?? 1;
   const primary = (communicator?.rank ?? 0) === 0;
-  const log = !primary ? () => {} : hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = !primary ? () => {} : hooks.log ?? logToStderr;
   if (given.batchSize % worldSize !== 0) {
     throw new UserError(`--batch-size ${given.batchSize} is not a multiple of the ${worldSize} ranks (each takes an equal share of every batch)`);
   }
@@ -221,7 +222,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     log(`model: ${model.parameterCount().toLocaleString('en')} parameters (${config.model ?? (config.family === 'deepseek' ? 'deepseek' : config.size)}), ${config.steps} steps of ${config.batchSize * config.gradAccumSteps} x ${config.seqLen} tokens`);
   }
 
-  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps: config.steps, minLrRatio: config.minLrRatio };
+  const schedule = scheduleOf(config, config.steps);
   const tokensPerStep = config.batchSize * config.gradAccumSteps * config.seqLen;
   const startMs = performance.now();
   function* microBatches() {

@@ -21,13 +21,15 @@ import { readJsonlObjects } from '../io/jsonl.ts';
 import { loadModel } from '../models/pretrained.ts';
 import { loadRewardModel, padRight, readTokenizerFiles, RewardModel, rewardModelFromTensors, saveRewardModel, SCORE_WEIGHT } from '../models/reward-model.ts';
 import { isHeldOut } from '../tasks/split.ts';
-import { abs, add, exp, log, mean, mul, neg, noGrad, relu, scope, slice, sub, useDevice, type Device, type Precision, type Tensor, Rng } from '../tensor/index.ts';
+import { abs, add, exp, log, mean, mul, neg, noGrad, relu, scope, slice, sub, useDevice, type Device, type Precision, type Tensor } from '../tensor/index.ts';
 import { renderConversation, type ChatMessage } from '../tokenizer/chat.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
-import { openRun, restoreAdamW, runSteps } from './loop.ts';
-import { AdamW, clipGradNorm } from './optimizer.ts';
-import { learningRate, type DecayShape } from './schedule.ts';
+import { logToStderr } from '../util/log.ts';
+import { epochBatch } from './data.ts';
+import { finishUpdate, openRun, restoreAdamW, runSteps } from './loop.ts';
+import { AdamW } from './optimizer.ts';
+import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // The loss
@@ -211,7 +213,7 @@ const HEAD_PREFIX = 'head/';
 
 /** Trains (or resumes) a reward model; writes out/final as a reward-model folder. */
 export async function trainRewardModel(given: RewardModelConfig, hooks: RewardModelHooks = {}): Promise<RewardModelResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   useDevice(given.device, given.precision);
   const pairs = readPreferencePairs(given.data);
   const checkpoint = await openRun(given.out, given.resume, log, { kind: 'reward-model', config: given });
@@ -248,14 +250,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
   if (checkpoint && saved) restoreAdamW(optimizer, checkpoint, saved.optimizerStep);
 
   const tokenizerFiles = await readTokenizerFiles(tokenizer);
-  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps, minLrRatio: config.minLrRatio };
-  const params = model.parameters();
-  // Each epoch's pair order is a permutation drawn from seed + epoch (exact resume).
-  const batchOf = (step: number): EncodedPair[] => {
-    const order = new Rng(config.seed + Math.floor(step / stepsPerEpoch)).permutation(train.length);
-    const within = step % stepsPerEpoch;
-    return order.slice(within * config.batchSize, (within + 1) * config.batchSize).map((i) => train[i]);
-  };
+  const schedule = scheduleOf(config, totalSteps);
 
   const { step, records } = await runSteps<RewardModelStepRecord>({
     out: given.out,
@@ -266,7 +261,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
     evalEvery: config.checkpointEvery,
     checkpointEvery: config.checkpointEvery,
     update: (index) => {
-      const batch = batchOf(index);
+      const batch = epochBatch(train, index, config.batchSize, config.seed);
       const lr = learningRate(index, schedule);
       return scope(() => {
         let loss = 0;
@@ -287,13 +282,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
             margin += c[i] - r[i];
           }
         }
-        const gradNorm = clipGradNorm(params, config.gradClip > 0 ? config.gradClip : Infinity);
-        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-          throw new UserError(`step ${index + 1}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
-        }
-        optimizer.update(lr);
-        model.backbone.afterStep?.();
-        model.zeroGrad();
+        const { gradNorm } = finishUpdate(model, optimizer, loss, lr, config.gradClip, index + 1);
         return { epoch: Math.floor(index / stepsPerEpoch) + 1, loss, accuracy: wins / batch.length, margin: margin / batch.length, lr, gradNorm };
       });
     },

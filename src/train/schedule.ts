@@ -21,6 +21,11 @@ export interface ScheduleConfig {
   minLrRatio: number;
 }
 
+/** The schedule a trainer's config asks for with its --lr, --warmup, --schedule and --min-lr-ratio, over `totalSteps` updates. */
+export function scheduleOf(config: { lr: number; warmup: number; schedule: DecayShape; minLrRatio: number }, totalSteps: number): ScheduleConfig {
+  return { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps, minLrRatio: config.minLrRatio };
+}
+
 /** The learning rate of update `step` (0-based). */
 export function learningRate(step: number, s: ScheduleConfig): number {
   if (step < s.warmupSteps) return (s.peakLr * (step + 1)) / s.warmupSteps;

@@ -13,9 +13,11 @@ import { noGrad, Rng, scope, tensor, useDevice, type Device, type Precision } fr
 import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
+import { epochBatch } from './data.ts';
 import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
-import { learningRate, type DecayShape } from './schedule.ts';
+import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
 
 export interface SftConfig {
@@ -159,7 +161,7 @@ export function encodeSftExamples(tokenizer: Tokenizer, template: string, exampl
  * the model and batches are created there.
  */
 export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   if (given.data === '') throw new UserError('no training data: give --data, a JSONL file of conversations');
   if (given.model === '') throw new UserError('no model: give --model, a Hugging Face model folder');
   useDevice(given.device, given.precision);
@@ -208,13 +210,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   const tokenizerFiles = await readTokenizerFiles(checkpoint ? checkpoint.dir : config.model);
   tokenizerFiles.config = { ...tokenizerFiles.config, chat_template: template };
   const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
-  const schedule = { shape: config.schedule, peakLr: config.lr, warmupSteps: config.warmup, totalSteps, minLrRatio: config.minLrRatio };
-  const batchOf = (step: number): SftRow[] => {
-    const epoch = Math.floor(step / stepsPerEpoch);
-    const within = step % stepsPerEpoch;
-    const order = new Rng(config.seed + epoch).permutation(rows.length);
-    return order.slice(within * config.batchSize, (within + 1) * config.batchSize).map((i) => rows[i]);
-  };
+  const schedule = scheduleOf(config, totalSteps);
 
   const { step, records } = await runSteps<SftStepRecord>({
     out: config.out,
@@ -226,7 +222,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
     checkpointEvery: config.checkpointEvery,
     update: (index) => {
       const start = performance.now();
-      const batch = batchOf(index);
+      const batch = epochBatch(rows, index, config.batchSize, config.seed);
       const tokens = batch.reduce((n, r) => n + r.trainedTokens, 0);
       // Each micro-batch's mean loss weighted by its share of the update's assistant tokens: the update's loss is
       // the mean over all of them, however the batch is split.

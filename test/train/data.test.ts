@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments } from '../../src/train/data.ts';
+import { epochBatch, RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments } from '../../src/train/data.ts';
 
 const encode = (text: string) => Array.from(text, (c) => c.charCodeAt(0) - 96); // 'a' -> 1
 
@@ -40,4 +40,17 @@ test('validation batches are consecutive windows from the start, the last batch 
   assert.deepEqual(Array.from(batches[1].inputs.ints()), [16, 17, 18, 19, 20, 21, 22, 23]);
   assert.deepEqual(Array.from(batches[1].targets.ints()), [17, 18, 19, 20, 21, 22, 23, 24]);
   assert.equal([...sequentialBatches(tokens, 2, 8, 1)].length, 1);
+});
+
+test('epoch batches: each epoch covers every item once in its own order, and a step always gives the same batch (exact resume)', () => {
+  const items = Array.from({ length: 10 }, (_, i) => `item${i}`);
+  const epoch = (e: number) => [0, 1, 2, 3].map((b) => epochBatch(items, 4 * e + b, 3, 7));
+  for (const e of [0, 1]) {
+    const batches = epoch(e);
+    assert.deepEqual(batches.map((b) => b.length), [3, 3, 3, 1]);
+    assert.deepEqual(batches.flat().sort(), [...items].sort());
+  }
+  assert.notDeepEqual(epoch(0).flat(), epoch(1).flat());
+  assert.deepEqual(epochBatch(items, 5, 3, 7), epoch(1)[1]);
+  assert.notDeepEqual(epochBatch(items, 0, 10, 8), epochBatch(items, 0, 10, 7));
 });
