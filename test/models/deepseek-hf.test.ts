@@ -13,7 +13,8 @@ import { BatchDecoder } from '../../src/generate/engine.ts';
 import { argmax } from '../../src/generate/sampler.ts';
 import { loadHfModel } from '../../src/io/hf.ts';
 import { modelFromTensors } from '../../src/models/pretrained.ts';
-import { noGrad, tensor, withBackend } from '../../src/tensor/index.ts';
+import { noGrad } from '../../src/tensor/index.ts';
+import { assertTransformersLogits } from './transformers-logits.ts';
 
 const fixtures = new URL('../io/fixtures/hf-deepseek/', import.meta.url).pathname;
 
@@ -44,12 +45,7 @@ for (const name of ['v3', 'v2lite-shape', 'v3-yarn']) {
     for (const backend of ['native', 'reference'] as const) {
       it(`reproduces the logits of the prompt (${backend} backend)`, async () => {
         const { expected, model } = await load(name);
-        const logits = withBackend(backend, () => noGrad(() => model.forward(tensor(expected.prompt, [1, expected.prompt.length], 'i32'))));
-        const got = logits.toArray();
-        const scale = Math.max(...expected.logits.flat().map(Math.abs));
-        let worst = 0;
-        expected.logits.flat().forEach((want, i) => (worst = Math.max(worst, Math.abs(got[i] - want))));
-        assert.ok(worst <= RELATIVE_TOLERANCE * scale, `max |r1ts - transformers| = ${worst.toExponential(2)} (scale ${scale.toFixed(3)})`);
+        assertTransformersLogits(model, backend, expected.prompt, expected.logits, RELATIVE_TOLERANCE);
       });
     }
 

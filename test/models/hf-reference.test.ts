@@ -1,13 +1,12 @@
 // The dense model against Hugging Face transformers: tiny random Llama and Qwen2 checkpoints saved by
 // transformers 5.17 (test/io/fixtures/make_hf_tiny.py, run on the GPU machine) carry the float32 logits that
 // transformers computed for a fixed prompt; r1ts must reproduce them from the same files.
-import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadHfWeights, readHfConfig } from '../../src/io/hf.ts';
 import { DenseModel } from '../../src/models/dense.ts';
-import { noGrad, tensor, withBackend } from '../../src/tensor/index.ts';
+import { assertTransformersLogits } from './transformers-logits.ts';
 
 const fixtures = new URL('../io/fixtures/hf-tiny/', import.meta.url).pathname;
 
@@ -26,12 +25,7 @@ for (const backend of ['native', 'reference'] as const) {
         const weights = await loadHfWeights(dir, config);
         const model = new DenseModel(config, null);
         model.loadState(weights, dir);
-        const logits = withBackend(backend, () => noGrad(() => model.forward(tensor(expected.prompt, [1, expected.prompt.length], 'i32'))));
-        const got = logits.toArray();
-        const scale = Math.max(...expected.logits.flat().map(Math.abs));
-        let worst = 0;
-        expected.logits.flat().forEach((want, i) => (worst = Math.max(worst, Math.abs(got[i] - want))));
-        assert.ok(worst <= RELATIVE_TOLERANCE * scale, `max |r1ts - transformers| = ${worst.toExponential(2)} (scale ${scale.toFixed(3)})`);
+        assertTransformersLogits(model, backend, expected.prompt, expected.logits, RELATIVE_TOLERANCE);
       });
     }
   });

@@ -1,34 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { jsonlTask, readProblemsJsonl, referenceAnswer } from '../../src/tasks/jsonl.ts';
 import { Rng } from '../../src/tensor/random.ts';
-import { UserError } from '../../src/util/errors.ts';
-
-function withFiles(files: Record<string, string>, body: (paths: Record<string, string>) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'r1-tasks-'));
-  try {
-    const paths: Record<string, string> = {};
-    for (const [name, content] of Object.entries(files)) {
-      paths[name] = join(dir, name);
-      writeFileSync(paths[name], content);
-    }
-    body(paths);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function assertUserError(fn: () => unknown, message: string | RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
-    if (typeof message === 'string') assert.equal(e.message, message);
-    else assert.match(e.message, message);
-    return true;
-  });
-}
+import { assertUserError, withFiles } from '../helpers.ts';
 
 const jsonl = (records: unknown[]) => records.map((r) => JSON.stringify(r)).join('\n') + '\n';
 

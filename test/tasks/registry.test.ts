@@ -1,19 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { taskByName } from '../../src/tasks/registry.ts';
 import { Rng } from '../../src/tensor/random.ts';
-import { UserError } from '../../src/util/errors.ts';
-
-function assertUserError(fn: () => unknown, message: string): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
-    assert.equal(e.message, message);
-    return true;
-  });
-}
+import { assertUserError, withFile } from '../helpers.ts';
 
 test('generated tasks by name, with levels', () => {
   const countdown = taskByName('countdown', { level: 1 });
@@ -25,18 +14,13 @@ test('generated tasks by name, with levels', () => {
 });
 
 test('jsonl tasks by jsonl:PATH or taskFile', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'r1-registry-'));
-  try {
-    const path = join(dir, 'p.jsonl');
-    writeFileSync(path, '{"question": "What is 1 + 1?", "answer": "#### 2"}\n');
+  withFile('p.jsonl', '{"question": "What is 1 + 1?", "answer": "#### 2"}\n', (path) => {
     assert.equal(taskByName(`jsonl:${path}`, { testFraction: 0.01 }).sample(new Rng(0), 1)[0].reference, '2');
     assert.equal(taskByName('jsonl', { taskFile: path, testFraction: 0.01 }).name, `jsonl:${path}`);
     assertUserError(() => taskByName('jsonl'), 'task jsonl: no problems file (name the task jsonl:PATH or give taskFile)');
     assertUserError(() => taskByName(`jsonl:${path}`, { taskFile: '/other.jsonl' }), `task jsonl:${path}: the task names file ${path} but taskFile is /other.jsonl`);
     assertUserError(() => taskByName(`jsonl:${path}`, { level: 2 }), 'task jsonl: level applies only to generated tasks (countdown, arithmetic)');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('unknown names, bad levels and misplaced options are UserErrors that list what is known', () => {

@@ -1,35 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { QWEN2_SPLIT_COMPONENT } from '../../src/tokenizer/byte-level.ts';
 import { firstInvalidUtf8, readCorpus, splitTextForTraining } from '../../src/tokenizer/corpus.ts';
 import { HfSplitPreTokenizer } from '../../src/tokenizer/hf-tokenizers.ts';
-import { UserError } from '../../src/util/errors.ts';
+import { assertUserError, withFile } from '../helpers.ts';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
-
-function withFile(name: string, content: string | Uint8Array, body: (path: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'r1-corpus-'));
-  try {
-    const path = join(dir, name);
-    writeFileSync(path, content);
-    body(path);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function assertUserError(fn: () => unknown, message: string | RegExp): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
-    if (typeof message === 'string') assert.equal(e.message, message);
-    else assert.match(e.message, message);
-    return true;
-  });
-}
 
 test('firstInvalidUtf8 follows Unicode Table 3-7 (as TextDecoder fatal does)', () => {
   const cases: Array<[number[], number]> = [

