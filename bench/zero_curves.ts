@@ -28,7 +28,7 @@ const steps = records.map((r) => r.step);
 const length = smooth(records.map((r) => r.responseLengthMean));
 const low = Math.min(...length);
 const lowStep = steps[length.indexOf(low)];
-const late = length.slice(lowStep === steps.at(-1) ? -1 : length.indexOf(low)).reduce((a, b) => Math.max(a, b), 0);
+const late = Math.max(...length.slice(length.indexOf(low)));
 const last = length.at(-1)!;
 
 console.log(`## ${run}\n`);
@@ -39,19 +39,24 @@ for (const [source, before] of Object.entries(summary.before)) {
   console.log(`| pass@1 | ${pct(before.passAt1)} | ${pct(after.passAt1)} |\n| pass@k | ${pct(before.passAtK)} | ${pct(after.passAtK)} |\n| cons@k | ${pct(before.consAtK)} | ${pct(after.consAtK)} |`);
   console.log(`| format rate | ${pct(before.formatRate)} | ${pct(after.formatRate)} |\n| mean response length (tokens) | ${before.meanLength.toFixed(1)} | ${after.meanLength.toFixed(1)} |\n`);
 }
+const raw = records.map((r) => r.responseLengthMean);
+const rawLow = Math.min(...raw);
+console.log(`Response length per step: lowest ${rawLow.toFixed(1)} tokens at step ${steps[raw.indexOf(rawLow)]}, highest after it ${Math.max(...raw.slice(raw.indexOf(rawLow))).toFixed(1)} (${(Math.max(...raw.slice(raw.indexOf(rawLow))) / rawLow).toFixed(2)}x).`);
 console.log(`Response length (5-step moving mean): low point ${low.toFixed(1)} tokens at step ${lowStep}, highest after it ${late.toFixed(1)} (${(late / low).toFixed(2)}x), last ${last.toFixed(1)} (${(last / low).toFixed(2)}x).\n`);
 
 const every = Math.max(1, Math.round(records.length / 10));
 const shown = records.filter((r, i) => i === 0 || (i + 1) % every === 0 || i === records.length - 1);
 const row = (label: string, f: (r: GrpoStepRecord) => string) => `| ${label} | ${shown.map(f).join(' | ')} |`;
+// A figure a record lacks prints as '-' (curves read back from a report's charts have no truncation rate).
+const fixed = (x: number | null | undefined, digits = 2) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '-');
 console.log(row('step', (r) => String(r.step)));
 console.log(`| --- |${shown.map(() => ' --: |').join('')}`);
-console.log(row('accuracy', (r) => r.accuracy.toFixed(2)));
-console.log(row('response length (tokens)', (r) => r.responseLengthMean.toFixed(1)));
-console.log(row('reflection words per response', (r) => r.reflectionWords.toFixed(2)));
-console.log(row('format rate', (r) => r.formatRate.toFixed(2)));
-console.log(row('truncated', (r) => r.truncatedRate.toFixed(2)));
-console.log(row('KL to base', (r) => (r.kl === null ? '-' : r.kl.toFixed(3))));
+console.log(row('accuracy', (r) => fixed(r.accuracy)));
+console.log(row('response length (tokens)', (r) => fixed(r.responseLengthMean, 1)));
+console.log(row('reflection words per response', (r) => fixed(r.reflectionWords)));
+console.log(row('format rate', (r) => fixed(r.formatRate)));
+console.log(row('truncated', (r) => fixed(r.truncatedRate)));
+console.log(row('KL to base', (r) => fixed(r.kl, 3)));
 
 for (const { step, samples } of kept.length > 1 ? [kept[0], kept.at(-1)!] : kept) {
   console.log(`\nStep ${step}, the first completion of each of the first 3 groups:\n`);

@@ -7,7 +7,7 @@ import { ARITHMETIC_LEVELS, arithmeticTask, drawTrainingProblem } from '../../sr
 import { checkReasoningStyles, inverseCheck, styledPretrainingText, styledSolution, type ReasoningStyles, type StyledSolution } from '../../src/tasks/reasoning-styles.ts';
 import { Rng } from '../../src/tensor/random.ts';
 
-const PRESET: ReasoningStyles = { guessRate: 0.5, guessCorrectRate: 0.25, checkedRate: 0.3, slipRate: 0.2 };
+const MIX: ReasoningStyles = { guessRate: 0.5, guessCorrectRate: 0.25, checkedRate: 0.3, slipRate: 0.2 };
 
 function solutions(styles: ReasoningStyles, count: number, level = 3, seed = 1): Array<StyledSolution & { answer: number }> {
   const rng = new Rng(seed);
@@ -21,7 +21,7 @@ const apply = (a: number, op: string, b: number) => (op === '+' ? a + b : op ===
 
 describe('styledSolution', () => {
   it('a worked chain is right exactly when every slip was caught, and says the answer it gives', () => {
-    const all = solutions(PRESET, 600);
+    const all = solutions(MIX, 600);
     for (const s of all) {
       assert.equal(s.correct, s.final === s.answer);
       if (s.style === 'guess') continue;
@@ -36,7 +36,7 @@ describe('styledSolution', () => {
   });
 
   it('every check is true arithmetic, and flags a mistake exactly when the step it checks slipped', () => {
-    for (const s of solutions({ ...PRESET, guessRate: 0, checkedRate: 1 }, 400)) {
+    for (const s of solutions({ ...MIX, guessRate: 0, checkedRate: 1 }, 400)) {
       const checks = [...s.working.matchAll(/(\d+) ([-+*/]) (\d+) = (-?\d+)\. check: (\d+) ([-+*/]) (\d+) = (-?\d+)(\. right\.|, not (\d+)\. wait, that is a mistake: (\d+) ([-+*/]) (\d+) = (\d+)\.)/g)];
       assert.equal(checks.length, s.checks, s.working);
       let flagged = 0;
@@ -55,7 +55,7 @@ describe('styledSolution', () => {
   });
 
   it('an unchecked slip is carried on: every later step is exact arithmetic on positive integers', () => {
-    for (const s of solutions({ ...PRESET, guessRate: 0, checkedRate: 0, slipRate: 0.5 }, 400)) {
+    for (const s of solutions({ ...MIX, guessRate: 0, checkedRate: 0, slipRate: 0.5 }, 400)) {
       const steps = [...s.working.matchAll(/(\d+) ([-+*/]) (\d+) = (\d+)\./g)].map((m) => ({ a: Number(m[1]), op: m[2], b: Number(m[3]), c: Number(m[4]) }));
       let wrong = 0;
       steps.forEach((step, i) => {
@@ -75,8 +75,8 @@ describe('styledSolution', () => {
     assert.deepEqual(inverseCheck({ op: 'mul', operand: 3, before: 17, after: 52 }), { text: '3 * 17', value: 51, expected: 52 });
   });
 
-  it('with the preset\'s mix, longer styles are right more often: what GRPO can find', () => {
-    const all = solutions(PRESET, 3000);
+  it('with a mix of styles, the longer ones are right more often: what GRPO can find', () => {
+    const all = solutions(MIX, 3000);
     const stats = (style: string) => {
       const of = all.filter((s) => s.style === style);
       return { share: of.length / all.length, length: of.reduce((a, s) => a + s.working.length, 0) / of.length, accuracy: of.filter((s) => s.correct).length / of.length };
@@ -93,13 +93,13 @@ describe('styledSolution', () => {
   });
 
   it('fractions outside [0, 1] are refused, naming the field', () => {
-    assert.throws(() => checkReasoningStyles({ ...PRESET, slipRate: 1.5 }), /slipRate must be a fraction in \[0, 1\], got 1\.5/);
+    assert.throws(() => checkReasoningStyles({ ...MIX, slipRate: 1.5 }), /slipRate must be a fraction in \[0, 1\], got 1\.5/);
   });
 });
 
 describe('styledPretrainingText', () => {
   it('writes R1-Zero documents of training problems only, in format at the given rate', () => {
-    const docs = styledPretrainingText(new Rng(3), 800, { styles: PRESET, formatRate: 0.9, level: 2 });
+    const docs = styledPretrainingText(new Rng(3), 800, { styles: MIX, formatRate: 0.9, level: 2 });
     const held = new Set(arithmeticTask({ level: 2 }).testSet(200).map((e) => e.question));
     for (const doc of docs) {
       assert.match(doc, /^A conversation between User and Assistant\./);
@@ -108,6 +108,6 @@ describe('styledPretrainingText', () => {
     }
     const formatted = docs.filter((d) => /Assistant: <think> [^<]+ <\/think> <answer> \d+ <\/answer>$/.test(d)).length / docs.length;
     assert.ok(Math.abs(formatted - 0.9) < 0.04, String(formatted));
-    assert.deepEqual(styledPretrainingText(new Rng(3), 5, { styles: PRESET, formatRate: 0.9, level: 2 }), docs.slice(0, 5));
+    assert.deepEqual(styledPretrainingText(new Rng(3), 5, { styles: MIX, formatRate: 0.9, level: 2 }), docs.slice(0, 5));
   });
 });
