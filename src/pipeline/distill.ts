@@ -9,9 +9,10 @@
 import { join } from 'node:path';
 import { defaultRejectionSampleConfig, rejectionSample, type RejectionSampleConfig, type RejectionSampleResult } from './rejection-sample.ts';
 import type { Device, Precision } from '../tensor/index.ts';
-import { defaultSftConfig, sft, type SftConfig, type SftResult, type SftStepRecord } from '../train/sft.ts';
+import { defaultSftConfig, sft, type SftConfig, type SftHooks, type SftResult } from '../train/sft.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
+import { pickFields } from '../util/pick-fields.ts';
 
 /** The recipe as one flat object; each field is a flag of `r1 distill` and goes to the stage it names. */
 export interface DistillConfig extends Pick<RejectionSampleConfig, 'task' | 'level' | 'prompts' | 'template' | 'samplesPerPrompt' | 'keepPerPrompt' | 'maxNewTokens' | 'temperature' | 'topP' | 'formatRule' | 'judge'>,
@@ -34,8 +35,8 @@ export interface DistillConfig extends Pick<RejectionSampleConfig, 'task' | 'lev
  * tenth); the teacher is sampled through its chat template, a few completions per prompt at temperature 0.7.
  */
 export const defaultDistillConfig: DistillConfig = {
-  ...pick(defaultRejectionSampleConfig, ['task', 'level', 'prompts', 'keepPerPrompt', 'formatRule', 'judge', 'seed', 'device']),
-  ...pick(defaultSftConfig, ['epochs', 'batchSize', 'microBatchSize', 'maxLength', 'packing', 'lr', 'minLrRatio', 'warmup', 'validationFraction', 'precision']),
+  ...pickFields(defaultRejectionSampleConfig, ['task', 'level', 'prompts', 'keepPerPrompt', 'formatRule', 'judge', 'seed', 'device']),
+  ...pickFields(defaultSftConfig, ['epochs', 'batchSize', 'microBatchSize', 'maxLength', 'packing', 'lr', 'minLrRatio', 'warmup', 'validationFraction', 'precision']),
   teacher: '',
   student: '',
   template: 'chat',
@@ -47,10 +48,6 @@ export const defaultDistillConfig: DistillConfig = {
   resume: false,
 };
 
-function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]): Pick<T, K> {
-  return Object.fromEntries(keys.map((key) => [key, from[key]])) as Pick<T, K>;
-}
-
 export const TRACES_DIR = 'traces';
 export const STUDENT_DIR = 'student';
 
@@ -61,12 +58,8 @@ export interface DistillResult {
   finalDir: string;
 }
 
-export interface DistillHooks {
-  log?: (line: string) => void;
-  progress?: boolean;
-  /** Called after each of the student's updates (tests use it to stop a run). */
-  onStep?: (record: SftStepRecord) => void;
-}
+/** The student's SFT hooks (onStep after each of its updates), but for data-parallel ranks. */
+export type DistillHooks = Omit<SftHooks, 'communicator'>;
 
 /** The teacher's kept traces, then the student fine-tuned on them (see the file comment). */
 export async function distill(config: DistillConfig, hooks: DistillHooks = {}): Promise<DistillResult> {

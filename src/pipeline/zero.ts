@@ -31,6 +31,7 @@ import { Rng } from '../tensor/random.ts';
 import { defaultPretrainConfig, pretrain, FINAL_DIR, type PretrainConfig } from '../train/pretrain.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
+import { pickFields } from '../util/pick-fields.ts';
 import { buildRewards, percent, runRl, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
 
 /** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
@@ -232,7 +233,7 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
 
 /** R1-Zero as a config of the general runner: one source on the R1-Zero template with its rule rewards. */
 export function zeroRlConfig(config: ZeroConfig & { out: string }, model: string): RlConfig {
-  const grpo = Object.fromEntries(Object.keys(defaultGrpoConfig).map((key) => [key, config[key as keyof GrpoConfig]])) as unknown as GrpoConfig;
+  const grpo: GrpoConfig = pickFields(config, Object.keys(defaultGrpoConfig) as Array<keyof GrpoConfig>);
   return {
     ...grpo, model, out: config.out, resume: config.resume, sources: [zeroSource(config, codeTaskOptions(config))],
     evalK: config.evalK, evalTemperature: config.evalTemperature, evalTopP: config.evalTopP, evalLimit: config.evalLimit, device: config.device, precision: config.precision,

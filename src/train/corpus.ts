@@ -6,6 +6,7 @@
 // The facts never contradict each other, so a small model can learn both the grammar and the facts, and a
 // sample shows at a glance whether it did ("Mira Tolden lives in Fenford" is right or wrong in this world).
 import { extname } from 'node:path';
+import { pick } from '../tasks/split.ts';
 import { Rng } from '../tensor/index.ts';
 import { readCorpus } from '../tokenizer/corpus.ts';
 import { UserError } from '../util/errors.ts';
@@ -52,10 +53,6 @@ export interface Town {
 export interface World {
   people: Person[];
   towns: Town[];
-}
-
-function pick<T>(rng: Rng, items: readonly T[]): T {
-  return items[rng.int(items.length)];
 }
 
 /** Distinct strings drawn from `make` (retrying on repeats). */

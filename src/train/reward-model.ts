@@ -27,7 +27,7 @@ import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { epochBatch } from './data.ts';
-import { finishUpdate, openRun, restoreAdamW, runSteps } from './loop.ts';
+import { finishUpdate, openRun, restoreAdamW, runSteps, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
@@ -179,12 +179,8 @@ export interface RewardModelStepRecord {
   elapsedSeconds: number;
 }
 
-export interface RewardModelHooks {
-  log?: (line: string) => void;
-  progress?: boolean;
-  /** Called after each step, before that step's checkpoint (tests use it to stop a run). */
-  onStep?: (record: RewardModelStepRecord) => void;
-}
+/** A trainer's hooks, but for data-parallel ranks (reward-model training runs in one process). */
+export type RewardModelHooks = Omit<TrainingHooks<RewardModelStepRecord>, 'communicator'>;
 
 export interface PairAccuracy {
   pairs: number;

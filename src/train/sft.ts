@@ -14,6 +14,7 @@ import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
+import { pickFields } from '../util/pick-fields.ts';
 import { epochBatch } from './data.ts';
 import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
@@ -167,7 +168,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   useDevice(given.device, given.precision);
   const checkpoint = await openRun(given.out, given.resume, log, { kind: 'sft', config: given });
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
-  const config: SftConfig = saved ? { ...given, ...Object.fromEntries(SFT_RUN_FIELDS.map((field) => [field, saved.config[field]])) } : given;
+  const config: SftConfig = saved ? { ...given, ...pickFields(saved.config, SFT_RUN_FIELDS) } : given;
 
   // Every line is read and checked before the model is loaded: a bad file fails at once.
   const examples = readSftExamples(config.data);
