@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
 import {
-  appendJsonl, arraysUnder, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, parameterArrays, readJsonl, SAMPLES_FILE,
+  appendJsonl, arraysUnder, CHECKPOINTS_DIR, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, SAMPLES_FILE,
   saveCheckpoint, writeRunFile,
 } from '../io/checkpoint.ts';
 import type { TensorMap } from '../io/safetensors.ts';
@@ -21,6 +21,7 @@ import { createModel, type CausalLM } from '../models/pretrained.ts';
 import { copyInto, crossEntropy, exp, IGNORE_INDEX, logSoftmax, mul, neg, noGrad, reshape, scope, sum, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { restoreAdamW } from '../train/loop.ts';
 import { AdamW, clipGradNorm } from '../train/optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from '../train/schedule.ts';
 import { UserError } from '../util/errors.ts';
@@ -230,9 +231,9 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
     // The run's own settings, except how long and how often to save: a resumed run is the same run.
     config = { ...saved.config, steps: run.config.steps, checkpointEvery: run.config.checkpointEvery, keepCheckpoints: run.config.keepCheckpoints, timeLimitMinutes: run.config.timeLimitMinutes };
     model.loadState(checkpoint.model.tensors, checkpoint.dir);
-    optimizer.loadStateDict({ step: saved.optimizerStep, m: float32Arrays(checkpoint.optimizer.m), v: float32Arrays(checkpoint.optimizer.v) }, join(checkpoint.dir, 'optimizer.safetensors'));
+    restoreAdamW(optimizer, checkpoint, saved.optimizerStep);
     reference = config.beta > 0 ? cloneModel(model) : null;
-    if (reference) reference.loadState(arraysUnder(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, 'optimizer.safetensors'));
+    if (reference) reference.loadState(arraysUnder(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, OPTIMIZER_FILE));
     rng = Rng.fromState(saved.rng);
     step = checkpoint.step;
     elapsedBefore = saved.elapsedSeconds;
