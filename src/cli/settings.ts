@@ -1,6 +1,7 @@
-// A command's settings as one table (field -> zod schema, flag, help), from which come its commander options
-// (help showing each default), the validation of a --config JSON file and of flags, and the messages naming
-// the flag or the file and field. Precedence: defaults, then the file, then flags; the library trusts the result.
+// A command's settings as one table (field -> zod schema, flag, help), from which come its commander command and
+// options (help showing each default), the validation of a --config JSON file and of flags, and the messages naming
+// the flag or the file and field. Precedence: defaults, then the file, then flags, then the table's rules (required
+// flags, cross-field checks); the library trusts the result. Settings shared by several commands: shared-fields.ts.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
@@ -112,6 +113,6 @@ export class Settings<C extends object> {
 }
 
 /** `--seed` of the flag spec '--seed <n>'. */
-function flagName<F extends string | null>(flag: F): F {
-  return (flag === null ? null : flag.split(' ')[0]) as F;
+function flagName(flag: string | null): string | null {
+  return flag === null ? null : flag.split(' ')[0];
 }
