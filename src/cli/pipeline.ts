@@ -30,6 +30,8 @@ const FIELDS: Fields<R1PipelineConfig> = {
   seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the base text, the prompt draws and the sampling' },
   device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
   precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
+  minKeptExamples: { schema: nonNegativeInt, flag: '--min-kept-examples <n>', help: 'least examples kept by each rejection sampling (cold start, stage 3, distillation): fewer draw more prompts' },
+  maxPromptsFactor: { schema: z.number().min(1), flag: '--max-prompts-factor <f>', help: 'the most prompts a rejection sampling draws to reach --min-kept-examples, as a multiple of its own' },
   checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints of every trainer (what a killed stage loses at most)' },
   // Base models
   baseDocuments: { schema: positiveInt, flag: '--base-documents <n>', help: 'generated problems with worked chains in the base text' },

@@ -14,6 +14,8 @@ export const FIELDS: Fields<RejectionSampleConfig> = {
   task: { schema: z.string(), flag: '--task <name>', help: 'prompts with references: jsonl:PATH (GSM8K/MATH-style), arithmetic or countdown' },
   level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },
   prompts: { schema: positiveInt.nullable(), flag: '--prompts <n>', help: 'prompts to sample (default: every training problem of a jsonl task)' },
+  minKept: { schema: nonNegativeInt, flag: '--min-kept <n>', help: 'least number of kept samples: while fewer are kept, prompts past --prompts are drawn, up to --max-prompts (0: none)' },
+  maxPrompts: { schema: positiveInt.nullable(), flag: '--max-prompts <n>', help: 'the most prompts drawn to reach --min-kept (default: --prompts)' },
   template: { schema: z.enum(Object.keys(PROMPT_TEMPLATES) as [keyof typeof PROMPT_TEMPLATES]), flag: '--template <name>', help: `how a question is shown to the model: ${Object.keys(PROMPT_TEMPLATES).join(', ')}` },
   samplesPerPrompt: { schema: positiveInt, flag: '--samples-per-prompt <k>', help: 'completions sampled per prompt' },
   keepPerPrompt: { schema: positiveInt, flag: '--keep-per-prompt <n>', help: 'kept completions per prompt at most' },

@@ -70,6 +70,14 @@ export interface R1PipelineConfig extends SharedBaseSettings {
   out: string;
   /** Rerun this stage alone (its earlier stages must have finished); null runs every stage not yet finished. */
   stage: R1StageName | null;
+  /**
+   * Least examples kept by each rejection sampling (the cold-start data, stage 3's and distillation's): while
+   * fewer are kept, it draws more prompts, up to maxPromptsFactor times its own number. A weaker model (another
+   * seed's base) keeps fewer of its samples; this gives the next stage a set of a usable size where more prompts
+   * can.
+   */
+  minKeptExamples: number;
+  maxPromptsFactor: number;
   /** Arithmetic level of the reasoning prompts. */
   level: number;
   /** The language chains of thought should be in (the language reward's target), and the base text's other one. */
@@ -169,6 +177,8 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   ...(Object.fromEntries(SHARED_BASE_SETTINGS.map((key) => [key, defaultZeroConfig[key]])) as SharedBaseSettings),
   out: 'runs/r1',
   stage: null,
+  minKeptExamples: 400,
+  maxPromptsFactor: 4,
   level: 1,
   targetLanguage: 'en',
   secondLanguage: 'zh',
@@ -688,14 +698,16 @@ async function runAllScenarios(ctx: StageContext): Promise<Omit<StageRecord, 'st
 
 /**
  * Rejection sampling of `model` into `dir`/rejection (resumable: a killed stage continues its chunks): `prompts`
- * training problems, `samples` each, the right ones kept, at most one per prompt, after the given filters.
+ * training problems (more, up to maxPromptsFactor times, while fewer than minKeptExamples are kept), `samples`
+ * each, the right ones kept, at most one per prompt, after the given filters.
  */
-async function sampleKept(ctx: StageContext, settings: Partial<RejectionSampleConfig> & Pick<RejectionSampleConfig, 'model' | 'task' | 'template' | 'prompts' | 'samplesPerPrompt' | 'temperature'>, seedOffset: number): Promise<RejectionSampleResult> {
+async function sampleKept(ctx: StageContext, settings: Partial<RejectionSampleConfig> & Pick<RejectionSampleConfig, 'model' | 'task' | 'template' | 'samplesPerPrompt' | 'temperature'> & { prompts: number }, seedOffset: number): Promise<RejectionSampleResult> {
   const { config } = ctx;
   return rejectionSample({
     ...defaultRejectionSampleConfig,
     level: config.level, keepPerPrompt: 1, maxNewTokens: config.maxNewTokens, language: config.targetLanguage as LanguageTarget,
     seed: config.seed + seedOffset, out: join(ctx.dir, 'rejection'), resume: true, device: config.device,
+    minKept: config.minKeptExamples, maxPrompts: Math.round(settings.prompts * config.maxPromptsFactor),
     ...settings,
   }, { log: ctx.log, progress: ctx.progress });
 }

@@ -95,6 +95,15 @@ export interface RejectionSampleConfig extends FilterOptions {
   level: number | null;
   /** Prompts to sample; null: every training problem of a jsonl task (generated tasks need a number). */
   prompts: number | null;
+  /**
+   * Least number of kept samples: while fewer are kept, prompts past `prompts` are drawn (in chunks) up to
+   * `maxPrompts`. A weak model keeps few of its samples; this makes a set of a usable size from it where more
+   * prompts can (0: exactly `prompts`). The first `prompts` are the same either way, so a model that reaches the
+   * minimum gives the same data as without it.
+   */
+  minKept: number;
+  /** The most prompts drawn to reach minKept (null: `prompts`, no more). */
+  maxPrompts: number | null;
   template: PromptTemplate;
   /** Completions sampled per prompt (k). */
   samplesPerPrompt: number;
@@ -126,6 +135,8 @@ export const defaultRejectionSampleConfig: RejectionSampleConfig = {
   task: '',
   level: null,
   prompts: null,
+  minKept: 0,
+  maxPrompts: null,
   template: 'r1-zero',
   samplesPerPrompt: 8,
   keepPerPrompt: 1,
@@ -204,6 +215,8 @@ export async function rejectionSample(given: RejectionSampleConfig, hooks: Rejec
   const config = state ? { ...state.config, judge: given.judge, judgeAttempts: given.judgeAttempts, judgeTimeoutMs: given.judgeTimeoutMs } : given;
   const task = taskByName(config.task, config.level === null ? {} : { level: config.level });
   const examples = promptExamples(task, config);
+  // The prompts planned; more of `examples` are drawn only while fewer than minKept are kept.
+  const planned = Math.min(config.prompts ?? examples.length, examples.length);
   useDevice(config.device);
   const { model, tokenizer } = await loadModel(config.model);
   const judge = config.judge === null ? null : await openJudge(config);
@@ -219,10 +232,16 @@ export async function rejectionSample(given: RejectionSampleConfig, hooks: Rejec
   const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
     format: 'rejection sampling {bar} {value}/{total} prompts | kept {kept} | {rate} prompts/s | ETA {eta_formatted}', hideCursor: true, etaBuffer: 8,
   }, cliProgress.Presets.shades_classic) : null;
-  bar?.start(examples.length, done, { kept: lines, rate: '-' });
+  bar?.start(planned, done, { kept: lines, rate: '-' });
   const startMs = performance.now();
+  let extending = false;
   try {
-    while (done < examples.length) {
+    while (done < examples.length && (done < planned || lines < config.minKept)) {
+      if (done >= planned && !extending) {
+        extending = true;
+        log(`kept ${lines} of the ${config.minKept} wanted after ${done} prompts: drawing more prompts, up to ${examples.length}`);
+        bar?.setTotal(examples.length);
+      }
       const chunk = examples.slice(done, done + config.chunkPrompts);
       const kept = await processChunk(model, tokenizer, task, chunk, done, config, judge, counts);
       await appendFile(file, kept.map((messages) => `${JSON.stringify({ messages })}\n`).join(''));
@@ -232,11 +251,12 @@ export async function rejectionSample(given: RejectionSampleConfig, hooks: Rejec
       hooks.onChunk?.(done, counts);
       const rate = (done - (state?.promptsDone ?? 0)) / ((performance.now() - startMs) / 1000);
       if (bar) bar.update(done, { kept: lines, rate: rate.toFixed(2) });
-      else log(`${done}/${examples.length} prompts, ${lines} kept (${rate.toFixed(2)} prompts/s)`);
+      else log(`${done}/${extending ? examples.length : planned} prompts, ${lines} kept (${rate.toFixed(2)} prompts/s)`);
     }
   } finally {
     bar?.stop();
   }
+  if (lines < config.minKept) log(`kept ${lines} of the ${config.minKept} wanted after every one of ${done} prompts: continuing with what was kept`);
   await writeJsonAtomic(join(config.out, SUMMARY_FILE), counts);
   if (counts.kept === 0) {
     const removed = Object.entries(counts.removed).filter(([, n]) => n > 0).map(([name, n]) => `${name} removed ${n}`).join(', ');
@@ -295,14 +315,18 @@ async function isCorrect(task: Task, example: Example, response: string, judge: 
   return accepted;
 }
 
-/** The prompts of the run, in a fixed order: a jsonl task's training problems, or `prompts` drawn from a generated task. */
+/**
+ * The prompts the run may use, in a fixed order: a jsonl task's training problems, or problems drawn from a
+ * generated task; `prompts` of them, or `maxPrompts` when that is more (the first `prompts` are the same).
+ */
 function promptExamples(task: Task, config: RejectionSampleConfig): Example[] {
+  const count = config.prompts === null ? null : Math.max(config.prompts, config.maxPrompts ?? 0);
   if ('train' in task && Array.isArray(task.train)) {
     const all = task.train as Example[];
-    return config.prompts === null ? [...all] : all.slice(0, config.prompts);
+    return count === null ? [...all] : all.slice(0, count);
   }
-  if (config.prompts === null) throw new UserError(`task ${task.name} generates its problems: give the number of prompts (--prompts N)`);
-  return task.sample(new Rng(config.seed), config.prompts);
+  if (count === null) throw new UserError(`task ${task.name} generates its problems: give the number of prompts (--prompts N)`);
+  return task.sample(new Rng(config.seed), count);
 }
 
 async function openJudge(config: RejectionSampleConfig): Promise<Judge> {

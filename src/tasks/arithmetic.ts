@@ -437,12 +437,14 @@ const SUMMARY: Record<ChainLanguage, (answer: number) => string> = {
 /**
  * A kept R1-Zero trace rewritten into the readable form in `language` (R1v2 B.3.2: DeepSeek-V3 translated the
  * thinking "to the same language as the question" and added a summary; here the rewriter reads the trace's
- * equations back and restates them). null when the trace has no chain of equations, or its chain does not end
- * at the answer it gives in <answer> tags: such a trace cannot be restated faithfully.
+ * equations back and restates them). null when the trace has no chain of equations, its chain does not end
+ * at the answer it gives in <answer> tags, or one of its equations is false ("20 - 2 = 1": a right answer reached
+ * by wrong reasoning, which a weak R1-Zero writes often and R1's cold-start post-processing would not keep): such
+ * a trace cannot be restated faithfully.
  */
 export function rewriteReadable(completion: string, language: ChainLanguage): string | null {
   const steps = stepsOfChain(chainOfThought(completion));
-  if (steps === null) return null;
+  if (steps === null || steps.some((s) => applyArithmetic(s.op, s.before, s.operand) !== s.after)) return null;
   const answer = lastAnswerTag(completion);
   if (answer === null || answer.trim() !== String(steps[steps.length - 1].after)) return null;
   return readableSolution(steps, language);

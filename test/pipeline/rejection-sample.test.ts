@@ -120,6 +120,26 @@ describe('rejectionSample', () => {
     assert.equal(readFileSync(join(down, 'sft.jsonl'), 'utf8'), straight);
   });
 
+  it('draws prompts past --prompts while fewer than minKept are kept, up to maxPrompts, the first ones unchanged', async () => {
+    failFrom = Infinity;
+    const planned = await rejectionSample(config(join(root, 'planned'), { prompts: 3 }), quiet);
+    const plannedLines = readFileSync(planned.file, 'utf8');
+    // The straight run sampled every training problem of the file (maxPrompts 12 allows them all).
+    const straight = JSON.parse(readFileSync(join(root, 'straight', 'summary.json'), 'utf8')) as { kept: number; prompts: number };
+    assert.ok(straight.kept >= planned.counts.kept + 2, 'the fixture keeps more over 12 prompts than over 3');
+    const wanted = planned.counts.kept + 2;
+    const extended = await rejectionSample(config(join(root, 'extended'), { prompts: 3, minKept: wanted, maxPrompts: 12 }), quiet);
+    assert.ok(extended.counts.kept >= wanted && extended.counts.prompts > 3, JSON.stringify(extended.counts));
+    // It stops at the first chunk that reaches the minimum: the chunk before it had fewer.
+    const before = await rejectionSample(config(join(root, 'before'), { prompts: extended.counts.prompts - 3 }), quiet);
+    assert.ok(before.counts.kept < wanted);
+    assert.ok(readFileSync(extended.file, 'utf8').startsWith(plannedLines));
+    // A minimum that cannot be reached: every allowed prompt is drawn, and what was kept is kept.
+    const all = await rejectionSample(config(join(root, 'unreachable'), { prompts: 3, minKept: 1000, maxPrompts: 12 }), quiet);
+    assert.equal(all.counts.prompts, straight.prompts);
+    assert.equal(all.counts.kept, straight.kept);
+  });
+
   it('with nothing kept, says which filter removed what (and still writes the counts)', async () => {
     const out = join(root, 'empty');
     await assert.rejects(rejectionSample(config(out, { judge: null }), quiet), (e: Error) => e instanceof UserError

@@ -245,7 +245,8 @@ test('rewriteReadable restates a kept R1-Zero trace in one language with a boxed
   assert.ok(isReadableFormat(readable));
   assert.equal(languageConsistency(chainOfThought(readable), 'en'), 1);
   assert.equal(checkAnswer(readable, '17', ['boxed']).correct, true);
-  // The chain must end at the answer the trace gives, and there must be a chain.
+  // The chain must end at the answer the trace gives, there must be a chain, and its equations must be true.
+  assert.equal(rewriteReadable(' <think> start with 20. take away 2: 20 - 2 = 1. so the answer is 1. </think> <answer> 1 </answer>', 'en'), null);
   assert.equal(rewriteReadable(' <think> 12 + 5 = 17. </think> <answer> 18 </answer>', 'en'), null);
   assert.equal(rewriteReadable(' <think> I just know. </think> <answer> 17 </answer>', 'en'), null);
   assert.equal(rewriteReadable(' <think> 12 + 5 = 17. </think> The answer is 17.', 'en'), null);
