@@ -100,6 +100,15 @@ export interface R1PipelineConfig extends SharedBaseSettings {
   /** The distillation student's shape (the base preset changed by these fields) and pretraining steps. */
   studentModelOverrides: Partial<DenseConfig>;
   studentSteps: number;
+  /**
+   * Least pass@1 of a usable teacher base, on training problems, and the pretraining runs allowed to reach it.
+   * A pretraining run can miss a skill the text teaches: seed 2's teacher (1000 steps) did not learn to start its
+   * chain from the question's number (10% of its chains against seed 1's 100%; 500 more steps did not teach it),
+   * so its pass@1 was 9% and R1-Zero had nothing to reinforce. Such a base is pretrained again from another
+   * initialization (and batch order), on the same text, up to baseAttempts runs in all; the best one is used.
+   */
+  baseMinPassAt1: number;
+  baseAttempts: number;
 
   // GRPO, shared by every RL stage (SPEC.md 1).
   promptsPerStep: number;
@@ -190,6 +199,8 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   baseDictionaryDocuments: 2000,
   studentModelOverrides: { hiddenSize: 64, intermediateSize: 160, numLayers: 2, numHeads: 2, numKvHeads: 1, headDim: 32 },
   studentSteps: 800,
+  baseMinPassAt1: 0.15,
+  baseAttempts: 3,
   promptsPerStep: 8,
   groupSize: 8,
   maxNewTokens: 64,
@@ -377,12 +388,17 @@ function reasoningTask(config: R1PipelineConfig, style: OutputStyle): Task {
   return style === 'zero' ? task : readableTask(task);
 }
 
-/** Evaluates a model on the reasoning and the general test sets; writes both reports (with every response) to `dir`. */
-export async function scoreModel(model: DenseModel, tokenizer: Tokenizer, style: OutputStyle, config: R1PipelineConfig, dir: string, name: string): Promise<ModelScores> {
-  const options: EvalOptions = {
+/** How every model is evaluated (SPEC.md 5): k samples per question at the evaluation temperature, in the style's prompt and format. */
+function evalOptions(config: R1PipelineConfig, style: OutputStyle, tokenizer: Tokenizer): EvalOptions {
+  return {
     k: config.evalK, temperature: config.evalTemperature, topP: config.evalTopP, maxNewTokens: config.maxNewTokens, limit: config.evalLimit,
     seed: config.seed + 1_000_000, prompt: promptFor(style, tokenizer), isFormatted: FORMAT_OF_STYLE[style],
   };
+}
+
+/** Evaluates a model on the reasoning and the general test sets; writes both reports (with every response) to `dir`. */
+export async function scoreModel(model: DenseModel, tokenizer: Tokenizer, style: OutputStyle, config: R1PipelineConfig, dir: string, name: string): Promise<ModelScores> {
+  const options = evalOptions(config, style, tokenizer);
   const reasoning = evaluateModel(model, tokenizer, reasoningTask(config, style), options);
   const general = evaluateModel(model, tokenizer, instructionTask(), { ...options, limit: config.generalEvalLimit });
   await writeEvalReport(join(dir, `${name}-reasoning.json`), reasoning);
@@ -419,7 +435,8 @@ export function baseDocuments(config: R1PipelineConfig): string[] {
   return documents;
 }
 
-async function ensureR1BaseModel(config: R1PipelineConfig, role: 'teacher' | 'student', log: (line: string) => void): Promise<string> {
+/** A base model; `attempt` > 0 is a pretraining run from another initialization (see baseMinPassAt1). */
+async function ensureR1BaseModel(config: R1PipelineConfig, role: 'teacher' | 'student', log: (line: string) => void, attempt = 0): Promise<string> {
   const overrides = role === 'teacher' ? config.baseModelOverrides : { ...config.baseModelOverrides, ...config.studentModelOverrides };
   const steps = role === 'teacher' ? config.baseSteps : config.studentSteps;
   const text = {
@@ -429,16 +446,42 @@ async function ensureR1BaseModel(config: R1PipelineConfig, role: 'teacher' | 'st
   };
   const pretrain = {
     size: config.baseSize, modelOverrides: overrides, vocabSize: config.baseVocabSize, steps, batchSize: config.baseBatchSize,
-    seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.seed, device: config.device, precision: config.precision,
+    seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.seed + ATTEMPT_SEED_STRIDE * attempt, device: config.device, precision: config.precision,
   };
   const { device: _device, precision: _precision, ...decides } = pretrain;
   return ensurePretrainedModel({
     cacheDir: config.cacheDir,
-    key: { ...text, ...decides },
-    describe: `the ${role} base, ${config.baseDocuments} problems with chains in ${config.targetLanguage} and ${config.secondLanguage}, ${steps} pretraining steps`,
+    // The attempt only when > 0: a first attempt keeps the folder cached before attempts existed.
+    key: { ...text, ...decides, ...(attempt > 0 ? { attempt } : {}) },
+    describe: `the ${role} base, ${config.baseDocuments} problems with chains in ${config.targetLanguage} and ${config.secondLanguage}, ${steps} pretraining steps${attempt > 0 ? `, attempt ${attempt + 1}` : ''}`,
     documents: () => baseDocuments(config),
     pretrain,
   }, log);
+}
+
+/** Pretraining seeds of further attempts: far from the seeds of the first ones. */
+const ATTEMPT_SEED_STRIDE = 1000;
+
+/**
+ * The teacher base: the first pretraining run whose pass@1 on training problems reaches baseMinPassAt1, else the
+ * best of baseAttempts runs (see baseMinPassAt1). Returns its folder and every attempt's pass@1.
+ */
+async function usableTeacherBase(config: R1PipelineConfig, log: (line: string) => void): Promise<{ folder: string; passAt1: number[] }> {
+  const task = reasoningTask(config, 'zero');
+  const training: Task = { ...task, testSet: () => task.sample(new Rng(config.seed + 40), config.evalLimit) };
+  const attempts: Array<{ folder: string; passAt1: number }> = [];
+  for (let attempt = 0; attempt < config.baseAttempts; attempt++) {
+    const folder = await ensureR1BaseModel(config, 'teacher', log, attempt);
+    const { model, tokenizer } = await loadDense(folder);
+    const passAt1 = evaluateModel(model, tokenizer, training, evalOptions(config, 'zero', tokenizer)).passAt1;
+    attempts.push({ folder, passAt1 });
+    const usable = passAt1 >= config.baseMinPassAt1;
+    log(`teacher base, pretraining run ${attempt + 1}: pass@1 ${percent(passAt1)} on ${config.evalLimit} training problems (${usable ? 'usable' : `below ${percent(config.baseMinPassAt1)}`})`);
+    if (usable) break;
+  }
+  const best = attempts.reduce((a, b) => (b.passAt1 > a.passAt1 ? b : a));
+  if (best.passAt1 < config.baseMinPassAt1) log(`no pretraining run reached ${percent(config.baseMinPassAt1)}: using the best (${percent(best.passAt1)})`);
+  return { folder: best.folder, passAt1: attempts.map((a) => a.passAt1) };
 }
 
 async function loadDense(dir: string): Promise<{ model: DenseModel; tokenizer: Tokenizer }> {
@@ -526,14 +569,14 @@ const STAGES: readonly Stage[] = [
     title: 'base models pretrained on text that reasons in two languages (cached)',
     needs: [],
     run: async ({ config, dir, log }) => {
-      const teacher = await ensureR1BaseModel(config, 'teacher', log);
+      const { folder: teacher, passAt1 } = await usableTeacherBase(config, log);
       const student = await ensureR1BaseModel(config, 'student', log);
       const scores: Record<string, ModelScores> = {};
       for (const [name, folder] of [['final', teacher], ['student', student]] as const) {
         const { model, tokenizer } = await loadDense(folder);
         scores[name] = await scoreModel(model, tokenizer, 'zero', config, dir, name);
       }
-      return { models: { final: teacher, student }, scores, files: {}, counts: {} };
+      return { models: { final: teacher, student }, scores, files: {}, counts: { teacherAttempts: passAt1.length, ...Object.fromEntries(passAt1.map((p, i) => [`teacherTrainingPassAt1.${i + 1}`, p])) } };
     },
   },
   {

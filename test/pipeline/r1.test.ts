@@ -14,7 +14,7 @@ const tiny: R1PipelineConfig = {
   ...defaultR1PipelineConfig,
   out: join(root, 'run'),
   cacheDir: join(root, 'cache'),
-  baseDocuments: 300, baseDrillDocuments: 10, baseDictionaryDocuments: 10, baseVocabSize: 300, baseSteps: 3, studentSteps: 2, baseBatchSize: 2, baseSeqLen: 64,
+  baseDocuments: 300, baseDrillDocuments: 10, baseDictionaryDocuments: 10, baseVocabSize: 300, baseSteps: 3, studentSteps: 2, baseAttempts: 1, baseBatchSize: 2, baseSeqLen: 64,
   baseModelOverrides: { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 16 },
   studentModelOverrides: { hiddenSize: 16, intermediateSize: 32, headDim: 8 },
   promptsPerStep: 2, groupSize: 2, maxNewTokens: 8, rlLr: 1e-3,
@@ -86,9 +86,10 @@ describe('runR1Pipeline', () => {
     assert.deepEqual(readdirSync(stageDir(config.out, 'zero')), before);
   });
 
-  it('made from R1-Zero samples, cold-start data that keeps nothing is an error naming what removed what', async () => {
+  it('made from R1-Zero samples, cold-start data that keeps nothing, after maxPromptsFactor times the prompts, is an error naming what removed what', async () => {
     const out = join(root, 'from-zero');
-    await assert.rejects(runR1Pipeline({ ...tiny, out }, quiet), (e: Error) => e instanceof UserError && /rejection sampling kept nothing: of 6 samples of 3 prompts, truncated removed \d+/.test(e.message));
+    // 3 prompts planned, 4 times as many drawn while fewer than minKeptExamples were kept: 12 prompts of 2 samples.
+    await assert.rejects(runR1Pipeline({ ...tiny, out }, quiet), (e: Error) => e instanceof UserError && /rejection sampling kept nothing: of 24 samples of 12 prompts, truncated removed \d+/.test(e.message));
     assert.ok(existsSync(join(stageDir(out, 'zero'), STAGE_FILE)), 'the stages before it are kept');
     assert.ok(!existsSync(join(stageDir(out, 'cold-start'), STAGE_FILE)));
   });
