@@ -242,7 +242,8 @@ export async function rejectionSample(given: RejectionSampleConfig, hooks: Rejec
         log(`kept ${lines} of the ${config.minKept} wanted after ${done} prompts: drawing more prompts, up to ${examples.length}`);
         bar?.setTotal(examples.length);
       }
-      const chunk = examples.slice(done, done + config.chunkPrompts);
+      // A chunk ends at the planned prompts, so that a run that reaches minKept draws exactly them.
+      const chunk = examples.slice(done, Math.min(done + config.chunkPrompts, done < planned ? planned : examples.length));
       const kept = await processChunk(model, tokenizer, task, chunk, done, config, judge, counts);
       await appendFile(file, kept.map((messages) => `${JSON.stringify({ messages })}\n`).join(''));
       done += chunk.length;

@@ -122,6 +122,9 @@ describe('rejectionSample', () => {
 
   it('draws prompts past --prompts while fewer than minKept are kept, up to maxPrompts, the first ones unchanged', async () => {
     failFrom = Infinity;
+    // Planned prompts that are not a whole number of chunks are drawn exactly when nothing more is wanted.
+    const uneven = await rejectionSample(config(join(root, 'uneven'), { prompts: 4, maxPrompts: 12 }), quiet);
+    assert.equal(uneven.counts.prompts, 4);
     const planned = await rejectionSample(config(join(root, 'planned'), { prompts: 3 }), quiet);
     const plannedLines = readFileSync(planned.file, 'utf8');
     // The straight run sampled every training problem of the file (maxPrompts 12 allows them all).
