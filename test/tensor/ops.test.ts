@@ -117,6 +117,22 @@ describe('forward semantics', () => {
     assert.deepEqual(T.mean(x).toNested(), 3.5);
   });
 
+  it('a float32 sum over adjacent axes rounds once, as the bias and norm-weight gradients of a [B, T, C] batch need', () => {
+    // Rows of +-1000 with fractions, the sign alternating along T so that the total is small, as gradients cancel:
+    // each sum over B rounded to float32 (ulp 1/1024 at 8,000) before the sum over T would lose bits that the
+    // small total keeps, so a reduction done axis by axis differs from the float64 sum of all B * T rows rounded once.
+    const [B, Tn, C] = [8, 64, 16];
+    const rng = new T.Rng(7);
+    const values = Float32Array.from({ length: B * Tn * C }, (_, i) => (Math.floor(i / C) % 2 ? -1 : 1) * (1000 + rng.uniform()));
+    const x = T.tensor(Array.from(values), [B, Tn, C]);
+    const exact = Array.from({ length: C }, (_, c) => {
+      let total = 0;
+      for (let row = 0; row < B * Tn; row++) total += values[row * C + c];
+      return Math.fround(total);
+    });
+    assert.deepEqual(Array.from(T.sum(x, [0, 1]).toArray()), exact);
+  });
+
   it('slices, concatenates and splits as views of the same data', () => {
     const x = T.tensor([0, 1, 2, 3, 4, 5], [2, 3]);
     const [l, r] = T.split(x, [1, 2], 1);
