@@ -103,7 +103,7 @@ export interface R1PipelineConfig extends SharedBaseSettings {
   /**
    * Least pass@1 of a usable teacher base, on training problems, and the pretraining runs allowed to reach it.
    * A pretraining run can miss a skill the text teaches: seed 2's teacher (1000 steps) did not learn to start its
-   * chain from the question's number (10% of its chains against seed 1's 100%; 500 more steps did not teach it),
+   * chain from the question's number (6.5% of its chains against seed 1's 100%; 500 more steps did not teach it),
    * so its pass@1 was 9% and R1-Zero had nothing to reinforce. Such a base is pretrained again from another
    * initialization (and batch order), on the same text, up to baseAttempts runs in all; the best one is used.
    */
