@@ -7,14 +7,11 @@ import { pipelineTable } from '../pipeline/report.ts';
 import { ARITHMETIC_LEVELS, CHAIN_LANGUAGES } from '../tasks/arithmetic.ts';
 import { UserError } from '../util/errors.ts';
 import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
-import { DEVICE_HELP, PRECISION_HELP, selectDevice } from './device.ts';
-import { Settings, type Fields } from './settings.ts';
+import { selectDevice } from './device.ts';
+import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
+import { SHARED_FIELDS } from './shared-fields.ts';
 import { BASE_MODEL_FIELDS } from './zero.ts';
 
-const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().nonnegative();
-const nonNegative = z.number().nonnegative();
-const fraction = z.number().min(0).max(1);
 const rate = z.number().positive();
 const overrides = z.record(z.string(), z.unknown()) as unknown as z.ZodType<R1PipelineConfig['baseModelOverrides']>;
 const language = z.enum(CHAIN_LANGUAGES);
@@ -28,8 +25,8 @@ const FIELDS: Fields<R1PipelineConfig> = {
   targetLanguage: { schema: language, flag: '--target-language <lang>', help: `language the chains of thought should be in (the language reward's target): ${CHAIN_LANGUAGES.join(', ')}` },
   secondLanguage: { schema: language, flag: '--second-language <lang>', help: 'the other language of the base text' },
   seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the base text, the prompt draws and the sampling' },
-  device: { schema: z.enum(['cpu', 'cuda']), flag: '--device <device>', help: DEVICE_HELP },
-  precision: { schema: z.enum(['f32', 'bf16']), flag: '--precision <p>', help: PRECISION_HELP },
+  device: SHARED_FIELDS.device,
+  precision: SHARED_FIELDS.precision,
   minKeptExamples: { schema: nonNegativeInt, flag: '--min-kept-examples <n>', help: 'least examples kept by each rejection sampling (cold start, stage 3, distillation): fewer draw more prompts' },
   maxPromptsFactor: { schema: z.number().min(1), flag: '--max-prompts-factor <f>', help: 'the most prompts a rejection sampling draws to reach --min-kept-examples, as a multiple of its own' },
   checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints of every trainer (what a killed stage loses at most)' },
@@ -97,29 +94,26 @@ const FIELDS: Fields<R1PipelineConfig> = {
   evalTopP: { schema: z.number().gt(0).max(1), flag: '--eval-top-p <p>', help: 'evaluation nucleus mass (paper: 0.95)' },
 };
 
-const settings = new Settings('pipeline', FIELDS, defaultR1PipelineConfig);
+const settings = new Settings('pipeline', FIELDS, defaultR1PipelineConfig, {
+  check: (config) => {
+    if (config.targetLanguage === config.secondLanguage) throw new UserError(`--target-language and --second-language are both ${config.targetLanguage}: the base text needs two languages`);
+  },
+});
 
 /** Flags (commander's parsed values) and an optional config file -> a validated R1PipelineConfig. */
 export function pipelineConfigFromFlags(flags: Record<string, unknown>): R1PipelineConfig {
-  const config = settings.fromFlags(flags);
-  if (config.targetLanguage === config.secondLanguage) throw new UserError(`--target-language and --second-language are both ${config.targetLanguage}: the base text needs two languages`);
-  return config;
+  return settings.fromFlags(flags);
 }
 
 export function register(program: Command): void {
-  const command = program
-    .command('pipeline')
-    .summary("DeepSeek-R1's whole recipe from a base model: cold start, reasoning RL, rejection sampling + SFT, RL for all scenarios, distillation")
-    .description(
+  const command = settings.register(program, {
+    summary: "DeepSeek-R1's whole recipe from a base model: cold start, reasoning RL, rejection sampling + SFT, RL for all scenarios, distillation",
+    description:
       'Runs every stage that has not finished in --out (a killed stage resumes; --stage NAME reruns one alone): base models ' +
         'pretrained here (cached), R1-Zero (and R1-Zero with the language reward, as an ablation), cold-start SFT, reasoning RL with the language reward, ' +
         'rejection sampling + SFT from the base, RL for all scenarios with a reward model, distillation into a small student and ' +
         'the same student with RL alone for the same time. Each stage writes its folder OUT/NN-name; OUT/report.html compares every model.',
-    );
-  settings.addOptions(command);
-  dashboardOption(command);
-  command.action(async (flags: Record<string, unknown>) => {
-    const config = pipelineConfigFromFlags(flags);
+  }, async (config, flags) => {
     selectDevice(config.device, config.precision);
     // The pipeline's folder: every stage is a run below it.
     const dashboard = await startDashboardFor(flags.dashboard, config.out);
@@ -128,4 +122,5 @@ export function register(program: Command): void {
     console.log(`report: ${result.reportFile}`);
     dashboardStaysUp(dashboard);
   });
+  dashboardOption(command);
 }
