@@ -54,6 +54,7 @@ import { defaultRewardModelConfig, trainRewardModel } from '../train/reward-mode
 import { readSftExamples } from '../train/sft-data.ts';
 import { defaultSftConfig, sft } from '../train/sft.ts';
 import { UserError } from '../util/errors.ts';
+import { logToStderr } from '../util/log.ts';
 import { defaultRejectionSampleConfig, rejectionSample, type RejectionCounts, type RejectionSampleConfig, type RejectionSampleResult } from './rejection-sample.ts';
 import { renderPipelineReport, type PipelineCurves, type PipelineReportInput, type PipelineRow } from './report.ts';
 import { buildSources, percent, type RlSourceConfig } from './rl.ts';
@@ -324,7 +325,7 @@ export interface R1PipelineResult {
  * stage's record.
  */
 export async function runR1Pipeline(config: R1PipelineConfig, hooks: R1PipelineHooks = {}): Promise<R1PipelineResult> {
-  const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = hooks.log ?? logToStderr;
   if (config.targetLanguage === config.secondLanguage) throw new UserError(`targetLanguage and secondLanguage are both ${config.targetLanguage}: the base text needs two languages`);
   useDevice(config.device, config.precision);
   await mkdir(config.out, { recursive: true });
