@@ -185,6 +185,9 @@ export interface R1PipelineConfig extends SharedBaseSettings {
  */
 export const defaultR1PipelineConfig: R1PipelineConfig = {
   ...(Object.fromEntries(SHARED_BASE_SETTINGS.map((key) => [key, defaultZeroConfig[key]])) as SharedBaseSettings),
+  // The teacher's pretraining as measured for this pipeline (its weak runs are retried: baseMinPassAt1), not
+  // the 1500 steps of `r1 zero`'s single base.
+  baseSteps: 1000,
   out: 'runs/r1',
   stage: null,
   minKeptExamples: 400,
