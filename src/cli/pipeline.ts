@@ -21,7 +21,7 @@ const FIELDS: Fields<R1PipelineConfig> = {
   out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: one folder per stage, report.html, summary.json; an unfinished run there is continued' },
   cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept (shared with r1 zero)' },
   stage: { schema: z.enum(R1_STAGE_NAMES).nullable(), flag: '--stage <name>', help: `rerun one stage alone, from the outputs of the stages before it: ${R1_STAGE_NAMES.join(', ')}` },
-  level: { schema: z.number().int().refine((n) => ARITHMETIC_LEVELS[n] !== undefined, 'no such arithmetic level'), flag: '--level <n>', help: 'arithmetic level of the reasoning prompts (1-4)' },
+  level: { schema: z.number().int().refine((n) => ARITHMETIC_LEVELS[n] !== undefined, 'no such arithmetic level'), flag: '--level <n>', help: `arithmetic level of the reasoning prompts (${Object.keys(ARITHMETIC_LEVELS).join(', ')})` },
   targetLanguage: { schema: language, flag: '--target-language <lang>', help: `language the chains of thought should be in (the language reward's target): ${CHAIN_LANGUAGES.join(', ')}` },
   secondLanguage: { schema: language, flag: '--second-language <lang>', help: 'the other language of the base text' },
   seed: { schema: nonNegativeInt, flag: '--seed <n>', help: 'seed of the base text, the prompt draws and the sampling' },

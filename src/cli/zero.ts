@@ -57,9 +57,11 @@ const FIELDS: Fields<ZeroConfig> = {
   baseTemplateRate: { schema: fraction, flag: '--base-template-rate <r>', help: 'fraction of pretraining documents with the whole template' },
   baseDrillDocuments: { schema: nonNegativeInt, flag: '--base-drill-documents <n>', help: 'documents of correct worked arithmetic in the pretraining text' },
   baseStyles: {
-    schema: z.strictObject({ guessRate: fraction, guessCorrectRate: fraction, checkedRate: fraction, slipRate: fraction }).nullable(),
+    schema: z.strictObject({
+      guessRate: fraction, guessRateBySteps: z.record(z.string().regex(/^[1-9]\d*$/), fraction).optional(), guessCorrectRate: fraction, checkedRate: fraction, slipRate: fraction,
+    }).nullable(),
     flag: null,
-    help: 'answering styles of the arithmetic pretraining text, e.g. {"guessRate": 0.5, "guessCorrectRate": 0.25, "checkedRate": 0.3, "slipRate": 0.2}: guesses, worked chains slipping slipRate a step, and chains that check their steps (null: bare equations right baseCorrectRate of the time)',
+    help: 'answering styles of the arithmetic pretraining text, e.g. {"guessRate": 0.5, "guessCorrectRate": 0.25, "checkedRate": 0.3, "slipRate": 0.2}: guesses, worked chains slipping slipRate a step, and chains that check their steps (null: bare equations right baseCorrectRate of the time); "guessRateBySteps": {"2": 0.3, "5": 0.95} sets the guess rate of problems of that many operations',
   },
   ...BASE_MODEL_FIELDS,
   baseTimeLimitMinutes: { schema: z.number().positive().nullable(), flag: '--base-time-limit-minutes <m>', help: 'stop pretraining the base model after this many minutes, keeping the steps done (default: all base steps)' },

@@ -296,7 +296,7 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
   if (config.baseStyles !== null && config.task !== 'arithmetic') throw new UserError(`task ${config.task}: baseStyles (guesses, worked and checked chains) exist for the arithmetic task only`);
   const styles = config.baseStyles;
   const correctness = styles === null ? `${percent(config.baseCorrectRate)} correct`
-    : `${percent(styles.guessRate)} guesses, ${percent(styles.checkedRate)} of worked chains checked, slips ${percent(styles.slipRate)} a step`;
+    : `${percent(styles.guessRate)} guesses${styles.guessRateBySteps === undefined ? '' : ` (by operations: ${Object.entries(styles.guessRateBySteps).map(([steps, rate]) => `${steps}: ${percent(rate)}`).join(', ')})`}, ${percent(styles.checkedRate)} of worked chains checked, slips ${percent(styles.slipRate)} a step`;
   return ensurePretrainedModel({
     cacheDir: config.cacheDir,
     key: baseModelKey(config),

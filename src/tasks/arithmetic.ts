@@ -40,8 +40,10 @@ export function applyArithmetic(op: ArithmeticOp, value: number, operand: number
 // Levels
 
 export interface ArithmeticLevel {
-  /** Number of operations, counting a product in the opening sentence as one. */
+  /** Number of operations, counting a product in the opening sentence as one (the most, with minSteps). */
   steps: number;
+  /** When set, each problem's number of operations is drawn uniformly in [minSteps, steps]: a mix of lengths. */
+  minSteps?: number;
   ops: readonly ArithmeticOp[];
   /** Starting values lie in [2, maxStart]. */
   maxStart: number;
@@ -56,12 +58,16 @@ export interface ArithmeticLevel {
 /**
  * Level 1 is one addition or subtraction of a single-digit number, which a model of a few million parameters
  * partly learns from the pretraining text alone; the levels above add steps, operators and larger numbers.
+ * Level 5 mixes lengths: 2 to 5 operations on level 4's numbers, so that some problems need twice the working
+ * of others (the long-chain preset, configs/zero-gpu.json: a policy that learns to work longer problems out
+ * writes longer chains as it learns).
  */
 export const ARITHMETIC_LEVELS: Readonly<Record<number, ArithmeticLevel>> = {
   1: { steps: 1, ops: ['add', 'sub'], maxStart: 20, maxOperand: 9, maxFactor: 5, maxValue: 40 },
   2: { steps: 2, ops: ['add', 'sub', 'mul'], maxStart: 30, maxOperand: 12, maxFactor: 5, maxValue: 100 },
   3: { steps: 3, ops: ['add', 'sub', 'mul', 'div'], maxStart: 50, maxOperand: 20, maxFactor: 6, maxValue: 200 },
   4: { steps: 4, ops: ['add', 'sub', 'mul', 'div'], maxStart: 100, maxOperand: 50, maxFactor: 9, maxValue: 1000 },
+  5: { steps: 5, minSteps: 2, ops: ['add', 'sub', 'mul', 'div'], maxStart: 100, maxOperand: 50, maxFactor: 9, maxValue: 1000 },
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -278,7 +284,8 @@ export function drawArithmeticProblem(rng: Rng, level: ArithmeticLevel): Arithme
     const scenario = pick(rng, SCENARIOS);
     const ops = level.ops.filter((op) => scenario.ops.includes(op));
     const max = Math.min(level.maxValue, scenario.maxValue);
-    const people = shuffled(rng, PEOPLE).slice(0, level.steps + 1);
+    const count = level.minSteps === undefined ? level.steps : intBetween(rng, level.minSteps, level.steps);
+    const people = shuffled(rng, PEOPLE).slice(0, count + 1);
     const cast: Cast = { rng, people, thing: pick(rng, scenario.things) };
 
     const steps: ArithmeticStep[] = [];
@@ -297,7 +304,7 @@ export function drawArithmeticProblem(rng: Rng, level: ArithmeticLevel): Arithme
     }
 
     let stuck = false;
-    while (steps.length < level.steps) {
+    while (steps.length < count) {
       const choices = ops.map((op) => ({ op, operands: feasibleOperands(op, value, level, max, scenario) })).filter((c) => c.operands.length > 0);
       if (choices.length === 0) {
         stuck = true;
@@ -461,7 +468,7 @@ export function arithmeticTask(options: ArithmeticOptions = {}): Task {
   const toExample = (p: ArithmeticProblem, id: string): Example => ({ id, question: p.question, reference: String(p.answer), level: levelNumber });
   return {
     name: 'arithmetic',
-    description: `arithmetic word problems, level ${levelNumber}: ${level.steps} step${level.steps > 1 ? 's' : ''} of ${level.ops.map((op) => SYMBOL[op]).join(' ')}`,
+    description: `arithmetic word problems, level ${levelNumber}: ${level.minSteps === undefined ? '' : `${level.minSteps} to `}${level.steps} step${level.steps > 1 ? 's' : ''} of ${level.ops.map((op) => SYMBOL[op]).join(' ')}`,
     sample(rng: Rng, count: number): Example[] {
       return Array.from({ length: count }, () => {
         const p = drawTrainingProblem(rng, level);

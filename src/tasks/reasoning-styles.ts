@@ -28,6 +28,12 @@ import { intBetween, pick } from './split.ts';
 export interface ReasoningStyles {
   /** Fraction of completions that guess the answer without working. */
   guessRate: number;
+  /**
+   * Guess rates for problems of a given number of operations ({"2": 0.3, "5": 0.95}), in place of guessRate for
+   * those: text that works short problems out and guesses long ones, so that a policy learns to work out the long
+   * ones later than the short ones (the long-chain preset on level 5's mixed lengths).
+   */
+  guessRateBySteps?: Readonly<Record<string, number>>;
   /** Fraction of guesses that are right (the others are near misses). */
   guessCorrectRate: number;
   /**
@@ -57,14 +63,24 @@ export interface StyledSolution {
 }
 
 export function checkReasoningStyles(styles: ReasoningStyles, where = 'reasoning styles'): void {
-  for (const [name, value] of Object.entries(styles)) {
+  const { guessRateBySteps = {}, ...rates } = styles;
+  const fractions = [...Object.entries(rates), ...Object.entries(guessRateBySteps).map(([steps, value]) => [`guessRateBySteps.${steps}`, value] as const)];
+  for (const [name, value] of fractions) {
     if (!(typeof value === 'number' && value >= 0 && value <= 1)) throw new RangeError(`${where}: ${name} must be a fraction in [0, 1], got ${value}`);
   }
+  for (const steps of Object.keys(guessRateBySteps)) {
+    if (!/^[1-9]\d*$/.test(steps)) throw new RangeError(`${where}: guessRateBySteps keys must be numbers of operations (1, 2, ...), got "${steps}"`);
+  }
+}
+
+/** The guess rate of a problem of `steps` operations. */
+export function guessRateFor(styles: ReasoningStyles, steps: number): number {
+  return styles.guessRateBySteps?.[String(steps)] ?? styles.guessRate;
 }
 
 /** A solution of `problem` in a style drawn from `styles`. */
 export function styledSolution(rng: Rng, problem: ArithmeticProblem, styles: ReasoningStyles): StyledSolution {
-  if (rng.uniform() < styles.guessRate) {
+  if (rng.uniform() < guessRateFor(styles, problem.steps.length)) {
     const correct = rng.uniform() < styles.guessCorrectRate;
     const final = correct ? problem.answer : nearMiss(rng, problem.answer);
     return { style: 'guess', working: `i think it is ${final}.`, final, correct, checks: 0, slips: 0, caught: 0 };

@@ -15,7 +15,7 @@ import { readableTask } from './readable.ts';
 import type { Task } from './task.ts';
 
 export interface TaskOptions extends JsonlTaskOptions {
-  /** Difficulty level of a generated task (countdown 1-4, default 3; arithmetic 1-4, default 1). */
+  /** Difficulty level of a generated task (countdown 1-4, default 3; arithmetic 1-5, default 1). */
   level?: number;
   /** The problems file of the `jsonl` task (the same as naming the task `jsonl:PATH`). */
   taskFile?: string;

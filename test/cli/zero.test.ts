@@ -37,13 +37,15 @@ test('flags and config files are validated, naming the flag or the field', () =>
   assert.throws(() => readZeroConfigFile(file), (e: Error) => /zero\.json: field "groupsize": not a setting of r1 zero/.test(e.message) && /field "lr": /.test(e.message));
   writeFileSync(file, JSON.stringify({ steps: 5, baseModelOverrides: { numLayers: 2 } }));
   assert.equal(zeroConfigFromFlags({ config: file, steps: '7' }).steps, 7);
+  writeFileSync(file, JSON.stringify({ baseStyles: { guessRate: 0.5, guessRateBySteps: { two: 0.5 }, guessCorrectRate: 0.25, checkedRate: 0.3, slipRate: 0.2 } }));
+  assert.throws(() => readZeroConfigFile(file), /zero\.json: field "baseStyles\.guessRateBySteps\.two": Invalid key/);
   writeFileSync(file, '{ steps: 5');
   assert.throws(() => readZeroConfigFile(file), /zero\.json: cannot read a JSON config/);
 });
 
 test('the long-chain presets in configs/ are valid r1 zero configs: styled base text, room for long completions', () => {
   const root = join(import.meta.dirname, '../..');
-  for (const [file, device] of [['configs/zero-gpu.json', 'cuda'], ['configs/zero-long-chains-cpu.json', 'cpu']] as const) {
+  for (const [file, device] of [['configs/zero-gpu.json', 'cuda'], ['configs/zero-gpu-mixed.json', 'cuda'], ['configs/zero-long-chains-cpu.json', 'cpu']] as const) {
     const config = zeroConfigFromFlags({ config: join(root, file) });
     assert.equal(config.device, device, file);
     assert.equal(config.task, 'arithmetic');

@@ -53,12 +53,27 @@ test('gold answers agree with an independent reading of the question', () => {
     for (const e of [...task.sample(new Rng(100 + levelNumber), 400), ...task.testSet(100)]) {
       const { answer, numbers } = solveByReading(e.question);
       assert.equal(String(answer), e.reference, e.question);
-      // Level 1 is one + or - of a single digit; more steps at higher levels (a product opening counts as one).
-      assert.equal(numbers.length, level.steps + 1, e.question);
+      // Level 1 is one + or - of a single digit; more steps at higher levels (a product opening counts as one);
+      // level 5 mixes problems of 2 to 5 steps.
+      assert.ok(numbers.length >= (level.minSteps ?? level.steps) + 1 && numbers.length <= level.steps + 1, e.question);
       assert.ok(numbers.every((n) => n >= 2 && n <= Math.max(level.maxStart, level.maxOperand)), e.question);
       assert.ok(answer <= level.maxValue, e.question);
     }
   }
+});
+
+test('level 5 mixes problems of every length from 2 to 5 steps, in training and test sets alike', () => {
+  const task = arithmeticTask({ level: 5 });
+  for (const examples of [task.sample(new Rng(5), 800), task.testSet(200)]) {
+    const counts = new Map<number, number>();
+    for (const e of examples) {
+      const steps = solveByReading(e.question).numbers.length - 1;
+      counts.set(steps, (counts.get(steps) ?? 0) + 1);
+    }
+    assert.deepEqual([...counts.keys()].sort(), [2, 3, 4, 5]);
+    for (const [steps, count] of counts) assert.ok(count > examples.length / 8, `${steps} steps: ${count} of ${examples.length}`);
+  }
+  assert.match(task.description, /level 5: 2 to 5 steps/);
 });
 
 test('hand-checked example and English spot checks', () => {

@@ -92,8 +92,29 @@ describe('styledSolution', () => {
     assert.ok(full.length > 10 && full.every((s) => s.correct));
   });
 
+  it('guessRateBySteps sets the guess rate of problems by their number of operations', () => {
+    const styles = { ...MIX, guessRate: 0.5, guessRateBySteps: { '2': 0.1, '5': 0.9 } };
+    const rng = new Rng(4);
+    const guesses = new Map<number, { n: number; guessed: number }>();
+    for (let i = 0; i < 4000; i++) {
+      const problem = drawTrainingProblem(rng, ARITHMETIC_LEVELS[5]);
+      const steps = problem.steps.length;
+      const seen = guesses.get(steps) ?? { n: 0, guessed: 0 };
+      seen.n++;
+      if (styledSolution(rng, problem, styles).style === 'guess') seen.guessed++;
+      guesses.set(steps, seen);
+    }
+    // 2 and 5 steps at their own rates, 3 and 4 at guessRate.
+    for (const [steps, rate] of [[2, 0.1], [3, 0.5], [4, 0.5], [5, 0.9]] as const) {
+      const { n, guessed } = guesses.get(steps)!;
+      assert.ok(Math.abs(guessed / n - rate) < 0.05, `${steps} steps: ${guessed} of ${n}`);
+    }
+  });
+
   it('fractions outside [0, 1] are refused, naming the field', () => {
     assert.throws(() => checkReasoningStyles({ ...MIX, slipRate: 1.5 }), /slipRate must be a fraction in \[0, 1\], got 1\.5/);
+    assert.throws(() => checkReasoningStyles({ ...MIX, guessRateBySteps: { '3': 2 } }), /guessRateBySteps\.3 must be a fraction in \[0, 1\], got 2/);
+    assert.throws(() => checkReasoningStyles({ ...MIX, guessRateBySteps: { three: 0.5 } }), /guessRateBySteps keys must be numbers of operations/);
   });
 });
 
