@@ -6,7 +6,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJsonl, SAMPLES_FILE } from '../src/io/checkpoint.ts';
 import { chart, type StepSamples } from '../src/pipeline/report.ts';
-import { METRICS_FILE, type GrpoStepRecord } from '../src/rl/trainer.ts';
+import type { GrpoStepRecord } from '../src/rl/trainer.ts';
+import { METRICS_FILE } from '../src/train/loop.ts';
 
 const [run, figure] = process.argv.slice(2);
 if (!run) throw new Error('usage: bench/zero_curves.ts RUN_DIR [FIGURE.svg]');

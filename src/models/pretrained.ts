@@ -89,14 +89,9 @@ export interface SaveModelOptions {
 
 /**
  * Writes `model` and `tokenizer` as a Hugging Face directory that transformers opens (AutoModelForCausalLM,
- * AutoTokenizer). The tokenizer's files (tokenizer.json and tokenizer_config.json) are copied from where it
- * was loaded.
+ * AutoTokenizer), with the tokenizer's files (tokenizer.json and tokenizer_config.json) as it was built from.
  */
 export async function saveModel(model: CausalLM, tokenizer: Tokenizer, dir: string, options: SaveModelOptions = {}): Promise<void> {
-  const { tokenizerFile, configFile } = tokenizer.sources;
-  if (!existsSync(tokenizerFile)) {
-    throw new UserError(`saveModel: the tokenizer's file ${tokenizerFile} does not exist; write the tokenizer to disk (e.g. saveTrainedBpe) and load it from there`);
-  }
   if (tokenizer.vocabSize > model.config.vocabSize) {
     throw new UserError(`saveModel: the tokenizer has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${model.config.vocabSize}`);
   }
@@ -107,7 +102,7 @@ export async function saveModel(model: CausalLM, tokenizer: Tokenizer, dir: stri
     tensors.set(name, fromFloat32([...p.shape], values instanceof Float32Array ? values : Float32Array.from(values), dtype));
   }
   await saveHfModel(dir, { config: model.config, tensors }, {
-    tokenizerJson: await readFile(tokenizerFile, 'utf8'),
-    tokenizerConfig: configFile === null ? undefined : JSON.parse(await readFile(configFile, 'utf8')),
+    tokenizerJson: tokenizer.files.json,
+    tokenizerConfig: tokenizer.files.config,
   });
 }

@@ -120,28 +120,13 @@ export async function loadRewardModel(dir: string): Promise<LoadedRewardModel> {
   return { model: rewardModelFromTensors(config, tensors, dir), tokenizer: Tokenizer.fromFile(dir) };
 }
 
-/** The tokenizer's files as saved with a model: tokenizer.json's text and tokenizer_config.json's object. */
-export interface TokenizerFiles {
-  tokenizerJson: string;
-  tokenizerConfig: object | undefined;
-}
-
-/** The files a tokenizer was loaded from (read now: a trainer keeps them, as checkpoints it loaded from get pruned). */
-export async function readTokenizerFiles(tokenizer: Tokenizer): Promise<TokenizerFiles> {
-  const { tokenizerFile, configFile } = tokenizer.sources;
-  if (!existsSync(tokenizerFile)) throw new UserError(`the tokenizer's file ${tokenizerFile} does not exist`);
-  return {
-    tokenizerJson: await readFile(tokenizerFile, 'utf8'),
-    tokenizerConfig: configFile === null ? undefined : JSON.parse(await readFile(configFile, 'utf8')) as object,
-  };
-}
-
 /** Writes `model` as a reward-model folder (the layout in the file comment) with the tokenizer's files. */
-export async function saveRewardModel(model: RewardModel, tokenizer: TokenizerFiles, dir: string): Promise<void> {
+export async function saveRewardModel(model: RewardModel, tokenizer: Tokenizer, dir: string): Promise<void> {
   const float32 = (t: Tensor) => fromFloat32([...t.shape], Float32Array.from(t.toArray()), 'F32');
   const backbone: TensorMap = new Map(model.backbone.namedParameters().map(([name, p]) => [name, float32(p)]));
   await saveHfModel(dir, { config: model.config, tensors: backbone }, {
-    ...tokenizer,
+    tokenizerJson: tokenizer.files.json,
+    tokenizerConfig: tokenizer.files.config,
     classifier: {
       head: new Map([[SCORE_WEIGHT, float32(model.score)]]),
       configFields: { num_labels: 1, id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 }, pad_token_id: padTokenId(tokenizer, model.config) },
@@ -150,7 +135,6 @@ export async function saveRewardModel(model: RewardModel, tokenizer: TokenizerFi
 }
 
 /** The pad id transformers uses to find each row's last token: the tokenizer's pad token, else the eos. */
-function padTokenId(files: TokenizerFiles, config: ModelConfig): number | null {
-  const tokenizer = Tokenizer.fromJson(JSON.parse(files.tokenizerJson), files.tokenizerConfig ?? {});
+function padTokenId(tokenizer: Tokenizer, config: ModelConfig): number | null {
   return tokenizer.padTokenId ?? tokenizer.eosTokenId ?? config.eosTokenId;
 }

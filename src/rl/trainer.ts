@@ -4,27 +4,20 @@
 // penalty to a frozen reference when beta > 0, and DAPO's dynamic sampling, overlong filtering and overlong
 // shaping as options. The math lives in grpo.ts; this file turns samples into token log-probabilities, runs the optimizer, logs metrics and checkpoints.
 //
-// Exact resume: a checkpoint holds the policy, the AdamW moments and step, the reference weights (when there
-// is a reference), the generator's state (it draws every prompt and every completion's seed), the step and
-// the metrics position, so a resumed run samples the same completions and computes the same updates as the
-// run that was killed. Checkpoint writes are atomic (src/io/checkpoint.ts): a crash keeps the last one.
-import { mkdir, readFile } from 'node:fs/promises';
+// The run itself (its folder, metrics.jsonl, progress, checkpoint cadence, time limit) is the shared training loop's
+// (src/train/loop.ts), as for pretraining and SFT. Exact resume: a checkpoint holds the policy, the AdamW moments
+// and step, the reference weights (when there is a reference) and the generator's state (it draws every prompt
+// and every completion's seed), so a resumed run samples the same completions and computes the same updates as
+// the run that was killed; metrics.jsonl and samples.jsonl are cut back to the checkpoint's step.
 import { join } from 'node:path';
-import cliProgress from 'cli-progress';
-import { writeFileAtomic } from '../io/atomic.ts';
-import {
-  appendJsonl, arraysUnder, CHECKPOINTS_DIR, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, SAMPLES_FILE,
-  saveCheckpoint, writeRunFile,
-} from '../io/checkpoint.ts';
-import type { TensorMap } from '../io/safetensors.ts';
+import { appendJsonl, arraysUnder, OPTIMIZER_FILE, parameterArrays, readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
 import { createModel, type CausalLM } from '../models/pretrained.ts';
 import { copyInto, crossEntropy, exp, IGNORE_INDEX, logSoftmax, mul, neg, noGrad, reshape, scope, sum, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { restoreAdamW } from '../train/loop.ts';
-import { AdamW, clipGradNorm } from '../train/optimizer.ts';
+import { finishUpdate, METRICS_FILE, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
+import { AdamW } from '../train/optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from '../train/schedule.ts';
-import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { clipFraction, groupAdvantages, lossVariants, maskedMean, tokenTerms, type LossType } from './grpo.ts';
 import { sampleRollout, type RolloutOptions, type RolloutTask, type Sample } from './rollout.ts';
@@ -190,112 +183,75 @@ export interface GrpoResult {
   records: GrpoStepRecord[];
 }
 
-export const METRICS_FILE = 'metrics.jsonl';
-
 /** What trainer_state.json's "state" holds. */
 interface TrainerState {
   config: GrpoConfig;
   rng: number[];
   optimizerStep: number;
-  /** Records in metrics.jsonl that belong to the steps up to this checkpoint. */
-  metricsRecords: number;
   elapsedSeconds: number;
 }
 
 const REFERENCE_PREFIX = 'reference/';
 
-/** Trains `run.model` in place; returns the step records of the whole run (earlier ones too after a resume). */
+/**
+ * Trains `run.model` in place; returns the step records of the whole run (earlier ones too after a resume). The
+ * run folder, metrics, progress, checkpoint cadence and time limit are the shared training loop's (src/train/loop.ts).
+ */
 export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<GrpoResult> {
   const log = hooks.log ?? logToStderr;
   const { model, tokenizer, sources, out } = run;
-  let config = run.config;
-  await mkdir(out, { recursive: true });
-  const metricsFile = join(out, METRICS_FILE);
-  const samplesFile = join(out, SAMPLES_FILE);
+  const checkpoint = await openRun(out, run.resume ?? false, log, { kind: 'grpo', config: run.config, stepFiles: [SAMPLES_FILE] });
+  const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
+  // The run's own settings, except how long and how often to save: a resumed run is the same run.
+  const config: GrpoConfig = saved
+    ? { ...saved.config, steps: run.config.steps, checkpointEvery: run.config.checkpointEvery, keepCheckpoints: run.config.keepCheckpoints, timeLimitMinutes: run.config.timeLimitMinutes }
+    : run.config;
 
-  const checkpoint = run.resume ? await loadLatestCheckpoint(out, (m) => log(`warning: ${m}`)) : null;
-  if (!run.resume && await hasCheckpoints(out)) {
-    throw new UserError(`${join(out, CHECKPOINTS_DIR)} already holds checkpoints; pass --resume to continue that run, or choose another --out`);
-  }
-  if (run.resume && !checkpoint) log(`no checkpoint in ${out}; starting a new run`);
-
-  const named = model.namedParameters();
-  const optimizer = new AdamW(named, { beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEps, weightDecay: config.weightDecay });
-  let reference = config.beta > 0 ? cloneModel(model) : null;
-  let rng = new Rng(config.seed);
-  let step = 0;
-  let elapsedBefore = 0;
-  let records: GrpoStepRecord[] = [];
-  if (checkpoint) {
-    const saved = checkpoint.trainerState as unknown as TrainerState;
-    // The run's own settings, except how long and how often to save: a resumed run is the same run.
-    config = { ...saved.config, steps: run.config.steps, checkpointEvery: run.config.checkpointEvery, keepCheckpoints: run.config.keepCheckpoints, timeLimitMinutes: run.config.timeLimitMinutes };
+  const optimizer = new AdamW(model.namedParameters(), { beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEps, weightDecay: config.weightDecay });
+  if (checkpoint && saved) {
     model.loadState(checkpoint.model.tensors, checkpoint.dir);
     restoreAdamW(optimizer, checkpoint, saved.optimizerStep);
-    reference = config.beta > 0 ? cloneModel(model) : null;
-    if (reference) reference.loadState(arraysUnder(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, OPTIMIZER_FILE));
-    rng = Rng.fromState(saved.rng);
-    step = checkpoint.step;
-    elapsedBefore = saved.elapsedSeconds;
-    // Records past the checkpoint belong to steps about to be redone.
-    records = (await readJsonl<GrpoStepRecord>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).slice(0, saved.metricsRecords);
-    await writeFileAtomic(metricsFile, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    const samples = (await readJsonl<{ step: number }>(samplesFile, (m) => log(`warning: ${m}`)).catch(() => [])).filter((s) => s.step <= step);
-    await writeFileAtomic(samplesFile, samples.map((s) => `${JSON.stringify(s)}\n`).join(''));
-    log(`resuming ${out} from step ${step} (${checkpoint.dir})`);
-  } else {
-    await writeFileAtomic(metricsFile, '');
-    await writeFileAtomic(samplesFile, '');
   }
-  await writeRunFile(out, 'grpo', config);
+  const reference = config.beta > 0 ? cloneModel(model) : null;
+  if (reference && checkpoint) reference.loadState(arraysUnder(checkpoint.optimizer.other, REFERENCE_PREFIX), join(checkpoint.dir, OPTIMIZER_FILE));
+  const rng = saved ? Rng.fromState(saved.rng) : new Rng(config.seed);
+  const earlier = checkpoint ? await readJsonl<GrpoStepRecord>(join(out, METRICS_FILE), (m) => log(`warning: ${m}`)) : [];
 
-  const tokenizerJson = await readFile(tokenizer.sources.tokenizerFile, 'utf8').catch(() => null);
-  const tokenizerConfig = tokenizer.sources.configFile ? JSON.parse(await readFile(tokenizer.sources.configFile, 'utf8')) as object : undefined;
-  const startMs = performance.now();
-  const save = async (): Promise<void> => {
-    const state: TrainerState = { config, rng: rng.state(), optimizerStep: optimizer.step, metricsRecords: records.length, elapsedSeconds: elapsedBefore + (performance.now() - startMs) / 1000 };
-    const { m, v } = optimizer.stateDict();
-    const other: TensorMap = reference ? parameterArrays(reference.namedParameters().map(([name, p]) => [REFERENCE_PREFIX + name, p])) : new Map();
-    await saveCheckpoint(out, step, {
-      model: { config: model.config, tensors: parameterArrays(named), torchDtype: 'float32' },
-      optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other },
-      trainerState: state as unknown as Record<string, unknown>,
-      tokenizer: tokenizerJson === null ? undefined : { tokenizerJson, tokenizerConfig },
-    }, { keepLast: config.keepCheckpoints });
-  };
-
+  const samplesFile = join(out, SAMPLES_FILE);
   const schedule = scheduleOf(config, config.steps);
-  const deadlineMs = config.timeLimitMinutes === null ? Infinity : startMs + config.timeLimitMinutes * 60_000;
-  const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
-    format: 'GRPO {bar} step {value}/{total} | reward {reward} | acc {acc} | len {len} | ETA {eta_formatted}',
-    hideCursor: true, etaBuffer: 10,
-  }, cliProgress.Presets.shades_classic) : null;
-  bar?.start(config.steps, step, { reward: '-', acc: '-', len: '-' });
-  const logEvery = Math.max(1, Math.round(config.steps / 20));
-  let lastSavedStep = checkpoint?.step ?? -1;
-  try {
-    while (step < config.steps && performance.now() < deadlineMs) {
+  let stepSamples: Sample[] = [];
+  const { step, records } = await runSteps<GrpoStepRecord>({
+    out,
+    startStep: checkpoint?.step ?? 0,
+    totalSteps: config.steps,
+    elapsedBefore: saved?.elapsedSeconds ?? 0,
+    timeLimitMinutes: config.timeLimitMinutes,
+    evalEvery: config.steps,
+    checkpointEvery: config.checkpointEvery,
+    update: async (index) => {
       // On the policy's device, in one scope: the rollout's tensors and old/reference log-probs die with the step.
-      const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, sources, config, rng, learningRate(step, schedule), step + 1)));
-      step++;
-      record.elapsedSeconds = elapsedBefore + (performance.now() - startMs) / 1000;
-      if (reference && config.referenceRefreshEvery > 0 && step % config.referenceRefreshEvery === 0) copyParameters(model, reference);
-      records.push(record);
-      await appendJsonl(metricsFile, record);
+      const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, sources, config, rng, learningRate(index, schedule), index + 1)));
+      if (reference && config.referenceRefreshEvery > 0 && record.step % config.referenceRefreshEvery === 0) copyParameters(model, reference);
       await appendJsonl(samplesFile, { step: record.step, samples: samples.slice(0, SAMPLES_KEPT_PER_STEP).map(sampleSummary) });
-      hooks.onStep?.(record, samples);
-      if (bar) bar.update(step, { reward: record.reward.toFixed(3), acc: record.accuracy.toFixed(2), len: record.responseLengthMean.toFixed(1) });
-      else if (step % logEvery === 0 || step === config.steps) log(formatRecord(record, config.steps));
-      if (step % config.checkpointEvery === 0 || step === config.steps) {
-        await save();
-        lastSavedStep = step;
-      }
-    }
-  } finally {
-    bar?.stop();
-  }
-  if (lastSavedStep !== step) await save();
-  return { steps: step, records };
+      stepSamples = samples;
+      return record;
+    },
+    validate: null,
+    save: (at, elapsedSeconds) => saveTrainingCheckpoint(out, at, {
+      model, optimizer, tokenizer: tokenizer.files, keepLast: config.keepCheckpoints,
+      other: reference ? parameterArrays(reference.namedParameters().map(([name, p]) => [REFERENCE_PREFIX + name, p])) : undefined,
+      trainerState: { config, rng: rng.state(), optimizerStep: optimizer.step, elapsedSeconds } satisfies TrainerState,
+    }),
+    bar: {
+      format: 'GRPO {bar} step {value}/{total} | reward {reward} | acc {acc} | len {len} | ETA {eta_formatted}',
+      values: (r) => ({ reward: r ? r.reward.toFixed(3) : '-', acc: r ? r.accuracy.toFixed(2) : '-', len: r ? r.responseLengthMean.toFixed(1) : '-' }),
+    },
+    format: (r) => formatRecord(r, config.steps),
+    log,
+    progress: hooks.progress,
+    onStep: (record) => hooks.onStep?.(record, stepSamples),
+  });
+  return { steps: step, records: [...earlier, ...records] };
 }
 
 /** Completions kept per step in samples.jsonl (the first groups drawn): enough to read, small on disk. */
@@ -329,7 +285,7 @@ export function grpoStep(model: CausalLM, reference: CausalLM | null, optimizer:
     promptIds: s.promptIds, completionIds: s.completionIds, advantage: advantages[i],
     counted: !(config.overlongFiltering && s.truncated),
   }));
-  const update = sequences.length > 0 ? updatePolicy(model, reference, optimizer, sequences, config, lr) : null;
+  const update = sequences.length > 0 ? updatePolicy(model, reference, optimizer, sequences, config, lr, stepNumber) : null;
   synchronize(model.device);
   const referenceSeconds = update?.referenceSeconds ?? 0;
   const trainingSeconds = (performance.now() - trainStart) / 1000 - referenceSeconds;
@@ -479,7 +435,8 @@ interface UpdateMetrics {
  * detached, are used and rho = 1 exactly (as TRL does); otherwise they are computed once, without gradients,
  * before the first update. Reference log-probs come from the frozen reference only when beta > 0.
  */
-export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimizer: AdamW, sequences: readonly TrainSequence[], config: GrpoConfig, lr: number): UpdateMetrics {
+export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimizer: AdamW, sequences: readonly TrainSequence[], config: GrpoConfig, lr: number,
+  stepNumber: number): UpdateMetrics {
   const variant = lossVariants[config.lossType];
   const objective = { epsLow: config.epsLow, epsHigh: config.epsHigh, beta: config.beta };
   const miniBatches = Math.min(config.miniBatches, sequences.length);
@@ -509,7 +466,6 @@ export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimi
     }
   });
 
-  const params = model.parameters();
   let lossTotal = 0;
   let updates = 0;
   let klSum = 0;
@@ -549,16 +505,8 @@ export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimi
           countedTokens += mb.batch.tokens;
         });
       }
-      scope(() => {
-        gradNorm = config.gradClip > 0 ? clipGradNorm(params, config.gradClip) : NaN;
-        if (!Number.isFinite(loss) || (config.gradClip > 0 && !Number.isFinite(gradNorm))) {
-          throw new UserError(`the GRPO loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
-        }
-        optimizer.update(lr);
-        // DeepSeekMoE's auxiliary-loss-free bias update after each optimizer step (V3 sec. 2.1.2).
-        model.afterStep?.();
-        model.zeroGrad();
-      });
+      // Clipping, the divergence check, AdamW, DeepSeekMoE's bias update (V3 sec. 2.1.2): the end of every trainer's update.
+      gradNorm = scope(() => finishUpdate(model, optimizer, loss, lr, config.gradClip, stepNumber).gradNorm);
       lossTotal += loss;
       updates++;
     }

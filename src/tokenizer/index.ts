@@ -1,5 +1,5 @@
 // The tokenizer layer's public face: load Hugging Face byte-level BPE tokenizers, train our own, chat templates.
-export { Tokenizer, DecodeStream, type DecodeOptions, type EncodeOptions } from './tokenizer.ts';
+export { Tokenizer, DecodeStream, type DecodeOptions, type EncodeOptions, type TokenizerFiles } from './tokenizer.ts';
 export { trainBpe, saveTrainedBpe, type TrainBpeOptions, type TrainProgress, type TrainedBpe } from './train.ts';
 export { readCorpus } from './corpus.ts';
 export {

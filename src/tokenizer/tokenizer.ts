@@ -27,6 +27,12 @@ export interface Sources {
   configFile: string | null;
 }
 
+/** tokenizer.json and tokenizer_config.json ({} when there is none), parsed: what a checkpoint or a model folder stores. */
+export interface TokenizerFiles {
+  json: Record<string, unknown>;
+  config: Record<string, unknown>;
+}
+
 export class Tokenizer {
   /** Number of ids: one past the largest id of the vocabulary and the added tokens (HF's len(tokenizer)). */
   readonly vocabSize: number;
@@ -36,6 +42,11 @@ export class Tokenizer {
   /** The config's chat_template (Jinja), or null when it has none. */
   readonly chatTemplate: string | null;
   readonly sources: Sources;
+  /**
+   * The files as read (or given to fromJson): what a trainer writes into its checkpoints and its final model
+   * folder, so that they do not depend on the files still being there (a checkpoint loaded from gets pruned).
+   */
+  readonly files: TokenizerFiles;
 
   private readonly hf: HfTokenizer;
   private readonly config: Record<string, unknown>;
@@ -44,10 +55,11 @@ export class Tokenizer {
   private readonly addedTokenIds: ReadonlySet<number>;
   private readonly tokenBytesCache = new Map<number, Uint8Array>();
 
-  private constructor(hf: HfTokenizer, tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, sources: Sources) {
+  private constructor(hf: HfTokenizer, tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, sources: Sources, files: TokenizerFiles) {
     this.hf = hf;
     this.config = config;
     this.sources = sources;
+    this.files = files;
     let maxId = hf.model.vocab.length - 1;
     const added = tokenizerJson.added_tokens as Array<{ id: number; content: string; special?: boolean }>;
     for (const t of added) maxId = Math.max(maxId, t.id);
@@ -94,7 +106,7 @@ export class Tokenizer {
     } catch (err) {
       throw new UserError(`${sources.tokenizerFile}: cannot build the tokenizer: ${(err as Error).message}`);
     }
-    return new Tokenizer(hf, json, hfConfig as Record<string, unknown>, sources);
+    return new Tokenizer(hf, json, hfConfig as Record<string, unknown>, sources, { json: tokenizerJson as Record<string, unknown>, config: config as Record<string, unknown> });
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {

@@ -7,18 +7,19 @@
 // and the update count; metrics.jsonl is cut back to the checkpoint's step, so the records of redone updates
 // are not doubled; and a failed update (a diverged loss) throws before anything is saved, so the last good
 // checkpoint survives.
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
+import type { TensorMap } from '../io/safetensors.ts';
 import { saveHfModel } from '../io/hf.ts';
 import { openCommunicator, type Communicator } from '../distributed/communicator.ts';
 import { readDistributedEnv } from '../distributed/environment.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
 import { mul, scope, type Tensor } from '../tensor/index.ts';
-import { readJsonFile } from '../tokenizer/json-file.ts';
+import type { TokenizerFiles } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
 import { clipGradNorm, type AdamW } from './optimizer.ts';
@@ -28,36 +29,17 @@ export const FINAL_DIR = 'final';
 
 type Log = (line: string) => void;
 
-/** tokenizer.json and tokenizer_config.json, parsed: what a checkpoint and the final model folder store. */
-export interface TokenizerFiles {
-  json: Record<string, unknown>;
-  config: Record<string, unknown>;
-}
-
-/** tokenizer.json (+ tokenizer_config.json when present) of a folder or a tokenizer.json path. */
-export async function readTokenizerFiles(path: string): Promise<TokenizerFiles> {
-  const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
-  const file = isDir ? join(path, 'tokenizer.json') : path;
-  const dir = isDir ? path : join(file, '..');
-  const configFile = join(dir, 'tokenizer_config.json');
-  const hasConfig = await stat(configFile).then(() => true, () => false);
-  return {
-    json: readJsonFile(file) as Record<string, unknown>,
-    config: hasConfig ? readJsonFile(configFile) as Record<string, unknown> : {},
-  };
-}
-
 /**
  * Opens `out` for a run. With `resume`: its latest checkpoint, or null (logged) when it has none. Without: a
- * folder that already holds checkpoints is refused, so a fresh run never overwrites another. metrics.jsonl is
- * then cut back to the checkpoint's step (emptied for a fresh run), and run.json says what the run is (the dashboard
- * shows its kind and config). On the other ranks of a data-parallel run (`primary` false) it only reads the
- * checkpoint to resume from: rank 0 alone writes the folder.
+ * folder that already holds checkpoints is refused, so a fresh run never overwrites another. metrics.jsonl (and
+ * the run's other files of one record per step, `run.stepFiles`) is then cut back to the checkpoint's step
+ * (emptied for a fresh run), and run.json says what the run is (the dashboard shows its kind and config). On the
+ * other ranks of a data-parallel run (`primary` false) it only reads the checkpoint to resume from: rank 0 alone
+ * writes the folder.
  */
-export async function openRun(out: string, resume: boolean, log: Log, run: { kind: string; config: object }, primary = true): Promise<LoadedCheckpoint | null> {
+export async function openRun(out: string, resume: boolean, log: Log, run: { kind: string; config: object; stepFiles?: readonly string[] }, primary = true): Promise<LoadedCheckpoint | null> {
   if (!primary) return resume ? loadLatestCheckpoint(out, () => {}) : null;
   await mkdir(out, { recursive: true });
-  const metricsFile = join(out, METRICS_FILE);
   let checkpoint: LoadedCheckpoint | null = null;
   if (resume) {
     checkpoint = await loadLatestCheckpoint(out, (m) => log(`warning: ${m}`));
@@ -65,12 +47,12 @@ export async function openRun(out: string, resume: boolean, log: Log, run: { kin
   } else if (await hasCheckpoints(out)) {
     throw new UserError(`${join(out, CHECKPOINTS_DIR)} already holds checkpoints; pass --resume to continue that run, or choose another --out`);
   }
-  if (checkpoint) {
-    const step = checkpoint.step;
-    const kept = (await readJsonl<{ step: number }>(metricsFile, (m) => log(`warning: ${m}`)).catch(() => [])).filter((r) => r.step <= step);
-    await writeFileAtomic(metricsFile, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
-  } else {
-    await writeFileAtomic(metricsFile, '');
+  // The records past the checkpoint belong to updates about to be redone.
+  for (const name of [METRICS_FILE, ...(run.stepFiles ?? [])]) {
+    const file = join(out, name);
+    const step = checkpoint?.step ?? 0;
+    const kept = checkpoint ? (await readJsonl<{ step: number }>(file, (m) => log(`warning: ${m}`)).catch(() => [])).filter((r) => r.step <= step) : [];
+    await writeFileAtomic(file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
   }
   await writeRunFile(out, run.kind, run.config);
   return checkpoint;
@@ -89,6 +71,8 @@ export interface TrainingCheckpoint {
   trainerState: object;
   tokenizer: TokenizerFiles;
   keepLast: number;
+  /** Further arrays the run needs to resume (GRPO's reference model), stored beside the moments. */
+  other?: TensorMap;
 }
 
 /** Writes checkpoint `step` of the run in `out` (atomically; older ones beyond keepLast are removed). */
@@ -97,7 +81,7 @@ export async function saveTrainingCheckpoint(out: string, step: number, parts: T
   const { m, v } = parts.optimizer.stateDict();
   await saveCheckpoint(out, step, {
     model: { config: parts.model.config, tensors: parameterArrays(named), torchDtype: 'float32' },
-    optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: new Map() },
+    optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: parts.other ?? new Map() },
     trainerState: parts.trainerState as Record<string, unknown>,
     tokenizer: { tokenizerJson: parts.tokenizer.json, tokenizerConfig: parts.tokenizer.config },
   }, { keepLast: parts.keepLast });
@@ -211,8 +195,8 @@ export interface StepLoop<R extends LoopRecord> {
   timeLimitMinutes: number | null;
   evalEvery: number;
   checkpointEvery: number;
-  /** Runs update `step` (0-based) and returns its record but for step and elapsedSeconds. */
-  update(step: number): Omit<R, 'step' | 'elapsedSeconds'>;
+  /** Runs update `step` (0-based) and returns its record but for step and elapsedSeconds (a promise when it writes files of its own). */
+  update(step: number): Omit<R, 'step' | 'elapsedSeconds'> | Promise<Omit<R, 'step' | 'elapsedSeconds'>>;
   /** The held-out measures merged into the record (validationLoss and any others the trainer keeps), every
    * evalEvery updates and after the last; null when nothing is held out. */
   validate: (() => Pick<R, 'validationLoss'> & Partial<R>) | null;
@@ -251,7 +235,7 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
   bar?.start(loop.totalSteps, step, loop.bar.values(null));
   try {
     while (step < loop.totalSteps && performance.now() < deadlineMs) {
-      const fields = loop.update(step);
+      const fields = await loop.update(step);
       step++;
       const record = { ...fields, step, elapsedSeconds: elapsed() } as R;
       const last = step === loop.totalSteps || performance.now() >= deadlineMs;

@@ -23,7 +23,7 @@ import { pickFields } from '../util/pick-fields.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
 import { broadcastParameters, rankShare } from './data-parallel.ts';
-import { FINAL_DIR, openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, trainingCommunicator, type TokenizerFiles, type TrainingHooks } from './loop.ts';
+import { FINAL_DIR, openRun, optimizerUpdate, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, trainingCommunicator, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
@@ -189,11 +189,10 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   // Corpus, tokenizer, token stream.
   const docs = config.corpus === null ? syntheticCorpus(config.seed, config.syntheticDocuments) : readCorpusFile(config.corpus);
   const corpusName = config.corpus ?? 'the synthetic corpus';
-  const tokenizerFiles = checkpoint ? await readTokenizerFiles(checkpoint.dir)
-    : config.model ? await readTokenizerFiles(config.model)
-    : config.tokenizer ? await readTokenizerFiles(config.tokenizer)
+  const tokenizer = checkpoint ? Tokenizer.fromFile(checkpoint.dir)
+    : config.model ? Tokenizer.fromFile(config.model)
+    : config.tokenizer ? Tokenizer.fromFile(config.tokenizer)
     : trainTokenizer(docs, config.vocabSize, log);
-  const tokenizer = Tokenizer.fromJson(tokenizerFiles.json, tokenizerFiles.config);
   const endOfText = tokenizer.tokenToId(END_OF_TEXT) ?? tokenizer.eosTokenId;
   if (endOfText === null || endOfText === undefined) throw new UserError(`the tokenizer has neither ${END_OF_TEXT} nor an eos_token to end documents with`);
   const tokens = tokenizeDocuments(docs, (text) => tokenizer.encode(text, { addSpecialTokens: false }), endOfText);
@@ -248,7 +247,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     },
     validate: () => ({ validationLoss: evaluate(model, validation, config.batchSize, config.seqLen, config.evalBatches) }),
     save: (at, elapsedSeconds) => saveTrainingCheckpoint(config.out, at, {
-      model, optimizer, tokenizer: tokenizerFiles, keepLast: config.keepCheckpoints,
+      model, optimizer, tokenizer: tokenizer.files, keepLast: config.keepCheckpoints,
       trainerState: { config, optimizerStep: optimizer.step, data: batcher.state(), corpusTokens: tokens.length, elapsedSeconds } satisfies TrainerState,
     }),
     bar: {
@@ -262,7 +261,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     primary,
   });
   const trainingSeconds = (performance.now() - startMs) / 1000;
-  const finalDir = primary ? await saveFinalModel(config.out, model, tokenizerFiles) : join(config.out, FINAL_DIR);
+  const finalDir = primary ? await saveFinalModel(config.out, model, tokenizer.files) : join(config.out, FINAL_DIR);
   log(`saved the model and tokenizer to ${finalDir}`);
 
   const recent = records.slice(-10);
@@ -310,10 +309,10 @@ function sampleFromModel(model: CausalLM, tokenizer: Tokenizer, docs: readonly s
   return prompts.map((prompt, i) => ({ prompt, text: results[i].text }));
 }
 
-function trainTokenizer(docs: readonly string[], vocabSize: number, log: (line: string) => void): TokenizerFiles {
+function trainTokenizer(docs: readonly string[], vocabSize: number, log: (line: string) => void): Tokenizer {
   const trained = trainBpe(docs, { vocabSize });
   log(`trained a byte-level BPE tokenizer: ${trained.vocabSize} tokens (asked for ${vocabSize})`);
-  return { json: trained.tokenizerJson, config: trained.tokenizerConfig };
+  return Tokenizer.fromJson(trained.tokenizerJson, trained.tokenizerConfig);
 }
 
 function newModel(config: PretrainConfig, vocabSize: number, endOfText: number): CausalLM {

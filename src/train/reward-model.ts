@@ -19,7 +19,7 @@ import { momentArrays, parameterArrays, saveCheckpoint } from '../io/checkpoint.
 import { CLASSIFIER_SUFFIX, CONFIG_FILE } from '../io/hf.ts';
 import { readJsonlObjects } from '../io/jsonl.ts';
 import { loadModel } from '../models/pretrained.ts';
-import { loadRewardModel, padRight, readTokenizerFiles, RewardModel, rewardModelFromTensors, saveRewardModel, SCORE_WEIGHT } from '../models/reward-model.ts';
+import { loadRewardModel, padRight, RewardModel, rewardModelFromTensors, saveRewardModel, SCORE_WEIGHT } from '../models/reward-model.ts';
 import { isHeldOut } from '../tasks/split.ts';
 import { abs, add, exp, log, mean, mul, neg, noGrad, relu, scope, slice, sub, useDevice, type Device, type Precision, type Tensor } from '../tensor/index.ts';
 import { renderConversation, type ChatMessage } from '../tokenizer/chat.ts';
@@ -245,7 +245,6 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
   const optimizer = new AdamW(named, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: config.weightDecay });
   if (checkpoint && saved) restoreAdamW(optimizer, checkpoint, saved.optimizerStep);
 
-  const tokenizerFiles = await readTokenizerFiles(tokenizer);
   const schedule = scheduleOf(config, totalSteps);
 
   const { step, records } = await runSteps<RewardModelStepRecord>({
@@ -293,7 +292,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
         model: { config: model.config, tensors: parameterArrays(model.backbone.namedParameters()), torchDtype: 'float32' },
         optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: parameterArrays([[HEAD_PREFIX + SCORE_WEIGHT, model.score]]) },
         trainerState: state as unknown as Record<string, unknown>,
-        tokenizer: tokenizerFiles,
+        tokenizer: { tokenizerJson: tokenizer.files.json, tokenizerConfig: tokenizer.files.config },
       }, { keepLast: config.keepCheckpoints });
     },
     bar: {
@@ -307,7 +306,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
     onStep: hooks.onStep,
   });
   const finalDir = join(given.out, 'final');
-  await saveRewardModel(model, tokenizerFiles, finalDir);
+  await saveRewardModel(model, tokenizer, finalDir);
   log(`saved the reward model to ${finalDir}`);
   return {
     steps: step, records, finalDir, counts: { train: train.length, validation: validation.length, tooLong },

@@ -16,7 +16,7 @@ import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
 import { epochBatch } from './data.ts';
-import { openRun, optimizerUpdate, readTokenizerFiles, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
+import { openRun, optimizerUpdate, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
@@ -208,8 +208,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   }
 
   // The model folder written keeps the template it was trained with, so that sampling renders prompts the same way.
-  const tokenizerFiles = await readTokenizerFiles(checkpoint ? checkpoint.dir : config.model);
-  tokenizerFiles.config = { ...tokenizerFiles.config, chat_template: template };
+  const tokenizerFiles = { json: tokenizer.files.json, config: { ...tokenizer.files.config, chat_template: template } };
   const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
   const schedule = scheduleOf(config, totalSteps);
 

@@ -103,9 +103,14 @@ describe('saveModel / loadModel', () => {
     });
   });
 
-  it('refuses to save a tokenizer that has no file behind it', async () => {
+  it('saves a tokenizer built in memory (no file behind it) with the files it was built from', async () => {
     const bpe = tinyBpe();
     const inMemory = Tokenizer.fromJson(bpe.tokenizerJson, bpe.tokenizerConfig, { tokenizerFile: join(root, 'not-written.json'), configFile: null });
-    await rejects(saveModel(tinyModel(1), inMemory, join(root, 'x')), /not-written\.json does not exist/);
+    const dir = join(root, 'in-memory');
+    await saveModel(tinyModel(1), inMemory, dir);
+    const { tokenizer } = await loadModel(dir);
+    const text = 'the cat sat on 12 mats';
+    assert.deepEqual(tokenizer.encode(text), inMemory.encode(text));
+    assert.equal(tokenizer.eosTokenId, inMemory.eosTokenId);
   });
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { saveModel } from '../../src/models/pretrained.ts';
-import { readTokenizerFiles, RewardModel, saveRewardModel } from '../../src/models/reward-model.ts';
+import { RewardModel, saveRewardModel } from '../../src/models/reward-model.ts';
 import { buildRewards, buildSources, defaultRlConfig, REWARD_KINDS, runRl, type RlConfig, type RlSourceConfig } from '../../src/pipeline/rl.ts';
 import { scoreSample, type RewardInput } from '../../src/rewards/reward.ts';
 import { sampleRollout, type RolloutTask } from '../../src/rl/rollout.ts';
@@ -35,7 +35,7 @@ before(async () => {
   modelDir = join(root, 'policy');
   await saveModel(tinyModel(6, { maxPositionEmbeddings: 512 }), tokenizer, modelDir);
   rewardModelDir = join(root, 'rm');
-  await saveRewardModel(new RewardModel(tinyModel(7, { maxPositionEmbeddings: 512 }), 2), await readTokenizerFiles(tokenizer), rewardModelDir);
+  await saveRewardModel(new RewardModel(tinyModel(7, { maxPositionEmbeddings: 512 }), 2), tokenizer, rewardModelDir);
 });
 
 describe('reward kinds', () => {

@@ -84,14 +84,14 @@ describe('GRPO trainer against grpo.ts', () => {
     const model = tinyModel();
     const optimizer = new AdamW(model.namedParameters(), { weightDecay: 0 });
     // With rho = 1 every token's loss is -A_i. DAPO: -(sum_i A_i |o_i|) / sum_i |o_i| = -a (2 - 4 - 1 + 3) / 10.
-    const dapo = updatePolicy(model, null, optimizer, withA, { ...fast, lossType: 'dapo' }, 0);
+    const dapo = updatePolicy(model, null, optimizer, withA, { ...fast, lossType: 'dapo' }, 0, 1);
     assert.ok(Math.abs(dapo.loss - (-a * (2 - 4 - 1 + 3)) / 10) < 1e-6, `${dapo.loss}`);
     // GRPO: mean over sequences of the per-sequence token mean: -(a - a - a + a) / 4 = 0.
-    const grpo = updatePolicy(model, null, optimizer, withA, { ...fast, lossType: 'grpo' }, 0);
+    const grpo = updatePolicy(model, null, optimizer, withA, { ...fast, lossType: 'grpo' }, 0, 1);
     assert.ok(Math.abs(grpo.loss) < 1e-6, `${grpo.loss}`);
     // Dr. GRPO: no std, constant normaliser G x maxNewTokens (8): -(0.5 (2 - 4 - 1 + 3)) / 32.
     const centred = groupAdvantages([1, 0, 0, 1], 4, { scaleByStd: false, epsStd: 1e-4, std: 'unbiased' });
-    const dr = updatePolicy(model, null, optimizer, sequences.map((s, i) => ({ ...s, advantage: centred[i] })), { ...fast, lossType: 'dr_grpo' }, 0);
+    const dr = updatePolicy(model, null, optimizer, sequences.map((s, i) => ({ ...s, advantage: centred[i] })), { ...fast, lossType: 'dr_grpo' }, 0, 1);
     assert.ok(Math.abs(dr.loss - (-0.5 * (2 - 4 - 1 + 3)) / 32) < 1e-6, `${dr.loss}`);
     assert.equal(dapo.clipFraction, 0);
     assert.equal(dapo.kl, null);
@@ -102,9 +102,9 @@ describe('GRPO trainer against grpo.ts', () => {
     const withA = sequences.map((s, i) => ({ ...s, advantage: advantages[i] }));
     const model = tinyModel();
     const optimizer = new AdamW(model.namedParameters(), { weightDecay: 0 });
-    const whole = updatePolicy(model, cloneModel(model), optimizer, withA, { ...fast, beta: 0.04 }, 0);
+    const whole = updatePolicy(model, cloneModel(model), optimizer, withA, { ...fast, beta: 0.04 }, 0, 1);
     assert.ok(Math.abs(whole.kl!) < 1e-7);
-    const split = updatePolicy(model, cloneModel(model), optimizer, withA, { ...fast, beta: 0.04, microBatchSize: 1 }, 0);
+    const split = updatePolicy(model, cloneModel(model), optimizer, withA, { ...fast, beta: 0.04, microBatchSize: 1 }, 0, 1);
     assert.ok(Math.abs(split.loss - whole.loss) < 1e-6, `${split.loss} vs ${whole.loss}`);
   });
 
@@ -112,7 +112,7 @@ describe('GRPO trainer against grpo.ts', () => {
     const withA = sequences.map((s, i) => ({ ...s, advantage: [2, -2, 2, -2][i] }));
     const model = tinyModel();
     const optimizer = new AdamW(model.namedParameters(), { weightDecay: 0 });
-    const result = updatePolicy(model, null, optimizer, withA, { ...fast, mu: 2, lr: 0.05, epsLow: 0.01, epsHigh: 0.01 }, 0.05);
+    const result = updatePolicy(model, null, optimizer, withA, { ...fast, mu: 2, lr: 0.05, epsLow: 0.01, epsHigh: 0.01 }, 0.05, 1);
     assert.ok(result.clipFraction > 0, `clip fraction ${result.clipFraction}`);
   });
 });
