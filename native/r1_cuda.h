@@ -115,6 +115,28 @@ R1_API void r1_cuda_decode_attention(const float* q, const void* k, const void* 
 // dst[i] = src[i] rounded to bf16 (nearest even), i < n: a float32 KV cache's prefill moved into a bf16 one.
 R1_API void r1_cuda_to_bf16(const float* src, void* dst, int64_t n);
 
+// ---- the fused kernels of a dense model's decode step (decode.cu, gemm.cu; src/models/dense-decode.ts) ----
+// "bf16" buffers hold bf16 elements (two to a float32 word, element 2i in the low half), rounded to nearest even.
+// y[m, n] = x[m, k] w[n, k]^T + bias[n] (bias may be NULL), the bias added in cuBLASLt's epilogue. In bf16 matmul
+// precision x_bf16 / w_bf16 != 0 mark operands already in bf16; a float32 operand is read from its registered
+// bf16 copy or rounded, as r1_matmul does. In float32 or tf32 precision both must be float32.
+R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16, const float* bias, float* y, int64_t m,
+                           int64_t n, int64_t k);
+// Rows of x [rows, dim]: s = x + residual (residual NULL: s = x), written to sum unless sum is NULL, and
+// y = w * s / sqrt(mean(s^2) + eps), float32 or (bf16 != 0) bf16: a residual add, r1_rmsnorm and the rounding of
+// the next GEMM's operand in one pass.
+R1_API void r1_cuda_add_rmsnorm(const float* x, const float* residual, const float* w, float* sum, void* y, int64_t rows,
+                                int64_t dim, float eps, int bf16);
+// qkv [B, (Hq + 2 Hkv) * D] (q heads, then k heads, then v heads): q [B, Hq, D] = r1_rope of the q heads at
+// positions[b]; the k heads rotated and the v heads as they are go to cache column column[b] of k_cache and
+// v_cache [B, capacity, Hkv, D] (float, or bf16 != 0: bf16), as r1_cuda_write_columns writes them.
+R1_API void r1_cuda_rope_write_kv(const float* qkv, const int32_t* positions, const float* cos, const float* sin,
+                                  const int32_t* column, float* q, void* k_cache, void* v_cache, int64_t B, int64_t Hq,
+                                  int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity, int bf16);
+// y[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i] for gate_up [rows, 2 inter]: r1_swiglu over the output of
+// one GEMM for gate and up, into float32 or (bf16 != 0) bf16.
+R1_API void r1_cuda_swiglu_rows(const float* gate_up, void* y, int64_t rows, int64_t inter, int bf16);
+
 // ---- gradient-norm clipping without a host round trip ----
 // acc[0] += sum of x[i]^2 over i < n (summed in double, added to the float32 acc[0]), queued like a kernel:
 // r1_sum_squares's sum without waiting for the stream.

@@ -77,6 +77,10 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
                              int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale,
                              int causal);
 
+// A float stored into a float or a bf16 element (rounded to nearest even): kernels that write either format.
+__device__ inline void store_as(float* p, float x) { *p = x; }
+__device__ inline void store_as(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+
 // Sum / max over a block (blockDim.x a multiple of 32, at most 1024). Every thread gets the result.
 template <class T, class Op>
 __device__ inline T warp_reduce(T v, Op op) {

@@ -41,7 +41,8 @@ struct cublasLtMatmulHeuristicResult_t {
 };
 enum : int { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77 };          // cublasComputeType_t
 enum : int { R_32F = 0, R_16BF = 14 };                                                // cudaDataType_t
-enum : int { DESC_TRANSA = 3, DESC_TRANSB = 4 };                                      // cublasLtMatmulDescAttributes_t
+enum : int { DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8 };  // cublasLtMatmulDescAttributes_t
+enum : int { EPILOGUE_BIAS = 4 };                                                     // cublasLtEpilogue_t
 enum : int { OP_N = 0, OP_T = 1 };                                                    // cublasOperation_t
 enum : int { LAYOUT_BATCH_COUNT = 5, LAYOUT_STRIDED_BATCH_OFFSET = 6 };               // cublasLtMatrixLayoutAttribute_t
 enum : int { PREF_MAX_WORKSPACE_BYTES = 1, PREF_MIN_ALIGNMENT_A_BYTES = 5, PREF_MIN_ALIGNMENT_B_BYTES = 6,
@@ -76,6 +77,8 @@ int precision = 0;                                    // r1_cuda_set_matmul_prec
 struct PlanKey {
   int64_t m, n, k, batch, stride_a, stride_b, stride_c;
   int trans_a, trans_b, precision, align_a, align_b, align_c;
+  int bias;     // the epilogue adds a float32 bias per output column (cuBLASLt's rows of D: r1_cuda_linear)
+  int padding;  // 0: the key has no uninitialised bytes (it is compared and hashed bytewise)
   bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
 };
 struct PlanKeyHash {
@@ -119,6 +122,12 @@ Plan make_plan(const PlanKey& key) {
   int op_a = key.trans_b ? OP_T : OP_N, op_b = key.trans_a ? OP_T : OP_N;
   lt.desc_set(plan.desc, DESC_TRANSA, &op_a, sizeof op_a);
   lt.desc_set(plan.desc, DESC_TRANSB, &op_b, sizeof op_b);
+  if (key.bias) {
+    // The bias vector has one float32 per row of cuBLASLt's D, which are our output columns; its pointer is set
+    // before each call. A bias type left unset is D's (float32).
+    int epilogue = EPILOGUE_BIAS;
+    lt.desc_set(plan.desc, DESC_EPILOGUE, &epilogue, sizeof epilogue);
+  }
   const int64_t m = key.m, n = key.n, k = key.k;
   bool ok = lt.layout_create(&plan.a, operand_type, key.trans_b ? k : n, key.trans_b ? n : k, key.trans_b ? k : n) == 0 &&
             lt.layout_create(&plan.b, operand_type, key.trans_a ? m : k, key.trans_a ? k : m, key.trans_a ? m : k) == 0 &&
@@ -195,7 +204,8 @@ __device__ inline float load_float(const __nv_bfloat16* p) { return __bfloat162f
 
 template <class T>
 __global__ void tiled_gemm_kernel(const T* a, const T* b, float* c, int64_t m, int64_t n, int64_t k, int trans_a,
-                                  int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta) {
+                                  int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta,
+                                  const float* bias) {
   __shared__ float as[16][17], bs[16][17];
   const int64_t batch = blockIdx.z;
   a += batch * stride_a;
@@ -212,7 +222,56 @@ __global__ void tiled_gemm_kernel(const T* a, const T* b, float* c, int64_t m, i
     for (int p = 0; p < 16; ++p) sum = fmaf(as[threadIdx.y][p], bs[p][threadIdx.x], sum);
     __syncthreads();
   }
+  if (bias && col < n) sum += bias[col];
   if (row < m && col < n) c[row * n + col] = beta != 0.0f ? sum + c[row * n + col] : sum;
+}
+
+
+// C = op(A) op(B) (+ bias per column of C) for operands already in the precision's element type (bf16 in bf16
+// precision): the planned cuBLASLt call, or the tiled kernel for shapes cuBLASLt declines. A bias needs batch 1
+// and beta 0.
+void run_gemm(const void* a_op, const void* b_op, float* c, const float* bias, int64_t batch, int64_t m, int64_t n,
+              int64_t k, int trans_a, int trans_b, int64_t sa, int64_t sb, int64_t stride_c, float beta,
+              const char* caller) {
+  cudaStream_t s = r1cuda::stream();
+  const int64_t element = precision == 2 ? 2 : 4;
+  PlanKey key{m, n, k, batch, sa, sb, stride_c, trans_a, trans_b, precision,
+              alignment(a_op, sa * element), alignment(b_op, sb * element), alignment(c, stride_c * 4),
+              bias != nullptr, 0};
+  Plan* plan;
+  {
+    std::lock_guard<std::mutex> lock(plans_mutex);
+    auto it = plans.find(key);
+    if (it == plans.end()) it = plans.emplace(key, make_plan(key)).first;
+    plan = &it->second;
+  }
+  if (plan->usable) {
+    const float alpha = 1.0f;
+    if (bias) lt.desc_set(plan->desc, DESC_BIAS_POINTER, &bias, sizeof bias);
+    // cuBLASLt's A is our B, its B our A.
+    int status = lt.matmul(handle, plan->desc, &alpha, b_op, plan->a, a_op, plan->b, &beta, c, plan->c, c, plan->c,
+                           &plan->algo, workspace, kWorkspaceBytes, s);
+    if (status == 0) return;
+    std::string message = "cublasLtMatmul failed with status " + std::to_string(status);
+    r1cuda::record_message(caller, message.c_str());
+    return;
+  }
+  dim3 grid(static_cast<unsigned>((n + 15) / 16), static_cast<unsigned>((m + 15) / 16), 1);
+  for (int64_t b0 = 0; b0 < batch; b0 += 65535) {
+    grid.z = static_cast<unsigned>(batch - b0 < 65535 ? batch - b0 : 65535);
+    if (precision == 2) {
+      auto* a16 = static_cast<const __nv_bfloat16*>(a_op) + b0 * sa;
+      auto* b16 = static_cast<const __nv_bfloat16*>(b_op) + b0 * sb;
+      tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a16, b16, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb,
+                                                      stride_c, beta, bias);
+    } else {
+      auto* a32 = static_cast<const float*>(a_op) + b0 * sa;
+      auto* b32 = static_cast<const float*>(b_op) + b0 * sb;
+      tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a32, b32, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb,
+                                                      stride_c, beta, bias);
+    }
+  }
+  r1cuda::check_launch(caller);
 }
 
 }  // namespace
@@ -318,38 +377,34 @@ R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, i
     sa = stride_a == 0 ? 0 : m * k;
     sb = stride_b == 0 ? 0 : k * n;
   }
-  const int64_t element = precision == 2 ? 2 : 4;
-  PlanKey key{m, n, k, batch, sa, sb, stride_c, trans_a, trans_b, precision,
-              alignment(a_op, sa * element), alignment(b_op, sb * element), alignment(c, stride_c * 4)};
-  Plan* plan;
-  {
-    std::lock_guard<std::mutex> lock(plans_mutex);
-    auto it = plans.find(key);
-    if (it == plans.end()) it = plans.emplace(key, make_plan(key)).first;
-    plan = &it->second;
-  }
-  if (plan->usable) {
-    const float alpha = 1.0f;
-    // cuBLASLt's A is our B, its B our A.
-    int status = lt.matmul(handle, plan->desc, &alpha, b_op, plan->a, a_op, plan->b, &beta, c, plan->c, c, plan->c,
-                           &plan->algo, workspace, kWorkspaceBytes, s);
-    if (status == 0) return;
-    std::string message = "cublasLtMatmul failed with status " + std::to_string(status);
-    record_message("r1_matmul", message.c_str());
+  run_gemm(a_op, b_op, c, nullptr, batch, m, n, k, trans_a, trans_b, sa, sb, stride_c, beta, "r1_matmul");
+}
+
+// y[m, n] = x[m, k] w[n, k]^T (+ bias[n]) with the bias added in the GEMM's epilogue: the decode step's
+// projections (src/models/dense-decode.ts). In bf16 precision an operand given as bf16 (x_bf16, w_bf16: packed
+// two to a float32 word, as ops.packBf16 makes them) is read as it is, a float32 one from its registered bf16
+// copy or rounded as r1_matmul rounds it; in float32 or tf32 precision both must be float32.
+R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16, const float* bias, float* y, int64_t m,
+                           int64_t n, int64_t k) {
+  if (!stream() || m <= 0 || n <= 0 || k <= 0) return;
+  if (precision != 2 && (x_bf16 || w_bf16)) {
+    record_message("r1_cuda_linear", "bf16 operands need bf16 matmul precision");
     return;
   }
-  dim3 grid(static_cast<unsigned>((n + 15) / 16), static_cast<unsigned>((m + 15) / 16), 1);
-  for (int64_t b0 = 0; b0 < batch; b0 += 65535) {
-    grid.z = static_cast<unsigned>(batch - b0 < 65535 ? batch - b0 : 65535);
-    if (precision == 2) {
-      auto* a16 = static_cast<const __nv_bfloat16*>(a_op) + b0 * sa;
-      auto* b16 = static_cast<const __nv_bfloat16*>(b_op) + b0 * sb;
-      tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a16, b16, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb, stride_c, beta);
-    } else {
-      tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a + b0 * sa, b + b0 * sb, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb, stride_c, beta);
-    }
+  const void* x_op = x;
+  const void* w_op = w;
+  if (precision == 2) {
+    const auto* xf = static_cast<const float*>(x);
+    const auto* wf = static_cast<const float*>(w);
+    const __nv_bfloat16* x16 = x_bf16 ? static_cast<const __nv_bfloat16*>(x) : weight_shadow(xf, m * k);
+    const __nv_bfloat16* w16 = w_bf16 ? static_cast<const __nv_bfloat16*>(w) : weight_shadow(wf, n * k);
+    if (!x16) x16 = to_bf16(kScratchGemmA, xf, 1, m * k, 0);
+    if (!w16) w16 = to_bf16(kScratchGemmB, wf, 1, n * k, 0);
+    if (!x16 || !w16) return;
+    x_op = x16;
+    w_op = w16;
   }
-  check_launch("r1_matmul (fallback kernel)");
+  run_gemm(x_op, w_op, y, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
 }
 
 }  // extern "C"

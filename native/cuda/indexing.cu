@@ -43,9 +43,6 @@ __global__ void scatter_add_kernel(const int32_t* idx, const float* dout, float*
 
 }  // namespace
 
-__device__ inline void store_as(float* p, float x) { *p = x; }
-__device__ inline void store_as(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
-
 // cache[b, column[b], :] = src[b, :]: a decode step's new key or value written at a column read from device
 // memory (r1_cuda_write_columns); into a bf16 cache, rounded to nearest even.
 template <typename T>

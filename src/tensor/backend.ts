@@ -64,6 +64,12 @@ export interface DeviceBackend {
     capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean): void;
   /** n float32 values rounded to n bf16 at dst (r1_cuda_to_bf16). Addresses. */
   toBf16(src: number, dst: number, n: number): void;
+  /** The fused kernels of a dense model's decode step (r1_cuda_linear, r1_cuda_add_rmsnorm, r1_cuda_rope_write_kv, r1_cuda_swiglu_rows). Addresses; 0 = none. */
+  linear(x: number, xBf16: boolean, w: number, wBf16: boolean, bias: number, y: number, m: number, n: number, k: number): void;
+  addRmsNorm(x: number, residual: number, w: number, sum: number, y: number, rows: number, dim: number, eps: number, bf16: boolean): void;
+  ropeWriteKv(qkv: number, positions: number, cos: number, sin: number, column: number, q: number, kCache: number, vCache: number,
+    B: number, Hq: number, Hkv: number, D: number, rotDim: number, interleaved: boolean, capacity: number, bf16: boolean): void;
+  swigluRows(gateUp: number, y: number, rows: number, inter: number, bf16: boolean): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {

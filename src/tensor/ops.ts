@@ -1004,3 +1004,87 @@ export function decodeAttention(q: Tensor, k: Tensor, v: Tensor, kvStart: Tensor
     deviceAddress(contiguous(kvEnd)), B, Hq, Hkv, D, capacity, capacity * Hkv * D, capacity * Hkv * D, 1 / Math.sqrt(D), format === 'bf16');
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The fused kernels of a dense model's CUDA decode step (src/models/dense-decode.ts): a residual add with
+// RMSNorm, GEMMs with their bias in the epilogue over concatenated weights, RoPE with the cache-column write, and
+// SwiGLU over one GEMM's gate and up. An operand or output in 'bf16' format is packed two to a float32 word, as
+// packBf16 makes it (a [rows, n] bf16 matrix is a float32 tensor [rows, n / 2]), so the GEMM that reads it does not
+// round it again. Like the ops above, these are CUDA-only and not differentiable.
+
+/** Columns of a 2-d operand of `format` (a bf16 one holds two per float32 word). */
+const logicalColumns = (x: Tensor, format: CacheFormat) => x.shape[x.ndim - 1] * elementsPerWord(format);
+
+/**
+ * sum = x + residual (or x itself when residual is null) and RMSNorm(sum) * weight, over rows of x [rows, dim]:
+ * the normed rows in `format`, ready to be a GEMM operand. What add, rmsNorm and the GEMM's rounding compute, in
+ * one kernel.
+ */
+export function addRmsNorm(x: Tensor, residual: Tensor | null, weight: Tensor, eps: number, format: CacheFormat = 'f32'): { sum: Tensor; normed: Tensor } {
+  cudaOnly('addRmsNorm', x, weight, ...(residual ? [residual] : []));
+  const dim = x.shape[x.ndim - 1];
+  const rows = x.size / dim;
+  if (weight.size !== dim || (residual && !sameShape(residual.shape, x.shape)) || dim % elementsPerWord(format) !== 0) {
+    throw new Error(`addRmsNorm: x ${x}, residual ${residual} and weight ${weight} do not fit rows of ${dim}${format === 'bf16' ? ' (even, for bf16)' : ''}`);
+  }
+  const sum = residual ? empty(x.shape, 'f32', x.device) : x;
+  const normed = empty([...x.shape.slice(0, -1), dim / elementsPerWord(format)], 'f32', x.device);
+  cudaBackend().addRmsNorm(deviceAddress(contiguous(x)), residual ? deviceAddress(contiguous(residual)) : 0, deviceAddress(contiguous(weight)),
+    residual ? deviceAddress(sum) : 0, deviceAddress(normed), rows, dim, eps, format === 'bf16');
+  return { sum, normed };
+}
+
+/**
+ * x [m, k] @ weight[n, k]^T + bias[n] -> float32 [m, n], the bias added by the GEMM itself; x and weight each in
+ * their format ('bf16' operands need bf16 matmul precision; a float32 one is rounded as matmul rounds it there).
+ */
+export function decodeLinear(x: Tensor, weight: Tensor, bias: Tensor | null, formats: { x?: CacheFormat; weight?: CacheFormat } = {}): Tensor {
+  cudaOnly('decodeLinear', x, weight, ...(bias ? [bias] : []));
+  const xFormat = formats.x ?? 'f32';
+  const wFormat = formats.weight ?? 'f32';
+  const k = logicalColumns(x, xFormat);
+  const [n] = weight.shape;
+  if (x.ndim !== 2 || weight.ndim !== 2 || logicalColumns(weight, wFormat) !== k || (bias && bias.size !== n)) {
+    throw new Error(`decodeLinear: x ${x} (${xFormat}), weight ${weight} (${wFormat}) and bias ${bias} do not fit [m, k], [n, k] and [n]`);
+  }
+  const m = x.shape[0];
+  const y = empty([m, n], 'f32', x.device);
+  cudaBackend().linear(deviceAddress(contiguous(x)), xFormat === 'bf16', deviceAddress(contiguous(weight)), wFormat === 'bf16',
+    bias ? deviceAddress(contiguous(bias)) : 0, deviceAddress(y), m, n, k);
+  return y;
+}
+
+/**
+ * The attention input of a decode step from one projection qkv [B, (Hq + 2 Hkv) * D] (q heads, then k heads, then
+ * v heads): returns q [B, 1, Hq, D] rotated at `positions` (int32 [B, 1]), and writes the rotated keys and the
+ * values to column column[b] of the caches [B, capacity, Hkv, D] (in `format`): rope, rope and two writeColumns.
+ */
+export function ropeWriteKv(qkv: Tensor, positions: Tensor, tables: RopeTables, column: Tensor, cache: { k: Tensor; v: Tensor }, heads: { q: number; kv: number },
+  format: CacheFormat = 'f32'): Tensor {
+  cudaOnly('ropeWriteKv', qkv, positions, tables.cos, tables.sin, column, cache.k, cache.v);
+  const [B, capacity, Hkv, words] = cache.k.shape;
+  const D = words * elementsPerWord(format);
+  const Hq = heads.q;
+  if (Hkv !== heads.kv || qkv.ndim !== 2 || qkv.shape[0] !== B || qkv.shape[1] !== (Hq + 2 * Hkv) * D || !sameShape(cache.k.shape, cache.v.shape)
+    || !cache.k.isContiguous || !cache.v.isContiguous || positions.size !== B || column.size !== B || positions.dtype !== 'i32' || column.dtype !== 'i32') {
+    throw new Error(`ropeWriteKv: qkv ${qkv}, caches ${cache.k} and ${cache.v} (${format}), positions ${positions} and column ${column} do not fit ${Hq} + 2 x ${heads.kv} heads`);
+  }
+  const q = empty([B, 1, Hq, D], 'f32', qkv.device);
+  cudaBackend().ropeWriteKv(deviceAddress(contiguous(qkv)), deviceAddress(contiguous(positions)), deviceAddress(tables.cos), deviceAddress(tables.sin),
+    deviceAddress(contiguous(column)), deviceAddress(q), deviceAddress(cache.k), deviceAddress(cache.v), B, Hq, Hkv, D, tables.rotDim, tables.interleaved, capacity,
+    format === 'bf16');
+  if (cache.k.storage instanceof DeviceArray && cache.k.storage.weight) cudaBackend().registerWeight(cache.k.storage);
+  if (cache.v.storage instanceof DeviceArray && cache.v.storage.weight) cudaBackend().registerWeight(cache.v.storage);
+  return q;
+}
+
+/** swiglu(gate, up) for gateUp [rows, 2 I] holding gate then up (one GEMM's output): [rows, I] in `format`. */
+export function swigluRows(gateUp: Tensor, format: CacheFormat = 'f32'): Tensor {
+  cudaOnly('swigluRows', gateUp);
+  const [rows, width] = gateUp.shape;
+  const inter = width / 2;
+  if (gateUp.ndim !== 2 || width % 2 !== 0 || inter % elementsPerWord(format) !== 0) throw new Error(`swigluRows: ${gateUp} is not [rows, 2 I]${format === 'bf16' ? ' with I even' : ''}`);
+  const y = empty([rows, inter / elementsPerWord(format)], 'f32', gateUp.device);
+  cudaBackend().swigluRows(deviceAddress(contiguous(gateUp)), deviceAddress(y), rows, inter, format === 'bf16');
+  return y;
+}

@@ -612,3 +612,125 @@ describe('the decode step with its column on the device (what CUDA graphs of dec
     T.dispose(x);
   });
 });
+
+describe('the fused kernels of a dense decode step (against the CPU\'s unfused ops)', { skip }, () => {
+  // Each kernel computes every element with the float32 expression of the kernel(s) it replaces, so against the
+  // CPU the tolerances are the file's (header); a bf16 output is the rounding of the same kernel's float32 output,
+  // bit for bit (nearest even, computed in JS).
+  const bf16Bits = (x: number) => {
+    const u = new Uint32Array(Float32Array.of(x).buffer)[0];
+    return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
+  };
+  const fromBf16Bits = (bits: number) => new Float32Array(Uint32Array.of(bits * 65536).buffer)[0];
+  const halves = (t: T.Tensor) => Array.from(new Uint16Array(Float32Array.from(t.toArray()).buffer));
+  const cpu = (values: number[], shape: number[]) => T.tensor(values, shape, 'f32', 'cpu');
+  const onCuda = (values: number[], shape: number[]) => T.tensor(values, shape, 'f32', 'cuda');
+  const host = (t: T.Tensor) => Float32Array.from(t.toArray());
+
+  it('addRmsNorm: the residual sum and RMSNorm of add and rmsNorm, with or without a residual; bf16 output rounded from its float32', () => {
+    const rng = new T.Rng(seed + 51);
+    const [rows, dim, eps] = [5, 896, 1e-6];
+    const [x, r, w] = [normal(rng, rows * dim), normal(rng, rows * dim), normal(rng, dim)];
+    const sum = T.add(cpu(x, [rows, dim]), cpu(r, [rows, dim]));
+    T.scope(() => {
+      const fused = T.addRmsNorm(onCuda(x, [rows, dim]), onCuda(r, [rows, dim]), onCuda(w, [dim]), eps);
+      assert.equal(errorOf('elementwise', host(fused.sum), host(sum)), 0, 'the sum is float32 addition, as add\'s');
+      const error = errorOf('sums', host(fused.normed), host(T.rmsNorm(sum, cpu(w, [dim]), eps)));
+      measured.push(['addRmsNorm', error]);
+      assert.ok(error <= 1e-5, `normed: ${error}`);
+      const alone = T.addRmsNorm(onCuda(x, [rows, dim]), null, onCuda(w, [dim]), eps);
+      assert.ok(errorOf('sums', host(alone.normed), host(T.rmsNorm(cpu(x, [rows, dim]), cpu(w, [dim]), eps))) <= 1e-5, 'without a residual');
+      const packed = T.addRmsNorm(onCuda(x, [rows, dim]), onCuda(r, [rows, dim]), onCuda(w, [dim]), eps, 'bf16');
+      assert.deepEqual(packed.normed.shape, [rows, dim / 2]);
+      assert.deepEqual(halves(packed.normed), Array.from(host(fused.normed), bf16Bits));
+    });
+  });
+
+  it('swigluRows: swiglu of the two halves of each row; bf16 output rounded from its float32', () => {
+    const rng = new T.Rng(seed + 52);
+    const [rows, inter] = [3, 4864];
+    const gateUp = normal(rng, rows * 2 * inter);
+    const half = (from: number) => Array.from({ length: rows * inter }, (_, e) => gateUp[Math.floor(e / inter) * 2 * inter + from + (e % inter)]);
+    const want = host(T.swiglu(cpu(half(0), [rows, inter]), cpu(half(inter), [rows, inter])));
+    T.scope(() => {
+      const got = host(T.swigluRows(onCuda(gateUp, [rows, 2 * inter])));
+      const error = errorOf('elementwise', got, want);
+      measured.push(['swigluRows', error]);
+      assert.ok(error <= 1e-5, `${error}`);
+      assert.deepEqual(halves(T.swigluRows(onCuda(gateUp, [rows, 2 * inter]), 'bf16')), Array.from(got, bf16Bits));
+    });
+  });
+
+  it('ropeWriteKv: q rotated as rope rotates it, k rotated and v copied into each row\'s column, float32 or bf16 cache', () => {
+    const rng = new T.Rng(seed + 53);
+    for (const D of [64, 128]) {
+      const [B, Hq, Hkv, capacity] = [3, 14, 2, 9];
+      const tables = ropeTables({ rotDim: D, theta: 1e6, scaling: null, maxPositions: 64 });
+      const qkv = normal(rng, B * (Hq + 2 * Hkv) * D);
+      const positions = [0, 17, 63];
+      const columns = [8, 3, 5];
+      const heads = (from: number, count: number) => cpu(Array.from({ length: B * count * D }, (_, e) => {
+        const b = Math.floor(e / (count * D));
+        return qkv[b * (Hq + 2 * Hkv) * D + from * D + (e % (count * D))];
+      }), [B, 1, count, D]);
+      const pos = T.tensor(positions, [B, 1], 'i32', 'cpu');
+      const q = host(T.noGrad(() => T.rope(heads(0, Hq), pos, tables)));
+      const k = host(T.noGrad(() => T.rope(heads(Hq, Hkv), pos, tables)));
+      const v = host(heads(Hq + Hkv, Hkv));
+      const before = normal(rng, B * capacity * Hkv * D);
+      const expected = (src: Float32Array) => {
+        const out = Float32Array.from(before);
+        columns.forEach((c, b) => out.set(src.subarray(b * Hkv * D, (b + 1) * Hkv * D), (b * capacity + c) * Hkv * D));
+        return out;
+      };
+      const cudaTables = { ...tables, cos: tables.cos.to('cuda'), sin: tables.sin.to('cuda') };
+      T.scope(() => {
+        const cache = { k: onCuda(before, [B, capacity, Hkv, D]), v: onCuda(before, [B, capacity, Hkv, D]) };
+        const gotQ = host(T.ropeWriteKv(onCuda(qkv, [B, (Hq + 2 * Hkv) * D]), pos.to('cuda'), cudaTables, T.tensor(columns, [B], 'i32', 'cuda'), cache, { q: Hq, kv: Hkv }));
+        const errors = [errorOf('elementwise', gotQ, q), errorOf('elementwise', host(cache.k), expected(k)), errorOf('elementwise', host(cache.v), expected(v))];
+        measured.push([`ropeWriteKv D=${D}`, Math.max(...errors)]);
+        errors.forEach((error, i) => assert.ok(error <= 1e-5, `D=${D}, ${['q', 'k cache', 'v cache'][i]}: ${error}`));
+        // Into a bf16 cache: each written value is the rounding of the float32 one (keys: within one bf16 step, as
+        // the two instantiations may contract the rotation's products differently), the rest untouched.
+        const packed = { k: T.packBf16(onCuda(before, [B, capacity, Hkv, D])), v: T.packBf16(onCuda(before, [B, capacity, Hkv, D])) };
+        T.ropeWriteKv(onCuda(qkv, [B, (Hq + 2 * Hkv) * D]), pos.to('cuda'), cudaTables, T.tensor(columns, [B], 'i32', 'cuda'), packed, { q: Hq, kv: Hkv }, 'bf16');
+        assert.deepEqual(halves(packed.v), Array.from(host(cache.v), bf16Bits));
+        const kBits = halves(packed.k);
+        Array.from(host(cache.k), bf16Bits).forEach((bits, i) => assert.ok(Math.abs(kBits[i] - bits) <= 1, `D=${D}, key ${i}: ${fromBf16Bits(kBits[i])} vs ${fromBf16Bits(bits)}`));
+      });
+    }
+  });
+
+  it('decodeLinear: x W^T + b with the bias in the epilogue, float32, and in bf16 precision over packed or float32 operands', () => {
+    const rng = new T.Rng(seed + 54);
+    const [m, n, k] = [7, 1152, 896];
+    const [x, w, b] = [normal(rng, m * k), normal(rng, n * k), normal(rng, n)];
+    const want = (xs: number[], ws: number[], bias: boolean) => host(T.noGrad(() => T.linear(cpu(xs, [m, k]), cpu(ws, [n, k]), bias ? cpu(b, [n]) : null)));
+    T.scope(() => {
+      for (const bias of [true, false]) {
+        const error = errorOf('sums', host(T.decodeLinear(onCuda(x, [m, k]), onCuda(w, [n, k]), bias ? onCuda(b, [n]) : null)), want(x, w, bias));
+        measured.push([`decodeLinear f32${bias ? ' + bias' : ''}`, error]);
+        assert.ok(error <= 1e-5, `float32, bias ${bias}: ${error}`);
+      }
+      assert.throws(() => T.decodeLinear(T.packBf16(onCuda(x, [m, k])), onCuda(w, [n, k]), null, { x: 'bf16' }), /bf16 matmul precision/);
+    });
+    // In bf16 precision: against float32 products of the rounded operands (exact in float32; only the order of
+    // the sums differs), whichever operand came packed.
+    const round = (values: number[]) => values.map((v) => fromBf16Bits(bf16Bits(v)));
+    const expected = want(round(x), round(w), true);
+    T.setMatmulPrecision('bf16');
+    try {
+      T.scope(() => {
+        for (const [xFormat, wFormat] of [['bf16', 'bf16'], ['f32', 'bf16'], ['bf16', 'f32'], ['f32', 'f32']] as const) {
+          const xs = xFormat === 'bf16' ? T.packBf16(onCuda(x, [m, k])) : onCuda(x, [m, k]);
+          const ws = wFormat === 'bf16' ? T.packBf16(onCuda(w, [n, k])) : onCuda(w, [n, k]);
+          const error = errorOf('sums', host(T.decodeLinear(xs, ws, onCuda(b, [n]), { x: xFormat, weight: wFormat })), expected);
+          measured.push([`decodeLinear bf16 ${xFormat}/${wFormat}`, error]);
+          assert.ok(error <= 1e-5, `x ${xFormat}, weight ${wFormat}: ${error}`);
+        }
+      });
+    } finally {
+      T.setMatmulPrecision('f32');
+    }
+  });
+});

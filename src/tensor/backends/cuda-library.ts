@@ -73,6 +73,15 @@ export interface CudaLibrary {
     capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean): void;
   /** r1_cuda_to_bf16: n floats rounded to n bf16 at dst. */
   toBf16(src: DevicePtr, dst: DevicePtr, n: number): void;
+  /** r1_cuda_linear: y[m, n] = x[m, k] w[n, k]^T + bias[n] (bias 0: none), operands float32 or (flagged) bf16. */
+  linear(x: DevicePtr, xBf16: boolean, w: DevicePtr, wBf16: boolean, bias: DevicePtr, y: DevicePtr, m: number, n: number, k: number): void;
+  /** r1_cuda_add_rmsnorm: sum = x + residual (residual 0: x; sum 0: not written), y = rmsnorm(sum) as float32 or bf16. */
+  addRmsNorm(x: DevicePtr, residual: DevicePtr, w: DevicePtr, sum: DevicePtr, y: DevicePtr, rows: number, dim: number, eps: number, bf16: boolean): void;
+  /** r1_cuda_rope_write_kv: q heads of qkv rotated into q, k heads rotated and v heads copied into cache column column[b]. */
+  ropeWriteKv(qkv: DevicePtr, positions: DevicePtr, cos: DevicePtr, sin: DevicePtr, column: DevicePtr, q: DevicePtr, kCache: DevicePtr, vCache: DevicePtr,
+    B: number, Hq: number, Hkv: number, D: number, rotDim: number, interleaved: boolean, capacity: number, bf16: boolean): void;
+  /** r1_cuda_swiglu_rows: y[r, i] = silu(gateUp[r, i]) * gateUp[r, inter + i], float32 or bf16. */
+  swigluRows(gateUp: DevicePtr, y: DevicePtr, rows: number, inter: number, bf16: boolean): void;
 }
 
 /**
@@ -149,6 +158,10 @@ const declarations = {
   r1_cuda_write_columns: 'void r1_cuda_write_columns(uint64_t cache, uint64_t src, uint64_t column, int64_t B, int64_t capacity, int64_t width, int bf16)',
   r1_cuda_decode_attention: 'void r1_cuda_decode_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int bf16)',
   r1_cuda_to_bf16: 'void r1_cuda_to_bf16(uint64_t src, uint64_t dst, int64_t n)',
+  r1_cuda_linear: 'void r1_cuda_linear(uint64_t x, int x_bf16, uint64_t w, int w_bf16, uint64_t bias, uint64_t y, int64_t m, int64_t n, int64_t k)',
+  r1_cuda_add_rmsnorm: 'void r1_cuda_add_rmsnorm(uint64_t x, uint64_t residual, uint64_t w, uint64_t sum, uint64_t y, int64_t rows, int64_t dim, float eps, int bf16)',
+  r1_cuda_rope_write_kv: 'void r1_cuda_rope_write_kv(uint64_t qkv, uint64_t positions, uint64_t cos, uint64_t sin, uint64_t column, uint64_t q, uint64_t k_cache, uint64_t v_cache, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity, int bf16)',
+  r1_cuda_swiglu_rows: 'void r1_cuda_swiglu_rows(uint64_t gate_up, uint64_t y, int64_t rows, int64_t inter, int bf16)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
   r1_cuda_sum_squares_add: 'void r1_cuda_sum_squares_add(uint64_t x, int64_t n, uint64_t acc)',
   r1_cuda_profile_start: 'int r1_cuda_profile_start(int capacity)',
@@ -465,18 +478,36 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
       c.r1_cuda_sample(logits, rows, vocab, sampleVocab, params, out);
       check('sample');
     },
-    writeColumns(cache, src, column, B, capacity, width, bf16) {
+    writeColumns: bracket('writeColumns', (cache: DevicePtr, src: DevicePtr, column: DevicePtr, B: number, capacity: number, width: number, bf16: boolean) => {
       c.r1_cuda_write_columns(cache, src, column, B, capacity, width, bf16 ? 1 : 0);
       check('writeColumns');
-    },
-    decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16) {
+    }),
+    decodeAttention: bracket('decodeAttention', (q: DevicePtr, k: DevicePtr, v: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, Hq: number,
+      Hkv: number, D: number, capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean) => {
       c.r1_cuda_decode_attention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16 ? 1 : 0);
       check('decodeAttention');
-    },
-    toBf16(src, dst, n) {
+    }),
+    toBf16: bracket('toBf16', (src: DevicePtr, dst: DevicePtr, n: number) => {
       c.r1_cuda_to_bf16(src, dst, n);
       check('toBf16');
-    },
+    }),
+    linear: bracket('linear', (x: DevicePtr, xBf16: boolean, w: DevicePtr, wBf16: boolean, bias: DevicePtr, y: DevicePtr, m: number, n: number, k: number) => {
+      c.r1_cuda_linear(x, xBf16 ? 1 : 0, w, wBf16 ? 1 : 0, bias, y, m, n, k);
+      check('linear');
+    }),
+    addRmsNorm: bracket('addRmsNorm', (x: DevicePtr, residual: DevicePtr, w: DevicePtr, sum: DevicePtr, y: DevicePtr, rows: number, dim: number, eps: number, bf16: boolean) => {
+      c.r1_cuda_add_rmsnorm(x, residual, w, sum, y, rows, dim, eps, bf16 ? 1 : 0);
+      check('addRmsNorm');
+    }),
+    ropeWriteKv: bracket('ropeWriteKv', (qkv: DevicePtr, positions: DevicePtr, cos: DevicePtr, sin: DevicePtr, column: DevicePtr, q: DevicePtr, kCache: DevicePtr,
+      vCache: DevicePtr, B: number, Hq: number, Hkv: number, D: number, rotDim: number, interleaved: boolean, capacity: number, bf16: boolean) => {
+      c.r1_cuda_rope_write_kv(qkv, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, rotDim, interleaved ? 1 : 0, capacity, bf16 ? 1 : 0);
+      check('ropeWriteKv');
+    }),
+    swigluRows: bracket('swigluRows', (gateUp: DevicePtr, y: DevicePtr, rows: number, inter: number, bf16: boolean) => {
+      c.r1_cuda_swiglu_rows(gateUp, y, rows, inter, bf16 ? 1 : 0);
+      check('swigluRows');
+    }),
   };
 }
 

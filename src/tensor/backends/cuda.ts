@@ -95,6 +95,11 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
     decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16) =>
       library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16),
     toBf16: (src, dst, n) => library.toBf16(src, dst, n),
+    linear: (x, xBf16, w, wBf16, bias, y, m, n, k) => library.linear(x, xBf16, w, wBf16, bias, y, m, n, k),
+    addRmsNorm: (x, residual, w, sum, y, rows, dim, eps, bf16) => library.addRmsNorm(x, residual, w, sum, y, rows, dim, eps, bf16),
+    ropeWriteKv: (qkv, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, rotDim, interleaved, capacity, bf16) =>
+      library.ropeWriteKv(qkv, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, rotDim, interleaved, capacity, bf16),
+    swigluRows: (gateUp, y, rows, inter, bf16) => library.swigluRows(gateUp, y, rows, inter, bf16),
     registerWeight(array) {
       // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
@@ -144,6 +149,11 @@ export function useDevice(device: Device, precision: Precision = 'f32'): void {
 export function setMatmulPrecision(value: Precision): void {
   load().library.setMatmulPrecision(value);
   precision = value;
+}
+
+/** The GEMM precision set last (setMatmulPrecision, useDevice): what a GEMM's operands are rounded to. */
+export function matmulPrecision(): Precision {
+  return precision;
 }
 
 /** Bytes of device memory in use, reserved by the caching allocator, the peak in use, and live blocks. */
