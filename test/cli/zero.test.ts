@@ -45,7 +45,7 @@ test('flags and config files are validated, naming the flag or the field', () =>
 
 test('the long-chain presets in configs/ are valid r1 zero configs: styled base text, room for long completions', () => {
   const root = join(import.meta.dirname, '../..');
-  for (const [file, device] of [['configs/zero-gpu.json', 'cuda'], ['configs/zero-gpu-mixed.json', 'cuda'], ['configs/zero-long-chains-cpu.json', 'cpu']] as const) {
+  for (const [file, device] of [['configs/zero-gpu.json', 'cuda'], ['configs/zero-long-chains-cpu.json', 'cpu']] as const) {
     const config = zeroConfigFromFlags({ config: join(root, file) });
     assert.equal(config.device, device, file);
     assert.equal(config.task, 'arithmetic');
