@@ -43,8 +43,6 @@ const FIELDS: Fields<R1PipelineConfig> = {
   ...BASE_MODEL_FIELDS,
   studentModelOverrides: { schema: overrides, flag: null, help: 'DenseConfig fields that make the student from the teacher shape' },
   studentSteps: { schema: positiveInt, flag: '--student-steps <n>', help: 'pretraining steps of the student base' },
-  baseMinPassAt1: { schema: fraction, flag: '--base-min-pass-at-1 <p>', help: 'least pass@1 on training problems of a usable teacher base; a base below it is pretrained again from another initialization' },
-  baseAttempts: { schema: positiveInt, flag: '--base-attempts <n>', help: 'pretraining runs of the teacher base at most (the best is used when none is usable)' },
   // GRPO
   promptsPerStep: { schema: positiveInt, flag: '--prompts-per-step <n>', help: 'questions per GRPO step (P)' },
   groupSize: { schema: z.number().int().min(2), flag: '--group-size <n>', help: 'completions per question (G)' },

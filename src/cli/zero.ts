@@ -24,6 +24,8 @@ export const BASE_MODEL_FIELDS = {
   baseBatchSize: { schema: positiveInt, flag: '--base-batch-size <n>', help: 'pretraining sequences per step' },
   baseSeqLen: { schema: positiveInt, flag: '--base-seq-len <n>', help: 'pretraining sequence length' },
   baseLr: { schema: z.number().positive(), flag: '--base-lr <rate>', help: 'pretraining peak learning rate' },
+  baseMinPassAt1: { schema: fraction, flag: '--base-min-pass-at-1 <p>', help: 'least pass@1 on training problems of a usable base model made here; one below it is pretrained again from another initialization' },
+  baseAttempts: { schema: positiveInt, flag: '--base-attempts <n>', help: 'pretraining runs of a made base model at most (the best is used when none is usable)' },
 } satisfies Partial<Fields<ZeroConfig>>;
 
 /** Each config field: its schema and its flag with help text. */

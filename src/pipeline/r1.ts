@@ -59,11 +59,11 @@ import { logToStderr } from '../util/log.ts';
 import { defaultRejectionSampleConfig, rejectionSample, type RejectionCounts, type RejectionSampleConfig, type RejectionSampleResult } from './rejection-sample.ts';
 import { renderPipelineReport, type PipelineCurves, type PipelineReportInput, type PipelineRow } from './report.ts';
 import { buildSources, percent, type RlSourceConfig } from './rl.ts';
-import { defaultZeroConfig, drillDocument, ensurePretrainedModel, shuffle, templateTail, zeroSource, type ZeroConfig } from './zero.ts';
+import { ATTEMPT_SEED_STRIDE, defaultZeroConfig, drillDocument, ensurePretrainedModel, shuffle, templateTail, trainingProblems, usableBaseModel, zeroSource, type ZeroConfig } from './zero.ts';
 
 /** The base-model settings the pipeline shares with `r1 zero` (and their defaults: the demo's base model). */
 const SHARED_BASE_SETTINGS = ['cacheDir', 'device', 'precision', 'baseDocuments', 'baseCorrectRate', 'baseFormatRate', 'baseTemplateRate', 'baseDrillDocuments',
-  'baseVocabSize', 'baseSize', 'baseModelOverrides', 'baseSteps', 'baseBatchSize', 'baseSeqLen', 'baseLr'] as const satisfies ReadonlyArray<keyof ZeroConfig>;
+  'baseVocabSize', 'baseSize', 'baseModelOverrides', 'baseSteps', 'baseBatchSize', 'baseSeqLen', 'baseLr', 'baseMinPassAt1', 'baseAttempts'] as const satisfies ReadonlyArray<keyof ZeroConfig>;
 type SharedBaseSettings = Pick<ZeroConfig, (typeof SHARED_BASE_SETTINGS)[number]>;
 
 /** Everything `r1 pipeline` does, as one flat object (each field is a flag of the CLI, or a --config field). */
@@ -102,15 +102,6 @@ export interface R1PipelineConfig extends SharedBaseSettings {
   /** The distillation student's shape (the base preset changed by these fields) and pretraining steps. */
   studentModelOverrides: Partial<DenseConfig>;
   studentSteps: number;
-  /**
-   * Least pass@1 of a usable teacher base, on training problems, and the pretraining runs allowed to reach it.
-   * A pretraining run can miss a skill the text teaches: seed 2's teacher (1000 steps) did not learn to start its
-   * chain from the question's number (6.5% of its chains against seed 1's 100%; 500 more steps did not teach it),
-   * so its pass@1 was 9% and R1-Zero had nothing to reinforce. Such a base is pretrained again from another
-   * initialization (and batch order), on the same text, up to baseAttempts runs in all; the best one is used.
-   */
-  baseMinPassAt1: number;
-  baseAttempts: number;
 
   // GRPO, shared by every RL stage (SPEC.md 1).
   promptsPerStep: number;
@@ -204,8 +195,6 @@ export const defaultR1PipelineConfig: R1PipelineConfig = {
   baseDictionaryDocuments: 2000,
   studentModelOverrides: { hiddenSize: 64, intermediateSize: 160, numLayers: 2, numHeads: 2, numKvHeads: 1, headDim: 32 },
   studentSteps: 800,
-  baseMinPassAt1: 0.15,
-  baseAttempts: 3,
   promptsPerStep: 8,
   groupSize: 8,
   maxNewTokens: 64,
@@ -440,7 +429,7 @@ export function baseDocuments(config: R1PipelineConfig): string[] {
   return documents;
 }
 
-/** A base model; `attempt` > 0 is a pretraining run from another initialization (see baseMinPassAt1). */
+/** A base model; `attempt` > 0 is a pretraining run from another initialization (see ZeroConfig.baseMinPassAt1). */
 async function ensureR1BaseModel(config: R1PipelineConfig, role: 'teacher' | 'student', log: (line: string) => void, attempt = 0): Promise<string> {
   const overrides = role === 'teacher' ? config.baseModelOverrides : { ...config.baseModelOverrides, ...config.studentModelOverrides };
   const steps = role === 'teacher' ? config.baseSteps : config.studentSteps;
@@ -464,29 +453,14 @@ async function ensureR1BaseModel(config: R1PipelineConfig, role: 'teacher' | 'st
   }, log);
 }
 
-/** Pretraining seeds of further attempts: far from the seeds of the first ones. */
-const ATTEMPT_SEED_STRIDE = 1000;
-
-/**
- * The teacher base: the first pretraining run whose pass@1 on training problems reaches baseMinPassAt1, else the
- * best of baseAttempts runs (see baseMinPassAt1). Returns its folder and every attempt's pass@1.
- */
-async function usableTeacherBase(config: R1PipelineConfig, log: (line: string) => void): Promise<{ folder: string; passAt1: number[] }> {
-  const task = reasoningTask(config, 'zero');
-  const training: Task = { ...task, testSet: () => task.sample(new Rng(config.seed + 40), config.evalLimit) };
-  const attempts: Array<{ folder: string; passAt1: number }> = [];
-  for (let attempt = 0; attempt < config.baseAttempts; attempt++) {
-    const folder = await ensureR1BaseModel(config, 'teacher', log, attempt);
-    const { model, tokenizer } = await loadDense(folder);
-    const passAt1 = evaluateModel(model, tokenizer, training, evalOptions(config, 'zero', tokenizer)).passAt1;
-    attempts.push({ folder, passAt1 });
-    const usable = passAt1 >= config.baseMinPassAt1;
-    log(`teacher base, pretraining run ${attempt + 1}: pass@1 ${percent(passAt1)} on ${config.evalLimit} training problems (${usable ? 'usable' : `below ${percent(config.baseMinPassAt1)}`})`);
-    if (usable) break;
-  }
-  const best = attempts.reduce((a, b) => (b.passAt1 > a.passAt1 ? b : a));
-  if (best.passAt1 < config.baseMinPassAt1) log(`no pretraining run reached ${percent(config.baseMinPassAt1)}: using the best (${percent(best.passAt1)})`);
-  return { folder: best.folder, passAt1: attempts.map((a) => a.passAt1) };
+/** The teacher base: the first of its pretraining runs usable for R1-Zero (see ZeroConfig.baseMinPassAt1). */
+function usableTeacherBase(config: R1PipelineConfig, log: (line: string) => void): Promise<{ folder: string; passAt1: number[] }> {
+  return usableBaseModel(config, {
+    what: 'teacher base',
+    trainingProblems: trainingProblems(reasoningTask(config, 'zero'), config.seed, config.evalLimit),
+    evalOptions: (tokenizer) => evalOptions(config, 'zero', tokenizer),
+    make: (attempt) => ensureR1BaseModel(config, 'teacher', log, attempt),
+  }, log);
 }
 
 async function loadDense(dir: string): Promise<{ model: DenseModel; tokenizer: Tokenizer }> {

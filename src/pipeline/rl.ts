@@ -233,10 +233,7 @@ export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRu
     clock = now;
     return seconds;
   };
-  const evalOptions = (source: BuiltSource): EvalOptions => ({
-    k: config.evalK, temperature: config.evalTemperature, topP: config.evalTopP, maxNewTokens: config.maxNewTokens, limit: config.evalLimit,
-    seed: config.seed + 1_000_000, prompt: source.prompt, isFormatted: source.isFormatted,
-  });
+  const evalOptions = (source: BuiltSource) => sourceEvalOptions(config, source);
   const evaluated = sources.filter((s) => s.config.evaluate);
 
   // The starting model's figures; a resumed run reuses them (that model has not changed).
@@ -278,6 +275,14 @@ export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRu
   const perSource = (pick: (e: SourceEvaluation) => EvalReport) => Object.fromEntries(evaluations.map((e) => [e.source, summary(pick(e))]));
   await writeFileAtomic(join(config.out, 'summary.json'), `${JSON.stringify({ before: perSource((e) => e.before), after: perSource((e) => e.after), steps: records.length, seconds: allSeconds, finalDir, ...options.summaryExtras }, null, 2)}\n`);
   return { out: config.out, evaluations, records, finalDir, reportFile, seconds };
+}
+
+/** How a run evaluates a source: the config's evaluation settings, the source's prompt and format check. */
+export function sourceEvalOptions(config: Pick<RlConfig, 'evalK' | 'evalTemperature' | 'evalTopP' | 'maxNewTokens' | 'evalLimit' | 'seed'>, source: BuiltSource): EvalOptions {
+  return {
+    k: config.evalK, temperature: config.evalTemperature, topP: config.evalTopP, maxNewTokens: config.maxNewTokens, limit: config.evalLimit,
+    seed: config.seed + 1_000_000, prompt: source.prompt, isFormatted: source.isFormatted,
+  };
 }
 
 export function percent(x: number): string {

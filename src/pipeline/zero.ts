@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { EvalReport } from '../eval/evaluate.ts';
+import { evaluateModel, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { loadModel } from '../models/pretrained.ts';
 import type { DenseConfig, DenseSize } from '../models/dense.ts';
 import type { CodeScoring } from '../rewards/code.ts';
@@ -28,11 +28,12 @@ import { isCodeTaskName, taskByName, type TaskOptions } from '../tasks/registry.
 import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { defaultPretrainConfig, pretrain, FINAL_DIR, type PretrainConfig } from '../train/pretrain.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
-import { buildRewards, percent, runRl, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
+import { buildRewards, percent, runRl, sourceEvalOptions, sourceOverTask, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
 
 /** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
 export interface ZeroConfig extends GrpoConfig {
@@ -111,6 +112,16 @@ export interface ZeroConfig extends GrpoConfig {
    */
   baseTimeLimitMinutes: number | null;
   baseSeed: number;
+  /**
+   * Least pass@1 of a usable made base model, on training problems (evalLimit of them, at the evaluation's
+   * settings), and the pretraining runs allowed to reach it. A pretraining run can miss a skill the text teaches:
+   * the R1 pipeline's seed-2 teacher (1000 steps) did not learn to start its chain from the question's number
+   * (6.5% of its chains against seed 1's 100%; 500 more steps did not teach it), so its pass@1 was 9% and R1-Zero
+   * had nothing to reinforce. Such a base is pretrained again from another initialization (and batch order), on
+   * the same text, up to baseAttempts runs in all; the best one is used. Not used with `model`.
+   */
+  baseMinPassAt1: number;
+  baseAttempts: number;
   /** Where everything computes (pretraining the base model, sampling, GRPO, evaluation): 'cpu' or 'cuda'. */
   device: Device;
   /** GEMM precision of training: 'f32', or 'bf16' on cuda. */
@@ -174,6 +185,8 @@ export const defaultZeroConfig: ZeroConfig = {
   baseLr: 3e-3,
   baseTimeLimitMinutes: null,
   baseSeed: 1,
+  baseMinPassAt1: 0.15,
+  baseAttempts: 3,
   device: 'cpu',
   precision: 'f32',
 };
@@ -220,11 +233,16 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
   if (given.out === null && given.resume) throw new UserError('--resume needs the --out folder of the run to continue');
   const config = { ...given, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
   // The task first: a bad task file fails before a base model is made.
-  taskByName(config.task, { ...(config.level === null ? {} : { level: config.level }), ...codeTaskOptions(config) });
+  const task = taskByName(config.task, { ...(config.level === null ? {} : { level: config.level }), ...codeTaskOptions(config) });
   // The process's default device from here on: the base model, the rollouts and the evaluations go there.
   useDevice(config.device, config.precision);
   const start = performance.now();
-  const baseModelDir = config.model ?? await ensureBaseModel(config, log);
+  const baseModelDir = config.model ?? (await usableBaseModel(config, {
+    what: 'base model',
+    trainingProblems: trainingProblems(task, config.seed, config.evalLimit ?? task.testSet().length),
+    evalOptions: (tokenizer) => sourceEvalOptions(config, sourceOverTask(zeroSource(config, codeTaskOptions(config)), task, tokenizer)),
+    make: (attempt) => ensureBaseModel(config, log, attempt),
+  }, log)).folder;
   const base = (performance.now() - start) / 1000;
   const loaded = await loadModel(baseModelDir);
   const result = await runRl(zeroRlConfig(config, baseModelDir), { ...hooks, log }, { loaded, title: 'R1-Zero on a laptop', earlierSeconds: { base }, summaryExtras: { baseModelDir } });
@@ -285,9 +303,9 @@ export function baseModelKey(config: ZeroConfig): Record<string, unknown> {
 
 /**
  * The base model's folder: cacheDir/base-<hash>/final, pretrained now unless a complete one is there (see
- * ensurePretrainedModel).
+ * ensurePretrainedModel); `attempt` > 0 is a pretraining run from another initialization (see usableBaseModel).
  */
-export async function ensureBaseModel(config: ZeroConfig, log: (line: string) => void): Promise<string> {
+export async function ensureBaseModel(config: ZeroConfig, log: (line: string) => void, attempt = 0): Promise<string> {
   const text = BASE_TEXT[config.task];
   if (!text) throw new UserError(`task ${config.task}: r1ts cannot write pretraining text for it, so it cannot make a base model; give one with --model DIR`);
   if (config.task === 'code' && config.codeLanguage !== 'python') {
@@ -299,8 +317,9 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
     : `${percent(styles.guessRate)} guesses${styles.guessRateBySteps === undefined ? '' : ` (by operations: ${Object.entries(styles.guessRateBySteps).map(([steps, rate]) => `${steps}: ${percent(rate)}`).join(', ')})`}, ${percent(styles.checkedRate)} of worked chains checked, slips ${percent(styles.slipRate)} a step`;
   return ensurePretrainedModel({
     cacheDir: config.cacheDir,
-    key: baseModelKey(config),
-    describe: `${config.baseDocuments} generated documents (${correctness}, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps`,
+    // The attempt only when > 0: a first attempt keeps the folder cached before attempts existed.
+    key: { ...baseModelKey(config), ...(attempt > 0 ? { attempt } : {}) },
+    describe: `${config.baseDocuments} generated documents (${correctness}, ${percent(config.baseFormatRate)} in format), ${config.baseSteps} pretraining steps${attempt > 0 ? `, attempt ${attempt + 1}` : ''}`,
     documents: () => {
       const rng = new Rng(config.baseSeed);
       const documents = text.documents(rng, config.baseDocuments, {
@@ -313,10 +332,50 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
     },
     pretrain: {
       size: config.baseSize, modelOverrides: config.baseModelOverrides, vocabSize: config.baseVocabSize, steps: config.baseSteps,
-      batchSize: config.baseBatchSize, seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.baseSeed, device: config.device, precision: config.precision,
-      timeLimitMinutes: config.baseTimeLimitMinutes,
+      batchSize: config.baseBatchSize, seqLen: config.baseSeqLen, lr: config.baseLr, seed: config.baseSeed + ATTEMPT_SEED_STRIDE * attempt, device: config.device,
+      precision: config.precision, timeLimitMinutes: config.baseTimeLimitMinutes,
     },
   }, log);
+}
+
+/** Pretraining seeds of further attempts: far from the seeds of the first ones. */
+export const ATTEMPT_SEED_STRIDE = 1000;
+
+/** How a base model is measured and made, for usableBaseModel. */
+export interface BaseModelAttempts {
+  /** What is made, for the log ("teacher base"). */
+  what: string;
+  /** The task whose test set is the training problems the base is measured on (see trainingProblems). */
+  trainingProblems: Task;
+  evalOptions: (tokenizer: Tokenizer) => EvalOptions;
+  /** The folder of pretraining run `attempt` (0 first), made or taken from the cache. */
+  make: (attempt: number) => Promise<string>;
+}
+
+/**
+ * The first pretraining run whose pass@1 on training problems reaches baseMinPassAt1, else the best of
+ * baseAttempts runs (see ZeroConfig.baseMinPassAt1): the base models of `r1 zero` and of the R1 pipeline's teacher.
+ * Returns its folder and every attempt's pass@1.
+ */
+export async function usableBaseModel(settings: Pick<ZeroConfig, 'baseMinPassAt1' | 'baseAttempts'>, base: BaseModelAttempts, log: (line: string) => void): Promise<{ folder: string; passAt1: number[] }> {
+  const attempts: Array<{ folder: string; passAt1: number }> = [];
+  for (let attempt = 0; attempt < settings.baseAttempts; attempt++) {
+    const folder = await base.make(attempt);
+    const { model, tokenizer } = await loadModel(folder);
+    const report = evaluateModel(model, tokenizer, base.trainingProblems, base.evalOptions(tokenizer));
+    attempts.push({ folder, passAt1: report.passAt1 });
+    const usable = report.passAt1 >= settings.baseMinPassAt1;
+    log(`${base.what}, pretraining run ${attempt + 1}: pass@1 ${percent(report.passAt1)} on ${report.questions} training problems (${usable ? 'usable' : `below ${percent(settings.baseMinPassAt1)}`})`);
+    if (usable) break;
+  }
+  const best = attempts.reduce((a, b) => (b.passAt1 > a.passAt1 ? b : a));
+  if (best.passAt1 < settings.baseMinPassAt1) log(`no pretraining run reached ${percent(settings.baseMinPassAt1)}: using the best (${percent(best.passAt1)})`);
+  return { folder: best.folder, passAt1: attempts.map((a) => a.passAt1) };
+}
+
+/** `task` with `count` problems drawn from its training distribution (seed + 40) as its test set: what a base model is measured on. */
+export function trainingProblems(task: Task, seed: number, count: number): Task {
+  return { ...task, testSet: () => task.sample(new Rng(seed + 40), count) };
 }
 
 /** A cached pretrained model: the settings that decide it, and how to write its corpus. */

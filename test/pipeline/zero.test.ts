@@ -19,7 +19,7 @@ const tiny: ZeroConfig = {
   cacheDir: join(root, 'cache'),
   out: join(root, 'run'),
   steps: 2, promptsPerStep: 2, groupSize: 2, maxNewTokens: 6, checkpointEvery: 1, lr: 1e-3,
-  evalK: 2, evalLimit: 3,
+  evalK: 2, evalLimit: 3, baseAttempts: 1,
   baseDocuments: 200, baseDrillDocuments: 10, baseVocabSize: 300, baseSteps: 3, baseBatchSize: 2, baseSeqLen: 64,
   baseModelOverrides: { hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 16 },
 };
@@ -75,6 +75,28 @@ describe('runZero', () => {
     // The styles decide the base model: other styles make another one.
     await runZero({ ...tiny, cacheDir, out: join(root, 'styled2'), level: 2, baseStyles: { ...STYLES, checkedRate: 0.9 }, steps: 1 }, quiet);
     assert.equal(readdirSync(cacheDir).length, 2);
+  });
+
+  it('pretrains a base model below baseMinPassAt1 on training problems again from another initialization, and uses the best of baseAttempts runs', async () => {
+    const cacheDir = join(root, 'retry-cache');
+    const lines: string[] = [];
+    const result = await runZero({ ...tiny, cacheDir, out: join(root, 'retry'), steps: 1, baseMinPassAt1: 0.99, baseAttempts: 2 }, { ...quiet, log: (l) => lines.push(l) });
+    const runs = lines.filter((l) => /^base model, pretraining run \d: pass@1 [\d.]+% on 3 training problems \(below 99\.0%\)$/.test(l));
+    assert.equal(runs.length, 2, lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith('no pretraining run reached 99.0%: using the best')));
+    // Two bases of one text from two seeds.
+    const folders = readdirSync(cacheDir);
+    assert.equal(folders.length, 2);
+    const corpora = folders.map((d) => readFileSync(join(cacheDir, d, 'corpus.jsonl'), 'utf8'));
+    assert.equal(corpora[0], corpora[1]);
+    assert.ok(result.baseModelDir.startsWith(cacheDir));
+    // A usable first run is the only one, and it is the first of the two.
+    const usable: string[] = [];
+    const first = await runZero({ ...tiny, cacheDir, out: join(root, 'retry2'), steps: 1, baseMinPassAt1: 0, baseAttempts: 2 }, { ...quiet, log: (l) => usable.push(l) });
+    assert.deepEqual(usable.filter((l) => l.startsWith('base model, pretraining run')).map((l) => l.slice(0, 30)), ['base model, pretraining run 1:']);
+    assert.ok(usable.some((l) => l.startsWith('using the cached base model')));
+    assert.deepEqual(readdirSync(cacheDir), folders);
+    assert.ok(folders.includes(first.baseModelDir.split('/').at(-2)!));
   });
 
   it('runs on the generated code task, its programs judged in the sandbox', { skip: spawnSync('sh', ['-c', 'command -v bwrap']).status === 0 ? false : 'bubblewrap is not installed' }, async () => {
