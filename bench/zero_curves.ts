@@ -1,18 +1,23 @@
 // The R1-Zero signature of a finished GRPO run folder (issue 16; R1 paper Fig. 3's shape): response length,
-// accuracy and reflection words over the steps, with early and late completions side by side. Prints Markdown
+// accuracy and reflection words over the steps, with early and late completions side by side, and for arithmetic
+// runs the answers' length and guesses by the problem's number of operations. Prints Markdown
 // for docs/BENCHMARKS.md and writes the three curves as one SVG image (the report's own chart()).
 //   node --import tsx bench/zero_curves.ts RUN_DIR [FIGURE.svg]
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJsonl, SAMPLES_FILE } from '../src/io/checkpoint.ts';
 import { chart, type StepSamples } from '../src/pipeline/report.ts';
 import type { GrpoStepRecord } from '../src/rl/trainer.ts';
 import { METRICS_FILE } from '../src/train/loop.ts';
+import type { EvalReport } from '../src/eval/evaluate.ts';
+import { operationsOfQuestion } from '../src/tasks/arithmetic.ts';
+import { GUESS_OPENING } from '../src/tasks/reasoning-styles.ts';
 
 const [run, figure] = process.argv.slice(2);
 if (!run) throw new Error('usage: bench/zero_curves.ts RUN_DIR [FIGURE.svg]');
 const records = await readJsonl<GrpoStepRecord>(join(run, METRICS_FILE));
-const kept = await readJsonl<StepSamples>(join(run, SAMPLES_FILE));
+// samples.jsonl is the largest file of a run: a folder kept without it (docs/zero-gpu-*) still gives the rest.
+const kept = existsSync(join(run, SAMPLES_FILE)) ? await readJsonl<StepSamples>(join(run, SAMPLES_FILE)) : [];
 const summary = JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8')) as { before: Record<string, Figures>; after: Record<string, Figures> };
 
 interface Figures { passAt1: number; passAtK: number; consAtK: number; formatRate: number; meanLength: number; k?: number }
@@ -63,6 +68,58 @@ for (const { step, samples } of kept.length > 1 ? [kept[0], kept.at(-1)!] : kept
   console.log(`\nStep ${step}, the first completion of each of the first 3 groups:\n`);
   const firsts = samples.filter((s, i) => i === 0 || samples[i - 1].group !== s.group).slice(0, 3);
   for (const s of firsts) console.log(`- (${s.correct ? 'right' : 'wrong'}) \`${s.completion.replace(/`/g, "'").replace(/\s+/g, ' ')}\``);
+}
+
+// Arithmetic runs: the answers' length against the problem's (its number of operations), held-out before and
+// after, and how often the training samples of each length guess ("i think it is ...") over the steps.
+const runConfig = JSON.parse(readFileSync(join(run, 'run.json'), 'utf8')) as { config: { sources: Array<{ name: string; task: string }> } };
+for (const source of runConfig.config.sources.filter((s) => s.task === 'arithmetic')) {
+  const [before, after] = ['before', 'after'].map((phase) => join(run, `${phase}.${source.name}.json`));
+  if (!existsSync(before) || !existsSync(after)) continue;
+  const byOperations = (file: string) => {
+    const report = JSON.parse(readFileSync(file, 'utf8')) as EvalReport;
+    return groupBy(report.details.flatMap((d) => d.responses.map((r) => ({ operations: operationsOfQuestion(d.question), correct: r.correct, length: r.lengthTokens, guess: isGuess(r.text) }))));
+  };
+  const [was, now] = [byOperations(before), byOperations(after)];
+  console.log(`\nHeld-out (${source.name}) by the problem's number of operations (pass@1 over all samples):\n`);
+  console.log('| operations (responses) | pass@1 base -> after | length base -> after (tokens) | guesses base -> after |\n| --- | --: | --: | --: |');
+  for (const [operations, a] of was) {
+    const b = now.get(operations)!;
+    const pct = (x: number) => `${Math.round(100 * x)}%`;
+    console.log(`| ${operations} (${a.n}) | ${pct(a.correct)} -> ${pct(b.correct)} | ${a.length.toFixed(0)} -> ${b.length.toFixed(0)} | ${pct(a.guess)} -> ${pct(b.guess)} |`);
+  }
+}
+if (runConfig.config.sources.some((s) => s.task === 'arithmetic') && kept.length > 0) {
+  const answers = kept.map((k) => ({ step: k.step, answers: k.samples.map((s) => ({ operations: operationsOfQuestion(s.question), correct: s.correct, length: 0, guess: isGuess(s.completion) })) }));
+  const operations = [...groupBy(answers.flatMap((a) => a.answers)).keys()];
+  const last = steps.at(-1)!;
+  const windows = [[1, 10], [11, 20], [21, 30], [31, 50], [51, 100], [101, 200], [201, 300], [301, last]].filter(([lo, hi]) => lo <= last && lo <= hi);
+  console.log("\nTraining samples kept (samples.jsonl), by the problem's number of operations: share of guesses, accuracy (samples)\n");
+  console.log(`| steps | ${operations.map((ops) => `${ops} operations`).join(' | ')} |\n| --- |${operations.map(() => ' --: |').join('')}`);
+  for (const [lo, hi] of windows) {
+    const groups = groupBy(answers.filter((a) => a.step >= lo && a.step <= hi).flatMap((a) => a.answers));
+    const cell = (ops: number) => {
+      const g = groups.get(ops);
+      return g === undefined ? '-' : `${Math.round(100 * g.guess)}%, ${g.correct.toFixed(2)} (${g.n})`;
+    };
+    console.log(`| ${lo}-${Math.min(hi, last)} | ${operations.map(cell).join(' | ')} |`);
+  }
+}
+
+interface Answer { operations: number; correct: boolean; length: number; guess: boolean }
+
+/** Means per number of operations, in increasing order. */
+function groupBy(answers: readonly Answer[]): Map<number, { n: number; correct: number; length: number; guess: number }> {
+  const groups = new Map<number, Answer[]>();
+  for (const a of answers) groups.set(a.operations, [...(groups.get(a.operations) ?? []), a]);
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  return new Map([...groups].sort(([a], [b]) => a - b).map(([ops, of]) => [ops, {
+    n: of.length, correct: mean(of.map((a) => +a.correct)), length: mean(of.map((a) => a.length)), guess: mean(of.map((a) => +a.guess)),
+  }]));
+}
+
+function isGuess(completion: string): boolean {
+  return completion.trimStart().startsWith(`<think> ${GUESS_OPENING}`);
 }
 
 if (figure) {

@@ -323,6 +323,17 @@ export function drawArithmeticProblem(rng: Rng, level: ArithmeticLevel): Arithme
   }
 }
 
+/**
+ * The number of operations of a generated question, read from its wording: one sentence opens, one per
+ * operation follows, one asks; an opening that states a product (two numbers) is an operation too. What a run's
+ * analysis groups problems by (bench/zero_curves.ts: length of the answer against length of the problem).
+ */
+export function operationsOfQuestion(question: string): number {
+  const sentences = question.split(/(?<=[.?])\s+/).filter((s) => s.length > 0);
+  const openingNumbers = sentences[0].match(/\d+/g)?.length ?? 0;
+  return sentences.length - 2 + (openingNumbers === 2 ? 1 : 0);
+}
+
 /** Start and operations, e.g. `12+5-3`; a leading product is written smaller factor first (3*4 is 4*3). */
 function skeletonKey(steps: readonly ArithmeticStep[]): string {
   const [first, ...rest] = steps;

@@ -47,6 +47,9 @@ export interface ReasoningStyles {
 
 export type ReasoningStyle = 'guess' | 'worked' | 'checked';
 
+/** How a guess's working begins ("i think it is 47."): a completion that starts so answers without working. */
+export const GUESS_OPENING = 'i think it is';
+
 /** One written solution and what it is made of (tests and the corpus statistics read these). */
 export interface StyledSolution {
   style: ReasoningStyle;
@@ -83,7 +86,7 @@ export function styledSolution(rng: Rng, problem: ArithmeticProblem, styles: Rea
   if (rng.uniform() < guessRateFor(styles, problem.steps.length)) {
     const correct = rng.uniform() < styles.guessCorrectRate;
     const final = correct ? problem.answer : nearMiss(rng, problem.answer);
-    return { style: 'guess', working: `i think it is ${final}.`, final, correct, checks: 0, slips: 0, caught: 0 };
+    return { style: 'guess', working: `${GUESS_OPENING} ${final}.`, final, correct, checks: 0, slips: 0, caught: 0 };
   }
   const checkRate = rng.uniform() < styles.checkedRate ? rng.uniform() : 0;
   const en = CHAIN_PHRASES.en;

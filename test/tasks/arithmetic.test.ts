@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, pretrainingText, readableSolution, reasoningChain, rewriteReadable, stepsOfChain } from '../../src/tasks/arithmetic.ts';
+import { ARITHMETIC_LEVELS, arithmeticTask, drawArithmeticProblem, operationsOfQuestion, pretrainingText, readableSolution, reasoningChain, rewriteReadable, stepsOfChain } from '../../src/tasks/arithmetic.ts';
 import { checkAnswer } from '../../src/rewards/answer.ts';
 import { lastAnswerTag } from '../../src/rewards/extract.ts';
 import { isReadableFormat } from '../../src/rewards/format.ts';
@@ -74,6 +74,18 @@ test('level 5 mixes problems of every length from 2 to 5 steps, in training and 
     for (const [steps, count] of counts) assert.ok(count > examples.length / 8, `${steps} steps: ${count} of ${examples.length}`);
   }
   assert.match(task.description, /level 5: 2 to 5 steps/);
+});
+
+test('operationsOfQuestion reads the number of operations from the wording, at every level and in every story', () => {
+  const rng = new Rng(11);
+  for (const level of Object.values(ARITHMETIC_LEVELS)) {
+    for (let i = 0; i < 500; i++) {
+      const p = drawArithmeticProblem(rng, level);
+      assert.equal(operationsOfQuestion(p.question), p.steps.length, p.question);
+    }
+  }
+  assert.equal(operationsOfQuestion('Ava is 30 years old. Ben is a third as old as Ava. Eli is 4 times as old as Ben. How old is Eli?'), 2);
+  assert.equal(operationsOfQuestion('Mia has 3 boxes of beads with 4 beads in each box. She loses 2 beads. How many beads does Mia have now?'), 2);
 });
 
 test('hand-checked example and English spot checks', () => {
