@@ -49,6 +49,6 @@ export const EVAL_FIELDS: Fields<Pick<RlConfig, 'evalK' | 'evalTemperature' | 'e
 };
 
 /** What the table's schemas cannot say about GRPO settings. */
-export function checkGrpoConfig(config: GrpoConfig): void {
+export function checkGrpoConfig(config: Pick<GrpoConfig, 'epsLow'>): void {
   if (config.epsLow >= 1) throw new UserError(`--eps-low ${config.epsLow}: must be below 1 (the ratio is clipped at 1 - epsLow)`);
 }

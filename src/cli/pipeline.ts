@@ -8,9 +8,10 @@ import { ARITHMETIC_LEVELS, CHAIN_LANGUAGES } from '../tasks/arithmetic.ts';
 import { UserError } from '../util/errors.ts';
 import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
 import { selectDevice } from './device.ts';
+import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
-import { BASE_MODEL_FIELDS } from './zero.ts';
+import { BASE_MODEL_FIELDS, CACHE_DIR_FIELD } from './zero.ts';
 
 const rate = z.number().positive();
 const overrides = z.record(z.string(), z.unknown()) as unknown as z.ZodType<R1PipelineConfig['baseModelOverrides']>;
@@ -19,7 +20,7 @@ const language = z.enum(CHAIN_LANGUAGES);
 /** Each config field: its schema and its flag with help text. */
 const FIELDS: Fields<R1PipelineConfig> = {
   out: { schema: z.string().min(1), flag: '--out <dir>', help: 'run folder: one folder per stage, report.html, summary.json; an unfinished run there is continued' },
-  cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept (shared with r1 zero)' },
+  cacheDir: { ...CACHE_DIR_FIELD, help: 'where made base models are kept (shared with r1 zero)' },
   stage: { schema: z.enum(R1_STAGE_NAMES).nullable(), flag: '--stage <name>', help: `rerun one stage alone, from the outputs of the stages before it: ${R1_STAGE_NAMES.join(', ')}` },
   level: { schema: z.number().int().refine((n) => ARITHMETIC_LEVELS[n] !== undefined, 'no such arithmetic level'), flag: '--level <n>', help: `arithmetic level of the reasoning prompts (${Object.keys(ARITHMETIC_LEVELS).join(', ')})` },
   targetLanguage: { schema: language, flag: '--target-language <lang>', help: `language the chains of thought should be in (the language reward's target): ${CHAIN_LANGUAGES.join(', ')}` },
@@ -29,7 +30,7 @@ const FIELDS: Fields<R1PipelineConfig> = {
   precision: SHARED_FIELDS.precision,
   minKeptExamples: { schema: nonNegativeInt, flag: '--min-kept-examples <n>', help: 'least examples kept by each rejection sampling (cold start, stage 3, distillation): fewer draw more prompts' },
   maxPromptsFactor: { schema: z.number().min(1), flag: '--max-prompts-factor <f>', help: 'the most prompts a rejection sampling draws to reach --min-kept-examples, as a multiple of its own' },
-  checkpointEvery: { schema: positiveInt, flag: '--checkpoint-every <n>', help: 'steps between checkpoints of every trainer (what a killed stage loses at most)' },
+  checkpointEvery: { ...SHARED_FIELDS.checkpointEvery, help: 'steps between checkpoints of every trainer (what a killed stage loses at most)' },
   // Base models
   baseDocuments: { schema: positiveInt, flag: '--base-documents <n>', help: 'generated problems with worked chains in the base text' },
   baseCorrectRate: { schema: fraction, flag: '--base-correct-rate <r>', help: 'fraction of right answers among chains that start in the target language' },
@@ -44,12 +45,12 @@ const FIELDS: Fields<R1PipelineConfig> = {
   studentModelOverrides: { schema: overrides, flag: null, help: 'DenseConfig fields that make the student from the teacher shape' },
   studentSteps: { schema: positiveInt, flag: '--student-steps <n>', help: 'pretraining steps of the student base' },
   // GRPO
-  promptsPerStep: { schema: positiveInt, flag: '--prompts-per-step <n>', help: 'questions per GRPO step (P)' },
-  groupSize: { schema: z.number().int().min(2), flag: '--group-size <n>', help: 'completions per question (G)' },
-  maxNewTokens: { schema: positiveInt, flag: '--max-new-tokens <n>', help: 'completion length limit in tokens (sampling and evaluation)' },
-  beta: { schema: nonNegative, flag: '--beta <b>', help: 'k3 KL coefficient of every RL stage' },
-  epsLow: { schema: z.number().min(0).lt(1), flag: '--eps-low <e>', help: 'clip range below 1' },
-  epsHigh: { schema: nonNegative, flag: '--eps-high <e>', help: 'clip range above 1' },
+  promptsPerStep: { ...GRPO_FIELDS.promptsPerStep, help: 'questions per GRPO step (P)' },
+  groupSize: GRPO_FIELDS.groupSize,
+  maxNewTokens: { ...GRPO_FIELDS.maxNewTokens, help: 'completion length limit in tokens (sampling and evaluation)' },
+  beta: { ...GRPO_FIELDS.beta, help: 'k3 KL coefficient of every RL stage' },
+  epsLow: GRPO_FIELDS.epsLow,
+  epsHigh: { ...GRPO_FIELDS.epsHigh, help: 'clip range above 1' },
   rlLr: { schema: rate, flag: '--rl-lr <rate>', help: "learning rate of R1-Zero's RL and of the RL-only student" },
   tunedRlLr: { schema: rate, flag: '--tuned-rl-lr <rate>', help: 'learning rate of the RL stages after a fine-tuning (reasoning RL, its ablation, RL for all scenarios)' },
   zeroSteps: { schema: positiveInt, flag: '--zero-steps <n>', help: 'GRPO steps of R1-Zero and of its ablation with the language reward' },
@@ -85,15 +86,16 @@ const FIELDS: Fields<R1PipelineConfig> = {
   distillEpochs: { schema: positiveInt, flag: '--distill-epochs <n>', help: 'student SFT epochs (R1: 2-3)' },
   distillLr: { schema: rate, flag: '--distill-lr <rate>', help: 'student peak learning rate (decays to a tenth)' },
   // Evaluation
-  evalK: { schema: positiveInt, flag: '--eval-k <n>', help: 'samples per test question' },
+  evalK: { ...EVAL_FIELDS.evalK, help: 'samples per test question' },
   evalLimit: { schema: positiveInt, flag: '--eval-limit <n>', help: 'held-out reasoning questions' },
   generalEvalLimit: { schema: positiveInt, flag: '--general-eval-limit <n>', help: 'held-out instruction-following requests' },
-  evalTemperature: { schema: nonNegative, flag: '--eval-temperature <t>', help: 'evaluation temperature (paper: 0.6)' },
-  evalTopP: { schema: z.number().gt(0).max(1), flag: '--eval-top-p <p>', help: 'evaluation nucleus mass (paper: 0.95)' },
+  evalTemperature: EVAL_FIELDS.evalTemperature,
+  evalTopP: EVAL_FIELDS.evalTopP,
 };
 
 const settings = new Settings('pipeline', FIELDS, defaultR1PipelineConfig, {
   check: (config) => {
+    checkGrpoConfig(config);
     if (config.targetLanguage === config.secondLanguage) throw new UserError(`--target-language and --second-language are both ${config.targetLanguage}: the base text needs two languages`);
   },
 });

@@ -15,6 +15,9 @@ import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
 
+/** Where made base models are kept: `r1 zero` and `r1 pipeline` share the cache. */
+export const CACHE_DIR_FIELD = { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept' };
+
 /** The base model's shape and pretraining, shared with `r1 pipeline`. */
 export const BASE_MODEL_FIELDS = {
   baseVocabSize: { schema: z.number().int().min(300), flag: '--base-vocab-size <n>', help: 'BPE vocabulary of the base model' },
@@ -34,7 +37,7 @@ const FIELDS: Fields<ZeroConfig> = {
   level: { schema: positiveInt.nullable(), flag: '--level <n>', help: 'difficulty level of a generated task' },
   model: { schema: z.string().min(1).nullable(), flag: '--model <dir>', help: 'Hugging Face model folder to train; default: make (or reuse) a base model pretrained here' },
   out: { schema: z.string().min(1).nullable(), flag: '--out <dir>', help: 'run folder: metrics.jsonl, checkpoints/, final/, before.reasoning.json, after.reasoning.json, report.html (default: a new runs/zero-<date>-<time>)' },
-  cacheDir: { schema: z.string().min(1), flag: '--cache-dir <dir>', help: 'where made base models are kept' },
+  cacheDir: CACHE_DIR_FIELD,
   resume: SHARED_FIELDS.resume,
   ...GRPO_FIELDS,
   // Rewards
