@@ -222,12 +222,9 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   let stepSamples: Sample[] = [];
   const { step, records } = await runSteps<GrpoStepRecord>({
     out,
-    startStep: checkpoint?.step ?? 0,
+    resumed: checkpoint,
     totalSteps: config.steps,
-    elapsedBefore: saved?.elapsedSeconds ?? 0,
-    timeLimitMinutes: config.timeLimitMinutes,
-    evalEvery: config.steps,
-    checkpointEvery: config.checkpointEvery,
+    cadence: config,
     update: async (index) => {
       // On the policy's device, in one scope: the rollout's tensors and old/reference log-probs die with the step.
       const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, sources, config, rng, learningRate(index, schedule), index + 1)));

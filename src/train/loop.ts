@@ -187,14 +187,15 @@ export interface LoopRecord {
 
 export interface StepLoop<R extends LoopRecord> {
   out: string;
-  /** Updates already done (a resumed run's checkpoint step) and in the whole run. */
-  startStep: number;
+  /**
+   * The checkpoint the run resumes from (openRun's), or null: its step is the updates already done, and its
+   * trainer state's elapsedSeconds (every trainer saves the one `save` is given) the training time before this process.
+   */
+  resumed: LoadedCheckpoint | null;
+  /** Updates in the whole run. */
   totalSteps: number;
-  /** Training seconds before this process (a resumed run's), for elapsedSeconds. */
-  elapsedBefore: number;
-  timeLimitMinutes: number | null;
-  evalEvery: number;
-  checkpointEvery: number;
+  /** When to stop, save and validate (every checkpointEvery updates when the trainer has no evalEvery): the trainer's config. */
+  cadence: { timeLimitMinutes: number | null; checkpointEvery: number; evalEvery?: number };
   /** Runs update `step` (0-based) and returns its record but for step and elapsedSeconds (a promise when it writes files of its own). */
   update(step: number): Omit<R, 'step' | 'elapsedSeconds'> | Promise<Omit<R, 'step' | 'elapsedSeconds'>>;
   /** The held-out measures merged into the record (validationLoss and any others the trainer keeps), every
@@ -215,23 +216,25 @@ export interface StepLoop<R extends LoopRecord> {
 }
 
 /**
- * Runs updates startStep..totalSteps-1 (or until the time limit), appending each record to metrics.jsonl,
+ * Runs the updates after the resumed checkpoint's step up to totalSteps (or until the time limit), appending each record to metrics.jsonl,
  * validating every evalEvery updates and after the last, checkpointing every checkpointEvery updates and at the
  * end. Returns the step reached and this process's records.
  */
 export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise<{ step: number; records: R[] }> {
   const metricsFile = join(loop.out, METRICS_FILE);
   const startMs = performance.now();
-  const elapsed = () => loop.elapsedBefore + (performance.now() - startMs) / 1000;
-  const deadlineMs = loop.timeLimitMinutes === null ? Infinity : startMs + loop.timeLimitMinutes * 60_000;
+  const elapsedBefore = (loop.resumed?.trainerState as { elapsedSeconds?: number } | undefined)?.elapsedSeconds ?? 0;
+  const elapsed = () => elapsedBefore + (performance.now() - startMs) / 1000;
+  const { timeLimitMinutes, checkpointEvery, evalEvery = checkpointEvery } = loop.cadence;
+  const deadlineMs = timeLimitMinutes === null ? Infinity : startMs + timeLimitMinutes * 60_000;
   const primary = loop.primary !== false;
   const bar = primary && loop.progress !== false && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: loop.bar.format, hideCursor: true, etaBuffer: 20 }, cliProgress.Presets.shades_classic)
     : null;
   const logEvery = Math.max(1, Math.round(loop.totalSteps / 20));
   const records: R[] = [];
-  let step = loop.startStep;
-  let lastSavedStep = loop.startStep;
+  let step = loop.resumed?.step ?? 0;
+  let lastSavedStep = step;
   bar?.start(loop.totalSteps, step, loop.bar.values(null));
   try {
     while (step < loop.totalSteps && performance.now() < deadlineMs) {
@@ -239,13 +242,13 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
       step++;
       const record = { ...fields, step, elapsedSeconds: elapsed() } as R;
       const last = step === loop.totalSteps || performance.now() >= deadlineMs;
-      if (loop.validate && (step % loop.evalEvery === 0 || last)) Object.assign(record, loop.validate());
+      if (loop.validate && (step % evalEvery === 0 || last)) Object.assign(record, loop.validate());
       records.push(record);
       if (primary) await appendJsonl(metricsFile, record);
       loop.onStep?.(record);
       if (bar) bar.update(step, loop.bar.values(record));
       else if (primary && (step % logEvery === 0 || last || record.validationLoss !== undefined)) loop.log(loop.format(record));
-      if (step % loop.checkpointEvery === 0 || last) {
+      if (step % checkpointEvery === 0 || last) {
         if (primary) await loop.save(step, elapsed());
         lastSavedStep = step;
       }

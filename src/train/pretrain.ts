@@ -231,12 +231,9 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   }
   const { step, records } = await runSteps<StepRecord>({
     out: config.out,
-    startStep: checkpoint?.step ?? 0,
+    resumed: checkpoint,
     totalSteps: config.steps,
-    elapsedBefore: saved?.elapsedSeconds ?? 0,
-    timeLimitMinutes: config.timeLimitMinutes,
-    evalEvery: config.evalEvery,
-    checkpointEvery: config.checkpointEvery,
+    cadence: config,
     update: (index) => {
       const stepStart = performance.now();
       const lr = learningRate(index, schedule);

@@ -249,12 +249,9 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
 
   const { step, records } = await runSteps<RewardModelStepRecord>({
     out: given.out,
-    startStep: checkpoint?.step ?? 0,
+    resumed: checkpoint,
     totalSteps,
-    elapsedBefore: saved?.elapsedSeconds ?? 0,
-    timeLimitMinutes: config.timeLimitMinutes,
-    evalEvery: config.checkpointEvery,
-    checkpointEvery: config.checkpointEvery,
+    cadence: config,
     update: (index) => {
       const batch = epochBatch(train, index, config.batchSize, config.seed);
       const lr = learningRate(index, schedule);

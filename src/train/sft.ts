@@ -214,12 +214,9 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
 
   const { step, records } = await runSteps<SftStepRecord>({
     out: config.out,
-    startStep: checkpoint?.step ?? 0,
+    resumed: checkpoint,
     totalSteps,
-    elapsedBefore: saved?.elapsedSeconds ?? 0,
-    timeLimitMinutes: config.timeLimitMinutes,
-    evalEvery: config.evalEvery,
-    checkpointEvery: config.checkpointEvery,
+    cadence: config,
     update: (index) => {
       const start = performance.now();
       const batch = epochBatch(rows, index, config.batchSize, config.seed);
