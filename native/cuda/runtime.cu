@@ -365,6 +365,46 @@ R1_API int r1_cuda_download(void* host_dst, const void* src, int64_t bytes) {
   return error_pending ? 1 : 0;
 }
 
+// The staging buffer of r1_cuda_download_begin/_end (pinned, so that the copy is queued rather than waited for),
+// the event after its copy, and the byte count of the download begun and not yet ended (-1: none).
+static void* staging = nullptr;
+static int64_t staging_bytes = 0;
+static cudaEvent_t staged = nullptr;
+static int64_t staged_bytes = -1;
+
+R1_API int r1_cuda_download_begin(const void* src, int64_t bytes) {
+  cudaError_t err = cudaSuccess;
+  if (bytes > staging_bytes) {
+    // An earlier download not ended may still be copying into the old buffer: cudaFreeHost waits for the device.
+    if (staging) cudaFreeHost(staging);
+    staging = nullptr;
+    staging_bytes = 0;
+    if ((err = cudaMallocHost(&staging, bytes)) != cudaSuccess) return record_error("r1_cuda_download_begin (pinned buffer)", err), 1;
+    staging_bytes = bytes;
+  }
+  if (!staged && (err = cudaEventCreateWithFlags(&staged, cudaEventDisableTiming)) != cudaSuccess) {
+    return record_error("r1_cuda_download_begin (event)", err), 1;
+  }
+  if (bytes > 0 && (err = cudaMemcpyAsync(staging, src, bytes, cudaMemcpyDeviceToHost, stream())) != cudaSuccess) {
+    return record_error("r1_cuda_download_begin", err), 1;
+  }
+  if ((err = cudaEventRecord(staged, stream())) != cudaSuccess) return record_error("r1_cuda_download_begin (event)", err), 1;
+  staged_bytes = bytes;
+  return 0;
+}
+
+R1_API int r1_cuda_download_end(void* host_dst, int64_t bytes) {
+  if (staged_bytes < 0 || bytes != staged_bytes) {
+    record_message("r1_cuda_download_end", "no download of this size was begun (r1_cuda_download_begin first, once per end)");
+    return 1;
+  }
+  staged_bytes = -1;
+  cudaError_t err = cudaEventSynchronize(staged);
+  if (err != cudaSuccess) return record_error("r1_cuda_download_end (or an earlier kernel)", err), 1;
+  if (bytes > 0) std::memcpy(host_dst, staging, static_cast<size_t>(bytes));
+  return error_pending ? 1 : 0;
+}
+
 R1_API int r1_cuda_copy(void* dst, const void* src, int64_t bytes) {
   if (bytes <= 0) return 0;
   weights_written(dst, bytes);

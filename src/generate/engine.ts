@@ -37,17 +37,26 @@
 // and log-probability come back each step, and the stop rules are checked on the host from those. With the
 // cudaGraphs option, a decode step of a dense model is recorded once as a CUDA graph (per cache and row count)
 // and replayed: the step's column lives in device memory (DeviceDecodeStep), so one recording serves every
-// column, and a step costs a few small uploads and one launch instead of ~500 kernel launches from JavaScript.
+// column, and a step costs a few small uploads and one launch instead of ~500 kernel launches from JavaScript;
+// a dense model's step is recorded from fused kernels (src/models/dense-decode.ts: ~10 a layer instead of ~28),
+// over its projections concatenated when the graph is recorded (a copy: a model updated while an engine holds a
+// batch would be decoded with the weights of the recording; generate() makes its own engine). Steps are then
+// pipelined: once a step's tokens are drawn, the next step is queued with its tokens read on the device, before
+// the host takes the drawn tokens (stop rules, bookkeeping), so the device does not wait for the host between
+// steps. A row whose request ends on the drawn token decodes one placeholder step, ignored; the pipeline pauses
+// whenever the batch changes (requests waiting to enter, the cache full, the batch about to shrink).
 // Each step runs in its own scope, so its activations are freed at once, while the KV cache is kept outside
 // scopes and disposed when the queue is done.
 import type { LayerKvCache } from '../nn/attention.ts';
+import { DenseModel } from '../models/dense.ts';
+import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../models/dense-decode.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { FloatArray } from '../tensor/backend.ts';
-import { captureGraph, contiguous, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, packBf16, scope, slice, softmax, tensor, withDevice, writeValues, type CacheFormat, type CudaGraph, type Tensor } from '../tensor/index.ts';
+import { captureGraph, contiguous, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, packBf16, reshape, scope, slice, softmax, Tensor, tensor, withDevice, writeValues, type CacheFormat, type CudaGraph } from '../tensor/index.ts';
 import { streamUniform } from '../tensor/philox.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
-import { argmax, sampleFromWeights, sampleOnDevice, type SamplingParams } from './sampler.ts';
+import { argmax, queueSampleOnDevice, sampleFromWeights, type DeviceSamplingRow, type QueuedDraw, type SamplingParams } from './sampler.ts';
 
 /** How one completion is sampled and when it ends. Unset fields take GenerateOptions' values, then the defaults. */
 export interface SamplingOptions {
@@ -213,6 +222,11 @@ export class SamplingEngine {
   /** Request id -> its last sampled token, fed in the next step. */
   private readonly pending = new Map<number, number>();
   private decoder: BatchDecoder | null = null;
+  /**
+   * A decode step queued before the tokens of the step before it were taken (header: pipelining), with the rows it
+   * decoded; the next step() reads its draw instead of decoding.
+   */
+  private inFlight: { batch: (RowState | null)[]; draw: QueuedDraw } | null = null;
   private nextId = 0;
   private entered = 0;
   private readonly maxBatch: number;
@@ -294,11 +308,19 @@ export class SamplingEngine {
 
   /** Frees the KV cache now (a no-op on the CPU); a later step() makes a new one. */
   dispose(): void {
+    if (this.inFlight) dispose(this.inFlight.draw.ids);
+    this.inFlight = null;
     this.decoder?.dispose();
     this.decoder = null;
   }
 
   private decodeStep(): void {
+    if (this.inFlight) {
+      const { batch, draw } = this.inFlight;
+      this.inFlight = null;
+      this.finishStep(this.decoder!, batch, draw);
+      return;
+    }
     const decoder = this.fitDecoder();
     // Each admission is a prefill forward of its own, whose fixed cost (the op layer on the CPU, kernel launches
     // on a GPU) is that of a decode step, so requests enter once an eighth of the rows are free (or once all
@@ -315,9 +337,56 @@ export class SamplingEngine {
     if (free === decoder.rows.length) return;
     if (this.waiting.length === 0 && free * 4 >= decoder.rows.length) decoder.shrink();
     const batch = decoder.rows.map((id) => (id === null ? null : this.open.get(id)!.row));
-    const drawn = scope(() => this.draw(decoder.next(batch.map((row) => (row === null ? 0 : this.pending.get(row.index)!))), batch));
+    const tokens = batch.map((row) => (row === null ? 0 : this.pending.get(row.index)!));
+    if (decoder.replaysGraphs && this.samplesOnDevice(batch)) {
+      this.finishStep(decoder, batch, scope(() => queueSampleOnDevice(decoder.next(tokens), this.deviceRows(batch, 0), this.tokenizer.vocabSize)));
+      return;
+    }
+    const drawn = scope(() => this.draw(decoder.next(tokens), batch));
     batch.forEach((row, r) => row && this.take(drawn, r, row, r));
     this.options.onStep?.({ rows: batch.length, liveRows: batch.filter((row) => row !== null).length, entered: this.entered, cacheColumns: decoder.length });
+  }
+
+  /**
+   * Reads a queued decode step's draw and takes its tokens, having first queued the next step when it can run
+   * ahead (pipelining: the device decodes step t + 1 while the host takes step t's tokens). Rows whose request
+   * ended or was cancelled since the step was queued are skipped.
+   */
+  private finishStep(decoder: BatchDecoder, batch: (RowState | null)[], draw: QueuedDraw): void {
+    const { ids, logprobs } = draw.finish();
+    if (this.canRunAhead(decoder, batch)) {
+      this.inFlight = scope(() => ({ batch, draw: queueSampleOnDevice(decoder.next(draw.ids), this.deviceRows(batch, 1), this.tokenizer.vocabSize) }));
+    }
+    // The next step's copy of the tokens is queued: the buffer is released in stream order.
+    dispose(draw.ids);
+    const drawn = { ids, logprobs, top: [] };
+    const live = batch.map((row) => (row !== null && !row.done && this.open.has(row.index) ? row : null));
+    live.forEach((row, r) => row && this.take(drawn, r, row, r));
+    this.options.onStep?.({ rows: batch.length, liveRows: live.filter((row) => row !== null).length, entered: this.entered, cacheColumns: decoder.length });
+  }
+
+  /**
+   * Whether the step after the one just drawn may be queued before its tokens are taken: its rows are this step's
+   * (rows that end on this step's token decode a placeholder, ignored), so nothing may wait to enter, the cache
+   * must have a column left, and the rows must not be so few that the batch would shrink first.
+   */
+  private canRunAhead(decoder: BatchDecoder, batch: readonly (RowState | null)[]): boolean {
+    if (this.waiting.length > 0 || decoder.length >= decoder.capacity) return false;
+    // Rows still decoding after this step's token (one ending on a stop token is found only when it is taken).
+    const continuing = batch.filter((row) => row !== null && !row.done && row.tokenIds.length + 1 < row.settings.maxNewTokens).length;
+    return continuing > 0 && (batch.length - continuing) * 4 < batch.length;
+  }
+
+  /** Whether the fused device sampler draws for these rows (it reports no top log-probabilities). */
+  private samplesOnDevice(rows: readonly (RowState | null)[]): boolean {
+    return this.model.device === 'cuda' && !rows.some((row) => row !== null && row.settings.topLogprobs > 0);
+  }
+
+  /** Device sampling settings of each row, for its token `ahead` after those it has taken; free or ended rows are greedy placeholders. */
+  private deviceRows(rows: readonly (RowState | null)[], ahead: number): DeviceSamplingRow[] {
+    return rows.map((row) => (row === null || row.done
+      ? { temperature: 0, topK: 0, topP: 1, minP: 0, seed: 0, step: 0 }
+      : { ...row.settings, step: row.tokenIds.length + ahead }));
   }
 
   /**
@@ -346,10 +415,8 @@ export class SamplingEngine {
   private draw(logits: Tensor, rows: readonly (RowState | null)[]): Drawn {
     const sampleVocab = this.tokenizer.vocabSize;
     const live = rows.map((row) => (row !== null && !row.done ? row : null));
-    if (logits.device === 'cuda' && !live.some((row) => row !== null && row.settings.topLogprobs > 0)) {
-      const drawn = sampleOnDevice(logits, live.map((row) => (row === null
-        ? { temperature: 0, topK: 0, topP: 1, minP: 0, seed: 0, step: 0 }
-        : { ...row.settings, step: row.tokenIds.length })), sampleVocab);
+    if (this.samplesOnDevice(live)) {
+      const drawn = queueSampleOnDevice(logits, this.deviceRows(live, 0), sampleVocab).finish();
       return { ids: drawn.ids, logprobs: drawn.logprobs, top: [] };
     }
     const vocab = logits.shape[1];
@@ -670,10 +737,20 @@ export class BatchDecoder {
     }
   }
 
-  /** Feeds one token per row (free rows' are ignored); logits [rows, V] of each row's next position. */
-  next(tokens: readonly number[]): Tensor {
+  /** Whether next() replays a recorded CUDA graph (and so takes its tokens from the device too). */
+  get replaysGraphs(): boolean {
+    return this.graphs;
+  }
+
+  /**
+   * Feeds one token per row (free rows' are ignored); logits [rows, V] of each row's next position. With graphs
+   * the tokens may be a device tensor of int32 [rows] (a draw not yet read: the engine's pipelining).
+   */
+  next(tokens: readonly number[] | Tensor): Tensor {
     const B = this.rows.length;
-    if (tokens.length !== B) throw new Error(`BatchDecoder.next: ${tokens.length} tokens for ${B} rows`);
+    const count = tokens instanceof Tensor ? tokens.size : tokens.length;
+    if (count !== B) throw new Error(`BatchDecoder.next: ${count} tokens for ${B} rows`);
+    if (tokens instanceof Tensor && !this.graphs) throw new Error('BatchDecoder.next: tokens on the device need CUDA graphs (deviceDecodeSupported)');
     if (this.rows.every((id) => id === null)) throw new Error('BatchDecoder.next: no row holds a sequence (enter() first)');
     if (this.length === this.capacity) {
       const first = this.firstLiveColumn();
@@ -683,9 +760,9 @@ export class BatchDecoder {
     const column = this.length;
     const kvStart = Int32Array.from(this.rows, (id, r) => (id === null ? column : this.kvStart[r]));
     const positions = Int32Array.from(kvStart, (start) => column - start);
-    if (this.graphs) return this.replay(Int32Array.from(tokens), positions, kvStart, column);
+    if (this.graphs) return this.replay(tokens instanceof Tensor ? tokens : Int32Array.from(tokens), positions, kvStart, column);
     const device = this.model.device;
-    return this.forward(tensor(tokens, [B, 1], 'i32', device), tensor(positions, [B, 1], 'i32', device), this.cache, kvStart);
+    return this.forward(tensor(tokens as readonly number[], [B, 1], 'i32', device), tensor(positions, [B, 1], 'i32', device), this.cache, kvStart);
   }
 
   /**
@@ -693,14 +770,15 @@ export class BatchDecoder {
    * changed since): the step's inputs are written into the graph's input buffers, and the logits it leaves are
    * read before the next replay overwrites them.
    */
-  private replay(tokens: Int32Array, positions: Int32Array, kvStart: Int32Array, column: number): Tensor {
+  private replay(tokens: Int32Array | Tensor, positions: Int32Array, kvStart: Int32Array, column: number): Tensor {
     if (this.graph === null) this.graph = recordDecodeStep(this.model, this.cache, this.rows.length);
     const { inputs, logits, graph } = this.graph;
-    writeValues(inputs.ids, tokens);
+    if (tokens instanceof Tensor) copyInto(reshape(tokens, inputs.ids.shape), inputs.ids);
+    else writeValues(inputs.ids, tokens);
     writeValues(inputs.positions, positions);
     writeValues(inputs.kvStart, kvStart);
-    writeValues(inputs.column, new Int32Array(tokens.length).fill(column));
-    writeValues(inputs.kvEnd, new Int32Array(tokens.length).fill(column + 1));
+    writeValues(inputs.column, new Int32Array(positions.length).fill(column));
+    writeValues(inputs.kvEnd, new Int32Array(positions.length).fill(column + 1));
     graph.launch();
     for (const layer of this.cache) layer.length = column + 1;
     return logits;
@@ -811,14 +889,18 @@ function recordDecodeStep(model: CausalLM, cache: LayerKvCache[], rows: number):
   const inputs = { ids: buffer([rows, 1]), positions: buffer([rows, 1]), kvStart: buffer([rows]), column: buffer([rows]), kvEnd: buffer([rows]) };
   // Values written before recording: index checks read the host copies, and never wait on the device.
   for (const t of Object.values(inputs)) writeValues(t, new Int32Array(rows));
-  const { graph, result: logits } = captureGraph(() => contiguous(model.lastLogits(inputs.ids, {
-    positions: inputs.positions, cache, kvStart: inputs.kvStart, step: { column: inputs.column, kvEnd: inputs.kvEnd },
-  })));
+  const step = { column: inputs.column, kvEnd: inputs.kvEnd };
+  // A dense model's step in fused kernels (dense-decode.ts), over its projections concatenated as of now.
+  const fused = model instanceof DenseModel ? denseDecodeWeights(model) : null;
+  const { graph, result: logits } = captureGraph(() => (model instanceof DenseModel && fused
+    ? denseDecodeLogits(model, fused, inputs.ids, inputs.positions, cache, inputs.kvStart, step)
+    : contiguous(model.lastLogits(inputs.ids, { positions: inputs.positions, cache, kvStart: inputs.kvStart, step }))));
   return {
     inputs, logits, graph,
     dispose() {
       graph.dispose();
       for (const t of Object.values(inputs)) dispose(t);
+      if (fused) disposeDecodeWeights(fused);
     },
   };
 }

@@ -6,7 +6,7 @@
 // uniform streamUniform(seed, step) of src/tensor/philox.ts.
 import { philoxKey } from '../tensor/philox.ts';
 import type { Rng } from '../tensor/random.ts';
-import { cudaBackend, empty, tensor, type Tensor } from '../tensor/index.ts';
+import { cudaBackend, empty, slice, tensor, type Tensor } from '../tensor/index.ts';
 
 export interface SamplingParams {
   /** 0 picks the most likely token (greedy); otherwise logits are divided by it before softmax. */
@@ -235,6 +235,23 @@ export interface DeviceDraw {
  * streamUniform(seed, step). Only 32 bytes of settings go up and 12 bytes come back per row.
  */
 export function sampleOnDevice(logits: Tensor, rows: readonly DeviceSamplingRow[], sampleVocab: number): DeviceDraw {
+  return queueSampleOnDevice(logits, rows, sampleVocab).finish();
+}
+
+/** A device draw queued and not yet read: its tokens on the device, and the read. */
+export interface QueuedDraw {
+  /** The drawn ids, int32 [rows] on the device (valid once the work queued before now has run). */
+  ids: Tensor;
+  /** Waits for the draw, not for work queued after it (the next decode step), and reads it; once. */
+  finish(): DeviceDraw;
+}
+
+/**
+ * sampleOnDevice without waiting: the kernel and the download of its 12 bytes a row are queued, so the next decode
+ * step can be queued, reading its tokens from `ids`, before this draw is read (the engine's pipelining). One
+ * queued draw at a time (a single staging buffer): finish() it before queueing another.
+ */
+export function queueSampleOnDevice(logits: Tensor, rows: readonly DeviceSamplingRow[], sampleVocab: number): QueuedDraw {
   const [count, vocab] = logits.shape;
   if (logits.device !== 'cuda' || logits.ndim !== 2 || !logits.isContiguous || logits.dtype !== 'f32') throw new Error(`sampleOnDevice: expected contiguous float32 CUDA logits [rows, vocab], got ${logits}`);
   if (rows.length !== count) throw new Error(`sampleOnDevice: ${rows.length} rows of settings for ${count} rows of logits`);
@@ -253,8 +270,19 @@ export function sampleOnDevice(logits: Tensor, rows: readonly DeviceSamplingRow[
   });
   const params = tensor(words, [8 * count], 'i32', 'cuda');
   const out = empty([3 * count], 'i32', 'cuda');
-  cudaBackend().sample(logits.floatData() as number, count, vocab, sampleVocab, params.intData() as number, out.intData() as number);
-  const result = out.toArray() as Int32Array;
-  const bits = new Float32Array(result.buffer);
-  return { ids: result.slice(0, count), logprobs: bits.slice(count, 2 * count), sampleLogprobs: bits.slice(2 * count) };
+  const backend = cudaBackend();
+  backend.sample(logits.floatData() as number, count, vocab, sampleVocab, params.intData() as number, out.intData() as number);
+  backend.downloadBegin(out.intData() as number, 12 * count);
+  let finished = false;
+  return {
+    ids: slice(out, 0, 0, count),
+    finish() {
+      if (finished) throw new Error('QueuedDraw.finish: the draw was read already');
+      finished = true;
+      const result = new Int32Array(3 * count);
+      backend.downloadEnd(result);
+      const bits = new Float32Array(result.buffer);
+      return { ids: result.slice(0, count), logprobs: bits.slice(count, 2 * count), sampleLogprobs: bits.slice(2 * count) };
+    },
+  };
 }

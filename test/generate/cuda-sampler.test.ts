@@ -109,7 +109,7 @@ describe('CUDA sampling kernel', { skip }, () => {
 
   // Head size 64, so that the CUDA engine records its decode steps as graphs; mixed prompt lengths, settings and
   // token limits over 5 rows, so that requests enter freed rows, the cache compacts and the batch shrinks.
-  it('the engine on CUDA, graphs or not, samples what the engine on the CPU samples, with the same log-probabilities', () => {
+  it('the engine on CUDA, graphs (pipelined or not) or not, samples what the engine on the CPU samples, with the same log-probabilities', () => {
     const tokenizer = tinyTokenizer();
     const overrides = { hiddenSize: 128, numHeads: 2, numKvHeads: 1, headDim: 64, maxPositionEmbeddings: 96 };
     const cpuModel = tinyModel(3, overrides);
@@ -128,6 +128,16 @@ describe('CUDA sampling kernel', { skip }, () => {
         onCuda[i].logprobs.forEach((l, j) => assert.ok(Math.abs(l - expected.logprobs[j]) < 1e-4, `cudaGraphs ${cudaGraphs}, request ${i} token ${j}: ${l} vs ${expected.logprobs[j]}`));
       });
     }
+    // Every request in one batch, so that nothing waits and graph steps run ahead of the host (pipelining), with
+    // stop strings ending requests on tokens the host finds only after the next step is queued.
+    const stopping = requests.map((r, i) => ({ ...r, stop: i % 2 === 0 ? ['e'] : [], maxNewTokens: 10 + i }));
+    const cpuStopping = generate(cpuModel, tokenizer, stopping, { maxBatchSize: 16 });
+    const cudaStopping = withDevice('cuda', () => generate(cudaModel, tokenizer, stopping, { maxBatchSize: 16 }));
+    assert.ok(cpuStopping.some((r) => r.stopString === 'e'), 'some request ended on its stop string');
+    cpuStopping.forEach((expected, i) => {
+      assert.deepEqual([cudaStopping[i].tokenIds, cudaStopping[i].text, cudaStopping[i].finishReason], [expected.tokenIds, expected.text, expected.finishReason], `one batch, request ${i}`);
+      cudaStopping[i].logprobs.forEach((l, j) => assert.ok(Math.abs(l - expected.logprobs[j]) < 1e-4, `one batch, request ${i} token ${j}: ${l} vs ${expected.logprobs[j]}`));
+    });
     cudaModel.dispose();
   });
 
