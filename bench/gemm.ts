@@ -3,6 +3,7 @@
 //   node --import tsx bench/gemm.ts            (all shapes)
 //   node --import tsx bench/gemm.ts 1024 2048  (only rows whose name contains one of the arguments)
 // Where OpenBLAS is missing (the GPU machine), bench/gemm_torch_cpu.py times PyTorch's products on the same shapes.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -32,21 +33,27 @@ const sgemm = loadOpenBlas();
 const CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112;
 
 /**
- * Machine peak in GFLOP/s: cores x clock x 2 FMA pipes x 8 float lanes (256-bit AVX2) x 2 flops per FMA.
- * The clock is the "cpu MHz" field of /proc/cpuinfo (on this KVM guest the host's nominal clock; the real
- * clock may boost above it, so % of peak can read high), else os.cpus()'s speed.
+ * Machine peak in GFLOP/s, measured: bench/fma_peak.cpp (built here with the native core's compiler flags) runs
+ * independent FMAs on the widest vectors on every CPU this process may use, all at once. A clock from
+ * /proc/cpuinfo says neither the turbo or AVX-512 clock nor whether a virtual machine's "cores" are hyperthreads
+ * of one core. Without a compiler: cores x that clock x 2 FMA pipes x 8 lanes x 2, marked as an estimate.
  */
-function machine(): { model: string; cores: number; clockMHz: number; clockSource: string; peakGflops: number } {
+function machine(): { model: string; cores: number; peakGflops: number; peakSource: string } {
   const cores = availableParallelism();
-  let clockMHz = 0, clockSource = '', model = cpus()[0]?.model ?? 'unknown';
+  let model = cpus()[0]?.model ?? 'unknown', clockMHz = cpus()[0]?.speed ?? 0;
   try {
     const info = readFileSync('/proc/cpuinfo', 'utf8');
-    const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(info);
-    if (mhz) clockMHz = Number(mhz[1]), clockSource = '/proc/cpuinfo "cpu MHz"';
+    clockMHz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(info)?.[1] ?? clockMHz);
     model = /^model name\s*:\s*(.+)$/m.exec(info)?.[1] ?? model;
   } catch {}
-  if (!clockMHz) clockMHz = cpus()[0]?.speed ?? 0, clockSource = 'os.cpus()[0].speed';
-  return { model, cores, clockMHz, clockSource, peakGflops: (cores * clockMHz * 2 * 8 * 2) / 1000 };
+  try {
+    const exe = join(root, 'build', 'fma_peak');
+    execFileSync(process.env.CXX ?? 'c++', ['-O2', '-march=native', '-pthread', join(root, 'bench', 'fma_peak.cpp'), '-o', exe]);
+    const peak = JSON.parse(execFileSync(exe, ['0.3'], { encoding: 'utf8' })) as { lanes: number; threads: number; perThread: number[]; gflops: number };
+    return { model, cores, peakGflops: peak.gflops, peakSource: `measured: ${peak.threads} threads of ${peak.lanes}-lane FMAs, ${peak.perThread.join(' + ')}` };
+  } catch {
+    return { model, cores, peakGflops: (cores * clockMHz * 2 * 8 * 2) / 1000, peakSource: `estimate: ${cores} cores x ${clockMHz} MHz x 2 FMA x 8 lanes x 2` };
+  }
 }
 
 interface Shape {
@@ -73,8 +80,24 @@ function transformerShapes(label: string, h: number): Shape[] {
   ];
 }
 
+// The products of one training step of a dense preset (src/models/dense.ts: hidden h, MLP width f, vocabulary
+// 2048) at 16 x 128 tokens, as bench/train.ts's PROFILE=1 lists them: each Linear's forward X W^T (NT), its
+// dX = dY W (NN) and dW = dY^T X (TN), for the MLP's gate/up (h -> f), its down (f -> h), the attention's q/o
+// (h -> h) and the vocabulary projection.
+function trainShapes(label: string, h: number, f: number): Shape[] {
+  const T = 2048, V = 2048;
+  const linears: Array<[string, number, number]> = [['gate/up', h, f], ['down', f, h], ['q/o', h, h], ['vocab', h, V]];
+  return linears.flatMap(([what, inp, out]) => [
+    { name: `train ${label} ${what} fwd X W^T (NT)`, m: T, n: out, k: inp, transB: true },
+    { name: `train ${label} ${what} dX dY W (NN)`, m: T, n: inp, k: out },
+    { name: `train ${label} ${what} dW dY^T X (TN)`, m: out, n: inp, k: T, transA: true },
+  ]);
+}
+
 const shapes: Shape[] = [
   ...[256, 512, 1024, 2048].map((s) => ({ name: `square ${s}`, m: s, n: s, k: s })),
+  ...trainShapes('5m', 256, 688),
+  ...trainShapes('20m', 512, 1376),
   ...transformerShapes('5M h=256', 256),
   ...transformerShapes('20M h=512', 512),
   { name: 'attention 16 heads QK^T', batch: 16, m: 256, n: 256, k: 64, transB: true },
@@ -125,8 +148,8 @@ function randomArray(n: number): Float32Array {
 
 const filters = process.argv.slice(2);
 const info = machine();
-console.log(`${info.model}, ${info.cores} cores, ${info.clockMHz} MHz (${info.clockSource}); r1 threads ${nativeThreads()}`);
-console.log(`peak ${info.peakGflops.toFixed(1)} GFLOP/s = ${info.cores} cores x ${(info.clockMHz / 1000).toFixed(3)} GHz x 2 FMA x 8 lanes x 2\n`);
+console.log(`${info.model}, ${info.cores} cores; r1 threads ${nativeThreads()}`);
+console.log(`peak ${info.peakGflops.toFixed(1)} GFLOP/s (${info.peakSource})\n`);
 const header = ['shape', 'batch', 'm', 'n', 'k', 'r1 ms', 'r1 GFLOP/s', '% peak', 'OpenBLAS GFLOP/s', 'r1 / OpenBLAS'];
 const widths = [36, 5, 6, 6, 6, 9, 10, 7, 16, 13];
 const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' ');

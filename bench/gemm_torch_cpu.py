@@ -13,7 +13,15 @@ def transformer_shapes(label, h):  # bench/gemm.ts transformerShapes: T = 4096 t
             (f"{label} dY W (NN) dX", 1, T, h, 3 * h, False, False), (f"{label} dY^T X (TN) dW", 1, 3 * h, h, T, True, False)]
 
 
-SHAPES = ([(f"square {s}", 1, s, s, s, False, False) for s in (256, 512, 1024, 2048)] + transformer_shapes("5M h=256", 256)
+def train_shapes(label, h, f):  # bench/gemm.ts trainShapes: a dense preset's step at 16 x 128 tokens, vocabulary 2048
+    T, V = 2048, 2048
+    return [x for what, inp, out in (("gate/up", h, f), ("down", f, h), ("q/o", h, h), ("vocab", h, V))
+            for x in ((f"train {label} {what} fwd X W^T (NT)", 1, T, out, inp, False, True), (f"train {label} {what} dX dY W (NN)", 1, T, inp, out, False, False),
+                      (f"train {label} {what} dW dY^T X (TN)", 1, out, inp, T, True, False))]
+
+
+SHAPES = ([(f"square {s}", 1, s, s, s, False, False) for s in (256, 512, 1024, 2048)] + train_shapes("5m", 256, 688) + train_shapes("20m", 512, 1376)
+          + transformer_shapes("5M h=256", 256)
           + transformer_shapes("20M h=512", 512) + [("attention 16 heads QK^T", 16, 256, 256, 64, False, True)]
           + [x for h in (512, 1024) for x in ((f"decode m=1 {h}x{h} (NT)", 1, 1, h, h, False, True), (f"decode m=1 {h}x{h} (NN)", 1, 1, h, h, False, False),
                                                (f"decode m=32 {h}x{h} (NT)", 1, 32, h, h, False, True))]
