@@ -98,7 +98,13 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
   Vec acc[MR][2];
 #pragma GCC unroll 16
   for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = vzero();
-  for (int64_t i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+  // C's tile is read (accumulate) or written only after all kc steps: fetch its lines now, both ends of each row
+  // (a row of 16 or 32 floats spans two or three cache lines), so that the end does not wait on memory.
+  for (int64_t i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    if (NR > 16) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+  }
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     const Vec b0 = vload_aligned(b), b1 = vload_aligned(b + VW);
@@ -176,15 +182,21 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 // MC x KC x 4 B = 144 KiB of A in L2. NC is large for tall problems (the B block is reused by many MC blocks
 // and stays in L3); when the whole of A is one MC block, each B block is used once, so a smaller one that
 // stays in L2 between packing and use is faster.
-// The 12 x 32 tile (AVX-512 Xeons: 48 KiB L1d, 1-2 MiB L2): KC 192 keeps its B micro-panel at 24 KiB of L1;
-// MC 240 puts 180 KiB of A in L2; NC spans the same number of micro-panels' worth of columns as above.
+// The 12 x 32 tile (AVX-512 Xeons: 48 KiB L1d, 1-2 MiB L2): KC 256 as on AVX2, so that a hidden size of 256 is
+// one rank-k update and C is read and written once, not twice (KC 192 made it two of 128, and C's tile is a
+// load and store of 24 zmm rows per 128 k steps); its B micro-panel is 32 KiB of L1 beside the 12 KiB A panel
+// that streams through. MC 240 puts 240 KiB of A in L2; NC spans the same number of micro-panels as above.
+// R1_GEMM_KC overrides KC, for measuring the blocking on a new machine (bench/gemm_builds.cpp).
+#if defined(R1_GEMM_KC)
+constexpr int64_t KC = R1_GEMM_KC;
+#else
+constexpr int64_t KC = 256;
+#endif
 #if defined(__AVX512F__) || defined(R1_GEMM_WIDE)
-constexpr int64_t KC = 192;
 constexpr int64_t MC = 20 * MR;
 constexpr int64_t NC_TALL = 128 * NR;
 constexpr int64_t NC_SHORT = 12 * NR;
 #else
-constexpr int64_t KC = 256;
 constexpr int64_t MC = 24 * MR;
 constexpr int64_t NC_TALL = 256 * NR;
 constexpr int64_t NC_SHORT = 24 * NR;

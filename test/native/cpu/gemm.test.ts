@@ -133,7 +133,7 @@ test('r1_matmul splits large problems over threads correctly (GEMM and matrix-ve
 
 test('r1_matmul splits over many threads as a grid of parts, and crosses the 12 x 32 tile\'s blocks', () => {
   // 16 threads (more than this machine may have: the pool runs them anyway) make the grid split parts both
-  // ways; the sizes cross the AVX-512 build's blocks (MR 12, NR 32, KC 192, MC 240, NC 384) as well.
+  // ways; the sizes cross the AVX-512 build's blocks (MR 12, NR 32, KC 256, MC 240, NC 384) as well.
   const previous = nativeThreads();
   setNativeThreads(16);
   try {
@@ -141,9 +141,9 @@ test('r1_matmul splits over many threads as a grid of parts, and crosses the 12 
     for (const [transA, transB] of transposes) {
       for (const cs of [
         { m: 300, n: 130, k: 70 }, // a dW-like shape: 16 parts as a grid
-        { m: 241, n: 65, k: 193 }, // one past MC and KC
+        { m: 241, n: 65, k: 257 }, // one past MC and KC
         { m: 36, n: 400, k: 385 }, // NC of the 12 x 32 tile, two KC blocks
-        { m: 12, n: 32, k: 192 },
+        { m: 12, n: 32, k: 256 },
       ]) {
         for (const beta of [0, 1] as const) check(label({ ...cs, transA, transB, beta }), { ...cs, transA, transB, beta }, seed++);
       }
