@@ -81,6 +81,21 @@ R1_API int r1_cuda_error_pending(void);
 // registered range is an error. Returns 0 on success.
 R1_API int r1_cuda_register_weight(const float* ptr, int64_t n);
 
+// ---- bf16 copies of activations ----
+// The same registry for a float32 activation that several bf16 GEMMs read (the backward reads it again):
+// registered, it is rounded once for all of them. Unlike r1_cuda_register_weight, calling this for a range
+// that is already registered with the same n leaves its copy as it is (current stays current). Returns 0 on
+// success.
+R1_API int r1_cuda_share_bf16_operand(const float* ptr, int64_t n);
+// bf16 copies written by their producers: in bf16 precision (outside graph capture) r1_rmsnorm, r1_swiglu,
+// r1_swiglu_backward, r1_rope, r1_cross_entropy_backward and the tensor-core r1_attention write the bf16 copy of
+// each float32 output in the same pass (each output that starts a block of the caching allocator: a whole
+// buffer), register it and mark it current, so that the GEMMs that read the output (QKV, gate/up, down, o_proj
+// and the LM head's backward) find it instead of rounding the output in a pass of their own; the tensor-core
+// attention likewise reads the copies of q, k and v that are current. The float32 outputs are unchanged. The
+// rules above apply to these copies as to a weight's: an unwatched write into such an output afterwards needs
+// r1_cuda_register_weight again.
+
 // ---- collectives between processes (one GPU each) through NCCL, loaded with dlopen on first use ----
 // NCCL 2 is found as libnccl.so.2 on the loader's path, or at R1_NCCL_LIBRARY. Buffers are float32 device
 // arrays; collectives are queued on the stream like kernels. A communicator joins `world_size` processes that

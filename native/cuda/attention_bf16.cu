@@ -132,6 +132,7 @@ struct FlashArgs {
   // Backward: the query heads of its group that one block walks (a divisor of Hq / Hkv), and the distance between
   // the dK / dV slices that the blocks of different parts of a group write (0 when a block walks the whole group).
   int64_t heads_per_block, part_stride;
+  __nv_bfloat16* out16 = nullptr;  // forward: out's bf16 copy (output_copy), or nullptr
 };
 
 template <int D>
@@ -270,6 +271,13 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
     #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
       *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    }
+    if (a.out16) {
+      __nv_bfloat16* out16 = a.out16 + ((b * a.Tq + qi) * a.Hq + h) * D + 2 * c;
+      #pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        *reinterpret_cast<__nv_bfloat162*>(out16 + n * 8) = __floats2bfloat162_rn(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+      }
     }
     if (a.lse_out && c == 0) a.lse_out[(b * a.Hq + h) * a.Tq + qi] = l[r] > 0.0f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
   }
@@ -497,6 +505,12 @@ int multiprocessors() {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// The current bf16 copy of [x, x + count) that the kernels can load 16 bytes at a time, or nullptr.
+const __nv_bfloat16* loadable_copy(const float* x, int64_t count) {
+  const __nv_bfloat16* copy = r1cuda::current_copy(x, count);
+  return copy && aligned16(copy) ? copy : nullptr;
+}
+
 }  // namespace
 
 namespace r1cuda {
@@ -510,12 +524,18 @@ bool attention_forward_bf16(const float* q, const float* k, const float* v, floa
     return false;
   }
   const int64_t kv_count = Tk * Hkv * D;  // the visible rows of each batch entry, packed
-  auto* kv = static_cast<__nv_bfloat16*>(scratch(kScratchAttentionBf16, 2 * B * kv_count * sizeof(__nv_bfloat16)));
-  if (!kv) return true;  // the failure is recorded
-  round_to_bf16(k, kv, B, kv_count, kv_batch_stride);
-  round_to_bf16(v, kv + B * kv_count, B, kv_count, v_batch_stride);
-  FlashArgs a{q, nullptr, nullptr, kv, kv + B * kv_count, nullptr, nullptr, out, lse, nullptr, nullptr, nullptr,
+  // K and V as packed bf16: the current copies their producers wrote (RoPE's k), or rounded here.
+  const __nv_bfloat16* kb = B == 1 || kv_batch_stride == kv_count ? loadable_copy(k, B * kv_count) : nullptr;
+  const __nv_bfloat16* vb = B == 1 || v_batch_stride == kv_count ? loadable_copy(v, B * kv_count) : nullptr;
+  if (!kb || !vb) {
+    auto* kv = static_cast<__nv_bfloat16*>(scratch(kScratchAttentionBf16, 2 * B * kv_count * sizeof(__nv_bfloat16)));
+    if (!kv) return true;  // the failure is recorded
+    if (!kb) round_to_bf16(k, kv, B, kv_count, kv_batch_stride), kb = kv;
+    if (!vb) round_to_bf16(v, kv + B * kv_count, B, kv_count, v_batch_stride), vb = kv + B * kv_count;
+  }
+  FlashArgs a{q, nullptr, nullptr, kb, vb, nullptr, nullptr, out, lse, nullptr, nullptr, nullptr,
               kv_start, Tq, Tk, Hq, Hkv, scale, causal};
+  a.out16 = output_copy(out, B * Tq * Hq * D);
   const dim3 grid(static_cast<unsigned>((Tq + kFwdQueries - 1) / kFwdQueries), static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   const size_t shared_bytes = sizeof(__nv_bfloat16) * (kFwdQueries + 4 * kTile) * (D + 8);
   const char* name = "r1_attention (bf16 tensor cores)";
@@ -535,11 +555,17 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
   const int64_t kv_count = B * Tk * Hkv * D, q_count = B * Tq * Hq * D;
   auto* packed = static_cast<__nv_bfloat16*>(scratch(kScratchAttentionBf16, (2 * kv_count + 2 * q_count) * sizeof(__nv_bfloat16)));
   if (!packed) return true;  // the failure is recorded
-  __nv_bfloat16 *kb = packed, *vb = kb + kv_count, *qb = vb + kv_count, *dob = qb + q_count;
-  round_to_bf16(k, kb, 1, kv_count, 0);
-  round_to_bf16(v, vb, 1, kv_count, 0);
-  round_to_bf16(q, qb, 1, q_count, 0);
-  round_to_bf16(dout, dob, 1, q_count, 0);
+  // Each operand as packed bf16: the current copy its producer wrote (RoPE's q and k), or rounded here.
+  auto operand = [](const float* x, __nv_bfloat16* slot, int64_t count) {
+    const __nv_bfloat16* copy = loadable_copy(x, count);
+    if (copy) return copy;
+    round_to_bf16(x, slot, 1, count, 0);
+    return static_cast<const __nv_bfloat16*>(slot);
+  };
+  const __nv_bfloat16* kb = operand(k, packed, kv_count);
+  const __nv_bfloat16* vb = operand(v, packed + kv_count, kv_count);
+  const __nv_bfloat16* qb = operand(q, packed + 2 * kv_count, q_count);
+  const __nv_bfloat16* dob = operand(dout, packed + 2 * kv_count + q_count, q_count);
   // Grouped-query heads: a block per key tile and kv head walks every query head of the group, so a causal
   // block over the first keys does group x (Tq / QT) tiles while one over the last keys does group x 1, and with
   // few kv heads the grid is one uneven wave (Qwen2.5-0.5B: 2 kv heads of 7 query heads). Then each query head

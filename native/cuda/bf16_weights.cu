@@ -3,6 +3,9 @@
 // GEMM. The registry maps each registered range [ptr, ptr + n) to its bf16 copy and whether that copy is
 // current; every write the library can see (r1_cuda_upload, r1_cuda_copy, r1_cuda_fill into the range) marks it
 // stale, r1_cuda_free of the block holding it drops it, and r1_matmul refreshes a stale copy before reading it.
+// Activations use the same registry: an operand shared by several GEMMs (r1_cuda_share_bf16_operand), and the
+// outputs of the kernels that write their bf16 copy themselves (output_copy: RMSNorm, SwiGLU and its backward,
+// RoPE, cross-entropy's backward, the tensor-core attention), so that no GEMM rounds them in a pass of its own.
 #include <cuda_bf16.h>
 
 #include <iterator>
@@ -31,9 +34,89 @@ std::map<uintptr_t, Shadow>::iterator holding(const float* p, int64_t count) {
   return hi <= it->first + sizeof(float) * it->second.n ? it : registry.end();
 }
 
+// Whether [lo, hi) overlaps a registered range. Caller holds registry_mutex.
+bool overlaps_registered(uintptr_t lo, uintptr_t hi) {
+  auto next = registry.lower_bound(lo);
+  if (next != registry.end() && next->first < hi) return true;
+  return next != registry.begin() && std::prev(next)->first + sizeof(float) * std::prev(next)->second.n > lo;
+}
+
+// r1_cuda_register_weight (keep_current false: the caller wrote the buffer behind the library's back, so an
+// existing copy of the same range turns stale) and r1_cuda_share_bf16_operand (keep_current true: a copy that
+// its producer wrote stays current).
+int register_range(const char* where, const float* ptr, int64_t n, bool keep_current) {
+  if (!ptr || n <= 0) {
+    r1cuda::record_message(where, "needs a device pointer and n > 0");
+    return 1;
+  }
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(ptr), hi = lo + sizeof(float) * n;
+  void* old_copy = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry.find(lo);
+    if (it != registry.end() && it->second.n == n) {
+      if (!keep_current) it->second.current = false;
+      return 0;
+    }
+    if (it != registry.end()) {
+      old_copy = it->second.copy;
+      registry.erase(it);
+    }
+    if (overlaps_registered(lo, hi)) {
+      r1cuda::record_message(where, "the range overlaps another registered weight");
+      if (old_copy) r1_cuda_free(old_copy);
+      return 1;
+    }
+  }
+  if (old_copy) r1_cuda_free(old_copy);
+  auto* copy = static_cast<__nv_bfloat16*>(r1_cuda_alloc(n * static_cast<int64_t>(sizeof(__nv_bfloat16))));
+  if (!copy) return 1;
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  registry[lo] = Shadow{n, copy, false};
+  return 0;
+}
+
 }  // namespace
 
 namespace r1cuda {
+
+__nv_bfloat16* output_copy(const float* y, int64_t n) {
+  if (!y || n <= 0 || matmul_precision() != 2) return nullptr;
+  // A graph must not bake in a copy (the buffer's next owner at replay may not be a producer's output).
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream(), &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone) return nullptr;
+  // A view into part of a larger buffer stays unregistered: registering it would make registering the whole
+  // buffer later (r1_cuda_share_bf16_operand) an overlap.
+  if (!allocation_starts_at(y, n * static_cast<int64_t>(sizeof(float)))) return nullptr;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(y), hi = lo + sizeof(float) * n;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry.find(lo);
+    if (it != registry.end() && it->second.n == n) {
+      it->second.current = true;
+      return it->second.copy;
+    }
+    if (overlaps_registered(lo, hi)) {
+      // Another registration covers part of y: its copy turns stale, and y is written without one.
+      for (auto o = registry.begin(); o != registry.end(); ++o) {
+        if (o->first < hi && o->first + sizeof(float) * o->second.n > lo) o->second.current = false;
+      }
+      return nullptr;
+    }
+  }
+  auto* copy = static_cast<__nv_bfloat16*>(r1_cuda_alloc(n * static_cast<int64_t>(sizeof(__nv_bfloat16))));
+  if (!copy) return nullptr;
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  registry[lo] = Shadow{n, copy, true};
+  return copy;
+}
+
+const __nv_bfloat16* current_copy(const float* p, int64_t count) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = holding(p, count);
+  if (it == registry.end() || !it->second.current) return nullptr;
+  return it->second.copy + (p - reinterpret_cast<const float*>(it->first));
+}
 
 const __nv_bfloat16* weight_shadow(const float* p, int64_t count) {
   std::lock_guard<std::mutex> lock(registry_mutex);
@@ -88,39 +171,11 @@ using namespace r1cuda;
 extern "C" {
 
 R1_API int r1_cuda_register_weight(const float* ptr, int64_t n) {
-  if (!ptr || n <= 0) {
-    record_message("r1_cuda_register_weight", "needs a device pointer and n > 0");
-    return 1;
-  }
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(ptr), hi = lo + sizeof(float) * n;
-  void* old_copy = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(registry_mutex);
-    auto it = registry.find(lo);
-    if (it != registry.end() && it->second.n == n) {
-      it->second.current = false;  // registering again: the caller wrote the weight behind the library's back
-      return 0;
-    }
-    if (it != registry.end()) {
-      old_copy = it->second.copy;
-      registry.erase(it);
-    }
-    auto next = registry.upper_bound(lo);
-    const bool overlaps_next = next != registry.end() && next->first < hi;
-    const bool overlaps_previous = next != registry.begin() &&
-                                   std::prev(next)->first + sizeof(float) * std::prev(next)->second.n > lo;
-    if (overlaps_next || overlaps_previous) {
-      record_message("r1_cuda_register_weight", "the range overlaps another registered weight");
-      if (old_copy) r1_cuda_free(old_copy);
-      return 1;
-    }
-  }
-  if (old_copy) r1_cuda_free(old_copy);
-  auto* copy = static_cast<__nv_bfloat16*>(r1_cuda_alloc(n * static_cast<int64_t>(sizeof(__nv_bfloat16))));
-  if (!copy) return 1;
-  std::lock_guard<std::mutex> lock(registry_mutex);
-  registry[lo] = Shadow{n, copy, false};
-  return 0;
+  return register_range("r1_cuda_register_weight", ptr, n, false);
+}
+
+R1_API int r1_cuda_share_bf16_operand(const float* ptr, int64_t n) {
+  return register_range("r1_cuda_share_bf16_operand", ptr, n, true);
 }
 
 }  // extern "C"

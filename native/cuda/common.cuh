@@ -53,6 +53,17 @@ __nv_bfloat16* weight_shadow_for_update(const float* p, int64_t n);
 void weights_written(const void* p, int64_t bytes);
 void weights_freed(const void* block, int64_t bytes);
 
+// Where a producer kernel writes the bf16 copy of its float32 output y [0, n) beside y itself, so that the GEMMs
+// reading y find a current copy instead of rounding it (r1_cuda.h, "bf16 copies written by their producers"):
+// in bf16 precision, outside graph capture, for a y that starts a block of the caching allocator. The copy is
+// marked current at once (the kernel writing it is queued before any reader). nullptr: write y alone.
+__nv_bfloat16* output_copy(const float* y, int64_t n);
+// The current bf16 copy of [p, p + count) if one is registered and current, else nullptr (never rounds).
+const __nv_bfloat16* current_copy(const float* p, int64_t count);
+
+// Whether p is the start of a live block of the caching allocator of at least `bytes` (runtime.cu).
+bool allocation_starts_at(const void* p, int64_t bytes);
+
 // The profile timeline (runtime.cu, r1_cuda_profile_*): profile_enter marks `tag` when profiling is on and
 // returns the tag it interrupts, for profile_leave to mark again after the work.
 int profile_enter(int tag);

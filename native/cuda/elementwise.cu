@@ -212,15 +212,24 @@ __device__ inline void swiglu_grads(float g, float u, float d, float& dgate, flo
   dup = d * g * s;
 }
 
-__global__ void swiglu4_kernel(const float4* gate, const float4* up, float4* y, int64_t n4) {
+// Four floats as four bf16 (8 bytes), for the bf16 copies that the kernels below write beside their outputs.
+__device__ inline uint2 bf16x4(float4 v) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  return make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+}
+
+// The *16 arguments (nullable) are bf16 copies of the outputs, written in the same pass (output_copy).
+__global__ void swiglu4_kernel(const float4* gate, const float4* up, float4* y, uint2* y16, int64_t n4) {
   GRID_STRIDE(i, n4) {
     const float4 g = gate[i], u = up[i];
-    y[i] = make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z), swiglu_value(g.w, u.w));
+    const float4 v = make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z), swiglu_value(g.w, u.w));
+    y[i] = v;
+    if (y16) y16[i] = bf16x4(v);
   }
 }
 
 __global__ void swiglu4_backward_kernel(const float4* gate, const float4* up, const float4* dy, float4* dgate, float4* dup,
-                                        int64_t n4) {
+                                        uint2* dgate16, uint2* dup16, int64_t n4) {
   GRID_STRIDE(i, n4) {
     const float4 g = gate[i], u = up[i], d = dy[i];
     float4 dg, du;
@@ -230,16 +239,29 @@ __global__ void swiglu4_backward_kernel(const float4* gate, const float4* up, co
     swiglu_grads(g.w, u.w, d.w, dg.w, du.w);
     dgate[i] = dg;
     dup[i] = du;
+    if (dgate16) dgate16[i] = bf16x4(dg);
+    if (dup16) dup16[i] = bf16x4(du);
   }
 }
 
-__global__ void swiglu_kernel(const float* gate, const float* up, float* y, int64_t n) {
-  GRID_STRIDE(i, n) y[i] = swiglu_value(gate[i], up[i]);
+__global__ void swiglu_kernel(const float* gate, const float* up, float* y, __nv_bfloat16* y16, int64_t n) {
+  GRID_STRIDE(i, n) {
+    const float v = swiglu_value(gate[i], up[i]);
+    y[i] = v;
+    if (y16) y16[i] = __float2bfloat16_rn(v);
+  }
 }
 
 __global__ void swiglu_backward_kernel(const float* gate, const float* up, const float* dy, float* dgate, float* dup,
-                                       int64_t n) {
-  GRID_STRIDE(i, n) swiglu_grads(gate[i], up[i], dy[i], dgate[i], dup[i]);
+                                       __nv_bfloat16* dgate16, __nv_bfloat16* dup16, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float dg, du;
+    swiglu_grads(gate[i], up[i], dy[i], dg, du);
+    dgate[i] = dg;
+    dup[i] = du;
+    if (dgate16) dgate16[i] = __float2bfloat16_rn(dg);
+    if (dup16) dup16[i] = __float2bfloat16_rn(du);
+  }
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -324,23 +346,28 @@ R1_API void r1_copy(const float* src, const int64_t* src_strides, float* dst, co
 
 R1_API void r1_swiglu(const float* gate, const float* up, float* y, int64_t n) {
   if (n <= 0) return;
+  __nv_bfloat16* y16 = output_copy(y, n);
+  // The copies come from the caching allocator (512-byte aligned), so the four-float path writes 8-byte groups.
   if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(y)) {
     swiglu4_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up),
-                                                               reinterpret_cast<float4*>(y), n / 4);
+                                                               reinterpret_cast<float4*>(y), reinterpret_cast<uint2*>(y16), n / 4);
   } else {
-    swiglu_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, y, n);
+    swiglu_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, y, y16, n);
   }
   check_launch("r1_swiglu");
 }
 
 R1_API void r1_swiglu_backward(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t n) {
   if (n <= 0) return;
+  __nv_bfloat16* dgate16 = output_copy(dgate, n);
+  __nv_bfloat16* dup16 = output_copy(dup, n);
   if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(dy) && aligned16(dgate) && aligned16(dup)) {
     swiglu4_backward_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(
         reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up), reinterpret_cast<const float4*>(dy),
-        reinterpret_cast<float4*>(dgate), reinterpret_cast<float4*>(dup), n / 4);
+        reinterpret_cast<float4*>(dgate), reinterpret_cast<float4*>(dup), reinterpret_cast<uint2*>(dgate16),
+        reinterpret_cast<uint2*>(dup16), n / 4);
   } else {
-    swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, n);
+    swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, dgate16, dup16, n);
   }
   check_launch("r1_swiglu_backward");
 }

@@ -8,7 +8,9 @@ using namespace r1cuda;
 
 namespace {
 
-__global__ void rmsnorm_kernel(const float* x, const float* w, float* y, float* rstd, int64_t dim, float eps) {
+// y16 (nullable): y's bf16 copy, written in the same pass (output_copy in common.cuh).
+__global__ void rmsnorm_kernel(const float* x, const float* w, float* y, __nv_bfloat16* y16, float* rstd, int64_t dim,
+                               float eps) {
   const float* xr = x + blockIdx.x * dim;
   float* yr = y + blockIdx.x * dim;
   float sum = 0.0f;
@@ -16,7 +18,16 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, float* y, float* 
   sum = block_reduce(sum, Add{}, 0.0f);
   const float s = 1.0f / sqrtf(sum / static_cast<float>(dim) + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = s;
-  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) yr[d] = w[d] * xr[d] * s;
+  if (y16) {
+    __nv_bfloat16* y16r = y16 + blockIdx.x * dim;
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+      const float value = w[d] * xr[d] * s;
+      yr[d] = value;
+      y16r[d] = __float2bfloat16_rn(value);
+    }
+  } else {
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) yr[d] = w[d] * xr[d] * s;
+  }
 }
 
 // dx_k = s (w_k dy_k - x_k s^2 / dim * sum_j w_j dy_j x_j)
@@ -69,7 +80,8 @@ extern "C" {
 
 R1_API void r1_rmsnorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim, float eps) {
   if (rows <= 0 || dim <= 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, stream()>>>(x, w, y, rstd, dim, eps);
+  __nv_bfloat16* y16 = output_copy(y, rows * dim);
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, stream()>>>(x, w, y, y16, rstd, dim, eps);
   check_launch("r1_rmsnorm");
 }
 

@@ -105,6 +105,12 @@ void release_cached() {
 
 }  // namespace
 
+bool allocation_starts_at(const void* p, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(alloc_mutex);
+  auto it = live_blocks.find(const_cast<void*>(p));
+  return it != live_blocks.end() && static_cast<int64_t>(it->second) >= bytes;
+}
+
 // ---- scratch ----
 namespace {
 void* scratch_ptr[kScratchSlots] = {};

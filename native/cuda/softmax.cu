@@ -67,31 +67,49 @@ __global__ void cross_entropy_kernel(const float* logits, const int32_t* targets
   }
 }
 
-// dlogits = dloss (exp(logit - lse) - onehot(target)); 0 for ignored rows.
+// dlogits = dloss (exp(logit - lse) - onehot(target)); 0 for ignored rows. dlogits16 (nullable): its bf16 copy,
+// written in the same pass (output_copy): the LM head's two backward GEMMs read it.
 __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t* targets, const float* lse,
-                                              const float* dloss, float* dlogits, int64_t vocab, int32_t ignore_index) {
+                                              const float* dloss, float* dlogits, __nv_bfloat16* dlogits16,
+                                              int64_t vocab, int32_t ignore_index) {
   const int64_t r = blockIdx.x;
   const float* row = logits + r * vocab;
   float* out = dlogits + r * vocab;
+  __nv_bfloat16* out16 = dlogits16 ? dlogits16 + r * vocab : nullptr;
   const int32_t target = targets[r];
   if (target == ignore_index) {
-    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) out[j] = 0.0f;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+      out[j] = 0.0f;
+      if (out16) out16[j] = __float2bfloat16_rn(0.0f);
+    }
     return;
   }
   const float d = dloss[r], row_lse = lse[r];
+  // The bf16 row of a copy is 8-byte aligned when vocab is a multiple of 4 (the copy itself is 512-byte aligned).
   if ((reinterpret_cast<uintptr_t>(row) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0 && (vocab & 3) == 0) {
     const float4* row4 = reinterpret_cast<const float4*>(row);
     float4* out4 = reinterpret_cast<float4*>(out);
     for (int64_t j = threadIdx.x; j < vocab / 4; j += blockDim.x) {
       float4 v = row4[j];
-      out4[j] = make_float4(d * expf(v.x - row_lse), d * expf(v.y - row_lse), d * expf(v.z - row_lse), d * expf(v.w - row_lse));
+      const float4 g = make_float4(d * expf(v.x - row_lse), d * expf(v.y - row_lse), d * expf(v.z - row_lse), d * expf(v.w - row_lse));
+      out4[j] = g;
+      if (out16) {
+        __nv_bfloat162 lo = __floats2bfloat162_rn(g.x, g.y), hi = __floats2bfloat162_rn(g.z, g.w);
+        reinterpret_cast<uint2*>(out16)[j] = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+      }
     }
     __syncthreads();
-    if (threadIdx.x == 0) out[target] = d * (expf(row[target] - row_lse) - 1.0f);
+    if (threadIdx.x == 0) {
+      const float g = d * (expf(row[target] - row_lse) - 1.0f);
+      out[target] = g;
+      if (out16) out16[target] = __float2bfloat16_rn(g);
+    }
   } else {
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
       float p = expf(row[j] - row_lse);
-      out[j] = d * (j == target ? p - 1.0f : p);
+      const float g = d * (j == target ? p - 1.0f : p);
+      out[j] = g;
+      if (out16) out16[j] = __float2bfloat16_rn(g);
     }
   }
 }
@@ -137,8 +155,9 @@ R1_API void r1_cross_entropy_backward(const float* logits, const int32_t* target
                                       const float* dloss, float* dlogits, int64_t rows, int64_t vocab,
                                       int32_t ignore_index) {
   if (rows <= 0) return;
+  __nv_bfloat16* dlogits16 = output_copy(dlogits, rows * vocab);
   cross_entropy_backward_kernel<<<static_cast<unsigned>(rows), threads_for(vocab), 0, stream()>>>(
-      logits, targets, lse, dloss, dlogits, vocab, ignore_index);
+      logits, targets, lse, dloss, dlogits, dlogits16, vocab, ignore_index);
   check_launch("r1_cross_entropy_backward");
 }
 

@@ -467,3 +467,164 @@ describe('CUDA bf16 copies of registered weights', { skip: skipReason }, () => {
     assert.throws(() => lib!.registerWeight(w + 4 * 10, 100), /overlaps another registered weight/);
   }));
 });
+
+describe('bf16 copies written by their producers', { skip: skipReason }, () => {
+  // In bf16 precision RMSNorm, SwiGLU and its backward, RoPE, cross-entropy's backward and the tensor-core
+  // attention write the bf16 copy of each float32 output in the same pass (r1_cuda.h), which the GEMMs and the
+  // attention then read instead of rounding the output again. Each float32 output must stay the reference's
+  // (relative 1e-5 plus 1e-6 of the buffer's largest value: the case table's float32 bound; the attention
+  // within its bf16 bound), and its copy must be exactly that output rounded to nearest even. The copy is read
+  // back as a GEMM reads it, y [n / k, k] @ I_k (exact with float32 accumulation), after the float32 y was
+  // negated by a kernel the library does not watch: so a GEMM that rounded y itself would give -y, not y.
+  const K = (): Kernels<number, number> => lib!.kernels;
+  const live: number[] = [];
+  const device = (host: Float32Array | Int32Array): number => {
+    const ptr = lib!.alloc(Math.max(4, host.byteLength));
+    lib!.upload(ptr, host);
+    live.push(ptr);
+    return ptr;
+  };
+  const read = (ptr: number, n: number): Float32Array => {
+    const host = new Float32Array(n);
+    lib!.download(host, ptr);
+    return host;
+  };
+  const run = (body: () => void): void => {
+    lib!.setMatmulPrecision('bf16');
+    try {
+      body();
+    } finally {
+      for (const ptr of live.splice(0)) lib!.free(ptr);
+      lib!.setMatmulPrecision('f32');
+    }
+  };
+  const bits = new Uint32Array(1), word = new Float32Array(bits.buffer);
+  /** x rounded to bf16, nearest even (finite x). */
+  const bf16 = (x: number): number => {
+    word[0] = x;
+    bits[0] = (bits[0] + 0x7fff + ((bits[0] >>> 16) & 1)) & 0xffff0000;
+    return word[0];
+  };
+  /** The bf16 copy of [y, y + n) as a GEMM reads it; negates the float32 y first (unwatched). */
+  const copyAsRead = (y: number, n: number): Float32Array => {
+    const k = [16, 8, 4, 2, 1].find((d) => n % d === 0)!;
+    K().unary('neg', y, y, n);
+    const eye = new Float32Array(k * k);
+    for (let i = 0; i < k; i++) eye[i * k + i] = 1;
+    const c = device(new Float32Array(n));
+    K().matmul(y, device(eye), c, 1, n / k, k, k, false, false, 0, 0, 0, 0);
+    return read(c, n);
+  };
+  /** Checks y's float32 values against the reference and its bf16 copy against y rounded. */
+  const checkOutput = (what: string, y: number, expected: Float32Array, bound?: number): void => {
+    const actual = read(y, expected.length);
+    if (bound === undefined) {
+      const top = expected.reduce((m, e) => Math.max(m, Math.abs(e)), 0);
+      for (let i = 0; i < expected.length; i++) {
+        assert.ok(Math.abs(actual[i] - expected[i]) <= 1e-5 * Math.abs(expected[i]) + 1e-6 * top,
+          `${what}[${i}]: cuda ${actual[i]}, reference ${expected[i]} (seed ${seed})`);
+      }
+    } else {
+      const error = normError(what, actual, expected);
+      assert.ok(error < bound, `${what}: relative error ${error} >= ${bound} (seed ${seed})`);
+    }
+    const copy = copyAsRead(y, expected.length);
+    for (let i = 0; i < actual.length; i++) {
+      assert.equal(copy[i], bf16(actual[i]), `${what}[${i}]: bf16 copy ${copy[i]}, output ${actual[i]} rounded is ${bf16(actual[i])} (seed ${seed})`);
+    }
+  };
+
+  it('RMSNorm (and no copy for a view into part of a buffer)', () => run(() => {
+    const rows = 40, dim = 96, x = normal(rows * dim), w = normal(dim);
+    const y = new Float32Array(rows * dim), rstd = new Float32Array(rows);
+    ref.rmsnorm(x, w, y, rstd, rows, dim, 1e-6);
+    const yDevice = device(new Float32Array(rows * dim));
+    K().rmsnorm(device(x), device(w), yDevice, device(new Float32Array(rows)), rows, dim, 1e-6);
+    checkOutput('rmsnorm y', yDevice, y);
+    // Rows 1.. written into a larger buffer at an offset: not a block's start, so no copy, and a GEMM rounds y.
+    const big = device(new Float32Array(rows * dim + dim));
+    K().rmsnorm(device(x), device(w), big + 4 * dim, device(new Float32Array(rows)), rows, dim, 1e-6);
+    const rounded = copyAsRead(big + 4 * dim, rows * dim), negated = read(big + 4 * dim, rows * dim);
+    for (let i = 0; i < y.length; i++) assert.equal(rounded[i], bf16(negated[i]), `view y[${i}]: a GEMM must round the float32 view (seed ${seed})`);
+  }));
+
+  it('SwiGLU and its backward, four at a time and one at a time', () => run(() => {
+    for (const n of [4096, 998]) {
+      const gate = normal(n, 3), up = normal(n), dy = normal(n);
+      const y = new Float32Array(n), dgate = new Float32Array(n), dup = new Float32Array(n);
+      ref.swiglu(gate, up, y, n);
+      ref.swigluBackward(gate, up, dy, dgate, dup, n);
+      const [g, u] = [device(gate), device(up)];
+      const yDevice = device(new Float32Array(n)), dgDevice = device(new Float32Array(n)), duDevice = device(new Float32Array(n));
+      K().swiglu(g, u, yDevice, n);
+      K().swigluBackward(g, u, device(dy), dgDevice, duDevice, n);
+      checkOutput(`swiglu y (n ${n})`, yDevice, y);
+      checkOutput(`swiglu dgate (n ${n})`, dgDevice, dgate);
+      checkOutput(`swiglu dup (n ${n})`, duDevice, dup);
+    }
+  }));
+
+  it('RoPE forward and inverse, split halves and interleaved pairs, with dims past rot_dim', () => run(() => {
+    const tokens = 12, heads = 3, headDim = 16, rotDim = 12, maxPos = 32, n = tokens * heads * headDim;
+    const positions = Int32Array.from({ length: tokens }, (_, i) => (i * 5) % maxPos);
+    const angles = Array.from({ length: maxPos * rotDim / 2 }, (_, i) => Math.floor(i / (rotDim / 2)) * 10000 ** (-(2 * (i % (rotDim / 2))) / rotDim));
+    const cos = Float32Array.from(angles, Math.cos), sin = Float32Array.from(angles, Math.sin);
+    for (const interleaved of [false, true]) {
+      for (const inverse of [false, true]) {
+        const x = normal(n), y = new Float32Array(n);
+        ref.rope(x, y, positions, cos, sin, tokens, heads, headDim, rotDim, interleaved, inverse);
+        const yDevice = device(new Float32Array(n));
+        K().rope(device(x), yDevice, device(positions), device(cos), device(sin), tokens, heads, headDim, rotDim, interleaved, inverse);
+        checkOutput(`rope y (interleaved ${interleaved}, inverse ${inverse})`, yDevice, y);
+      }
+    }
+  }));
+
+  it('cross-entropy backward, with an ignored row, four at a time and one at a time', () => run(() => {
+    for (const vocab of [1000, 999]) {
+      const rows = 6, logits = normal(rows * vocab, 3), dloss = normal(rows);
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r === 2 ? -100 : (r * 389) % vocab));
+      const loss = new Float32Array(rows), lse = new Float32Array(rows), dlogits = new Float32Array(rows * vocab);
+      ref.crossEntropy(logits, targets, loss, lse, rows, vocab, -100);
+      ref.crossEntropyBackward(logits, targets, lse, dloss, dlogits, rows, vocab, -100);
+      const out = device(new Float32Array(rows * vocab));
+      K().crossEntropyBackward(device(logits), device(targets), device(lse), device(dloss), out, rows, vocab, -100);
+      checkOutput(`crossEntropyBackward (vocab ${vocab})`, out, dlogits);
+    }
+  }));
+
+  it('the tensor-core attention writes out\'s copy and reads the copies of q and k that RoPE wrote', () => run(() => {
+    const B = 2, T = 70, Hq = 4, Hkv = 2, D = 64, scale = 1 / Math.sqrt(D), maxPos = T;
+    const positions = Int32Array.from({ length: B * T }, (_, i) => i % T);
+    const angles = Array.from({ length: maxPos * D / 2 }, (_, i) => Math.floor(i / (D / 2)) * 10000 ** (-(2 * (i % (D / 2))) / D));
+    const cos = device(Float32Array.from(angles, Math.cos)), sin = device(Float32Array.from(angles, Math.sin));
+    const hostCos = Float32Array.from(angles, Math.cos), hostSin = Float32Array.from(angles, Math.sin);
+    // q and k rotated by RoPE on both backends; on the device k's float32 buffer is then negated (unwatched)
+    // before the forward, and q's before the backward (the forward reads q as float32, the backward its bf16
+    // copy), so only an attention that reads RoPE's copies gets the reference's result.
+    const rotated = (x: Float32Array, heads: number): [number, Float32Array] => {
+      const y = new Float32Array(x.length), yDevice = device(new Float32Array(x.length));
+      ref.rope(x, y, positions, hostCos, hostSin, B * T, heads, D, D, false, false);
+      K().rope(device(x), yDevice, device(positions), cos, sin, B * T, heads, D, D, false, false);
+      return [yDevice, y];
+    };
+    const [q, qRef] = rotated(normal(B * T * Hq * D), Hq), [k, kRef] = rotated(normal(B * T * Hkv * D), Hkv);
+    const v = normal(B * T * Hkv * D), dout = normal(B * T * Hq * D);
+    const out = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
+    ref.attention(qRef, kRef, v, out, lse, null, B, T, T, Hq, Hkv, D, D, T * Hkv * D, T * Hkv * D, scale, true);
+    K().unary('neg', k, k, kRef.length);
+    const outDevice = device(new Float32Array(out.length)), lseDevice = device(new Float32Array(lse.length)), vDevice = device(v);
+    K().attention(q, k, vDevice, outDevice, lseDevice, null, B, T, T, Hq, Hkv, D, D, T * Hkv * D, T * Hkv * D, scale, true);
+    const BOUND = 1e-2;  // the tensor-core attention's bound above
+    const grads = { dq: new Float32Array(qRef.length), dk: new Float32Array(kRef.length), dv: new Float32Array(v.length) };
+    ref.attentionBackward(qRef, kRef, v, out, lse, dout, grads.dq, grads.dk, grads.dv, null, B, T, T, Hq, Hkv, D, D, scale, true);
+    K().unary('neg', q, q, qRef.length);
+    const dq = device(new Float32Array(qRef.length)), dk = device(new Float32Array(kRef.length)), dv = device(new Float32Array(v.length));
+    K().attentionBackward(q, k, vDevice, outDevice, lseDevice, device(dout), dq, dk, dv, null, B, T, T, Hq, Hkv, D, D, scale, true);
+    for (const [what, ptr] of [['dq', dq], ['dk', dk], ['dv', dv]] as const) {
+      const error = normError(`attentionBackward from copies ${what}`, read(ptr, grads[what].length), grads[what]);
+      assert.ok(error < BOUND, `attentionBackward from RoPE's copies: ${what} relative error ${error} >= ${BOUND} (seed ${seed})`);
+    }
+    checkOutput('attention out (bf16 tensor cores)', outDevice, out, BOUND);
+  }));
+});

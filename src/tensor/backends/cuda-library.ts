@@ -50,6 +50,11 @@ export interface CudaLibrary {
    * writing the weight with any other kernel, call it again with the same ptr and n. Freed with its block.
    */
   registerWeight(ptr: DevicePtr, n: number): void;
+  /**
+   * Gives the float32 activation [ptr, ptr + 4n) that several bf16 GEMMs read a bf16 copy, rounded once for all
+   * of them; a copy already registered for the range (one its producer kernel wrote) is kept as it is.
+   */
+  shareBf16Operand(ptr: DevicePtr, n: number): void;
   /** r1_cuda_sum_squares_add: acc[0] += sum of x[i]^2 over i < n, queued (no wait for the stream). */
   sumSquaresAdd(x: DevicePtr, n: number, acc: DevicePtr): void;
   /**
@@ -168,6 +173,7 @@ const declarations = {
   r1_cuda_rope_write_kv: 'void r1_cuda_rope_write_kv(uint64_t qkv, uint64_t positions, uint64_t cos, uint64_t sin, uint64_t column, uint64_t q, uint64_t k_cache, uint64_t v_cache, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity, int bf16)',
   r1_cuda_swiglu_rows: 'void r1_cuda_swiglu_rows(uint64_t gate_up, uint64_t y, int64_t rows, int64_t inter, int bf16)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
+  r1_cuda_share_bf16_operand: 'int r1_cuda_share_bf16_operand(uint64_t ptr, int64_t n)',
   r1_cuda_sum_squares_add: 'void r1_cuda_sum_squares_add(uint64_t x, int64_t n, uint64_t acc)',
   r1_cuda_profile_start: 'int r1_cuda_profile_start(int capacity)',
   r1_cuda_profile_mark: 'void r1_cuda_profile_mark(int tag)',
@@ -464,6 +470,9 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     },
     registerWeight(ptr, n) {
       checkStatus(`registerWeight(${n})`, c.r1_cuda_register_weight(ptr, n) as number);
+    },
+    shareBf16Operand(ptr, n) {
+      checkStatus(`shareBf16Operand(${n})`, c.r1_cuda_share_bf16_operand(ptr, n) as number);
     },
     ncclUniqueId() {
       const id = new Uint8Array(NCCL_UNIQUE_ID_BYTES);

@@ -110,8 +110,10 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
     },
     shareBf16Operand(array) {
       // A graph must not read a copy rounded before its recording (the buffer may change between replays).
-      if (array.weight || recording) return;
-      this.registerWeight(array);
+      if (array.weight || recording || precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
+      // Not registerWeight: the copy that the producer kernel of this activation wrote must stay current.
+      library.shareBf16Operand(array.address(() => 'a bf16 operand'), array.length);
+      array.weight = true;
     },
   };
 }
