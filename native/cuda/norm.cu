@@ -2,6 +2,8 @@
 // the result is the same on every run): per-column partial sums over slices of rows, then one pass adding the
 // slices into dw (which accumulates, as r1.h says for _backward parameter gradients). The sums are in double, as
 // the reference's: dw is a sum of many terms that cancel, where a float32 sum loses ~1e-5 of the result.
+#include <initializer_list>
+
 #include "common.cuh"
 
 using namespace r1cuda;
@@ -44,6 +46,65 @@ __global__ void rmsnorm_dx_kernel(const float* x, const float* w, const float* r
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) dxr[d] = s * (w[d] * dyr[d] - xr[d] * coefficient);
 }
 
+// The same two kernels with a warp per row and four floats per load, for many rows of a width divisible by 4
+// (training's [tokens, hidden]): a block per row spent its time in the block reduction's barriers and 4-byte
+// loads. The second pass reads the row again from L1. Block (32, kRowsPerBlock): threadIdx.y picks the row.
+constexpr int kRowsPerBlock = 8;
+
+__global__ void rmsnorm_rows_kernel(const float4* x, const float4* w, float4* y, uint2* y16, float* rstd, int64_t rows,
+                                    int64_t dim4, float eps) {
+  const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.y;
+  if (row >= rows) return;
+  const float4* xr = x + row * dim4;
+  float sum = 0.0f;
+  for (int64_t d = threadIdx.x; d < dim4; d += 32) {
+    const float4 v = xr[d];
+    sum += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  sum = warp_reduce(sum, Add{});
+  const float s = 1.0f / sqrtf(sum / static_cast<float>(4 * dim4) + eps);
+  if (threadIdx.x == 0) rstd[row] = s;
+  for (int64_t d = threadIdx.x; d < dim4; d += 32) {
+    const float4 v = xr[d], g = w[d];
+    const float4 out = make_float4(g.x * v.x * s, g.y * v.y * s, g.z * v.z * s, g.w * v.w * s);
+    y[row * dim4 + d] = out;
+    if (y16) {
+      __nv_bfloat162 lo = __floats2bfloat162_rn(out.x, out.y), hi = __floats2bfloat162_rn(out.z, out.w);
+      y16[row * dim4 + d] = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
+    }
+  }
+}
+
+__global__ void rmsnorm_dx_rows_kernel(const float4* x, const float4* w, const float* rstd, const float4* dy, float4* dx,
+                                       int64_t rows, int64_t dim4) {
+  const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.y;
+  if (row >= rows) return;
+  const float4 *xr = x + row * dim4, *dyr = dy + row * dim4;
+  float dot = 0.0f;
+  for (int64_t d = threadIdx.x; d < dim4; d += 32) {
+    const float4 a = xr[d], g = w[d], b = dyr[d];
+    dot += g.x * b.x * a.x + g.y * b.y * a.y + g.z * b.z * a.z + g.w * b.w * a.w;
+  }
+  dot = warp_reduce(dot, Add{});
+  const float s = rstd[row];
+  const float coefficient = s * s * dot / static_cast<float>(4 * dim4);
+  for (int64_t d = threadIdx.x; d < dim4; d += 32) {
+    const float4 a = xr[d], g = w[d], b = dyr[d];
+    dx[row * dim4 + d] = make_float4(s * (g.x * b.x - a.x * coefficient), s * (g.y * b.y - a.y * coefficient),
+                                     s * (g.z * b.z - a.z * coefficient), s * (g.w * b.w - a.w * coefficient));
+  }
+}
+
+// The warp-per-row kernels' condition: enough rows to fill the GPU with warps (decoding's few rows keep a block
+// each), a width divisible by 4 and 16-byte aligned buffers.
+bool by_rows(int64_t rows, int64_t dim, std::initializer_list<const void*> buffers) {
+  if (rows < 1024 || dim % 4 != 0) return false;
+  for (const void* p : buffers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return true;
+}
+
 // Block (32, 8): 32 columns, 8 row lanes; blockIdx.y is the slice of rows.
 __global__ void rmsnorm_dw_partial_kernel(const float* x, const float* rstd, const float* dy, double* partial,
                                           int64_t rows, int64_t dim) {
@@ -81,7 +142,13 @@ extern "C" {
 R1_API void r1_rmsnorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim, float eps) {
   if (rows <= 0 || dim <= 0) return;
   __nv_bfloat16* y16 = output_copy(y, rows * dim);
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, stream()>>>(x, w, y, y16, rstd, dim, eps);
+  if (by_rows(rows, dim, {x, w, y})) {
+    rmsnorm_rows_kernel<<<static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
+        reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(y),
+        reinterpret_cast<uint2*>(y16), rstd, rows, dim / 4, eps);
+  } else {
+    rmsnorm_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, stream()>>>(x, w, y, y16, rstd, dim, eps);
+  }
   check_launch("r1_rmsnorm");
 }
 
@@ -89,7 +156,13 @@ R1_API void r1_rmsnorm_backward(const float* x, const float* w, const float* rst
                                 float* dw, int64_t rows, int64_t dim) {
   if (rows <= 0 || dim <= 0) return;
   cudaStream_t s = stream();
-  rmsnorm_dx_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, s>>>(x, w, rstd, dy, dx, dim);
+  if (by_rows(rows, dim, {x, w, dy, dx})) {
+    rmsnorm_dx_rows_kernel<<<static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock), dim3(32, kRowsPerBlock), 0, s>>>(
+        reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), rstd, reinterpret_cast<const float4*>(dy),
+        reinterpret_cast<float4*>(dx), rows, dim / 4);
+  } else {
+    rmsnorm_dx_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, s>>>(x, w, rstd, dy, dx, dim);
+  }
   // About 64 rows per slice, at most 256 slices: enough blocks to fill the GPU for any width.
   int64_t slices = (rows + 63) / 64;
   if (slices > 256) slices = 256;

@@ -371,8 +371,8 @@ export function kernelCases(subject: KernelSubject) {
     },
 
     rmsnorm() {
-      // A float32 sum of squares over dim (~1e-7 relative) and two products.
-      for (const [rows, dim] of [[1, 1], [33, 7], [65, 257], [300, 512]]) {
+      // A float32 sum of squares over dim (~1e-7 relative) and two products. [1100, 96]: CUDA's warp per row.
+      for (const [rows, dim] of [[1, 1], [33, 7], [65, 257], [300, 512], [1100, 96]]) {
         compare(`rmsnorm [${rows}, ${dim}]`,
           { x: normal(rows * dim, 3), w: normal(dim, 0.2, 1), y: new Float32Array(rows * dim), rstd: new Float32Array(rows) },
           (k, b) => k.rmsnorm(b.x!, b.w!, b.y!, b.rstd!, rows, dim, 1e-6), ELEMENTWISE);
@@ -380,7 +380,7 @@ export function kernelCases(subject: KernelSubject) {
     },
 
     rmsnormBackward() {
-      for (const [rows, dim] of [[1, 1], [33, 7], [65, 257], [300, 512]]) {
+      for (const [rows, dim] of [[1, 1], [33, 7], [65, 257], [300, 512], [1100, 96]]) {
         const x = normal(rows * dim, 3), w = normal(dim, 0.2, 1), rstd = new Float32Array(rows);
         ref.rmsnorm(x, w, new Float32Array(rows * dim), rstd, rows, dim, 1e-6);
         // dx = rstd (w dy - x rstd^2 c / dim) cancels: ~1e-6 absolute. dw sums dy x rstd over rows in double on
@@ -395,8 +395,9 @@ export function kernelCases(subject: KernelSubject) {
     rope() {
       // Two products and a sum per output, float32 with FMA: a few ulp of |x|, 1e-6 absolute for |x| ~ 1.
       const maxPosition = 100;
-      // [9, 2, 128, 128] and [5, 3, 96, 16]: more pairs, and more passed-through dims, than CUDA's 32 lanes a row.
-      for (const [tokens, heads, headDim, rotDim] of [[1, 1, 2, 2], [13, 3, 10, 6], [70, 4, 64, 64], [300, 8, 32, 16], [9, 2, 128, 128], [5, 3, 96, 16]]) {
+      // [9, 2, 128, 128] and [5, 3, 96, 16]: more pairs, and more passed-through dims, than CUDA's 32 lanes a row;
+      // [40, 14, 64, 64]: Qwen2.5-0.5B's 14 heads, three whole groups of CUDA's 4 heads a row and one of 2.
+      for (const [tokens, heads, headDim, rotDim] of [[1, 1, 2, 2], [13, 3, 10, 6], [70, 4, 64, 64], [300, 8, 32, 16], [9, 2, 128, 128], [5, 3, 96, 16], [40, 14, 64, 64]]) {
         const half = rotDim / 2, cos = new Float32Array(maxPosition * half), sin = new Float32Array(maxPosition * half);
         for (let p = 0; p < maxPosition; p++) {
           for (let i = 0; i < half; i++) {
