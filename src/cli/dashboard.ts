@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { defaultDashboardConfig, serveDashboard, type RunningDashboard } from '../serve/dashboard.ts';
 import { DEVICE_HELP, parseDevice, selectDevice } from './device.ts';
+import type { CommandText, Settings } from './settings.ts';
 
 function parsePort(value: string): number {
   const port = Number(value);
@@ -12,26 +13,27 @@ function parsePort(value: string): number {
   return port;
 }
 
-/** Adds `--dashboard [port]` to a training command. */
-export function dashboardOption(command: Command): Command {
+/**
+ * Registers a training command (Settings.register) with `--dashboard [port]`: with the flag, the dashboard serves
+ * `runsDir(config)` (made if missing, so the run appears there when it starts) while `run` goes, and stays up after.
+ */
+export function registerWithDashboard<C extends object>(settings: Settings<C>, parent: Command, text: CommandText, runsDir: (config: C) => string,
+  run: (config: C) => Promise<void>): Command {
+  const command = settings.register(parent, text, async (config, flags) => {
+    const dashboard = await startDashboardFor(flags.dashboard, runsDir(config));
+    await run(config);
+    if (dashboard) console.error(`the dashboard stays up at ${dashboard.url}/; Ctrl-C stops it`);
+  });
   return command.option('--dashboard [port]', `serve the live dashboard of the runs folder on 127.0.0.1 while the run goes (default port ${defaultDashboardConfig.port})`, parsePort);
 }
 
-/**
- * Starts the dashboard over `runsDir` (made if missing, so the run appears there when it starts) when the flag
- * was given, printing its address; null otherwise.
- */
-export async function startDashboardFor(flag: unknown, runsDir: string): Promise<RunningDashboard | null> {
+/** Starts the dashboard over `runsDir` when the flag was given, printing its address; null otherwise. */
+async function startDashboardFor(flag: unknown, runsDir: string): Promise<RunningDashboard | null> {
   if (flag === undefined || flag === false) return null;
   await mkdir(runsDir, { recursive: true });
   const dashboard = await serveDashboard({ ...defaultDashboardConfig, dir: runsDir, port: typeof flag === 'number' ? flag : defaultDashboardConfig.port });
   console.error(`dashboard: ${dashboard.url}/ (runs in ${runsDir})`);
   return dashboard;
-}
-
-/** After the run: the dashboard goes on serving (the process stays) until Ctrl-C. */
-export function dashboardStaysUp(dashboard: RunningDashboard | null): void {
-  if (dashboard) console.error(`the dashboard stays up at ${dashboard.url}/; Ctrl-C stops it`);
 }
 
 export function register(program: Command): void {

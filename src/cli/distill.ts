@@ -3,7 +3,6 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { defaultDistillConfig, distill, STUDENT_DIR, TRACES_DIR, type DistillConfig } from '../pipeline/distill.ts';
-import { selectDevice } from './device.ts';
 import { FIELDS as SAMPLE_FIELDS } from './rejection-sample.ts';
 import { Settings, type Fields } from './settings.ts';
 import { FIELDS as SFT_FIELDS } from './sft.ts';
@@ -56,7 +55,6 @@ export function register(program: Command): void {
         '(as `r1 sft` does, into OUT/student: 2 epochs by default, the rate decayed to a tenth, as R1 trained its Qwen and Llama students). ' +
         'No RL. Resumable with --resume; the student is in OUT/student/final.',
   }, async (config) => {
-    selectDevice(config.device, config.precision);
     const result = await distill(config);
     const last = result.student.records.at(-1);
     console.log(`\n${result.traces.counts.kept} traces kept of ${result.traces.counts.sampled}; student: ${result.student.steps} steps${last ? `, train loss ${last.loss.toFixed(4)}` : ''}; model in ${result.finalDir}`);

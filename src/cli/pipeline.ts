@@ -6,8 +6,7 @@ import { defaultR1PipelineConfig, pipelineRows, R1_STAGE_NAMES, runR1Pipeline, t
 import { pipelineTable } from '../pipeline/report.ts';
 import { ARITHMETIC_LEVELS, CHAIN_LANGUAGES } from '../tasks/arithmetic.ts';
 import { UserError } from '../util/errors.ts';
-import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
-import { selectDevice } from './device.ts';
+import { registerWithDashboard } from './dashboard.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
@@ -106,21 +105,17 @@ export function pipelineConfigFromFlags(flags: Record<string, unknown>): R1Pipel
 }
 
 export function register(program: Command): void {
-  const command = settings.register(program, {
+  // The dashboard shows the pipeline's folder: every stage is a run below it.
+  registerWithDashboard(settings, program, {
     summary: "DeepSeek-R1's whole recipe from a base model: cold start, reasoning RL, rejection sampling + SFT, RL for all scenarios, distillation",
     description:
       'Runs every stage that has not finished in --out (a killed stage resumes; --stage NAME reruns one alone): base models ' +
         'pretrained here (cached), R1-Zero (and R1-Zero with the language reward, as an ablation), cold-start SFT, reasoning RL with the language reward, ' +
         'rejection sampling + SFT from the base, RL for all scenarios with a reward model, distillation into a small student and ' +
         'the same student with RL alone for the same time. Each stage writes its folder OUT/NN-name; OUT/report.html compares every model.',
-  }, async (config, flags) => {
-    selectDevice(config.device, config.precision);
-    // The pipeline's folder: every stage is a run below it.
-    const dashboard = await startDashboardFor(flags.dashboard, config.out);
+  }, (config) => config.out, async (config) => {
     const result = await runR1Pipeline(config);
     console.log(`\n${pipelineTable(pipelineRows(result.records))}\n`);
     console.log(`report: ${result.reportFile}`);
-    dashboardStaysUp(dashboard);
   });
-  dashboardOption(command);
 }

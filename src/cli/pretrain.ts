@@ -4,7 +4,6 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { denseSizes } from '../models/dense.ts';
 import { defaultPretrainConfig, pretrain, type PretrainConfig } from '../train/pretrain.ts';
-import { selectDevice } from './device.ts';
 import { nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
 
@@ -66,7 +65,6 @@ export function register(program: Command): void {
         'Writes OUT/metrics.jsonl (one record per step), checkpoints in OUT/checkpoints (resumable with --resume), ' +
         'and the final Hugging Face model directory (weights + tokenizer) in OUT/final, then prints a few samples.',
   }, async (config) => {
-    selectDevice(config.device, config.precision);
     const result = await pretrain(config);
     console.log(`\n${result.steps} steps: train loss ${result.trainLoss.toFixed(3)}, validation loss ${result.validationLoss.toFixed(3)}, ${Math.round(result.tokensPerSecond)} tokens/s; model in ${result.finalDir}`);
     for (const [i, sample] of result.samples.entries()) console.log(`\n--- sample ${i + 1}\n${sample.prompt}${sample.text}`);

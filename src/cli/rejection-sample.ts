@@ -5,7 +5,6 @@ import { defaultRejectionSampleConfig, rejectionSample, type RejectionSampleConf
 import { PROMPT_TEMPLATES } from '../rewards/template.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
 import { LANGUAGE_SCRIPTS } from '../rewards/language.ts';
-import { selectDevice } from './device.ts';
 import { positiveInt, nonNegativeInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
 
@@ -55,7 +54,6 @@ export function register(program: Command): void {
         'keeps those the task\'s rule checker (or, for what it rejects, --judge) accepts, at most --keep-per-prompt each, and writes OUT/sft.jsonl ' +
         '({"messages": [user, assistant]} per line) and OUT/summary.json (what each filter removed). Resumable with --resume.',
   }, async (config) => {
-    selectDevice(config.device);
     const { counts, file } = await rejectionSample(config);
     const removed = Object.entries(counts.removed).filter(([, n]) => n > 0).map(([name, n]) => `${name} ${n}`).join(', ');
     console.log(`kept ${counts.kept} of ${counts.sampled} samples (${counts.promptsWithKept} of ${counts.prompts} prompts); removed: ${removed || 'none'}`);

@@ -55,7 +55,6 @@ export function register(program: Command): void {
         'OUT/metrics.jsonl has one record per step (loss, accuracy, margin, held-out accuracy); checkpoints in OUT/checkpoints resume exactly with --resume; ' +
         'OUT/final is the reward model, a folder that transformers opens with AutoModelForSequenceClassification.',
   }, async (config) => {
-    selectDevice(config.device, config.precision);
     const { trainRewardModel } = await import('../train/reward-model.ts');
     const result = await trainRewardModel(config);
     const held = result.validation === null ? 'no held-out pairs' : `held-out accuracy ${(100 * result.validation.accuracy).toFixed(1)}% on ${result.validation.pairs} pairs (loss ${result.validation.loss.toFixed(4)})`;

@@ -10,8 +10,7 @@ import { FORMAT_RULES } from '../rewards/format.ts';
 import { LANGUAGE_SCRIPTS } from '../rewards/language.ts';
 import { REWARD_MODEL_INPUTS, REWARD_MODEL_PARTS } from '../rewards/reward-model.ts';
 import { PROMPT_TEMPLATES } from '../rewards/template.ts';
-import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
-import { selectDevice } from './device.ts';
+import { registerWithDashboard } from './dashboard.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { nonNegative, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
@@ -64,20 +63,16 @@ export function rlConfigFromFlags(flags: Record<string, unknown>): RlConfig {
 }
 
 export function register(program: Command): void {
-  const command = settings.register(program, {
+  registerWithDashboard(settings, program, {
     summary: 'GRPO on a mix of prompt sources, each with its own rewards (R1 stages 2 and 4); r1 zero is its R1-Zero preset',
     description:
       'Trains --model with GRPO on the prompt sources of --config (default: one arithmetic source on the chat template with accuracy, readable-format ' +
         'and English language-consistency rewards, as R1\'s reasoning RL). Reward kinds: accuracy, format (rule), tag-count, language (target), ' +
         'reward-model (model folder, on: summary | response, input: chat | text). Each source is evaluated before and after; OUT/metrics.jsonl ' +
         'has one record per step with per-source rewards; checkpoints in OUT/checkpoints resume exactly with --resume.',
-  }, async (config, flags) => {
-    selectDevice(config.device, config.precision);
-    const dashboard = await startDashboardFor(flags.dashboard, dirname(config.out));
+  }, (config) => dirname(config.out), async (config) => {
     const result = await runRl(config);
     for (const { source, before, after } of result.evaluations) console.log(`\n${source}\n${comparisonTable(before, after)}`);
     console.log(`\nmodel: ${result.finalDir}\nreport: ${result.reportFile}`);
-    dashboardStaysUp(dashboard);
   });
-  dashboardOption(command);
 }

@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { defaultServeConfig, serveModel, type ServeConfig } from '../serve/openai.ts';
 import { UserError } from '../util/errors.ts';
-import { selectDevice } from './device.ts';
 import { nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
 
@@ -30,7 +29,6 @@ export function register(program: Command): void {
         'Any OpenAI client works: base URL http://HOST:PORT/v1.',
   }, async (config) => {
     if (config.model === '') throw new UserError('--model <dir> is required');
-    selectDevice(config.device);
     const { url, served, close } = await serveModel(config);
     console.log(`serving ${served.name} (${config.model}) at ${url}/v1${config.apiKey ? ' (API key required)' : ''}; Ctrl-C stops`);
     const stop = () => void close().then(() => process.exit(0));

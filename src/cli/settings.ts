@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
+import type { Device, Precision } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
+import { selectDevice } from './device.ts';
 
 /** Number schemas the commands' tables share. */
 export const positiveInt = z.number().int().positive();
@@ -101,14 +103,20 @@ export class Settings<C extends object> {
 
   /**
    * Adds the command (the last word of `command`) under `parent`, with its text and options; `run` gets the
-   * validated config and commander's flags (for options outside the table, such as --dashboard).
+   * validated config and commander's flags (for options outside the table, such as --dashboard). A table with a
+   * `device` (and `precision`) has that device selected first, so that a missing GPU fails before any work.
    */
   register(parent: Command, text: CommandText, run: (config: C, flags: Record<string, unknown>) => Promise<void>): Command {
     const command = parent.command(this.command.split(' ').at(-1)!);
     if (text.summary !== undefined) command.summary(text.summary);
     command.description(text.description);
     this.addOptions(command);
-    return command.action((flags: Record<string, unknown>) => run(this.fromFlags(flags), flags));
+    return command.action((flags: Record<string, unknown>) => {
+      const config = this.fromFlags(flags);
+      const { device, precision } = config as { device?: Device; precision?: Precision };
+      if (device !== undefined) selectDevice(device, precision);
+      return run(config, flags);
+    });
   }
 }
 

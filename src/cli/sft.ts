@@ -3,7 +3,6 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { defaultSftConfig, sft, type SftConfig } from '../train/sft.ts';
-import { selectDevice } from './device.ts';
 import { nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
 
@@ -53,7 +52,6 @@ export function register(program: Command): void {
         'and distillation. AdamW, warmup + decay over the epochs, validation loss, gradient clipping. Writes OUT/metrics.jsonl, ' +
         'checkpoints in OUT/checkpoints (resumable with --resume) and the model in OUT/final (its tokenizer_config.json keeps the template).',
   }, async (config) => {
-    selectDevice(config.device, config.precision);
     const result = await sft(config);
     const last = result.records.at(-1);
     console.log(`\n${result.steps} steps${last ? `: train loss ${last.loss.toFixed(4)}` : ''}${result.validationLoss === null ? '' : `, validation loss ${result.validationLoss.toFixed(4)}`}; model in ${result.finalDir}`);

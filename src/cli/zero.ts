@@ -9,8 +9,7 @@ import { defaultZeroConfig, runZero, type ZeroConfig } from '../pipeline/zero.ts
 import { CODE_SCORINGS } from '../rewards/code.ts';
 import { FORMAT_RULES } from '../rewards/format.ts';
 import { defaultSandboxLimits, LANGUAGES, type SandboxLimits } from '../rewards/sandbox.ts';
-import { dashboardOption, dashboardStaysUp, startDashboardFor } from './dashboard.ts';
-import { selectDevice } from './device.ts';
+import { registerWithDashboard } from './dashboard.ts';
 import { checkGrpoConfig, EVAL_FIELDS, GRPO_FIELDS } from './grpo-fields.ts';
 import { fraction, nonNegative, nonNegativeInt, positiveInt, Settings, type Fields } from './settings.ts';
 import { SHARED_FIELDS } from './shared-fields.ts';
@@ -88,21 +87,17 @@ export function zeroConfigFromFlags(flags: Record<string, unknown>): ZeroConfig 
 }
 
 export function register(program: Command): void {
-  const command = settings.register(program, {
+  // The dashboard shows the folder the run goes into (runs/ by default).
+  registerWithDashboard(settings, program, {
     summary: 'R1-Zero: GRPO with rule rewards straight on a base model, evaluated before and after (default: a laptop demo in minutes)',
     description:
       'Makes (or reuses) a small base model pretrained on generated text, or takes --model, evaluates it, trains it with GRPO ' +
         '(accuracy + format rewards on the R1-Zero template), evaluates it again and writes OUT/report.html. ' +
         'OUT/metrics.jsonl has one record per step; checkpoints in OUT/checkpoints resume exactly with --resume.',
-  }, async (config, flags) => {
-    selectDevice(config.device, config.precision);
-    // The dashboard shows the folder the run goes into (runs/ by default).
-    const dashboard = await startDashboardFor(flags.dashboard, dirname(config.out ?? join('runs', 'zero')));
+  }, (config) => dirname(config.out ?? join('runs', 'zero')), async (config) => {
     const result = await runZero(config);
     console.log(`\n${comparisonTable(result.before, result.after)}\n`);
     console.log(`held-out ${result.before.questions} questions x ${result.before.k} samples (temperature ${result.before.temperature}, top-p ${result.before.topP})`);
     console.log(`model: ${result.finalDir}\nreport: ${result.reportFile}`);
-    dashboardStaysUp(dashboard);
   });
-  dashboardOption(command);
 }
