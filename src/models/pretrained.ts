@@ -11,7 +11,7 @@ import type { LayerKvCache } from '../nn/attention.ts';
 import type { Module } from '../nn/module.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
 import type { CacheFormat, Tensor } from '../tensor/index.ts';
-import { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { Tokenizer, type TokenizerFiles } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { DeepSeekModel } from './deepseek.ts';
 import { DenseModel, type ForwardOptions } from './dense.ts';
@@ -85,6 +85,8 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
 export interface SaveModelOptions {
   /** Weight dtype on disk (default F32; BF16 halves the files, rounding to nearest even). */
   dtype?: 'F32' | 'BF16';
+  /** The tokenizer files to write, when not the tokenizer's own (SFT writes its config with the chat template it trained with). */
+  tokenizerFiles?: TokenizerFiles;
 }
 
 /**
@@ -101,8 +103,6 @@ export async function saveModel(model: CausalLM, tokenizer: Tokenizer, dir: stri
     const values = p.toArray();
     tensors.set(name, fromFloat32([...p.shape], values instanceof Float32Array ? values : Float32Array.from(values), dtype));
   }
-  await saveHfModel(dir, { config: model.config, tensors }, {
-    tokenizerJson: tokenizer.files.json,
-    tokenizerConfig: tokenizer.files.config,
-  });
+  const files = options.tokenizerFiles ?? tokenizer.files;
+  await saveHfModel(dir, { config: model.config, tensors }, { tokenizerJson: files.json, tokenizerConfig: files.config });
 }

@@ -1,7 +1,8 @@
-// What every training loop over a causal LM shares (pretraining, SFT): opening a run folder (fresh, or resumed
-// from its latest checkpoint), one optimizer update over micro-batches, the loop of updates with its progress
-// bar, metrics.jsonl, validation, checkpoint cadence and time limit, and the checkpoint and final-model writes.
-// A trainer supplies what differs: its data, the record of one update, its validation, its trainer state.
+// What every training loop shares (pretraining, SFT, the reward model, GRPO): opening a run folder (fresh, or
+// resumed from its latest checkpoint), one optimizer update over micro-batches and the end of every update, the
+// loop of updates with its progress bar, metrics.jsonl, validation, checkpoint cadence and time limit, and the
+// checkpoint writes (the final model folder is saveModel's, src/models/pretrained.ts). A trainer supplies what
+// differs: its data, the record of one update, its validation, its trainer state.
 //
 // Exact resume rests on three things kept here: a checkpoint holds the parameters and AdamW moments in float32
 // and the update count; metrics.jsonl is cut back to the checkpoint's step, so the records of redone updates
@@ -13,7 +14,6 @@ import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import type { TensorMap } from '../io/safetensors.ts';
-import { saveHfModel } from '../io/hf.ts';
 import { openCommunicator, type Communicator } from '../distributed/communicator.ts';
 import { readDistributedEnv } from '../distributed/environment.ts';
 import type { CausalLM } from '../models/pretrained.ts';
@@ -85,16 +85,6 @@ export async function saveTrainingCheckpoint(out: string, step: number, parts: T
     trainerState: parts.trainerState as Record<string, unknown>,
     tokenizer: { tokenizerJson: parts.tokenizer.json, tokenizerConfig: parts.tokenizer.config },
   }, { keepLast: parts.keepLast });
-}
-
-/** The trained model and its tokenizer as a Hugging Face folder, out/final; returns the folder. */
-export async function saveFinalModel(out: string, model: CausalLM, tokenizer: TokenizerFiles): Promise<string> {
-  const finalDir = join(out, FINAL_DIR);
-  await mkdir(finalDir, { recursive: true });
-  await saveHfModel(finalDir, { config: model.config, tensors: parameterArrays(model.namedParameters()), torchDtype: 'float32' }, {
-    tokenizerJson: tokenizer.json, tokenizerConfig: tokenizer.config,
-  });
-  return finalDir;
 }
 
 /** One forward/backward of an update: a batch and the share of the update's loss its mean loss stands for. */

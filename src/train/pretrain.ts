@@ -12,7 +12,7 @@ import { generate } from '../generate/engine.ts';
 import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.ts';
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
 import type { CausalLM } from '../models/pretrained.ts';
-import { loadModel } from '../models/pretrained.ts';
+import { loadModel, saveModel } from '../models/pretrained.ts';
 import { noGrad, scope, useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { trainBpe } from '../tokenizer/train.ts';
@@ -23,7 +23,7 @@ import { pickFields } from '../util/pick-fields.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
 import { broadcastParameters, rankShare } from './data-parallel.ts';
-import { FINAL_DIR, openRun, optimizerUpdate, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, trainingCommunicator, type TrainingHooks } from './loop.ts';
+import { FINAL_DIR, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
@@ -258,7 +258,8 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     primary,
   });
   const trainingSeconds = (performance.now() - startMs) / 1000;
-  const finalDir = primary ? await saveFinalModel(config.out, model, tokenizer.files) : join(config.out, FINAL_DIR);
+  const finalDir = join(config.out, FINAL_DIR);
+  if (primary) await saveModel(model, tokenizer, finalDir);
   log(`saved the model and tokenizer to ${finalDir}`);
 
   const recent = records.slice(-10);

@@ -8,7 +8,8 @@
 // against the checkpoint's), the order of each epoch is a permutation drawn from seed + epoch, and the update
 // count picks the batch, so a resumed run trains on the same batches as the uninterrupted one.
 import { readFileSync } from 'node:fs';
-import { loadModel, type CausalLM } from '../models/pretrained.ts';
+import { join } from 'node:path';
+import { loadModel, saveModel, type CausalLM } from '../models/pretrained.ts';
 import { noGrad, Rng, scope, tensor, useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -16,7 +17,7 @@ import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
 import { epochBatch } from './data.ts';
-import { openRun, optimizerUpdate, restoreAdamW, runSteps, saveFinalModel, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
+import { FINAL_DIR, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
@@ -257,7 +258,8 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
     progress: hooks.progress,
     onStep: hooks.onStep,
   });
-  const finalDir = await saveFinalModel(config.out, model, tokenizerFiles);
+  const finalDir = join(config.out, FINAL_DIR);
+  await saveModel(model, tokenizer, finalDir, { tokenizerFiles });
   log(`saved the fine-tuned model to ${finalDir}`);
   return {
     steps: step,
