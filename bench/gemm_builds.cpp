@@ -1,7 +1,8 @@
 // Several builds of the native core side by side on the matrix products of a training step: the A/B tool for
 // GEMM changes where one run on a machine is all there is (the GPU machine's Xeon). Each library is loaded
 // privately (RTLD_LOCAL: its own thread pool), and they take turns in 60 ms blocks with 20 ms pauses between
-// (so that one library's spinning threads are not timed against the next), six rounds per shape.
+// (so that one library's spinning threads are not timed against the next), six rounds per shape (ROUNDS=3
+// BLOCK_MS=40 for a shorter run).
 //   c++ -O2 -pthread bench/gemm_builds.cpp -o build/gemm_builds -ldl
 //   build/gemm_builds THREADS LIB [LIB...] [--only SUBSTRING]
 //   CPUTIME=1 build/gemm_builds 1 ...   (one thread: time the calling thread's CPU time, not the wall clock, so
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
     reinterpret_cast<SetThreads>(dlsym(handle, "r1_set_num_threads"))(threads);
     names.push_back(argv[i]);
   }
+  const int rounds = std::getenv("ROUNDS") ? std::atoi(std::getenv("ROUNDS")) : 6;
+  const double block = (std::getenv("BLOCK_MS") ? std::atof(std::getenv("BLOCK_MS")) : 60.0) / 1e3;
   std::vector<Shape> shapes;
   add_preset(shapes, "1m", 128, 352, 64, 4);
   add_preset(shapes, "5m", 256, 688, 128, 6);
@@ -103,11 +106,11 @@ int main(int argc, char** argv) {
     for (float& x : a) x = std::rand() / float(RAND_MAX) - 0.5f;
     for (float& x : b) x = std::rand() / float(RAND_MAX) - 0.5f;
     std::vector<std::vector<double>> times(libs.size());
-    for (int round = 0; round < 6; ++round)
+    for (int round = 0; round < rounds; ++round)
       for (size_t l = 0; l < libs.size(); ++l) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         const double start = now();
-        for (int calls = 0; calls < 2 || now() - start < 0.06; ++calls) {
+        for (int calls = 0; calls < 2 || now() - start < block; ++calls) {
           const double t = now();
           libs[l](a.data(), b.data(), c.data(), 1, s.m, s.n, s.k, s.trans_a, s.trans_b, 0, 0, 0, 0.0f);
           times[l].push_back(now() - t);
