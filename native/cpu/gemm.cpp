@@ -13,18 +13,20 @@
 // Threads: the output of every batch item is split into a grid of rectangular parts, and each part is an
 // independent serial GEMM with thread-local pack buffers (no barriers, no shared buffers). The grid's shape
 // keeps the duplicated packing (each part packs its rows of A and its columns of B whole) small: a split of the
-// longer side on 2 threads, squarer parts on many.
+// longer side on 2 threads, squarer parts on many. Sharing one packed copy of B among the threads instead (packed
+// once, each part packing only its rows of A), which does fewer copies, measured 0.79x this on 16 Xeon cores (a 5m
+// training step's products 55 -> 70 ms; its dW = dY^T X products 0.61-0.68x) and no gain on 2: each thread then
+// reads B's panels from other cores' caches across the mesh, where its own copy sits in its L2.
 //
 // Matrix-vector shapes (m == 1: decoding one token; n == 1) skip packing: they are bound by reading the matrix
 // once, so they stream it with a dedicated loop instead. A few rows against a Linear weight (X W^T with m up to
 // two token tiles: decoding a batch) skip packing W (few_rows_tile).
 #include <algorithm>
-#include <atomic>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <thread>
 
 #include "parallel.h"
 #include "r1.h"
@@ -358,105 +360,6 @@ void gemm_serial(const float* a, int64_t rsa, int64_t csa, const float* b, int64
   }
 }
 
-// ---- one product over many threads ---------------------------------------------------------------------
-// The threads share one packed copy of B and split C into a grid of parts, each packing only its own rows of
-// A. When every part instead packed its own rows of A and its own columns of B (a serial GEMM per part), a
-// split by rows packed B once per row part: on 16 threads a 5M model's 2048 x 688 x 256 product packed its
-// weight 8 times over, and the copies took about as long as a quarter of the multiply-adds.
-//
-// Blocks of columns of B, each packed whole (all of k, KC-blocks one after another, NR-column micro-panels
-// inside each) into a buffer of at most SHARED_B_FLOATS, so a vocabulary-sized B never needs a copy of itself.
-constexpr int64_t SHARED_B_FLOATS = int64_t{1} << 20;  // 4 MiB: a slice of L3, read by every thread
-// The cost of packing one element of A, in multiply-adds: about one cycle each, in which the micro-kernel's two
-// FMA pipes do NR of them.
-constexpr int64_t PACK_COST = NR;
-thread_local PackBuffer shared_b_buffer;  // the calling thread's; its workers read it while it waits for them
-
-struct Grid {
-  int64_t rows_per_part, cols_per_part, row_parts, col_parts;
-};
-
-// The row_parts x col_parts grid over an m x n product that should finish first on `threads` threads: parts run
-// in waves of `threads`, each part's time being its multiply-adds plus packing its rows of A (B is packed once
-// for all). Up to four parts per thread (a finer split evens out uneven tiles); of equal estimates, the one with
-// more parts, up to two per thread, so that a thread that starts late or shares its core is covered by the
-// others (the pool hands parts out dynamically).
-Grid choose_grid(int64_t m, int64_t n, int64_t k, int64_t threads) {
-  const int64_t row_tiles = (m + MR - 1) / MR, col_panels = (n + NR - 1) / NR;
-  Grid best{row_tiles * MR, col_panels * NR, 1, 1};
-  double best_cost = -1;
-  int64_t best_parts = 1;
-  for (int64_t pm = 1; pm <= std::min(row_tiles, 4 * threads); ++pm) {
-    const int64_t tiles = (row_tiles + pm - 1) / pm, row_parts = (row_tiles + tiles - 1) / tiles;
-    if (row_parts != pm) continue;  // the same grid as a smaller pm
-    for (int64_t pn = 1; pn <= std::min(col_panels, 4 * threads / pm); ++pn) {
-      const int64_t panels = (col_panels + pn - 1) / pn, col_parts = (col_panels + panels - 1) / panels;
-      if (col_parts != pn) continue;
-      const int64_t parts = pm * pn, waves = (parts + threads - 1) / threads;
-      const double rows = double(tiles * MR), cost = waves * (rows * panels * NR * k + PACK_COST * rows * k);
-      const bool better = best_cost < 0 || cost < best_cost * 0.999 ||
-                          (cost <= best_cost * 1.001 && best_parts < parts && parts <= 2 * threads);
-      if (better) best = {tiles * MR, panels * NR, pm, pn}, best_cost = cost, best_parts = parts;
-    }
-  }
-  return best;
-}
-
-// C[m x n] (row stride n) = op(A) op(B) (+ C when accumulate) on the pool's threads.
-void gemm_parallel(r1::ThreadPool& pool, const float* a, int64_t rsa, int64_t csa, const float* b, int64_t rsb,
-                   int64_t csb, float* c, int64_t m, int64_t n, int64_t k, bool accumulate) {
-  const int64_t threads = pool.size();
-  const int64_t k_blocks = (k + KC - 1) / KC;
-  const int64_t kc_even = (k + k_blocks - 1) / k_blocks;
-  // Columns per block of B: all of them when the packed copy fits, else whole micro-panels that fit.
-  const int64_t n_padded = (n + NR - 1) / NR * NR;
-  const int64_t block_cols = std::min(n_padded, std::max<int64_t>(NR, SHARED_B_FLOATS / k / NR * NR));
-  float* pb = shared_b_buffer.reserve(k * block_cols);
-  for (int64_t jc = 0; jc < n; jc += block_cols) {
-    const int64_t nc = std::min(block_cols, n - jc);
-    const int64_t nc_padded = (nc + NR - 1) / NR * NR, panels = nc_padded / NR;
-    const Grid grid = choose_grid(m, nc, k, threads);
-    const int64_t compute_parts = grid.row_parts * grid.col_parts;
-    // Packing first, as tasks of the same run: the pool hands tasks out in order, so every packing task has been
-    // taken by a running thread before the first part starts, and a part waits only for those to finish (no
-    // second fork and join). Each packing task copies a range of micro-panels for all of k.
-    const int64_t pack_tasks = std::min(panels, threads), panels_per_task = (panels + pack_tasks - 1) / pack_tasks;
-    std::atomic<int64_t> packed{0};
-    const auto task = [&](int64_t t) {
-      if (t < pack_tasks) {
-        const int64_t j0 = t * panels_per_task * NR, j1 = std::min(nc, j0 + panels_per_task * NR);
-        for (int64_t pc = 0; pc < k && j0 < j1; pc += kc_even) {
-          const int64_t kc = std::min(kc_even, k - pc);
-          pack_b(b + pc * rsb + (jc + j0) * csb, rsb, csb, kc, j1 - j0, pb + pc * nc_padded + j0 * kc);
-        }
-        packed.fetch_add(1, std::memory_order_release);
-        return;
-      }
-      const int64_t part = t - pack_tasks;
-      const int64_t i0 = (part / grid.col_parts) * grid.rows_per_part;
-      const int64_t j0 = (part % grid.col_parts) * grid.cols_per_part;
-      const int64_t mp = std::min(m, i0 + grid.rows_per_part) - i0, np = std::min(nc, j0 + grid.cols_per_part) - j0;
-      // Spin briefly, then yield: on a machine shared with other processes the thread still packing may have
-      // lost its core, perhaps to this one.
-      for (int spins = 0; packed.load(std::memory_order_acquire) < pack_tasks; ++spins) {
-        if (spins < 4096) r1::cpu_relax();
-        else std::this_thread::yield();
-      }
-      float* pa = a_buffer.reserve(std::min(MC, (mp + MR - 1) / MR * MR) * kc_even);
-      for (int64_t pc = 0; pc < k; pc += kc_even) {
-        const int64_t kc = std::min(kc_even, k - pc);
-        for (int64_t ic = 0; ic < mp; ic += MC) {
-          const int64_t mc = std::min(MC, mp - ic);
-          pack_a(a + (i0 + ic) * rsa + pc * csa, rsa, csa, mc, kc, pa);
-          macro_kernel(mc, np, kc, pa, pb + pc * nc_padded + j0 * kc, c + (i0 + ic) * n + jc + j0, n,
-                       accumulate || pc > 0);
-        }
-      }
-    };
-    pool.run(pack_tasks + compute_parts, task);
-  }
-}
-
 // ---- a few rows against a Linear weight ------------------------------------------------------------------
 // C[m x n] (+)= X W^T for a few rows X [m x k] and a weight W [n x k], both row-major: a decode step of a batch
 // of sequences. The packed path copies all of W (transposed into NR-column panels) on every call for only m
@@ -680,19 +583,38 @@ extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64
 #endif
   const int64_t rsa = trans_a ? 1 : k, csa = trans_a ? m : 1;
   const int64_t rsb = trans_b ? 1 : n, csb = trans_b ? k : 1;
-  if (threads == 1 || fmas < PARALLEL_MIN_FMAS || batch % threads == 0 || batch >= 4 * threads) {
-    // One thread per batch item (or everything on this thread): each item an independent serial GEMM.
-    const auto task = [&](int64_t bi) {
-      gemm_serial(a + bi * stride_a, rsa, csa, b + bi * stride_b, rsb, csb, c + bi * stride_c, n, m, n, k, accumulate);
-    };
-    if (batch == 1 || threads == 1 || fmas < PARALLEL_MIN_FMAS) {
-      for (int64_t bi = 0; bi < batch; ++bi) task(bi);
-    } else {
-      pool.run(batch, task);
+  // Parts per matrix: none when the batch alone balances the threads, else about two per thread, so that the
+  // pool's dynamic hand-out evens out a thread that starts late or shares its core with another process (one
+  // part per thread then takes twice as long), but no more than one per 128 rows or columns of the longer side.
+  // The parts form a grid of row_parts x col_parts rectangles of whole micro-tiles.
+  int64_t row_parts = 1, col_parts = 1;
+  if (threads > 1 && fmas >= PARALLEL_MIN_FMAS && batch % threads != 0 && batch < 4 * threads) {
+    const int64_t target = std::max(threads, std::min(2 * threads, std::max(m, n) / 128));
+    // A part of mp x np packs mp x k of A and k x np of B for mp x np x k multiply-adds: the grid with the
+    // smallest mp + np duplicates the least packing. With 2 threads that is a split of the longer side; with
+    // 16, a 5M model's dW (768 x 256) is 8 x 2 parts of 96 x 128 instead of 16 strips that each pack all of B.
+    int64_t best = INT64_MAX;
+    for (int64_t pm = 1; pm <= target; ++pm) {
+      const int64_t pn = (target + pm - 1) / pm;
+      const int64_t mp = ((m + pm - 1) / pm + MR - 1) / MR * MR, np = ((n + pn - 1) / pn + NR - 1) / NR * NR;
+      if (mp + np < best) best = mp + np, row_parts = pm, col_parts = pn;
     }
-    return;
   }
-  for (int64_t bi = 0; bi < batch; ++bi)
-    gemm_parallel(pool, a + bi * stride_a, rsa, csa, b + bi * stride_b, rsb, csb, c + bi * stride_c, m, n, k,
-                  accumulate);
+  const int64_t rows_per_part = ((m + row_parts - 1) / row_parts + MR - 1) / MR * MR;
+  const int64_t cols_per_part = ((n + col_parts - 1) / col_parts + NR - 1) / NR * NR;
+  row_parts = (m + rows_per_part - 1) / rows_per_part;
+  col_parts = (n + cols_per_part - 1) / cols_per_part;
+  const int64_t parts = row_parts * col_parts;
+  const auto task = [&](int64_t t) {
+    const int64_t bi = t / parts, part = t % parts;
+    const int64_t i0 = (part / col_parts) * rows_per_part, j0 = (part % col_parts) * cols_per_part;
+    const int64_t mp = std::min(m, i0 + rows_per_part) - i0, np = std::min(n, j0 + cols_per_part) - j0;
+    gemm_serial(a + bi * stride_a + i0 * rsa, rsa, csa, b + bi * stride_b + j0 * csb, rsb, csb,
+                c + bi * stride_c + i0 * n + j0, n, mp, np, k, accumulate);
+  };
+  if (batch * parts == 1 || fmas < PARALLEL_MIN_FMAS) {
+    for (int64_t t = 0; t < batch * parts; ++t) task(t);
+  } else {
+    pool.run(batch * parts, task);
+  }
 }

@@ -74,6 +74,14 @@ namespace {
 // training step (a few microseconds), short enough that a pool left idle soon stops using its cores.
 constexpr int64_t kSpinMicros = 100;
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Spins until done() or kSpinMicros have passed; returns done().
 template <class Done>
 bool spin_until(Done done) {

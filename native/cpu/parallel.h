@@ -42,15 +42,6 @@ class ThreadPool {
   bool busy_ = false;  // a nested parallel_for runs serially instead of deadlocking
 };
 
-// The pause of a spin-wait loop: lets the core's other hardware thread run and saves power while waiting.
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 // CPUs in this process's affinity mask (what `taskset` allows): the pool's default size.
 int usable_cpus();
 

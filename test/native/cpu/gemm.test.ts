@@ -153,19 +153,17 @@ test('r1_matmul splits over many threads as a grid of parts, and crosses the 12 
   }
 });
 
-test('r1_matmul shares one packed B among threads: odd thread counts, and B wider than the shared buffer', () => {
-  // The threads pack B once into a buffer of 2^20 floats, in blocks of whole micro-panels when B is larger:
-  // k = 4100 makes blocks of 240 (AVX2) or 224 (12 x 32 tile) columns, so n = 250 takes two (on 3 threads
-  // only, to keep the float64 reference quick; m = 66 keeps X W^T off the few-rows path). 3 threads make
-  // uneven grids; 16 make parts both ways.
+test('r1_matmul on an odd thread count (3) and on 16, with many KC blocks', () => {
+  // 3 threads make uneven grids of parts; k = 4100 crosses 16 KC blocks (on 3 threads only, to keep the float64
+  // reference quick; m = 66 keeps X W^T off the few-rows path).
   const previous = nativeThreads();
   let seed = 500;
   try {
     for (const threads of [3, 16]) {
       setNativeThreads(threads);
       for (const [transA, transB] of transposes) {
-        const wide: Case[] = threads === 3 ? [{ m: !transA && transB ? 66 : 20, n: 250, k: 4100, beta: transB ? 1 : 0 }] : [];
-        for (const cs of [{ m: 97, n: 53, k: 300 }, { m: 30, n: 700, k: 100 }, ...wide]) {
+        const long: Case[] = threads === 3 ? [{ m: !transA && transB ? 66 : 20, n: 250, k: 4100, beta: transB ? 1 : 0 }] : [];
+        for (const cs of [{ m: 97, n: 53, k: 300 }, { m: 30, n: 700, k: 100 }, ...long]) {
           const full = { ...cs, transA, transB };
           check(`${label(full)} threads=${threads}`, full, seed++);
         }
