@@ -65,23 +65,27 @@ export function restoreAdamW(optimizer: AdamW, checkpoint: LoadedCheckpoint, opt
 }
 
 export interface TrainingCheckpoint {
+  /** The model stored as the checkpoint's model folder. */
   model: CausalLM;
   optimizer: AdamW;
+  /** What the optimizer updates, when more than `model` (the reward model's head too); its moments are stored. */
+  optimized?: ReadonlyArray<[string, Tensor]>;
   /** The trainer's own state (its config, data position, elapsed time), returned as is on resume. */
   trainerState: object;
   tokenizer: TokenizerFiles;
   keepLast: number;
-  /** Further arrays the run needs to resume (GRPO's reference model), stored beside the moments. */
+  /** Further arrays the run needs to resume (the reward model's head, GRPO's reference model), stored beside the moments. */
   other?: TensorMap;
 }
 
 /** Writes checkpoint `step` of the run in `out` (atomically; older ones beyond keepLast are removed). */
 export async function saveTrainingCheckpoint(out: string, step: number, parts: TrainingCheckpoint): Promise<void> {
   const named = parts.model.namedParameters();
+  const optimized = parts.optimized ?? named;
   const { m, v } = parts.optimizer.stateDict();
   await saveCheckpoint(out, step, {
     model: { config: parts.model.config, tensors: parameterArrays(named), torchDtype: 'float32' },
-    optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: parts.other ?? new Map() },
+    optimizer: { m: momentArrays(optimized, m), v: momentArrays(optimized, v), other: parts.other ?? new Map() },
     trainerState: parts.trainerState as Record<string, unknown>,
     tokenizer: { tokenizerJson: parts.tokenizer.json, tokenizerConfig: parts.tokenizer.config },
   }, { keepLast: parts.keepLast });

@@ -15,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { momentArrays, parameterArrays, saveCheckpoint } from '../io/checkpoint.ts';
+import { parameterArrays } from '../io/checkpoint.ts';
 import { CLASSIFIER_SUFFIX, CONFIG_FILE } from '../io/hf.ts';
 import { readJsonlObjects } from '../io/jsonl.ts';
 import { loadModel } from '../models/pretrained.ts';
@@ -27,7 +27,7 @@ import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { epochBatch } from './data.ts';
-import { finishUpdate, openRun, restoreAdamW, runSteps, type TrainingHooks } from './loop.ts';
+import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
@@ -282,16 +282,11 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
       const held = pairAccuracy(model, validation, config.microBatchSize);
       return { validationLoss: held.loss, validationAccuracy: held.accuracy };
     } : null,
-    save: async (at, elapsedSeconds) => {
-      const state: TrainerState = { config, optimizerStep: optimizer.step, elapsedSeconds };
-      const { m, v } = optimizer.stateDict();
-      await saveCheckpoint(given.out, at, {
-        model: { config: model.config, tensors: parameterArrays(model.backbone.namedParameters()), torchDtype: 'float32' },
-        optimizer: { m: momentArrays(named, m), v: momentArrays(named, v), other: parameterArrays([[HEAD_PREFIX + SCORE_WEIGHT, model.score]]) },
-        trainerState: state as unknown as Record<string, unknown>,
-        tokenizer: { tokenizerJson: tokenizer.files.json, tokenizerConfig: tokenizer.files.config },
-      }, { keepLast: config.keepCheckpoints });
-    },
+    // The checkpoint's model folder holds the backbone; the head is among its other arrays.
+    save: (at, elapsedSeconds) => saveTrainingCheckpoint(given.out, at, {
+      model: model.backbone, optimizer, optimized: named, other: parameterArrays([[HEAD_PREFIX + SCORE_WEIGHT, model.score]]),
+      tokenizer: tokenizer.files, keepLast: config.keepCheckpoints, trainerState: { config, optimizerStep: optimizer.step, elapsedSeconds } satisfies TrainerState,
+    }),
     bar: {
       format: 'reward model {bar} step {value}/{total} | loss {loss} | acc {acc} | ETA {eta_formatted}',
       values: (r) => ({ loss: r ? r.loss.toFixed(4) : '-', acc: r ? r.accuracy.toFixed(2) : '-' }),
