@@ -59,7 +59,7 @@ import { logToStderr } from '../util/log.ts';
 import { defaultRejectionSampleConfig, rejectionSample, type RejectionCounts, type RejectionSampleConfig, type RejectionSampleResult } from './rejection-sample.ts';
 import { renderPipelineReport, type PipelineCurves, type PipelineReportInput, type PipelineRow } from './report.ts';
 import { buildSources, percent, type RlSourceConfig } from './rl.ts';
-import { ATTEMPT_SEED_STRIDE, defaultZeroConfig, drillDocument, ensurePretrainedModel, shuffle, templateTail, trainingProblems, usableBaseModel, zeroSource, type ZeroConfig } from './zero.ts';
+import { ATTEMPT_SEED_STRIDE, defaultZeroConfig, drillDocument, ensurePretrainedModel, templateTail, trainingProblems, usableBaseModel, zeroSource, type ZeroConfig } from './zero.ts';
 
 /** The base-model settings the pipeline shares with `r1 zero` (and their defaults: the demo's base model). */
 const SHARED_BASE_SETTINGS = ['cacheDir', 'device', 'precision', 'baseDocuments', 'baseCorrectRate', 'baseFormatRate', 'baseTemplateRate', 'baseDrillDocuments',
@@ -425,7 +425,7 @@ export function baseDocuments(config: R1PipelineConfig): string[] {
   const level = ARITHMETIC_LEVELS[config.level];
   for (let d = 0; d < config.baseDrillDocuments; d++) documents.push(drillDocument(() => workedSteps(drawArithmeticProblem(rng, level).steps)));
   for (let d = 0; d < config.baseDictionaryDocuments; d++) documents.push(dictionaryDocument(rng));
-  shuffle(rng, documents);
+  rng.shuffle(documents);
   return documents;
 }
 
@@ -799,7 +799,7 @@ async function writeReasoningData(ctx: StageContext, given: string | null, model
   const general = trainingInstructions(rng, Math.round(reasoning.length * config.generalRatio))
     .map((i) => JSON.stringify({ messages: [{ role: 'user', content: i.question }, { role: 'assistant', content: instructionResponse(i) }] }));
   const lines = [...reasoning, ...general];
-  shuffle(rng, lines);
+  rng.shuffle(lines);
   await writeFileAtomic(file, lines.map((line) => `${line}\n`).join(''));
   ctx.log(`SFT data: ${reasoning.length} reasoning examples${given === null ? ` kept of ${counts.sampled} samples` : ` from ${given}`}, ${general.length} non-reasoning examples`);
   return { ...counts, reasoning: reasoning.length, general: general.length };

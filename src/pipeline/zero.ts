@@ -327,7 +327,7 @@ export async function ensureBaseModel(config: ZeroConfig, log: (line: string) =>
       })
         .map((doc) => (rng.uniform() < config.baseTemplateRate ? doc : templateTail(doc)));
       for (let d = 0; d < config.baseDrillDocuments; d++) documents.push(drillDocument(() => text.drill(rng, config.level)));
-      shuffle(rng, documents);
+      rng.shuffle(documents);
       return documents;
     },
     pretrain: {
@@ -437,13 +437,6 @@ export function drillDocument(drill: () => string): string {
 }
 
 const DRILL_EQUATIONS = 16;
-
-export function shuffle<T>(rng: Rng, items: T[]): void {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [items[i], items[j]] = [items[j], items[i]];
-  }
-}
 
 /** A document without the template's instructions: from its last "User: " on (R1_ZERO_TEMPLATE ends "User: prompt. Assistant:"). */
 export function templateTail(doc: string): string {

@@ -60,14 +60,18 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
   }
 
-  /** 0..n-1 in a uniformly random order (Fisher-Yates). */
+  /** 0..n-1 in a uniformly random order. */
   permutation(n: number): number[] {
-    const order = Array.from({ length: n }, (_, i) => i);
-    for (let i = n - 1; i > 0; i--) {
+    return this.shuffle(Array.from({ length: n }, (_, i) => i));
+  }
+
+  /** `items` put in a uniformly random order in place (Fisher-Yates), and returned. */
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
-      [order[i], order[j]] = [order[j], order[i]];
+      [items[i], items[j]] = [items[j], items[i]];
     }
-    return order;
+    return items;
   }
 
   /** A new generator derived from this one (for per-request seeds that do not disturb this stream). */

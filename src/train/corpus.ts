@@ -103,14 +103,6 @@ const petPhrase = (p: Person) => `${NUMBER_WORDS[p.pets]} ${p.pets === 1 ? p.pet
 const him = (p: Person) => (p.he === 'he' ? 'him' : 'her');
 const article = (word: string) => (/^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`);
 
-function shuffle<T>(rng: Rng, items: T[]): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [items[i], items[j]] = [items[j], items[i]];
-  }
-  return items;
-}
-
 function profile(rng: Rng, p: Person): string {
   const facts = [
     () => pick(rng, [`${cap(p.he)} lives in ${p.town.name}.`, `${p.first}'s home is in ${p.town.name}.`]),
@@ -119,7 +111,7 @@ function profile(rng: Rng, p: Person): string {
     () => pick(rng, [`${p.first} loves to eat ${p.food}.`, `${cap(p.his)} favourite food is ${p.food}.`]),
     () => `${cap(p.his)} best friend is ${p.friend!.full}.`,
   ];
-  const body = shuffle(rng, facts.slice(0)).slice(0, 2 + rng.int(4)).map((f) => f());
+  const body = rng.shuffle(facts.slice(0)).slice(0, 2 + rng.int(4)).map((f) => f());
   return [`${p.full} is ${article(p.job)} from ${p.town.name}.`, ...body].join(' ');
 }
 
