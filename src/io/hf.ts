@@ -11,6 +11,7 @@ import { validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.
 import type { DenseConfig, RopeScaling } from '../models/dense.ts';
 import { UserError } from '../util/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.ts';
+import { readJsonFile } from './json-file.ts';
 import {
   readSafetensors, readSafetensorsHeader, writeSafetensors,
   type Dtype, type TensorInfo, type TensorMap,
@@ -311,23 +312,9 @@ export function parseHfConfig(raw: unknown, file: string): { config: DenseConfig
   return { config, torchDtype, eosTokenIds };
 }
 
-async function readJsonFile(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new UserError(`${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new UserError(`${file}: not valid JSON (${(error as Error).message})`);
-  }
-}
-
 export async function readHfConfig(dir: string): Promise<{ config: DenseConfig } & HfConfigExtras> {
   const file = join(dir, CONFIG_FILE);
-  return parseHfConfig(await readJsonFile(file), file);
+  return parseHfConfig(readJsonFile(file), file);
 }
 
 /** config.json of any family: DeepseekV3ForCausalLM (or model_type deepseek_v3), else Llama / Qwen2. */
@@ -342,7 +329,7 @@ export function parseModelConfig(raw: unknown, file: string): { config: ModelCon
 
 export async function readModelConfig(dir: string): Promise<{ config: ModelConfig } & HfConfigExtras> {
   const file = join(dir, CONFIG_FILE);
-  return parseModelConfig(await readJsonFile(file), file);
+  return parseModelConfig(readJsonFile(file), file);
 }
 
 /**
@@ -677,7 +664,7 @@ async function weightFiles(dir: string): Promise<{ files: string[]; weightMap: M
     const hasBin = await exists(join(dir, 'pytorch_model.bin')) || await exists(join(dir, 'pytorch_model.bin.index.json'));
     throw new UserError(`${dir}: no ${SINGLE_WEIGHTS_FILE} or ${WEIGHTS_INDEX_FILE}${hasBin ? ' (pytorch_model.bin is not read: convert it to safetensors)' : ''}`);
   }
-  const index = await readJsonFile(indexFile);
+  const index = readJsonFile(indexFile);
   const weightMapJson = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMapJson !== 'object' || weightMapJson === null || Array.isArray(weightMapJson)) {
     throw new UserError(`${indexFile}: field "weight_map" must be an object mapping tensor names to file names`);

@@ -3,7 +3,7 @@
 // and name the line the same way (`where(line)`).
 import { readFileSync } from 'node:fs';
 import { decodeUtf8 } from '../tokenizer/corpus.ts';
-import { lineAndColumn, locateJsonError } from '../tokenizer/json-file.ts';
+import { lineAndColumn, locateJsonError } from './json-file.ts';
 import { UserError } from '../util/errors.ts';
 
 export interface JsonlRecord {

@@ -11,7 +11,7 @@ import { checkAnswer } from '../rewards/answer.ts';
 import { lastBoxed, lastGsm8kAnswer, type AnswerPlace } from '../rewards/extract.ts';
 import type { Rng } from '../tensor/random.ts';
 import { decodeUtf8 } from '../tokenizer/corpus.ts';
-import { lineAndColumn, locateJsonError } from '../tokenizer/json-file.ts';
+import { lineAndColumn, locateJsonError } from '../io/json-file.ts';
 import { UserError } from '../util/errors.ts';
 import { drawWithoutReplacement, isHeldOut } from './split.ts';
 import type { Example, Task, Verdict } from './task.ts';

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UserError } from '../util/errors.ts';
-import { lineAndColumn, locateJsonError } from './json-file.ts';
+import { lineAndColumn, locateJsonError } from '../io/json-file.ts';
 
 /** Texts under this many UTF-16 units are not split further (see splitTextForTraining). */
 const TXT_CHUNK_UNITS = 1 << 20;

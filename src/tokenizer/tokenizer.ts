@@ -9,7 +9,7 @@ import { UserError } from '../util/errors.ts';
 import { vocabStringToBytes } from './byte-level.ts';
 import { HfTokenizer } from './hf-tokenizers.ts';
 import { renderChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat.ts';
-import { readJsonFile } from './json-file.ts';
+import { readJsonFile } from '../io/json-file.ts';
 
 export interface EncodeOptions {
   /** Add what the post-processor adds (Llama-3's BOS; nothing for Qwen). Default true, as in HF. */

@@ -1,4 +1,4 @@
-// JSON files a user hands us (tokenizer.json, tokenizer_config.json, corpus lines), with errors that say where.
+// JSON files a user hands us (config.json, tokenizer.json, tokenizer_config.json, JSONL lines), with errors that say where.
 //
 // Node 20's JSON.parse names an offset for some syntax errors and none for others ("Unexpected token 'x',
 // "..." is not valid JSON"), so on failure we re-scan the text with a small RFC 8259 checker that finds the

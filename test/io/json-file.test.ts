@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { lineAndColumn, locateJsonError, parseJsonText } from '../../src/tokenizer/json-file.ts';
+import { lineAndColumn, locateJsonError, parseJsonText } from '../../src/io/json-file.ts';
 import { UserError } from '../../src/util/errors.ts';
 
 test('syntax errors are located at the offending character, with line:column', () => {
