@@ -34,10 +34,11 @@ R1_API int r1_cuda_upload(void* dst, const void* host_src, int64_t bytes);    //
 R1_API int r1_cuda_download(void* host_dst, const void* src, int64_t bytes);  // waits for the stream first
 R1_API int r1_cuda_copy(void* dst, const void* src, int64_t bytes);           // device to device, queued
 // A download that waits only for the work queued before it, not for work queued after (the sampling engine reads a
-// step's tokens while the next step runs): begin queues the copy into a pinned staging buffer; end waits for that
-// copy and hands it over. One download at a time: each begin is followed by one end with the same byte count.
+// step's tokens while the next steps run): begin queues the copy into a pinned staging slot and returns the slot
+// (-1 on failure); end waits for that copy and copies it to host_dst (NULL: discarded), freeing the slot. At most
+// two downloads are begun and not ended at a time; each begin is ended once, with the same byte count.
 R1_API int r1_cuda_download_begin(const void* src, int64_t bytes);
-R1_API int r1_cuda_download_end(void* host_dst, int64_t bytes);
+R1_API int r1_cuda_download_end(int slot, void* host_dst, int64_t bytes);
 
 // ---- device-only helpers the op layer needs besides r1.h ----
 R1_API void r1_cuda_fill(float* x, float value, int64_t n);

@@ -371,43 +371,57 @@ R1_API int r1_cuda_download(void* host_dst, const void* src, int64_t bytes) {
   return error_pending ? 1 : 0;
 }
 
-// The staging buffer of r1_cuda_download_begin/_end (pinned, so that the copy is queued rather than waited for),
-// the event after its copy, and the byte count of the download begun and not yet ended (-1: none).
-static void* staging = nullptr;
-static int64_t staging_bytes = 0;
-static cudaEvent_t staged = nullptr;
-static int64_t staged_bytes = -1;
+// The staging slots of r1_cuda_download_begin/_end: pinned buffers (so that a copy is queued, not waited for),
+// the event after each slot's copy, and the byte count of the download begun in it (-1: the slot is free). Two,
+// so that a second download can be begun before the first is ended (the sampling engine queues step t + 1 with
+// its draw's download before it reads step t's).
+namespace {
+struct Staging {
+  void* buffer = nullptr;
+  int64_t capacity = 0;
+  cudaEvent_t event = nullptr;
+  int64_t bytes = -1;
+};
+Staging staging[2];
+}  // namespace
 
 R1_API int r1_cuda_download_begin(const void* src, int64_t bytes) {
+  int slot = staging[0].bytes < 0 ? 0 : staging[1].bytes < 0 ? 1 : -1;
+  if (slot < 0) {
+    record_message("r1_cuda_download_begin", "two downloads are begun and not ended (r1_cuda_download_end one first)");
+    return -1;
+  }
+  Staging& s = staging[slot];
   cudaError_t err = cudaSuccess;
-  if (bytes > staging_bytes) {
-    // An earlier download not ended may still be copying into the old buffer: cudaFreeHost waits for the device.
-    if (staging) cudaFreeHost(staging);
-    staging = nullptr;
-    staging_bytes = 0;
-    if ((err = cudaMallocHost(&staging, bytes)) != cudaSuccess) return record_error("r1_cuda_download_begin (pinned buffer)", err), 1;
-    staging_bytes = bytes;
+  if (bytes > s.capacity) {
+    // The slot is free: its last copy has been waited for, so its buffer can go.
+    if (s.buffer) cudaFreeHost(s.buffer);
+    s.buffer = nullptr;
+    s.capacity = 0;
+    if ((err = cudaMallocHost(&s.buffer, bytes)) != cudaSuccess) return record_error("r1_cuda_download_begin (pinned buffer)", err), -1;
+    s.capacity = bytes;
   }
-  if (!staged && (err = cudaEventCreateWithFlags(&staged, cudaEventDisableTiming)) != cudaSuccess) {
-    return record_error("r1_cuda_download_begin (event)", err), 1;
+  if (!s.event && (err = cudaEventCreateWithFlags(&s.event, cudaEventDisableTiming)) != cudaSuccess) {
+    return record_error("r1_cuda_download_begin (event)", err), -1;
   }
-  if (bytes > 0 && (err = cudaMemcpyAsync(staging, src, bytes, cudaMemcpyDeviceToHost, stream())) != cudaSuccess) {
-    return record_error("r1_cuda_download_begin", err), 1;
+  if (bytes > 0 && (err = cudaMemcpyAsync(s.buffer, src, bytes, cudaMemcpyDeviceToHost, stream())) != cudaSuccess) {
+    return record_error("r1_cuda_download_begin", err), -1;
   }
-  if ((err = cudaEventRecord(staged, stream())) != cudaSuccess) return record_error("r1_cuda_download_begin (event)", err), 1;
-  staged_bytes = bytes;
-  return 0;
+  if ((err = cudaEventRecord(s.event, stream())) != cudaSuccess) return record_error("r1_cuda_download_begin (event)", err), -1;
+  s.bytes = bytes;
+  return slot;
 }
 
-R1_API int r1_cuda_download_end(void* host_dst, int64_t bytes) {
-  if (staged_bytes < 0 || bytes != staged_bytes) {
-    record_message("r1_cuda_download_end", "no download of this size was begun (r1_cuda_download_begin first, once per end)");
+R1_API int r1_cuda_download_end(int slot, void* host_dst, int64_t bytes) {
+  if (slot < 0 || slot > 1 || staging[slot].bytes < 0 || bytes != staging[slot].bytes) {
+    record_message("r1_cuda_download_end", "no download of this size was begun in this slot (r1_cuda_download_begin's result)");
     return 1;
   }
-  staged_bytes = -1;
-  cudaError_t err = cudaEventSynchronize(staged);
+  Staging& s = staging[slot];
+  s.bytes = -1;
+  cudaError_t err = cudaEventSynchronize(s.event);
   if (err != cudaSuccess) return record_error("r1_cuda_download_end (or an earlier kernel)", err), 1;
-  if (bytes > 0) std::memcpy(host_dst, staging, static_cast<size_t>(bytes));
+  if (bytes > 0 && host_dst) std::memcpy(host_dst, s.buffer, static_cast<size_t>(bytes));
   return error_pending ? 1 : 0;
 }
 

@@ -41,9 +41,9 @@
 // a dense model's step is recorded from fused kernels (src/models/dense-decode.ts: ~10 a layer instead of ~28),
 // over its projections concatenated when the graph is recorded (a copy: a model updated while an engine holds a
 // batch would be decoded with the weights of the recording; generate() makes its own engine). Steps are then
-// pipelined: once a step's tokens are drawn, the next step is queued with its tokens read on the device, before
-// the host takes the drawn tokens (stop rules, bookkeeping), so the device does not wait for the host between
-// steps. A row whose request ends on the drawn token decodes one placeholder step, ignored; the pipeline pauses
+// pipelined: once a step and its draw are queued, the next step is queued with its tokens read on the device, and
+// only then does the host wait for the first draw and take its tokens (stop rules, bookkeeping), so the device
+// never waits for the host between steps. A row whose request ends on the drawn token decodes one placeholder step, ignored; the pipeline pauses
 // whenever the batch changes (requests waiting to enter, the cache full, the batch about to shrink).
 // Each step runs in its own scope, so its activations are freed at once, while the KV cache is kept outside
 // scopes and disposed when the queue is done.
@@ -308,7 +308,11 @@ export class SamplingEngine {
 
   /** Frees the KV cache now (a no-op on the CPU); a later step() makes a new one. */
   dispose(): void {
-    if (this.inFlight) dispose(this.inFlight.draw.ids);
+    if (this.inFlight) {
+      // A step queued ahead whose rows all ended: read (every queued draw is read once) and dropped.
+      this.inFlight.draw.finish();
+      dispose(this.inFlight.draw.ids);
+    }
     this.inFlight = null;
     this.decoder?.dispose();
     this.decoder = null;
@@ -348,18 +352,24 @@ export class SamplingEngine {
   }
 
   /**
-   * Reads a queued decode step's draw and takes its tokens, having first queued the next step when it can run
-   * ahead (pipelining: the device decodes step t + 1 while the host takes step t's tokens). Rows whose request
-   * ended or was cancelled since the step was queued are skipped.
+   * Takes the tokens of a queued decode step, having first queued the next step when it can run ahead
+   * (pipelining: the device decodes step t + 1 while the host waits for step t's draw and takes its tokens; the
+   * host's share of queueing step t + 1 overlaps step t). Rows whose request ended or was cancelled since the
+   * step was queued are skipped.
    */
   private finishStep(decoder: BatchDecoder, batch: (RowState | null)[], draw: QueuedDraw): void {
-    const { ids, logprobs } = draw.finish();
-    if (this.canRunAhead(decoder, batch)) {
-      this.inFlight = scope(() => ({ batch, draw: queueSampleOnDevice(decoder.next(draw.ids), this.deviceRows(batch, 1), this.tokenizer.vocabSize) }));
+    let drawn: Drawn;
+    try {
+      if (this.canRunAhead(decoder, batch)) {
+        this.inFlight = scope(() => ({ batch, draw: queueSampleOnDevice(decoder.next(draw.ids), this.deviceRows(batch, 1), this.tokenizer.vocabSize) }));
+      }
+    } finally {
+      // Read even when queueing the next step failed: every queued draw is read once (its staging slot).
+      const { ids, logprobs } = draw.finish();
+      drawn = { ids, logprobs, top: [] };
+      // The next step's copy of the tokens is queued: the buffer is released in stream order.
+      dispose(draw.ids);
     }
-    // The next step's copy of the tokens is queued: the buffer is released in stream order.
-    dispose(draw.ids);
-    const drawn = { ids, logprobs, top: [] };
     const live = batch.map((row) => (row !== null && !row.done && this.open.has(row.index) ? row : null));
     live.forEach((row, r) => row && this.take(drawn, r, row, r));
     this.options.onStep?.({ rows: batch.length, liveRows: live.filter((row) => row !== null).length, entered: this.entered, cacheColumns: decoder.length });

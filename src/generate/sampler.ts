@@ -248,8 +248,8 @@ export interface QueuedDraw {
 
 /**
  * sampleOnDevice without waiting: the kernel and the download of its 12 bytes a row are queued, so the next decode
- * step can be queued, reading its tokens from `ids`, before this draw is read (the engine's pipelining). One
- * queued draw at a time (a single staging buffer): finish() it before queueing another.
+ * step can be queued, reading its tokens from `ids`, before this draw is read (the engine's pipelining). At most
+ * two queued draws are unread at a time (r1_cuda_download_begin's staging slots): finish() every one.
  */
 export function queueSampleOnDevice(logits: Tensor, rows: readonly DeviceSamplingRow[], sampleVocab: number): QueuedDraw {
   const [count, vocab] = logits.shape;
@@ -272,7 +272,7 @@ export function queueSampleOnDevice(logits: Tensor, rows: readonly DeviceSamplin
   const out = empty([3 * count], 'i32', 'cuda');
   const backend = cudaBackend();
   backend.sample(logits.floatData() as number, count, vocab, sampleVocab, params.intData() as number, out.intData() as number);
-  backend.downloadBegin(out.intData() as number, 12 * count);
+  const slot = backend.downloadBegin(out.intData() as number, 12 * count);
   let finished = false;
   return {
     ids: slice(out, 0, 0, count),
@@ -280,7 +280,7 @@ export function queueSampleOnDevice(logits: Tensor, rows: readonly DeviceSamplin
       if (finished) throw new Error('QueuedDraw.finish: the draw was read already');
       finished = true;
       const result = new Int32Array(3 * count);
-      backend.downloadEnd(result);
+      backend.downloadEnd(slot, result);
       const bits = new Float32Array(result.buffer);
       return { ids: result.slice(0, count), logprobs: bits.slice(count, 2 * count), sampleLogprobs: bits.slice(2 * count) };
     },

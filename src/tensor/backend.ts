@@ -50,11 +50,12 @@ export interface DeviceBackend {
    */
   sample(logits: number, rows: number, vocab: number, sampleVocab: number, params: number, out: number): void;
   /**
-   * A download of `bytes` from a device address that waits only for the work queued before it (r1_cuda_download_begin):
-   * downloadEnd(dst) then waits for it and fills dst (dst.byteLength = bytes). One at a time.
+   * A download of `bytes` from a device address that waits only for the work queued before it
+   * (r1_cuda_download_begin), returning its slot: downloadEnd(slot, dst) then waits for it and fills dst
+   * (dst.byteLength = bytes). At most two begun and not ended.
    */
-  downloadBegin(address: number, bytes: number): void;
-  downloadEnd(dst: ArrayBufferView): void;
+  downloadBegin(address: number, bytes: number): number;
+  downloadEnd(slot: number, dst: ArrayBufferView): void;
   /** acc[0] += sum of x[i]^2 over i < n, without waiting for the device (r1_cuda_sum_squares_add). Addresses. */
   sumSquaresAdd(x: number, n: number, acc: number): void;
   /**

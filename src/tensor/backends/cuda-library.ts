@@ -30,9 +30,9 @@ export interface CudaLibrary {
   upload(dst: DevicePtr, src: ArrayBufferView): void;
   download(dst: ArrayBufferView, src: DevicePtr): void;
   copy(dst: DevicePtr, src: DevicePtr, bytes: number): void;
-  /** r1_cuda_download_begin/_end: a download that waits for the work queued before it only (one at a time). */
-  downloadBegin(src: DevicePtr, bytes: number): void;
-  downloadEnd(dst: ArrayBufferView): void;
+  /** r1_cuda_download_begin/_end: a download that waits for the work queued before it only (two at a time); begin returns its slot. */
+  downloadBegin(src: DevicePtr, bytes: number): number;
+  downloadEnd(slot: number, dst: ArrayBufferView): void;
   fill(x: DevicePtr, value: number, n: number): void;
   fillI32(x: DevicePtr, value: number, n: number): void;
   f32ToI32(x: DevicePtr, y: DevicePtr, n: number): void;
@@ -126,7 +126,7 @@ const declarations = {
   r1_cuda_download: 'int r1_cuda_download(void *host_dst, uint64_t src, int64_t bytes)',
   r1_cuda_copy: 'int r1_cuda_copy(uint64_t dst, uint64_t src, int64_t bytes)',
   r1_cuda_download_begin: 'int r1_cuda_download_begin(uint64_t src, int64_t bytes)',
-  r1_cuda_download_end: 'int r1_cuda_download_end(void *host_dst, int64_t bytes)',
+  r1_cuda_download_end: 'int r1_cuda_download_end(int slot, void *host_dst, int64_t bytes)',
   r1_cuda_fill: 'void r1_cuda_fill(uint64_t x, float value, int64_t n)',
   r1_cuda_fill_i32: 'void r1_cuda_fill_i32(uint64_t x, int32_t value, int64_t n)',
   r1_cuda_f32_to_i32: 'void r1_cuda_f32_to_i32(uint64_t x, uint64_t y, int64_t n)',
@@ -424,10 +424,12 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
       checkStatus('download', c.r1_cuda_download(dst, src, dst.byteLength) as number);
     },
     downloadBegin(src, bytes) {
-      checkStatus('downloadBegin', c.r1_cuda_download_begin(src, bytes) as number);
+      const slot = c.r1_cuda_download_begin(src, bytes) as number;
+      if (slot < 0) throw new Error(`CUDA downloadBegin failed: ${c.r1_cuda_last_error() as string}`);
+      return slot;
     },
-    downloadEnd(dst) {
-      checkStatus('downloadEnd', c.r1_cuda_download_end(dst, dst.byteLength) as number);
+    downloadEnd(slot, dst) {
+      checkStatus('downloadEnd', c.r1_cuda_download_end(slot, dst, dst.byteLength) as number);
     },
     copy: bracket('copy', (dst: DevicePtr, src: DevicePtr, bytes: number) => {
       checkStatus('copy', c.r1_cuda_copy(dst, src, bytes) as number);

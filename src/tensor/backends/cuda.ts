@@ -92,7 +92,7 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
     sample: (logits, rows, vocab, sampleVocab, params, out) => library.sample(logits, rows, vocab, sampleVocab, params, out),
     sumSquaresAdd: (x, n, acc) => library.sumSquaresAdd(x, n, acc),
     downloadBegin: (address, bytes) => library.downloadBegin(address, bytes),
-    downloadEnd: (dst) => library.downloadEnd(dst),
+    downloadEnd: (slot, dst) => library.downloadEnd(slot, dst),
     writeColumns: (cache, src, column, B, capacity, width, bf16) => library.writeColumns(cache, src, column, B, capacity, width, bf16),
     decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16) =>
       library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16),
