@@ -8,6 +8,7 @@ import { completionWithPrefill, isStrictFormat } from '../rewards/format.ts';
 import { r1ZeroPrompt } from '../rewards/template.ts';
 import { verifyAll, type Task } from '../tasks/task.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { average } from '../util/average.ts';
 import { majorityAnswer, passAt1, passAtK } from './estimators.ts';
 
 export interface EvalOptions {
@@ -101,7 +102,6 @@ export function evaluateModel(model: CausalLM, tokenizer: Tokenizer, task: Task,
     return { id: example.id, question: example.question, reference: example.reference, responses, votedAnswer, votedCorrect };
   });
   const all = details.flatMap((d) => d.responses);
-  const mean = (values: number[]) => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0);
   return {
     task: task.name,
     questions: details.length,
@@ -109,11 +109,11 @@ export function evaluateModel(model: CausalLM, tokenizer: Tokenizer, task: Task,
     temperature: options.temperature,
     topP: options.topP,
     maxNewTokens: options.maxNewTokens,
-    passAt1: mean(details.map((d) => passAt1(d.responses.map((r) => r.correct)))),
-    passAtK: mean(details.map((d) => passAtK(k, d.responses.filter((r) => r.correct).length, k))),
-    consAtK: mean(details.map((d) => (d.votedCorrect ? 1 : 0))),
-    formatRate: mean(all.map((r) => (r.formatted ? 1 : 0))),
-    meanLength: mean(all.map((r) => r.lengthTokens)),
+    passAt1: average(details.map((d) => passAt1(d.responses.map((r) => r.correct)))),
+    passAtK: average(details.map((d) => passAtK(k, d.responses.filter((r) => r.correct).length, k))),
+    consAtK: average(details.map((d) => (d.votedCorrect ? 1 : 0))),
+    formatRate: average(all.map((r) => (r.formatted ? 1 : 0))),
+    meanLength: average(all.map((r) => r.lengthTokens)),
     details,
   };
 }

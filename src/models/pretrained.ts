@@ -3,7 +3,6 @@
 // back. Tensor names are already Hugging Face's (Module registers them so), so
 // loading is a check of the directory followed by Module.loadState, with no renaming table.
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONFIG_FILE, loadHfModel, saveHfModel, type ModelConfig } from '../io/hf.ts';
 import { fromFloat32, type TensorMap } from '../io/safetensors.ts';

@@ -54,6 +54,7 @@ import { METRICS_FILE } from '../train/loop.ts';
 import { defaultRewardModelConfig, trainRewardModel } from '../train/reward-model.ts';
 import { readSftExamples } from '../train/sft-data.ts';
 import { defaultSftConfig, sft } from '../train/sft.ts';
+import { average } from '../util/average.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { defaultRejectionSampleConfig, rejectionSample, type RejectionCounts, type RejectionSampleConfig, type RejectionSampleResult } from './rejection-sample.ts';
@@ -402,13 +403,12 @@ export async function scoreModel(model: DenseModel, tokenizer: Tokenizer, style:
   const chains = responses.map((r) => chainOfThought(r.text));
   const consistency = chains.map((chain) => languageConsistency(chain, target));
   const monolingual = chains.map((chain, i) => countedWords(chain).length > 0 && consistency[i] === 1);
-  const mean = (xs: number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
   return {
     style,
     reasoning: summary(reasoning),
-    languageConsistency: mean(consistency),
-    consistentRate: mean(monolingual.map(Number)),
-    readableRate: mean(responses.map((r, i) => (isReadableFormat(r.text) && monolingual[i] ? 1 : 0))),
+    languageConsistency: average(consistency),
+    consistentRate: average(monolingual.map(Number)),
+    readableRate: average(responses.map((r, i) => (isReadableFormat(r.text) && monolingual[i] ? 1 : 0))),
     general: summary(general),
   };
 }

@@ -18,6 +18,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { finishUpdate, METRICS_FILE, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from '../train/schedule.ts';
+import { average } from '../util/average.ts';
 import { logToStderr } from '../util/log.ts';
 import { clipFraction, groupAdvantages, lossVariants, maskedMean, tokenTerms, type LossType } from './grpo.ts';
 import { sampleRollout, type RolloutOptions, type RolloutTask, type Sample } from './rollout.ts';
@@ -293,23 +294,23 @@ export function grpoStep(model: CausalLM, reference: CausalLM | null, optimizer:
   // Each component's mean over the samples it scored (with several sources, only its own source's samples).
   const partValues = new Map<string, number[]>();
   for (const s of drawn) for (const [name, value] of Object.entries(s.parts)) partValues.set(name, [...(partValues.get(name) ?? []), value]);
-  const rewardParts = Object.fromEntries([...partValues].map(([name, values]) => [name, mean(values)]));
+  const rewardParts = Object.fromEntries([...partValues].map(([name, values]) => [name, average(values)]));
   const record: GrpoStepRecord = {
     step: stepNumber,
-    reward: mean(drawn.map((s) => s.reward)),
+    reward: average(drawn.map((s) => s.reward)),
     rewardParts,
-    accuracy: mean(drawn.map((s) => (s.correct ? 1 : 0))),
-    formatRate: mean(drawn.map((s) => (s.formatted ? 1 : 0))),
-    responseLengthMean: mean(lengths),
+    accuracy: average(drawn.map((s) => (s.correct ? 1 : 0))),
+    formatRate: average(drawn.map((s) => (s.formatted ? 1 : 0))),
+    responseLengthMean: average(lengths),
     responseLengthMax: Math.max(0, ...lengths),
-    truncatedRate: mean(drawn.map((s) => (s.truncated ? 1 : 0))),
+    truncatedRate: average(drawn.map((s) => (s.truncated ? 1 : 0))),
     kl: update?.kl ?? (reference ? 0 : null),
     clipFraction: update?.clipFraction ?? 0,
     entropy: update?.entropy ?? 0,
     loss: update?.loss ?? 0,
     gradNorm: update?.gradNorm ?? 0,
     lr,
-    reflectionWords: mean(drawn.map((s) => countReflectionWords(s.text))),
+    reflectionWords: average(drawn.map((s) => countReflectionWords(s.text))),
     droppedGroups: rollout.droppedGroups,
     rewardFailures: drawn.filter((s) => s.failedRewards.length > 0).length,
     trainedGroups: rollout.samples.length / config.groupSize,
@@ -537,12 +538,8 @@ function copyParameters(from: CausalLM, to: CausalLM): void {
 function sourceStats(samples: readonly Sample[]): SourceStats {
   return {
     samples: samples.length,
-    reward: mean(samples.map((s) => s.reward)),
-    accuracy: mean(samples.map((s) => (s.correct ? 1 : 0))),
-    formatRate: mean(samples.map((s) => (s.formatted ? 1 : 0))),
+    reward: average(samples.map((s) => s.reward)),
+    accuracy: average(samples.map((s) => (s.correct ? 1 : 0))),
+    formatRate: average(samples.map((s) => (s.formatted ? 1 : 0))),
   };
-}
-
-function mean(values: readonly number[]): number {
-  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0;
 }

@@ -18,7 +18,7 @@ import { openCommunicator, type Communicator } from '../distributed/communicator
 import { readDistributedEnv } from '../distributed/environment.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
-import { mul, scope, type Tensor } from '../tensor/index.ts';
+import { mul, noGrad, scope, type Tensor } from '../tensor/index.ts';
 import type { TokenizerFiles } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
@@ -106,6 +106,29 @@ export interface UpdateResult {
   gradNorm: number;
   /** DeepSeek models: the update's expert loads per MoE layer. */
   moeLoads: MoeLoadStats[] | undefined;
+}
+
+/** A batch of held-out text and how many of its targets count (each counted token weighs the same). */
+export interface HeldOutBatch {
+  inputs: Tensor;
+  targets: Tensor;
+  tokens: number;
+}
+
+/**
+ * Mean next-token loss over held-out batches, each counted token weighing the same, without gradients, each
+ * batch in a scope of its own. `batches` should be lazy (a generator), so that its tensors are made inside.
+ */
+export function heldOutLoss(model: CausalLM, batches: Iterable<HeldOutBatch>): number {
+  return scope(() => noGrad(() => {
+    let total = 0;
+    let count = 0;
+    for (const { inputs, targets, tokens } of batches) {
+      total += scope(() => model.loss(inputs, targets).item()) * tokens;
+      count += tokens;
+    }
+    return total / count;
+  }));
 }
 
 /**

@@ -13,7 +13,7 @@ import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekCon
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import { loadModel, saveModel } from '../models/pretrained.ts';
-import { noGrad, scope, useDevice, type Device, type Precision } from '../tensor/index.ts';
+import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { trainBpe } from '../tokenizer/train.ts';
 import { END_OF_TEXT } from '../tokenizer/chat.ts';
@@ -23,7 +23,7 @@ import { pickFields } from '../util/pick-fields.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
 import { broadcastParameters, rankShare } from './data-parallel.ts';
-import { FINAL_DIR, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type TrainingHooks } from './loop.ts';
+import { FINAL_DIR, heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
@@ -283,15 +283,10 @@ function formatRecord(r: StepRecord, totalSteps: number): string {
 
 /** Mean next-token loss over a fixed set of validation windows (weighted by token count). */
 export function evaluate(model: CausalLM, tokens: Int32Array, batchSize: number, seqLen: number, maxBatches: number): number {
-  return scope(() => noGrad(() => {
-    let total = 0;
-    let count = 0;
-    for (const { inputs, targets } of sequentialBatches(tokens, batchSize, seqLen, maxBatches)) {
-      total += scope(() => model.loss(inputs, targets).item()) * targets.size;
-      count += targets.size;
-    }
-    return total / count;
-  }));
+  function* batches(): Generator<HeldOutBatch> {
+    for (const batch of sequentialBatches(tokens, batchSize, seqLen, maxBatches)) yield { ...batch, tokens: batch.targets.size };
+  }
+  return heldOutLoss(model, batches());
 }
 
 /** Continuations of the first words of a few corpus documents (spread over the corpus), at temperature 0.8. */

@@ -10,14 +10,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, saveModel, type CausalLM } from '../models/pretrained.ts';
-import { noGrad, Rng, scope, tensor, useDevice, type Device, type Precision } from '../tensor/index.ts';
+import { Rng, tensor, useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
 import { epochBatch } from './data.ts';
-import { FINAL_DIR, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type MicroBatch, type TrainingHooks } from './loop.ts';
+import { FINAL_DIR, heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
@@ -226,13 +226,8 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
       // the mean over all of them, however the batch is split.
       function* microBatches(): Generator<MicroBatch> {
         for (let at = 0; at < batch.length; at += config.microBatchSize) {
-          const micro = batch.slice(at, at + config.microBatchSize);
-          const padded = padRows(micro, padId);
-          yield {
-            inputs: tensor(padded.inputs, [padded.batch, padded.length], 'i32'),
-            targets: tensor(padded.targets, [padded.batch, padded.length], 'i32'),
-            weight: micro.reduce((n, r) => n + r.trainedTokens, 0) / tokens,
-          };
+          const micro = paddedBatch(batch.slice(at, at + config.microBatchSize), padId);
+          yield { inputs: micro.inputs, targets: micro.targets, weight: micro.tokens / tokens };
         }
       }
       const lr = learningRate(index, schedule);
@@ -275,16 +270,18 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
 
 /** Mean next-token loss over the assistant tokens of `rows` (each token weighs the same), without gradients. */
 export function validationLoss(model: CausalLM, rows: readonly SftRow[], batchSize: number, padId: number): number {
-  return scope(() => noGrad(() => {
-    let total = 0;
-    let count = 0;
-    for (let at = 0; at < rows.length; at += batchSize) {
-      const micro = rows.slice(at, at + batchSize);
-      const padded = padRows(micro, padId);
-      const tokens = micro.reduce((n, r) => n + r.trainedTokens, 0);
-      total += scope(() => model.loss(tensor(padded.inputs, [padded.batch, padded.length], 'i32'), tensor(padded.targets, [padded.batch, padded.length], 'i32')).item()) * tokens;
-      count += tokens;
-    }
-    return total / count;
-  }));
+  function* batches(): Generator<HeldOutBatch> {
+    for (let at = 0; at < rows.length; at += batchSize) yield paddedBatch(rows.slice(at, at + batchSize), padId);
+  }
+  return heldOutLoss(model, batches());
+}
+
+/** Rows padded into one batch, [rows, longest row], with the assistant tokens it trains on. */
+function paddedBatch(rows: readonly SftRow[], padId: number): HeldOutBatch {
+  const padded = padRows(rows, padId);
+  return {
+    inputs: tensor(padded.inputs, [padded.batch, padded.length], 'i32'),
+    targets: tensor(padded.targets, [padded.batch, padded.length], 'i32'),
+    tokens: rows.reduce((n, r) => n + r.trainedTokens, 0),
+  };
 }
