@@ -6,7 +6,8 @@
 //   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16] [train | train-s42m | train-q05b] [build] [sample] [grpo]
 // PROFILE=1 (as in bench/train.ts): after timing each training row, one more step under profileCuda (CUDA
 // events around every kernel call), printed as the device time of each kind of kernel, the bf16 rounding of
-// operands, and the time the device waited between calls (host-bound stretches).
+// operands, and the time the device waited between calls (host-bound stretches); after each sampling row, the
+// same for one fused decode step launched eagerly, and each of its GEMM shapes timed alone (decodeProfile).
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
 // the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
 // `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
@@ -24,7 +25,8 @@ import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
 import { loadModel, saveModel } from '../src/models/pretrained.ts';
 import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
-import { mul, noGrad, profileCuda, Rng, scope, slice, synchronize, tensor, useDevice, type CacheFormat, type CudaProfileRow } from '../src/tensor/index.ts';
+import { captureGraph, decodeLinear, dispose, mul, noGrad, packBf16, profileCuda, randn, Rng, scope, slice, synchronize, tensor, useDevice, type CacheFormat, type CudaProfileRow, type Tensor } from '../src/tensor/index.ts';
+import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../src/models/dense-decode.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { AdamW, clipGradNormQueued } from '../src/train/optimizer.ts';
 
@@ -151,6 +153,7 @@ function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Toke
     const hf = torch.find((r) => r.kind === 'generate_hf' && r.model === name && r.bs === batch);
     const agreement = logprobAgreement(model, prompts.slice(0, 8).map((p, i) => ({ promptIds: p.prompt, completionIds: out[i].tokenIds, logprobs: out[i].logprobs })));
     const parts = cudaGraphs ? stepParts(model, tokenizer, prompts.map((p) => p.prompt), kvCache) : null;
+    if (cudaGraphs && process.env.PROFILE) decodeProfile(model, batch, kvCache);
     const row = { kind: 'sample', model: name, batch, promptLength, newTokens, cudaGraphs, kvCache, seconds, msPerStep: 1000 * seconds / newTokens, tokensPerSecond: generated / seconds,
       hfGenerate: hf?.tok_s ?? null, ...agreement, ...parts };
     rows.push(row);
@@ -208,6 +211,58 @@ function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][],
   } finally {
     decoder.dispose();
   }
+}
+
+/**
+ * Where a fused decode step's device time goes (PROFILE=1): one step of denseDecodeLogits launched eagerly under
+ * profileCuda (a cache of 400 columns, 193 of them attended), then each GEMM shape of the step alone, 50 calls
+ * recorded in a graph and replayed, so that launch costs do not count.
+ */
+function decodeProfile(model: DenseModel, batch: number, kvCache: CacheFormat): void {
+  noGrad(() => scope(() => {
+    const c = model.config;
+    const column = 192;
+    const ints = (value: number, shape: number[]) => tensor(new Int32Array(batch).fill(value), shape, 'i32');
+    const cache = model.newCache(batch, 400, kvCache);
+    const [ids, positions, kvStart] = [ints(1, [batch, 1]), ints(column, [batch, 1]), ints(0, [batch])];
+    const step = { column: ints(column, [batch]), kvEnd: ints(column + 1, [batch]) };
+    const weights = denseDecodeWeights(model);
+    try {
+      denseDecodeLogits(model, weights, ids, positions, cache, kvStart, step);
+      const { rows: profile, totalMs } = profileCuda(() => denseDecodeLogits(model, weights, ids, positions, cache, kvStart, step));
+      rows.push({ kind: 'decode-profile', model: 'q05b', batch, kvCache, stepMs: totalMs, rows: profile });
+      printProfile(profile, totalMs);
+      const rng = new Rng(7);
+      const operand = (k: number) => (weights.format === 'bf16' ? packBf16(randn([batch, k], rng)) : randn([batch, k], rng));
+      const layer = model.layers[0];
+      const [hidden, attended, act] = [operand(c.hiddenSize), randn([batch, c.numHeads * c.headDim], rng), operand(c.intermediateSize)];
+      const packed = { x: weights.format, weight: weights.format };
+      const shapes: [string, () => Tensor][] = [
+        ['q|k|v', () => decodeLinear(hidden, weights.layers[0].qkv, weights.layers[0].qkvBias, packed)],
+        ['o', () => decodeLinear(attended, layer.selfAttn.oProj.weight, null)],
+        ['gate|up', () => decodeLinear(hidden, weights.layers[0].gateUp, null, packed)],
+        ['down', () => decodeLinear(act, layer.mlp.downProj.weight, null, { x: weights.format })],
+        ['head', () => decodeLinear(hidden, model.lmHead, null, { x: weights.format })],
+      ];
+      const calls = 50;
+      const times = shapes.map(([name, call]) => {
+        const { graph } = captureGraph(() => Array.from({ length: calls }, call));
+        graph.launch();
+        synchronize('cuda');
+        const start = performance.now();
+        graph.launch();
+        synchronize('cuda');
+        const ms = (performance.now() - start) / calls;
+        graph.dispose();
+        return [name, ms] as const;
+      });
+      console.log(`  each GEMM shape alone (bs${batch}, ${calls} calls replayed from a graph), ms per call: ${times.map(([name, ms]) => `${name} ${ms.toFixed(4)}`).join(', ')}`);
+      rows.push({ kind: 'decode-gemms', batch, kvCache, msPerCall: Object.fromEntries(times) });
+    } finally {
+      disposeDecodeWeights(weights);
+      for (const layer of cache) layer.buffers.forEach((buffer) => dispose(buffer));
+    }
+  }));
 }
 
 /**
