@@ -70,9 +70,15 @@ void ThreadPool::resize(int n) {
 
 namespace {
 
-// How long an idle thread spins before it blocks: longer than the TypeScript work between two kernel calls of a
-// training step (a few microseconds), short enough that a pool left idle soon stops using its cores.
-constexpr int64_t kSpinMicros = 100;
+// How long an idle thread spins before it blocks. The kernel calls of a training step come 10 us to a few ms apart
+// (the TypeScript work between them; a 5m step on the 2-core EPYC: 48% of the gaps under 100 us, 35% 100-500 us,
+// 14% 0.5-5 ms), and a worker that has blocked costs the next call its wake-up: a system call, and on a virtual
+// machine the wake of an idle vCPU, tens of microseconds or more, while the calling thread starts alone. So while
+// calls keep coming (the worker's last wait was short) it spins up to kBusySpinMicros; after a longer quiet
+// (between runs, or a program that calls a kernel now and then, as tests do) only kIdleSpinMicros, so that a pool
+// left idle soon stops using its cores. OpenMP runtimes spin for similar times (libgomp's default spin count).
+constexpr int64_t kBusySpinMicros = 1000;
+constexpr int64_t kIdleSpinMicros = 100;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -82,14 +88,14 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spins until done() or kSpinMicros have passed; returns done().
+// Spins until done() or `micros` have passed; returns done().
 template <class Done>
-bool spin_until(Done done) {
+bool spin_until(Done done, int64_t micros) {
   auto start = std::chrono::steady_clock::now();
   for (int i = 1;; ++i) {
     if (done()) return true;
     cpu_relax();
-    if (i % 64 == 0 && std::chrono::steady_clock::now() - start > std::chrono::microseconds(kSpinMicros)) return done();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() - start > std::chrono::microseconds(micros)) return done();
   }
 }
 
@@ -97,10 +103,12 @@ bool spin_until(Done done) {
 
 void ThreadPool::worker_loop(int) {
   uint64_t seen = 0;
+  int64_t spin_micros = kIdleSpinMicros;
   for (;;) {
     const std::function<void(int64_t)>* job;
     int64_t tasks;
-    spin_until([&] { return stopping_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen; });
+    const auto idle_since = std::chrono::steady_clock::now();
+    spin_until([&] { return stopping_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen; }, spin_micros);
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -112,6 +120,8 @@ void ThreadPool::worker_loop(int) {
       tasks = tasks_;
       ++active_;
     }
+    const bool busy = std::chrono::steady_clock::now() - idle_since <= std::chrono::microseconds(kBusySpinMicros);
+    spin_micros = busy ? kBusySpinMicros : kIdleSpinMicros;
     for (int64_t t; (t = next_.fetch_add(1)) < tasks;) (*job)(t);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -138,7 +148,7 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)>& fn) {
   wake_.notify_all();
   for (int64_t t; (t = next_.fetch_add(1)) < tasks;) fn(t);
   // Workers that woke late find no task left; wait until every worker that took part has finished.
-  spin_until([&] { return active_.load(std::memory_order_acquire) == 0; });
+  spin_until([&] { return active_.load(std::memory_order_acquire) == 0; }, kIdleSpinMicros);
   std::unique_lock<std::mutex> lock(mu_);
   done_.wait(lock, [&] { return active_ == 0; });
   job_ = nullptr;

@@ -1,9 +1,10 @@
 // A persistent pool of worker threads and parallel_for, shared by every CPU kernel.
 // Why a pool: a kernel call is often tens of microseconds, far less than starting a thread.
 // Why spinning: waking a thread blocked on a condition variable costs a system call and 5-50 us before it runs,
-// paid by every worker on every kernel call. A training step makes thousands of calls a few microseconds of
-// TypeScript apart, so workers spin for a while (kSpinMicros) after each job before they block, and so does
-// the calling thread while it waits for the last workers to finish (OpenMP runtimes do the same).
+// paid by every worker on every kernel call. A training step makes thousands of calls microseconds to milliseconds
+// of TypeScript apart, so workers spin for a while after each job before they block (longer while calls keep
+// coming), and so does the calling thread while it waits for the last workers to finish (OpenMP runtimes do the
+// same).
 #pragma once
 #include <atomic>
 #include <condition_variable>
