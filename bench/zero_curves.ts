@@ -5,10 +5,9 @@
 //   node --import tsx bench/zero_curves.ts RUN_DIR [FIGURE.svg]
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonl, SAMPLES_FILE } from '../src/io/checkpoint.ts';
+import { METRICS_FILE, readJsonl, SAMPLES_FILE } from '../src/io/checkpoint.ts';
 import { chart, type StepSamples } from '../src/pipeline/report.ts';
 import type { GrpoStepRecord } from '../src/rl/trainer.ts';
-import { METRICS_FILE } from '../src/train/loop.ts';
 import type { EvalReport } from '../src/eval/evaluate.ts';
 import { operationsOfQuestion } from '../src/tasks/arithmetic.ts';
 import { GUESS_OPENING } from '../src/tasks/reasoning-styles.ts';

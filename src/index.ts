@@ -36,7 +36,7 @@ export * from './pipeline/rejection-sample.ts';
 export * from './pipeline/r1.ts';
 export * from './rewards/judge.ts';
 // Both training loops write metrics.jsonl; one name for it.
-export { METRICS_FILE } from './train/pretrain.ts';
+export { FINAL_DIR, METRICS_FILE } from './io/checkpoint.ts';
 export { UserError } from './util/errors.ts';
 export * from './serve/openai.ts';
 export * from './serve/serving-engine.ts';

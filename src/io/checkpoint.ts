@@ -204,6 +204,10 @@ export function arraysUnder(arrays: TensorMap, prefix: string): TensorMap {
 // ---------------------------------------------------------------------------------------------------------
 // metrics.jsonl, and what the dashboard (src/serve/dashboard.ts) reads beside it
 
+/** One JSON record per training step (or update), appended as the run goes. */
+export const METRICS_FILE = 'metrics.jsonl';
+/** The trained model's Hugging Face folder inside a run folder. */
+export const FINAL_DIR = 'final';
 /** A run folder's kind and settings, written when the run starts: `{kind, config}`. */
 export const RUN_FILE = 'run.json';
 /** A few sampled completions per step with their rewards: one `{step, samples: [...]}` line per step. */

@@ -35,7 +35,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { CHECKPOINTS_DIR } from '../io/checkpoint.ts';
+import { CHECKPOINTS_DIR, FINAL_DIR, METRICS_FILE } from '../io/checkpoint.ts';
 import { loadModel, saveModel } from '../models/pretrained.ts';
 import { DenseModel, type DenseConfig } from '../models/dense.ts';
 import { isReadableFormat, isStrictFormat } from '../rewards/format.ts';
@@ -50,7 +50,6 @@ import { useDevice } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { dictionaryDocument } from '../train/corpus.ts';
-import { METRICS_FILE } from '../train/loop.ts';
 import { defaultRewardModelConfig, trainRewardModel } from '../train/reward-model.ts';
 import { readSftExamples } from '../train/sft-data.ts';
 import { defaultSftConfig, sft } from '../train/sft.ts';
@@ -492,7 +491,7 @@ async function grpoStage(ctx: StageContext, from: string, style: OutputStyle, so
   const built = await buildSources(sources, tokenizer);
   const onStep = ctx.hooks.onGrpoStep && ((record: GrpoStepRecord) => ctx.hooks.onGrpoStep!(ctx.name, record.step));
   const { records } = await trainGrpo({ model, tokenizer, sources: built.map((b) => b.rollout), config: grpo, out: ctx.dir, resume: true }, { log: ctx.log, progress: ctx.progress, onStep });
-  const finalDir = join(ctx.dir, 'final');
+  const finalDir = join(ctx.dir, FINAL_DIR);
   await saveModel(model, tokenizer, finalDir);
   return { finalDir, scores: await scoreModel(model, tokenizer, style, ctx.config, ctx.dir, 'final'), records };
 }

@@ -13,7 +13,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
+import { FINAL_DIR, readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
 import { loadModel, saveModel, type LoadedModel } from '../models/pretrained.ts';
 import { loadRewardModel, type LoadedRewardModel } from '../models/reward-model.ts';
 import { taskAccuracyReward } from '../rewards/accuracy.ts';
@@ -255,7 +255,7 @@ export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRu
   const { records } = await trainGrpo({ model, tokenizer, sources: sources.map((s) => s.rollout), config, out: config.out, resume: config.resume }, { log, progress: hooks.progress, onStep: hooks.onStep });
   const train = lap();
 
-  const finalDir = join(config.out, 'final');
+  const finalDir = join(config.out, FINAL_DIR);
   await saveModel(model, tokenizer, finalDir);
   const evaluations: SourceEvaluation[] = [];
   for (const source of evaluated) {

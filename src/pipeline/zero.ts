@@ -16,7 +16,7 @@ import { loadModel } from '../models/pretrained.ts';
 import type { DenseConfig, DenseSize } from '../models/dense.ts';
 import type { CodeScoring } from '../rewards/code.ts';
 import type { FormatRule } from '../rewards/format.ts';
-import { CHECKPOINTS_DIR } from '../io/checkpoint.ts';
+import { CHECKPOINTS_DIR, FINAL_DIR } from '../io/checkpoint.ts';
 import type { WeightedReward } from '../rewards/reward.ts';
 import type { Language, SandboxLimits } from '../rewards/sandbox.ts';
 import { R1_ZERO_TEMPLATE } from '../rewards/template.ts';
@@ -29,7 +29,7 @@ import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { defaultPretrainConfig, pretrain, FINAL_DIR, type PretrainConfig } from '../train/pretrain.ts';
+import { defaultPretrainConfig, pretrain, type PretrainConfig } from '../train/pretrain.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
@@ -422,7 +422,7 @@ export async function ensurePretrainedModel(recipe: PretrainedModelRecipe, log: 
     samples: 0,
     resume,
   }, { log });
-  await rm(join(temporary, 'checkpoints'), { recursive: true, force: true });
+  await rm(join(temporary, CHECKPOINTS_DIR), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });
   await rename(temporary, dir);
   return finalDir;

@@ -10,12 +10,12 @@
 // and every completion's seed), so a resumed run samples the same completions and computes the same updates as
 // the run that was killed; metrics.jsonl and samples.jsonl are cut back to the checkpoint's step.
 import { join } from 'node:path';
-import { appendJsonl, arraysUnder, OPTIMIZER_FILE, parameterArrays, readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
+import { appendJsonl, arraysUnder, METRICS_FILE, OPTIMIZER_FILE, parameterArrays, readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
 import { createModel, type CausalLM } from '../models/pretrained.ts';
 import { copyInto, crossEntropy, exp, IGNORE_INDEX, logSoftmax, mul, neg, noGrad, reshape, scope, sum, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { finishUpdate, METRICS_FILE, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
+import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
 import { AdamW } from '../train/optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from '../train/schedule.ts';
 import { average } from '../util/average.ts';

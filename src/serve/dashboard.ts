@@ -15,12 +15,10 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readJsonl, RUN_FILE, SAMPLES_FILE } from '../io/checkpoint.ts';
+import { CHECKPOINTS_DIR, FINAL_DIR, METRICS_FILE, readJsonl, RUN_FILE, SAMPLES_FILE } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
 import { EventStream, HttpError, listen, sendJson, type Route, type RunningServer } from './http.ts';
 import { loadServedModel, openAiRoutes, type ServedModel } from './openai.ts';
-
-const METRICS_FILE = 'metrics.jsonl';
 
 export interface RunInfo {
   /** The run's folder relative to the dashboard's folder ('.' for the folder itself). */
@@ -50,7 +48,7 @@ async function findRunDirs(root: string, depth = 3): Promise<string[]> {
     if (entries.some((e) => e.isFile() && e.name === METRICS_FILE)) found.push(dir);
     if (level === depth) return;
     // Checkpoint and model folders never hold runs: skip them instead of walking their files.
-    await Promise.all(entries.filter((e) => e.isDirectory() && !['checkpoints', 'final', 'node_modules'].includes(e.name) && !e.name.startsWith('.')).map((e) => visit(join(dir, e.name), level + 1)));
+    await Promise.all(entries.filter((e) => e.isDirectory() && ![CHECKPOINTS_DIR, FINAL_DIR, 'node_modules'].includes(e.name) && !e.name.startsWith('.')).map((e) => visit(join(dir, e.name), level + 1)));
   };
   await visit(root, 0);
   return found.sort();

@@ -12,7 +12,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
+import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, METRICS_FILE, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import type { TensorMap } from '../io/safetensors.ts';
 import { openCommunicator, type Communicator } from '../distributed/communicator.ts';
 import { readDistributedEnv } from '../distributed/environment.ts';
@@ -24,8 +24,6 @@ import { UserError } from '../util/errors.ts';
 import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
 import { clipGradNorm, type AdamW } from './optimizer.ts';
 
-export const METRICS_FILE = 'metrics.jsonl';
-export const FINAL_DIR = 'final';
 
 type Log = (line: string) => void;
 

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { generate } from '../generate/engine.ts';
 import { DeepSeekModel, deepseekConfig, validateDeepSeekConfig, type DeepSeekConfig } from '../models/deepseek.ts';
 import { DenseModel, denseConfig, validateDenseConfig, type DenseConfig, type DenseSize } from '../models/dense.ts';
+import { FINAL_DIR } from '../io/checkpoint.ts';
 import type { CausalLM } from '../models/pretrained.ts';
 import { loadModel, saveModel } from '../models/pretrained.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
@@ -23,7 +24,7 @@ import { pickFields } from '../util/pick-fields.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
 import { broadcastParameters, rankShare } from './data-parallel.ts';
-import { FINAL_DIR, heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
+import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
@@ -163,8 +164,6 @@ interface TrainerState {
   corpusTokens: number;
   elapsedSeconds: number;
 }
-
-export { FINAL_DIR, METRICS_FILE } from './loop.ts';
 
 /**
  * Runs (or resumes) a pretraining job. It computes on config.device, which it makes the process's default device

@@ -15,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parameterArrays } from '../io/checkpoint.ts';
+import { FINAL_DIR, parameterArrays } from '../io/checkpoint.ts';
 import { CLASSIFIER_SUFFIX, CONFIG_FILE } from '../io/hf.ts';
 import { readJsonlObjects } from '../io/jsonl.ts';
 import { loadModel } from '../models/pretrained.ts';
@@ -297,7 +297,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
     progress: hooks.progress,
     onStep: hooks.onStep,
   });
-  const finalDir = join(given.out, 'final');
+  const finalDir = join(given.out, FINAL_DIR);
   await saveRewardModel(model, tokenizer, finalDir);
   log(`saved the reward model to ${finalDir}`);
   return {

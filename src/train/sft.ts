@@ -9,6 +9,7 @@
 // count picks the batch, so a resumed run trains on the same batches as the uninterrupted one.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FINAL_DIR } from '../io/checkpoint.ts';
 import { loadModel, saveModel, type CausalLM } from '../models/pretrained.ts';
 import { Rng, tensor, useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
@@ -17,7 +18,7 @@ import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
 import { epochBatch } from './data.ts';
-import { FINAL_DIR, heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
+import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
