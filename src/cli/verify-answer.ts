@@ -6,6 +6,7 @@
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError } from 'commander';
+import { isJsonObject, parseJsonLine } from '../io/jsonl.ts';
 import { answerOf, finalAnswersEquivalent, optionsFor } from '../rewards/answer.ts';
 import { ANSWER_PLACES, extractAnswer, type AnswerPlace } from '../rewards/extract.ts';
 import { UserError } from '../util/errors.ts';
@@ -41,18 +42,13 @@ export function verifyPair(gold: string, pred: string, options: VerifyOptions): 
 
 /** One JSONL line -> its result (an "error" result naming the line and the problem when it is malformed). */
 export function verifyLine(text: string, line: number, options: VerifyOptions): LineResult {
-  let record: unknown;
-  try {
-    record = JSON.parse(text);
-  } catch (err) {
-    return { line, error: `line ${line}: not valid JSON (${(err as Error).message})` };
-  }
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-    return { line, error: `line ${line}: expected an object {"gold": ..., "pred": ...}` };
-  }
+  const parsed = parseJsonLine(text);
+  if ('error' in parsed) return { line, error: `line ${line}: ${parsed.error}` };
+  const record = parsed.value;
+  if (!isJsonObject(record)) return { line, error: `line ${line}: expected an object {"gold": ..., "pred": ...}` };
   const fields: Record<string, string> = {};
   for (const name of ['gold', 'pred']) {
-    const value = (record as Record<string, unknown>)[name];
+    const value = record[name];
     if (typeof value === 'number' && Number.isFinite(value)) fields[name] = String(value);
     else if (typeof value === 'string') fields[name] = value;
     else return { line, error: `line ${line}: field "${name}" ${value === undefined ? 'is missing' : 'must be a string or a number'}` };

@@ -3,18 +3,12 @@
 // Node 20's JSON.parse names an offset for some syntax errors and none for others ("Unexpected token 'x',
 // "..." is not valid JSON"), so on failure we re-scan the text with a small RFC 8259 checker that finds the
 // first offending character, and report it as line:column.
-import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
+import { readTextFile } from './text-file.ts';
 
-/** Reads and parses a JSON file; a missing file or a syntax error is a UserError naming the file (and line:column). */
+/** Reads and parses a JSON file; a missing file, bad UTF-8 or a syntax error is a UserError naming the file (and line:column). */
 export function readJsonFile(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  return parseJsonText(text, path);
+  return parseJsonText(readTextFile(path), path);
 }
 
 /** Parses `text`; on a syntax error throws a UserError `where:line:column: not valid JSON: problem`. */

@@ -1,10 +1,9 @@
 // A user's JSONL file, one JSON object per line, read and checked whole before any work: a line that is not JSON
 // or not an object fails as `file:line: problem` (with the column of a syntax error). Callers check the fields
 // and name the line the same way (`where(line)`).
-import { readFileSync } from 'node:fs';
-import { decodeUtf8 } from '../tokenizer/corpus.ts';
-import { lineAndColumn, locateJsonError } from './json-file.ts';
 import { UserError } from '../util/errors.ts';
+import { lineAndColumn, locateJsonError } from './json-file.ts';
+import { readTextFile } from './text-file.ts';
 
 export interface JsonlRecord {
   /** 1-based line number in the file. */
@@ -12,28 +11,29 @@ export interface JsonlRecord {
   record: Record<string, unknown>;
 }
 
-/** Every non-blank line of `path` as a JSON object, with its line number. */
-export function readJsonlObjects(path: string): JsonlRecord[] {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  // A byte-order mark (some Windows editors write one) is not part of the first line's JSON.
-  const lines = decodeUtf8(bytes, path).replace(/^\uFEFF/, '').split('\n');
+/** Every non-blank line of `path` as a JSON object, with its line number; `notAnObject` says what a line should be. */
+export function readJsonlObjects(path: string, notAnObject = 'expected a JSON object'): JsonlRecord[] {
   const out: JsonlRecord[] = [];
-  lines.forEach((text, i) => {
+  readTextFile(path).split('\n').forEach((text, i) => {
     if (text.trim().length === 0) return;
-    let record: unknown;
-    try {
-      record = JSON.parse(text);
-    } catch {
-      const { offset, problem } = locateJsonError(text);
-      throw new UserError(`${path}:${i + 1}: not valid JSON at column ${lineAndColumn(text, offset).column}: ${problem}`);
-    }
-    if (typeof record !== 'object' || record === null || Array.isArray(record)) throw new UserError(`${path}:${i + 1}: expected a JSON object`);
-    out.push({ line: i + 1, record: record as Record<string, unknown> });
+    const parsed = parseJsonLine(text);
+    if ('error' in parsed) throw new UserError(`${path}:${i + 1}: ${parsed.error}`);
+    if (!isJsonObject(parsed.value)) throw new UserError(`${path}:${i + 1}: ${notAnObject}`);
+    out.push({ line: i + 1, record: parsed.value });
   });
   return out;
+}
+
+/** One line of JSON, or its syntax error as `not valid JSON at column N: problem` (the caller names the file and line). */
+export function parseJsonLine(text: string): { value: unknown } | { error: string } {
+  try {
+    return { value: JSON.parse(text) };
+  } catch {
+    const { offset, problem } = locateJsonError(text);
+    return { error: `not valid JSON at column ${lineAndColumn(text, offset).column}: ${problem}` };
+  }
+}
+
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -5,6 +5,7 @@
 // run exits 0).
 import { createReadStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { isJsonObject, parseJsonLine } from '../io/jsonl.ts';
 import { UserError } from '../util/errors.ts';
 import { LANGUAGES, looksLikeSyntaxError, type Language, type RunResult, type Sandbox, type SandboxJob } from './sandbox.ts';
 
@@ -168,14 +169,10 @@ export type CodeLineResult = ({ line: number } & CodeVerdict) | { line: number; 
 
 /** A `{"language", "code", "tests"}` line as a program, or what is wrong with it. */
 export function parseCodeLine(text: string): CodeProgram | string {
-  let record: unknown;
-  try {
-    record = JSON.parse(text);
-  } catch (err) {
-    return `not valid JSON (${(err as Error).message})`;
-  }
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return 'expected an object {"language", "code", "tests"}';
-  const { language, code, tests } = record as Record<string, unknown>;
+  const line = parseJsonLine(text);
+  if ('error' in line) return line.error;
+  if (!isJsonObject(line.value)) return 'expected an object {"language", "code", "tests"}';
+  const { language, code, tests } = line.value;
   if (typeof language !== 'string' || !(LANGUAGES as readonly string[]).includes(language)) return `"language" must be one of ${LANGUAGES.join(', ')}, got ${JSON.stringify(language)}`;
   if (typeof code !== 'string') return '"code" must be a string';
   const parsed = parseCodeTests(tests);

@@ -5,13 +5,12 @@
 //
 // The held-out test set is either a separate file or a fixed split of this one by a hash of the question text,
 // so it does not depend on line order or on the run's seed, and repeated questions fall on the same side.
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { isJsonObject, parseJsonLine } from '../io/jsonl.ts';
+import { readTextFile } from '../io/text-file.ts';
 import { checkAnswer } from '../rewards/answer.ts';
 import { lastBoxed, lastGsm8kAnswer, type AnswerPlace } from '../rewards/extract.ts';
 import type { Rng } from '../tensor/random.ts';
-import { decodeUtf8 } from '../tokenizer/corpus.ts';
-import { lineAndColumn, locateJsonError } from '../io/json-file.ts';
 import { UserError } from '../util/errors.ts';
 import { drawWithoutReplacement, isHeldOut } from './split.ts';
 import type { Example, Task, Verdict } from './task.ts';
@@ -43,14 +42,7 @@ export type SkippedLine = string;
 
 /** Reads a JSONL file of problems; see the file comment for the formats. */
 export function readProblemsJsonl(path: string, options: Pick<JsonlTaskOptions, 'questionField' | 'answerField' | 'skipInvalid'> = {}): { examples: Example[]; skipped: SkippedLine[] } {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  // A byte-order mark (some Windows editors write one) is not part of the first line's JSON.
-  const content = decodeUtf8(bytes, path).replace(/^\uFEFF/, '');
+  const content = readTextFile(path);
   const examples: Example[] = [];
   const skipped: SkippedLine[] = [];
   const lines = content.split('\n');
@@ -72,15 +64,10 @@ export function readProblemsJsonl(path: string, options: Pick<JsonlTaskOptions, 
 
 /** The question and final answer of one line, or what is wrong with it. */
 function parseProblemLine(line: string, options: Pick<JsonlTaskOptions, 'questionField' | 'answerField'>): { question: string; answer: string } | string {
-  let record: unknown;
-  try {
-    record = JSON.parse(line);
-  } catch {
-    const { offset, problem } = locateJsonError(line);
-    return `not valid JSON at column ${lineAndColumn(line, offset).column}: ${problem}`;
-  }
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return 'expected a JSON object';
-  const fields = record as Record<string, unknown>;
+  const parsed = parseJsonLine(line);
+  if ('error' in parsed) return parsed.error;
+  if (!isJsonObject(parsed.value)) return 'expected a JSON object';
+  const fields = parsed.value;
 
   const questionField = options.questionField ?? QUESTION_FIELDS.find((f) => f in fields);
   if (questionField === undefined) return `no question field (tried ${QUESTION_FIELDS.map((f) => `"${f}"`).join(', ')}; name one with the question-field option)`;

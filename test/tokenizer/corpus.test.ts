@@ -4,36 +4,11 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { QWEN2_SPLIT_COMPONENT } from '../../src/tokenizer/byte-level.ts';
-import { firstInvalidUtf8, readCorpus, splitTextForTraining } from '../../src/tokenizer/corpus.ts';
+import { readCorpus, splitTextForTraining } from '../../src/tokenizer/corpus.ts';
 import { HfSplitPreTokenizer } from '../../src/tokenizer/hf-tokenizers.ts';
 import { assertUserError, withFile } from '../helpers.ts';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
-
-test('firstInvalidUtf8 follows Unicode Table 3-7 (as TextDecoder fatal does)', () => {
-  const cases: Array<[number[], number]> = [
-    [[0x61, 0x62], -1],
-    [[0xe4, 0xbd, 0xa0, 0xf0, 0x9f, 0x98, 0x80], -1], // 你😀
-    [[0x61, 0xff], 1], // never valid
-    [[0x61, 0x80], 1], // lone continuation byte
-    [[0xc0, 0x80], 0], // overlong NUL
-    [[0xe0, 0x80, 0x80], 0], // overlong 3-byte
-    [[0xed, 0xa0, 0x80], 0], // UTF-16 surrogate D800
-    [[0xf4, 0x90, 0x80, 0x80], 0], // above U+10FFFF
-    [[0x61, 0xe4, 0xbd], 1], // truncated at the end
-    [[0xe4, 0x41, 0xa0], 0], // continuation missing
-  ];
-  for (const [bytes, expected] of cases) {
-    assert.equal(firstInvalidUtf8(Uint8Array.from(bytes)), expected, bytes.map((b) => b.toString(16)).join(' '));
-    let fatalRejects = false;
-    try {
-      new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
-    } catch {
-      fatalRejects = true;
-    }
-    assert.equal(fatalRejects, expected !== -1, 'agrees with TextDecoder on validity');
-  }
-});
 
 test('invalid UTF-8 in a corpus names the file, byte offset and line', () => {
   const bytes = Buffer.concat([Buffer.from('first line\nsecond '), Buffer.from([0xe4, 0x41]), Buffer.from(' rest\n')]);
