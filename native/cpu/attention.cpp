@@ -61,46 +61,76 @@ Geometry make_geometry(int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hk
 }
 
 // dst[d][jj] = rows[jj][d] for jj < n, zero for n <= jj < kKeyBlock: a key (or value) block transposed so that a
-// score row is 8 contiguous vectors. rows[jj] = base + jj * stride.
+// score row is 8 contiguous vectors. rows[jj] = base + jj * stride. Whole groups of 8 keys and 8 columns go through
+// 8 x 8 register transposes (the scalar loop was 7% of the forward pass on one Zen3 core).
 void transpose_block(const float* base, int64_t stride, int64_t n, int64_t width, float* dst) {
+  int64_t keys = 0;
+#if defined(__AVX__)
+  if (width % 8 == 0)
+    for (; keys + 8 <= n; keys += 8)
+      for (int64_t d = 0; d < width; d += 8) {
+        __m256 r[8];
+        for (int u = 0; u < 8; ++u) r[u] = _mm256_loadu_ps(base + (keys + u) * stride + d);
+        transpose_8x8(r);
+        for (int u = 0; u < 8; ++u) _mm256_storeu_ps(dst + (d + u) * kKeyBlock + keys, r[u]);
+      }
+#endif
   for (int64_t d = 0; d < width; ++d) {
     float* out = dst + d * kKeyBlock;
-    for (int64_t jj = 0; jj < n; ++jj) out[jj] = base[jj * stride + d];
+    for (int64_t jj = keys; jj < n; ++jj) out[jj] = base[jj * stride + d];
     for (int64_t jj = n; jj < kKeyBlock; ++jj) out[jj] = 0.0f;
   }
 }
 
 // C[m x n] (+)= A[m x k] B[k x n] for the small products of one tile: A's element (i, p) at a[i * rsa + p * csa]
 // (so a transposed A is only other strides), B's row p at b + p * ldb (n contiguous floats), C's row i at
-// c + i * ldc. Blocks of 6 rows x 16 columns keep 12 accumulators, 2 vectors of B and a broadcast of A in 15 of
-// the 16 AVX2 registers (the GEMM micro-kernel's shape): each k step makes 8 loads for 12 FMAs, where one row at
-// a time made 9 for 8. A block of 16 accumulators spilled two of them, and the store-to-load round trip of a
-// spilled accumulator on every k step then set the pace.
-template <int R, int V>
+// c + i * ldc. Blocks of 6 rows x 2 vectors keep 12 accumulators, 2 vectors of B and a broadcast of A in 15
+// registers (the GEMM micro-kernel's shape): each k step makes 8 loads for 12 FMAs, where one row at a time made
+// 9 for 8. A block of 16 accumulators spilled two of them on AVX2's 16 registers, and the store-to-load round trip
+// of a spilled accumulator on every k step then set the pace. Vec is 8 floats (AVX2), or 16 where the compiler
+// targets AVX-512: a block then spans 32 columns, a whole head of 32 (or half of 64) per row, in half the
+// instructions.
+template <class Vec>
+inline Vec vec_load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <class Vec, int R, int U>
 inline void tile_block(int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b, int64_t ldb, float* c,
                        int64_t ldc, bool accumulate) {
-  f32x8 acc[R][V];
+  constexpr int W = sizeof(Vec) / sizeof(float);
+  Vec acc[R][U];
   for (int i = 0; i < R; ++i)
-    for (int u = 0; u < V; ++u) acc[i][u] = accumulate ? load8(c + i * ldc + 8 * u) : splat(0.0f);
+    for (int u = 0; u < U; ++u) acc[i][u] = accumulate ? vec_load<Vec>(c + i * ldc + W * u) : Vec{};
   for (int64_t p = 0; p < k; ++p) {
     const float* bp = b + p * ldb;
-    f32x8 bv[V];
-    for (int u = 0; u < V; ++u) bv[u] = load8(bp + 8 * u);
+    Vec bv[U];
+    for (int u = 0; u < U; ++u) bv[u] = vec_load<Vec>(bp + W * u);
     for (int i = 0; i < R; ++i) {
-      f32x8 av = splat(a[i * rsa + p * csa]);
-      for (int u = 0; u < V; ++u) acc[i][u] += av * bv[u];
+      const float av = a[i * rsa + p * csa];
+      for (int u = 0; u < U; ++u) acc[i][u] += bv[u] * av;
     }
   }
   for (int i = 0; i < R; ++i)
-    for (int u = 0; u < V; ++u) store8(c + i * ldc + 8 * u, acc[i][u]);
+    for (int u = 0; u < U; ++u) std::memcpy(c + i * ldc + W * u, &acc[i][u], sizeof(Vec));
 }
+
+#if defined(__AVX512F__) || defined(R1_GEMM_WIDE)
+typedef float f32x16 __attribute__((vector_size(64)));
+#endif
 
 template <int R>
 inline void tile_rows(int64_t n, int64_t k, const float* a, int64_t rsa, int64_t csa, const float* b, int64_t ldb,
                       float* c, int64_t ldc, bool accumulate) {
   int64_t j = 0;
-  for (; j + 16 <= n; j += 16) tile_block<R, 2>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
-  if (j + 8 <= n) tile_block<R, 1>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate), j += 8;
+#if defined(__AVX512F__) || defined(R1_GEMM_WIDE)
+  for (; j + 32 <= n; j += 32) tile_block<f32x16, R, 2>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+  if (j + 16 <= n) tile_block<f32x16, R, 1>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate), j += 16;
+#endif
+  for (; j + 16 <= n; j += 16) tile_block<f32x8, R, 2>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+  if (j + 8 <= n) tile_block<f32x8, R, 1>(k, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate), j += 8;
   for (; j < n; ++j)  // columns past the last whole vector (head sizes that are not a multiple of 8)
     for (int i = 0; i < R; ++i) {
       float sum = accumulate ? c[i * ldc + j] : 0.0f;

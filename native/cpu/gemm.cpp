@@ -30,6 +30,7 @@
 
 #include "parallel.h"
 #include "r1.h"
+#include "simd.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -224,28 +225,11 @@ struct PackBuffer {
 thread_local PackBuffer a_buffer, b_buffer;
 
 #if R1_GEMM_AVX2
-// In-place 8 x 8 transpose of r[0..7] (r[i] holds row i) through unpack/shuffle/permute: 24 shuffles for 64
-// elements instead of 64 scalar moves. Packing A row-major or B stored n x k (trans_b, a Linear weight) needs it.
-inline void transpose_8x8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
-               t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
-               t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
-               t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-               s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-               s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-               s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 // dst[p * NR + j] = src[j * ld + p] for j, p < 8.
 inline void pack_b_block_8x8(const float* src, int64_t ld, float* dst) {
   __m256 r[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
-  transpose_8x8(r);
+  r1::transpose_8x8(r);
   for (int p = 0; p < 8; ++p) _mm256_store_ps(dst + p * NR, r[p]);
 }
 
@@ -256,7 +240,7 @@ inline void pack_a_block_6x8(const float* src, int64_t ld, float* dst) {
   __m256 r[8];
   for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
   r[6] = r[7] = _mm256_setzero_ps();
-  transpose_8x8(r);
+  r1::transpose_8x8(r);
   for (int p = 0; p < 8; ++p) {
     _mm_storeu_ps(dst + p * MR, _mm256_castps256_ps128(r[p]));
     _mm_storel_pi(reinterpret_cast<__m64*>(dst + p * MR + 4), _mm256_extractf128_ps(r[p], 1));
