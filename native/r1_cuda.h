@@ -96,6 +96,15 @@ R1_API int r1_cuda_share_bf16_operand(const float* ptr, int64_t n);
 // attention likewise reads the copies of q, k and v that are current. The float32 outputs are unchanged. The
 // rules above apply to these copies as to a weight's: an unwatched write into such an output afterwards needs
 // r1_cuda_register_weight again.
+// bf16-only outputs: r1_cuda_bf16_only_output(ptr, n), called for a whole block of the caching allocator before
+// the producer runs (r1_swiglu_backward's dgate and dup, r1_cross_entropy_backward's dlogits), makes that producer
+// write the bf16 copy of [ptr, ptr + n) and not the floats: for an output that only bf16 GEMMs read. r1_matmul
+// reads the copy where it would (one matrix), and writes the floats back from it first where it rounds or reads
+// floats itself; any other reader must call r1_cuda_widen_bf16_only(ptr, n) first, which writes the floats
+// (the copy's values, widened) and ends the promise. Returns 0, or 1 when ptr does not start a block of at
+// least n floats or the range overlaps another registration (then the producer writes the floats as usual).
+R1_API int r1_cuda_bf16_only_output(const float* ptr, int64_t n);
+R1_API void r1_cuda_widen_bf16_only(const float* ptr, int64_t n);
 
 // ---- collectives between processes (one GPU each) through NCCL, loaded with dlopen on first use ----
 // NCCL 2 is found as libnccl.so.2 on the loader's path, or at R1_NCCL_LIBRARY. Buffers are float32 device

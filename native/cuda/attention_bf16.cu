@@ -535,7 +535,7 @@ bool attention_forward_bf16(const float* q, const float* k, const float* v, floa
   }
   FlashArgs a{q, nullptr, nullptr, kb, vb, nullptr, nullptr, out, lse, nullptr, nullptr, nullptr,
               kv_start, Tq, Tk, Hq, Hkv, scale, causal};
-  a.out16 = output_copy(out, B * Tq * Hq * D);
+  a.out16 = output_copy(out, B * Tq * Hq * D, nullptr);
   const dim3 grid(static_cast<unsigned>((Tq + kFwdQueries - 1) / kFwdQueries), static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   const size_t shared_bytes = sizeof(__nv_bfloat16) * (kFwdQueries + 4 * kTile) * (D + 8);
   const char* name = "r1_attention (bf16 tensor cores)";

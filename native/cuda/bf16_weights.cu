@@ -21,6 +21,9 @@ struct Shadow {
   int64_t n;
   __nv_bfloat16* copy;
   bool current;
+  // The float32 range was not written: the copy holds the values (r1_cuda_bf16_only_output) until
+  // r1_cuda_widen_bf16_only writes them back as floats.
+  bool float_pending = false;
 };
 std::mutex registry_mutex;
 std::map<uintptr_t, Shadow> registry;  // start address -> shadow
@@ -80,8 +83,22 @@ int register_range(const char* where, const float* ptr, int64_t n, bool keep_cur
 
 namespace r1cuda {
 
-__nv_bfloat16* output_copy(const float* y, int64_t n) {
-  if (!y || n <= 0 || matmul_precision() != 2) return nullptr;
+__nv_bfloat16* output_copy(const float* y, int64_t n, bool* copy_only) {
+  if (copy_only) *copy_only = false;
+  if (!y || n <= 0) return nullptr;
+  {
+    // An output promised to its copy alone (r1_cuda_bf16_only_output) gets it whatever the precision; a
+    // producer that always writes y (copy_only nullptr) makes its floats valid again.
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry.find(reinterpret_cast<uintptr_t>(y));
+    if (it != registry.end() && it->second.n == n && it->second.float_pending) {
+      if (copy_only) *copy_only = true;
+      else it->second.float_pending = false;
+      it->second.current = true;
+      return it->second.copy;
+    }
+  }
+  if (matmul_precision() != 2) return nullptr;
   // A graph must not bake in a copy (the buffer's next owner at replay may not be a producer's output).
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream(), &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone) return nullptr;
@@ -109,6 +126,33 @@ __nv_bfloat16* output_copy(const float* y, int64_t n) {
   std::lock_guard<std::mutex> lock(registry_mutex);
   registry[lo] = Shadow{n, copy, true};
   return copy;
+}
+
+__global__ void widen_kernel(const __nv_bfloat16* src, float* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    dst[i] = __bfloat162float(src[i]);
+  }
+}
+
+void widen_pending(const void* p, int64_t bytes) {
+  if (bytes <= 0) return;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + static_cast<uintptr_t>(bytes);
+  std::vector<std::pair<uintptr_t, Shadow>> pending;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry.upper_bound(lo);
+    if (it != registry.begin()) --it;
+    for (; it != registry.end() && it->first < hi; ++it) {
+      if (it->second.float_pending && it->first + sizeof(float) * it->second.n > lo) {
+        it->second.float_pending = false;
+        pending.emplace_back(it->first, it->second);
+      }
+    }
+  }
+  for (auto& [start, shadow] : pending) {
+    widen_kernel<<<grid_for(shadow.n), kThreads, 0, stream()>>>(shadow.copy, reinterpret_cast<float*>(start), shadow.n);
+    check_launch("widening a bf16-only output");
+  }
 }
 
 const __nv_bfloat16* current_copy(const float* p, int64_t count) {
@@ -176,6 +220,31 @@ R1_API int r1_cuda_register_weight(const float* ptr, int64_t n) {
 
 R1_API int r1_cuda_share_bf16_operand(const float* ptr, int64_t n) {
   return register_range("r1_cuda_share_bf16_operand", ptr, n, true);
+}
+
+R1_API int r1_cuda_bf16_only_output(const float* ptr, int64_t n) {
+  if (!ptr || n <= 0 || !allocation_starts_at(ptr, n * static_cast<int64_t>(sizeof(float)))) return 1;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(ptr), hi = lo + sizeof(float) * n;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto it = registry.find(lo);
+    if (it != registry.end() && it->second.n == n) {
+      it->second.float_pending = true;
+      return 0;
+    }
+    if (overlaps_registered(lo, hi)) return 1;
+  }
+  auto* copy = static_cast<__nv_bfloat16*>(r1_cuda_alloc(n * static_cast<int64_t>(sizeof(__nv_bfloat16))));
+  if (!copy) return 1;
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  Shadow shadow{n, copy, false};
+  shadow.float_pending = true;
+  registry[lo] = shadow;
+  return 0;
+}
+
+R1_API void r1_cuda_widen_bf16_only(const float* ptr, int64_t n) {
+  widen_pending(ptr, n * static_cast<int64_t>(sizeof(float)));
 }
 
 }  // extern "C"

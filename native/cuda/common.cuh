@@ -57,7 +57,12 @@ void weights_freed(const void* block, int64_t bytes);
 // reading y find a current copy instead of rounding it (r1_cuda.h, "bf16 copies written by their producers"):
 // in bf16 precision, outside graph capture, for a y that starts a block of the caching allocator. The copy is
 // marked current at once (the kernel writing it is queued before any reader). nullptr: write y alone.
-__nv_bfloat16* output_copy(const float* y, int64_t n);
+// *copy_only (a producer that can skip y passes it): y was promised to its copy alone (r1_cuda_bf16_only_output),
+// so write the copy and not y. A producer passing nullptr always writes y.
+__nv_bfloat16* output_copy(const float* y, int64_t n, bool* copy_only);
+// Writes back as floats every bf16-only output overlapping [p, p + bytes) (r1_cuda_widen_bf16_only), before a
+// kernel that reads the floats: r1_matmul calls it for an operand it rounds itself.
+void widen_pending(const void* p, int64_t bytes);
 // The current bf16 copy of [p, p + count) if one is registered and current, else nullptr (never rounds).
 const __nv_bfloat16* current_copy(const float* p, int64_t count);
 

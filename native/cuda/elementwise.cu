@@ -218,7 +218,12 @@ __device__ inline uint2 bf16x4(float4 v) {
   return make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
 }
 
-// The *16 arguments (nullable) are bf16 copies of the outputs, written in the same pass (output_copy).
+// The *16 arguments (nullable) are bf16 copies of the outputs, written in the same pass (output_copy); in the
+// backward, `only` says which gradients are bf16-only (their floats are not written).
+struct GradientCopies {
+  bool dgate = false, dup = false;
+};
+
 __global__ void swiglu4_kernel(const float4* gate, const float4* up, float4* y, uint2* y16, int64_t n4) {
   GRID_STRIDE(i, n4) {
     const float4 g = gate[i], u = up[i];
@@ -229,7 +234,7 @@ __global__ void swiglu4_kernel(const float4* gate, const float4* up, float4* y, 
 }
 
 __global__ void swiglu4_backward_kernel(const float4* gate, const float4* up, const float4* dy, float4* dgate, float4* dup,
-                                        uint2* dgate16, uint2* dup16, int64_t n4) {
+                                        uint2* dgate16, uint2* dup16, GradientCopies only, int64_t n4) {
   GRID_STRIDE(i, n4) {
     const float4 g = gate[i], u = up[i], d = dy[i];
     float4 dg, du;
@@ -237,8 +242,8 @@ __global__ void swiglu4_backward_kernel(const float4* gate, const float4* up, co
     swiglu_grads(g.y, u.y, d.y, dg.y, du.y);
     swiglu_grads(g.z, u.z, d.z, dg.z, du.z);
     swiglu_grads(g.w, u.w, d.w, dg.w, du.w);
-    dgate[i] = dg;
-    dup[i] = du;
+    if (!only.dgate) dgate[i] = dg;
+    if (!only.dup) dup[i] = du;
     if (dgate16) dgate16[i] = bf16x4(dg);
     if (dup16) dup16[i] = bf16x4(du);
   }
@@ -253,12 +258,12 @@ __global__ void swiglu_kernel(const float* gate, const float* up, float* y, __nv
 }
 
 __global__ void swiglu_backward_kernel(const float* gate, const float* up, const float* dy, float* dgate, float* dup,
-                                       __nv_bfloat16* dgate16, __nv_bfloat16* dup16, int64_t n) {
+                                       __nv_bfloat16* dgate16, __nv_bfloat16* dup16, GradientCopies only, int64_t n) {
   GRID_STRIDE(i, n) {
     float dg, du;
     swiglu_grads(gate[i], up[i], dy[i], dg, du);
-    dgate[i] = dg;
-    dup[i] = du;
+    if (!only.dgate) dgate[i] = dg;
+    if (!only.dup) dup[i] = du;
     if (dgate16) dgate16[i] = __float2bfloat16_rn(dg);
     if (dup16) dup16[i] = __float2bfloat16_rn(du);
   }
@@ -346,7 +351,7 @@ R1_API void r1_copy(const float* src, const int64_t* src_strides, float* dst, co
 
 R1_API void r1_swiglu(const float* gate, const float* up, float* y, int64_t n) {
   if (n <= 0) return;
-  __nv_bfloat16* y16 = output_copy(y, n);
+  __nv_bfloat16* y16 = output_copy(y, n, nullptr);
   // The copies come from the caching allocator (512-byte aligned), so the four-float path writes 8-byte groups.
   if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(y)) {
     swiglu4_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up),
@@ -359,15 +364,16 @@ R1_API void r1_swiglu(const float* gate, const float* up, float* y, int64_t n) {
 
 R1_API void r1_swiglu_backward(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t n) {
   if (n <= 0) return;
-  __nv_bfloat16* dgate16 = output_copy(dgate, n);
-  __nv_bfloat16* dup16 = output_copy(dup, n);
+  GradientCopies only;
+  __nv_bfloat16* dgate16 = output_copy(dgate, n, &only.dgate);
+  __nv_bfloat16* dup16 = output_copy(dup, n, &only.dup);
   if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(dy) && aligned16(dgate) && aligned16(dup)) {
     swiglu4_backward_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(
         reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up), reinterpret_cast<const float4*>(dy),
         reinterpret_cast<float4*>(dgate), reinterpret_cast<float4*>(dup), reinterpret_cast<uint2*>(dgate16),
-        reinterpret_cast<uint2*>(dup16), n / 4);
+        reinterpret_cast<uint2*>(dup16), only, n / 4);
   } else {
-    swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, dgate16, dup16, n);
+    swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, dgate16, dup16, only, n);
   }
   check_launch("r1_swiglu_backward");
 }

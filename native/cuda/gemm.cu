@@ -183,6 +183,7 @@ __global__ void to_bf16_vector_kernel(const float4* src, uint2* dst, int64_t bat
 // Rounds an operand into its scratch slot; nullptr when the slot cannot grow.
 const __nv_bfloat16* to_bf16(r1cuda::ScratchSlot slot, const float* src, int64_t batch, int64_t count, int64_t stride) {
   auto* dst = static_cast<__nv_bfloat16*>(r1cuda::scratch(slot, batch * count * sizeof(__nv_bfloat16)));
+  r1cuda::widen_pending(src, ((batch - 1) * stride + count) * static_cast<int64_t>(sizeof(float)));
   if (dst) r1cuda::round_to_bf16(src, dst, batch, count, stride);
   return dst;
 }
@@ -376,6 +377,10 @@ R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, i
     b_op = b16;
     sa = stride_a == 0 ? 0 : m * k;
     sb = stride_b == 0 ? 0 : k * n;
+  } else {
+    // Float operands: a bf16-only output among them is written back as floats first.
+    widen_pending(a, ((batch - 1) * stride_a + m * k) * static_cast<int64_t>(sizeof(float)));
+    widen_pending(b, ((batch - 1) * stride_b + k * n) * static_cast<int64_t>(sizeof(float)));
   }
   run_gemm(a_op, b_op, c, nullptr, batch, m, n, k, trans_a, trans_b, sa, sb, stride_c, beta, "r1_matmul");
 }
@@ -403,6 +408,9 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
     if (!x16 || !w16) return;
     x_op = x16;
     w_op = w16;
+  } else {
+    widen_pending(x, m * k * static_cast<int64_t>(sizeof(float)));
+    widen_pending(w, n * k * static_cast<int64_t>(sizeof(float)));
   }
   run_gemm(x_op, w_op, y, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
 }

@@ -141,7 +141,7 @@ extern "C" {
 
 R1_API void r1_rmsnorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim, float eps) {
   if (rows <= 0 || dim <= 0) return;
-  __nv_bfloat16* y16 = output_copy(y, rows * dim);
+  __nv_bfloat16* y16 = output_copy(y, rows * dim, nullptr);
   if (by_rows(rows, dim, {x, w, y})) {
     rmsnorm_rows_kernel<<<static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
         reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(y),

@@ -71,7 +71,7 @@ R1_API void r1_rope(const float* x, float* y, const int32_t* positions, const fl
                     int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim, int interleaved, int inverse) {
   const int64_t rows = tokens * ((heads + kRopeGroup - 1) / kRopeGroup);
   if (rows <= 0 || head_dim <= 0) return;
-  __nv_bfloat16* y16 = output_copy(y, tokens * heads * head_dim);
+  __nv_bfloat16* y16 = output_copy(y, tokens * heads * head_dim, nullptr);
   rope_kernel<<<grid_for(rows, kRopeRowsPerBlock), dim3(32, kRopeRowsPerBlock), 0, stream()>>>(
       x, y, y16, positions, cos, sin, tokens, heads, head_dim, rot_dim, interleaved, inverse ? -1.0f : 1.0f);
   check_launch("r1_rope");

@@ -71,7 +71,7 @@ __global__ void cross_entropy_kernel(const float* logits, const int32_t* targets
 // written in the same pass (output_copy): the LM head's two backward GEMMs read it.
 __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t* targets, const float* lse,
                                               const float* dloss, float* dlogits, __nv_bfloat16* dlogits16,
-                                              int64_t vocab, int32_t ignore_index) {
+                                              bool copy_only, int64_t vocab, int32_t ignore_index) {
   const int64_t r = blockIdx.x;
   const float* row = logits + r * vocab;
   float* out = dlogits + r * vocab;
@@ -79,7 +79,7 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t
   const int32_t target = targets[r];
   if (target == ignore_index) {
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
-      out[j] = 0.0f;
+      if (!copy_only) out[j] = 0.0f;
       if (out16) out16[j] = __float2bfloat16_rn(0.0f);
     }
     return;
@@ -92,7 +92,7 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t
     for (int64_t j = threadIdx.x; j < vocab / 4; j += blockDim.x) {
       float4 v = row4[j];
       const float4 g = make_float4(d * expf(v.x - row_lse), d * expf(v.y - row_lse), d * expf(v.z - row_lse), d * expf(v.w - row_lse));
-      out4[j] = g;
+      if (!copy_only) out4[j] = g;
       if (out16) {
         __nv_bfloat162 lo = __floats2bfloat162_rn(g.x, g.y), hi = __floats2bfloat162_rn(g.z, g.w);
         reinterpret_cast<uint2*>(out16)[j] = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
@@ -101,14 +101,14 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t
     __syncthreads();
     if (threadIdx.x == 0) {
       const float g = d * (expf(row[target] - row_lse) - 1.0f);
-      out[target] = g;
+      if (!copy_only) out[target] = g;
       if (out16) out16[target] = __float2bfloat16_rn(g);
     }
   } else {
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
       float p = expf(row[j] - row_lse);
       const float g = d * (j == target ? p - 1.0f : p);
-      out[j] = g;
+      if (!copy_only) out[j] = g;
       if (out16) out16[j] = __float2bfloat16_rn(g);
     }
   }
@@ -155,9 +155,10 @@ R1_API void r1_cross_entropy_backward(const float* logits, const int32_t* target
                                       const float* dloss, float* dlogits, int64_t rows, int64_t vocab,
                                       int32_t ignore_index) {
   if (rows <= 0) return;
-  __nv_bfloat16* dlogits16 = output_copy(dlogits, rows * vocab);
+  bool copy_only = false;
+  __nv_bfloat16* dlogits16 = output_copy(dlogits, rows * vocab, &copy_only);
   cross_entropy_backward_kernel<<<static_cast<unsigned>(rows), threads_for(vocab), 0, stream()>>>(
-      logits, targets, lse, dloss, dlogits, dlogits16, vocab, ignore_index);
+      logits, targets, lse, dloss, dlogits, dlogits16, copy_only, vocab, ignore_index);
   check_launch("r1_cross_entropy_backward");
 }
 

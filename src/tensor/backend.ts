@@ -45,6 +45,13 @@ export interface DeviceBackend {
    */
   shareBf16Operand(array: DeviceArray): void;
   /**
+   * Promises a fresh float32 output buffer to its bf16 copy alone, before the kernel that produces it runs: the
+   * kernel then writes only the copy, which bf16 GEMMs read (native/r1_cuda.h, "bf16-only outputs"); any other
+   * use of the buffer writes the floats back from the copy first (DeviceArray.address). For outputs that only
+   * GEMMs read. A no-op outside bf16 precision and while recording a CUDA graph.
+   */
+  bf16OnlyOutput(array: DeviceArray): void;
+  /**
    * Draws one token per row of float32 logits [rows, vocab] on the device (r1_cuda_sample in native/r1_cuda.h):
    * params holds 32 bytes per row, out receives 3 * rows words (ids, then log-probability bits). Addresses.
    */

@@ -46,6 +46,8 @@ export interface DeviceMemory {
   free(address: number): void;
   /** Copies bytes from the device address into the host array (dst.byteLength bytes). */
   download(dst: ArrayBufferView, address: number): void;
+  /** Writes a bf16-only buffer's floats from its bf16 copy (DeviceArray.floatsPending). */
+  widenBf16Only?(address: number, n: number): void;
 }
 
 type FreedBy = 'scope' | 'dispose';
@@ -71,6 +73,12 @@ export class DeviceArray {
    * several bf16 GEMMs read, see ops.matmul): writes into it must register it again.
    */
   weight = false;
+  /**
+   * The floats were not written: a bf16-only output (DeviceBackend.bf16OnlyOutput) whose values are in its bf16
+   * copy. address() writes them back before handing the buffer to anything; rawAddress() does not, for the GEMM
+   * operands and registrations that read the copy.
+   */
+  floatsPending = false;
   private readonly base: number;
   private freedBy: FreedBy | null = null;
 
@@ -87,8 +95,21 @@ export class DeviceArray {
     return this.freedBy !== null;
   }
 
-  /** The base address; `what` describes the tensor in the error when the buffer has been freed. */
+  /**
+   * The base address, its floats written (see floatsPending); `what` describes the tensor in the error when the
+   * buffer has been freed.
+   */
   address(what: () => string): number {
+    const address = this.rawAddress(what);
+    if (this.floatsPending) {
+      this.floatsPending = false;
+      this.memory.widenBf16Only!(address, this.length);
+    }
+    return address;
+  }
+
+  /** The base address as it is: for bf16 GEMM operands and the bf16 copies' registry, which read the copy. */
+  rawAddress(what: () => string): number {
     if (this.freedBy !== null) {
       throw new Error(this.freedBy === 'scope'
         ? `${what()} was used after its scope ended: its ${this.memory.device} memory was freed when scope() returned (return it from the scope or keep() it)`

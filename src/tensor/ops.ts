@@ -490,8 +490,8 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   const out = empty(gate.shape, gate.dtype, gate.device);
   k.swiglu(g0.floatData(), u0.floatData(), out.floatData(), out.size);
   return record(out, 'swiglu', [g0, u0], (g) => {
-    const dgate = empty(gate.shape, gate.dtype, gate.device);
-    const dup = empty(up.shape, up.dtype, up.device);
+    const dgate = gradientForGemms(empty(gate.shape, gate.dtype, gate.device), g0);
+    const dup = gradientForGemms(empty(up.shape, up.dtype, up.device), u0);
     k.swigluBackward(g0.floatData(), u0.floatData(), contiguous(g).floatData(), dgate.floatData(), dup.floatData(), out.size);
     return [dgate, dup];
   });
@@ -652,7 +652,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: { ignoreI
   const lse = empty([rows], logits.dtype, logits.device);
   k.crossEntropy(src.floatData(), t.intData(), losses.floatData(), lse.floatData(), rows, vocab, ignoreIndex);
   const perRow = record(losses, 'crossEntropy', [src], (g) => {
-    const dx = empty(src.shape, src.dtype, src.device);
+    const dx = gradientForGemms(empty(src.shape, src.dtype, src.device), src);
     k.crossEntropyBackward(src.floatData(), t.intData(), lse.floatData(), contiguous(g).floatData(), dx.floatData(), rows, vocab, ignoreIndex);
     return [dx];
   });
@@ -702,7 +702,7 @@ function gemm(a: GemmOperand, b: GemmOperand, batchShape: Shape): Tensor {
   const n = b.cols;
   const k2 = kernels('matmul', a.t, b.t);
   const out = empty([...batchShape, m, n], a.t.dtype, a.t.device);
-  k2.matmul(a.t.floatData(), b.t.floatData(), out.floatData(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
+  k2.matmul(gemmData(a.t), gemmData(b.t), out.floatData(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
   return out;
 }
 
@@ -734,6 +734,24 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       b.requiresGrad ? gradOfRight(a, b, g) : null,
     ];
   });
+}
+
+// What the matmul kernel reads for an operand: on a device the address as it is, since a bf16 GEMM reads the
+// operand's bf16 copy, and writes a bf16-only operand's floats back itself where it reads floats instead.
+function gemmData(t: Tensor): FloatArray | number {
+  return t.storage instanceof DeviceArray ? t.storage.rawAddress(() => t.toString()) + t.offset * 4 : t.floatData();
+}
+
+/**
+ * A fresh gradient buffer for `input`, made bf16-only (DeviceBackend.bf16OnlyOutput: its kernel writes just the
+ * bf16 copy) when bf16 GEMMs are all that read it: when input is a matmul's output, seen through reshapes
+ * (whose backward passes the gradient on as a view). Any other reader writes the floats back first.
+ */
+function gradientForGemms(grad: Tensor, input: Tensor): Tensor {
+  let node = input.node;
+  while (node?.op === 'reshape') node = node.inputs[0].node;
+  if (node?.op === 'matmul' && grad.storage instanceof DeviceArray) cudaBackend().bf16OnlyOutput(grad.storage);
+  return grad;
 }
 
 // A float32 operand that more than one bf16 GEMM reads, whole (a view of part of a buffer is rounded per call).

@@ -593,6 +593,50 @@ describe('bf16 copies written by their producers', { skip: skipReason }, () => {
     }
   }));
 
+  it('bf16-only gradients: swigluBackward and crossEntropyBackward write the copy and not the floats', () => run(() => {
+    // r1_cuda_bf16_only_output before the producer: the float32 buffer keeps what it held (here 7), the copy holds
+    // the gradient within bf16 rounding of the reference (2^-8 relative, as above, plus 1e-6 of the largest),
+    // a float32 GEMM (which reads floats) writes the floats back from the copy first, and so does
+    // r1_cuda_widen_bf16_only: then the floats are the copy's values exactly.
+    const n = 4096, gate = normal(n, 3), up = normal(n), dy = normal(n);
+    const dgate = new Float32Array(n), dup = new Float32Array(n);
+    ref.swigluBackward(gate, up, dy, dgate, dup, n);
+    const rows = 6, vocab = 1000, logits = normal(rows * vocab, 3), dloss = normal(rows);
+    const targets = Int32Array.from({ length: rows }, (_, r) => (r === 2 ? -100 : (r * 389) % vocab));
+    const lse = new Float32Array(rows), dlogits = new Float32Array(rows * vocab);
+    ref.crossEntropy(logits, targets, new Float32Array(rows), lse, rows, vocab, -100);
+    ref.crossEntropyBackward(logits, targets, lse, dloss, dlogits, rows, vocab, -100);
+    const sevens = (count: number) => device(new Float32Array(count).fill(7));
+    const [dg, du, dl] = [sevens(n), sevens(n), sevens(rows * vocab)];
+    for (const [ptr, count] of [[dg, n], [du, n], [dl, rows * vocab]]) assert.equal(lib!.bf16OnlyOutput(ptr, count), true);
+    assert.equal(lib!.bf16OnlyOutput(dg + 16, 8), false, 'only a whole block can be bf16-only');
+    K().swigluBackward(device(gate), device(up), device(dy), dg, du, n);
+    K().crossEntropyBackward(device(logits), device(targets), device(lse), device(dloss), dl, rows, vocab, -100);
+    const top = (xs: Float32Array) => xs.reduce((m, e) => Math.max(m, Math.abs(e)), 0);
+    for (const [what, ptr, expected, widen] of [['dgate', dg, dgate, 'gemm'], ['dup', du, dup, 'call'], ['dlogits', dl, dlogits, 'call']] as const) {
+      assert.ok(read(ptr, expected.length).every((x) => x === 7), `${what}: the floats of a bf16-only output are not written`);
+      const copy = copyAsRead(ptr, expected.length);  // negates the floats (7 -> -7), not the copy
+      const limit = 1e-6 * top(expected);
+      for (let i = 0; i < expected.length; i++) {
+        assert.ok(Math.abs(copy[i] - expected[i]) <= 2 ** -8 * Math.abs(expected[i]) + limit,
+          `${what}[${i}]: bf16 copy ${copy[i]}, reference ${expected[i]} (seed ${seed})`);
+      }
+      if (widen === 'gemm') {
+        // y [n / 16, 16] @ I in float32 precision reads floats: they are written back from the copy first.
+        lib!.setMatmulPrecision('f32');
+        const eye = new Float32Array(256);
+        for (let i = 0; i < 16; i++) eye[i * 17] = 1;
+        const c = device(new Float32Array(expected.length));
+        K().matmul(ptr, device(eye), c, 1, expected.length / 16, 16, 16, false, false, 0, 0, 0, 0);
+        lib!.setMatmulPrecision('bf16');
+        assert.deepEqual(read(c, expected.length), copy, `${what}: a float32 GEMM reads the copy's values`);
+      } else {
+        lib!.widenBf16Only(ptr, expected.length);
+      }
+      assert.deepEqual(read(ptr, expected.length), copy, `${what}: the floats written back are the copy's values`);
+    }
+  }));
+
   it('the tensor-core attention writes out\'s copy and reads the copies of q and k that RoPE wrote', () => run(() => {
     const B = 2, T = 70, Hq = 4, Hkv = 2, D = 64, scale = 1 / Math.sqrt(D), maxPos = T;
     const positions = Int32Array.from({ length: B * T }, (_, i) => i % T);

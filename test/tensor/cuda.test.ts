@@ -485,6 +485,42 @@ describe('bf16 operands shared by several GEMMs', { skip }, () => {
   });
 });
 
+describe('gradients kept as bf16 copies alone', { skip }, () => {
+  // In bf16 precision the gradients that only GEMMs read (cross-entropy's dlogits, SwiGLU's dgate and dup, when
+  // their input is a matmul's output) are written as bf16 copies without their floats; a second use of the
+  // logits adds to that gradient (its floats written back first), and a leaf's gradient keeps its floats. The
+  // weights' gradients must stay within the bf16 bound (1e-2 in norm) of float32 on the CPU, a leaf's within
+  // the float32 one (1e-5).
+  it('reach the weights as float32 on the CPU does, also summed with another use; a leaf\'s gradient stays float32', () => {
+    const rng = new T.Rng(seed + 43);
+    const [x0, wg0, wu0, wd0, leaf0] = [normal(rng, 48 * 32), normal(rng, 64 * 32), normal(rng, 64 * 32), normal(rng, 40 * 64), normal(rng, 8 * 40)];
+    const targets = Array.from({ length: 48 }, (_, i) => (i * 7) % 40);
+    const run = (device: 'cpu' | 'cuda') => T.withDevice(device, () => T.scope(() => {
+      const [x, wg, wu, wd, leaf] = [T.tensor(x0, [48, 32]), T.tensor(wg0, [64, 32]), T.tensor(wu0, [64, 32]), T.tensor(wd0, [40, 64]), T.tensor(leaf0, [8, 40])];
+      for (const t of [x, wg, wu, wd, leaf]) t.requiresGrad = true;
+      const logits = T.linear(T.swiglu(T.linear(x, wg), T.linear(x, wu)), wd);
+      const ids = T.tensor(targets, [48], 'i32');
+      T.add(T.crossEntropy(logits, ids), T.mul(T.sum(T.mul(logits, logits)), 1e-3)).backward();
+      T.crossEntropy(T.linear(T.swiglu(T.linear(x, wg), T.linear(x, wu)), wd), ids).backward();
+      T.crossEntropy(leaf, T.tensor(targets.slice(0, 8), [8], 'i32')).backward();
+      return [x, wg, wu, wd, leaf].map((t) => Float32Array.from(t.grad!.toArray()));
+    }));
+    const cpu = run('cpu');
+    T.setMatmulPrecision('bf16');
+    try {
+      const cuda = run('cuda');
+      ['x', 'gate', 'up', 'down'].forEach((what, i) => {
+        const error = errorOf('sums', cuda[i], cpu[i]);
+        assert.ok(error <= 1e-2, `gradient of ${what}: error ${error.toExponential(2)} (seed ${seed})`);
+      });
+      const leafError = errorOf('sums', cuda[4], cpu[4]);
+      assert.ok(leafError <= 1e-5, `the leaf logits' gradient: error ${leafError.toExponential(2)} (seed ${seed})`);
+    } finally {
+      T.setMatmulPrecision('f32');
+    }
+  });
+});
+
 describe('profileCuda', { skip }, () => {
   it('splits the device time of a step into kernels, bf16 rounding and the time between calls, adding up to the whole', () => {
     T.setMatmulPrecision('bf16');

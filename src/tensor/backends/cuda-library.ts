@@ -55,6 +55,10 @@ export interface CudaLibrary {
    * of them; a copy already registered for the range (one its producer kernel wrote) is kept as it is.
    */
   shareBf16Operand(ptr: DevicePtr, n: number): void;
+  /** r1_cuda_bf16_only_output: whether [ptr, ptr + 4n)'s next producer writes only its bf16 copy. */
+  bf16OnlyOutput(ptr: DevicePtr, n: number): boolean;
+  /** r1_cuda_widen_bf16_only: writes a bf16-only output's floats from its copy. */
+  widenBf16Only(ptr: DevicePtr, n: number): void;
   /** r1_cuda_sum_squares_add: acc[0] += sum of x[i]^2 over i < n, queued (no wait for the stream). */
   sumSquaresAdd(x: DevicePtr, n: number, acc: DevicePtr): void;
   /**
@@ -174,6 +178,8 @@ const declarations = {
   r1_cuda_swiglu_rows: 'void r1_cuda_swiglu_rows(uint64_t gate_up, uint64_t y, int64_t rows, int64_t inter, int bf16)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
   r1_cuda_share_bf16_operand: 'int r1_cuda_share_bf16_operand(uint64_t ptr, int64_t n)',
+  r1_cuda_bf16_only_output: 'int r1_cuda_bf16_only_output(uint64_t ptr, int64_t n)',
+  r1_cuda_widen_bf16_only: 'void r1_cuda_widen_bf16_only(uint64_t ptr, int64_t n)',
   r1_cuda_sum_squares_add: 'void r1_cuda_sum_squares_add(uint64_t x, int64_t n, uint64_t acc)',
   r1_cuda_profile_start: 'int r1_cuda_profile_start(int capacity)',
   r1_cuda_profile_mark: 'void r1_cuda_profile_mark(int tag)',
@@ -475,6 +481,15 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     },
     shareBf16Operand(ptr, n) {
       checkStatus(`shareBf16Operand(${n})`, c.r1_cuda_share_bf16_operand(ptr, n) as number);
+    },
+    bf16OnlyOutput(ptr, n) {
+      const status = c.r1_cuda_bf16_only_output(ptr, n) as number;
+      check('bf16OnlyOutput');  // its copy's allocation may fail
+      return status === 0;
+    },
+    widenBf16Only(ptr, n) {
+      c.r1_cuda_widen_bf16_only(ptr, n);
+      check('widenBf16Only');
     },
     ncclUniqueId() {
       const id = new Uint8Array(NCCL_UNIQUE_ID_BYTES);

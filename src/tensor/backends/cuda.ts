@@ -48,6 +48,7 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
     device: 'cuda',
     free: (address) => library.free(address),
     download: (dst, address) => library.download(dst, address),
+    widenBf16Only: (address, n) => library.widenBf16Only(address, n),
   };
   const deviceDtype = (dtype: DType): 'f32' | 'i32' => {
     if (dtype === 'f64') throw new TypeError('float64 tensors are not supported on cuda (its kernels are float32 and int32); cast to f32 first');
@@ -112,7 +113,13 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       // A graph must not read a copy rounded before its recording (the buffer may change between replays).
       if (array.weight || recording || precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
       // Not registerWeight: the copy that the producer kernel of this activation wrote must stay current.
-      library.shareBf16Operand(array.address(() => 'a bf16 operand'), array.length);
+      library.shareBf16Operand(array.rawAddress(() => 'a bf16 operand'), array.length);
+      array.weight = true;
+    },
+    bf16OnlyOutput(array) {
+      if (recording || precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
+      if (!library.bf16OnlyOutput(array.rawAddress(() => 'a bf16-only output'), array.length)) return;
+      array.floatsPending = true;
       array.weight = true;
     },
   };
