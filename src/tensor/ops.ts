@@ -492,7 +492,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   return record(out, 'swiglu', [g0, u0], (g) => {
     const dgate = gradientForGemms(empty(gate.shape, gate.dtype, gate.device), g0);
     const dup = gradientForGemms(empty(up.shape, up.dtype, up.device), u0);
-    k.swigluBackward(g0.floatData(), u0.floatData(), contiguous(g).floatData(), dgate.floatData(), dup.floatData(), out.size);
+    k.swigluBackward(g0.floatData(), u0.floatData(), contiguous(g).floatData(), rawData(dgate), rawData(dup), out.size);
     return [dgate, dup];
   });
 }
@@ -653,7 +653,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: { ignoreI
   k.crossEntropy(src.floatData(), t.intData(), losses.floatData(), lse.floatData(), rows, vocab, ignoreIndex);
   const perRow = record(losses, 'crossEntropy', [src], (g) => {
     const dx = gradientForGemms(empty(src.shape, src.dtype, src.device), src);
-    k.crossEntropyBackward(src.floatData(), t.intData(), lse.floatData(), contiguous(g).floatData(), dx.floatData(), rows, vocab, ignoreIndex);
+    k.crossEntropyBackward(src.floatData(), t.intData(), lse.floatData(), contiguous(g).floatData(), rawData(dx), rows, vocab, ignoreIndex);
     return [dx];
   });
   switch (options.reduction ?? 'mean') {
@@ -702,7 +702,7 @@ function gemm(a: GemmOperand, b: GemmOperand, batchShape: Shape): Tensor {
   const n = b.cols;
   const k2 = kernels('matmul', a.t, b.t);
   const out = empty([...batchShape, m, n], a.t.dtype, a.t.device);
-  k2.matmul(gemmData(a.t), gemmData(b.t), out.floatData(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
+  k2.matmul(rawData(a.t), rawData(b.t), out.floatData(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
   return out;
 }
 
@@ -736,16 +736,19 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   });
 }
 
-// What the matmul kernel reads for an operand: on a device the address as it is, since a bf16 GEMM reads the
-// operand's bf16 copy, and writes a bf16-only operand's floats back itself where it reads floats instead.
-function gemmData(t: Tensor): FloatArray | number {
+// A tensor's data as it is: on a device its address without writing back the floats of a bf16-only buffer
+// (DeviceArray.floatsPending). For the matmul kernel's operands (a bf16 GEMM reads their bf16 copies, and writes
+// a bf16-only operand's floats back itself where it reads floats) and for the kernel that writes a bf16-only
+// output (gradientForGemms), which must not be widened before it is written.
+function rawData(t: Tensor): FloatArray | number {
   return t.storage instanceof DeviceArray ? t.storage.rawAddress(() => t.toString()) + t.offset * 4 : t.floatData();
 }
 
 /**
  * A fresh gradient buffer for `input`, made bf16-only (DeviceBackend.bf16OnlyOutput: its kernel writes just the
  * bf16 copy) when bf16 GEMMs are all that read it: when input is a matmul's output, seen through reshapes
- * (whose backward passes the gradient on as a view). Any other reader writes the floats back first.
+ * (whose backward passes the gradient on as a view). Any other reader writes the floats back first. The kernel
+ * writes it through rawData.
  */
 function gradientForGemms(grad: Tensor, input: Tensor): Tensor {
   let node = input.node;

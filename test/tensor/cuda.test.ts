@@ -490,25 +490,35 @@ describe('gradients kept as bf16 copies alone', { skip }, () => {
   // their input is a matmul's output) are written as bf16 copies without their floats; a second use of the
   // logits adds to that gradient (its floats written back first), and a leaf's gradient keeps its floats. The
   // weights' gradients must stay within the bf16 bound (1e-2 in norm) of float32 on the CPU, a leaf's within
-  // the float32 one (1e-5).
+  // the float32 one (1e-5). The floats written back are counted: none where GEMMs alone read the gradients, one
+  // (the logits' gradient, summed with the second use's) where they are not.
   it('reach the weights as float32 on the CPU does, also summed with another use; a leaf\'s gradient stays float32', () => {
     const rng = new T.Rng(seed + 43);
     const [x0, wg0, wu0, wd0, leaf0] = [normal(rng, 48 * 32), normal(rng, 64 * 32), normal(rng, 64 * 32), normal(rng, 40 * 64), normal(rng, 8 * 40)];
     const targets = Array.from({ length: 48 }, (_, i) => (i * 7) % 40);
+    const widened: number[] = [];
+    let widens = 0;
     const run = (device: 'cpu' | 'cuda') => T.withDevice(device, () => T.scope(() => {
       const [x, wg, wu, wd, leaf] = [T.tensor(x0, [48, 32]), T.tensor(wg0, [64, 32]), T.tensor(wu0, [64, 32]), T.tensor(wd0, [40, 64]), T.tensor(leaf0, [8, 40])];
       for (const t of [x, wg, wu, wd, leaf]) t.requiresGrad = true;
-      const logits = T.linear(T.swiglu(T.linear(x, wg), T.linear(x, wu)), wd);
       const ids = T.tensor(targets, [48], 'i32');
-      T.add(T.crossEntropy(logits, ids), T.mul(T.sum(T.mul(logits, logits)), 1e-3)).backward();
       T.crossEntropy(T.linear(T.swiglu(T.linear(x, wg), T.linear(x, wu)), wd), ids).backward();
+      widened.push(widens);
+      const logits = T.linear(T.swiglu(T.linear(x, wg), T.linear(x, wu)), wd);
+      T.add(T.crossEntropy(logits, ids), T.mul(T.sum(T.mul(logits, logits)), 1e-3)).backward();
+      widened.push(widens);
       T.crossEntropy(leaf, T.tensor(targets.slice(0, 8), [8], 'i32')).backward();
       return [x, wg, wu, wd, leaf].map((t) => Float32Array.from(t.grad!.toArray()));
     }));
     const cpu = run('cpu');
     T.setMatmulPrecision('bf16');
+    const memory = T.withDevice('cuda', () => T.scope(() => (T.zeros([1]).storage as DeviceArray).memory)), widen = memory.widenBf16Only!;
+    memory.widenBf16Only = (address, n) => (widens++, widen(address, n));
     try {
+      widened.length = 0;
+      widens = 0;
       const cuda = run('cuda');
+      assert.deepEqual(widened, [0, 1], 'floats written back: none for gradients that only GEMMs read, one for the logits used twice');
       ['x', 'gate', 'up', 'down'].forEach((what, i) => {
         const error = errorOf('sums', cuda[i], cpu[i]);
         assert.ok(error <= 1e-2, `gradient of ${what}: error ${error.toExponential(2)} (seed ${seed})`);
@@ -516,6 +526,7 @@ describe('gradients kept as bf16 copies alone', { skip }, () => {
       const leafError = errorOf('sums', cuda[4], cpu[4]);
       assert.ok(leafError <= 1e-5, `the leaf logits' gradient: error ${leafError.toExponential(2)} (seed ${seed})`);
     } finally {
+      memory.widenBf16Only = widen;
       T.setMatmulPrecision('f32');
     }
   });
