@@ -17,7 +17,7 @@ import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
 import { AdamW } from '../train/optimizer.ts';
-import { learningRate, scheduleOf, type DecayShape } from '../train/schedule.ts';
+import type { DecayShape } from '../train/schedule.ts';
 import { average } from '../util/average.ts';
 import { logToStderr } from '../util/log.ts';
 import { clipFraction, groupAdvantages, lossVariants, maskedMean, tokenTerms, type LossType } from './grpo.ts';
@@ -219,16 +219,15 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   const earlier = checkpoint ? await readJsonl<GrpoStepRecord>(join(out, METRICS_FILE), (m) => log(`warning: ${m}`)) : [];
 
   const samplesFile = join(out, SAMPLES_FILE);
-  const schedule = scheduleOf(config, config.steps);
   let stepSamples: Sample[] = [];
   const { step, records } = await runSteps<GrpoStepRecord>({
     out,
     resumed: checkpoint,
     totalSteps: config.steps,
-    cadence: config,
-    update: async (index) => {
+    config,
+    update: async (index, lr) => {
       // On the policy's device, in one scope: the rollout's tensors and old/reference log-probs die with the step.
-      const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, sources, config, rng, learningRate(index, schedule), index + 1)));
+      const { record, samples } = withDevice(model.device, () => scope(() => grpoStep(model, reference, optimizer, tokenizer, sources, config, rng, lr, index + 1)));
       if (reference && config.referenceRefreshEvery > 0 && record.step % config.referenceRefreshEvery === 0) copyParameters(model, reference);
       await appendJsonl(samplesFile, { step: record.step, samples: samples.slice(0, SAMPLES_KEPT_PER_STEP).map(sampleSummary) });
       stepSamples = samples;

@@ -23,6 +23,7 @@ import type { TokenizerFiles } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
 import { clipGradNorm, type AdamW } from './optimizer.ts';
+import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
 
 type Log = (line: string) => void;
@@ -209,10 +210,16 @@ export interface StepLoop<R extends LoopRecord> {
   resumed: LoadedCheckpoint | null;
   /** Updates in the whole run. */
   totalSteps: number;
-  /** When to stop, save and validate (every checkpointEvery updates when the trainer has no evalEvery): the trainer's config. */
-  cadence: { timeLimitMinutes: number | null; checkpointEvery: number; evalEvery?: number };
-  /** Runs update `step` (0-based) and returns its record but for step and elapsedSeconds (a promise when it writes files of its own). */
-  update(step: number): Omit<R, 'step' | 'elapsedSeconds'> | Promise<Omit<R, 'step' | 'elapsedSeconds'>>;
+  /**
+   * The trainer's config: when to stop, save and validate (every checkpointEvery updates when it has no
+   * evalEvery), and its learning-rate schedule over totalSteps (scheduleOf).
+   */
+  config: { timeLimitMinutes: number | null; checkpointEvery: number; evalEvery?: number; lr: number; warmup: number; schedule: DecayShape; minLrRatio: number };
+  /**
+   * Runs update `step` (0-based) at learning rate `lr` and returns its record but for step and elapsedSeconds (a
+   * promise when it writes files of its own).
+   */
+  update(step: number, lr: number): Omit<R, 'step' | 'elapsedSeconds'> | Promise<Omit<R, 'step' | 'elapsedSeconds'>>;
   /** The held-out measures merged into the record (validationLoss and any others the trainer keeps), every
    * evalEvery updates and after the last; null when nothing is held out. */
   validate: (() => Pick<R, 'validationLoss'> & Partial<R>) | null;
@@ -240,7 +247,8 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
   const startMs = performance.now();
   const elapsedBefore = (loop.resumed?.trainerState as { elapsedSeconds?: number } | undefined)?.elapsedSeconds ?? 0;
   const elapsed = () => elapsedBefore + (performance.now() - startMs) / 1000;
-  const { timeLimitMinutes, checkpointEvery, evalEvery = checkpointEvery } = loop.cadence;
+  const { timeLimitMinutes, checkpointEvery, evalEvery = checkpointEvery } = loop.config;
+  const schedule = scheduleOf(loop.config, loop.totalSteps);
   const deadlineMs = timeLimitMinutes === null ? Infinity : startMs + timeLimitMinutes * 60_000;
   const primary = loop.primary !== false;
   const bar = primary && loop.progress !== false && process.stderr.isTTY
@@ -253,7 +261,7 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
   bar?.start(loop.totalSteps, step, loop.bar.values(null));
   try {
     while (step < loop.totalSteps && performance.now() < deadlineMs) {
-      const fields = await loop.update(step);
+      const fields = await loop.update(step, learningRate(step, schedule));
       step++;
       const record = { ...fields, step, elapsedSeconds: elapsed() } as R;
       const last = step === loop.totalSteps || performance.now() >= deadlineMs;

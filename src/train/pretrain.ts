@@ -26,7 +26,7 @@ import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments,
 import { broadcastParameters, rankShare } from './data-parallel.ts';
 import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
-import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
+import type { DecayShape } from './schedule.ts';
 
 export interface PretrainConfig {
   /** A .txt or .jsonl corpus; null trains on the synthetic corpus (corpus.ts). */
@@ -221,7 +221,6 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     log(`model: ${model.parameterCount().toLocaleString('en')} parameters (${config.model ?? (config.family === 'deepseek' ? 'deepseek' : config.size)}), ${config.steps} steps of ${config.batchSize * config.gradAccumSteps} x ${config.seqLen} tokens`);
   }
 
-  const schedule = scheduleOf(config, config.steps);
   const tokensPerStep = config.batchSize * config.gradAccumSteps * config.seqLen;
   const startMs = performance.now();
   function* microBatches() {
@@ -232,10 +231,9 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
     out: config.out,
     resumed: checkpoint,
     totalSteps: config.steps,
-    cadence: config,
-    update: (index) => {
+    config,
+    update: (index, lr) => {
       const stepStart = performance.now();
-      const lr = learningRate(index, schedule);
       const { loss, gradNorm, moeLoads } = optimizerUpdate(model, optimizer, microBatches(), lr, config.gradClip, index + 1, communicator);
       const record: Omit<StepRecord, 'step' | 'elapsedSeconds'> = { loss, lr, gradNorm, tokensPerSecond: tokensPerStep / ((performance.now() - stepStart) / 1000) };
       if (moeLoads?.length) record.moeMaxLoadRatio = moeLoads.map((s) => s.maxLoadRatio);

@@ -29,7 +29,7 @@ import { logToStderr } from '../util/log.ts';
 import { epochBatch } from './data.ts';
 import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
-import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
+import type { DecayShape } from './schedule.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // The loss
@@ -245,16 +245,13 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
   const optimizer = new AdamW(named, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: config.weightDecay });
   if (checkpoint && saved) restoreAdamW(optimizer, checkpoint, saved.optimizerStep);
 
-  const schedule = scheduleOf(config, totalSteps);
-
   const { step, records } = await runSteps<RewardModelStepRecord>({
     out: given.out,
     resumed: checkpoint,
     totalSteps,
-    cadence: config,
-    update: (index) => {
+    config,
+    update: (index, lr) => {
       const batch = epochBatch(train, index, config.batchSize, config.seed);
-      const lr = learningRate(index, schedule);
       return scope(() => {
         let loss = 0;
         let wins = 0;

@@ -20,7 +20,7 @@ import { pickFields } from '../util/pick-fields.ts';
 import { epochBatch } from './data.ts';
 import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
-import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
+import type { DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
 
 export interface SftConfig {
@@ -212,14 +212,13 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   // The model folder written keeps the template it was trained with, so that sampling renders prompts the same way.
   const tokenizerFiles = { json: tokenizer.files.json, config: { ...tokenizer.files.config, chat_template: template } };
   const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
-  const schedule = scheduleOf(config, totalSteps);
 
   const { step, records } = await runSteps<SftStepRecord>({
     out: config.out,
     resumed: checkpoint,
     totalSteps,
-    cadence: config,
-    update: (index) => {
+    config,
+    update: (index, lr) => {
       const start = performance.now();
       const batch = epochBatch(rows, index, config.batchSize, config.seed);
       const tokens = batch.reduce((n, r) => n + r.trainedTokens, 0);
@@ -231,7 +230,6 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
           yield { inputs: micro.inputs, targets: micro.targets, weight: micro.tokens / tokens };
         }
       }
-      const lr = learningRate(index, schedule);
       const { loss, gradNorm } = optimizerUpdate(model, optimizer, microBatches(), lr, config.gradClip, index + 1);
       const inputTokens = batch.reduce((n, r) => n + r.inputs.length, 0);
       return { epoch: Math.floor(index / stepsPerEpoch) + 1, loss, lr, gradNorm, trainedTokens: tokens, tokensPerSecond: inputTokens / ((performance.now() - start) / 1000) };
