@@ -14,9 +14,9 @@
 // back). A checkpoint without lm_head.weight (TRL's, for untied models) loads too: the backbone's output head
 // is then zeros, and a reward model never uses it.
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONFIG_FILE, loadHfWeights, readModelConfig, saveHfModel, sequenceClassifierArchitectureOf, type ModelConfig } from '../io/hf.ts';
+import { readJsonFile } from '../io/json-file.ts';
 import { fromFloat32, type TensorMap } from '../io/safetensors.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
 import { Module } from '../nn/module.ts';
@@ -108,7 +108,7 @@ export interface LoadedRewardModel {
 /** Loads a reward-model folder (the layout in the file comment), e.g. one `r1 reward-model train` or TRL wrote. */
 export async function loadRewardModel(dir: string): Promise<LoadedRewardModel> {
   if (!existsSync(join(dir, CONFIG_FILE))) throw new UserError(`${dir}: no ${CONFIG_FILE}: not a model folder`);
-  const raw = JSON.parse(await readFile(join(dir, CONFIG_FILE), 'utf8')) as Record<string, unknown>;
+  const raw = readJsonFile(join(dir, CONFIG_FILE)) as Record<string, unknown>;
   const { config } = await readModelConfig(dir);
   const architectures = Array.isArray(raw.architectures) ? raw.architectures : [];
   if (!architectures.includes(sequenceClassifierArchitectureOf(config))) {

@@ -35,7 +35,8 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { CHECKPOINTS_DIR, FINAL_DIR, METRICS_FILE } from '../io/checkpoint.ts';
+import { CHECKPOINTS_DIR, FINAL_DIR, METRICS_FILE, readJsonl } from '../io/checkpoint.ts';
+import { readJsonFile } from '../io/json-file.ts';
 import { loadModel, saveModel } from '../models/pretrained.ts';
 import { DenseModel, type DenseConfig } from '../models/dense.ts';
 import { isReadableFormat, isStrictFormat } from '../rewards/format.ts';
@@ -325,7 +326,7 @@ export async function runR1Pipeline(config: R1PipelineConfig, hooks: R1PipelineH
   const done = new Map<R1StageName, StageRecord>();
   for (const name of R1_STAGE_NAMES) {
     const file = join(stageDir(config.out, name), STAGE_FILE);
-    if (existsSync(file)) done.set(name, JSON.parse(await readFile(file, 'utf8')) as StageRecord);
+    if (existsSync(file)) done.set(name, readJsonFile(file) as StageRecord);
   }
   const todo = config.stage === null ? STAGES.filter((s) => !done.has(s.name)) : STAGES.filter((s) => s.name === config.stage);
   for (const stage of todo) {
@@ -503,8 +504,7 @@ async function stageCurves(out: string, stage: R1StageName): Promise<Array<Recor
 
 async function stageCurvesIn(dir: string): Promise<Array<Record<string, unknown>>> {
   const file = join(dir, METRICS_FILE);
-  if (!existsSync(file)) return [];
-  return (await readFile(file, 'utf8')).split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Record<string, unknown>);
+  return existsSync(file) ? readJsonl<Record<string, unknown>>(file) : [];
 }
 
 function modelOf(ctx: StageContext, stage: R1StageName, name = 'final'): string {
@@ -735,10 +735,7 @@ async function sampleKept(ctx: StageContext, settings: Partial<RejectionSampleCo
 
 /** The kept examples of a rejection-sampling run: [question, response] pairs. */
 async function keptPairs(file: string): Promise<Array<{ question: string; answer: string }>> {
-  return (await readFile(file, 'utf8')).split('\n').filter((line) => line.length > 0).map((line) => {
-    const { messages } = JSON.parse(line) as { messages: Array<{ role: string; content: string }> };
-    return { question: messages[0].content, answer: messages[1].content };
-  });
+  return (await readJsonl<{ messages: Array<{ role: string; content: string }> }>(file)).map(({ messages }) => ({ question: messages[0].content, answer: messages[1].content }));
 }
 
 async function writeConversations(file: string, rows: ReadonlyArray<{ question: string; answer: string }>): Promise<void> {

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { generate } from '../generate/engine.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
+import { readJsonFile } from '../io/json-file.ts';
 import { loadModel, type CausalLM } from '../models/pretrained.ts';
 import { completionWithPrefill, FORMAT_RULES, isReadableFormat, type FormatRule } from '../rewards/format.ts';
 import { endpointJudge, modelJudge, type Judge } from '../rewards/judge.ts';
@@ -206,7 +207,7 @@ export async function rejectionSample(given: RejectionSampleConfig, hooks: Rejec
   const file = join(given.out, SFT_FILE);
   let state: State | null = null;
   if (given.resume && existsSync(stateFile)) {
-    state = JSON.parse(await readFile(stateFile, 'utf8')) as State;
+    state = readJsonFile(stateFile) as State;
     log(`resuming ${given.out}: ${state.promptsDone} prompts done, ${state.lines} examples kept`);
   } else if (!given.resume && existsSync(stateFile)) {
     throw new UserError(`${given.out} already holds a rejection-sampling run; pass --resume to continue it, or choose another --out`);

@@ -9,11 +9,12 @@
 // after, and write the report and summary. Reward kinds are a table of small builders (REWARD_KINDS); a
 // config names them with their weights, so that a new kind is one entry, not a branch.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { FINAL_DIR, readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
+import { readJsonFile } from '../io/json-file.ts';
 import { loadModel, saveModel, type LoadedModel } from '../models/pretrained.ts';
 import { loadRewardModel, type LoadedRewardModel } from '../models/reward-model.ts';
 import { taskAccuracyReward } from '../rewards/accuracy.ts';
@@ -241,7 +242,7 @@ export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRu
   for (const source of evaluated) {
     const file = join(config.out, `before.${source.config.name}.json`);
     if (config.resume && existsSync(file)) {
-      before.set(source.config.name, JSON.parse(await readFile(file, 'utf8')) as EvalReport);
+      before.set(source.config.name, readJsonFile(file) as EvalReport);
       continue;
     }
     log(`evaluating the starting model on ${config.evalLimit ?? 'all'} ${source.rollout.task.name} test questions (${source.config.name}), k = ${config.evalK}`);

@@ -13,10 +13,10 @@
 // Exact resume: a checkpoint holds the backbone and head, the AdamW moments and the step; the pair order of each
 // epoch is a permutation drawn from seed + epoch, so a resumed run trains on the same batches in the same order.
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FINAL_DIR, parameterArrays } from '../io/checkpoint.ts';
 import { CLASSIFIER_SUFFIX, CONFIG_FILE } from '../io/hf.ts';
+import { readJsonFile } from '../io/json-file.ts';
 import { readJsonlObjects } from '../io/jsonl.ts';
 import { loadModel } from '../models/pretrained.ts';
 import { loadRewardModel, padRight, RewardModel, rewardModelFromTensors, saveRewardModel, SCORE_WEIGHT } from '../models/reward-model.ts';
@@ -347,7 +347,7 @@ export function scorePreferencePairs(model: RewardModel, tokenizer: Tokenizer, p
  */
 export async function loadRewardModelOrBackbone(dir: string, seed: number): Promise<{ model: RewardModel; tokenizer: Tokenizer }> {
   const configFile = join(dir, CONFIG_FILE);
-  const raw = existsSync(configFile) ? JSON.parse(await readFile(configFile, 'utf8')) as { architectures?: unknown } : {};
+  const raw = existsSync(configFile) ? readJsonFile(configFile) as { architectures?: unknown } : {};
   const names = Array.isArray(raw.architectures) ? raw.architectures as unknown[] : [];
   if (names.some((name) => typeof name === 'string' && name.endsWith(CLASSIFIER_SUFFIX))) return loadRewardModel(dir);
   const { model, tokenizer } = await loadModel(dir);
