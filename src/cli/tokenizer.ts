@@ -2,12 +2,12 @@
 // tokenizer (ours or a Hugging Face one) does to a text or a list of ids.
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import cliProgress from 'cli-progress';
 import { readCorpus } from '../tokenizer/corpus.ts';
 import { CHAT_SPECIAL_TOKENS, REASONING_TAG_TOKENS } from '../tokenizer/chat.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { saveTrainedBpe, trainBpe, type TrainProgress } from '../tokenizer/train.ts';
 import { UserError } from '../util/errors.ts';
+import { progressBar } from '../util/progress.ts';
 
 function positiveInteger(value: string): number {
   const n = Number(value);
@@ -60,21 +60,21 @@ export function register(program: Command): void {
     .action(async (opts: { corpus: string; vocabSize: number; out: string; special?: string[]; minFrequency: number }, command: Command) => {
       const started = performance.now();
       const texts = readCorpus(opts.corpus);
-      const bar = new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total}', clearOnComplete: true }, cliProgress.Presets.shades_classic);
+      const bar = progressBar('{phase} [{bar}] {value}/{total}', true, { clearOnComplete: true });
       let phase: TrainProgress['phase'] | null = null;
       const onProgress = (p: TrainProgress) => {
         if (p.phase !== phase) {
-          if (phase !== null) bar.stop();
+          if (phase !== null) bar?.stop();
           phase = p.phase;
-          bar.start(p.phase === 'count' ? texts.length : p.maxMerges, 0, { phase: p.phase === 'count' ? 'counting words' : 'merging' });
+          bar?.start(p.phase === 'count' ? texts.length : p.maxMerges, 0, { phase: p.phase === 'count' ? 'counting words' : 'merging' });
         }
-        bar.update(p.phase === 'count' ? p.texts : p.merges);
+        bar?.update(p.phase === 'count' ? p.texts : p.merges);
       };
       let trained;
       try {
         trained = trainBpe(texts, { vocabSize: opts.vocabSize, specialTokens: opts.special, minFrequency: opts.minFrequency, onProgress });
       } finally {
-        bar.stop();
+        bar?.stop();
       }
       await saveTrainedBpe(opts.out, trained);
       const seconds = ((performance.now() - started) / 1000).toFixed(1);

@@ -15,7 +15,6 @@
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import cliProgress from 'cli-progress';
 import { generate } from '../generate/engine.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { readJsonFile } from '../io/json-file.ts';
@@ -32,6 +31,7 @@ import type { ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
+import { progressBar } from '../util/progress.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Readability filters: each keeps (true) or removes (false) one sample.
@@ -230,9 +230,7 @@ export async function rejectionSample(given: RejectionSampleConfig, hooks: Rejec
   const existing = existsSync(file) ? (await readFile(file, 'utf8')).split('\n').filter((l) => l.length > 0) : [];
   await writeFileAtomic(file, existing.slice(0, lines).map((l) => `${l}\n`).join(''));
 
-  const bar = hooks.progress !== false && process.stderr.isTTY ? new cliProgress.SingleBar({
-    format: 'rejection sampling {bar} {value}/{total} prompts | kept {kept} | {rate} prompts/s | ETA {eta_formatted}', hideCursor: true, etaBuffer: 8,
-  }, cliProgress.Presets.shades_classic) : null;
+  const bar = progressBar('rejection sampling {bar} {value}/{total} prompts | kept {kept} | {rate} prompts/s | ETA {eta_formatted}', hooks.progress !== false, { etaBuffer: 8 });
   bar?.start(planned, done, { kept: lines, rate: '-' });
   const startMs = performance.now();
   let extending = false;

@@ -10,7 +10,6 @@
 // checkpoint survives.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import cliProgress from 'cli-progress';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, METRICS_FILE, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import type { TensorMap } from '../io/safetensors.ts';
@@ -21,6 +20,7 @@ import type { MoeLoadStats } from '../nn/moe.ts';
 import { mul, noGrad, scope, type Tensor } from '../tensor/index.ts';
 import type { TokenizerFiles } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
+import { progressBar } from '../util/progress.ts';
 import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
 import { clipGradNorm, type AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
@@ -251,9 +251,7 @@ export async function runSteps<R extends LoopRecord>(loop: StepLoop<R>): Promise
   const schedule = scheduleOf(loop.config, loop.totalSteps);
   const deadlineMs = timeLimitMinutes === null ? Infinity : startMs + timeLimitMinutes * 60_000;
   const primary = loop.primary !== false;
-  const bar = primary && loop.progress !== false && process.stderr.isTTY
-    ? new cliProgress.SingleBar({ format: loop.bar.format, hideCursor: true, etaBuffer: 20 }, cliProgress.Presets.shades_classic)
-    : null;
+  const bar = progressBar(loop.bar.format, primary && loop.progress !== false, { etaBuffer: 20 });
   const logEvery = Math.max(1, Math.round(loop.totalSteps / 20));
   const records: R[] = [];
   let step = loop.resumed?.step ?? 0;
