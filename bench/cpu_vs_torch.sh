@@ -24,6 +24,10 @@ cores_list=${CORES:-"two all"}
 what=${WHAT:-"train sample"}
 sizes=${SIZES:-"1m 5m 20m"}
 lscpu > "$out/lscpu.txt" 2>&1 || true
+# The cores' measured FMA peak (bench/fma_peak.cpp) beside each core set's rows: a virtual machine's vCPUs can be
+# uneven (two sharing a physical core, or one shared with another tenant), which moves PyTorch's static OpenMP
+# split more than r1ts's dynamic one (docs/BENCHMARKS.md, the Xeon call of 15:17).
+${CXX:-c++} -O2 -march=native -pthread bench/fma_peak.cpp -o build/fma_peak 2>/dev/null || true
 # Rows of a bench JSON file as JSON lines, labelled with the cores.
 lines() { node -e '
   const [file, kind, cores] = process.argv.slice(1);
@@ -36,6 +40,7 @@ for named in $cores_list; do
     all) cores="0-$(($(nproc --all) - 1))" ;;
     *) cores=$named ;;
   esac
+  [ -x build/fma_peak ] && taskset -c "$cores" build/fma_peak 0.3 | sed "s/^{/{\"kind\": \"fma_peak\", \"cores\": \"$cores\", /" | tee -a "$log"
   # r1ts: one process per size (its peak memory is that size's); PyTorch: one process for all sizes, since
   # importing torch and transformers takes seconds (its peak is then the largest so far: sizes run small to large).
   if [[ " $what " == *" train "* ]]; then
