@@ -15,7 +15,7 @@ import { createModel, type CausalLM } from '../models/pretrained.ts';
 import { copyInto, crossEntropy, exp, IGNORE_INDEX, logSoftmax, mul, neg, noGrad, reshape, scope, sum, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
+import { finishUpdate, openRun, restoreAdamW, resumedConfig, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
 import { AdamW } from '../train/optimizer.ts';
 import type { DecayShape } from '../train/schedule.ts';
 import { average } from '../util/average.ts';
@@ -99,6 +99,13 @@ export const defaultGrpoConfig: GrpoConfig = {
   keepCheckpoints: 2,
   timeLimitMinutes: null,
 };
+
+/** Fields a resumed run takes from its checkpoint (what it computes); how long it runs and how often it saves come from the given config. */
+export const GRPO_RUN_FIELDS = [
+  'promptsPerStep', 'groupSize', 'maxNewTokens', 'temperature', 'topP', 'dynamicSampling', 'maxSamplingRounds', 'overlongCacheTokens', 'lossType', 'epsLow',
+  'epsHigh', 'beta', 'mu', 'miniBatches', 'microBatchSize', 'overlongFiltering', 'referenceRefreshEvery', 'lr', 'warmup', 'schedule', 'minLrRatio',
+  'weightDecay', 'adamBeta1', 'adamBeta2', 'adamEps', 'gradClip', 'seed',
+] as const satisfies ReadonlyArray<keyof GrpoConfig>;
 
 /** Reflection vocabulary counted in responses (the "aha moment" words of R1 sec. 2.2.4 and Fig. 3's analysis). */
 export const REFLECTION_WORDS = ['wait', 'verify', 'check', 'recheck', 'however', 'mistake', 'retry', 'reconsider', 'again'] as const;
@@ -203,10 +210,7 @@ export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<Gr
   const { model, tokenizer, sources, out } = run;
   const checkpoint = await openRun(out, run.resume ?? false, log, { kind: 'grpo', config: run.config, stepFiles: [SAMPLES_FILE] });
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
-  // The run's own settings, except how long and how often to save: a resumed run is the same run.
-  const config: GrpoConfig = saved
-    ? { ...saved.config, steps: run.config.steps, checkpointEvery: run.config.checkpointEvery, keepCheckpoints: run.config.keepCheckpoints, timeLimitMinutes: run.config.timeLimitMinutes }
-    : run.config;
+  const config = resumedConfig(run.config, saved?.config, GRPO_RUN_FIELDS);
 
   const optimizer = new AdamW(model.namedParameters(), { beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEps, weightDecay: config.weightDecay });
   if (checkpoint && saved) {

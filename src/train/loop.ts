@@ -20,6 +20,7 @@ import type { MoeLoadStats } from '../nn/moe.ts';
 import { mul, noGrad, scope, type Tensor } from '../tensor/index.ts';
 import type { TokenizerFiles } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
+import { pickFields } from '../util/pick-fields.ts';
 import { progressBar } from '../util/progress.ts';
 import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
 import { clipGradNorm, type AdamW } from './optimizer.ts';
@@ -55,6 +56,15 @@ export async function openRun(out: string, resume: boolean, log: Log, run: { kin
   }
   await writeRunFile(out, run.kind, run.config);
   return checkpoint;
+}
+
+/**
+ * A resumed run's config: the given one, with the fields that decide what the run computes (`runFields`) taken from
+ * the checkpoint's saved config, so that a resumed run is the same run, for as long and with the saving the caller
+ * asks now. A field a checkpoint from an older version lacks keeps the given value.
+ */
+export function resumedConfig<C extends object, K extends keyof C>(given: C, saved: C | undefined, runFields: readonly K[]): C {
+  return saved ? { ...given, ...pickFields(saved, runFields.filter((key) => key in saved)) } : given;
 }
 
 /** Puts a checkpoint's AdamW moments (saved by saveTrainingCheckpoint) and update count back into `optimizer`. */

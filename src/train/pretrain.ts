@@ -20,11 +20,10 @@ import { trainBpe } from '../tokenizer/train.ts';
 import { END_OF_TEXT } from '../tokenizer/chat.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
-import { pickFields } from '../util/pick-fields.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
 import { broadcastParameters, rankShare } from './data-parallel.ts';
-import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
+import { heldOutLoss, openRun, resumedConfig, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import type { DecayShape } from './schedule.ts';
 
@@ -183,7 +182,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   // Which run: a fresh one, or the latest checkpoint's (whose settings of RUN_FIELDS it keeps).
   const checkpoint = await openRun(given.out, given.resume, log, { kind: 'pretrain', config: given }, primary);
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
-  const config: PretrainConfig = saved ? { ...given, ...pickFields(saved.config, RUN_FIELDS) } : given;
+  const config = resumedConfig(given, saved?.config, RUN_FIELDS);
 
   // Corpus, tokenizer, token stream.
   const docs = config.corpus === null ? syntheticCorpus(config.seed, config.syntheticDocuments) : readCorpusFile(config.corpus);

@@ -27,7 +27,7 @@ import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { epochBatch } from './data.ts';
-import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint, type TrainingHooks } from './loop.ts';
+import { finishUpdate, openRun, restoreAdamW, resumedConfig, runSteps, saveTrainingCheckpoint, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import type { DecayShape } from './schedule.ts';
 
@@ -162,6 +162,12 @@ export const defaultRewardModelConfig: RewardModelConfig = {
   precision: 'f32',
 };
 
+/** Fields a resumed run takes from its checkpoint (what it computes); the others come from the given config. */
+export const REWARD_MODEL_RUN_FIELDS = [
+  'data', 'model', 'epochs', 'batchSize', 'microBatchSize', 'lr', 'warmup', 'schedule', 'minLrRatio', 'weightDecay', 'gradClip', 'maxLength',
+  'validationFraction', 'seed',
+] as const satisfies ReadonlyArray<keyof RewardModelConfig>;
+
 /** One line of metrics.jsonl. */
 export interface RewardModelStepRecord {
   step: number;
@@ -214,8 +220,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
   const pairs = readPreferencePairs(given.data);
   const checkpoint = await openRun(given.out, given.resume, log, { kind: 'reward-model', config: given });
   const saved = checkpoint ? checkpoint.trainerState as unknown as TrainerState : null;
-  // A resumed run is the same run: its settings, except how long and how often to save.
-  const config = saved ? { ...saved.config, checkpointEvery: given.checkpointEvery, keepCheckpoints: given.keepCheckpoints, timeLimitMinutes: given.timeLimitMinutes } : given;
+  const config = resumedConfig(given, saved?.config, REWARD_MODEL_RUN_FIELDS);
 
   // A checkpoint's model folder holds the backbone; the head is among its other arrays.
   const { model, tokenizer } = checkpoint

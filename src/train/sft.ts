@@ -16,9 +16,8 @@ import { DEFAULT_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
-import { pickFields } from '../util/pick-fields.ts';
 import { epochBatch } from './data.ts';
-import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
+import { heldOutLoss, openRun, resumedConfig, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import type { DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
@@ -170,7 +169,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   useDevice(given.device, given.precision);
   const checkpoint = await openRun(given.out, given.resume, log, { kind: 'sft', config: given });
   const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
-  const config: SftConfig = saved ? { ...given, ...pickFields(saved.config, SFT_RUN_FIELDS) } : given;
+  const config = resumedConfig(given, saved?.config, SFT_RUN_FIELDS);
 
   // Every line is read and checked before the model is loaded: a bad file fails at once.
   const examples = readSftExamples(config.data);

@@ -12,7 +12,7 @@ import type { WeightedReward } from '../../src/rewards/reward.ts';
 import { groupAdvantages } from '../../src/rl/grpo.ts';
 import type { RolloutTask } from '../../src/rl/rollout.ts';
 import {
-  cloneModel, countReflectionWords, defaultGrpoConfig, packSequences, tokenLogprobs, trainGrpo, updatePolicy, type GrpoConfig, type GrpoStepRecord,
+  cloneModel, countReflectionWords, defaultGrpoConfig, GRPO_RUN_FIELDS, packSequences, tokenLogprobs, trainGrpo, updatePolicy, type GrpoConfig, type GrpoStepRecord,
 } from '../../src/rl/trainer.ts';
 import type { Example, Task } from '../../src/tasks/task.ts';
 import { logSoftmax, tensor } from '../../src/tensor/index.ts';
@@ -147,6 +147,11 @@ describe('GRPO training runs', () => {
     const run = JSON.parse(readFileSync(join(out, RUN_FILE), 'utf8'));
     assert.equal(run.kind, 'grpo');
     assert.equal(run.config.groupSize, config.groupSize);
+  });
+
+  it('a resumed run takes every GRPO setting from its checkpoint but how long it runs and how often it saves', () => {
+    const fromGiven = Object.keys(defaultGrpoConfig).filter((key) => !(GRPO_RUN_FIELDS as readonly string[]).includes(key));
+    assert.deepEqual(fromGiven, ['steps', 'checkpointEvery', 'keepCheckpoints', 'timeLimitMinutes']);
   });
 
   it('rewards that throw or return NaN score 0 and the run goes on; flat groups are dropped by dynamic sampling', async () => {
