@@ -3,10 +3,9 @@
 // `--jsonl FILE` checks {"gold", "pred"} lines and writes one JSON result per line, a malformed line giving a
 // result with an "error" instead of stopping the others. Output piped into a reader that stops early (`| head`)
 // ends the command quietly.
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { createWriteStream } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { isJsonObject, parseJsonLine } from '../io/jsonl.ts';
+import { isJsonObject, parseJsonLine, streamLines } from '../io/jsonl.ts';
 import { answerOf, finalAnswersEquivalent, optionsFor } from '../rewards/answer.ts';
 import { ANSWER_PLACES, extractAnswer, type AnswerPlace } from '../rewards/extract.ts';
 import { UserError } from '../util/errors.ts';
@@ -69,21 +68,14 @@ export interface JsonlSummary {
  * stops the reading (its reader has gone).
  */
 export async function verifyJsonl(file: string, options: VerifyOptions, write: (result: LineResult) => boolean | void): Promise<JsonlSummary> {
-  if (!existsSync(file)) throw new UserError(`${file}: no such file`);
   const summary: JsonlSummary = { lines: 0, correct: 0, errors: 0 };
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let line = 0;
-  for await (const text of lines) {
-    line++;
-    if (text.trim() === '') continue;
+  for await (const { line, text } of streamLines(file)) {
     const result = verifyLine(text, line, options);
     summary.lines++;
     if ('error' in result) summary.errors++;
     else if (result.correct) summary.correct++;
-    if (write(result) === false) {
-      lines.close();
-      break;
-    }
+    // Leaving the loop closes the file (readline closes when its iteration ends early).
+    if (write(result) === false) break;
   }
   return summary;
 }

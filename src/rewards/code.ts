@@ -3,10 +3,7 @@
 // test, as public code benchmarks use them: stdin/stdout cases (APPS, CodeContests: the output must match, up to
 // trailing whitespace) and assert-style tests (HumanEval, MBPP: code appended to the program, passing when the
 // run exits 0).
-import { createReadStream, existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { isJsonObject, parseJsonLine } from '../io/jsonl.ts';
-import { UserError } from '../util/errors.ts';
+import { isJsonObject, parseJsonLine, streamLines } from '../io/jsonl.ts';
 import { LANGUAGES, looksLikeSyntaxError, type Language, type RunResult, type Sandbox, type SandboxJob } from './sandbox.ts';
 
 export type CodeTest = { input: string; output: string } | { assert: string };
@@ -188,7 +185,6 @@ const LINES_PER_BATCH = 64;
  * verdict to `write` in line order. A malformed line gives an "error" result naming the line; the others still run.
  */
 export async function judgeCodeJsonl(file: string, sandbox: Sandbox, write: (result: CodeLineResult) => void): Promise<{ lines: number; passed: number; errors: number }> {
-  if (!existsSync(file)) throw new UserError(`${file}: no such file`);
   const summary = { lines: 0, passed: 0, errors: 0 };
   let batch: Array<{ line: number; program: CodeProgram | string }> = [];
   const flush = () => {
@@ -204,11 +200,7 @@ export async function judgeCodeJsonl(file: string, sandbox: Sandbox, write: (res
     }
     batch = [];
   };
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let line = 0;
-  for await (const text of lines) {
-    line++;
-    if (text.trim() === '') continue;
+  for await (const { line, text } of streamLines(file)) {
     batch.push({ line, program: parseCodeLine(text) });
     if (batch.length >= LINES_PER_BATCH) flush();
   }
