@@ -247,7 +247,9 @@ export function chart(title: string, xs: readonly number[], series: readonly Ser
     const points = s.values.map((v, j) => (Number.isFinite(v) ? `${px(xs[j]).toFixed(1)},${py(v).toFixed(1)}` : null)).filter(Boolean).join(' ');
     return `<polyline fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="1.8" points="${points}"/>`;
   }).join('');
-  const legend = series.map((s, i) => `<text x="${left + 8}" y="${top + 14 + i * 14}" fill="${COLOURS[i % COLOURS.length]}" font-size="12">${escape(s.name)}</text>`).join('');
+  // The legend sits below the plot, between the step labels: inside it, curves near the top ran through it.
+  const names = series.map((s, i) => `<tspan fill="${COLOURS[i % COLOURS.length]}"${i > 0 ? ' dx="12"' : ''}>${escape(s.name)}</tspan>`).join('');
+  const legend = `<text x="${(left + width - right) / 2}" y="${height - 8}" text-anchor="middle" font-size="12">${names}</text>`;
   return `<figure class="chart"><figcaption>${escape(title)}</figcaption>
 <svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escape(title)}">
 <rect x="${left}" y="${top}" width="${width - left - right}" height="${height - top - bottom}" fill="#fafafa" stroke="#ccc"/>
