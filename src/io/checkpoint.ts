@@ -179,9 +179,12 @@ export async function hasCheckpoints(runDir: string): Promise<boolean> {
 
 // The arrays trainers put into a checkpoint and take back out of one.
 
-/** Named parameters as float32 arrays (copies: training goes on changing the live tensors). */
-export function parameterArrays(named: ReadonlyArray<[string, Tensor]>): TensorMap {
-  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(p.hostValues()), 'F32')]));
+/**
+ * Named parameters as arrays to store (copies: training goes on changing the live tensors): float32, or bfloat16
+ * (rounded to nearest even) for a smaller model folder.
+ */
+export function parameterArrays(named: ReadonlyArray<[string, Tensor]>, dtype: 'F32' | 'BF16' = 'F32'): TensorMap {
+  return new Map(named.map(([name, p]) => [name, fromFloat32([...p.shape], Float32Array.from(p.hostValues()), dtype)]));
 }
 
 /** Per-parameter optimizer values (AdamW's moments) as float32 arrays of each parameter's shape. */

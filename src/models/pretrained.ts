@@ -4,8 +4,9 @@
 // loading is a check of the directory followed by Module.loadState, with no renaming table.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { parameterArrays } from '../io/checkpoint.ts';
 import { CONFIG_FILE, loadHfModel, saveHfModel, type ModelConfig } from '../io/hf.ts';
-import { fromFloat32, type TensorMap } from '../io/safetensors.ts';
+import type { TensorMap } from '../io/safetensors.ts';
 import type { LayerKvCache } from '../nn/attention.ts';
 import type { Module } from '../nn/module.ts';
 import type { MoeLoadStats } from '../nn/moe.ts';
@@ -96,12 +97,7 @@ export async function saveModel(model: CausalLM, tokenizer: Tokenizer, dir: stri
   if (tokenizer.vocabSize > model.config.vocabSize) {
     throw new UserError(`saveModel: the tokenizer has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${model.config.vocabSize}`);
   }
-  const dtype = options.dtype ?? 'F32';
-  const tensors: TensorMap = new Map();
-  for (const [name, p] of model.namedParameters()) {
-    const values = p.toArray();
-    tensors.set(name, fromFloat32([...p.shape], values instanceof Float32Array ? values : Float32Array.from(values), dtype));
-  }
+  const tensors = parameterArrays(model.namedParameters(), options.dtype);
   const files = options.tokenizerFiles ?? tokenizer.files;
   await saveHfModel(dir, { config: model.config, tensors }, { tokenizerJson: files.json, tokenizerConfig: files.config });
 }

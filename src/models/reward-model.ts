@@ -15,6 +15,7 @@
 // is then zeros, and a reward model never uses it.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { parameterArrays } from '../io/checkpoint.ts';
 import { CONFIG_FILE, loadHfWeights, readModelConfig, saveHfModel, sequenceClassifierArchitectureOf, type ModelConfig } from '../io/hf.ts';
 import { readJsonFile } from '../io/json-file.ts';
 import { fromFloat32, type TensorMap } from '../io/safetensors.ts';
@@ -122,13 +123,12 @@ export async function loadRewardModel(dir: string): Promise<LoadedRewardModel> {
 
 /** Writes `model` as a reward-model folder (the layout in the file comment) with the tokenizer's files. */
 export async function saveRewardModel(model: RewardModel, tokenizer: Tokenizer, dir: string): Promise<void> {
-  const float32 = (t: Tensor) => fromFloat32([...t.shape], Float32Array.from(t.toArray()), 'F32');
-  const backbone: TensorMap = new Map(model.backbone.namedParameters().map(([name, p]) => [name, float32(p)]));
+  const backbone = parameterArrays(model.backbone.namedParameters());
   await saveHfModel(dir, { config: model.config, tensors: backbone }, {
     tokenizerJson: tokenizer.files.json,
     tokenizerConfig: tokenizer.files.config,
     classifier: {
-      head: new Map([[SCORE_WEIGHT, float32(model.score)]]),
+      head: parameterArrays([[SCORE_WEIGHT, model.score]]),
       configFields: { num_labels: 1, id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 }, pad_token_id: padTokenId(tokenizer, model.config) },
     },
   });
