@@ -1,6 +1,6 @@
 // The settings `r1 zero` and `r1 rl` share: GRPO's (src/rl/trainer.ts) and the before/after evaluation's.
 import { z } from 'zod';
-import type { RlConfig } from '../pipeline/rl.ts';
+import type { EvalSettings } from '../pipeline/rl.ts';
 import { lossVariants } from '../rl/grpo.ts';
 import type { GrpoConfig } from '../rl/trainer.ts';
 import { UserError } from '../util/errors.ts';
@@ -41,7 +41,7 @@ export const GRPO_FIELDS: Fields<GrpoConfig> = {
   timeLimitMinutes: { ...SHARED_FIELDS.timeLimitMinutes, help: 'stop GRPO after this long (saving a checkpoint)' },
 };
 
-export const EVAL_FIELDS: Fields<Pick<RlConfig, 'evalK' | 'evalTemperature' | 'evalTopP' | 'evalLimit'>> = {
+export const EVAL_FIELDS: Fields<EvalSettings> = {
   evalK: { schema: positiveInt, flag: '--eval-k <n>', help: 'samples per test question in the before/after evaluation' },
   evalTemperature: { schema: nonNegative, flag: '--eval-temperature <t>', help: 'evaluation temperature (paper: 0.6)' },
   evalTopP: { schema: z.number().gt(0).max(1), flag: '--eval-top-p <p>', help: 'evaluation nucleus mass (paper: 0.95)' },

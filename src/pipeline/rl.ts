@@ -154,20 +154,23 @@ export function sourceOverTask(source: RlSourceConfig, task: Task, tokenizer: To
 // ---------------------------------------------------------------------------------------------------------
 // The run
 
+/** The before/after evaluation of a run (SPEC.md 5), as `r1 rl` and `r1 zero` take it. */
+export interface EvalSettings {
+  evalK: number;
+  evalTemperature: number;
+  evalTopP: number;
+  /** Test questions evaluated per source (the first ones of its test set); null for all. */
+  evalLimit: number | null;
+}
+
 /** Everything `r1 rl` does, as one flat object: GRPO's settings, the model, the sources, the evaluation. */
-export interface RlConfig extends GrpoConfig {
+export interface RlConfig extends GrpoConfig, EvalSettings {
   /** The Hugging Face model folder to train (either family). */
   model: string;
   /** Run folder: metrics.jsonl, checkpoints/, final/, before.<source>.json, after.<source>.json, report.html, summary.json. */
   out: string;
   resume: boolean;
   sources: RlSourceConfig[];
-  // Evaluation before and after (SPEC.md 5).
-  evalK: number;
-  evalTemperature: number;
-  evalTopP: number;
-  /** Test questions evaluated per source (the first ones of its test set); null for all. */
-  evalLimit: number | null;
   device: Device;
   precision: Precision;
 }
@@ -279,7 +282,7 @@ export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRu
 }
 
 /** How a run evaluates a source: the config's evaluation settings, the source's prompt and format check. */
-export function sourceEvalOptions(config: Pick<RlConfig, 'evalK' | 'evalTemperature' | 'evalTopP' | 'maxNewTokens' | 'evalLimit' | 'seed'>, source: BuiltSource): EvalOptions {
+export function sourceEvalOptions(config: EvalSettings & Pick<GrpoConfig, 'maxNewTokens' | 'seed'>, source: BuiltSource): EvalOptions {
   return {
     k: config.evalK, temperature: config.evalTemperature, topP: config.evalTopP, maxNewTokens: config.maxNewTokens, limit: config.evalLimit,
     seed: config.seed + 1_000_000, prompt: source.prompt, isFormatted: source.isFormatted,

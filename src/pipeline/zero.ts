@@ -33,10 +33,10 @@ import { defaultPretrainConfig, pretrain, type PretrainConfig } from '../train/p
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
-import { buildRewards, percent, runRl, sourceEvalOptions, sourceOverTask, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
+import { buildRewards, percent, runRl, sourceEvalOptions, sourceOverTask, type EvalSettings, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
 
 /** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
-export interface ZeroConfig extends GrpoConfig {
+export interface ZeroConfig extends GrpoConfig, EvalSettings {
   /** Task name (taskByName: arithmetic, countdown, jsonl:PATH, code, code:PATH). */
   task: string;
   /** Level of a generated task; null takes the task's default. */
@@ -66,13 +66,6 @@ export interface ZeroConfig extends GrpoConfig {
   sandboxWorkers: number | null;
   /** Limits of one program run that differ from defaultSandboxLimits (time, memory, processes, output; rewards/sandbox.ts). */
   sandboxLimits: Partial<SandboxLimits>;
-
-  // Evaluation before and after (SPEC.md 5).
-  evalK: number;
-  evalTemperature: number;
-  evalTopP: number;
-  /** Test questions evaluated (the first ones of the task's test set); null for all. */
-  evalLimit: number | null;
 
   // The base model made when `model` is null.
   baseDocuments: number;
