@@ -375,6 +375,19 @@ export function add(a: Operand, b: Operand): Tensor {
   return record(binaryRaw('add', x, y), 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]);
 }
 
+/**
+ * target = target (op) x, elementwise and in place, with nothing recorded: for buffers whose one reader is the
+ * caller (backward() adding into gradients only it reads, clipGradNorm scaling gradients). target must be
+ * contiguous; x has target's shape or broadcasts to it.
+ */
+export function binaryInPlace(op: BinaryOpName, target: Tensor, x: Operand): void {
+  const y = asTensor(x, target);
+  if (!target.isContiguous) throw new Error(`internal: ${op} in place into a non-contiguous ${target}`);
+  if (target.dtype !== y.dtype) throw new TypeError(`${op}: dtypes ${target.dtype} and ${y.dtype} differ`);
+  const out = target.floatData();
+  kernels(op, target, y).binary(op, out, contiguousStrides(target.shape), y.floatData(), broadcastStrides(y, target.shape), out, target.shape);
+}
+
 export function sub(a: Operand, b: Operand): Tensor {
   const [x, y] = operands(a, b);
   return record(binaryRaw('sub', x, y), 'sub', [x, y], (g) => [sumTo(g, x.shape), sumTo(neg(g), y.shape)]);
@@ -961,7 +974,7 @@ function rowsContiguous(x: Tensor): boolean {
   return x.strides[3] === 1 && (x.strides[2] === D || H === 1) && (x.strides[1] === H * D || T === 1);
 }
 
-bindTapeOps({ add, onesLike, contiguous, to });
+bindTapeOps({ add, binaryInPlace, onesLike, contiguous, to });
 
 // ---------------------------------------------------------------------------------------------------------
 // A CUDA decode step with no host-side length: the column a step writes and the keys it attends to are read

@@ -9,7 +9,7 @@
 // A tensor holds its storage, its autograd node holds its inputs; `backward()` drops the nodes it has used, so
 // the graph of a step is freed once the loss is out of scope. `liveNodes()` counts graph nodes not yet freed
 // (tests check it returns to 0).
-import { allocHost, type DType, type FloatArray, type HostArray } from './backend.ts';
+import { allocHost, HostRecycler, withHostRecycler, type DType, type FloatArray, type HostArray } from './backend.ts';
 import { DeviceArray, dispose, keep, type Device } from './device.ts';
 
 export type Shape = readonly number[];
@@ -274,32 +274,80 @@ function backward(root: Tensor, gradOutput: Tensor | undefined): void {
   }
   const grads = new Map<Tensor, Tensor>();
   grads.set(root, gradOutput ?? ops().onesLike(root));
-  noGrad(() => {
+  // Host buffers that only this pass can reach: made by a node's backward (the recycler saw them handed out
+  // during the call) and not given to a leaf, each with how many entries of `grads` read it. A buffer one
+  // entry alone reads is added into in place; one no entry reads any more is dead and goes back to the
+  // recycler, which the ops of later nodes allocate from. Neither changes a value: kernels write their outputs
+  // whole, and a + b is b + a in floating point.
+  const owned = new Map<HostArray | DeviceArray, number>();
+  const readers = (t: Tensor) => owned.get(t.storage) ?? -1;
+  const unread = (t: Tensor) => {
+    const n = owned.get(t.storage);
+    if (n !== undefined) owned.set(t.storage, n - 1);
+  };
+  const inPlaceTarget = (t: Tensor) => readers(t) === 1 && t.isContiguous;
+  const recycler = new HostRecycler();
+  const releaseDead = () => {
+    for (const [storage, n] of owned) {
+      if (n > 0) continue;
+      owned.delete(storage);
+      recycler.release(storage as HostArray);
+    }
+  };
+  noGrad(() => withHostRecycler(recycler, () => {
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
       const g = grads.get(t);
       grads.delete(t);
       if (!g) continue;
       if (!t.node) {
-        // Gradients are never written in place (one may be shared by several inputs), so no copy is needed.
-        setGrad(t, t.grad ? ops().add(t.grad, g) : ops().contiguous(g));
+        // Gradients are never written in place while shared (one may reach several inputs), so a gradient
+        // that only this pass reads becomes the leaf's without a copy, and is added into when it has one.
+        unread(g);
+        let grad: Tensor;
+        if (t.grad && readers(g) === 0 && g.isContiguous) grad = (ops().binaryInPlace('add', g, t.grad), g);
+        else grad = t.grad ? ops().add(t.grad, g) : ops().contiguous(g);
+        if (grad.storage === g.storage) owned.delete(g.storage);
+        setGrad(t, grad);
+        releaseDead();
         continue;
       }
+      recycler.handedOut.clear();
       const inputGrads = t.node.backward(g);
+      unread(g);
       t.node.inputs.forEach((input, j) => {
         const ig = inputGrads[j];
         if (!ig || !input.requiresGrad) return;
         if (!sameShape(ig.shape, input.shape)) {
           throw new Error(`internal: ${t.node!.op} backward gave a gradient of shape [${ig.shape}] for an input of shape [${input.shape}]`);
         }
+        const n = owned.get(ig.storage);
+        if (n !== undefined) owned.set(ig.storage, n + 1);
+        else if (recycler.handedOut.has(ig.storage as HostArray)) owned.set(ig.storage, 1);
         const prev = grads.get(input);
-        grads.set(input, prev ? ops().add(prev, ig) : ig);
+        if (!prev) {
+          grads.set(input, ig);
+        } else if (inPlaceTarget(prev)) {
+          ops().binaryInPlace('add', prev, ig);
+          unread(ig);
+        } else if (inPlaceTarget(ig)) {
+          ops().binaryInPlace('add', ig, prev);
+          unread(prev);
+          grads.set(input, ig);
+        } else {
+          const sum = ops().add(prev, ig);
+          unread(prev);
+          unread(ig);
+          if (recycler.handedOut.has(sum.storage as HostArray)) owned.set(sum.storage, 1);
+          grads.set(input, sum);
+        }
       });
+      releaseDead();
       nodeRegistry.unregister(t.node);
       nodeCount--;
       t.node = null;
     }
-  });
+  }));
 }
 
 /**
@@ -323,6 +371,7 @@ export function setGrad(t: Tensor, grad: Tensor | null): void {
 // load time.
 type OpsForTape = {
   add(a: Tensor, b: Tensor): Tensor;
+  binaryInPlace(op: 'add', target: Tensor, x: Tensor): void;
   onesLike(t: Tensor): Tensor;
   contiguous(t: Tensor, copy?: boolean): Tensor;
   to(t: Tensor, device: Device): Tensor;

@@ -192,4 +192,38 @@ describe('autograd', () => {
     T.sum(T.add(T.mul(w, x), T.mul(w, w))).backward();
     assert.equal(w.grad!.item(), 7);
   });
+
+  it('gradients shared between inputs and leaves stay intact while backward reuses and adds into its buffers', () => {
+    // 2048 floats: buffers this large go through the allocator that backward() recycles (small ones do not).
+    const n = 2048;
+    const values = (seed: number) => Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i) * 0.5 + 0.1);
+    const [x, w, a, b] = [1, 2, 3, 4].map((seed) => {
+      const t = T.tensor(values(seed));
+      t.requiresGrad = true;
+      return t;
+    });
+    const c = T.tensor(values(5));
+    for (let pass = 0; pass < 2; pass++) {
+      const h = T.mul(x, w);
+      const s = T.add(h, h); // one gradient buffer for both inputs of add
+      const u = T.reshape(s, [32, 64]); // gradients as views
+      const v = T.reshape(T.mul(u, u), [n]);
+      // v and x * x share one gradient buffer, and v gets a second one added to it
+      const z = T.add(T.add(v, T.mul(x, x)), v);
+      // x: several paths summed; a and b: one gradient reaching two leaves
+      T.sum(T.mul(T.add(T.add(T.add(z, x), a), b), c)).backward();
+    }
+    // loss = sum c (8 x^2 w^2 + x^2 + x + a + b), twice
+    const [xs, ws, cs] = [x, w, c].map((t) => t.toArray());
+    const close = (got: Float32Array | Float64Array | Int32Array, want: (i: number) => number, name: string) => {
+      for (let i = 0; i < n; i++) {
+        const expected = 2 * want(i);
+        assert.ok(Math.abs(got[i] - expected) <= 1e-5 * (1 + Math.abs(expected)), `${name}[${i}] = ${got[i]}, expected ${expected}`);
+      }
+    };
+    close(x.grad!.toArray(), (i) => cs[i] * (16 * xs[i] * ws[i] * ws[i] + 2 * xs[i] + 1), 'dx');
+    close(w.grad!.toArray(), (i) => cs[i] * 16 * xs[i] * xs[i] * ws[i], 'dw');
+    close(a.grad!.toArray(), (i) => cs[i], 'da');
+    close(b.grad!.toArray(), (i) => cs[i], 'db');
+  });
 });
