@@ -15,7 +15,7 @@ import { createModel, type CausalLM } from '../models/pretrained.ts';
 import { copyInto, crossEntropy, exp, IGNORE_INDEX, logSoftmax, mul, neg, noGrad, reshape, scope, sum, synchronize, tensor, withDevice, type Tensor } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { finishUpdate, openRun, restoreAdamW, resumedConfig, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
+import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint } from '../train/loop.ts';
 import { AdamW } from '../train/optimizer.ts';
 import type { DecayShape } from '../train/schedule.ts';
 import { average } from '../util/average.ts';
@@ -208,9 +208,7 @@ const REFERENCE_PREFIX = 'reference/';
 export async function trainGrpo(run: GrpoRun, hooks: GrpoHooks = {}): Promise<GrpoResult> {
   const log = hooks.log ?? logToStderr;
   const { model, tokenizer, sources, out } = run;
-  const checkpoint = await openRun(out, run.resume ?? false, log, { kind: 'grpo', config: run.config, stepFiles: [SAMPLES_FILE] });
-  const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
-  const config = resumedConfig(run.config, saved?.config, GRPO_RUN_FIELDS);
+  const { checkpoint, saved, config } = await openRun<GrpoConfig, TrainerState>(out, run.resume ?? false, log, { kind: 'grpo', config: run.config, runFields: GRPO_RUN_FIELDS, stepFiles: [SAMPLES_FILE] });
 
   const optimizer = new AdamW(model.namedParameters(), { beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEps, weightDecay: config.weightDecay });
   if (checkpoint && saved) {

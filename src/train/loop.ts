@@ -29,16 +29,32 @@ import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
 type Log = (line: string) => void;
 
+/** What openRun gives a trainer: the checkpoint it resumes from, that checkpoint's trainer state, and the run's config. */
+export interface OpenedRun<C, S> {
+  checkpoint: LoadedCheckpoint | null;
+  /** The checkpoint's trainer state (undefined for a fresh run). */
+  saved: S | undefined;
+  /** The given config, with the fields that decide what the run computes (`runFields`) taken from the checkpoint's. */
+  config: C;
+}
+
 /**
  * Opens `out` for a run. With `resume`: its latest checkpoint, or null (logged) when it has none. Without: a
- * folder that already holds checkpoints is refused, so a fresh run never overwrites another. metrics.jsonl (and
- * the run's other files of one record per step, `run.stepFiles`) is then cut back to the checkpoint's step
- * (emptied for a fresh run), and run.json says what the run is (the dashboard shows its kind and config). On the
- * other ranks of a data-parallel run (`primary` false) it only reads the checkpoint to resume from: rank 0 alone
- * writes the folder.
+ * folder that already holds checkpoints is refused, so a fresh run never overwrites another. A resumed run keeps
+ * its checkpoint's settings of `runFields` (what the run computes), so that it is the same run, for as long and
+ * with the saving the caller asks now; a field a checkpoint from an older version lacks keeps the given value.
+ * metrics.jsonl (and the run's other files of one record per step, `run.stepFiles`) is then cut back to the
+ * checkpoint's step (emptied for a fresh run), and run.json records the config the run goes on with (the
+ * dashboard shows its kind and config). On the other ranks of a data-parallel run (`primary` false) it only reads
+ * the checkpoint to resume from: rank 0 alone writes the folder.
  */
-export async function openRun(out: string, resume: boolean, log: Log, run: { kind: string; config: object; stepFiles?: readonly string[] }, primary = true): Promise<LoadedCheckpoint | null> {
-  if (!primary) return resume ? loadLatestCheckpoint(out, () => {}) : null;
+export async function openRun<C extends object, S extends { config: C }>(out: string, resume: boolean, log: Log, run: { kind: string; config: C; runFields: readonly (keyof C)[]; stepFiles?: readonly string[] }, primary = true): Promise<OpenedRun<C, S>> {
+  const opened = (checkpoint: LoadedCheckpoint | null): OpenedRun<C, S> => {
+    const saved = checkpoint?.trainerState as unknown as S | undefined;
+    const config = saved ? { ...run.config, ...pickFields(saved.config, run.runFields.filter((key) => key in saved.config)) } : run.config;
+    return { checkpoint, saved, config };
+  };
+  if (!primary) return opened(resume ? await loadLatestCheckpoint(out, () => {}) : null);
   await mkdir(out, { recursive: true });
   let checkpoint: LoadedCheckpoint | null = null;
   if (resume) {
@@ -54,17 +70,9 @@ export async function openRun(out: string, resume: boolean, log: Log, run: { kin
     const kept = checkpoint ? (await readJsonl<{ step: number }>(file, (m) => log(`warning: ${m}`)).catch(() => [])).filter((r) => r.step <= step) : [];
     await writeFileAtomic(file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
   }
-  await writeRunFile(out, run.kind, run.config);
-  return checkpoint;
-}
-
-/**
- * A resumed run's config: the given one, with the fields that decide what the run computes (`runFields`) taken from
- * the checkpoint's saved config, so that a resumed run is the same run, for as long and with the saving the caller
- * asks now. A field a checkpoint from an older version lacks keeps the given value.
- */
-export function resumedConfig<C extends object, K extends keyof C>(given: C, saved: C | undefined, runFields: readonly K[]): C {
-  return saved ? { ...given, ...pickFields(saved, runFields.filter((key) => key in saved)) } : given;
+  const result = opened(checkpoint);
+  await writeRunFile(out, run.kind, result.config);
+  return result;
 }
 
 /** Puts a checkpoint's AdamW moments (saved by saveTrainingCheckpoint) and update count back into `optimizer`. */

@@ -23,7 +23,7 @@ import { logToStderr } from '../util/log.ts';
 import { readCorpusFile, syntheticCorpus } from './corpus.ts';
 import { RandomWindowBatcher, sequentialBatches, splitTokens, tokenizeDocuments, type BatcherState } from './data.ts';
 import { broadcastParameters, rankShare } from './data-parallel.ts';
-import { heldOutLoss, openRun, resumedConfig, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
+import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, trainingCommunicator, type HeldOutBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import type { DecayShape } from './schedule.ts';
 
@@ -180,9 +180,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   }
 
   // Which run: a fresh one, or the latest checkpoint's (whose settings of RUN_FIELDS it keeps).
-  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'pretrain', config: given }, primary);
-  const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
-  const config = resumedConfig(given, saved?.config, RUN_FIELDS);
+  const { checkpoint, saved, config } = await openRun<PretrainConfig, TrainerState>(given.out, given.resume, log, { kind: 'pretrain', config: given, runFields: RUN_FIELDS }, primary);
 
   // Corpus, tokenizer, token stream.
   const docs = config.corpus === null ? syntheticCorpus(config.seed, config.syntheticDocuments) : readCorpusFile(config.corpus);

@@ -27,7 +27,7 @@ import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { epochBatch } from './data.ts';
-import { finishUpdate, openRun, restoreAdamW, resumedConfig, runSteps, saveTrainingCheckpoint, type TrainingHooks } from './loop.ts';
+import { finishUpdate, openRun, restoreAdamW, runSteps, saveTrainingCheckpoint, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import type { DecayShape } from './schedule.ts';
 
@@ -218,9 +218,7 @@ export async function trainRewardModel(given: RewardModelConfig, hooks: RewardMo
   const log = hooks.log ?? logToStderr;
   useDevice(given.device, given.precision);
   const pairs = readPreferencePairs(given.data);
-  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'reward-model', config: given });
-  const saved = checkpoint ? checkpoint.trainerState as unknown as TrainerState : null;
-  const config = resumedConfig(given, saved?.config, REWARD_MODEL_RUN_FIELDS);
+  const { checkpoint, saved, config } = await openRun<RewardModelConfig, TrainerState>(given.out, given.resume, log, { kind: 'reward-model', config: given, runFields: REWARD_MODEL_RUN_FIELDS });
 
   // A checkpoint's model folder holds the backbone; the head is among its other arrays.
   const { model, tokenizer } = checkpoint

@@ -17,7 +17,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { epochBatch } from './data.ts';
-import { heldOutLoss, openRun, resumedConfig, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
+import { heldOutLoss, openRun, optimizerUpdate, restoreAdamW, runSteps, saveTrainingCheckpoint, type HeldOutBatch, type MicroBatch, type TrainingHooks } from './loop.ts';
 import { AdamW } from './optimizer.ts';
 import type { DecayShape } from './schedule.ts';
 import { encodeSftExample, packedRows, padRows, readSftExamples, sequenceRows, type SftExample, type SftRow, type SftSequence } from './sft-data.ts';
@@ -167,9 +167,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   if (given.data === '') throw new UserError('no training data: give --data, a JSONL file of conversations');
   if (given.model === '') throw new UserError('no model: give --model, a Hugging Face model folder');
   useDevice(given.device, given.precision);
-  const checkpoint = await openRun(given.out, given.resume, log, { kind: 'sft', config: given });
-  const saved = checkpoint?.trainerState as unknown as TrainerState | undefined;
-  const config = resumedConfig(given, saved?.config, SFT_RUN_FIELDS);
+  const { checkpoint, saved, config } = await openRun<SftConfig, TrainerState>(given.out, given.resume, log, { kind: 'sft', config: given, runFields: SFT_RUN_FIELDS });
 
   // Every line is read and checked before the model is loaded: a bad file fails at once.
   const examples = readSftExamples(config.data);

@@ -69,7 +69,10 @@ test('a run killed after a checkpoint and resumed computes exactly the losses of
   assert.equal((await loadLatestCheckpoint(broken))!.step, 4);
   assert.deepEqual((await losses(broken)).map(([s]) => s), [1, 2, 3, 4, 5, 6]);
 
-  await pretrain(tinyConfig(broken, { resume: true }), quiet);
+  // A flag that would change what the run computes is the checkpoint's, and run.json records the one in use.
+  const { lr } = tinyConfig(broken);
+  await pretrain(tinyConfig(broken, { resume: true, lr: lr * 10 }), quiet);
+  assert.equal(JSON.parse(readFileSync(join(broken, 'run.json'), 'utf8')).config.lr, lr);
   // Bit-identical: same parameters, moments, step count and batch generator state after step 4.
   assert.deepEqual(await losses(broken), await losses(whole));
   assert.deepEqual(readFileSync(join(broken, 'final', 'model.safetensors')), readFileSync(join(whole, 'final', 'model.safetensors')));
