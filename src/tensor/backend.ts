@@ -102,8 +102,11 @@ export function allocHost(dtype: DType, n: number): HostArray {
 export function allocHostUninitialized(dtype: DType, n: number): HostArray {
   const bytes = dtype === 'f64' ? 8 : 4;
   if (n * bytes < 4096) return allocHost(dtype, n);
-  const reused = recycler?.take(dtype, n);
-  if (reused) return reused;
+  const reused = recycler?.take(dtype, n) ?? spare?.take(dtype, n);
+  if (reused) {
+    recycler?.handedOut.add(reused);
+    return reused;
+  }
   const buffer = Buffer.allocUnsafeSlow(n * bytes).buffer;
   let array: HostArray;
   switch (dtype) {
@@ -128,9 +131,7 @@ export class HostRecycler {
   private readonly free = new Map<string, HostArray[]>();
 
   take(dtype: DType, n: number): HostArray | undefined {
-    const array = this.free.get(`${dtype} ${n}`)?.pop();
-    if (array) this.handedOut.add(array);
-    return array;
+    return this.free.get(`${dtype} ${n}`)?.pop();
   }
 
   /** A buffer nothing reads or writes any more. */
@@ -144,8 +145,14 @@ export class HostRecycler {
 }
 
 let recycler: HostRecycler | null = null;
+// What the last backward pass freed and did not use again: the next step's forward allocates its activations
+// (arrays of the same shapes) from it. Replaced by the next pass's leftovers, so it holds at most one pass's.
+let spare: HostRecycler | null = null;
 
-/** Runs fn with `r` serving host allocations from the buffers released to it; they go to the GC after. */
+/**
+ * Runs fn with `r` serving host allocations from the buffers released to it (then from the previous pass's
+ * leftovers); what is left in `r` afterwards serves later allocations until the next call.
+ */
 export function withHostRecycler<T>(r: HostRecycler, fn: () => T): T {
   const previous = recycler;
   recycler = r;
@@ -153,6 +160,8 @@ export function withHostRecycler<T>(r: HostRecycler, fn: () => T): T {
     return fn();
   } finally {
     recycler = previous;
+    r.handedOut.clear();
+    spare = r;
   }
 }
 

@@ -5,7 +5,7 @@ import { allocHost, allocHostUninitialized, cudaBackend, kernelsOn, type DType, 
 import { defaultDevice, DeviceArray, type Device } from './device.ts';
 import type { BinaryOpName, Kernels, ReduceOpName, UnaryOpName } from './kernels.ts';
 import type { Rng } from './random.ts';
-import { bindTapeOps, contiguousStrides, isGradEnabled, record, sameShape, shapeSize, Tensor, type Shape } from './tensor.ts';
+import { bindTapeOps, contiguousStrides, isGradEnabled, record, sameShape, shapeSize, Tensor, type GradNode, type Shape } from './tensor.ts';
 
 /** The kernel table of the inputs' device; mixing devices in one op is an error naming both. */
 function kernels(op: string, ...inputs: Tensor[]): Kernels<FloatArray | number, Int32Array | number> {
@@ -372,7 +372,11 @@ function binaryRaw(op: BinaryOpName, a: Tensor, b: Tensor): Tensor {
 
 export function add(a: Operand, b: Operand): Tensor {
   const [x, y] = operands(a, b);
-  return record(binaryRaw('add', x, y), 'add', [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]);
+  return record(binaryRaw('add', x, y), 'add', [x, y], addBackward(x, y));
+}
+
+function addBackward(x: Tensor, y: Tensor): GradNode['backward'] {
+  return (g) => [sumTo(g, x.shape), sumTo(g, y.shape)];
 }
 
 /**
@@ -786,7 +790,13 @@ function gradOfRight(a: Tensor, b: Tensor, g: Tensor): Tensor {
 /** x @ W^T + bias with W stored [out, in] (PyTorch and Hugging Face layout). */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   const y = matmul(x, transpose(weight));
-  return bias ? add(y, bias) : y;
+  if (!bias) return y;
+  if (y.device !== 'cpu' || bias.dtype !== y.dtype || !sameShape(broadcastShapes(y.shape, bias.shape), y.shape)) return add(y, bias);
+  // On the CPU the bias is added into the product's own buffer, as add(y, bias) would compute it, instead of
+  // into a new one: nothing but this function reads y, and its backward does not read its values.
+  const out = new Tensor(y.storage, y.shape, { strides: y.strides, offset: y.offset });
+  binaryInPlace('add', out, bias);
+  return record(out, 'add', [y, bias], addBackward(y, bias));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ const gradChecks: Record<string, (t: TestContext) => void> = {
     gradcheck((a, b) => T.matmul(a, b), [leaf([2, 3, 4], 40), leaf([2, 4, 5], 41)]);
     // broadcast batch, transposed right operand (the x @ W^T path), and a 2-d right operand folded into rows
     gradcheck((a, w) => T.linear(a, w), [leaf([2, 3, 4], 42), leaf([5, 4], 43)]);
+    // with a bias (added into the product's buffer on the CPU)
+    gradcheck((a, w, bias) => T.linear(a, w, bias), [leaf([2, 3, 4], 48), leaf([5, 4], 49), leaf([5], 50)]);
     gradcheck((a, b) => T.matmul(T.transpose(a), b), [leaf([3, 4, 2], 44), leaf([1, 4, 5], 45)]);
   },
   embedding: () => gradcheck((table) => T.embedding(table, ids([1, 3, 1, 0], [2, 2])), [leaf([4, 3], 46)]),
