@@ -48,3 +48,6 @@ export * from './distributed/environment.ts';
 export * from './distributed/rendezvous.ts';
 export * from './distributed/launch.ts';
 export * from './train/data-parallel.ts';
+// One optimizer update (backward over micro-batches, gradients averaged over a communicator's ranks, clip, AdamW): the step
+// a data-parallel training loop of one's own calls on each rank's share of the batch.
+export { optimizerUpdate, type MicroBatch, type UpdateResult } from './train/loop.ts';

@@ -3,6 +3,6 @@ export { Tokenizer, DecodeStream, type DecodeOptions, type EncodeOptions, type T
 export { trainBpe, saveTrainedBpe, type TrainBpeOptions, type TrainProgress, type TrainedBpe } from './train.ts';
 export { readCorpus } from './corpus.ts';
 export {
-  CHATML_TEMPLATE, CHAT_SPECIAL_TOKENS, END_OF_TEXT, IM_END, IM_START, REASONING_TAG_TOKENS, renderChatTemplate, renderConversation,
+  CHATML_TEMPLATE, CHAT_SPECIAL_TOKENS, DEFAULT_CHAT_TEMPLATE, END_OF_TEXT, IM_END, IM_START, REASONING_TAG_TOKENS, renderChatTemplate, renderConversation,
   type ChatMessage, type ChatTemplateOptions,
 } from './chat.ts';
