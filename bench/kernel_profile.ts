@@ -4,18 +4,24 @@ import { cpuBackend } from '../src/tensor/index.ts';
 /**
  * Times every kernel call of `runs` calls of run() (the CPU kernel table's functions wrapped in place, then put
  * back) and prints ms per run by kernel, matrix products by shape with their GFLOP/s; what is left of a run is
- * the TypeScript op layer, allocation and the garbage collector.
+ * the TypeScript op layer, allocation and the garbage collector. Also the process's CPU time outside kernel
+ * calls (with one thread, `taskset -c 0`, that is the op layer and the collector, steadier than wall time on a
+ * loaded machine; `node --trace-gc` lists the collector's share).
  */
 export function profileKernels(run: () => void, runs: number, what: string): void {
   const kernels = cpuBackend().kernels as unknown as Record<string, (...args: unknown[]) => unknown>;
   const originals = { ...kernels };
   const byKey = new Map<string, { calls: number; ms: number; flops: number }>();
+  let kernelCpuUs = 0;
   for (const [name, fn] of Object.entries(originals)) {
     if (typeof fn !== 'function') continue;
     kernels[name] = (...args: unknown[]) => {
+      const cpu = process.cpuUsage();
       const t = performance.now();
       const result = fn(...args);
       const ms = performance.now() - t;
+      const used = process.cpuUsage(cpu);
+      kernelCpuUs += used.user + used.system;
       let key = name, flops = 0;
       if (name === 'matmul') {
         const [, , , b, m, n, k, transA, transB] = args as number[];
@@ -29,11 +35,14 @@ export function profileKernels(run: () => void, runs: number, what: string): voi
     };
   }
   const start = performance.now();
+  const startCpu = process.cpuUsage();
   try {
     for (let i = 0; i < runs; i++) run();
   } finally {
     Object.assign(kernels, originals);
   }
+  const cpu = process.cpuUsage(startCpu);
+  const outsideCpuMs = (cpu.user + cpu.system - kernelCpuUs) / 1000 / runs;
   const runMs = (performance.now() - start) / runs;
   let kernelMs = 0;
   console.log(`  profile over ${runs} ${what}s: ${runMs.toFixed(1)} ms/${what}`);
@@ -43,5 +52,6 @@ export function profileKernels(run: () => void, runs: number, what: string): voi
     console.log(`  ${(e.ms / runs).toFixed(2).padStart(9)} ms ${((100 * e.ms) / runs / runMs).toFixed(1).padStart(5)}%  ${String(e.calls / runs).padStart(5)} calls  ${key}${rate}`);
   }
   console.log(`  ${(runMs - kernelMs).toFixed(2).padStart(9)} ms ${((100 * (runMs - kernelMs)) / runMs).toFixed(1).padStart(5)}%  outside the kernels`);
+  console.log(`  outside the kernels: ${outsideCpuMs.toFixed(1)} ms of CPU per ${what} (all threads)`);
 }
 
