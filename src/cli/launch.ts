@@ -24,7 +24,7 @@ export function register(program: Command): void {
     .command('launch')
     .description('run an r1 command as one process per GPU (data-parallel), setting RANK, WORLD_SIZE, LOCAL_RANK, ' +
       'LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT as torchrun does; if one rank fails, the others are stopped. ' +
-      'Example: r1 launch --gpus 8 -- pretrain --data corpus.txt --out run')
+      'Example: r1 launch --gpus 8 -- pretrain --corpus corpus.txt --out run')
     .argument('<command...>', 'the r1 command and its arguments (after --)')
     .requiredOption('--gpus <n>', 'processes on this host, one per GPU (rank r uses GPU LOCAL_RANK)')
     .option('--nnodes <n>', 'hosts in the run', '1')

@@ -24,7 +24,7 @@ import { defaultGrpoConfig, type GrpoConfig, type GrpoStepRecord } from '../rl/t
 import { ARITHMETIC_LEVELS, drawArithmeticProblem, pretrainingText, workedSteps } from '../tasks/arithmetic.ts';
 import { codeDrill, codePretrainingText } from '../tasks/code.ts';
 import { styledPretrainingText, type ReasoningStyles } from '../tasks/reasoning-styles.ts';
-import { isCodeTaskName, taskByName, type TaskOptions } from '../tasks/registry.ts';
+import { isCodeTaskName, isGeneratedTaskName, taskByName, type TaskOptions } from '../tasks/registry.ts';
 import type { Task } from '../tasks/task.ts';
 import { useDevice, type Device, type Precision } from '../tensor/index.ts';
 import { Rng } from '../tensor/random.ts';
@@ -224,7 +224,10 @@ export const ZERO_SOURCE = 'reasoning';
 export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise<ZeroResult> {
   const log = hooks.log ?? logToStderr;
   if (given.out === null && given.resume) throw new UserError('--resume needs the --out folder of the run to continue');
-  const config = { ...given, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
+  // The default level (1) is a generated task's: a file task (jsonl:PATH, code:PATH) goes without it, as `r1 zero
+  // --task jsonl:PATH` asks; another level given with one still fails in taskByName, naming the task.
+  const level = isGeneratedTaskName(given.task) || given.level !== defaultZeroConfig.level ? given.level : null;
+  const config = { ...given, level, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
   // The task first: a bad task file fails before a base model is made.
   const task = taskByName(config.task, { ...(config.level === null ? {} : { level: config.level }), ...codeTaskOptions(config) });
   // The process's default device from here on: the base model, the rollouts and the evaluations go there.

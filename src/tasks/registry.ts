@@ -35,6 +35,12 @@ const CODE_ONLY_OPTIONS = ['language', 'scoring', 'sandbox'] as const;
 
 const JSONL_ONLY_OPTIONS = ['questionField', 'answerField', 'testFile', 'testFraction', 'skipInvalid'] as const;
 
+/** Whether a task name is a generated task's (`arithmetic`, `countdown`, `code`, also as `readable:NAME`): those take a level, files do not. */
+export function isGeneratedTaskName(name: string): boolean {
+  const inner = name.startsWith(READABLE_PREFIX) ? name.slice(READABLE_PREFIX.length) : name;
+  return inner === 'arithmetic' || inner === 'countdown' || inner === 'code';
+}
+
 /** Whether a task name is a code task's (`code` or `code:PATH`), which take the code options. */
 export function isCodeTaskName(name: string): boolean {
   return name === 'code' || name.startsWith('code:');

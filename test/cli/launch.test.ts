@@ -12,3 +12,17 @@ test('r1 launch --gpus 2 runs the command twice; a failing command fails the lau
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /r1: rank 0 of 1 exited with code 2 \(its own output above says why\)/);
 });
+
+test("launch --help's example runs a command with flags that command takes", () => {
+  const help = r1('launch', '--help');
+  assert.equal(help.code, 0, help.stderr);
+  const paragraph = help.stdout.split(/\n\s*\n/).find((p) => p.includes('Example:')) ?? '';
+  const example = /Example: r1 launch .*? -- (\S+)(.*)/.exec(paragraph.replace(/\s*\n\s*/g, ' '));
+  assert.ok(example, `no example in:\n${help.stdout}`);
+  const [, command, args] = example;
+  const commandHelp = r1(command, '--help');
+  assert.equal(commandHelp.code, 0, commandHelp.stderr);
+  for (const flag of args.match(/--[a-z-]+/g) ?? []) {
+    assert.match(commandHelp.stdout, new RegExp(`${flag}\\b(?!-)`), `r1 ${command} has no ${flag}`);
+  }
+});

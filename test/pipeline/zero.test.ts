@@ -59,6 +59,13 @@ describe('runZero', () => {
     const file = join(root, 'problems.jsonl');
     writeFileSync(file, '{"question": "1 + 1?", "answer": "2"}\n{"question": "no answer here"}\nnot json\n');
     await assert.rejects(runZero({ ...tiny, task: `jsonl:${file}`, level: null, out: join(root, 'r4') }, quiet), (e: Error) => e instanceof UserError && e.message.includes(`${file}:2`));
+    // The default level is a generated task's: with it, as `r1 zero --task jsonl:PATH` and `code:PATH` run, a file task
+    // gets as far as its file; another level fails naming it.
+    await assert.rejects(runZero({ ...tiny, task: `jsonl:${file}`, level: defaultZeroConfig.level, out: join(root, 'r4') }, quiet), (e: Error) => e instanceof UserError && e.message.includes(`${file}:2`));
+    await assert.rejects(runZero({ ...tiny, task: `jsonl:${file}`, level: 3, out: join(root, 'r4') }, quiet), /task jsonl: level applies only to generated tasks/);
+    const codeFile = join(root, 'programs.jsonl');
+    writeFileSync(codeFile, '{"prompt": "Print 1.", "tests": [{"input": "", "output": "1\\n"}]}\n{"prompt": "no tests"}\n');
+    await assert.rejects(runZero({ ...tiny, task: `code:${codeFile}`, level: defaultZeroConfig.level, out: join(root, 'r4') }, quiet), (e: Error) => e instanceof UserError && e.message.includes(`${codeFile}:2`));
     await assert.rejects(runZero({ ...tiny, task: 'countdown', level: null, out: join(root, 'r5') }, quiet), /cannot write pretraining text/);
     await assert.rejects(runZero({ ...tiny, task: 'code', codeLanguage: 'javascript', out: join(root, 'r6') }, quiet), /the base model r1ts makes writes Python/);
     await assert.rejects(runZero({ ...tiny, task: 'code', baseStyles: STYLES, out: join(root, 'r7') }, quiet), /baseStyles .* for the arithmetic task only/);
