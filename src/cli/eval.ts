@@ -1,5 +1,5 @@
 // `r1 eval`: a model folder and a task -> pass@1 (mean over k samples), pass@k, cons@k, format rate and mean
-// length on the task's held-out questions (SPEC.md 5), printed and optionally written as JSON.
+// length on the task's held-out questions (R1 sec. 3), printed and optionally written as JSON.
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { defaultEvalOptions, evaluateModel, writeEvalReport, type EvalReport } from '../eval/evaluate.ts';
@@ -85,7 +85,9 @@ export function register(program: Command): void {
   program
     .command('eval')
     .summary('pass@1 over k samples, pass@k, cons@k, format rate and length of a model on a task\'s held-out questions')
-    .description('Samples k responses per held-out question with the R1-Zero template and scores them with the task\'s verifier (SPEC.md 5).')
+    .description('Samples k responses per held-out question with the R1-Zero template and scores them with the task\'s verifier, ' +
+      'as R1 reports them (sec. 3): pass@1 is the mean correctness of the k samples, pass@k the unbiased estimate (Chen et al. 2021), ' +
+      'cons@k the correctness of the majority answer.')
     .requiredOption('--model <dir>', 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)')
     .option('--task <name>', 'task: arithmetic, countdown, jsonl:PATH, code or code:PATH', 'arithmetic')
     .option('--level <n>', 'difficulty level of a generated task')
