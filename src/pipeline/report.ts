@@ -15,7 +15,7 @@ export interface SourceEvaluation {
 }
 
 export interface ReportInput {
-  /** The page's heading (e.g. "R1-Zero on a laptop"). */
+  /** The page's heading (e.g. "R1-Zero on the CPU"). */
   title: string;
   config: object;
   evaluations: readonly SourceEvaluation[];

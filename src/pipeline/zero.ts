@@ -241,7 +241,7 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
   }, log)).folder;
   const base = (performance.now() - start) / 1000;
   const loaded = await loadModel(baseModelDir);
-  const result = await runRl(zeroRlConfig(config, baseModelDir), { ...hooks, log }, { loaded, title: 'R1-Zero on a laptop', earlierSeconds: { base }, summaryExtras: { baseModelDir } });
+  const result = await runRl(zeroRlConfig(config, baseModelDir), { ...hooks, log }, { loaded, title: `R1-Zero on ${config.device === 'cuda' ? 'a GPU' : 'the CPU'}`, earlierSeconds: { base }, summaryExtras: { baseModelDir } });
   const [evaluation] = result.evaluations;
   return {
     out: result.out, before: evaluation.before, after: evaluation.after, records: result.records, baseModelDir,

@@ -34,6 +34,7 @@ describe('runZero', () => {
     assert.ok(existsSync(join(result.finalDir, 'model.safetensors')));
     assert.equal(readFileSync(join(result.out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
     const html = readFileSync(result.reportFile, 'utf8');
+    assert.match(html, /<h1>R1-Zero on the CPU<\/h1>/, 'the heading names where the run computed');
     assert.match(html, /<svg[^>]*>[\s\S]*<polyline/);
     for (const title of ['Mean reward', 'Accuracy', 'Mean response length', 'KL']) assert.ok(html.includes(title), `no ${title} chart`);
     // Nothing is fetched: no scripts, no links or sources (the only URL is the SVG namespace).
