@@ -71,6 +71,14 @@ export async function openRun<C extends object, S extends { config: C }>(out: st
     await writeFileAtomic(file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
   }
   const result = opened(checkpoint);
+  // The settings a resume takes from the flags rather than the run (how long, how often to save) are said when they
+  // differ from the run's: a length other than the run's also moves a decaying learning rate.
+  const before = result.saved?.config as Record<string, unknown> | undefined;
+  if (before) {
+    const now = result.config as Record<string, unknown>;
+    const changed = Object.keys(now).filter((key) => key !== 'resume' && key !== 'out' && key in before && JSON.stringify(now[key]) !== JSON.stringify(before[key]));
+    if (changed.length > 0) log(`settings given now, not the run's: ${changed.map((key) => `${key} ${JSON.stringify(before[key])} -> ${JSON.stringify(now[key])}`).join(', ')}`);
+  }
   await writeRunFile(out, run.kind, result.config);
   return result;
 }

@@ -71,11 +71,21 @@ test('a run killed after a checkpoint and resumed computes exactly the losses of
 
   // A flag that would change what the run computes is the checkpoint's, and run.json records the one in use.
   const { lr } = tinyConfig(broken);
-  await pretrain(tinyConfig(broken, { resume: true, lr: lr * 10 }), quiet);
+  const resumeLog: string[] = [];
+  await pretrain(tinyConfig(broken, { resume: true, lr: lr * 10 }), { ...quiet, log: (line) => resumeLog.push(line) });
+  assert.ok(!resumeLog.some((line) => line.startsWith('settings given now')), resumeLog.join('\n'));
   assert.equal(JSON.parse(readFileSync(join(broken, 'run.json'), 'utf8')).config.lr, lr);
   // Bit-identical: same parameters, moments, step count and batch generator state after step 4.
   assert.deepEqual(await losses(broken), await losses(whole));
   assert.deepEqual(readFileSync(join(broken, 'final', 'model.safetensors')), readFileSync(join(whole, 'final', 'model.safetensors')));
+});
+
+test('a resume given another length says so, with the run\'s and the new value', async () => {
+  const out = join(tempDir(), 'run');
+  await pretrain(tinyConfig(out), quiet);
+  const lines: string[] = [];
+  await pretrain(tinyConfig(out, { resume: true, steps: 10 }), { ...quiet, log: (line) => lines.push(line) });
+  assert.ok(lines.includes("settings given now, not the run's: steps 8 -> 10"), lines.join('\n'));
 });
 
 test('a failing run leaves the previous checkpoint intact', async () => {
