@@ -13,7 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { FINAL_DIR, readJsonl, SAMPLES_FILE } from '../io/checkpoint.ts';
+import { FINAL_DIR, readJsonl, RUN_FILE, SAMPLES_FILE } from '../io/checkpoint.ts';
 import { readJsonFile } from '../io/json-file.ts';
 import { loadModel, saveModel, type LoadedModel } from '../models/pretrained.ts';
 import { loadRewardModel, type LoadedRewardModel } from '../models/reward-model.ts';
@@ -223,9 +223,35 @@ export interface RlResult {
   seconds: { evalBefore: number; train: number; evalAfter: number };
 }
 
+/**
+ * What a resumed run in `out` started from, as its run.json recorded it: the model and the prompt sources. GRPO's
+ * own settings come back from the checkpoint, but these come from the command, so a resume given others (or
+ * none) would go on from the checkpoint with another reference model or task; null when `out` has no run yet.
+ */
+export function resumedRunStart(out: string): { model: string; sources: RlSourceConfig[] } | null {
+  const file = join(out, RUN_FILE);
+  if (!existsSync(file)) return null;
+  const { config } = readJsonFile(file) as { config?: { model?: string; sources?: RlSourceConfig[] } };
+  return config?.model === undefined || config.sources === undefined ? null : { model: config.model, sources: config.sources };
+}
+
+/** Fails, naming what differs, when a resume is given another model or other sources than its run started with. */
+export function checkResumedRun(out: string, given: { model: string | null; sources: readonly RlSourceConfig[] }): void {
+  const started = resumedRunStart(out);
+  if (started === null) return;
+  if (given.model !== null && given.model !== started.model) {
+    throw new UserError(`${out} is a run of --model ${started.model}, not ${given.model}: resume it with the flags it started with`);
+  }
+  if (JSON.stringify(given.sources) !== JSON.stringify(started.sources)) {
+    const tasks = (sources: readonly RlSourceConfig[]) => sources.map((source) => source.task).join(', ');
+    throw new UserError(`${out} started with other prompt sources (tasks ${tasks(started.sources)}; given ${tasks(given.sources)}): resume it with the task or --config it started with`);
+  }
+}
+
 /** Runs GRPO on the config's sources, evaluated before and after (see the file comment). */
 export async function runRl(config: RlConfig, hooks: RlHooks = {}, options: RlRunOptions = {}): Promise<RlResult> {
   const log = hooks.log ?? logToStderr;
+  if (config.resume) checkResumedRun(config.out, config);
   useDevice(config.device, config.precision);
   const { model, tokenizer } = options.loaded ?? await loadModel(config.model);
   const sources = await buildSources(config.sources, tokenizer);

@@ -33,7 +33,7 @@ import { defaultPretrainConfig, pretrain, type PretrainConfig } from '../train/p
 import { UserError } from '../util/errors.ts';
 import { logToStderr } from '../util/log.ts';
 import { pickFields } from '../util/pick-fields.ts';
-import { buildRewards, percent, runRl, sourceEvalOptions, sourceOverTask, type EvalSettings, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
+import { buildRewards, checkResumedRun, percent, resumedRunStart, runRl, sourceEvalOptions, sourceOverTask, type EvalSettings, type RewardSpec, type RlConfig, type RlHooks, type RlSourceConfig } from './rl.ts';
 
 /** Everything `r1 zero` does, as one flat object (each field is a flag of the CLI). */
 export interface ZeroConfig extends GrpoConfig, EvalSettings {
@@ -227,7 +227,12 @@ export async function runZero(given: ZeroConfig, hooks: ZeroHooks = {}): Promise
   // The default level (1) is a generated task's: a file task (jsonl:PATH, code:PATH) goes without it, as `r1 zero
   // --task jsonl:PATH` asks; another level given with one still fails in taskByName, naming the task.
   const level = isGeneratedTaskName(given.task) || given.level !== defaultZeroConfig.level ? given.level : null;
-  const config = { ...given, level, out: given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`) };
+  const out = given.out ?? join('runs', `zero-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`);
+  // A resume without --model goes on from the model its run started from (its reference for the KL term), rather
+  // than making a base model that may not be that one; a task other than the run's fails before any work.
+  const started = given.resume ? resumedRunStart(out) : null;
+  const config = { ...given, level, out, model: given.model ?? started?.model ?? null };
+  if (started) checkResumedRun(out, { model: config.model, sources: [zeroSource(config, codeTaskOptions(config))] });
   // The task first: a bad task file fails before a base model is made.
   const task = taskByName(config.task, { ...(config.level === null ? {} : { level: config.level }), ...codeTaskOptions(config) });
   // The process's default device from here on: the base model, the rollouts and the evaluations go there.

@@ -155,6 +155,10 @@ describe('runRl', () => {
 
     const out = join(root, 'killed');
     await assert.rejects(runRl(config(out), { ...quiet, onStep: (r) => { if (r.step === 3) throw new Error('killed'); } }), /killed/);
+    // A resume given other sources or another model than the run started with fails, naming the difference.
+    const [first, second] = config(out).sources;
+    await assert.rejects(runRl({ ...config(out), sources: [first, { ...second, task: 'countdown' }], resume: true }, quiet), /started with other prompt sources/);
+    await assert.rejects(runRl({ ...config(out), model: join(root, 'another'), resume: true }, quiet), /is a run of --model .*, not .*another: resume it with the flags it started with/);
     const resumed = await runRl({ ...config(out), resume: true }, quiet);
     assert.deepEqual(resumed.records.map(withoutTimes), straight.records.map(withoutTimes));
     assert.deepEqual(resumed.evaluations.map((e) => e.after.passAt1), straight.evaluations.map((e) => e.after.passAt1));

@@ -52,6 +52,15 @@ describe('runZero', () => {
     await runZero({ ...tiny, out: join(root, 'run2'), steps: 1 }, { ...quiet, log: (l) => lines.push(l) });
     assert.ok(lines.some((l) => l.startsWith('using the cached base model')), lines.join('\n'));
     assert.equal(readdirSync(tiny.cacheDir).length, 1);
+
+    // A resume without --model goes on from the model its run started from, without making or checking a base model;
+    // one given another task fails before any work.
+    const resumeLines: string[] = [];
+    const resumed = await runZero({ ...tiny, resume: true, steps: 3 }, { ...quiet, log: (l) => resumeLines.push(l) });
+    assert.equal(resumed.baseModelDir, result.baseModelDir);
+    assert.equal(resumed.records.length, 3);
+    assert.ok(!resumeLines.some((l) => /cached base model|making a base model/.test(l)), resumeLines.join('\n'));
+    await assert.rejects(runZero({ ...tiny, task: 'countdown', level: null, resume: true }, quiet), /started with other prompt sources \(tasks arithmetic; given countdown\)/);
   });
 
   it('names what is wrong with a model folder or a task file before doing any work', async () => {
