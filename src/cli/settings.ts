@@ -53,13 +53,15 @@ export class Settings<C extends object> {
     return Object.entries(this.fields) as Array<[string, Field<unknown>]>;
   }
 
-  /** Adds `--config` and one option per flagged field, its help ending in the default. */
+  /** Adds `--config` and one option per flagged field, its help ending in the default (none for '', "not given"; "required" for a required one). */
   addOptions(command: Command): void {
     command.option('--config <file.json>', `JSON object of settings (the field names of r1 ${this.command}'s config); flags override it`);
     for (const [key, field] of this.entries()) {
       if (field.flag === null) continue;
       const fallback = (this.defaults as unknown as Record<string, unknown>)[key];
-      command.option(field.flag, fallback === null || fallback === false ? field.help : `${field.help} (default: ${String(fallback)})`);
+      const required = this.rules.required?.[key as keyof C] !== undefined;
+      const suffix = required ? ' (required)' : fallback === null || fallback === false || fallback === '' ? '' : ` (default: ${String(fallback)})`;
+      command.option(field.flag, `${field.help}${suffix}`);
     }
   }
 
