@@ -35,7 +35,8 @@ export interface StepSamples {
 export function comparisonRows(before: EvalReport, after: EvalReport): Array<[string, number, number, 'percent' | 'tokens']> {
   return [
     ['pass@1', before.passAt1, after.passAt1, 'percent'],
-    [`pass@${before.k}`, before.passAtK, after.passAtK, 'percent'],
+    // With one sample a question, pass@k is pass@1: one row, not two of the same name.
+    ...(before.k === 1 ? [] : [[`pass@${before.k}`, before.passAtK, after.passAtK, 'percent'] as [string, number, number, 'percent']]),
     [`cons@${before.k}`, before.consAtK, after.consAtK, 'percent'],
     ['format rate', before.formatRate, after.formatRate, 'percent'],
     ['mean response length (tokens)', before.meanLength, after.meanLength, 'tokens'],
