@@ -193,7 +193,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   const totalSteps = stepsPerEpoch * config.epochs;
   log(`${config.data}: ${trainExamples.length} examples (${validationExamples.length} for validation), ${sequences.length} sequences, `
     + `${rows.length} rows${config.packing ? ` packed into ${config.maxLength} tokens` : ''}, ${trainedTokens} assistant tokens; `
-    + `${cut.truncated} cut at ${config.maxLength} tokens; ${totalSteps} steps (${config.epochs} epochs of ${stepsPerEpoch})`);
+    + `${cut.truncated} cut at ${config.maxLength} tokens; ${totalSteps} steps (${config.epochs} epoch${config.epochs === 1 ? '' : 's'} of ${stepsPerEpoch})`);
   if (model.config.maxPositionEmbeddings < config.maxLength) {
     throw new UserError(`--max-length ${config.maxLength} exceeds the model's max_position_embeddings (${model.config.maxPositionEmbeddings})`);
   }
