@@ -242,7 +242,9 @@ export function checkResumedRun(out: string, given: { model: string | null; sour
   if (given.model !== null && given.model !== started.model) {
     throw new UserError(`${out} is a run of --model ${started.model}, not ${given.model}: resume it with the flags it started with`);
   }
-  if (JSON.stringify(given.sources) !== JSON.stringify(started.sources)) {
+  // A code task's sandbox workers (how many programs run at once) are not what the run computes.
+  const computed = (sources: readonly RlSourceConfig[]) => JSON.stringify(sources, (key, value) => (key === 'workers' ? undefined : value));
+  if (computed(given.sources) !== computed(started.sources)) {
     const tasks = (sources: readonly RlSourceConfig[]) => sources.map((source) => source.task).join(', ');
     throw new UserError(`${out} started with other prompt sources (tasks ${tasks(started.sources)}; given ${tasks(given.sources)}): resume it with the task or --config it started with`);
   }
