@@ -126,6 +126,39 @@ describe('r1 dashboard in Chromium', { skip: chromiumMissing }, () => {
     assert.match(settings ?? '', /lossType\s*dr_grpo/);
   });
 
+  it('marks the point of a run that has one step so far (a line needs two)', async () => {
+    mkdirSync(join(root, 'runs', 'one-step'));
+    await writeFile(join(root, 'runs', 'one-step', 'metrics.jsonl'), jsonl([pretrainRecord(1)]));
+    await page.waitForSelector('input[data-run="one-step"]');
+    await page.locator('input[data-run="one-step"]').check();
+    for (const other of ['base', 'zero-a']) await page.locator(`input[data-run="${other}"]`).uncheck();
+    await page.waitForFunction(() => (window as any).r1dashboard.charts.get('gradNorm')?.plot.data[0].length === 1);
+    const stroke: string = await page.evaluate(() => {
+      const { plot } = (window as any).r1dashboard.charts.get('gradNorm');
+      const s = plot.series[1].stroke;
+      return typeof s === 'function' ? s(plot, 1) : s;
+    });
+    const png = await page.locator('.chart[data-metric="gradNorm"]').screenshot();
+    const runPixels = await page.evaluate(async ([base64, colour]) => {
+      const image = new Image();
+      image.src = `data:image/png;base64,${base64}`;
+      await image.decode();
+      const canvas = Object.assign(document.createElement('canvas'), { width: image.width, height: image.height });
+      const context = canvas.getContext('2d')!;
+      context.drawImage(image, 0, 0);
+      context.fillStyle = colour;
+      context.fillRect(0, 0, 1, 1);
+      const [r, g, b] = context.getImageData(0, 0, 1, 1).data;
+      const { data } = context.getImageData(0, 0, image.width, image.height);
+      let count = 0;
+      for (let i = 4; i < data.length; i += 4) if (Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 60) count++;
+      return count;
+    }, [png.toString('base64'), stroke] as const);
+    assert.ok(runPixels >= 10, `${runPixels} pixels of the run's colour ${stroke}`);
+    for (const other of ['base', 'zero-a']) await page.locator(`input[data-run="${other}"]`).check();
+    await page.locator('input[data-run="one-step"]').uncheck();
+  });
+
   it('lists a step\'s samples with their rewards and opens one', async () => {
     await page.selectOption('#samples-run', 'zero-a');
     await page.waitForFunction(() => document.querySelectorAll('#samples tr.sample').length === 3);

@@ -135,7 +135,8 @@ function rebuildCharts() {
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: false } },
       axes: [{ label: 'step', size: 36 }, { size: 60, values: (_plot, ticks) => ticks.map(formatNumber) }],
-      series: [{ label: 'step' }, ...runs.map((name) => ({ label: name, stroke: colorOf(name), width: 1.5, spanGaps: true, points: { show: false } }))],
+      // uPlot's own rule for points: drawn where they are sparse, so a run of one step is not an empty chart.
+      series: [{ label: 'step' }, ...runs.map((name) => ({ label: name, stroke: colorOf(name), width: 1.5, spanGaps: true }))],
     }, chartData(metric, runs), element);
     state.charts.set(metric, { plot, element, last, runs });
     updateLast(metric);
