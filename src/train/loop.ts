@@ -9,7 +9,7 @@
 // are not doubled; and a failed update (a diverged loss) throws before anything is saved, so the last good
 // checkpoint survives.
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { appendJsonl, CHECKPOINTS_DIR, float32Arrays, METRICS_FILE, hasCheckpoints, loadLatestCheckpoint, momentArrays, OPTIMIZER_FILE, parameterArrays, readJsonl, saveCheckpoint, type LoadedCheckpoint, writeRunFile } from '../io/checkpoint.ts';
 import type { TensorMap } from '../io/safetensors.ts';
@@ -43,15 +43,18 @@ export interface OpenedRun<C, S> {
  * folder that already holds checkpoints is refused, so a fresh run never overwrites another. A resumed run keeps
  * its checkpoint's settings of `runFields` (what the run computes), so that it is the same run, for as long and
  * with the saving the caller asks now; a field a checkpoint from an older version lacks keeps the given value.
- * metrics.jsonl (and the run's other files of one record per step, `run.stepFiles`) is then cut back to the
+ * `pathFields` (files and folders) are made absolute. metrics.jsonl (and the run's other files of one record per step, `run.stepFiles`) is then cut back to the
  * checkpoint's step (emptied for a fresh run), and run.json records the config the run goes on with (the
  * dashboard shows its kind and config). On the other ranks of a data-parallel run (`primary` false) it only reads
  * the checkpoint to resume from: rank 0 alone writes the folder.
  */
-export async function openRun<C extends object, S extends { config: C }>(out: string, resume: boolean, log: Log, run: { kind: string; config: C; runFields: readonly (keyof C)[]; stepFiles?: readonly string[] }, primary = true): Promise<OpenedRun<C, S>> {
+export async function openRun<C extends object, S extends { config: C }>(out: string, resume: boolean, log: Log, run: { kind: string; config: C; runFields: readonly (keyof C)[]; pathFields?: readonly (keyof C)[]; stepFiles?: readonly string[] }, primary = true): Promise<OpenedRun<C, S>> {
+  // Files and folders are kept as absolute paths, so that a run resumed from another directory still finds them.
+  const given = { ...run.config };
+  for (const key of run.pathFields ?? []) if (typeof given[key] === 'string' && given[key] !== '') given[key] = resolve(given[key]) as C[keyof C];
   const opened = (checkpoint: LoadedCheckpoint | null): OpenedRun<C, S> => {
     const saved = checkpoint?.trainerState as unknown as S | undefined;
-    const config = saved ? { ...run.config, ...pickFields(saved.config, run.runFields.filter((key) => key in saved.config)) } : run.config;
+    const config = saved ? { ...given, ...pickFields(saved.config, run.runFields.filter((key) => key in saved.config)) } : given;
     return { checkpoint, saved, config };
   };
   if (!primary) return opened(resume ? await loadLatestCheckpoint(out, () => {}) : null);

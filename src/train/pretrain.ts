@@ -180,7 +180,7 @@ export async function pretrain(given: PretrainConfig, hooks: PretrainHooks = {})
   }
 
   // Which run: a fresh one, or the latest checkpoint's (whose settings of RUN_FIELDS it keeps).
-  const { checkpoint, saved, config } = await openRun<PretrainConfig, TrainerState>(given.out, given.resume, log, { kind: 'pretrain', config: given, runFields: RUN_FIELDS }, primary);
+  const { checkpoint, saved, config } = await openRun<PretrainConfig, TrainerState>(given.out, given.resume, log, { kind: 'pretrain', config: given, runFields: RUN_FIELDS, pathFields: ['corpus', 'model', 'tokenizer'] }, primary);
 
   // Corpus, tokenizer, token stream.
   const docs = config.corpus === null ? syntheticCorpus(config.seed, config.syntheticDocuments) : readCorpusFile(config.corpus);

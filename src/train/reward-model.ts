@@ -217,8 +217,8 @@ const HEAD_PREFIX = 'head/';
 export async function trainRewardModel(given: RewardModelConfig, hooks: RewardModelHooks = {}): Promise<RewardModelResult> {
   const log = hooks.log ?? logToStderr;
   useDevice(given.device, given.precision);
-  const pairs = readPreferencePairs(given.data);
-  const { checkpoint, saved, config } = await openRun<RewardModelConfig, TrainerState>(given.out, given.resume, log, { kind: 'reward-model', config: given, runFields: REWARD_MODEL_RUN_FIELDS });
+  const { checkpoint, saved, config } = await openRun<RewardModelConfig, TrainerState>(given.out, given.resume, log, { kind: 'reward-model', config: given, runFields: REWARD_MODEL_RUN_FIELDS, pathFields: ['data', 'model'] });
+  const pairs = readPreferencePairs(config.data);
 
   // A checkpoint's model folder holds the backbone; the head is among its other arrays.
   const { model, tokenizer } = checkpoint

@@ -167,7 +167,7 @@ export async function sft(given: SftConfig, hooks: SftHooks = {}): Promise<SftRe
   if (given.data === '') throw new UserError('no training data: give --data, a JSONL file of conversations');
   if (given.model === '') throw new UserError('no model: give --model, a Hugging Face model folder');
   useDevice(given.device, given.precision);
-  const { checkpoint, saved, config } = await openRun<SftConfig, TrainerState>(given.out, given.resume, log, { kind: 'sft', config: given, runFields: SFT_RUN_FIELDS });
+  const { checkpoint, saved, config } = await openRun<SftConfig, TrainerState>(given.out, given.resume, log, { kind: 'sft', config: given, runFields: SFT_RUN_FIELDS, pathFields: ['data', 'validationData', 'model'] });
 
   // Every line is read and checked before the model is loaded: a bad file fails at once.
   const examples = readSftExamples(config.data);

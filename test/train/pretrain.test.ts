@@ -88,6 +88,22 @@ test('a resume given another length says so, with the run\'s and the new value',
   assert.ok(lines.includes("settings given now, not the run's: steps 8 -> 10"), lines.join('\n'));
 });
 
+test('a run started with a relative corpus path resumes from another directory', async () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'corpus.txt'), syntheticCorpus(1, 200).join('\n'));
+  const out = join(dir, 'run');
+  const start = process.cwd();
+  try {
+    process.chdir(dir);
+    await assert.rejects(pretrain(tinyConfig(out, { corpus: 'corpus.txt' }), { ...quiet, onStep: (r) => { if (r.step === 6) throw new Error('killed'); } }), /killed/);
+    assert.equal(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).config.corpus, join(dir, 'corpus.txt'));
+    process.chdir(tmpdir());
+    assert.equal((await pretrain(tinyConfig(out, { resume: true }), quiet)).steps, 8);
+  } finally {
+    process.chdir(start);
+  }
+});
+
 test('a failing run leaves the previous checkpoint intact', async () => {
   const dir = tempDir();
   const corpus = join(dir, 'corpus.txt');
