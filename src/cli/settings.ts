@@ -1,10 +1,12 @@
 // A command's settings as one table (field -> zod schema, flag, help), from which come its commander command and
 // options (help showing each default), the validation of a --config JSON file and of flags, and the messages naming
 // the flag or the file and field. Precedence: defaults, then the file, then flags, then the table's rules (required
-// flags, cross-field checks); the library trusts the result. Settings shared by several commands: shared-fields.ts.
+// flags, which a --resume takes from its run's run.json when not given; cross-field checks); the library trusts the
+// result. Settings shared by several commands: shared-fields.ts.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
+import { readRunConfig } from '../io/checkpoint.ts';
 import type { Device, Precision } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 import { selectDevice } from './device.ts';
@@ -96,7 +98,10 @@ export class Settings<C extends object> {
       if (!check.success) throw new UserError(`${flagName(field.flag)} ${JSON.stringify(value)}: ${check.error.issues.map((i) => i.message).join('; ')}`);
       config[key] = check.data;
     }
+    // A resume needs only --out: what a required setting names (the data, the model) is the run's own.
+    const run = config.resume === true && typeof config.out === 'string' ? readRunConfig(config.out) : null;
     for (const [key, what] of Object.entries(this.rules.required ?? {}) as Array<[string, string]>) {
+      if (config[key] === '' && run !== null && this.fields[key as keyof C].schema.safeParse(run[key]).success) config[key] = run[key];
       if (config[key] === '') throw new UserError(`${flagName(this.fields[key as keyof C].flag) ?? key}: ${what}`);
     }
     this.rules.check?.(config as unknown as C);

@@ -10,10 +10,12 @@
 // replaced atomically. Removing old checkpoints renames them to a temporary name before deleting. A killed
 // save or prune leaves only temporary folders, which loading ignores and the next save deletes.
 
+import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.ts';
 import { cleanTemporaries, fsyncDir, removeDirAtomic, temporarySibling, writeFileAtomic, writeJsonAtomic } from './atomic.ts';
+import { readJsonFile } from './json-file.ts';
 import { loadHfModel, saveHfModel, type HfModel, type ModelConfig, type SaveHfOptions } from './hf.ts';
 import type { Tensor } from '../tensor/index.ts';
 import { fromFloat32, readSafetensors, toFloat32, writeSafetensors, type TensorMap } from './safetensors.ts';
@@ -218,6 +220,14 @@ export const SAMPLES_FILE = 'samples.jsonl';
 
 export async function writeRunFile(dir: string, kind: string, config: object): Promise<void> {
   await writeJsonAtomic(join(dir, RUN_FILE), { kind, config });
+}
+
+/** The settings a run in `dir` started with (its run.json's config); null when `dir` holds no run yet. */
+export function readRunConfig(dir: string): Record<string, unknown> | null {
+  const file = join(dir, RUN_FILE);
+  if (!existsSync(file)) return null;
+  const { config } = readJsonFile(file) as { config?: unknown };
+  return typeof config === 'object' && config !== null && !Array.isArray(config) ? config as Record<string, unknown> : null;
 }
 
 const NEWLINE = 0x0a;

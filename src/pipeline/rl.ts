@@ -13,7 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateModel, summary, writeEvalReport, type EvalOptions, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { FINAL_DIR, readJsonl, RUN_FILE, SAMPLES_FILE } from '../io/checkpoint.ts';
+import { FINAL_DIR, readJsonl, readRunConfig, SAMPLES_FILE } from '../io/checkpoint.ts';
 import { readJsonFile } from '../io/json-file.ts';
 import { loadModel, saveModel, type LoadedModel } from '../models/pretrained.ts';
 import { loadRewardModel, type LoadedRewardModel } from '../models/reward-model.ts';
@@ -229,9 +229,7 @@ export interface RlResult {
  * none) would go on from the checkpoint with another reference model or task; null when `out` has no run yet.
  */
 export function resumedRunStart(out: string): { model: string; sources: RlSourceConfig[] } | null {
-  const file = join(out, RUN_FILE);
-  if (!existsSync(file)) return null;
-  const { config } = readJsonFile(file) as { config?: { model?: string; sources?: RlSourceConfig[] } };
+  const config = readRunConfig(out) as { model?: string; sources?: RlSourceConfig[] } | null;
   return config?.model === undefined || config.sources === undefined ? null : { model: config.model, sources: config.sources };
 }
 
