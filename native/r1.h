@@ -143,6 +143,14 @@ R1_API void r1_attention_backward(const float* q, const float* k, const float* v
 R1_API void r1_adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
                      double eps, double weight_decay, double bias1, double bias2);
 
+// ---- sampling ----
+// One token per row of logits [rows, vocab], drawn among ids < sample_vocab, exactly as src/generate/sampler.ts
+// draws it (sample.cpp says how): params holds 5 doubles a row, temperature (0: the argmax, lowest id on ties),
+// top_p (1: off), min_p (0: off), top_k (0: off) and the row's uniform in [0, 1). ids[r] gets the token and
+// logprobs[r] its log_softmax(logits) entry at temperature 1 over the whole vocabulary.
+R1_API void r1_sample(const float* logits, int64_t rows, int64_t vocab, int64_t sample_vocab, const double* params,
+                      int32_t* ids, float* logprobs);
+
 // ---- random numbers ----
 // x[0, n) = normal draws times std: elements 2p and 2p + 1 are the Box-Muller pair (cos, sin) of the Philox4x32-10
 // words at counter (p mod 2^32, p / 2^32, 0, 0) under key (key0, key1) (native/philox.h), computed in double

@@ -51,8 +51,8 @@ import type { LayerKvCache } from '../nn/attention.ts';
 import { DenseModel } from '../models/dense.ts';
 import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../models/dense-decode.ts';
 import type { CausalLM } from '../models/pretrained.ts';
-import type { FloatArray } from '../tensor/backend.ts';
-import { captureGraph, contiguous, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, packBf16, reshape, scope, slice, softmax, Tensor, tensor, withDevice, writeValues, type CacheFormat, type CudaGraph } from '../tensor/index.ts';
+import type { Backend, FloatArray } from '../tensor/backend.ts';
+import { captureGraph, contiguous, cpuBackend, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, packBf16, reshape, scope, slice, softmax, Tensor, tensor, withDevice, writeValues, type CacheFormat, type CudaGraph } from '../tensor/index.ts';
 import { streamUniform } from '../tensor/philox.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { UserError } from '../util/errors.ts';
@@ -430,6 +430,8 @@ export class SamplingEngine {
       return { ids: drawn.ids, logprobs: drawn.logprobs, top: [] };
     }
     const vocab = logits.shape[1];
+    const host = logits.device === 'cpu' && logits.dtype === 'f32' ? cpuBackend() : null;
+    if (host?.sample) return this.drawOnHost(host.sample, contiguous(logits), live);
     const inputs = samplingInputs(logits, rows);
     const ids = new Int32Array(rows.length);
     const logprobs = new Float64Array(rows.length);
@@ -443,6 +445,31 @@ export class SamplingEngine {
       logprobs[r] = inputs.logprobs[at + ids[r]];
       if (row.settings.topLogprobs > 0) top[r] = mostLikely(inputs.logprobs.subarray(at, at + sampleVocab), row.settings.topLogprobs);
     });
+    return { ids, logprobs, top };
+  }
+
+  /**
+   * draw() on a backend with a fused draw (the native core's r1_sample): every row in one call, the tokens
+   * sampler.ts would draw; free and finished rows go as greedy placeholders, not read.
+   */
+  private drawOnHost(sample: NonNullable<Backend['sample']>, logits: Tensor, live: readonly (RowState | null)[]): Drawn {
+    const [count, vocab] = logits.shape;
+    const params = new Float64Array(5 * count);
+    live.forEach((row, r) => {
+      if (row === null) return;
+      const { temperature, topP, minP, topK, seed } = row.settings;
+      params.set([temperature, topP, minP, topK, temperature === 0 ? 0 : streamUniform(seed, row.tokenIds.length)], 5 * r);
+    });
+    const ids = new Int32Array(count);
+    const logprobs = new Float32Array(count);
+    sample(logits.floatData() as Float32Array, count, vocab, this.tokenizer.vocabSize, params, ids, logprobs);
+    const top: TokenLogprob[][] = [];
+    if (live.some((row) => row !== null && row.settings.topLogprobs > 0)) {
+      const all = logSoftmax(logits).hostValues() as FloatArray;
+      live.forEach((row, r) => {
+        if (row !== null && row.settings.topLogprobs > 0) top[r] = mostLikely(all.subarray(r * vocab, r * vocab + this.tokenizer.vocabSize), row.settings.topLogprobs);
+      });
+    }
     return { ids, logprobs, top };
   }
 

@@ -15,6 +15,14 @@ export interface Backend {
   readonly name: 'reference' | 'native';
   readonly device: 'cpu';
   readonly kernels: Kernels<FloatArray, Int32Array>;
+  /**
+   * A decode step's draw for every row of float32 logits [rows, vocab] in one call (native: r1_sample in
+   * native/r1.h): params holds 5 numbers a row (temperature, topP, minP, topK, the row's uniform), ids and
+   * logprobs receive each row's token among ids < sampleVocab and its log-softmax. The tokens are exactly those
+   * src/generate/sampler.ts draws row by row, which is what the sampling engine does where this is absent (the
+   * reference backend).
+   */
+  readonly sample?: (logits: Float32Array, rows: number, vocab: number, sampleVocab: number, params: Float64Array, ids: Int32Array, logprobs: Float32Array) => void;
 }
 
 /** A backend whose buffers live in device memory; its kernels take device addresses (numbers). */

@@ -52,6 +52,7 @@ const declarations = {
   r1_attention_backward: 'void r1_attention_backward(const float *q, const float *k, const float *v, const float *out, const float *lse, const float *dout, float *dq, float *dk, float *dv, const int32_t *kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
   r1_adamw: 'void r1_adamw(float *p, const float *g, float *m, float *v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
   r1_random_normal: 'void r1_random_normal(float *x, int64_t n, uint32_t key0, uint32_t key1, double std_dev)',
+  r1_sample: 'void r1_sample(const float *logits, int64_t rows, int64_t vocab, int64_t sample_vocab, const double *params, int32_t *ids, float *logprobs)',
 } as const;
 
 type NativeFunctions = ReturnType<typeof bindFunctions<typeof declarations>>;
@@ -206,7 +207,17 @@ let native: { backend: Backend; fns: NativeFunctions } | undefined;
 function load(): { backend: Backend; fns: NativeFunctions } {
   if (!native) {
     const fns = loadLibrary();
-    native = { fns, backend: { name: 'native', device: 'cpu', kernels: makeKernels(fns) } };
+    native = {
+      fns,
+      backend: {
+        name: 'native', device: 'cpu', kernels: makeKernels(fns),
+        sample(logits, rows, vocab, sampleVocab, params, ids, logprobs) {
+          if (params.length !== 5 * rows || ids.length < rows || logprobs.length < rows || logits.length < rows * vocab) throw new Error(`sample: arrays do not fit ${rows} rows of ${vocab} logits`);
+          if (!(sampleVocab >= 1 && sampleVocab <= vocab)) throw new Error(`sample: sampleVocab ${sampleVocab} is not in [1, ${vocab}]`);
+          fns.r1_sample(logits, rows, vocab, sampleVocab, params, ids, logprobs);
+        },
+      },
+    };
   }
   return native;
 }
