@@ -63,7 +63,7 @@ for (const size of sizes) {
   const rng = new Rng(1);
   const step = () => {
     const { inputs, targets } = randomBatch(rng);
-    model.loss(inputs, targets).backward();
+    model.loss(inputs, targets).backward(undefined, { releaseGraph: true });
     clipGradNorm(params, 1);
     optimizer.update(1e-4);
     model.zeroGrad();

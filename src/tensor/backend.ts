@@ -115,15 +115,43 @@ export function allocHostUninitialized(dtype: DType, n: number): HostArray {
     recycler?.handedOut.add(reused);
     return reused;
   }
-  const buffer = Buffer.allocUnsafeSlow(n * bytes).buffer;
-  let array: HostArray;
-  switch (dtype) {
-    case 'f32': array = new Float32Array(buffer, 0, n); break;
-    case 'f64': array = new Float64Array(buffer, 0, n); break;
-    case 'i32': array = new Int32Array(buffer, 0, n); break;
-  }
+  const array = hostView(dtype, Buffer.allocUnsafeSlow(n * bytes).buffer, n);
   recycler?.handedOut.add(array);
+  uninitialized.add(array);
   return array;
+}
+
+// The arrays allocHostUninitialized made (ops' outputs and scratch), as against arrays a caller gave (tensor()) or
+// zeroed ones: only these may be released by backward({ releaseGraph: true }) (tensor.ts).
+const uninitialized = new WeakSet<HostArray>();
+
+export function isUninitializedHostArray(array: HostArray): boolean {
+  return uninitialized.has(array);
+}
+
+/**
+ * The same memory as `array` in a new array, `array`'s ArrayBuffer detached (its length reads 0): a buffer handed
+ * on to another owner cannot be read or written through the old one by mistake. No copy; V8 does not count the
+ * moved buffer as new external memory.
+ */
+export function moveHostArray(array: HostArray): HostArray {
+  const n = array.length;  // read before the transfer: a detached array's length is 0
+  const buffer = array.buffer as ArrayBuffer;
+  const moved = hostView(hostDtype(array), structuredClone(buffer, { transfer: [buffer] }), n);
+  uninitialized.add(moved);
+  return moved;
+}
+
+function hostView(dtype: DType, buffer: ArrayBuffer, n: number): HostArray {
+  switch (dtype) {
+    case 'f32': return new Float32Array(buffer, 0, n);
+    case 'f64': return new Float64Array(buffer, 0, n);
+    case 'i32': return new Int32Array(buffer, 0, n);
+  }
+}
+
+function hostDtype(array: HostArray): DType {
+  return array instanceof Float32Array ? 'f32' : array instanceof Float64Array ? 'f64' : 'i32';
 }
 
 /**
@@ -144,8 +172,7 @@ export class HostRecycler {
 
   /** A buffer nothing reads or writes any more. */
   release(array: HostArray): void {
-    const dtype: DType = array instanceof Float32Array ? 'f32' : array instanceof Float64Array ? 'f64' : 'i32';
-    const key = `${dtype} ${array.length}`;
+    const key = `${hostDtype(array)} ${array.length}`;
     const list = this.free.get(key);
     if (list) list.push(array);
     else this.free.set(key, [array]);

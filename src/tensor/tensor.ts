@@ -9,7 +9,7 @@
 // A tensor holds its storage, its autograd node holds its inputs; `backward()` drops the nodes it has used, so
 // the graph of a step is freed once the loss is out of scope. `liveNodes()` counts graph nodes not yet freed
 // (tests check it returns to 0).
-import { allocHost, HostRecycler, withHostRecycler, type DType, type FloatArray, type HostArray } from './backend.ts';
+import { allocHost, HostRecycler, isUninitializedHostArray, moveHostArray, withHostRecycler, type DType, type FloatArray, type HostArray } from './backend.ts';
 import { DeviceArray, dispose, keep, type Device } from './device.ts';
 
 export type Shape = readonly number[];
@@ -100,12 +100,14 @@ export class Tensor {
   floats(): FloatArray {
     if (this.dtype === 'i32') throw new TypeError(`expected a float tensor, got int32 of shape [${this.shape}]`);
     if (this.storage instanceof DeviceArray) throw new Error(`floats() reads host memory, but ${this} is on ${this.device}: use toArray(), or .to('cpu')`);
+    this.checkNotReleased();
     return this.offset === 0 ? this.storage as FloatArray : (this.storage as FloatArray).subarray(this.offset);
   }
 
   ints(): Int32Array {
     if (this.dtype !== 'i32') throw new TypeError(`expected an int32 tensor, got ${this.dtype} of shape [${this.shape}]`);
     if (this.storage instanceof DeviceArray) throw new Error(`ints() reads host memory, but ${this} is on ${this.device}: use toArray(), or .to('cpu')`);
+    this.checkNotReleased();
     return this.offset === 0 ? this.storage as Int32Array : (this.storage as Int32Array).subarray(this.offset);
   }
 
@@ -142,6 +144,7 @@ export class Tensor {
    * copy: decoding reads [batch, vocab] rows every step), a fresh array otherwise.
    */
   hostValues(): HostArray {
+    this.checkNotReleased();
     if (!(this.storage instanceof DeviceArray) && this.isContiguous) {
       return this.storage.subarray(this.offset, this.offset + this.size);
     }
@@ -150,6 +153,7 @@ export class Tensor {
 
   /** The elements in row-major order as a fresh host array of this dtype (a download for device tensors). */
   toArray(): HostArray {
+    this.checkNotReleased();
     const out = allocHost(this.dtype, this.size);
     const s = this.storage;
     if (s instanceof DeviceArray) {
@@ -174,7 +178,18 @@ export class Tensor {
   item(): number {
     if (this.size !== 1) throw new Error(`item() needs a tensor of one element, got shape [${this.shape}]`);
     if (this.storage instanceof DeviceArray) return this.toArray()[0];
+    this.checkNotReleased();
     return this.storage[this.offset];
+  }
+
+  /**
+   * Throws when this tensor's host buffer was handed on by a `backward({ releaseGraph: true })` (its ArrayBuffer
+   * is then detached, length 0), instead of reading memory that now belongs to another tensor.
+   */
+  private checkNotReleased(): void {
+    if (!(this.storage instanceof DeviceArray) && this.storage.length === 0 && this.size > 0) {
+      throw new Error(`${this} was used after backward({ releaseGraph: true }) released its graph's buffers (read what you need before that backward, or leave releaseGraph off)`);
+    }
   }
 
   /** Nested arrays, for printing and tests. */
@@ -198,9 +213,14 @@ export class Tensor {
     return new Tensor(this.storage, this.shape, { strides: this.strides, offset: this.offset });
   }
 
-  /** Computes the gradient of this scalar with respect to every tensor with requiresGrad that it depends on. */
-  backward(gradOutput?: Tensor): void {
-    backward(this, gradOutput);
+  /**
+   * Computes the gradient of this scalar with respect to every tensor with requiresGrad that it depends on.
+   * With `releaseGraph`, the caller promises that no tensor of the graph except this one is read afterwards: the
+   * host buffers of its intermediate tensors (the forward's activations) then serve the next step's allocations
+   * instead of waiting for the garbage collector, and reading one of those tensors throws.
+   */
+  backward(gradOutput?: Tensor, options: { releaseGraph?: boolean } = {}): void {
+    backward(this, gradOutput, options.releaseGraph ?? false);
   }
 
   toString(): string {
@@ -248,7 +268,7 @@ export function record(out: Tensor, op: string, inputs: readonly Tensor[], backw
 
 // Reverse-mode accumulation over the tape, in reverse topological order. Gradients of leaves (tensors with
 // requiresGrad and no node: parameters) are added into `.grad`, so several backward calls accumulate.
-function backward(root: Tensor, gradOutput: Tensor | undefined): void {
+function backward(root: Tensor, gradOutput: Tensor | undefined, releaseGraph: boolean): void {
   if (!root.requiresGrad) throw new Error('backward() on a tensor that does not require grad');
   if (!gradOutput && root.size !== 1) throw new Error(`backward() without a gradient needs a scalar, got shape [${root.shape}]`);
   const order: Tensor[] = [];
@@ -294,6 +314,7 @@ function backward(root: Tensor, gradOutput: Tensor | undefined): void {
       recycler.release(storage as HostArray);
     }
   };
+  const leaves = releaseGraph ? order.filter((t) => !t.node) : [];
   noGrad(() => withHostRecycler(recycler, () => {
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
@@ -347,7 +368,30 @@ function backward(root: Tensor, gradOutput: Tensor | undefined): void {
       nodeCount--;
       t.node = null;
     }
+    if (releaseGraph) releaseActivations(root, order, leaves, recycler);
   }));
+}
+
+// backward({ releaseGraph: true }): the host buffers of the graph's intermediate tensors go to the pass's recycler,
+// which serves the next forward (withHostRecycler). Why: the forward's activations were fresh ArrayBuffers every
+// step (250 MB a 5m step), and V8 answers fresh external memory with a collection per 32-64 MB, paused on the
+// one thread that runs the op layer. Only buffers the allocator made uninitialized (ops' outputs) are released,
+// never one that a leaf (a parameter, or a view of one), a leaf's gradient or the root shares. Each buffer moves
+// to a new ArrayBuffer (structuredClone's transfer: no copy, and no new external memory for V8 to count), which
+// detaches the old one, so a released tensor read later throws instead of seeing another tensor's values.
+function releaseActivations(root: Tensor, order: readonly Tensor[], leaves: readonly Tensor[], recycler: HostRecycler): void {
+  const kept = new Set<unknown>([root.storage]);
+  for (const leaf of leaves) {
+    kept.add(leaf.storage);
+    if (leaf.grad) kept.add(leaf.grad.storage);
+  }
+  const released = new Set<unknown>();
+  for (const t of order) {
+    const s = t.storage;
+    if (kept.has(s) || released.has(s) || s instanceof DeviceArray || !isUninitializedHostArray(s)) continue;
+    released.add(s);
+    recycler.release(moveHostArray(s));
+  }
 }
 
 /**

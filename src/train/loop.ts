@@ -173,7 +173,8 @@ export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches:
     for (const { inputs, targets, weight } of microBatches) {
       const microLoss = model.loss(inputs, targets);
       loss += microLoss.item() * weight;
-      (weight === 1 ? microLoss : mul(microLoss, weight)).backward();
+      // Nothing of the graph is read after its backward: its activations serve the next micro-batch (CPU).
+      (weight === 1 ? microLoss : mul(microLoss, weight)).backward(undefined, { releaseGraph: true });
     }
     if (communicator) {
       allReduceGradients(model.parameters(), communicator);

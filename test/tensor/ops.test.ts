@@ -228,4 +228,32 @@ describe('autograd', () => {
     close(a.grad!.toArray(), (i) => cs[i], 'da');
     close(b.grad!.toArray(), (i) => cs[i], 'db');
   });
+
+  it('backward({ releaseGraph: true }) recycles the activations only: same gradients, leaves intact, a released tensor throws', () => {
+    // 64 x 64 floats: above the size that goes through the recycling allocator. The weight enters through a
+    // transposed view (its storage is the leaf's) and the input through a reshape; both must survive.
+    const values = (seed: number, n: number) => Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i) * 0.5);
+    const run = (releaseGraph: boolean) => {
+      // An op's output, as a model's parameters are (randn): its buffer comes from the recycling allocator.
+      const w = T.mul(T.tensor(values(1, 64 * 64), [64, 64]), 1).detach();
+      w.requiresGrad = true;
+      const before = w.toArray().slice();
+      const losses: number[] = [];
+      let hidden: T.Tensor | undefined;
+      for (let step = 0; step < 3; step++) {
+        const x = T.reshape(T.tensor(values(2 + step, 64 * 64)), [64, 64]);
+        hidden = T.tanh(T.matmul(x, T.transpose(w, 0, 1)));
+        const loss = T.sum(T.mul(T.matmul(hidden, w), hidden));
+        loss.backward(undefined, { releaseGraph });
+        losses.push(loss.item());
+      }
+      assert.deepEqual(w.toArray(), before, 'the weight is never released');
+      return { losses, grad: w.grad!.toArray(), hidden: hidden! };
+    };
+    const kept = run(false), released = run(true);
+    assert.deepEqual(released.losses, kept.losses);
+    assert.deepEqual(released.grad, kept.grad);
+    assert.equal(kept.hidden.toArray().length, 64 * 64);
+    assert.throws(() => released.hidden.toArray(), /used after backward\(\{ releaseGraph: true \}\) released/);
+  });
 });
