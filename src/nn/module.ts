@@ -57,8 +57,18 @@ export class Module {
 
   /** The device of the parameters (a module's parameters share one). */
   get device(): Device {
-    const first = this.parameters()[0];
-    return first ? first.device : 'cpu';
+    return this.firstParameter()?.device ?? 'cpu';
+  }
+
+  // The first parameter in registration order, found without listing them all: `device` is read several
+  // times a decode step, where namedParameters() built every name of the model each time.
+  private firstParameter(): Tensor | undefined {
+    for (const p of this.ownParameters.values()) return p;
+    for (const child of this.childModules.values()) {
+      const p = child.firstParameter();
+      if (p) return p;
+    }
+    return undefined;
   }
 
   /**
