@@ -55,12 +55,12 @@ ThreadPool::~ThreadPool() { stop_workers(); }
 void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
+    stopping_.store(true);
   }
   wake_.notify_all();
   for (auto& w : workers_) w.join();
   workers_.clear();
-  stopping_ = false;
+  stopping_.store(false);
 }
 
 void ThreadPool::resize(int n) {
@@ -101,58 +101,63 @@ bool spin_until(Done done, int64_t micros) {
 
 }  // namespace
 
+// A run without locks: the caller publishes tasks_, next_ and then job_, and bumps generation_; a worker that sees
+// the new generation joins (active_ + 1, then reads job_), takes tasks from next_ until none are left, and leaves
+// (active_ - 1). The caller takes tasks too, then closes the run (job_ = null) and waits for active_ to reach 0.
+// Why that is safe: joining counts before reading job_, and closing comes before the caller's last look at active_
+// (all sequentially consistent), so a worker either is counted when the caller looks, and the caller waits for it,
+// or reads the null job_ and takes nothing. A worker that joins late may find the next run's job_: it then takes
+// part in that run, which is just as counted. next_ is reset only while no worker is active, and only before job_
+// is published, so no worker can take a task of a run it did not read.
+// Blocking: a worker about to sleep counts itself in sleepers_ under mu_ and checks the generation again; the
+// caller bumps the generation before it reads sleepers_ and takes mu_ before notifying, so no wake-up is lost.
 void ThreadPool::worker_loop(int) {
-  uint64_t seen = 0;
+  uint64_t seen = generation_.load();
   int64_t spin_micros = kIdleSpinMicros;
   for (;;) {
-    const std::function<void(int64_t)>* job;
-    int64_t tasks;
     const auto idle_since = std::chrono::steady_clock::now();
-    spin_until([&] { return stopping_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen; }, spin_micros);
-    {
+    const auto changed = [&] { return stopping_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen; };
+    if (!spin_until(changed, spin_micros)) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-      // A worker that wakes after the run it was woken for has ended must not touch the next run's counter.
-      if (job_ == nullptr) continue;
-      job = job_;
-      tasks = tasks_;
-      ++active_;
+      sleepers_.fetch_add(1);
+      wake_.wait(lock, [&] { return stopping_.load() || generation_.load() != seen; });
+      sleepers_.fetch_sub(1);
     }
+    if (stopping_.load()) return;
+    seen = generation_.load();
     const bool busy = std::chrono::steady_clock::now() - idle_since <= std::chrono::microseconds(kBusySpinMicros);
     spin_micros = busy ? kBusySpinMicros : kIdleSpinMicros;
-    for (int64_t t; (t = next_.fetch_add(1)) < tasks;) (*job)(t);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--active_ == 0) done_.notify_one();
+    active_.fetch_add(1);
+    if (const auto* job = job_.load()) {
+      const int64_t tasks = tasks_.load(std::memory_order_relaxed);
+      for (int64_t t; (t = next_.fetch_add(1, std::memory_order_relaxed)) < tasks;) (*job)(t);
     }
+    active_.fetch_sub(1, std::memory_order_release);
   }
 }
 
 void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)>& fn) {
   if (tasks <= 0) return;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (busy_ || workers_.empty() || tasks == 1) {
-      lock.unlock();
-      for (int64_t t = 0; t < tasks; ++t) fn(t);
-      return;
-    }
-    busy_ = true;
-    job_ = &fn;
-    tasks_ = tasks;
-    next_.store(0);
-    ++generation_;
+  if (workers_.empty() || tasks == 1 || busy_.exchange(true, std::memory_order_acquire)) {
+    for (int64_t t = 0; t < tasks; ++t) fn(t);
+    return;
   }
-  wake_.notify_all();
-  for (int64_t t; (t = next_.fetch_add(1)) < tasks;) fn(t);
-  // Workers that woke late find no task left; wait until every worker that took part has finished.
-  spin_until([&] { return active_.load(std::memory_order_acquire) == 0; }, kIdleSpinMicros);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return active_ == 0; });
-  job_ = nullptr;
-  busy_ = false;
+  tasks_.store(tasks, std::memory_order_relaxed);
+  next_.store(0, std::memory_order_relaxed);
+  job_.store(&fn);
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(mu_); }
+    wake_.notify_all();
+  }
+  for (int64_t t; (t = next_.fetch_add(1, std::memory_order_relaxed)) < tasks;) fn(t);
+  job_.store(nullptr);
+  // The workers still inside run their last tasks: spin, then yield the core (a task can be long, a GEMM part).
+  for (int i = 0; active_.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < 4096) cpu_relax();
+    else std::this_thread::yield();
+  }
+  busy_.store(false, std::memory_order_release);
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

@@ -4,7 +4,8 @@
 // paid by every worker on every kernel call. A training step makes thousands of calls microseconds to milliseconds
 // of TypeScript apart, so workers spin for a while after each job before they block (longer while calls keep
 // coming), and so does the calling thread while it waits for the last workers to finish (OpenMP runtimes do the
-// same).
+// same). Why no lock in a run: with 16 threads, each worker took the pool's mutex to join a run and again to leave
+// it, 30 hand-offs of one lock per kernel call (parallel.cpp says how the atomics replace them).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -30,17 +31,20 @@ class ThreadPool {
   void stop_workers();
   void worker_loop(int index);
   std::vector<std::thread> workers_;
+  // Only for blocking and waking idle workers: a run's hand-out, joining and completion are atomics (below), so
+  // that 15 workers waking at once do not queue on one lock (with 16 threads, 30 lock hand-offs a kernel call).
   std::mutex mu_;
   std::condition_variable wake_;
-  std::condition_variable done_;
-  const std::function<void(int64_t)>* job_ = nullptr;
-  int64_t tasks_ = 0;
+  std::atomic<int> sleepers_{0};
+  // The run in progress: job_ is null between runs; tasks_ and next_ are written before job_ is published.
+  std::atomic<const std::function<void(int64_t)>*> job_{nullptr};
+  std::atomic<int64_t> tasks_{0};
   std::atomic<int64_t> next_{0};
-  // Written under mu_; atomic so that spinning threads may read them without it.
+  // Workers between joining a run (before they read job_) and finishing their tasks; a run returns at 0.
   std::atomic<int> active_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stopping_{false};
-  bool busy_ = false;  // a nested parallel_for runs serially instead of deadlocking
+  std::atomic<bool> busy_{false};  // a nested (or concurrent) run executes serially instead of deadlocking
 };
 
 // CPUs in this process's affinity mask (what `taskset` allows): the pool's default size.
