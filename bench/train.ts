@@ -7,6 +7,8 @@
 //   MIN_SECONDS=4 node --import tsx bench/train.ts 20m  (time at least 4 s per size instead of 10)
 //   PROFILE=1 node --import tsx bench/train.ts 5m   (then 5 more steps with each kernel call timed: a table of
 //                                                    where a step's time goes, beside bench/torch_cpu_train.py's)
+//   RELEASE_GRAPH=0 node --import tsx bench/train.ts (leave each step's activations to V8's collector instead of
+//                                                    backward({ releaseGraph: true }): the A/B of that option)
 // Peak memory is the process's peak resident set so far: run one size per process for a per-size figure.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -25,6 +27,7 @@ const seqLen = Number(process.env.SEQ ?? 128);
 const vocab = Number(process.env.VOCAB ?? 2048);
 const warmupSteps = 2;
 const minSeconds = Number(process.env.MIN_SECONDS ?? 10);
+const releaseGraph = process.env.RELEASE_GRAPH !== '0';
 const sizes = (Object.keys(denseSizes) as DenseSize[]).filter((s) => process.argv.length <= 2 || process.argv.slice(2).includes(s));
 
 
@@ -63,7 +66,7 @@ for (const size of sizes) {
   const rng = new Rng(1);
   const step = () => {
     const { inputs, targets } = randomBatch(rng);
-    model.loss(inputs, targets).backward(undefined, { releaseGraph: true });
+    model.loss(inputs, targets).backward(undefined, { releaseGraph });
     clipGradNorm(params, 1);
     optimizer.update(1e-4);
     model.zeroGrad();
@@ -96,6 +99,7 @@ const result = {
   loadAverage: loadavg()[0],
   backend: cpuBackend().name,
   threads: cpuBackend().name === 'native' ? nativeThreads() : 1,
+  releaseGraph,
   batch,
   seqLen,
   vocab,
