@@ -567,15 +567,18 @@ extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64
 #endif
   const int64_t rsa = trans_a ? 1 : k, csa = trans_a ? m : 1;
   const int64_t rsb = trans_b ? 1 : n, csb = trans_b ? k : 1;
-  // Parts per matrix: none when the batch alone balances the threads, else about two per thread, so that the
-  // pool's dynamic hand-out evens out a thread that starts late or shares its core with another process (one
-  // part per thread then takes twice as long), but no more than one per 128 rows or columns of the longer side.
-  // The parts form a grid of row_parts x col_parts rectangles of whole micro-tiles.
+  // Parts per matrix: none when the batch alone balances the threads, else up to four per thread, so that the
+  // pool's dynamic hand-out evens out threads of unequal speed: a thread that starts late or shares its core
+  // with another process, and the vCPUs of a virtual machine, which are often not equal (the GPU machine's Xeon:
+  // 2 pinned vCPUs measured 168 and 113 GFLOP/s of FMA peak, 7 of 16 at 86 against 112-175; with one part per
+  // thread every call waits for the slowest, with four the fast ones take more). Parts keep at least 128 x 128
+  // outputs, so that each still runs whole micro-tiles over long KC blocks. The parts form a grid of
+  // row_parts x col_parts rectangles of whole micro-tiles.
   int64_t row_parts = 1, col_parts = 1;
   if (threads > 1 && fmas >= PARALLEL_MIN_FMAS && batch % threads != 0 && batch < 4 * threads) {
-    const int64_t target = std::max(threads, std::min(2 * threads, std::max(m, n) / 128));
+    const int64_t target = std::max(threads, std::min(4 * threads, m * n / (128 * 128)));
     // A part of mp x np packs mp x k of A and k x np of B for mp x np x k multiply-adds: the grid with the
-    // smallest mp + np duplicates the least packing. With 2 threads that is a split of the longer side; with
+    // smallest mp + np duplicates the least packing. With 2 threads and 4 parts that is a split of the longer side; with
     // 16, a 5M model's dW (768 x 256) is 8 x 2 parts of 96 x 128 instead of 16 strips that each pack all of B.
     int64_t best = INT64_MAX;
     for (int64_t pm = 1; pm <= target; ++pm) {

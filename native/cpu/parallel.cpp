@@ -160,11 +160,13 @@ void ThreadPool::run(int64_t tasks, const std::function<void(int64_t)>& fn) {
   busy_.store(false, std::memory_order_release);
 }
 
+// Up to four chunks per thread, handed out as threads come for them: with one each, a call waits for its slowest
+// thread (a late start, a core shared with another process, or an unequal vCPU; gemm.cpp's parts say more).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   ThreadPool& pool = ThreadPool::get();
   int64_t threads = pool.size();
-  int64_t chunks = std::min<int64_t>(threads, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
+  int64_t chunks = std::min<int64_t>(threads == 1 ? 1 : 4 * threads, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
   if (chunks <= 1) {
     fn(0, n);
     return;

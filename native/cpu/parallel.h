@@ -50,7 +50,7 @@ class ThreadPool {
 // CPUs in this process's affinity mask (what `taskset` allows): the pool's default size.
 int usable_cpus();
 
-// Splits [0, n) into chunks of at least `grain` items, one or more per thread, and calls fn(begin, end).
+// Splits [0, n) into chunks of at least `grain` items, up to four per thread, and calls fn(begin, end).
 // Small problems run on the calling thread alone.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
