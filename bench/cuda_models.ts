@@ -3,13 +3,15 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16] [train | train-s42m | train-q05b] [build] [sample] [grpo]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16 | --kv-bf16-only] [train | train-s42m | train-q05b] [build] [sample] [grpo]
 // PROFILE=1 (as in bench/train.ts): after timing each training row, one more step under profileCuda (CUDA
 // events around every kernel call), printed as the device time of each kind of kernel, the bf16 rounding of
 // operands, and the time the device waited between calls (host-bound stretches); after each sampling row, the
 // same for one fused decode step launched eagerly, and each of its GEMM shapes timed alone (decodeProfile).
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
 // the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
+// SKINNY_ROWS=n sets setSkinnyGemmRows (the most rows of a decode GEMM on the skinny kernel; 0: cuBLASLt always),
+// and R1_CUDA_PDL=0 recorded graphs without overlapped launches (native/cuda/common.cuh), to compare.
 // `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
 // `sample` also reports the largest difference between the sampler's log-probabilities and the trainer's
 // (tokenLogprobs: one forward over prompt + completion) for the same tokens in the same precision.
@@ -18,14 +20,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machine } from './machine.ts';
 import { BatchDecoder, generate } from '../src/generate/engine.ts';
-import { sampleOnDevice } from '../src/generate/sampler.ts';
+import { queueSampleOnDevice, sampleOnDevice } from '../src/generate/sampler.ts';
 import { buildSources } from '../src/pipeline/rl.ts';
 import { defaultZeroConfig, zeroSource } from '../src/pipeline/zero.ts';
 import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
 import { loadModel, saveModel } from '../src/models/pretrained.ts';
 import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
-import { captureGraph, decodeLinear, dispose, mul, noGrad, packBf16, profileCuda, randn, Rng, scope, slice, synchronize, tensor, useDevice, type CacheFormat, type CudaProfileRow, type Tensor } from '../src/tensor/index.ts';
+import { captureGraph, decodeLinear, decodeLinearSwiglu, dispose, mul, noGrad, packBf16, profileCuda, randn, Rng, scope, setSkinnyGemmRows, slice, synchronize, tensor, useDevice, type CacheFormat, type CudaProfileRow, type Tensor } from '../src/tensor/index.ts';
 import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../src/models/dense-decode.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { AdamW, clipGradNormQueued } from '../src/train/optimizer.ts';
@@ -64,6 +66,9 @@ const torch: TorchRow[] = flag('--torch') ? readFileSync(flag('--torch')!, 'utf8
   .map((l) => JSON.parse(l) as TorchRow).filter((r) => r.tok_s !== undefined) : [];
 
 useDevice('cuda', 'bf16');
+const skinnyRows = Number(process.env.SKINNY_ROWS ?? 0);
+setSkinnyGemmRows(skinnyRows);
+const overlappedLaunches = process.env.R1_CUDA_PDL !== '0';
 const rows: Array<Record<string, unknown>> = [];
 const show = (cells: unknown[]) => console.log(cells.map((c, i) => String(c)[i === 0 ? 'padEnd' : 'padStart'](i === 0 ? 34 : 13)).join(''));
 show(['work', 'r1ts tok/s', 'r1ts MFU', 'torch eager', 'torch.compile', 'r1 / compile']);
@@ -133,33 +138,41 @@ function printProfile(profile: CudaProfileRow[], totalMs: number): void {
 function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Tokenizer, batch: number, promptLength: number, newTokens: number): void {
   const rng = new Rng(2);
   const prompts = Array.from({ length: batch }, () => ({ prompt: Array.from({ length: promptLength }, () => rng.int(tokenizer.vocabSize)) }));
+  // When each step's tokens were taken (the engine's onStep), to split a call into its one-off start (decoder,
+  // prefill, graph recording, the first draw) and its steady steps.
+  let stepTimes: number[] = [];
   const run = (count: number, tokens: number, cudaGraphs: boolean, kvCache: CacheFormat) => generate(model, tokenizer, prompts.slice(0, count), {
     maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch, cudaGraphs, kvCache,
+    onStep: () => stepTimes.push(performance.now()),
   });
   const outputs: ReturnType<typeof run>[] = [];
   const variants: Array<{ cudaGraphs: boolean; kvCache: CacheFormat }> = [
     ...(args.includes('--launched') ? [{ cudaGraphs: false, kvCache: 'f32' as const }] : []),
-    { cudaGraphs: true, kvCache: 'f32' },
-    ...(args.includes('--kv-bf16') ? [{ cudaGraphs: true, kvCache: 'bf16' as const }] : []),
+    ...(args.includes('--kv-bf16-only') ? [] : [{ cudaGraphs: true, kvCache: 'f32' as const }]),
+    ...(args.includes('--kv-bf16') || args.includes('--kv-bf16-only') ? [{ cudaGraphs: true, kvCache: 'bf16' as const }] : []),
   ];
   for (const { cudaGraphs, kvCache } of variants) {
     run(Math.min(batch, 8), 8, cudaGraphs, kvCache);
     synchronize('cuda');
+    stepTimes = [];
     const start = performance.now();
     const out = run(batch, newTokens, cudaGraphs, kvCache);
-    const seconds = (performance.now() - start) / 1000;
+    const end = performance.now();
+    const seconds = (end - start) / 1000;
+    const timeline = stepTimeline(start, stepTimes, end);
     if (kvCache === 'f32') outputs.push(out);
     const generated = out.reduce((s, r) => s + r.tokenIds.length, 0);
     const hf = torch.find((r) => r.kind === 'generate_hf' && r.model === name && r.bs === batch);
     const agreement = logprobAgreement(model, prompts.slice(0, 8).map((p, i) => ({ promptIds: p.prompt, completionIds: out[i].tokenIds, logprobs: out[i].logprobs })));
     const parts = cudaGraphs ? stepParts(model, tokenizer, prompts.map((p) => p.prompt), kvCache) : null;
     if (cudaGraphs && process.env.PROFILE) decodeProfile(model, batch, kvCache);
-    const row = { kind: 'sample', model: name, batch, promptLength, newTokens, cudaGraphs, kvCache, seconds, msPerStep: 1000 * seconds / newTokens, tokensPerSecond: generated / seconds,
-      hfGenerate: hf?.tok_s ?? null, ...agreement, ...parts };
+    const row = { kind: 'sample', model: name, batch, promptLength, newTokens, cudaGraphs, kvCache, skinnyRows, overlappedLaunches, seconds, msPerStep: 1000 * seconds / newTokens, tokensPerSecond: generated / seconds,
+      hfGenerate: hf?.tok_s ?? null, ...agreement, ...parts, ...timeline };
     rows.push(row);
-    show([`sample ${name} bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}${kvCache === 'bf16' ? ' kv bf16' : ''}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
+    show([`sample ${name} bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}${kvCache === 'bf16' ? ' kv bf16' : ''}${batch <= skinnyRows ? ' skinny' : ''}${overlappedLaunches ? '' : ' no-pdl'}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
       row.hfGenerate ? `${(row.tokensPerSecond / row.hfGenerate).toFixed(2)} x HF` : '-']);
     console.log(`  ${row.msPerStep.toFixed(2)} ms per token step (prefill included)${parts ? `: forward ${parts.forwardMs.toFixed(2)} ms, sampling kernel ${parts.samplingMs.toFixed(2)} ms, the rest on the host` : ''}`);
+    console.log(`  timeline: ${timeline.firstStepMs.toFixed(1)} ms to the first step's tokens (decoder, prefill, recording, first draw), then ${timeline.steps} steps of ${timeline.medianStepMs.toFixed(3)} ms (median; mean ${timeline.meanStepMs.toFixed(3)}), ${timeline.afterLastStepMs.toFixed(1)} ms after the last`);
     console.log(`  sampler vs trainer log-probabilities over ${agreement.tokensCompared} tokens: largest difference ${agreement.maxLogprobDiff.toExponential(2)}, mean ${agreement.meanLogprobDiff.toExponential(2)}`);
   }
   if (outputs.length === 2) {
@@ -181,6 +194,16 @@ function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Toke
   }
 }
 
+/** A generate() call's wall time split by its steps' onStep times: the start, the steady steps, the end. */
+function stepTimeline(start: number, times: number[], end: number): { firstStepMs: number; steps: number; medianStepMs: number; meanStepMs: number; afterLastStepMs: number } {
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  const sorted = [...gaps].sort((a, b) => a - b);
+  return {
+    firstStepMs: (times[0] ?? end) - start, steps: gaps.length, medianStepMs: sorted[sorted.length >> 1] ?? 0,
+    meanStepMs: gaps.reduce((a, b) => a + b, 0) / Math.max(1, gaps.length), afterLastStepMs: end - (times.at(-1) ?? start),
+  };
+}
+
 /**
  * Where a replayed decode step's time goes: the graph's forward alone (replays, synchronized) and the sampling
  * kernel alone, over a cache of these prompts; the engine's step time less these two is host time.
@@ -199,11 +222,20 @@ function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][],
       synchronize('cuda');
       const forwardMs = (performance.now() - start) / steps;
       const settings = prompts.map((_, r) => ({ temperature: 1, topK: 0, topP: 1, minP: 0, seed: r, step: 0 }));
+      // Draws queued back to back, each read after the next is queued (as the engine pipelines them): the
+      // kernel with its 32-byte-a-row upload and 12-byte-a-row download.
       const samplingMs = scope(() => {
         const logits = decoder.next(tokens);
         sampleOnDevice(logits, settings, tokenizer.vocabSize);
+        synchronize('cuda');
         start = performance.now();
-        for (let i = 0; i < steps; i++) scope(() => sampleOnDevice(logits, settings.map((p) => ({ ...p, step: i })), tokenizer.vocabSize));
+        let queued = queueSampleOnDevice(logits, settings, tokenizer.vocabSize);
+        for (let i = 1; i < steps; i++) {
+          const next = queueSampleOnDevice(logits, settings.map((p) => ({ ...p, step: i })), tokenizer.vocabSize);
+          queued.finish();
+          queued = next;
+        }
+        queued.finish();
         return (performance.now() - start) / steps;
       });
       return { forwardMs, samplingMs };
@@ -235,29 +267,37 @@ function decodeProfile(model: DenseModel, batch: number, kvCache: CacheFormat): 
       const rng = new Rng(7);
       const operand = (k: number) => (weights.format === 'bf16' ? packBf16(randn([batch, k], rng)) : randn([batch, k], rng));
       const layer = model.layers[0];
-      const [hidden, attended, act] = [operand(c.hiddenSize), randn([batch, c.numHeads * c.headDim], rng), operand(c.intermediateSize)];
+      const [hidden, attended, act] = [operand(c.hiddenSize), operand(c.numHeads * c.headDim), operand(c.intermediateSize)];
       const packed = { x: weights.format, weight: weights.format };
       const shapes: [string, () => Tensor][] = [
         ['q|k|v', () => decodeLinear(hidden, weights.layers[0].qkv, weights.layers[0].qkvBias, packed)],
-        ['o', () => decodeLinear(attended, layer.selfAttn.oProj.weight, null)],
-        ['gate|up', () => decodeLinear(hidden, weights.layers[0].gateUp, null, packed)],
+        ['o', () => decodeLinear(attended, layer.selfAttn.oProj.weight, null, { x: weights.format })],
+        // In bf16 the graph's gate|up GEMM has SwiGLU as its epilogue (cuBLASLt: a SwiGLU kernel after it).
+        ['gate|up', () => (weights.format === 'bf16' ? decodeLinearSwiglu(hidden, weights.layers[0].gateUp) : decodeLinear(hidden, weights.layers[0].gateUp, null, packed))],
         ['down', () => decodeLinear(act, layer.mlp.downProj.weight, null, { x: weights.format })],
         ['head', () => decodeLinear(hidden, model.lmHead, null, { x: weights.format })],
       ];
       const calls = 50;
-      const times = shapes.map(([name, call]) => {
-        const { graph } = captureGraph(() => Array.from({ length: calls }, call));
-        graph.launch();
-        synchronize('cuda');
-        const start = performance.now();
-        graph.launch();
-        synchronize('cuda');
-        const ms = (performance.now() - start) / calls;
-        graph.dispose();
-        return [name, ms] as const;
-      });
-      console.log(`  each GEMM shape alone (bs${batch}, ${calls} calls replayed from a graph), ms per call: ${times.map(([name, ms]) => `${name} ${ms.toFixed(4)}`).join(', ')}`);
-      rows.push({ kind: 'decode-gemms', batch, kvCache, msPerCall: Object.fromEntries(times) });
+      // Each shape on the skinny GEMM (up to `skinnyRows` rows) and on cuBLASLt (0).
+      const timed = (skinnyRows: number) => {
+        setSkinnyGemmRows(skinnyRows);
+        return shapes.map(([name, call]) => {
+          const { graph } = captureGraph(() => Array.from({ length: calls }, call));
+          graph.launch();
+          synchronize('cuda');
+          const start = performance.now();
+          graph.launch();
+          synchronize('cuda');
+          const ms = (performance.now() - start) / calls;
+          graph.dispose();
+          return [name, ms] as const;
+        });
+      };
+      const cublas = timed(0);
+      const skinny = timed(Math.max(64, batch));
+      setSkinnyGemmRows(skinnyRows);
+      console.log(`  each GEMM shape alone (bs${batch}, ${calls} calls replayed from a graph), ms per call, cuBLASLt / skinny: ${cublas.map(([name, ms], i) => `${name} ${ms.toFixed(4)} / ${skinny[i][1].toFixed(4)}`).join(', ')}`);
+      rows.push({ kind: 'decode-gemms', batch, kvCache, msPerCall: Object.fromEntries(cublas), skinnyMsPerCall: Object.fromEntries(skinny) });
     } finally {
       disposeDecodeWeights(weights);
       for (const layer of cache) layer.buffers.forEach((buffer) => dispose(buffer));

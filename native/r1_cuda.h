@@ -50,6 +50,11 @@ R1_API void r1_cuda_i32_to_f32(const int32_t* x, float* y, int64_t n);
 // 0: float32 (exact IEEE products; the tests' mode and the default), 1: TF32 tensor cores, 2: bfloat16 tensor
 // cores (operands rounded to bf16, float32 accumulation and output: autocast-style mixed precision).
 R1_API int r1_cuda_set_matmul_precision(int precision);
+// r1_cuda_linear in bf16 precision with at most `rows` rows (default 0: never) runs on the skinny tensor-core
+// GEMM (skinny_gemm.cu: weights streamed once over the whole GPU, k split over blocks and summed in a fixed
+// order) instead of cuBLASLt, where the shape allows (n a multiple of 16, k of 32, 16-byte aligned operands).
+// Returns the previous setting.
+R1_API int64_t r1_cuda_set_skinny_gemm_rows(int64_t rows);
 
 // ---- CUDA graphs: record a fixed sequence of kernel calls once, replay it with one launch ----
 // Between begin and end, calls are recorded, not run; allocations made while recording must stay alive as
@@ -126,9 +131,11 @@ R1_API int r1_nccl_comm_destroy(void* comm);
 //     with the uniform of Philox4x32-10 at counter (step, 0, 0, 0) under key (key0, key1) (native/philox.h);
 //   out[rows + r] (float bits): log_softmax(logits)[token] over the whole vocab at temperature 1;
 //   out[2 rows + r] (float bits): log of the token's probability in the distribution drawn from (0 if greedy).
-// src/generate/sampler.ts defines the same sampling; sample.cu says where the two may differ.
+// selects: whether some row has top-k or top-p on (then one block draws each row; otherwise the rows are split
+// into chunks over the whole GPU). src/generate/sampler.ts defines the same sampling; sample.cu says where the
+// two may differ.
 R1_API void r1_cuda_sample(const float* logits, int64_t rows, int64_t vocab, int64_t sample_vocab, const void* params,
-                           int32_t* out);
+                           int32_t* out, int selects);
 
 // ---- a decode step with no host-side length (what a CUDA graph of the step replays at any column) ----
 // cache [B, capacity, width]: cache[b, column[b], :] = src[b, :] (column in device memory; out of range: skipped).
@@ -137,11 +144,12 @@ R1_API void r1_cuda_write_columns(void* cache, const float* src, const int32_t* 
                                   int64_t width, int bf16);
 // r1_attention for Tq = 1 over a cache of `capacity` columns read in place (batch strides as r1_attention's, in
 // elements), row b seeing keys [kv_start[b], kv_end[b]) (device memory), not causal; out [B, Hq, D]. Head size 64
-// or 128. bf16 != 0: k and v hold bf16 elements (widened to float as they are read), else float.
+// or 128. bf16 != 0: k and v hold bf16 elements (widened to float as they are read), else float. out_bf16 != 0:
+// out holds bf16 elements (rounded to nearest even: the next GEMM's operand), else float.
 R1_API void r1_cuda_decode_attention(const float* q, const void* k, const void* v, float* out, const int32_t* kv_start,
                                      const int32_t* kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D,
                                      int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
-                                     int bf16);
+                                     int bf16, int out_bf16);
 // dst[i] = src[i] rounded to bf16 (nearest even), i < n: a float32 KV cache's prefill moved into a bf16 one.
 R1_API void r1_cuda_to_bf16(const float* src, void* dst, int64_t n);
 
@@ -166,6 +174,10 @@ R1_API void r1_cuda_rope_write_kv(const float* qkv, const int32_t* positions, co
 // y[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i] for gate_up [rows, 2 inter]: r1_swiglu over the output of
 // one GEMM for gate and up, into float32 or (bf16 != 0) bf16.
 R1_API void r1_cuda_swiglu_rows(const float* gate_up, void* y, int64_t rows, int64_t inter, int bf16);
+// y[m, inter] (bf16) = silu(gate) * up of the products x[m, k] w[2 inter, k]^T (both bf16; bf16 matmul precision),
+// w's rows in groups of 16: 8 gate rows, then the same 8 up rows (inter a multiple of 8). Up to the skinny GEMM's
+// row count SwiGLU is its epilogue (one kernel); above it, cuBLASLt and a SwiGLU kernel.
+R1_API void r1_cuda_linear_swiglu(const void* x, const void* w, void* y, int64_t m, int64_t inter, int64_t k);
 
 // ---- gradient-norm clipping without a host round trip ----
 // acc[0] += sum of x[i]^2 over i < n (summed in double, added to the float32 acc[0]), queued like a kernel:

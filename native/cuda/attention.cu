@@ -223,8 +223,11 @@ __global__ void __launch_bounds__(kThreadsAttn) attention_forward_kernel(Forward
 // formed once, into shared memory, so that an output column is a sum over the splits whose loads are
 // independent of each other (a long cache split 256 ways would otherwise be a chain of 256 dependent loads).
 constexpr int kMaxSplits = 512;
+// out16 (decoding only): out written rounded to bf16 there instead.
 __global__ void attention_combine_kernel(const float* partial, float* out, float* lse, int splits, int64_t B,
-                                         int64_t Hq, int64_t Tq, int64_t Dv) {
+                                         int64_t Hq, int64_t Tq, int64_t Dv, __nv_bfloat16* out16) {
+  wait_for_previous_grid();  // launched overlapped in decode graphs (common.cuh)
+  allow_next_grid();
   __shared__ float weight[kMaxSplits];
   const int64_t rowi = blockIdx.x;  // (b * Hq + h) * Tq + qi
   const int64_t qi = rowi % Tq, bh = rowi / Tq, h = bh % Hq, b = bh / Hq;
@@ -242,12 +245,13 @@ __global__ void attention_combine_kernel(const float* partial, float* out, float
   }
   L = block_reduce(L, Add{}, 0.0f);  // its barriers also publish weight[]
   const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-  float* o = out + ((b * Tq + qi) * Hq + h) * Dv;
+  const int64_t o = ((b * Tq + qi) * Hq + h) * Dv;
   for (int64_t col = threadIdx.x; col < Dv; col += blockDim.x) {
     float acc = 0.0f;
     #pragma unroll 8
     for (int s = 0; s < splits; ++s) acc = fmaf(weight[s], p[s * row_stride + 2 + col], acc);
-    o[col] = acc * inv;
+    if (out16) out16[o + col] = __float2bfloat16_rn(acc * inv);
+    else out[o + col] = acc * inv;
   }
   if (lse && threadIdx.x == 0) lse[rowi] = L > 0.0f ? M + logf(L) : -INFINITY;
 }
@@ -272,6 +276,7 @@ struct DecodeArgs {
   int64_t B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride, keys_per_split;
   float scale2;  // scale * log2 e: scores are kept in base 2
   int causal, splits;
+  __nv_bfloat16* out16;  // when set, out is written here rounded to bf16 instead (r1_cuda_decode_attention's out_bf16)
 };
 
 __device__ inline void cp_async16(void* shared, const void* global, bool valid) {
@@ -299,6 +304,8 @@ size_t decode_shared_bytes(int rmax, int64_t D) {
 
 template <int D, int RMAX, typename T>
 __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(DecodeArgs a) {
+  wait_for_previous_grid();  // launched overlapped in decode graphs (common.cuh)
+  allow_next_grid();
   constexpr int kPerChunk = 16 / sizeof(T);  // cache elements per 16-byte copy
   constexpr int KS = D + kPerChunk;  // K row stride: consecutive rows of a 16-byte phase land in distinct banks
   constexpr int kColGroups = kDecodeThreads / D, kKeysPerGroup = kDecodeKeys / kColGroups;
@@ -318,9 +325,14 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
   const int64_t b = blockIdx.z, hk = blockIdx.y, split = blockIdx.x;
   const int64_t group = a.Hq / a.Hkv;
   const int R = static_cast<int>(group * a.Tq);
+  // The row's keys [key_lo, key_hi), in tiles from the one holding key_lo, are shared out evenly over the splits:
+  // a graph fixes the split count by the cache's capacity, while a row attends to its own stretch of it.
   const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
-  const int64_t key_begin = max(key_lo, split * a.keys_per_split);
-  const int64_t key_end = min(a.kv_end ? min(a.Tk, int64_t(a.kv_end[b])) : a.Tk, (split + 1) * a.keys_per_split);
+  const int64_t key_hi = a.kv_end ? min(a.Tk, int64_t(a.kv_end[b])) : a.Tk;
+  const int64_t tile_lo = (key_lo / kDecodeKeys) * kDecodeKeys;
+  const int64_t tiles_per_split = (max(int64_t(0), key_hi - tile_lo) + int64_t(kDecodeKeys) * a.splits - 1) / (int64_t(kDecodeKeys) * a.splits);
+  const int64_t key_begin = max(key_lo, tile_lo + split * tiles_per_split * kDecodeKeys);
+  const int64_t key_end = min(key_hi, tile_lo + (split + 1) * tiles_per_split * kDecodeKeys);
   const T* kb = static_cast<const T*>(a.k) + b * a.kv_batch_stride + hk * D;
   const T* vb = static_cast<const T*>(a.v) + b * a.v_batch_stride + hk * D;
 
@@ -441,7 +453,10 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
       if (col == 0) part[0] = row_m[r] * kLn2, part[1] = row_l[r];
     } else {
       const float l = row_l[r];
-      a.out[((b * a.Tq + qi) * a.Hq + h) * D + col] = l > 0.0f ? o[r] / l : 0.0f;
+      const float value = l > 0.0f ? o[r] / l : 0.0f;
+      const int64_t at = ((b * a.Tq + qi) * a.Hq + h) * D + col;
+      if (a.out16) a.out16[at] = __float2bfloat16_rn(value);
+      else a.out[at] = value;
       if (a.lse && col == 0) a.lse[(b * a.Hq + h) * a.Tq + qi] = l > 0.0f ? (row_m[r] + log2f(l)) * kLn2 : -INFINITY;
     }
   }
@@ -662,7 +677,7 @@ bool allow_shared(Kernel kernel, size_t shared_bytes, const char* name) {
 template <typename T>
 void decode_attention(const float* q, const T* k, const T* v, float* out, float* lse, const int32_t* kv_start,
                       const int32_t* kv_end, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t kv_batch_stride,
-                      int64_t v_batch_stride, float scale, int causal) {
+                      int64_t v_batch_stride, float scale, int causal, __nv_bfloat16* out16 = nullptr) {
   const int64_t rows = Hq / Hkv * Tq;
   const int rmax = rows <= 8 ? 8 : 32;
   const size_t shared_bytes = decode_shared_bytes<T>(rmax, D);
@@ -682,12 +697,11 @@ void decode_attention(const float* q, const T* k, const T* v, float* out, float*
       if (!partial) return;
     }
     DecodeArgs a{q, k, v, out, lse, partial, kv_start, kv_end, B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride,
-                 keys_per_split, scale * 1.4426950408889634f, causal, static_cast<int>(splits)};
+                 keys_per_split, scale * 1.4426950408889634f, causal, static_cast<int>(splits), out16};
     const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
-    kernel<<<grid, kDecodeThreads, shared_bytes, stream()>>>(a);
+    launch_kernel(kernel, grid, kDecodeThreads, shared_bytes, a);
     if (splits > 1) {
-      attention_combine_kernel<<<static_cast<unsigned>(B * Hq * Tq), 64, 0, stream()>>>(partial, out, lse,
-                                                                                       static_cast<int>(splits), B, Hq, Tq, D);
+      launch_kernel(attention_combine_kernel, static_cast<unsigned>(B * Hq * Tq), 64, 0, partial, out, lse, static_cast<int>(splits), B, Hq, Tq, D, out16);
     }
   };
   if (D == 64) rmax == 8 ? run(decode_attention_kernel<64, 8, T>) : run(decode_attention_kernel<64, 32, T>);
@@ -754,7 +768,7 @@ R1_API void r1_attention(const float* q, const float* k, const float* v, float* 
   else if (dmax == 128) run(attention_forward_kernel<128>);
   else run(attention_forward_kernel<256>);
   if (a.splits > 1) {
-    attention_combine_kernel<<<static_cast<unsigned>(B * Hq * Tq), 64, 0, s>>>(a.partial, out, lse, a.splits, B, Hq, Tq, Dv);
+    attention_combine_kernel<<<static_cast<unsigned>(B * Hq * Tq), 64, 0, s>>>(a.partial, out, lse, a.splits, B, Hq, Tq, Dv, nullptr);
   }
   check_launch("r1_attention");
 }
@@ -809,7 +823,8 @@ extern "C" {
 R1_API void r1_cuda_decode_attention(const float* q, const void* k, const void* v, float* out, const int32_t* kv_start,
                                      const int32_t* kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D,
                                      int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale,
-                                     int bf16) {
+                                     int bf16, int out_bf16) {
+  auto* out16 = out_bf16 ? reinterpret_cast<__nv_bfloat16*>(out) : nullptr;
   if (B <= 0 || capacity <= 0) return;
   const int64_t per_chunk = bf16 ? 8 : 4;  // elements per 16-byte copy
   const bool aligned = kv_batch_stride % per_chunk == 0 && v_batch_stride % per_chunk == 0 &&
@@ -820,10 +835,10 @@ R1_API void r1_cuda_decode_attention(const float* q, const void* k, const void* 
   }
   if (bf16) {
     decode_attention(q, static_cast<const __nv_bfloat16*>(k), static_cast<const __nv_bfloat16*>(v), out, nullptr, kv_start,
-                     kv_end, B, 1, capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, 0);
+                     kv_end, B, 1, capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, 0, out16);
   } else {
     decode_attention(q, static_cast<const float*>(k), static_cast<const float*>(v), out, nullptr, kv_start, kv_end, B, 1,
-                     capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, 0);
+                     capacity, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, 0, out16);
   }
 }
 

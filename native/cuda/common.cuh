@@ -39,7 +39,7 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
 // partial sums). It is not taken from the caching allocator: a CUDA graph that captured a call keeps using the
 // same buffer at replay, so it must never be handed to anything else. Growing retires the old buffer.
 enum ScratchSlot { kScratchGemmA = 0, kScratchGemmB, kScratchPartials, kScratchAttention, kScratchAttentionBf16,
-                  kScratchAttentionParts, kScratchSlots };
+                  kScratchAttentionParts, kScratchSample, kScratchSkinnyGemm, kScratchGemmOut, kScratchSlots };
 void* scratch(ScratchSlot slot, size_t bytes);
 
 // bf16 shadows of the weights registered with r1_cuda_register_weight (bf16_weights.cu).
@@ -77,6 +77,19 @@ void profile_leave(int previous);
 // r1_cuda_set_matmul_precision's code (gemm.cu): 0 f32, 1 tf32, 2 bf16.
 int matmul_precision();
 
+// y[m, n] = x[m, k] w[n, k]^T (+ bias) for few rows on tensor cores, weights streamed once over the whole GPU
+// (skinny_gemm.cu): false, having queued nothing, when the shape is not one it covers (m above the threshold of
+// r1_cuda_set_skinny_gemm_rows, n not a multiple of 16, k not a multiple of 32, operands not 16-byte aligned).
+bool skinny_linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, float* y, int64_t m, int64_t n,
+                   int64_t k);
+
+// The same for gate and up, y bf16 [m, n / 2] = swiglu of the products, w's rows in groups of 16 (8 gate rows,
+// then their 8 up rows): r1_cuda_linear_swiglu's fused epilogue. False, having queued nothing, as skinny_linear.
+bool skinny_linear_swiglu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, int64_t m, int64_t n,
+                          int64_t k);
+// y[r, i] = bf16(silu(gate) * up) over a GEMM's output [rows, 2 inter] in that grouped layout (decode.cu).
+void swiglu_grouped_rows(const float* gate_up, __nv_bfloat16* y, int64_t rows, int64_t inter);
+
 // Queues dst[b * count + i] = bf16(src[b * stride + i]) for b < batch, i < count (round to nearest even; gemm.cu).
 void round_to_bf16(const float* src, __nv_bfloat16* dst, int64_t batch, int64_t count, int64_t stride);
 
@@ -92,6 +105,47 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
                              const float* delta, float* dq, float* dk, float* dv, const int32_t* kv_start, int64_t B,
                              int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale,
                              int causal);
+
+// ---- programmatic dependent launch (sm_90) inside CUDA graphs ----
+// While a graph is recorded (r1_cuda_graph_begin .. _end) on a device of compute capability 9 or more, the kernels
+// launched through launch_kernel may start before the kernel queued before them has ended, overlapping their
+// launch with its tail: a decode step's graph is ~250 kernels of a few microseconds each. Such a kernel calls
+// wait_for_previous_grid() before it reads or writes any memory that earlier work touches (only an L2 prefetch
+// may come before: L2 is coherent), and may call allow_next_grid() to let the next one start early in turn.
+// R1_CUDA_PDL=0 in the environment turns it off.
+__device__ inline void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ inline void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// Whether launch_kernel lets kernels overlap now (recording a graph, sm_90 or later, not turned off).
+bool overlapped_launches();
+// kernel<<<grid, block, shared, stream()>>>(args...), overlapping the previous kernel when overlapped_launches()
+// and `overlap` (false where the previous work on the stream is not a kernel, e.g. a memset just queued).
+template <typename... Params, typename... Args>
+inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, Args... args) {
+  if (!overlapped_launches()) {
+    kernel<<<grid, block, shared, stream()>>>(args...);
+    return;
+  }
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared;
+  config.stream = stream();
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  cudaError_t err = cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+  if (err != cudaSuccess) record_error("cudaLaunchKernelEx", err);
+}
 
 // A float stored into a float or a bf16 element (rounded to nearest even): kernels that write either format.
 __device__ inline void store_as(float* p, float x) { *p = x; }

@@ -14,6 +14,8 @@ namespace {
 template <typename T>
 __global__ void add_rmsnorm_kernel(const float* x, const float* residual, const float* w, float* sum, T* y, int64_t dim,
                                    float eps) {
+  wait_for_previous_grid();
+  allow_next_grid();
   const int64_t row = blockIdx.x * dim;
   float squares = 0.0f;
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
@@ -54,6 +56,8 @@ template <typename T>
 __global__ void rope_write_kv_kernel(const float* qkv, const int32_t* positions, const float* cos, const float* sin,
                                      const int32_t* column, float* q, T* k_cache, T* v_cache, int64_t B, int64_t Hq,
                                      int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity) {
+  wait_for_previous_grid();
+  allow_next_grid();
   const int64_t heads = Hq + 2 * Hkv;
   const int half = static_cast<int>(rot_dim / 2), rot = static_cast<int>(rot_dim), dim = static_cast<int>(D);
   for (int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.y; row < B * heads; row += int64_t(gridDim.x) * kRowsPerBlock) {
@@ -74,17 +78,32 @@ __global__ void rope_write_kv_kernel(const float* qkv, const int32_t* positions,
   }
 }
 
-// y[r, i] = silu(gu[r, i]) * gu[r, inter + i] (elementwise.cu's swiglu_value): gate and up from one GEMM.
+// y[r, i] = silu(gate) * up (elementwise.cu's swiglu_value): gate and up from one GEMM, gate_up [rows, 2 inter]
+// holding them as halves (gate_up[r, i] and gate_up[r, inter + i]), or with grouped, in groups of 16 columns: 8
+// gates, then their 8 ups (r1_cuda_linear_swiglu's layout).
 template <typename T>
-__global__ void swiglu_rows_kernel(const float* gate_up, T* y, int64_t rows, int64_t inter) {
+__global__ void swiglu_rows_kernel(const float* gate_up, T* y, int64_t rows, int64_t inter, bool grouped) {
+  wait_for_previous_grid();
+  allow_next_grid();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * inter; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / inter, i = e - r * inter;
-    const float g = gate_up[r * 2 * inter + i], u = gate_up[r * 2 * inter + inter + i];
+    const int64_t gate_at = grouped ? (i / 8) * 16 + (i % 8) : i, up_at = grouped ? gate_at + 8 : inter + i;
+    const float g = gate_up[r * 2 * inter + gate_at], u = gate_up[r * 2 * inter + up_at];
     store_as(y + e, g * (1.0f / (1.0f + expf(-g))) * u);
   }
 }
 
 }  // namespace
+
+namespace r1cuda {
+
+void swiglu_grouped_rows(const float* gate_up, __nv_bfloat16* y, int64_t rows, int64_t inter) {
+  if (rows <= 0 || inter <= 0) return;
+  launch_kernel(swiglu_rows_kernel<__nv_bfloat16>, grid_for(rows * inter), kThreads, 0, gate_up, y, rows, inter, true);
+  check_launch("r1_cuda_linear_swiglu (swiglu)");
+}
+
+}  // namespace r1cuda
 
 extern "C" {
 
@@ -92,9 +111,9 @@ R1_API void r1_cuda_add_rmsnorm(const float* x, const float* residual, const flo
                                 int64_t dim, float eps, int bf16) {
   if (rows <= 0 || dim <= 0) return;
   if (bf16) {
-    add_rmsnorm_kernel<<<static_cast<unsigned>(rows), norm_threads(dim), 0, stream()>>>(x, residual, w, sum, static_cast<__nv_bfloat16*>(y), dim, eps);
+    launch_kernel(add_rmsnorm_kernel<__nv_bfloat16>, static_cast<unsigned>(rows), norm_threads(dim), 0, x, residual, w, sum, static_cast<__nv_bfloat16*>(y), dim, eps);
   } else {
-    add_rmsnorm_kernel<<<static_cast<unsigned>(rows), norm_threads(dim), 0, stream()>>>(x, residual, w, sum, static_cast<float*>(y), dim, eps);
+    launch_kernel(add_rmsnorm_kernel<float>, static_cast<unsigned>(rows), norm_threads(dim), 0, x, residual, w, sum, static_cast<float*>(y), dim, eps);
   }
   check_launch("r1_cuda_add_rmsnorm");
 }
@@ -107,11 +126,11 @@ R1_API void r1_cuda_rope_write_kv(const float* qkv, const int32_t* positions, co
   const unsigned grid = grid_for(rows, kRowsPerBlock);
   const dim3 block(32, kRowsPerBlock);
   if (bf16) {
-    rope_write_kv_kernel<<<grid, block, 0, stream()>>>(qkv, positions, cos, sin, column, q, static_cast<__nv_bfloat16*>(k_cache),
-                                                       static_cast<__nv_bfloat16*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity);
+    launch_kernel(rope_write_kv_kernel<__nv_bfloat16>, grid, block, 0, qkv, positions, cos, sin, column, q, static_cast<__nv_bfloat16*>(k_cache),
+                  static_cast<__nv_bfloat16*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity);
   } else {
-    rope_write_kv_kernel<<<grid, block, 0, stream()>>>(qkv, positions, cos, sin, column, q, static_cast<float*>(k_cache),
-                                                       static_cast<float*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity);
+    launch_kernel(rope_write_kv_kernel<float>, grid, block, 0, qkv, positions, cos, sin, column, q, static_cast<float*>(k_cache),
+                  static_cast<float*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity);
   }
   check_launch("r1_cuda_rope_write_kv");
 }
@@ -119,9 +138,9 @@ R1_API void r1_cuda_rope_write_kv(const float* qkv, const int32_t* positions, co
 R1_API void r1_cuda_swiglu_rows(const float* gate_up, void* y, int64_t rows, int64_t inter, int bf16) {
   if (rows <= 0 || inter <= 0) return;
   if (bf16) {
-    swiglu_rows_kernel<<<grid_for(rows * inter), kThreads, 0, stream()>>>(gate_up, static_cast<__nv_bfloat16*>(y), rows, inter);
+    launch_kernel(swiglu_rows_kernel<__nv_bfloat16>, grid_for(rows * inter), kThreads, 0, gate_up, static_cast<__nv_bfloat16*>(y), rows, inter, false);
   } else {
-    swiglu_rows_kernel<<<grid_for(rows * inter), kThreads, 0, stream()>>>(gate_up, static_cast<float*>(y), rows, inter);
+    launch_kernel(swiglu_rows_kernel<float>, grid_for(rows * inter), kThreads, 0, gate_up, static_cast<float*>(y), rows, inter, false);
   }
   check_launch("r1_cuda_swiglu_rows");
 }

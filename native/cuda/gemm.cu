@@ -161,6 +161,8 @@ Plan make_plan(const PlanKey& key) {
 
 // Rounds `batch` row-major matrices of `count` floats (batch b at src + b * stride) to packed bf16.
 __global__ void to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t batch, int64_t count, int64_t stride) {
+  r1cuda::wait_for_previous_grid();
+  r1cuda::allow_next_grid();
   int64_t total = batch * count;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t b = i / count, r = i - b * count;
@@ -171,6 +173,8 @@ __global__ void to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t bat
 // The same for matrices whose count and stride are multiples of 4 at a 16-byte aligned address: one float4 in,
 // 8 bytes out per thread and step (the conversion is bound by reading the float32 operand).
 __global__ void to_bf16_vector_kernel(const float4* src, uint2* dst, int64_t batch, int64_t count4, int64_t stride4) {
+  r1cuda::wait_for_previous_grid();
+  r1cuda::allow_next_grid();
   int64_t total = batch * count4;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t b = i / count4, r = i - b * count4;
@@ -320,10 +324,10 @@ void round_to_bf16(const float* src, __nv_bfloat16* dst, int64_t batch, int64_t 
   const int interrupted = profile_enter(R1_PROFILE_ROUNDING);
   if (count % 4 == 0 && stride % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
       reinterpret_cast<uintptr_t>(dst) % 8 == 0) {
-    to_bf16_vector_kernel<<<grid_for(batch * count / 4), kThreads, 0, stream()>>>(
-        reinterpret_cast<const float4*>(src), reinterpret_cast<uint2*>(dst), batch, count / 4, stride / 4);
+    launch_kernel(to_bf16_vector_kernel, grid_for(batch * count / 4), kThreads, 0, reinterpret_cast<const float4*>(src),
+                  reinterpret_cast<uint2*>(dst), batch, count / 4, stride / 4);
   } else {
-    to_bf16_kernel<<<grid_for(batch * count), kThreads, 0, stream()>>>(src, dst, batch, count, stride);
+    launch_kernel(to_bf16_kernel, grid_for(batch * count), kThreads, 0, src, dst, batch, count, stride);
   }
   check_launch("bf16 rounding");
   profile_leave(interrupted);
@@ -406,6 +410,7 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
     if (!x16) x16 = to_bf16(kScratchGemmA, xf, 1, m * k, 0);
     if (!w16) w16 = to_bf16(kScratchGemmB, wf, 1, n * k, 0);
     if (!x16 || !w16) return;
+    if (skinny_linear(x16, w16, bias, y, m, n, k)) return;
     x_op = x16;
     w_op = w16;
   } else {
@@ -413,6 +418,24 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
     widen_pending(w, n * k * static_cast<int64_t>(sizeof(float)));
   }
   run_gemm(x_op, w_op, y, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
+}
+
+// y[m, inter] (bf16) = silu(gate) * up of x[m, k] w[2 inter, k]^T, w's rows in groups of 16 (8 gate rows, then
+// their 8 up rows), both operands bf16: on the skinny GEMM's epilogue, or cuBLASLt into scratch and a SwiGLU kernel.
+R1_API void r1_cuda_linear_swiglu(const void* x, const void* w, void* y, int64_t m, int64_t inter, int64_t k) {
+  if (!stream() || m <= 0 || inter <= 0 || k <= 0) return;
+  if (precision != 2 || inter % 8 != 0) {
+    record_message("r1_cuda_linear_swiglu", "needs bf16 matmul precision and an intermediate size that is a multiple of 8");
+    return;
+  }
+  const auto* x16 = static_cast<const __nv_bfloat16*>(x);
+  const auto* w16 = static_cast<const __nv_bfloat16*>(w);
+  auto* y16 = static_cast<__nv_bfloat16*>(y);
+  if (skinny_linear_swiglu(x16, w16, y16, m, 2 * inter, k)) return;
+  auto* gate_up = static_cast<float*>(scratch(kScratchGemmOut, size_t(m * 2 * inter) * sizeof(float)));
+  if (!gate_up) return;
+  run_gemm(x16, w16, gate_up, nullptr, 1, m, 2 * inter, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear_swiglu");
+  swiglu_grouped_rows(gate_up, y16, m, inter);
 }
 
 }  // extern "C"

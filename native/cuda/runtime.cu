@@ -1,6 +1,7 @@
 // The runtime of native/r1_cuda.h: device selection, the one stream, error recording, the caching allocator,
 // copies, fills and casts, persistent scratch buffers and CUDA graphs.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -458,15 +459,41 @@ R1_API void r1_cuda_i32_to_f32(const int32_t* x, float* y, int64_t n) {
   check_launch("r1_cuda_i32_to_f32");
 }
 
+}  // extern "C"
+
 // ---- graphs ----
+namespace r1cuda {
+namespace {
+bool recording_graph = false;
+// Programmatic dependent launch: compute capability 9 or more, and not turned off by R1_CUDA_PDL=0.
+bool device_overlaps() {
+  static const int allowed = [] {
+    const char* env = std::getenv("R1_CUDA_PDL");
+    if (env && std::strcmp(env, "0") == 0) return 0;
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, current_device < 0 ? 0 : current_device) != cudaSuccess) return 0;
+    return major >= 9 ? 1 : 0;
+  }();
+  return allowed != 0;
+}
+}  // namespace
+
+bool overlapped_launches() { return recording_graph && device_overlaps(); }
+
+}  // namespace r1cuda
+
+extern "C" {
+
 // Relaxed capture mode: allocations (cudaMalloc on a cache miss) are allowed while recording.
 R1_API int r1_cuda_graph_begin(void) {
   cudaError_t err = cudaStreamBeginCapture(stream(), cudaStreamCaptureModeRelaxed);
   if (err != cudaSuccess) return record_error("r1_cuda_graph_begin", err), 1;
+  recording_graph = true;
   return 0;
 }
 
 R1_API void* r1_cuda_graph_end(void) {
+  recording_graph = false;
   cudaGraph_t graph = nullptr;
   cudaError_t err = cudaStreamEndCapture(stream(), &graph);
   if (err != cudaSuccess) return record_error("r1_cuda_graph_end (a call while recording was not capturable)", err), nullptr;

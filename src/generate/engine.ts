@@ -834,12 +834,20 @@ export class BatchDecoder {
   private replay(tokens: Int32Array | Tensor, positions: Int32Array, kvStart: Int32Array, column: number): Tensor {
     if (this.graph === null) this.graph = recordDecodeStep(this.model, this.cache, this.rows.length);
     const { inputs, logits, graph } = this.graph;
-    if (tokens instanceof Tensor) copyInto(reshape(tokens, inputs.ids.shape), inputs.ids);
-    else writeValues(inputs.ids, tokens);
-    writeValues(inputs.positions, positions);
-    writeValues(inputs.kvStart, kvStart);
-    writeValues(inputs.column, new Int32Array(positions.length).fill(column));
-    writeValues(inputs.kvEnd, new Int32Array(positions.length).fill(column + 1));
+    // One upload for the step's inputs (after the ids when those are copied on the device).
+    const B = positions.length;
+    const values = new Int32Array(5 * B);
+    values.set(positions, B);
+    values.set(kvStart, 2 * B);
+    values.fill(column, 3 * B, 4 * B);
+    values.fill(column + 1, 4 * B);
+    if (tokens instanceof Tensor) {
+      copyInto(reshape(tokens, [B]), slice(inputs, 0, 0, B));
+      writeValues(slice(inputs, 0, B, 5 * B), values.subarray(B));
+    } else {
+      values.set(tokens);
+      writeValues(inputs, values);
+    }
     graph.launch();
     for (const layer of this.cache) layer.length = column + 1;
     return logits;
@@ -932,9 +940,10 @@ function deviceDecodeSupported(model: CausalLM): boolean {
   return model.device === 'cuda' && c.family !== 'deepseek' && (c.headDim === 64 || c.headDim === 128) && c.numHeads / c.numKvHeads <= 32;
 }
 
-/** A recorded decode step: its input buffers (written before each replay), its logits and the graph. */
+/** A recorded decode step: its inputs (written before each replay), its logits and the graph. */
 interface DecodeGraph {
-  inputs: { ids: Tensor; positions: Tensor; kvStart: Tensor; column: Tensor; kvEnd: Tensor };
+  /** int32 [5 rows]: each row's token, position, kvStart, column and attention end, in that order (one upload). */
+  inputs: Tensor;
   logits: Tensor;
   graph: CudaGraph;
   dispose(): void;
@@ -946,21 +955,22 @@ interface DecodeGraph {
  * (DeviceDecodeStep), so the recording is valid at every column.
  */
 function recordDecodeStep(model: CausalLM, cache: LayerKvCache[], rows: number): DecodeGraph {
-  const buffer = (shape: number[]) => keep(empty(shape, 'i32', 'cuda'));
-  const inputs = { ids: buffer([rows, 1]), positions: buffer([rows, 1]), kvStart: buffer([rows]), column: buffer([rows]), kvEnd: buffer([rows]) };
+  const inputs = keep(empty([5 * rows], 'i32', 'cuda'));
   // Values written before recording: index checks read the host copies, and never wait on the device.
-  for (const t of Object.values(inputs)) writeValues(t, new Int32Array(rows));
-  const step = { column: inputs.column, kvEnd: inputs.kvEnd };
+  writeValues(inputs, new Int32Array(5 * rows));
+  const part = (i: number, shape: number[]) => reshape(slice(inputs, 0, i * rows, (i + 1) * rows), shape);
+  const [ids, positions, kvStart] = [part(0, [rows, 1]), part(1, [rows, 1]), part(2, [rows])];
+  const step = { column: part(3, [rows]), kvEnd: part(4, [rows]) };
   // A dense model's step in fused kernels (dense-decode.ts), over its projections concatenated as of now.
   const fused = model instanceof DenseModel ? denseDecodeWeights(model) : null;
   const { graph, result: logits } = captureGraph(() => (model instanceof DenseModel && fused
-    ? denseDecodeLogits(model, fused, inputs.ids, inputs.positions, cache, inputs.kvStart, step)
-    : contiguous(model.lastLogits(inputs.ids, { positions: inputs.positions, cache, kvStart: inputs.kvStart, step }))));
+    ? denseDecodeLogits(model, fused, ids, positions, cache, kvStart, step)
+    : contiguous(model.lastLogits(ids, { positions, cache, kvStart, step }))));
   return {
     inputs, logits, graph,
     dispose() {
       graph.dispose();
-      for (const t of Object.values(inputs)) dispose(t);
+      dispose(inputs);
       if (fused) disposeDecodeWeights(fused);
     },
   };

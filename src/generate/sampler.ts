@@ -271,7 +271,9 @@ export function queueSampleOnDevice(logits: Tensor, rows: readonly DeviceSamplin
   const params = tensor(words, [8 * count], 'i32', 'cuda');
   const out = empty([3 * count], 'i32', 'cuda');
   const backend = cudaBackend();
-  backend.sample(logits.floatData() as number, count, vocab, sampleVocab, params.intData() as number, out.intData() as number);
+  // Rows without top-k or top-p need no selection over the vocabulary: the kernel then splits them over the GPU.
+  const selects = rows.some((row) => row.temperature > 0 && ((row.topK > 0 && row.topK < sampleVocab) || row.topP < 1));
+  backend.sample(logits.floatData() as number, count, vocab, sampleVocab, params.intData() as number, out.intData() as number, selects);
   const slot = backend.downloadBegin(out.intData() as number, 12 * count);
   let finished = false;
   return {

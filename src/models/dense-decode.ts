@@ -5,20 +5,25 @@
 // made a step of the 494M shape ~2.1 ms where its weights stream in 0.23 ms (docs/BENCHMARKS.md). Here a layer
 // is 10: q, k and v come from one GEMM over their concatenated weights with the bias in its epilogue, and so do
 // gate and up; RoPE writes the keys and values into the cache itself; a residual add, the next RMSNorm and the
-// rounding of the next GEMM's operand are one kernel, as are SwiGLU and its rounding. In bf16 matmul precision
-// the activations that GEMMs read are written as bf16 by the kernels before them, so no GEMM rounds an operand
-// but the attention output.
+// rounding of the next GEMM's operand are one kernel, as are SwiGLU and its rounding (in bf16, SwiGLU is the
+// gate|up GEMM's own epilogue where the skinny GEMM runs it). In bf16 matmul precision
+// the activations that GEMMs read are written as bf16 by the kernels before them (the attention too), so no GEMM
+// rounds an operand.
 //
 // The values are those of lastLogits up to the order of float32 sums inside a GEMM (cuBLASLt picks its own
 // algorithm for the wider concatenated shapes): every kernel computes each element with the unfused kernel's
 // float32 expression.
 import type { DeviceDecodeStep, LayerKvCache } from '../nn/attention.ts';
-import { addRmsNorm, concat, decodeAttention, decodeLinear, dispose, keep, matmulPrecision, packBf16, reshape, ropeWriteKv, scope, swigluRows, type CacheFormat, type Tensor } from '../tensor/index.ts';
+import { addRmsNorm, concat, decodeAttention, decodeLinear, decodeLinearSwiglu, dispose, groupGateUp, keep, matmulPrecision, packBf16, reshape, ropeWriteKv, scope, swigluRows, type CacheFormat, type Tensor } from '../tensor/index.ts';
 import type { DenseModel } from './dense.ts';
 
 /** The weights a fused decode step reads beside the model's own: per layer, projections concatenated by rows. */
 export interface DenseDecodeWeights {
-  /** Per layer: q, k and v as one [(Hq + 2 Hkv) D, C] matrix and their biases as one vector (null without bias); gate and up as one [2 I, C]. */
+  /**
+   * Per layer: q, k and v as one [(Hq + 2 Hkv) D, C] matrix and their biases as one vector (null without bias);
+   * gate and up as one [2 I, C]: gate then up in float32, in groups of 8 rows of each in bf16 (groupGateUp: the
+   * layout whose SwiGLU is the GEMM's epilogue, decodeLinearSwiglu).
+   */
   layers: { qkv: Tensor; qkvBias: Tensor | null; gateUp: Tensor }[];
   /** 'bf16' in bf16 matmul precision: these weights and the activations GEMMs read are bf16, packed (ops.packBf16). */
   format: CacheFormat;
@@ -34,7 +39,7 @@ export function denseDecodeWeights(model: DenseModel): DenseDecodeWeights {
   const layers = model.layers.map(({ selfAttn: { qProj, kProj, vProj }, mlp }) => ({
     qkv: join([qProj.weight, kProj.weight, vProj.weight]),
     qkvBias: qProj.bias && kProj.bias && vProj.bias ? keep(scope(() => concat([qProj.bias!, kProj.bias!, vProj.bias!], 0))) : null,
-    gateUp: join([mlp.gateProj.weight, mlp.upProj.weight]),
+    gateUp: format === 'bf16' ? keep(scope(() => packBf16(groupGateUp(mlp.gateProj.weight, mlp.upProj.weight)))) : join([mlp.gateProj.weight, mlp.upProj.weight]),
   }));
   return { layers, format };
 }
@@ -61,10 +66,11 @@ export function denseDecodeLogits(model: DenseModel, weights: DenseDecodeWeights
     const kv = cache[l];
     const cacheFormat = kv.format ?? 'f32';
     const q = ropeWriteKv(decodeLinear(normed, qkv, qkvBias, { x: format, weight: format }), positions, model.rope, step.column, kv, heads, cacheFormat);
-    const attended = reshape(decodeAttention(q, kv.k, kv.v, kvStart, step.kvEnd, cacheFormat), [B, c.numHeads * c.headDim]);
-    const h = addRmsNorm(x, decodeLinear(attended, layer.selfAttn.oProj.weight, layer.selfAttn.oProj.bias), layer.postAttentionLayernorm.weight,
+    const attended = reshape(decodeAttention(q, kv.k, kv.v, kvStart, step.kvEnd, cacheFormat, format), [B, c.numHeads * c.headDim / (format === 'bf16' ? 2 : 1)]);
+    const h = addRmsNorm(x, decodeLinear(attended, layer.selfAttn.oProj.weight, layer.selfAttn.oProj.bias, { x: format }), layer.postAttentionLayernorm.weight,
       layer.postAttentionLayernorm.eps, format);
-    const down = decodeLinear(swigluRows(decodeLinear(h.normed, gateUp, null, { x: format, weight: format }), format), layer.mlp.downProj.weight, null, { x: format });
+    const act = format === 'bf16' ? decodeLinearSwiglu(h.normed, gateUp) : swigluRows(decodeLinear(h.normed, gateUp, null), format);
+    const down = decodeLinear(act, layer.mlp.downProj.weight, null, { x: format });
     const next = model.layers[l + 1]?.inputLayernorm ?? model.norm;
     ({ sum: x, normed } = addRmsNorm(h.sum, down, next.weight, next.eps, format));
   });

@@ -61,9 +61,10 @@ export interface DeviceBackend {
   bf16OnlyOutput(array: DeviceArray): void;
   /**
    * Draws one token per row of float32 logits [rows, vocab] on the device (r1_cuda_sample in native/r1_cuda.h):
-   * params holds 32 bytes per row, out receives 3 * rows words (ids, then log-probability bits). Addresses.
+   * params holds 32 bytes per row, out receives 3 * rows words (ids, then log-probability bits); selects: whether
+   * some row has top-k or top-p on. Addresses.
    */
-  sample(logits: number, rows: number, vocab: number, sampleVocab: number, params: number, out: number): void;
+  sample(logits: number, rows: number, vocab: number, sampleVocab: number, params: number, out: number, selects: boolean): void;
   /**
    * A download of `bytes` from a device address that waits only for the work queued before it
    * (r1_cuda_download_begin), returning its slot: downloadEnd(slot, dst) then waits for it and fills dst
@@ -83,7 +84,7 @@ export interface DeviceBackend {
    * (r1_cuda_decode_attention). Addresses; strides in elements.
    */
   decodeAttention(q: number, k: number, v: number, out: number, kvStart: number, kvEnd: number, B: number, Hq: number, Hkv: number, D: number,
-    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean): void;
+    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean, outBf16: boolean): void;
   /** n float32 values rounded to n bf16 at dst (r1_cuda_to_bf16). Addresses. */
   toBf16(src: number, dst: number, n: number): void;
   /** The fused kernels of a dense model's decode step (r1_cuda_linear, r1_cuda_add_rmsnorm, r1_cuda_rope_write_kv, r1_cuda_swiglu_rows). Addresses; 0 = none. */
@@ -92,6 +93,7 @@ export interface DeviceBackend {
   ropeWriteKv(qkv: number, positions: number, cos: number, sin: number, column: number, q: number, kCache: number, vCache: number,
     B: number, Hq: number, Hkv: number, D: number, rotDim: number, interleaved: boolean, capacity: number, bf16: boolean): void;
   swigluRows(gateUp: number, y: number, rows: number, inter: number, bf16: boolean): void;
+  linearSwiglu(x: number, w: number, y: number, m: number, inter: number, k: number): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {

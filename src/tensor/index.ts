@@ -8,5 +8,5 @@ export * from './ops.ts';
 export { Rng } from './random.ts';
 export { cpuBackend, cudaBackend, withBackend, type Backend, type DeviceBackend, type DType } from './backend.ts';
 export { defaultDevice, dispose, keep, scope, setDefaultDevice, withDevice, type Device } from './device.ts';
-export { captureGraph, cudaMemoryStats, matmulPrecision, profileCuda, setMatmulPrecision, synchronize, useDevice, type CudaGraph, type CudaProfileRow, type Precision } from './backends/cuda.ts';
+export { captureGraph, cudaMemoryStats, matmulPrecision, profileCuda, setMatmulPrecision, setSkinnyGemmRows, synchronize, useDevice, type CudaGraph, type CudaProfileRow, type Precision } from './backends/cuda.ts';
 export { nativeThreads, setNativeThreads } from './backends/native.ts';

@@ -1034,18 +1034,20 @@ export function packBf16(x: Tensor): Tensor {
 /**
  * Attention of one query per row, q [B, 1, Hq, D], over whole caches k and v [B, capacity, Hkv, D], row b seeing
  * the keys [kvStart[b], kvEnd[b]) (int32 [B] each): what attention(q, k[:, :end], v[:, :end], { kvStart })
- * computes for a decode step whose end is on the device. Head size 64 or 128.
+ * computes for a decode step whose end is on the device. Head size 64 or 128. `format` is the caches'; with
+ * outFormat 'bf16' the output is written packed in bf16 ([B, 1, Hq, D / 2] words, as packBf16 makes it), ready to
+ * be the next GEMM's operand.
  */
-export function decodeAttention(q: Tensor, k: Tensor, v: Tensor, kvStart: Tensor, kvEnd: Tensor, format: CacheFormat = 'f32'): Tensor {
+export function decodeAttention(q: Tensor, k: Tensor, v: Tensor, kvStart: Tensor, kvEnd: Tensor, format: CacheFormat = 'f32', outFormat: CacheFormat = 'f32'): Tensor {
   cudaOnly('decodeAttention', q, k, v, kvStart, kvEnd);
   const [B, Tq, Hq, D] = q.shape;
   const [Bk, capacity, Hkv, words] = k.shape;
   if (q.ndim !== 4 || Tq !== 1 || Bk !== B || words * elementsPerWord(format) !== D || !sameShape(k.shape, v.shape) || !k.isContiguous || !v.isContiguous || kvStart.size !== B || kvEnd.size !== B) {
     throw new Error(`decodeAttention: q [${q.shape}], k [${k.shape}], v [${v.shape}] (${format}) do not fit [B, 1, Hq, D] and contiguous caches [B, capacity, Hkv, D]`);
   }
-  const out = empty([B, 1, Hq, D], q.dtype, q.device);
+  const out = empty([B, 1, Hq, D / elementsPerWord(outFormat)], q.dtype, q.device);
   cudaBackend().decodeAttention(deviceAddress(contiguous(q)), deviceAddress(k), deviceAddress(v), deviceAddress(out), deviceAddress(contiguous(kvStart)),
-    deviceAddress(contiguous(kvEnd)), B, Hq, Hkv, D, capacity, capacity * Hkv * D, capacity * Hkv * D, 1 / Math.sqrt(D), format === 'bf16');
+    deviceAddress(contiguous(kvEnd)), B, Hq, Hkv, D, capacity, capacity * Hkv * D, capacity * Hkv * D, 1 / Math.sqrt(D), format === 'bf16', outFormat === 'bf16');
   return out;
 }
 
@@ -1130,5 +1132,31 @@ export function swigluRows(gateUp: Tensor, format: CacheFormat = 'f32'): Tensor 
   if (gateUp.ndim !== 2 || width % 2 !== 0 || inter % elementsPerWord(format) !== 0) throw new Error(`swigluRows: ${gateUp} is not [rows, 2 I]${format === 'bf16' ? ' with I even' : ''}`);
   const y = empty([rows, inter / elementsPerWord(format)], 'f32', gateUp.device);
   cudaBackend().swigluRows(deviceAddress(contiguous(gateUp)), deviceAddress(y), rows, inter, format === 'bf16');
+  return y;
+}
+
+/** Gate and up weights [I, C] each as one [2 I, C] whose rows come in groups of 16: 8 gate rows, then the same 8 up rows (I a multiple of 8). */
+export function groupGateUp(gate: Tensor, up: Tensor): Tensor {
+  const [inter, width] = gate.shape;
+  if (gate.ndim !== 2 || !sameShape(gate.shape, up.shape) || inter % 8 !== 0) throw new Error(`groupGateUp: gate ${gate} and up ${up} are not two [I, C] with I a multiple of 8`);
+  return reshape(concat([reshape(gate, [inter / 8, 8, width]), reshape(up, [inter / 8, 8, width])], 1), [2 * inter, width]);
+}
+
+/**
+ * swigluRows(decodeLinear(x, gateUp), 'bf16') in one kernel where the rows allow (the skinny GEMM's epilogue,
+ * native/cuda/skinny_gemm.cu): x [m, k] and gateUp [2 I, k] both packed bf16, gateUp's rows grouped as groupGateUp
+ * makes them; returns bf16 [m, I] packed (float32 [m, I / 2]). bf16 matmul precision.
+ */
+export function decodeLinearSwiglu(x: Tensor, gateUp: Tensor): Tensor {
+  cudaOnly('decodeLinearSwiglu', x, gateUp);
+  const k = logicalColumns(x, 'bf16');
+  const [n] = gateUp.shape;
+  const inter = n / 2;
+  if (x.ndim !== 2 || gateUp.ndim !== 2 || logicalColumns(gateUp, 'bf16') !== k || inter % 8 !== 0) {
+    throw new Error(`decodeLinearSwiglu: x ${x} and gateUp ${gateUp} (bf16) do not fit [m, k] and [2 I, k] with I a multiple of 8`);
+  }
+  const m = x.shape[0];
+  const y = empty([m, inter / 2], 'f32', x.device);
+  cudaBackend().linearSwiglu(deviceAddress(contiguous(x)), deviceAddress(contiguous(gateUp)), deviceAddress(y), m, inter, k);
   return y;
 }

@@ -36,10 +36,13 @@ function cpuToken(row: Float32Array, sampleVocab: number, p: DeviceSamplingRow):
   return sampleFromWeights(temperatureWeights(logits, p.temperature), p, streamUniform(p.seed, p.step));
 }
 
-function compareWithCpu(rows: number, vocab: number, sampleVocab: number, scale: number): void {
+// Rows without top-k or top-p (greedy, temperature, min-p): the kernel splits each row into chunks of 4,096 ids.
+const SPLIT_SETTINGS = SETTINGS.filter((p) => p.topK === 0 && p.topP === 1);
+
+function compareWithCpu(rows: number, vocab: number, sampleVocab: number, scale: number, settingsCycle = SETTINGS): void {
   const rng = new Rng(seed);
   const logits = Float32Array.from({ length: rows * vocab }, () => rng.normal() * scale);
-  const settings: DeviceSamplingRow[] = Array.from({ length: rows }, (_, r) => ({ ...SETTINGS[r % SETTINGS.length], seed: rng.int(2 ** 40), step: rng.int(5000) }));
+  const settings: DeviceSamplingRow[] = Array.from({ length: rows }, (_, r) => ({ ...settingsCycle[r % settingsCycle.length], seed: rng.int(2 ** 40), step: rng.int(5000) }));
   const drawn = scope(() => sampleOnDevice(tensor(logits, [rows, vocab], 'f32', 'cuda'), settings, sampleVocab));
   const mismatches: string[] = [];
   let worstLogprob = 0;
@@ -76,6 +79,12 @@ describe('CUDA sampling kernel', { skip }, () => {
 
   it('does so over a Qwen-sized vocabulary (151,936 logits, 151,665 drawable ids)', () => {
     compareWithCpu(16, 151936, 151665, 3);
+  });
+
+  it('splits rows without top-k or top-p over chunks of the vocabulary, drawing the CPU sampler\'s tokens', () => {
+    compareWithCpu(64, 3001, 2990, 2, SPLIT_SETTINGS); // one chunk
+    compareWithCpu(48, 12289, 9000, 2, SPLIT_SETTINGS); // four chunks, the last one past sampleVocab
+    compareWithCpu(256, 151936, 151665, 3, SPLIT_SETTINGS); // 38 chunks, a batch of 256 rows
   });
 
   it('draws with the frequencies of the CPU sampler\'s distribution (chi-square), never outside the kept set', () => {

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../../src/models/dense-decode.ts';
 import { DenseModel, denseConfig } from '../../src/models/dense.ts';
 import { cudaAvailable } from '../../src/tensor/backends/cuda.ts';
-import { copyInto, noGrad, packBf16, profileCuda, randn, Rng, scope, setMatmulPrecision, tensor, withDevice, type CacheFormat, type Precision, type Tensor } from '../../src/tensor/index.ts';
+import { captureGraph, copyInto, noGrad, setSkinnyGemmRows, packBf16, profileCuda, randn, Rng, scope, setMatmulPrecision, tensor, withDevice, type CacheFormat, type Precision, type Tensor } from '../../src/tensor/index.ts';
 
 const available = cudaAvailable();
 const skip = available.ok ? false : available.reason;
@@ -46,25 +46,7 @@ describe('the fused CUDA decode step of a dense model', { skip }, () => {
       setMatmulPrecision(precision);
       try {
         withDevice('cuda', () => scope(() => noGrad(() => {
-          const model = new DenseModel(denseConfig('1m', 96, { hiddenSize: 256, numHeads: 4, numKvHeads: 2, headDim: 64, numLayers: 2, maxPositionEmbeddings: 32 }), seed);
-          for (const [name, p] of model.namedParameters()) {
-            if (name.endsWith('.bias') || name.endsWith('norm.weight')) copyInto(randn(p.shape, rng, name.endsWith('.bias') ? 0.5 : 1), p);
-          }
-          const B = 3;
-          const capacity = 12;
-          const column = 9;
-          const kvStart = [0, 2, 5];
-          const ids = tensor([5, 61, 90], [B, 1], 'i32');
-          const positions = tensor(kvStart.map((s) => column - s), [B, 1], 'i32');
-          const start = tensor(kvStart, [B], 'i32');
-          const step = { column: tensor([column, column, column], [B], 'i32'), kvEnd: tensor([column + 1, column + 1, column + 1], [B], 'i32') };
-          // Two caches holding the same earlier keys and values.
-          const filled = model.newCache(B, capacity, 'f32').map((layer) => layer.buffers.map((buffer) => randn(buffer.shape, rng)));
-          const newCache = () => {
-            const cache = model.newCache(B, capacity, format);
-            cache.forEach((layer, l) => layer.buffers.forEach((buffer, i) => copyInto(format === 'bf16' ? packBf16(filled[l][i]) : filled[l][i], buffer)));
-            return cache;
-          };
+          const { model, ids, positions, start, step, newCache } = decodeCase(rng, format);
           const [unfusedCache, fusedCache] = [newCache(), newCache()];
           const unfused = profileCuda(() => model.lastLogits(ids, { positions, cache: unfusedCache, kvStart: start, step }));
           const weights = denseDecodeWeights(model);
@@ -86,7 +68,59 @@ describe('the fused CUDA decode step of a dense model', { skip }, () => {
       }
     });
   }
+
+  // With the skinny GEMM on (here up to 64 rows) and off: its epilogues and overlapped launches too.
+  for (const skinnyRows of [64, 0]) {
+    it(`replayed from a CUDA graph, whose kernels overlap the tails of the ones before, gives the eager step's logits and cache writes bit for bit (skinny GEMM ${skinnyRows ? 'on' : 'off'})`, () => {
+      const rng = new Rng(seed + 1);
+      setMatmulPrecision('bf16');
+      const previous = setSkinnyGemmRows(skinnyRows);
+      try {
+        withDevice('cuda', () => scope(() => noGrad(() => {
+          const { model, ids, positions, start, step, newCache } = decodeCase(rng, 'bf16');
+          const [eagerCache, graphCache] = [newCache(), newCache()];
+          const weights = denseDecodeWeights(model);
+          const eager = denseDecodeLogits(model, weights, ids, positions, eagerCache, start, step);
+          const { graph, result } = captureGraph(() => denseDecodeLogits(model, weights, ids, positions, graphCache, start, step));
+          graph.launch();
+          assert.deepEqual(values(result, 'f32'), values(eager, 'f32'), 'logits');
+          eagerCache.forEach((layer, l) => layer.buffers.forEach((buffer, i) => assert.deepEqual(values(graphCache[l].buffers[i], 'bf16'), values(buffer, 'bf16'), `layer ${l} buffer ${i}`)));
+          graph.dispose();
+          disposeDecodeWeights(weights);
+        })));
+      } finally {
+        setSkinnyGemmRows(previous);
+        setMatmulPrecision('f32');
+      }
+    });
+  }
 });
+
+/**
+ * A 2-layer model with random biases and norm scales, one decode step's inputs for 3 rows at column 9 of a
+ * 12-column cache, and caches of `format` that all hold the same random earlier keys and values.
+ */
+function decodeCase(rng: Rng, format: CacheFormat) {
+  const model = new DenseModel(denseConfig('1m', 96, { hiddenSize: 256, numHeads: 4, numKvHeads: 2, headDim: 64, numLayers: 2, maxPositionEmbeddings: 32 }), seed);
+  for (const [name, p] of model.namedParameters()) {
+    if (name.endsWith('.bias') || name.endsWith('norm.weight')) copyInto(randn(p.shape, rng, name.endsWith('.bias') ? 0.5 : 1), p);
+  }
+  const B = 3;
+  const capacity = 12;
+  const column = 9;
+  const kvStart = [0, 2, 5];
+  const ids = tensor([5, 61, 90], [B, 1], 'i32');
+  const positions = tensor(kvStart.map((s) => column - s), [B, 1], 'i32');
+  const start = tensor(kvStart, [B], 'i32');
+  const step = { column: tensor([column, column, column], [B], 'i32'), kvEnd: tensor([column + 1, column + 1, column + 1], [B], 'i32') };
+  const filled = model.newCache(B, capacity, 'f32').map((layer) => layer.buffers.map((buffer) => randn(buffer.shape, rng)));
+  const newCache = () => {
+    const cache = model.newCache(B, capacity, format);
+    cache.forEach((layer, l) => layer.buffers.forEach((buffer, i) => copyInto(format === 'bf16' ? packBf16(filled[l][i]) : filled[l][i], buffer)));
+    return cache;
+  };
+  return { model, ids, positions, start, step, newCache };
+}
 
 // Kernel calls of a profile, bf16 roundings of GEMM operands included (profileCuda's rows).
 function calls(rows: { what: string; calls: number }[]): number {

@@ -619,25 +619,30 @@ describe('the decode step with its column on the device (what CUDA graphs of dec
     T.dispose(cache);
   });
 
-  it('decodeAttention over a bf16 cache equals attention over the same values rounded to bf16', () => {
+  it('decodeAttention over a bf16 cache equals attention over the same values rounded to bf16; a bf16 output is its float output rounded', () => {
     const rng = new T.Rng(seed + 3);
-    for (const D of [64, 128]) {
-      const [B, capacity, Hq, Hkv] = [3, 300, 14, 2];
+    // 300 columns: keys split over blocks (the combine kernel writes the output); 40: one block a row writes it.
+    for (const [D, capacity] of [[64, 300], [128, 300], [64, 40]]) {
+      const [B, Hq, Hkv] = [3, 14, 2];
       const rounded = () => normal(rng, B * capacity * Hkv * D).map((x) => fromBf16Bits(bf16Bits(x)));
       const q = T.tensor(normal(rng, B * Hq * D), [B, 1, Hq, D], 'f32', 'cpu');
       const k = T.tensor(rounded(), [B, capacity, Hkv, D], 'f32', 'cpu');
       const v = T.tensor(rounded(), [B, capacity, Hkv, D], 'f32', 'cpu');
-      const kvStart = [0, 30, 199];
-      const kvEnd = [290, 100, 200];
-      const got = T.scope(() => T.noGrad(() => T.decodeAttention(q.to('cuda'), T.packBf16(k.to('cuda')), T.packBf16(v.to('cuda')),
-        T.tensor(kvStart, [B], 'i32', 'cuda'), T.tensor(kvEnd, [B], 'i32', 'cuda'), 'bf16').toArray())) as Float32Array;
+      const kvStart = capacity === 300 ? [0, 30, 199] : [0, 3, 39];
+      const kvEnd = capacity === 300 ? [290, 100, 200] : [40, 20, 40];
+      const [got, gotBf16] = T.scope(() => T.noGrad(() => {
+        const [kd, vd] = [T.packBf16(k.to('cuda')), T.packBf16(v.to('cuda'))];
+        const [start, end] = [T.tensor(kvStart, [B], 'i32', 'cuda'), T.tensor(kvEnd, [B], 'i32', 'cuda')];
+        return [T.decodeAttention(q.to('cuda'), kd, vd, start, end, 'bf16').toArray() as Float32Array, halves(T.decodeAttention(q.to('cuda'), kd, vd, start, end, 'bf16', 'bf16'))];
+      }));
+      assert.deepEqual(Array.from(gotBf16), Array.from(got, bf16Bits), `D=${D}, capacity ${capacity}: the bf16 output`);
       let worst = 0;
       for (let b = 0; b < B; b++) {
         const row = (t: T.Tensor) => T.slice(T.slice(t, 0, b, b + 1), 1, 0, kvEnd[b]);
         const expected = T.noGrad(() => T.attention(T.slice(q, 0, b, b + 1), row(k), row(v), { causal: true, kvStart: T.tensor([kvStart[b]], [1], 'i32', 'cpu') })).toArray();
         expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(got[b * Hq * D + i] - e))));
       }
-      measured.push([`decodeAttention bf16 D=${D}`, worst]);
+      measured.push([`decodeAttention bf16 D=${D} capacity ${capacity}`, worst]);
       // The same (exactly representable) inputs as the CPU's, so only the order of float32 sums differs: ~1e-7.
       assert.ok(worst < 1e-5, `D=${D}: ${worst}`);
     }
@@ -777,6 +782,65 @@ describe('the fused kernels of a dense decode step (against the CPU\'s unfused o
         }
       });
     } finally {
+      T.setMatmulPrecision('f32');
+    }
+  });
+
+  it('decodeLinearSwiglu: SwiGLU of the gate and up products as the GEMM\'s epilogue (skinny GEMM on, up to 64 rows) or after cuBLASLt, within a bf16 rounding', () => {
+    const rng = new T.Rng(seed + 56);
+    const round = (values: number[]) => values.map((v) => fromBf16Bits(bf16Bits(v)));
+    T.setMatmulPrecision('bf16');
+    const previous = T.setSkinnyGemmRows(64);
+    try {
+      for (const [m, inter, k] of [[3, 48, 96], [64, 4864, 896], [100, 64, 128]] as const) {
+        const [x, gate, up] = [round(normal(rng, m * k)), round(normal(rng, inter * k)), round(normal(rng, inter * k))];
+        const want = host(T.noGrad(() => T.swiglu(T.linear(cpu(x, [m, k]), cpu(gate, [inter, k]), null), T.linear(cpu(x, [m, k]), cpu(up, [inter, k]), null))));
+        T.scope(() => {
+          const gateUp = T.packBf16(T.groupGateUp(onCuda(gate, [inter, k]), onCuda(up, [inter, k])));
+          const got = halves(T.decodeLinearSwiglu(T.packBf16(onCuda(x, [m, k])), gateUp)).map(fromBf16Bits);
+          let worst = 0;
+          want.forEach((w, i) => (worst = Math.max(worst, Math.abs(got[i] - w) / (Math.abs(w) + 1e-3))));
+          measured.push([`decodeLinearSwiglu ${m}x${inter}x${k}`, worst]);
+          // One bf16 rounding (2^-9 relative) of a value whose float32 sums may differ in order.
+          assert.ok(worst <= 2 ** -8, `${m} x ${inter} x ${k}: ${worst}`);
+        });
+      }
+    } finally {
+      T.setSkinnyGemmRows(previous);
+      T.setMatmulPrecision('f32');
+    }
+  });
+
+  // The skinny tensor-core GEMM (native/cuda/skinny_gemm.cu) serves bf16 decodeLinear up to a set row count:
+  // shapes with k split over 1 to 5 blocks, rows not a multiple of 8, more rows than one block holds (the
+  // threshold raised), with and without bias; against float32 products of the rounded operands (only the order
+  // of the sums differs), bit for bit the same on a second call (the splits are summed in a fixed order), and
+  // against cuBLASLt on the same operands.
+  it('decodeLinear on the skinny GEMM: float32 products of the bf16 operands, the same bits every call, cuBLASLt\'s values', () => {
+    const rng = new T.Rng(seed + 55);
+    const round = (values: number[]) => values.map((v) => fromBf16Bits(bf16Bits(v)));
+    T.setMatmulPrecision('bf16');
+    const previous = T.setSkinnyGemmRows(128);
+    try {
+      for (const [m, n, k, bias] of [[1, 16, 32, true], [7, 48, 96, false], [64, 1152, 896, true], [64, 896, 4864, false], [33, 9728, 896, false], [100, 896, 896, true]] as const) {
+        const [x, w, b] = [round(normal(rng, m * k)), round(normal(rng, n * k)), normal(rng, n)];
+        const want = host(T.noGrad(() => T.linear(cpu(x, [m, k]), cpu(w, [n, k]), bias ? cpu(b, [n]) : null)));
+        T.scope(() => {
+          const [xs, ws, bs] = [T.packBf16(onCuda(x, [m, k])), T.packBf16(onCuda(w, [n, k])), bias ? onCuda(b, [n]) : null];
+          const packed = { x: 'bf16', weight: 'bf16' } as const;
+          const got = host(T.decodeLinear(xs, ws, bs, packed));
+          const error = errorOf('sums', got, want);
+          measured.push([`decodeLinear skinny ${m}x${n}x${k}`, error]);
+          assert.ok(error <= 1e-5, `${m} x ${n} x ${k}: ${error}`);
+          assert.deepEqual(host(T.decodeLinear(xs, ws, bs, packed)), got, `${m} x ${n} x ${k}: a second call`);
+          T.setSkinnyGemmRows(0);
+          const cublas = host(T.decodeLinear(xs, ws, bs, packed));
+          T.setSkinnyGemmRows(128);
+          assert.ok(errorOf('sums', got, cublas) <= 1e-5, `${m} x ${n} x ${k}: against cuBLASLt`);
+        });
+      }
+    } finally {
+      T.setSkinnyGemmRows(previous);
       T.setMatmulPrecision('f32');
     }
   });

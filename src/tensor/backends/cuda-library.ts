@@ -38,6 +38,8 @@ export interface CudaLibrary {
   f32ToI32(x: DevicePtr, y: DevicePtr, n: number): void;
   i32ToF32(x: DevicePtr, y: DevicePtr, n: number): void;
   setMatmulPrecision(precision: MatmulPrecision): void;
+  /** r1_cuda_set_skinny_gemm_rows: the most rows a bf16 linear runs on the skinny GEMM (0: cuBLASLt always); the previous setting. */
+  setSkinnyGemmRows(rows: number): number;
   graphBegin(): void;
   graphEnd(): DevicePtr;                   // the graph handle
   graphLaunch(graph: DevicePtr): void;
@@ -77,12 +79,12 @@ export interface CudaLibrary {
   ncclBroadcast(comm: DevicePtr, send: DevicePtr, recv: DevicePtr, n: number, root: number): void;
   ncclCommDestroy(comm: DevicePtr): void;
   /** r1_cuda_sample (native/r1_cuda.h): per-row tokens and log-probabilities into out [3 * rows] words. */
-  sample(logits: DevicePtr, rows: number, vocab: number, sampleVocab: number, params: DevicePtr, out: DevicePtr): void;
+  sample(logits: DevicePtr, rows: number, vocab: number, sampleVocab: number, params: DevicePtr, out: DevicePtr, selects: boolean): void;
   /** r1_cuda_write_columns: cache[b, column[b], :] = src[b, :] for cache [B, capacity, width] of float or (bf16) bf16. */
   writeColumns(cache: DevicePtr, src: DevicePtr, column: DevicePtr, B: number, capacity: number, width: number, bf16: boolean): void;
   /** r1_cuda_decode_attention: one query per row over keys [kvStart[b], kvEnd[b]) of a cache of `capacity` columns. */
   decodeAttention(q: DevicePtr, k: DevicePtr, v: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, Hq: number, Hkv: number, D: number,
-    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean): void;
+    capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean, outBf16: boolean): void;
   /** r1_cuda_to_bf16: n floats rounded to n bf16 at dst. */
   toBf16(src: DevicePtr, dst: DevicePtr, n: number): void;
   /** r1_cuda_linear: y[m, n] = x[m, k] w[n, k]^T + bias[n] (bias 0: none), operands float32 or (flagged) bf16. */
@@ -94,6 +96,8 @@ export interface CudaLibrary {
     B: number, Hq: number, Hkv: number, D: number, rotDim: number, interleaved: boolean, capacity: number, bf16: boolean): void;
   /** r1_cuda_swiglu_rows: y[r, i] = silu(gateUp[r, i]) * gateUp[r, inter + i], float32 or bf16. */
   swigluRows(gateUp: DevicePtr, y: DevicePtr, rows: number, inter: number, bf16: boolean): void;
+  /** r1_cuda_linear_swiglu: y[m, inter] bf16 = swiglu of x[m, k] w[2 inter, k]^T, w's rows grouped 8 gates, 8 ups. */
+  linearSwiglu(x: DevicePtr, w: DevicePtr, y: DevicePtr, m: number, inter: number, k: number): void;
 }
 
 /**
@@ -136,6 +140,7 @@ const declarations = {
   r1_cuda_f32_to_i32: 'void r1_cuda_f32_to_i32(uint64_t x, uint64_t y, int64_t n)',
   r1_cuda_i32_to_f32: 'void r1_cuda_i32_to_f32(uint64_t x, uint64_t y, int64_t n)',
   r1_cuda_set_matmul_precision: 'int r1_cuda_set_matmul_precision(int precision)',
+  r1_cuda_set_skinny_gemm_rows: 'int64_t r1_cuda_set_skinny_gemm_rows(int64_t rows)',
   r1_cuda_graph_begin: 'int r1_cuda_graph_begin()',
   r1_cuda_graph_end: 'uint64_t r1_cuda_graph_end()',
   r1_cuda_graph_launch: 'int r1_cuda_graph_launch(uint64_t graph)',
@@ -168,14 +173,15 @@ const declarations = {
   r1_attention_backward: 'void r1_attention_backward(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t lse, uint64_t dout, uint64_t dq, uint64_t dk, uint64_t dv, uint64_t kv_start, int64_t B, int64_t Tq, int64_t Tk, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv, float scale, int causal)',
   r1_adamw: 'void r1_adamw(uint64_t p, uint64_t g, uint64_t m, uint64_t v, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2)',
   r1_random_normal: 'void r1_random_normal(uint64_t x, int64_t n, uint32_t key0, uint32_t key1, double std_dev)',
-  r1_cuda_sample: 'void r1_cuda_sample(uint64_t logits, int64_t rows, int64_t vocab, int64_t sample_vocab, uint64_t params, uint64_t out)',
+  r1_cuda_sample: 'void r1_cuda_sample(uint64_t logits, int64_t rows, int64_t vocab, int64_t sample_vocab, uint64_t params, uint64_t out, int selects)',
   r1_cuda_write_columns: 'void r1_cuda_write_columns(uint64_t cache, uint64_t src, uint64_t column, int64_t B, int64_t capacity, int64_t width, int bf16)',
-  r1_cuda_decode_attention: 'void r1_cuda_decode_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int bf16)',
+  r1_cuda_decode_attention: 'void r1_cuda_decode_attention(uint64_t q, uint64_t k, uint64_t v, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t capacity, int64_t kv_batch_stride, int64_t v_batch_stride, float scale, int bf16, int out_bf16)',
   r1_cuda_to_bf16: 'void r1_cuda_to_bf16(uint64_t src, uint64_t dst, int64_t n)',
   r1_cuda_linear: 'void r1_cuda_linear(uint64_t x, int x_bf16, uint64_t w, int w_bf16, uint64_t bias, uint64_t y, int64_t m, int64_t n, int64_t k)',
   r1_cuda_add_rmsnorm: 'void r1_cuda_add_rmsnorm(uint64_t x, uint64_t residual, uint64_t w, uint64_t sum, uint64_t y, int64_t rows, int64_t dim, float eps, int bf16)',
   r1_cuda_rope_write_kv: 'void r1_cuda_rope_write_kv(uint64_t qkv, uint64_t positions, uint64_t cos, uint64_t sin, uint64_t column, uint64_t q, uint64_t k_cache, uint64_t v_cache, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity, int bf16)',
   r1_cuda_swiglu_rows: 'void r1_cuda_swiglu_rows(uint64_t gate_up, uint64_t y, int64_t rows, int64_t inter, int bf16)',
+  r1_cuda_linear_swiglu: 'void r1_cuda_linear_swiglu(uint64_t x, uint64_t w, uint64_t y, int64_t m, int64_t inter, int64_t k)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
   r1_cuda_share_bf16_operand: 'int r1_cuda_share_bf16_operand(uint64_t ptr, int64_t n)',
   r1_cuda_bf16_only_output: 'int r1_cuda_bf16_only_output(uint64_t ptr, int64_t n)',
@@ -461,6 +467,9 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
       if (code === undefined) throw new Error(`unknown matmul precision '${precision}' (known: f32, tf32, bf16)`);
       checkStatus(`setMatmulPrecision(${precision})`, c.r1_cuda_set_matmul_precision(code) as number);
     },
+    setSkinnyGemmRows(rows) {
+      return Number(c.r1_cuda_set_skinny_gemm_rows(rows));
+    },
     graphBegin() {
       checkStatus('graphBegin', c.r1_cuda_graph_begin() as number);
     },
@@ -511,8 +520,8 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     ncclCommDestroy(comm) {
       checkStatus('ncclCommDestroy', c.r1_nccl_comm_destroy(comm) as number);
     },
-    sample(logits, rows, vocab, sampleVocab, params, out) {
-      c.r1_cuda_sample(logits, rows, vocab, sampleVocab, params, out);
+    sample(logits, rows, vocab, sampleVocab, params, out, selects) {
+      c.r1_cuda_sample(logits, rows, vocab, sampleVocab, params, out, selects ? 1 : 0);
       check('sample');
     },
     writeColumns: bracket('writeColumns', (cache: DevicePtr, src: DevicePtr, column: DevicePtr, B: number, capacity: number, width: number, bf16: boolean) => {
@@ -520,8 +529,8 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
       check('writeColumns');
     }),
     decodeAttention: bracket('decodeAttention', (q: DevicePtr, k: DevicePtr, v: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, Hq: number,
-      Hkv: number, D: number, capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean) => {
-      c.r1_cuda_decode_attention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16 ? 1 : 0);
+      Hkv: number, D: number, capacity: number, kvBatchStride: number, vBatchStride: number, scale: number, bf16: boolean, outBf16: boolean) => {
+      c.r1_cuda_decode_attention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16 ? 1 : 0, outBf16 ? 1 : 0);
       check('decodeAttention');
     }),
     toBf16: bracket('toBf16', (src: DevicePtr, dst: DevicePtr, n: number) => {
@@ -544,6 +553,10 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     swigluRows: bracket('swigluRows', (gateUp: DevicePtr, y: DevicePtr, rows: number, inter: number, bf16: boolean) => {
       c.r1_cuda_swiglu_rows(gateUp, y, rows, inter, bf16 ? 1 : 0);
       check('swigluRows');
+    }),
+    linearSwiglu: bracket('linearSwiglu', (x: DevicePtr, w: DevicePtr, y: DevicePtr, m: number, inter: number, k: number) => {
+      c.r1_cuda_linear_swiglu(x, w, y, m, inter, k);
+      check('linearSwiglu');
     }),
   };
 }

@@ -90,19 +90,20 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       if (srcDtype === 'f32') library.f32ToI32(src, dst, n);
       else library.i32ToF32(src, dst, n);
     },
-    sample: (logits, rows, vocab, sampleVocab, params, out) => library.sample(logits, rows, vocab, sampleVocab, params, out),
+    sample: (logits, rows, vocab, sampleVocab, params, out, selects) => library.sample(logits, rows, vocab, sampleVocab, params, out, selects),
     sumSquaresAdd: (x, n, acc) => library.sumSquaresAdd(x, n, acc),
     downloadBegin: (address, bytes) => library.downloadBegin(address, bytes),
     downloadEnd: (slot, dst) => library.downloadEnd(slot, dst),
     writeColumns: (cache, src, column, B, capacity, width, bf16) => library.writeColumns(cache, src, column, B, capacity, width, bf16),
-    decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16) =>
-      library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16),
+    decodeAttention: (q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16, outBf16) =>
+      library.decodeAttention(q, k, v, out, kvStart, kvEnd, B, Hq, Hkv, D, capacity, kvBatchStride, vBatchStride, scale, bf16, outBf16),
     toBf16: (src, dst, n) => library.toBf16(src, dst, n),
     linear: (x, xBf16, w, wBf16, bias, y, m, n, k) => library.linear(x, xBf16, w, wBf16, bias, y, m, n, k),
     addRmsNorm: (x, residual, w, sum, y, rows, dim, eps, bf16) => library.addRmsNorm(x, residual, w, sum, y, rows, dim, eps, bf16),
     ropeWriteKv: (qkv, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, rotDim, interleaved, capacity, bf16) =>
       library.ropeWriteKv(qkv, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, rotDim, interleaved, capacity, bf16),
     swigluRows: (gateUp, y, rows, inter, bf16) => library.swigluRows(gateUp, y, rows, inter, bf16),
+    linearSwiglu: (x, w, y, m, inter, k) => library.linearSwiglu(x, w, y, m, inter, k),
     registerWeight(array) {
       // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
@@ -160,6 +161,16 @@ export function useDevice(device: Device, precision: Precision = 'f32'): void {
 export function setMatmulPrecision(value: Precision): void {
   load().library.setMatmulPrecision(value);
   precision = value;
+}
+
+/**
+ * The most rows (default 0: off, slower than cuBLASLt as measured so far, docs/BENCHMARKS.md) for which a bf16
+ * decodeLinear runs on the skinny tensor-core GEMM (native/cuda/skinny_gemm.cu: the weights streamed once over
+ * the whole GPU) instead of cuBLASLt. Returns the previous setting. Graphs recorded earlier keep their kernels.
+ */
+export function setSkinnyGemmRows(rows: number): number {
+  if (!Number.isInteger(rows) || rows < 0) throw new Error(`setSkinnyGemmRows: ${rows} is not a row count (a non-negative integer)`);
+  return load().library.setSkinnyGemmRows(rows);
 }
 
 /** The GEMM precision set last (setMatmulPrecision, useDevice): what a GEMM's operands are rounded to. */
