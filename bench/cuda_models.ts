@@ -3,7 +3,7 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16 | --kv-bf16-only] [train | train-s42m | train-q05b] [build] [sample] [grpo]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16 | --kv-bf16-only] [train | train-s42m | train-q05b] [build] [sample] [sample-deepseek] [grpo]
 // PROFILE=1 (as in bench/train.ts): after timing each training row, one more step under profileCuda (CUDA
 // events around every kernel call), printed as the device time of each kind of kernel, the bf16 rounding of
 // operands, and the time the device waited between calls (host-bound stretches); after each sampling row, the
@@ -15,6 +15,8 @@
 // `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
 // `sample` also reports the largest difference between the sampler's log-probabilities and the trainer's
 // (tokenLogprobs: one forward over prompt + completion) for the same tokens in the same precision.
+// `sample-deepseek` samples DeepSeek shapes (MLA + DeepSeekMoE) the same way: decode steps recorded as CUDA graphs
+// (MoE routed on the device, absorbed MLA over the latent cache), and with --launched also op by op.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +26,7 @@ import { queueSampleOnDevice, sampleOnDevice } from '../src/generate/sampler.ts'
 import { buildSources } from '../src/pipeline/rl.ts';
 import { defaultZeroConfig, zeroSource } from '../src/pipeline/zero.ts';
 import { cloneModel, defaultGrpoConfig, grpoStep } from '../src/rl/trainer.ts';
+import { DeepSeekModel, deepseekConfig, type DeepSeekConfig } from '../src/models/deepseek.ts';
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
 import { loadModel, saveModel } from '../src/models/pretrained.ts';
 import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
@@ -361,6 +364,46 @@ if (wants('sample')) {
     for (const batch of [64, 256]) sampleRow('q05b', model, tokenizer, batch, 64, 256);
     model.dispose();
   }
+}
+
+// DeepSeek shapes with the --tokenizer's vocabulary: the default deepseekConfig ('V3-mini', the shape of bench/sft.ts
+// and the tests: hidden 128, 8 experts top-2) and a wider one of V3's proportions (32 routed experts top-4 in 2 of 4
+// groups, one shared, latent rank 256 + 32 rope dims), random weights; the MTP modules do not decode.
+const DEEPSEEK_SHAPES: Record<'v3mini' | 'v3small', Partial<DeepSeekConfig>> = {
+  v3mini: { mtpDepth: 0 },
+  v3small: { hiddenSize: 768, intermediateSize: 2048, numLayers: 8, numHeads: 12, qLoraRank: 384, kvLoraRank: 256, qkNopeHeadDim: 64, qkRopeHeadDim: 32,
+    vHeadDim: 64, numRoutedExperts: 32, numExpertsPerToken: 4, numGroups: 4, topkGroup: 2, numSharedExperts: 1, moeIntermediateSize: 256, mtpDepth: 0 },
+};
+
+function sampleDeepSeekRow(name: keyof typeof DEEPSEEK_SHAPES, tokenizer: Tokenizer, batches: number[], promptLength: number, newTokens: number): void {
+  const model = new DeepSeekModel(deepseekConfig(Math.ceil(tokenizer.vocabSize / 128) * 128, DEEPSEEK_SHAPES[name]), 0);
+  const rng = new Rng(2);
+  for (const batch of batches) {
+    const prompts = Array.from({ length: batch }, () => ({ prompt: Array.from({ length: promptLength }, () => rng.int(tokenizer.vocabSize)) }));
+    const run = (count: number, tokens: number, cudaGraphs: boolean) => generate(model, tokenizer, prompts.slice(0, count), {
+      maxNewTokens: tokens, temperature: 1, topP: 1, stopTokenIds: [], seed: 3, maxBatchSize: batch, cudaGraphs,
+    });
+    for (const cudaGraphs of args.includes('--launched') ? [false, true] : [true]) {
+      run(Math.min(batch, 8), 8, cudaGraphs);
+      synchronize('cuda');
+      const start = performance.now();
+      const out = run(batch, newTokens, cudaGraphs);
+      const seconds = (performance.now() - start) / 1000;
+      const generated = out.reduce((sum, r) => sum + r.tokenIds.length, 0);
+      const row = { kind: 'sample', model: `deepseek-${name}`, parameters: model.parameterCount(), batch, promptLength, newTokens, cudaGraphs, seconds,
+        msPerStep: 1000 * seconds / newTokens, tokensPerSecond: generated / seconds };
+      rows.push(row);
+      show([`sample ds-${name} (${(row.parameters / 1e6).toFixed(1)}M) bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}`, Math.round(row.tokensPerSecond), '', '-', '', '-']);
+      console.log(`  ${row.msPerStep.toFixed(2)} ms per token step (prefill included)`);
+    }
+  }
+  model.dispose();
+}
+
+if (wants('sample-deepseek')) {
+  const dir = flag('--tokenizer');
+  if (!dir || !existsSync(join(dir, 'tokenizer.json'))) console.log('DeepSeek sampling rows skipped: --tokenizer DIR is needed');
+  else for (const name of ['v3mini', 'v3small'] as const) sampleDeepSeekRow(name, Tokenizer.fromFile(dir), [64, 256], 64, 256);
 }
 
 // One GRPO step of the 494M shape as the issue states it: 64 prompts x 8 samples of 256 new tokens (random

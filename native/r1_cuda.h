@@ -179,6 +179,34 @@ R1_API void r1_cuda_swiglu_rows(const float* gate_up, void* y, int64_t rows, int
 // row count SwiGLU is its epilogue (one kernel); above it, cuBLASLt and a SwiGLU kernel.
 R1_API void r1_cuda_linear_swiglu(const void* x, const void* w, void* y, int64_t m, int64_t inter, int64_t k);
 
+// ---- DeepSeekMoE and MLA on the device (moe.cu, mla.cu; src/tensor/moe.ts): no [tokens, experts] download ----
+// experts [n, K] (int32): for scores [n, E] (sigmoid affinities) and the selection bias [E], each token's K experts
+// in increasing id order, chosen as src/nn/moe.ts's selectExperts chooses them in float32 (groups <= 64, K <= 32).
+R1_API void r1_cuda_moe_route(const float* scores, const float* bias, int32_t* experts, int64_t n, int64_t E, int64_t K,
+                              int64_t groups, int64_t topk_group);
+// counts[(t / tokens_per_segment) * E + e] += 1 for each expert e chosen for token t (experts [n, K]); counts is
+// float [n / tokens_per_segment, E], zeroed by the caller.
+R1_API void r1_cuda_expert_counts(const int32_t* experts, float* counts, int64_t n, int64_t K, int64_t E, int64_t tokens_per_segment);
+// The n * K (token, slot) pairs of experts [n, K] sorted by expert, stably: offsets [E + 1] (expert e's rows are
+// [offsets[e], offsets[e + 1])), token_of_row and slot_of_row [n * K] (slot = t * K + k). E <= R1_MOE_MAX_EXPERTS.
+#define R1_MOE_MAX_EXPERTS 256
+R1_API void r1_cuda_moe_dispatch(const int32_t* experts, int64_t n, int64_t K, int64_t E, int32_t* offsets, int32_t* token_of_row,
+                                 int32_t* slot_of_row);
+// Grouped GEMM over expert row ranges: for each expert e and row r in [offsets[e], offsets[e + 1]) of a [rows, Kd],
+// out[r, j] = sum_k a[r, k] W_e[j, k] (transposed_w = 0: W_e [J, Kd]) or sum_k a[r, k] W_e[k, j] (transposed_w = 1:
+// W_e [Kd, J]). weights: a HOST array of E device addresses. Float32, sums in increasing k.
+R1_API void r1_cuda_grouped_linear(const float* a, const uint64_t* weights, const int32_t* offsets, float* out, int64_t rows,
+                                   int64_t E, int64_t J, int64_t Kd, int transposed_w);
+// dW_e [N, C] = sum over expert e's rows r of dy[r, n] x[r, c] (zeros for an expert without rows); grads: a HOST
+// array of E device addresses, each overwritten.
+R1_API void r1_cuda_grouped_weight_grad(const float* dy, const float* x, const int32_t* offsets, const uint64_t* grads, int64_t E,
+                                        int64_t N, int64_t C);
+// The absorbed MLA attention of one query per row: q [B, H, D] (float), cache [B, capacity, D] (float, or bf16 != 0:
+// bf16) whose rows are each head's key and whose first Dv columns are its value; row b sees keys
+// [kv_start[b], kv_end[b]); out [B, H, Dv] = softmax(scale * q k^T) v. Dv <= 1024.
+R1_API void r1_cuda_mla_decode_attention(const float* q, const void* cache, float* out, const int32_t* kv_start, const int32_t* kv_end,
+                                         int64_t B, int64_t H, int64_t D, int64_t Dv, int64_t capacity, float scale, int bf16);
+
 // ---- gradient-norm clipping without a host round trip ----
 // acc[0] += sum of x[i]^2 over i < n (summed in double, added to the float32 acc[0]), queued like a kernel:
 // r1_sum_squares's sum without waiting for the stream.

@@ -48,6 +48,7 @@
 // Each step runs in its own scope, so its activations are freed at once, while the KV cache is kept outside
 // scopes and disposed when the queue is done.
 import type { LayerKvCache } from '../nn/attention.ts';
+import { deepseekDecodesOnDevice } from '../models/deepseek.ts';
 import { DenseModel } from '../models/dense.ts';
 import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../models/dense-decode.ts';
 import type { CausalLM } from '../models/pretrained.ts';
@@ -934,10 +935,15 @@ export class BatchDecoder {
   }
 }
 
-/** Whether a model's decode steps can be recorded as a CUDA graph: a dense model on CUDA with head size 64 or 128. */
+/**
+ * Whether a model's decode steps can be recorded as a CUDA graph: on CUDA, a dense model with head size 64 or 128,
+ * or a DeepSeek model whose MLA and MoE fit the device kernels (deepseekDecodesOnDevice).
+ */
 function deviceDecodeSupported(model: CausalLM): boolean {
   const c = model.config;
-  return model.device === 'cuda' && c.family !== 'deepseek' && (c.headDim === 64 || c.headDim === 128) && c.numHeads / c.numKvHeads <= 32;
+  if (model.device !== 'cuda') return false;
+  if (c.family === 'deepseek') return deepseekDecodesOnDevice(c);
+  return (c.headDim === 64 || c.headDim === 128) && c.numHeads / c.numKvHeads <= 32;
 }
 
 /** A recorded decode step: its inputs (written before each replay), its logits and the graph. */

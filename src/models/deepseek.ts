@@ -3,7 +3,7 @@
 // the first `firstKDenseReplace` layers have a dense SwiGLU FFN, the others DeepSeekMoE (src/nn/moe.ts).
 // Tensor names are transformers' DeepseekV3ForCausalLM names; MTP modules sit at layer indices numLayers,
 // numLayers + 1, ... as in the released checkpoints (transformers builds no MTP and ignores them).
-import type { LayerKvCache } from '../nn/attention.ts';
+import type { DeviceDecodeStep, LayerKvCache } from '../nn/attention.ts';
 import { Embedding } from '../nn/embedding.ts';
 import { Linear } from '../nn/linear.ts';
 import { emptyLatentKvCache, MultiHeadLatentAttention, type MlaConfig } from '../nn/mla.ts';
@@ -12,7 +12,7 @@ import { DeepSeekMoE, type MoeBalance, type MoeConfig, type MoeLoadStats } from 
 import { Module, type WeightInit } from '../nn/module.ts';
 import { RMSNorm } from '../nn/rmsnorm.ts';
 import { ropeTables, yarnMscale, type RopeScaling } from '../nn/rope.ts';
-import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
+import { add, concat, crossEntropy, isGradEnabled, linear, mul, reshape, slice, tensor, type CacheFormat, type RopeTables, Rng, type Tensor } from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 import { lastPositionLogits, positionsFrom, type ForwardOptions } from './dense.ts';
 
@@ -139,6 +139,15 @@ export function softmaxScale(c: DeepSeekConfig): number {
   return base * mscale * mscale;
 }
 
+/**
+ * Whether a decode step of this model runs on the device with no host wait, so that the sampling engine records
+ * it as a CUDA graph: the latent attention's values (kvLoraRank numbers) fit mlaDecodeAttention (at most 1024) and
+ * the routed experts fit the device dispatch (at most 256).
+ */
+export function deepseekDecodesOnDevice(c: DeepSeekConfig): boolean {
+  return c.kvLoraRank <= 1024 && c.numRoutedExperts <= 256;
+}
+
 /** Pre-norm block: x + attn(norm(x)), then h + ffn(norm(h)); the FFN is dense for the first layers, else MoE. */
 class DecoderLayer extends Module {
   readonly inputLayernorm: RMSNorm;
@@ -160,8 +169,8 @@ class DecoderLayer extends Module {
   }
 
   /** `balanceLosses` collects the MoE layer's sequence-wise balance loss when there is one. */
-  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null, balanceLosses?: Tensor[]): Tensor {
-    const h = add(x, this.selfAttn.forward(this.inputLayernorm.forward(x), positions, tables, cache, kvStart));
+  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null, balanceLosses?: Tensor[], step?: DeviceDecodeStep | null): Tensor {
+    const h = add(x, this.selfAttn.forward(this.inputLayernorm.forward(x), positions, tables, cache, kvStart, step));
     const normed = this.postAttentionLayernorm.forward(h);
     if (this.mlp instanceof SwiGluMlp) return add(h, this.mlp.forward(normed));
     const { output, balanceLoss } = this.mlp.forward(normed);
@@ -226,7 +235,7 @@ export class DeepSeekModel extends Module {
     const positions = options.positions ?? positionsFrom(ids, options.cache?.[0]?.length ?? 0);
     let x = this.embedTokens.forward(ids);
     this.layers.forEach((layer, i) => {
-      x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart, balanceLosses);
+      x = layer.forward(x, positions, this.rope, options.cache?.[i], options.kvStart, balanceLosses, options.step);
     });
     return this.norm.forward(x);
   }
@@ -293,9 +302,9 @@ export class DeepSeekModel extends Module {
     return sum ?? tensor([0], [], 'f32', ids.device);
   }
 
-  /** One latent cache per layer: kvLoraRank + qkRopeHeadDim numbers per token (src/nn/mla.ts). */
-  newCache(batch: number, capacity: number): LayerKvCache[] {
+  /** One latent cache per layer: kvLoraRank + qkRopeHeadDim numbers per token (src/nn/mla.ts); 'bf16' for CUDA decode steps. */
+  newCache(batch: number, capacity: number, format: CacheFormat = 'f32'): LayerKvCache[] {
     const c = this.config;
-    return this.layers.map(() => emptyLatentKvCache(batch, capacity, c.kvLoraRank, c.qkRopeHeadDim, this.device));
+    return this.layers.map(() => emptyLatentKvCache(batch, capacity, c.kvLoraRank, c.qkRopeHeadDim, this.device, format));
   }
 }

@@ -17,10 +17,10 @@
 // q_lora_rank is null, as DeepSeek-V2-Lite), kv_a_proj_with_mqa (rows [c_kv ; k_r]), kv_a_layernorm,
 // kv_b_proj (per head rows [k_nope ; v]), o_proj; per head, query rows are [q_nope ; q_rope].
 import {
-  attention, concat, copyInto, expand, matmul, permute, reshape, rope, slice, split, transpose, zeros,
-  defaultDevice, type Device, type RopeTables, type Tensor,
+  attention, concat, copyInto, expand, matmul, mlaDecodeAttention, permute, reshape, rope, slice, split, transpose, writeColumns, zeros,
+  defaultDevice, type CacheFormat, type Device, type RopeTables, type Tensor,
 } from '../tensor/index.ts';
-import type { LayerKvCache } from './attention.ts';
+import type { DeviceDecodeStep, LayerKvCache } from './attention.ts';
 import { Linear } from './linear.ts';
 import { Module, type WeightInit } from './module.ts';
 import { RMSNorm } from './rmsnorm.ts';
@@ -44,10 +44,14 @@ export interface MlaConfig {
  * The latent KV cache of one layer, in the shape the engine already handles (LayerKvCache): `k` is the only
  * buffer, [B, capacity, 1, kvLoraRank + qkRopeHeadDim], each row [c_kv (after its norm) ; k_r (rotated)], and
  * `v` is a view of its first kvLoraRank columns: the absorbed attention's values are the latents themselves.
+ * A 'bf16' cache (CUDA decode steps only, as LayerKvCache.format says) packs two numbers to a float32 word.
  */
-export function emptyLatentKvCache(batch: number, capacity: number, kvLoraRank: number, ropeDim: number, device: Device = defaultDevice()): LayerKvCache {
-  const k = zeros([batch, capacity, 1, kvLoraRank + ropeDim], 'f32', device);
-  return { k, v: slice(k, 3, 0, kvLoraRank), length: 0, buffers: [k] };
+export function emptyLatentKvCache(batch: number, capacity: number, kvLoraRank: number, ropeDim: number, device: Device = defaultDevice(),
+  format: CacheFormat = 'f32'): LayerKvCache {
+  const perWord = format === 'bf16' ? 2 : 1;
+  if (kvLoraRank % perWord !== 0 || ropeDim % perWord !== 0) throw new Error(`a ${format} latent cache needs an even kv_lora_rank, got ${kvLoraRank}`);
+  const k = zeros([batch, capacity, 1, (kvLoraRank + ropeDim) / perWord], 'f32', device);
+  return { k, v: slice(k, 3, 0, kvLoraRank / perWord), length: 0, buffers: [k], format };
 }
 
 export class MultiHeadLatentAttention extends Module {
@@ -82,9 +86,10 @@ export class MultiHeadLatentAttention extends Module {
   /**
    * x [B, T, C] at int32 positions [B, T]; `tables` rotate qkRopeHeadDim dims. Without a cache: the naive path
    * (training, full sequences). With one: this step's latents are appended at cache.length and the absorbed
-   * path attends over everything cached so far.
+   * path attends over everything cached so far; with a CUDA device step as well, they go to its columns and the
+   * attention reads its ends (mlaDecodeAttention), so that a CUDA graph of the step replays at any column.
    */
-  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null): Tensor {
+  forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null, step?: DeviceDecodeStep | null): Tensor {
     const [B, T] = x.shape;
     const { numHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr, vHeadDim: dv, kvLoraRank: dc, softmaxScale } = this.config;
     const qFlat = this.qProj ? this.qProj.forward(x) : this.qBProj!.forward(this.qALayernorm!.forward(this.qAProj!.forward(x)));
@@ -94,7 +99,7 @@ export class MultiHeadLatentAttention extends Module {
     const latent = this.kvALayernorm.forward(latentRaw); // [B, T, dc]
     const kPe = rope(reshape(kRope, [B, T, 1, dr]), positions, tables); // one rotary key for all heads
 
-    if (cache) return this.absorbed(qNope, qPe, latent, kPe, cache, kvStart ?? null);
+    if (cache) return this.absorbed(qNope, qPe, latent, kPe, cache, kvStart ?? null, step ?? null);
 
     const kv = reshape(this.kvBProj.forward(latent), [B, T, H, dn + dv]);
     const [kNope, v] = split(kv, [dn, dv], 3);
@@ -104,15 +109,22 @@ export class MultiHeadLatentAttention extends Module {
   }
 
   /** Attention over the latent cache with W_UK folded into the query and W_UV applied after (SPEC.md 6). */
-  private absorbed(qNope: Tensor, qPe: Tensor, latent: Tensor, kPe: Tensor, cache: LayerKvCache, kvStart: Tensor | null): Tensor {
+  private absorbed(qNope: Tensor, qPe: Tensor, latent: Tensor, kPe: Tensor, cache: LayerKvCache, kvStart: Tensor | null, step: DeviceDecodeStep | null): Tensor {
     const [B, T, H, dn] = qNope.shape;
     const { kvLoraRank: dc, vHeadDim: dv, softmaxScale } = this.config;
-    const end = cache.length + T;
-    if (end > cache.k.shape[1]) throw new Error(`latent KV cache of ${cache.k.shape[1]} positions is full (needs ${end})`);
-    copyInto(concat([reshape(latent, [B, T, 1, dc]), kPe], 3), slice(cache.k, 1, cache.length, end));
-    cache.length = end;
-    const keys = slice(cache.k, 1, 0, end); // [B, Tk, 1, dc + dr]
-    const values = slice(keys, 3, 0, dc); // [B, Tk, 1, dc]: the latents
+    const rows = concat([reshape(latent, [B, T, 1, dc]), kPe], 3); // [B, T, 1, dc + dr]
+    let keys: Tensor | null = null;
+    if (step) {
+      if (!kvStart || T !== 1) throw new Error('a device decode step feeds one token per row and needs kvStart');
+      writeColumns(cache.k, rows, step.column, cache.format);
+    } else {
+      if ((cache.format ?? 'f32') !== 'f32') throw new Error(`a ${cache.format} latent cache is read only by CUDA decode steps (DeviceDecodeStep)`);
+      const end = cache.length + T;
+      if (end > cache.k.shape[1]) throw new Error(`latent KV cache of ${cache.k.shape[1]} positions is full (needs ${end})`);
+      copyInto(rows, slice(cache.k, 1, cache.length, end));
+      cache.length = end;
+      keys = slice(cache.k, 1, 0, end); // [B, Tk, 1, dc + dr]
+    }
 
     // kv_b_proj.weight [H * (dn + dv), dc] holds, per head, W_UK (dn rows) then W_UV (dv rows).
     const wkvB = reshape(this.kvBProj.weight, [H, dn + dv, dc]);
@@ -120,8 +132,10 @@ export class MultiHeadLatentAttention extends Module {
     const wUV = slice(wkvB, 1, dn, dn + dv); // [H, dv, dc]
     const byHead = (t: Tensor, d: number) => permute(reshape(t, [B * T, H, d]), [1, 0, 2]); // [H, B*T, d]
     const fromHeads = (t: Tensor, d: number) => reshape(permute(t, [1, 0, 2]), [B, T, H, d]);
-    const qLatent = fromHeads(matmul(byHead(qNope, dn), wUK), dc); // W_UK,i^T q_c,i per head
-    const o = attention(concat([qLatent, qPe], 3), keys, values, { causal: true, kvStart, scale: softmaxScale });
+    const qLatent = concat([fromHeads(matmul(byHead(qNope, dn), wUK), dc), qPe], 3); // [W_UK,i^T q_c,i ; q_r,i] per head
+    const o = keys
+      ? attention(qLatent, keys, slice(keys, 3, 0, dc), { causal: true, kvStart, scale: softmaxScale }) // values: the latents
+      : mlaDecodeAttention(qLatent, cache.k, kvStart!, step!.kvEnd, dc, softmaxScale, cache.format);
     const perHead = matmul(byHead(o, dc), transpose(wUV, 1, 2)); // [H, B*T, dv]
     return this.oProj.forward(reshape(fromHeads(perHead, dv), [B, T, H * dv]));
   }

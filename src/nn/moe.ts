@@ -28,16 +28,19 @@
 //   but has requiresGrad false: it never gets a gradient, and AdamW skips it. Routed experts that got no token
 //   in a step get no gradient either.
 //
-// On a GPU the routing choice runs on the host: the scores [n, E] and the bias [E] are downloaded (small next to
-// the expert GEMMs), and the sorted token order goes back up as int32 index arrays.
+// Routing, dispatch and the expert GEMMs are ops of the tensors' device (src/tensor/moe.ts): on a GPU the choice,
+// the sort of the (token, slot) pairs by expert and the loads are kernels, and each expert's row range stays in
+// device memory, so a MoE layer never waits for the host (nothing of [tokens, experts] is downloaded) and a decode
+// step with MoE layers is recorded as a CUDA graph (src/generate/engine.ts).
 import {
-  add, concat, copyInto, div, embedding, gather, indexAdd, isGradEnabled, linear, mul, reshape, sigmoid, slice, sum,
-  tensor, zeros, type Tensor,
+  add, binaryInPlace, copyInto, div, embedding, expertCounts, gather, groupedLinear, indexAdd, isGradEnabled, linear, moeDispatch, moeRoute, mul,
+  keep, reshape, sigmoid, sum, swiglu, tensor, zeros, zerosLike, type Tensor,
 } from '../tensor/index.ts';
-import { allocHost, type FloatArray } from '../tensor/backend.ts';
 import { UserError } from '../util/errors.ts';
 import { SwiGluMlp } from './mlp.ts';
 import { initialWeight, Module, type WeightInit } from './module.ts';
+
+export { selectExperts } from '../tensor/index.ts';
 
 /** The MoE fields of a DeepseekV3 config.json (Hugging Face names in the comments). */
 export interface MoeConfig {
@@ -93,66 +96,12 @@ export function validateMoeConfig(c: MoeConfig, where: string): void {
 // Routing: which experts each token goes to (no gradient: a choice), then the gates (differentiable).
 
 /**
- * The K experts of each of n tokens, from sigmoid scores [n, E] and the selection bias [E], as transformers
- * 5.17 chooses them (header). Returns int32 [n * K]: token t's experts at [t*K, t*K + K), in increasing id
- * order. Float32 scores are added and summed in float32 as torch does, so near-ties resolve the same way;
- * exact ties go to the lower expert id (or group id).
+ * Gates [n, K] of the chosen experts (int32 [n, K], moeRoute) (V3 eq. 13 and 11): their unbiased scores,
+ * normalised over the K when normTopkProb (the 1e-20 is transformers'), times routedScalingFactor.
+ * Differentiable in scores.
  */
-export function selectExperts(scores: FloatArray, bias: FloatArray, n: number, c: MoeConfig): Int32Array {
-  const E = c.numRoutedExperts;
-  const K = c.numExpertsPerToken;
-  const groupSize = E / c.numGroups;
-  const round = scores instanceof Float32Array ? Math.fround : (v: number) => v;
-  const out = new Int32Array(n * K);
-  const choice = new Float64Array(E);
-  const groupScore = new Float64Array(c.numGroups);
-  const picked = new Int32Array(K);
-  for (let t = 0; t < n; t++) {
-    for (let e = 0; e < E; e++) choice[e] = round(scores[t * E + e] + bias[e]);
-    if (c.topkGroup < c.numGroups) {
-      for (let g = 0; g < c.numGroups; g++) {
-        let best = -Infinity;
-        let second = -Infinity;
-        for (let e = g * groupSize; e < (g + 1) * groupSize; e++) {
-          if (choice[e] > best) [best, second] = [choice[e], best];
-          else if (choice[e] > second) second = choice[e];
-        }
-        groupScore[g] = round(best + second);
-      }
-      const keptGroups = topIndices(groupScore, c.topkGroup);
-      for (let g = 0; g < c.numGroups; g++) {
-        if (keptGroups.includes(g)) continue;
-        for (let e = g * groupSize; e < (g + 1) * groupSize; e++) choice[e] = -Infinity;
-      }
-    }
-    picked.set(topIndices(choice, K));
-    picked.sort();
-    out.set(picked, t * K);
-  }
-  return out;
-}
-
-// Indices of the k largest values (k is small: a partial selection, not a sort), ties to the lower index.
-function topIndices(values: Float64Array, k: number): number[] {
-  const chosen: number[] = [];
-  for (let j = 0; j < k; j++) {
-    let best = -1;
-    for (let i = 0; i < values.length; i++) {
-      if (chosen.includes(i)) continue;
-      if (best < 0 || values[i] > values[best]) best = i;
-    }
-    chosen.push(best);
-  }
-  return chosen;
-}
-
-/**
- * Gates [n, K] of the chosen experts (V3 eq. 13 and 11): their unbiased scores, normalised over the K when
- * normTopkProb (the 1e-20 is transformers'), times routedScalingFactor. Differentiable in scores.
- */
-export function expertGates(scores: Tensor, experts: Int32Array, c: MoeConfig): Tensor {
-  const n = scores.shape[0];
-  const chosen = gather(scores, 1, tensor(experts, [n, c.numExpertsPerToken], 'i32', scores.device));
+export function expertGates(scores: Tensor, experts: Tensor, c: MoeConfig): Tensor {
+  const chosen = gather(scores, 1, experts, 'in range');
   const normalised = c.normTopkProb ? div(chosen, add(sum(chosen, -1, true), 1e-20)) : chosen;
   return mul(normalised, c.routedScalingFactor);
 }
@@ -164,10 +113,10 @@ export function expertGates(scores: Tensor, experts: Int32Array, c: MoeConfig): 
 export interface MoeParts {
   /** Router weight [E, C] (mlp.gate.weight). */
   routerWeight: Tensor;
-  /** Selection bias [E] (mlp.gate.e_score_correction_bias), read as numbers: no gradient reaches it. */
-  bias: FloatArray;
-  /** Routed expert e on a block of rows [n, C]. */
-  expert(e: number, rows: Tensor): Tensor;
+  /** Selection bias [E] (mlp.gate.e_score_correction_bias): steers the choice, gets no gradient. */
+  bias: Tensor;
+  /** The routed experts' SwiGLU weights, expert e's at index e: gate and up [I, C], down [C, I]. */
+  experts: { gate: readonly Tensor[]; up: readonly Tensor[]; down: readonly Tensor[] };
   /** The shared experts on x [..., C], or null when there are none. */
   shared: ((x: Tensor) => Tensor) | null;
 }
@@ -177,15 +126,16 @@ export interface MoeOutput {
   output: Tensor;
   /** alpha * L_Bal (V3 eq. 17), averaged over the sequences; null when alpha is 0. */
   balanceLoss: Tensor | null;
-  /** Tokens routed to each expert by this forward [E]. */
-  load: Float64Array;
+  /** Tokens routed to each expert by this forward, float [E] on x's device. */
+  load: Tensor;
 }
 
 /**
  * DeepSeekMoE on x [B, T, C] (or [n, C], one sequence). Tokens are grouped by expert so that each expert runs
- * once on the block of its tokens: one gather brings every (token, expert) pair's row into expert order, each
- * expert's SwiGLU is three GEMMs on its slice, the results are scaled by their gates and added back into token
- * order with one indexAdd. Gradients reach x, the experts and, through the gates, the router weight.
+ * on the block of its tokens: one gather brings every (token, expert) pair's row into expert order
+ * (moeDispatch), the experts' SwiGLUs are three grouped GEMMs over those blocks, and the results are scaled by
+ * their gates and added back into token order with one indexAdd. Gradients reach x, the experts and, through the
+ * gates, the router weight. Every step stays on x's device (src/tensor/moe.ts).
  */
 export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceWeight = 0): MoeOutput {
   const C = x.shape[x.ndim - 1];
@@ -195,35 +145,18 @@ export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceW
   const flat = reshape(x, [n, C]);
   // V3 eq. 15; transformers computes router logits in float32, as we do for float32 models.
   const scores = sigmoid(linear(flat, parts.routerWeight));
-  const experts = selectExperts(scores.hostValues() as FloatArray, parts.bias, n, c);
+  const experts = moeRoute(scores, parts.bias, c);
   const gates = expertGates(scores, experts, c);
-
-  // Counting sort of the n*K (token, slot) pairs by expert, tokens in increasing order within an expert.
-  const load = new Float64Array(E);
-  for (const e of experts) load[e]++;
-  const start = new Int32Array(E + 1);
-  for (let e = 0; e < E; e++) start[e + 1] = start[e] + load[e];
-  const tokenOfRow = new Int32Array(n * K);
-  const slotOfRow = new Int32Array(n * K);
-  const next = start.slice(0, E);
-  for (let slot = 0; slot < n * K; slot++) {
-    const row = next[experts[slot]]++;
-    tokenOfRow[row] = Math.floor(slot / K);
-    slotOfRow[row] = slot;
-  }
-  const tokenIds = tensor(tokenOfRow, [n * K], 'i32', x.device);
-  const rows = embedding(flat, tokenIds);
-  const outputs: Tensor[] = [];
-  for (let e = 0; e < E; e++) {
-    if (load[e] > 0) outputs.push(parts.expert(e, slice(rows, 0, start[e], start[e + 1])));
-  }
-  const expertOut = outputs.length === 1 ? outputs[0] : concat(outputs, 0);
-  const rowGates = embedding(reshape(gates, [n * K, 1]), tensor(slotOfRow, [n * K], 'i32', x.device));
-  const routed = indexAdd(zeros([n, C], x.dtype, x.device), tokenIds, mul(expertOut, rowGates));
+  const { offsets, tokenOfRow, slotOfRow } = moeDispatch(experts, E);
+  const rows = embedding(flat, tokenOfRow, 'in range');
+  const { gate, up, down } = parts.experts;
+  const expertOut = groupedLinear(swiglu(groupedLinear(rows, gate, offsets), groupedLinear(rows, up, offsets)), down, offsets);
+  const rowGates = embedding(reshape(gates, [n * K, 1]), slotOfRow, 'in range');
+  const routed = indexAdd(zeros([n, C], x.dtype, x.device), tokenOfRow, mul(expertOut, rowGates), 'in range');
   const combined = parts.shared ? add(routed, reshape(parts.shared(flat), [n, C])) : routed;
   const output = reshape(combined, x.shape);
   const balanceLoss = seqBalanceWeight > 0 ? sequenceBalanceLoss(scores, x.ndim === 3 ? x.shape[0] : 1, c, seqBalanceWeight) : null;
-  return { output, balanceLoss, load };
+  return { output, balanceLoss, load: reshape(expertCounts(experts, E, 1, x.dtype === 'f64' ? 'f64' : 'f32'), [E]) };
 }
 
 /**
@@ -236,15 +169,9 @@ export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceW
 export function sequenceBalanceLoss(scores: Tensor, sequences: number, c: MoeConfig, alpha: number): Tensor {
   const E = c.numRoutedExperts;
   const K = c.numExpertsPerToken;
-  const n = scores.shape[0];
-  const T = n / sequences;
-  const unbiasedTopK = selectExperts(scores.hostValues() as FloatArray, new Float64Array(E), n, { ...c, numGroups: 1, topkGroup: 1 });
-  const fData = allocHost(scores.dtype, sequences * E);
-  for (let t = 0; t < n; t++) {
-    const b = Math.floor(t / T);
-    for (let k = 0; k < K; k++) fData[b * E + unbiasedTopK[t * K + k]] += E / (K * T);
-  }
-  const f = tensor(fData, [sequences, E], scores.dtype, scores.device);
+  const T = scores.shape[0] / sequences;
+  const unbiasedTopK = moeRoute(scores, zeros([E], scores.dtype, scores.device), { ...c, numGroups: 1, topkGroup: 1 });
+  const f = mul(expertCounts(unbiasedTopK, E, sequences, scores.dtype === 'f64' ? 'f64' : 'f32'), E / (K * T));
   const normalised = div(scores, sum(scores, -1, true));
   const P = mul(sum(reshape(normalised, [sequences, T, E]), 1), 1 / T);
   return mul(sum(mul(f, P)), alpha / sequences);
@@ -277,8 +204,11 @@ export class DeepSeekMoE extends Module {
   readonly experts: SwiGluMlp[];
   readonly gate: TopkRouter;
   readonly sharedExperts: SwiGluMlp | null;
-  /** Tokens routed to each expert by the forwards since the last updateBias() (grad-enabled forwards only). */
-  readonly pendingLoad: Float64Array;
+  /**
+   * Tokens routed to each expert by the forwards since the last updateBias() (grad-enabled forwards only), float
+   * [E] on the device of the forwards (counted there: no download per forward); null before the first.
+   */
+  private pending: Tensor | null = null;
   balance: MoeBalance;
 
   constructor(readonly config: MoeConfig, rng: WeightInit, balance: Partial<MoeBalance> = {}) {
@@ -288,7 +218,6 @@ export class DeepSeekMoE extends Module {
     this.experts = Array.from({ length: c.numRoutedExperts }, (_, i) => this.module(`experts.${i}`, new SwiGluMlp(c.hiddenSize, c.moeIntermediateSize, rng)));
     this.gate = this.module('gate', new TopkRouter(c, rng));
     this.sharedExperts = c.numSharedExperts > 0 ? this.module('shared_experts', new SwiGluMlp(c.hiddenSize, c.moeIntermediateSize * c.numSharedExperts, rng)) : null;
-    this.pendingLoad = new Float64Array(c.numRoutedExperts);
     this.balance = { ...defaultMoeBalance, ...balance };
   }
 
@@ -296,22 +225,40 @@ export class DeepSeekMoE extends Module {
     const shared = this.sharedExperts;
     const { output, balanceLoss, load } = moeForward(x, {
       routerWeight: this.gate.weight,
-      bias: this.gate.bias.hostValues() as FloatArray,
-      expert: (e, rows) => this.experts[e].forward(rows),
+      bias: this.gate.bias,
+      experts: {
+        gate: this.experts.map((e) => e.gateProj.weight),
+        up: this.experts.map((e) => e.upProj.weight),
+        down: this.experts.map((e) => e.downProj.weight),
+      },
       shared: shared ? (h) => shared.forward(h) : null,
     }, this.config, isGradEnabled() ? this.balance.seqBalanceWeight : 0);
-    if (isGradEnabled()) for (let e = 0; e < load.length; e++) this.pendingLoad[e] += load[e];
+    if (isGradEnabled()) this.countLoad(load);
     return { output, balanceLoss };
+  }
+
+  /** Adds a forward's load (float [E]) to the counts of the coming updateBias(). */
+  countLoad(load: Tensor): void {
+    if (this.pending === null || this.pending.device !== load.device || this.pending.dtype !== load.dtype) {
+      this.pending = keep(zerosLike(load));
+    }
+    binaryInPlace('add', this.pending, load);
+  }
+
+  /** The counts since the last updateBias() (a download on a GPU). */
+  pendingLoad(): number[] {
+    return this.pending ? Array.from(this.pending.toArray()) : new Array<number>(this.config.numRoutedExperts).fill(0);
   }
 
   /**
    * Auxiliary-loss-free balancing (V3 sec. 2.1.2): b_i += gamma * sign(mean load - load_i) with the loads
    * counted since the last call (one optimizer step's batch), which are then cleared. Exact ties with the mean
-   * leave b_i alone. Returns the step's load statistics, or null when no token was counted.
+   * leave b_i alone. Returns the step's load statistics, or null when no token was counted. The counts come
+   * to the host once per optimizer step (the statistics are the step's metrics), not once per forward.
    */
   updateBias(): MoeLoadStats | null {
-    const load = Array.from(this.pendingLoad);
-    this.pendingLoad.fill(0);
+    const load = this.pendingLoad();
+    if (this.pending) binaryInPlace('mul', this.pending, 0);
     const total = load.reduce((a, b) => a + b, 0);
     if (total === 0) return null;
     const mean = total / load.length;

@@ -94,6 +94,14 @@ export interface DeviceBackend {
     B: number, Hq: number, Hkv: number, D: number, rotDim: number, interleaved: boolean, capacity: number, bf16: boolean): void;
   swigluRows(gateUp: number, y: number, rows: number, inter: number, bf16: boolean): void;
   linearSwiglu(x: number, w: number, y: number, m: number, inter: number, k: number): void;
+  /** DeepSeekMoE and MLA on the device (r1_cuda_moe_*, r1_cuda_grouped_*, r1_cuda_mla_decode_attention; src/tensor/moe.ts). Addresses. */
+  moeRoute(scores: number, bias: number, experts: number, n: number, E: number, K: number, groups: number, topkGroup: number): void;
+  expertCounts(experts: number, counts: number, n: number, K: number, E: number, tokensPerSegment: number): void;
+  moeDispatch(experts: number, n: number, K: number, E: number, offsets: number, tokenOfRow: number, slotOfRow: number): void;
+  groupedLinear(a: number, weights: readonly number[], offsets: number, out: number, rows: number, J: number, Kd: number, transposedW: boolean): void;
+  groupedWeightGrad(dy: number, x: number, offsets: number, grads: readonly number[], N: number, C: number): void;
+  mlaDecodeAttention(q: number, cache: number, out: number, kvStart: number, kvEnd: number, B: number, H: number, D: number, Dv: number, capacity: number,
+    scale: number, bf16: boolean): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {

@@ -5,6 +5,7 @@ import './backends/cuda.ts';
 
 export * from './tensor.ts';
 export * from './ops.ts';
+export * from './moe.ts';
 export { Rng } from './random.ts';
 export { cpuBackend, cudaBackend, withBackend, type Backend, type DeviceBackend, type DType } from './backend.ts';
 export { defaultDevice, dispose, keep, scope, setDefaultDevice, withDevice, type Device } from './device.ts';

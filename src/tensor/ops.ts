@@ -803,22 +803,34 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 // Indexing
 
 /** Rows of `table` [V, D] picked by int32 ids of any shape: out [...ids.shape, D]. */
-export function embedding(table: Tensor, ids: Tensor): Tensor {
+export function embedding(table: Tensor, ids: Tensor, indices: IndexSource = 'checked'): Tensor {
   const [vocab, dim] = table.shape;
   const k = kernels('embedding', table, ids);
   const ids0 = contiguous(ids);
-  const idx = ids0.hostInts();
-  for (let i = 0; i < idx.length; i++) {
-    if (idx[i] < 0 || idx[i] >= vocab) throw new RangeError(`embedding: id ${idx[i]} at position ${i} is outside [0, ${vocab})`);
-  }
+  checkIndices('embedding', 'id', ids0, vocab, indices);
   const src = contiguous(table);
   const out = empty([...ids.shape, dim], table.dtype, table.device);
-  k.embedding(src.floatData(), ids0.intData(), out.floatData(), idx.length, dim);
+  k.embedding(src.floatData(), ids0.intData(), out.floatData(), ids0.size, dim);
   return record(out, 'embedding', [src], (g) => {
     const dtable = zeros(table.shape, table.dtype, table.device);
-    k.embeddingBackward(ids0.intData(), contiguous(g).floatData(), dtable.floatData(), idx.length, dim);
+    k.embeddingBackward(ids0.intData(), contiguous(g).floatData(), dtable.floatData(), ids0.size, dim);
     return [dtable];
   });
+}
+
+/**
+ * Where an index tensor comes from: 'checked' (the default) reads it on the host and throws for an index out of
+ * range; 'in range' is for indices that a kernel made in range by construction on the device (the MoE dispatch,
+ * src/tensor/moe.ts), which reading back would cost a wait for the device on every call.
+ */
+export type IndexSource = 'checked' | 'in range';
+
+function checkIndices(op: string, what: string, index: Tensor, bound: number, source: IndexSource): void {
+  if (source === 'in range') return;
+  const idx = index.hostInts();
+  for (let i = 0; i < idx.length; i++) {
+    if (idx[i] < 0 || idx[i] >= bound) throw new RangeError(`${op}: ${what} ${idx[i]} at position ${i} is outside [0, ${bound})`);
+  }
 }
 
 /**
@@ -826,7 +838,7 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
  * indices add up). base [N, ...], src [n, ...] with the same trailing shape, index int32 [n]. The adjoint of
  * `embedding`: MoE combines expert outputs back into token order with it, and gathers rows with `embedding`.
  */
-export function indexAdd(base: Tensor, index: Tensor, src: Tensor): Tensor {
+export function indexAdd(base: Tensor, index: Tensor, src: Tensor, indices: IndexSource = 'checked'): Tensor {
   const rows = base.shape[0];
   const rowSize = shapeSize(base.shape.slice(1));
   if (base.ndim < 1 || src.ndim !== base.ndim || src.shape.some((d, i) => i > 0 && d !== base.shape[i]) || index.size !== src.shape[0]) {
@@ -835,23 +847,20 @@ export function indexAdd(base: Tensor, index: Tensor, src: Tensor): Tensor {
   if (base.dtype !== src.dtype) throw new TypeError(`indexAdd: dtypes ${base.dtype} and ${src.dtype} differ`);
   const k = kernels('indexAdd', base, index, src);
   const index0 = contiguous(index);
-  const idx = index0.hostInts();
-  for (let i = 0; i < idx.length; i++) {
-    if (idx[i] < 0 || idx[i] >= rows) throw new RangeError(`indexAdd: index ${idx[i]} at position ${i} is outside [0, ${rows})`);
-  }
+  checkIndices('indexAdd', 'index', index0, rows, indices);
   const out = empty(base.shape, base.dtype, base.device);
   copyInto(base, out);
   const s0 = contiguous(src);
-  k.embeddingBackward(index0.intData(), s0.floatData(), out.floatData(), idx.length, rowSize);
+  k.embeddingBackward(index0.intData(), s0.floatData(), out.floatData(), index0.size, rowSize);
   return record(out, 'indexAdd', [base, s0], (g) => [
     // d out / d base is the identity; row i of src reaches out[index[i]], so its gradient is that row of g.
     g,
-    s0.requiresGrad ? reshape(embedding(reshape(g, [rows, rowSize]), index), s0.shape) : null,
+    s0.requiresGrad ? reshape(embedding(reshape(g, [rows, rowSize]), index, 'in range'), s0.shape) : null,
   ]);
 }
 
 /** torch.gather: out[..., j, ...] = x[..., index[..., j, ...], ...] along `dim`. */
-export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
+export function gather(x: Tensor, dim: number, index: Tensor, indices: IndexSource = 'checked'): Tensor {
   const d = x.axis(dim);
   if (index.ndim !== x.ndim || index.shape.some((s, i) => i !== d && s !== x.shape[i])) {
     throw new Error(`gather: index [${index.shape}] must match x [${x.shape}] off axis ${dim}`);
@@ -862,10 +871,7 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   const k = index.shape[d];
   const kern = kernels('gather', x, index);
   const index0 = contiguous(index);
-  const idx = index0.hostInts();
-  for (let i = 0; i < idx.length; i++) {
-    if (idx[i] < 0 || idx[i] >= len) throw new RangeError(`gather: index ${idx[i]} is outside [0, ${len})`);
-  }
+  checkIndices('gather', 'index', index0, len, indices);
   const src = contiguous(x);
   const out = empty(index.shape, x.dtype, x.device);
   kern.gather(src.floatData(), index0.intData(), out.floatData(), outer, len, inner, k);

@@ -11,7 +11,8 @@ import { fromFloat32 } from '../../src/io/safetensors.ts';
 import { DeepSeekModel, deepseekConfig, softmaxScale, validateDeepSeekConfig, type DeepSeekConfig } from '../../src/models/deepseek.ts';
 import { ropeAttentionFactor } from '../../src/nn/rope.ts';
 import { createModel } from '../../src/models/pretrained.ts';
-import { concat, crossEntropy, linear, noGrad, reshape, slice, tensor } from '../../src/tensor/index.ts';
+import { cudaAvailable } from '../../src/tensor/backends/cuda.ts';
+import { concat, copyInto, crossEntropy, linear, noGrad, rand, randn, reshape, Rng, scope, slice, tensor, withDevice } from '../../src/tensor/index.ts';
 import { UserError } from '../../src/util/errors.ts';
 
 const tiny = (overrides: Partial<DeepSeekConfig> = {}) => deepseekConfig(50, {
@@ -155,4 +156,59 @@ describe('deepseek checkpoints', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+});
+
+// A decode step of a DeepSeek model on CUDA, recorded as a CUDA graph (the MoE routed and dispatched on the device,
+// the absorbed MLA attention over the latent cache read up to a column in device memory) against the same steps
+// launched op by op through the ordinary latent-cache path, on fresh random weights (seed from the clock; replay
+// with R1_TEST_SEED). A graph records only when nothing in the step waits for the host, so the recording succeeding
+// is itself the check that no [tokens, experts] scores are downloaded. Tolerances, relative to the norm of the
+// logits: float32 cache 1e-5 (float32 sums in other orders: the grouped expert GEMMs, the MLA kernel); bf16 cache
+// 2e-2 (latents rounded to 8 bits of mantissa, read by every later step).
+const cuda = cudaAvailable();
+const cudaSeed = Number(process.env.R1_TEST_SEED ?? Date.now() % 1_000_000_007);
+
+describe('DeepSeek decode steps as CUDA graphs', { skip: cuda.ok ? false : cuda.reason }, () => {
+  for (const [format, tolerance] of [['f32', 1e-5], ['bf16', 2e-2]] as const) {
+    it(`give the logits of the layer-by-layer steps (${format} latent cache, grouped routing, 3 rows of different lengths)`, () => {
+      console.log(`# deepseek decode graphs seed ${cudaSeed} (replay with R1_TEST_SEED=${cudaSeed})`);
+      const config = deepseekConfig(96, {
+        hiddenSize: 64, intermediateSize: 96, numLayers: 3, numHeads: 4, qLoraRank: 32, kvLoraRank: 48, qkNopeHeadDim: 16, qkRopeHeadDim: 8,
+        vHeadDim: 16, numRoutedExperts: 16, numExpertsPerToken: 4, numGroups: 4, topkGroup: 2, moeIntermediateSize: 24, maxPositionEmbeddings: 64, mtpDepth: 0,
+      });
+      withDevice('cuda', () => noGrad(() => {
+        const model = new DeepSeekModel(config, cudaSeed);
+        // Router weights wider than the 0.02 init and nonzero biases, so that tokens spread over the experts.
+        const rng = new Rng(cudaSeed);
+        for (const [name, p] of model.namedParameters()) {
+          if (name.endsWith('gate.weight')) copyInto(randn(p.shape, rng, 0.5), p);
+          if (name.endsWith('e_score_correction_bias')) copyInto(rand(p.shape, rng, -0.02, 0.02), p);
+        }
+        const prompts = [[5, 9, 14, 3], [7, 1], [60, 61, 62, 63, 64, 2]];
+        const run = (cudaGraphs: boolean) => {
+          const decoder = new BatchDecoder(model, 3, 16, { cudaGraphs, kvCache: cudaGraphs ? format : 'f32' });
+          assert.equal(decoder.replaysGraphs, cudaGraphs);
+          try {
+            const logits = [Array.from(scope(() => decoder.enter(prompts.map((prompt, id) => ({ id, prompt }))).toArray()))];
+            for (const tokens of [[1, 2, 3], [40, 41, 42], [90, 8, 0], [11, 12, 13]]) logits.push(Array.from(scope(() => decoder.next(tokens).toArray())));
+            return logits;
+          } finally {
+            decoder.dispose();
+          }
+        };
+        const [launched, graphs] = [run(false), run(true)];
+        launched.forEach((want, step) => {
+          let diff = 0;
+          let norm = 0;
+          want.forEach((w, i) => {
+            diff += (graphs[step][i] - w) ** 2;
+            norm += w * w;
+          });
+          const error = Math.sqrt(diff / norm);
+          assert.ok(error <= tolerance, `step ${step}: logits within ${error.toExponential(2)} (seed ${cudaSeed})`);
+        });
+        model.dispose();
+      }));
+    });
+  }
 });

@@ -98,6 +98,19 @@ export interface CudaLibrary {
   swigluRows(gateUp: DevicePtr, y: DevicePtr, rows: number, inter: number, bf16: boolean): void;
   /** r1_cuda_linear_swiglu: y[m, inter] bf16 = swiglu of x[m, k] w[2 inter, k]^T, w's rows grouped 8 gates, 8 ups. */
   linearSwiglu(x: DevicePtr, w: DevicePtr, y: DevicePtr, m: number, inter: number, k: number): void;
+  /** r1_cuda_moe_route: each token's K experts [n, K] from scores [n, E] and the bias [E], as selectExperts picks them. */
+  moeRoute(scores: DevicePtr, bias: DevicePtr, experts: DevicePtr, n: number, E: number, K: number, groups: number, topkGroup: number): void;
+  /** r1_cuda_expert_counts: counts[(t / tokensPerSegment) * E + e] += 1 for each expert e of token t. */
+  expertCounts(experts: DevicePtr, counts: DevicePtr, n: number, K: number, E: number, tokensPerSegment: number): void;
+  /** r1_cuda_moe_dispatch: the (token, slot) pairs sorted by expert, stably: offsets [E + 1], tokenOfRow and slotOfRow [n K]. */
+  moeDispatch(experts: DevicePtr, n: number, K: number, E: number, offsets: DevicePtr, tokenOfRow: DevicePtr, slotOfRow: DevicePtr): void;
+  /** r1_cuda_grouped_linear: out[r] = a[r] W_e^T (or a[r] W_e when transposedW) for the rows r of expert e. */
+  groupedLinear(a: DevicePtr, weights: readonly DevicePtr[], offsets: DevicePtr, out: DevicePtr, rows: number, J: number, Kd: number, transposedW: boolean): void;
+  /** r1_cuda_grouped_weight_grad: grads[e] = dy_e^T x_e over expert e's rows (zeros without rows). */
+  groupedWeightGrad(dy: DevicePtr, x: DevicePtr, offsets: DevicePtr, grads: readonly DevicePtr[], N: number, C: number): void;
+  /** r1_cuda_mla_decode_attention: absorbed MLA attention of q [B, H, D] over the latent cache [B, capacity, D], values its first Dv columns. */
+  mlaDecodeAttention(q: DevicePtr, cache: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, H: number, D: number, Dv: number,
+    capacity: number, scale: number, bf16: boolean): void;
 }
 
 /**
@@ -182,6 +195,12 @@ const declarations = {
   r1_cuda_rope_write_kv: 'void r1_cuda_rope_write_kv(uint64_t qkv, uint64_t positions, uint64_t cos, uint64_t sin, uint64_t column, uint64_t q, uint64_t k_cache, uint64_t v_cache, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity, int bf16)',
   r1_cuda_swiglu_rows: 'void r1_cuda_swiglu_rows(uint64_t gate_up, uint64_t y, int64_t rows, int64_t inter, int bf16)',
   r1_cuda_linear_swiglu: 'void r1_cuda_linear_swiglu(uint64_t x, uint64_t w, uint64_t y, int64_t m, int64_t inter, int64_t k)',
+  r1_cuda_moe_route: 'void r1_cuda_moe_route(uint64_t scores, uint64_t bias, uint64_t experts, int64_t n, int64_t E, int64_t K, int64_t groups, int64_t topk_group)',
+  r1_cuda_expert_counts: 'void r1_cuda_expert_counts(uint64_t experts, uint64_t counts, int64_t n, int64_t K, int64_t E, int64_t tokens_per_segment)',
+  r1_cuda_moe_dispatch: 'void r1_cuda_moe_dispatch(uint64_t experts, int64_t n, int64_t K, int64_t E, uint64_t offsets, uint64_t token_of_row, uint64_t slot_of_row)',
+  r1_cuda_grouped_linear: 'void r1_cuda_grouped_linear(uint64_t a, const uint64_t *weights, uint64_t offsets, uint64_t out, int64_t rows, int64_t E, int64_t J, int64_t Kd, int transposed_w)',
+  r1_cuda_grouped_weight_grad: 'void r1_cuda_grouped_weight_grad(uint64_t dy, uint64_t x, uint64_t offsets, const uint64_t *grads, int64_t E, int64_t N, int64_t C)',
+  r1_cuda_mla_decode_attention: 'void r1_cuda_mla_decode_attention(uint64_t q, uint64_t cache, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t H, int64_t D, int64_t Dv, int64_t capacity, float scale, int bf16)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
   r1_cuda_share_bf16_operand: 'int r1_cuda_share_bf16_operand(uint64_t ptr, int64_t n)',
   r1_cuda_bf16_only_output: 'int r1_cuda_bf16_only_output(uint64_t ptr, int64_t n)',
@@ -212,6 +231,9 @@ function loadFunctions(path: string): CudaFunctions {
   }
   return bindFunctions(lib, path, declarations, 'npm run build:cuda');
 }
+
+// Device addresses as the host array of uint64_t that the grouped GEMMs read (each launch copies it into its parameters).
+const addressArray = (addresses: readonly DevicePtr[]) => BigUint64Array.from(addresses, (a) => BigInt(a));
 
 const precisionCodes: Record<MatmulPrecision, number> = { f32: 0, tf32: 1, bf16: 2 };
 
@@ -557,6 +579,32 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
     linearSwiglu: bracket('linearSwiglu', (x: DevicePtr, w: DevicePtr, y: DevicePtr, m: number, inter: number, k: number) => {
       c.r1_cuda_linear_swiglu(x, w, y, m, inter, k);
       check('linearSwiglu');
+    }),
+    moeRoute: bracket('moeRoute', (scores: DevicePtr, bias: DevicePtr, experts: DevicePtr, n: number, E: number, K: number, groups: number, topkGroup: number) => {
+      c.r1_cuda_moe_route(scores, bias, experts, n, E, K, groups, topkGroup);
+      check('moeRoute');
+    }),
+    expertCounts: bracket('expertCounts', (experts: DevicePtr, counts: DevicePtr, n: number, K: number, E: number, tokensPerSegment: number) => {
+      c.r1_cuda_expert_counts(experts, counts, n, K, E, tokensPerSegment);
+      check('expertCounts');
+    }),
+    moeDispatch: bracket('moeDispatch', (experts: DevicePtr, n: number, K: number, E: number, offsets: DevicePtr, tokenOfRow: DevicePtr, slotOfRow: DevicePtr) => {
+      c.r1_cuda_moe_dispatch(experts, n, K, E, offsets, tokenOfRow, slotOfRow);
+      check('moeDispatch');
+    }),
+    groupedLinear: bracket('groupedLinear', (a: DevicePtr, weights: readonly DevicePtr[], offsets: DevicePtr, out: DevicePtr, rows: number, J: number, Kd: number,
+      transposedW: boolean) => {
+      c.r1_cuda_grouped_linear(a, addressArray(weights), offsets, out, rows, weights.length, J, Kd, transposedW ? 1 : 0);
+      check('groupedLinear');
+    }),
+    groupedWeightGrad: bracket('groupedWeightGrad', (dy: DevicePtr, x: DevicePtr, offsets: DevicePtr, grads: readonly DevicePtr[], N: number, C: number) => {
+      c.r1_cuda_grouped_weight_grad(dy, x, offsets, addressArray(grads), grads.length, N, C);
+      check('groupedWeightGrad');
+    }),
+    mlaDecodeAttention: bracket('mlaDecodeAttention', (q: DevicePtr, cache: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, H: number, D: number,
+      Dv: number, capacity: number, scale: number, bf16: boolean) => {
+      c.r1_cuda_mla_decode_attention(q, cache, out, kvStart, kvEnd, B, H, D, Dv, capacity, scale, bf16 ? 1 : 0);
+      check('mlaDecodeAttention');
     }),
   };
 }

@@ -104,6 +104,13 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       library.ropeWriteKv(qkv, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, rotDim, interleaved, capacity, bf16),
     swigluRows: (gateUp, y, rows, inter, bf16) => library.swigluRows(gateUp, y, rows, inter, bf16),
     linearSwiglu: (x, w, y, m, inter, k) => library.linearSwiglu(x, w, y, m, inter, k),
+    moeRoute: (scores, bias, experts, n, E, K, groups, topkGroup) => library.moeRoute(scores, bias, experts, n, E, K, groups, topkGroup),
+    expertCounts: (experts, counts, n, K, E, tokensPerSegment) => library.expertCounts(experts, counts, n, K, E, tokensPerSegment),
+    moeDispatch: (experts, n, K, E, offsets, tokenOfRow, slotOfRow) => library.moeDispatch(experts, n, K, E, offsets, tokenOfRow, slotOfRow),
+    groupedLinear: (a, weights, offsets, out, rows, J, Kd, transposedW) => library.groupedLinear(a, weights, offsets, out, rows, J, Kd, transposedW),
+    groupedWeightGrad: (dy, x, offsets, grads, N, C) => library.groupedWeightGrad(dy, x, offsets, grads, N, C),
+    mlaDecodeAttention: (q, cache, out, kvStart, kvEnd, B, H, D, Dv, capacity, scale, bf16) =>
+      library.mlaDecodeAttention(q, cache, out, kvStart, kvEnd, B, H, D, Dv, capacity, scale, bf16),
     registerWeight(array) {
       // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
