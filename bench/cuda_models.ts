@@ -3,7 +3,7 @@
 // the same figures from PyTorch when its JSON lines are given, so that the table shows ratios measured in one
 // command on one machine. Prints a table and writes bench/results/cuda_models.json.
 //   python3 torch_baseline.py > torch.jsonl              (on the GPU machine, first)
-//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16 | --kv-bf16-only] [train | train-s42m | train-q05b] [build] [sample] [sample-deepseek] [grpo]
+//   node --import tsx bench/cuda_models.ts --torch torch.jsonl [--tokenizer DIR] [--launched] [--kv-bf16 | --kv-bf16-only] [train | train-s42m | train-q05b] [build] [sample] [sample-deepseek] [train-deepseek] [grpo]
 // PROFILE=1 (as in bench/train.ts): after timing each training row, one more step under profileCuda (CUDA
 // events around every kernel call), printed as the device time of each kind of kernel, the bf16 rounding of
 // operands, and the time the device waited between calls (host-bound stretches); after each sampling row, the
@@ -16,7 +16,8 @@
 // `sample` also reports the largest difference between the sampler's log-probabilities and the trainer's
 // (tokenLogprobs: one forward over prompt + completion) for the same tokens in the same precision.
 // `sample-deepseek` samples DeepSeek shapes (MLA + DeepSeekMoE) the same way: decode steps recorded as CUDA graphs
-// (MoE routed on the device, absorbed MLA over the latent cache), and with --launched also op by op.
+// (MoE routed on the device, absorbed MLA over the latent cache), and with --launched also op by op;
+// `train-deepseek` trains one (tokens/s).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -399,6 +400,41 @@ function sampleDeepSeekRow(name: keyof typeof DEEPSEEK_SHAPES, tokenizer: Tokeni
   }
   model.dispose();
 }
+
+// Training a DeepSeek shape: the same step as trainRow (fp32 master weights and AdamW, bf16 GEMMs), with MTP off
+// and the bias update after each step, so that the MoE layers' routing and dispatch are what changes (on the
+// device, or waiting for the host once per layer). Tokens/s only: the MoE's flops per token depend on the routing.
+function trainDeepSeekRow(name: keyof typeof DEEPSEEK_SHAPES, batch: number, seq: number, steps: number): void {
+  const model = new DeepSeekModel(deepseekConfig(32768, DEEPSEEK_SHAPES[name]), 0);
+  const optimizer = new AdamW(model.namedParameters(), { weightDecay: 0 });
+  const params = model.parameters();
+  const rng = new Rng(1);
+  const ids = Array.from({ length: batch * (seq + 1) }, () => rng.int(32768));
+  const inputs = tensor(ids.filter((_, i) => i % (seq + 1) !== seq), [batch, seq], 'i32');
+  const targets = tensor(ids.filter((_, i) => i % (seq + 1) !== 0), [batch, seq], 'i32');
+  const step = () => {
+    scope(() => model.loss(inputs, targets).backward());
+    scope(() => {
+      clipGradNormQueued(params, 1);
+      optimizer.update(1e-4);
+      model.zeroGrad();
+    });
+    model.afterStep();
+  };
+  for (let i = 0; i < 2; i++) step();
+  synchronize('cuda');
+  const start = performance.now();
+  for (let i = 0; i < steps; i++) step();
+  synchronize('cuda');
+  const seconds = (performance.now() - start) / 1000 / steps;
+  const row = { kind: 'train', model: `deepseek-${name}`, parameters: model.parameterCount(), batch, seq, msPerStep: seconds * 1000, tokensPerSecond: batch * seq / seconds };
+  rows.push(row);
+  show([`train ds-${name} (${(row.parameters / 1e6).toFixed(1)}M) bs${batch}x${seq}`, Math.round(row.tokensPerSecond), '-', '-', '-', '-']);
+  model.dispose();
+  optimizer.dispose();
+}
+
+if (wants('train-deepseek')) trainDeepSeekRow('v3small', 8, 512, 5);
 
 if (wants('sample-deepseek')) {
   const dir = flag('--tokenizer');

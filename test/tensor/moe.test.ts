@@ -105,13 +105,7 @@ describe('MoE ops on CUDA match the CPU', { skip }, () => {
     const wValues = Array.from({ length: E }, () => randn([N, C], rng, 0.2));
     const upstream = randn([R, N], rng);
     const run = (device: Device) => withDevice(device, () => scope(() => {
-      const x = xValues.to(device);
-      x.requiresGrad = true;
-      const ws = wValues.map((w) => {
-        const t = w.to(device);
-        t.requiresGrad = true;
-        return t;
-      });
+      const [x, ...ws] = [xValues, ...wValues].map(leafOn(device));
       const y = groupedLinear(x, ws, tensor(offsets, [E + 1], 'i32'));
       sum(mul(y, upstream.to(device))).backward();
       const result = [y, x.grad!, ...ws.map((w) => w.grad)].map((t) => (t ? Array.from(t.toArray()) : new Array<number>(N * C).fill(0)));
@@ -138,8 +132,7 @@ describe('MoE ops on CUDA match the CPU', { skip }, () => {
     const x = randn([3, 40, 48], rng);
     const upstream = randn([3, 40, 48], rng);
     const run = (block: DeepSeekMoE, device: Device) => withDevice(device, () => scope(() => {
-      const xs = x.to(device);
-      xs.requiresGrad = true;
+      const xs = leafOn(device)(x);
       const { output, balanceLoss } = block.forward(xs);
       const loss = sum(mul(output, upstream.to(device)));
       (balanceLoss ? add(loss, balanceLoss) : loss).backward();
@@ -151,7 +144,7 @@ describe('MoE ops on CUDA match the CPU', { skip }, () => {
     const cpu = run(cpuBlock, 'cpu');
     const cudaBlock = new DeepSeekMoE(c, new Rng(0), { seqBalanceWeight: 0.01 }).to('cuda');
     const cpuParameters = cpuBlock.parameters();
-    cudaBlock.parameters().forEach((p, i) => copyInto(cpuParameters[i].to('cuda'), p));
+    noGrad(() => cudaBlock.parameters().forEach((p, i) => copyInto(cpuParameters[i].to('cuda'), p)));
     const cuda = run(cudaBlock, 'cuda');
     cudaBlock.dispose();
     assert.ok(relativeError(cuda.output, cpu.output) <= 1e-5, `output (seed ${seed})`);
@@ -189,6 +182,13 @@ describe('MoE ops on CUDA match the CPU', { skip }, () => {
     });
   }
 });
+
+// A fresh leaf on `device` holding t's values (t itself stays without a gradient).
+const leafOn = (device: Device) => (t: Tensor): Tensor => {
+  const copy = tensor(t.toArray(), t.shape, 'f32', device);
+  copy.requiresGrad = true;
+  return copy;
+};
 
 // A bf16-packed CUDA tensor [..., D / 2] widened to float32 [..., D] on the CPU.
 function widenBf16(packed: Tensor): Tensor {
