@@ -112,7 +112,7 @@ export interface GenerateOptions extends SamplingOptions {
   /** Called after every decode step: how full the batch was (benchmarks, and tests of the scheduling). */
   onStep?: (event: StepEvent) => void;
   /**
-   * On CUDA, decode steps of dense models (head size 64 or 128) replay a recorded CUDA graph instead of
+   * On CUDA, decode steps of dense models (head size 64 or 128) and of DeepSeek models replay a recorded CUDA graph instead of
    * launching each kernel from JavaScript (default true; false launches every kernel, for comparison: both
    * draw the same tokens up to the rounding of attention's summation order, docs/BENCHMARKS.md).
    */
