@@ -397,8 +397,28 @@ function sampleDeepSeekRow(name: keyof typeof DEEPSEEK_SHAPES, tokenizer: Tokeni
       show([`sample ds-${name} (${(row.parameters / 1e6).toFixed(1)}M) bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}`, Math.round(row.tokensPerSecond), '', '-', '', '-']);
       console.log(`  ${row.msPerStep.toFixed(2)} ms per token step (prefill included)`);
     }
+    if (process.env.PROFILE) deepseekStepProfile(model, batch);
   }
   model.dispose();
+}
+
+/** PROFILE=1: one DeepSeek decode step launched eagerly under profileCuda (400 columns, 193 attended), by kernel. */
+function deepseekStepProfile(model: DeepSeekModel, batch: number): void {
+  noGrad(() => scope(() => {
+    const column = 192;
+    const ints = (value: number, shape: number[]) => tensor(new Int32Array(batch).fill(value), shape, 'i32');
+    const cache = model.newCache(batch, 400);
+    const options = { positions: ints(column, [batch, 1]), cache, kvStart: ints(0, [batch]), step: { column: ints(column, [batch]), kvEnd: ints(column + 1, [batch]) } };
+    const ids = ints(1, [batch, 1]);
+    try {
+      model.lastLogits(ids, options);
+      const { rows: profile, totalMs } = profileCuda(() => model.lastLogits(ids, options));
+      rows.push({ kind: 'decode-profile', model: 'deepseek', batch, stepMs: totalMs, rows: profile });
+      printProfile(profile, totalMs);
+    } finally {
+      for (const layer of cache) layer.buffers.forEach((buffer) => dispose(buffer));
+    }
+  }));
 }
 
 // Training a DeepSeek shape: the same step as trainRow (fp32 master weights and AdamW, bf16 GEMMs), with MTP off

@@ -126,8 +126,8 @@ export interface MoeOutput {
   output: Tensor;
   /** alpha * L_Bal (V3 eq. 17), averaged over the sequences; null when alpha is 0. */
   balanceLoss: Tensor | null;
-  /** Tokens routed to each expert by this forward, float [E] on x's device. */
-  load: Tensor;
+  /** Tokens routed to each expert by this forward, float [E] on x's device; null when no gradient is recorded (not counted then). */
+  load: Tensor | null;
 }
 
 /**
@@ -156,7 +156,8 @@ export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceW
   const combined = parts.shared ? add(routed, reshape(parts.shared(flat), [n, C])) : routed;
   const output = reshape(combined, x.shape);
   const balanceLoss = seqBalanceWeight > 0 ? sequenceBalanceLoss(scores, x.ndim === 3 ? x.shape[0] : 1, c, seqBalanceWeight) : null;
-  return { output, balanceLoss, load: reshape(expertCounts(experts, E, 1, x.dtype === 'f64' ? 'f64' : 'f32'), [E]) };
+  const load = isGradEnabled() ? reshape(expertCounts(experts, E, 1, x.dtype === 'f64' ? 'f64' : 'f32'), [E]) : null;
+  return { output, balanceLoss, load };
 }
 
 /**
@@ -233,7 +234,7 @@ export class DeepSeekMoE extends Module {
       },
       shared: shared ? (h) => shared.forward(h) : null,
     }, this.config, isGradEnabled() ? this.balance.seqBalanceWeight : 0);
-    if (isGradEnabled()) this.countLoad(load);
+    if (load) this.countLoad(load);
     return { output, balanceLoss };
   }
 
