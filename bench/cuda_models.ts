@@ -369,10 +369,11 @@ if (wants('sample')) {
 
 // DeepSeek shapes with the --tokenizer's vocabulary: the default deepseekConfig ('V3-mini', the shape of bench/sft.ts
 // and the tests: hidden 128, 8 experts top-2) and a wider one of V3's proportions (32 routed experts top-4 in 2 of 4
-// groups, one shared, latent rank 256 + 32 rope dims), random weights; the MTP modules do not decode.
+// groups, one shared, latent rank 192 + 32 rope dims: 224, within the 256 that main's prefill attention took),
+// random weights; the MTP modules do not decode.
 const DEEPSEEK_SHAPES: Record<'v3mini' | 'v3small', Partial<DeepSeekConfig>> = {
   v3mini: { mtpDepth: 0 },
-  v3small: { hiddenSize: 768, intermediateSize: 2048, numLayers: 8, numHeads: 12, qLoraRank: 384, kvLoraRank: 256, qkNopeHeadDim: 64, qkRopeHeadDim: 32,
+  v3small: { hiddenSize: 768, intermediateSize: 2048, numLayers: 8, numHeads: 12, qLoraRank: 384, kvLoraRank: 192, qkNopeHeadDim: 64, qkRopeHeadDim: 32,
     vHeadDim: 64, numRoutedExperts: 32, numExpertsPerToken: 4, numGroups: 4, topkGroup: 2, numSharedExperts: 1, moeIntermediateSize: 256, mtpDepth: 0 },
 };
 

@@ -6,7 +6,8 @@
 // k_i = [W_UK,i c_kv ; k_r] and reads values W_UV,i c_kv.
 //
 // Two ways to compute the same thing:
-// - naive (training): materialise k and v for every head and run ordinary multi-head attention;
+// - naive (training, and a prefill against the cache, whose latents are decompressed): materialise k and v for every
+//   head and run ordinary multi-head attention;
 // - absorbed (decoding against the latent cache): q_c,i . (W_UK,i c) = (W_UK,i^T q_c,i) . c, so W_UK folds
 //   into the query and every head attends directly over the cached [c_kv ; k_r] rows, which serve as the keys
 //   of an MQA (one kv head, D = kv_lora_rank + rope) whose values are the c_kv part of the same rows
@@ -85,13 +86,14 @@ export class MultiHeadLatentAttention extends Module {
 
   /**
    * x [B, T, C] at int32 positions [B, T]; `tables` rotate qkRopeHeadDim dims. Without a cache: the naive path
-   * (training, full sequences). With one: this step's latents are appended at cache.length and the absorbed
-   * path attends over everything cached so far; with a CUDA device step as well, they go to its columns and the
-   * attention reads its ends (mlaDecodeAttention), so that a CUDA graph of the step replays at any column.
+   * (training, full sequences). With one: this step's latents are appended at cache.length and attention runs
+   * over everything cached so far, absorbed for one query per row (decoding), naive over the decompressed latents
+   * for several (prefill); with a CUDA device step as well, they go to its columns and the absorbed attention
+   * reads its ends (mlaDecodeAttention), so that a CUDA graph of the step replays at any column.
    */
   forward(x: Tensor, positions: Tensor, tables: RopeTables, cache?: LayerKvCache, kvStart?: Tensor | null, step?: DeviceDecodeStep | null): Tensor {
     const [B, T] = x.shape;
-    const { numHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr, vHeadDim: dv, kvLoraRank: dc, softmaxScale } = this.config;
+    const { numHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr, kvLoraRank: dc } = this.config;
     const qFlat = this.qProj ? this.qProj.forward(x) : this.qBProj!.forward(this.qALayernorm!.forward(this.qAProj!.forward(x)));
     const [qNope, qRope] = split(reshape(qFlat, [B, T, H, dn + dr]), [dn, dr], 3);
     const qPe = rope(qRope, positions, tables);
@@ -99,33 +101,45 @@ export class MultiHeadLatentAttention extends Module {
     const latent = this.kvALayernorm.forward(latentRaw); // [B, T, dc]
     const kPe = rope(reshape(kRope, [B, T, 1, dr]), positions, tables); // one rotary key for all heads
 
-    if (cache) return this.absorbed(qNope, qPe, latent, kPe, cache, kvStart ?? null, step ?? null);
+    if (!cache) return this.naive(qNope, qPe, latent, kPe, kvStart ?? null);
+    const rows = concat([reshape(latent, [B, T, 1, dc]), kPe], 3); // [B, T, 1, dc + dr]: what the cache holds
+    if (step) {
+      if (!kvStart || T !== 1) throw new Error('a device decode step feeds one token per row and needs kvStart');
+      writeColumns(cache.k, rows, step.column, cache.format);
+      return this.absorbed(qNope, qPe, cache.k, kvStart, { ...step, format: cache.format ?? 'f32' });
+    }
+    if ((cache.format ?? 'f32') !== 'f32') throw new Error(`a ${cache.format} latent cache is read only by CUDA decode steps (DeviceDecodeStep)`);
+    const end = cache.length + T;
+    if (end > cache.k.shape[1]) throw new Error(`latent KV cache of ${cache.k.shape[1]} positions is full (needs ${end})`);
+    copyInto(rows, slice(cache.k, 1, cache.length, end));
+    cache.length = end;
+    const keys = slice(cache.k, 1, 0, end); // [B, Tk, 1, dc + dr]
+    // A prefill (several queries) decompresses the cached latents per head: the same attention, as an MHA of head
+    // size dn + dr instead of an MQA of dc + dr (576 for V3, beyond the attention kernels' 256); one query per row
+    // takes the absorbed form, which reads only the latents.
+    if (T > 1) return this.naive(qNope, qPe, slice(keys, 3, 0, dc), slice(keys, 3, dc, dc + dr), kvStart ?? null);
+    return this.absorbed(qNope, qPe, keys, kvStart ?? null, null);
+  }
 
-    const kv = reshape(this.kvBProj.forward(latent), [B, T, H, dn + dv]);
+  /** Multi-head attention with each head's keys and values up-projected from the latents [B, Tk, (1,) dc]. */
+  private naive(qNope: Tensor, qPe: Tensor, latent: Tensor, kPe: Tensor, kvStart: Tensor | null): Tensor {
+    const [B, T, H, dn] = qNope.shape;
+    const { qkRopeHeadDim: dr, vHeadDim: dv, softmaxScale } = this.config;
+    const Tk = latent.shape[1];
+    const kv = reshape(this.kvBProj.forward(latent), [B, Tk, H, dn + dv]);
     const [kNope, v] = split(kv, [dn, dv], 3);
-    const k = concat([kNope, expand(kPe, [B, T, H, dr])], 3);
+    const k = concat([kNope, expand(reshape(kPe, [B, Tk, 1, dr]), [B, Tk, H, dr])], 3);
     const out = attention(concat([qNope, qPe], 3), k, v, { causal: true, kvStart, scale: softmaxScale });
     return this.oProj.forward(reshape(out, [B, T, H * dv]));
   }
 
-  /** Attention over the latent cache with W_UK folded into the query and W_UV applied after (SPEC.md 6). */
-  private absorbed(qNope: Tensor, qPe: Tensor, latent: Tensor, kPe: Tensor, cache: LayerKvCache, kvStart: Tensor | null, step: DeviceDecodeStep | null): Tensor {
+  /**
+   * One query per row over the latent cache's rows `keys` [B, Tk, 1, dc + dr] (or, with a device step, the whole
+   * cache read up to step.kvEnd), with W_UK folded into the query and W_UV applied after (SPEC.md 6).
+   */
+  private absorbed(qNope: Tensor, qPe: Tensor, keys: Tensor, kvStart: Tensor | null, step: (DeviceDecodeStep & { format: CacheFormat }) | null): Tensor {
     const [B, T, H, dn] = qNope.shape;
     const { kvLoraRank: dc, vHeadDim: dv, softmaxScale } = this.config;
-    const rows = concat([reshape(latent, [B, T, 1, dc]), kPe], 3); // [B, T, 1, dc + dr]
-    let keys: Tensor | null = null;
-    if (step) {
-      if (!kvStart || T !== 1) throw new Error('a device decode step feeds one token per row and needs kvStart');
-      writeColumns(cache.k, rows, step.column, cache.format);
-    } else {
-      if ((cache.format ?? 'f32') !== 'f32') throw new Error(`a ${cache.format} latent cache is read only by CUDA decode steps (DeviceDecodeStep)`);
-      const end = cache.length + T;
-      if (end > cache.k.shape[1]) throw new Error(`latent KV cache of ${cache.k.shape[1]} positions is full (needs ${end})`);
-      copyInto(rows, slice(cache.k, 1, cache.length, end));
-      cache.length = end;
-      keys = slice(cache.k, 1, 0, end); // [B, Tk, 1, dc + dr]
-    }
-
     // kv_b_proj.weight [H * (dn + dv), dc] holds, per head, W_UK (dn rows) then W_UV (dv rows).
     const wkvB = reshape(this.kvBProj.weight, [H, dn + dv, dc]);
     const wUK = slice(wkvB, 1, 0, dn); // [H, dn, dc]
@@ -133,9 +147,9 @@ export class MultiHeadLatentAttention extends Module {
     const byHead = (t: Tensor, d: number) => permute(reshape(t, [B * T, H, d]), [1, 0, 2]); // [H, B*T, d]
     const fromHeads = (t: Tensor, d: number) => reshape(permute(t, [1, 0, 2]), [B, T, H, d]);
     const qLatent = concat([fromHeads(matmul(byHead(qNope, dn), wUK), dc), qPe], 3); // [W_UK,i^T q_c,i ; q_r,i] per head
-    const o = keys
-      ? attention(qLatent, keys, slice(keys, 3, 0, dc), { causal: true, kvStart, scale: softmaxScale }) // values: the latents
-      : mlaDecodeAttention(qLatent, cache.k, kvStart!, step!.kvEnd, dc, softmaxScale, cache.format);
+    const o = step
+      ? mlaDecodeAttention(qLatent, keys, kvStart!, step.kvEnd, dc, softmaxScale, step.format)
+      : attention(qLatent, keys, slice(keys, 3, 0, dc), { causal: true, kvStart, scale: softmaxScale }); // values: the latents
     const perHead = matmul(byHead(o, dc), transpose(wUV, 1, 2)); // [H, B*T, dv]
     return this.oProj.forward(reshape(fromHeads(perHead, dv), [B, T, H * dv]));
   }
