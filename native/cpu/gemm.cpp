@@ -500,6 +500,15 @@ void gemv(const float* x, const float* w, float* y, int64_t k, int64_t n, bool w
 // Below this many multiply-adds a call runs on the calling thread: waking the pool costs more than it saves.
 constexpr int64_t PARALLEL_MIN_FMAS = int64_t{1} << 17;
 
+// Tasks for `possible` equal pieces of work on `threads` threads: up to four per thread, taken dynamically, so that
+// threads of unequal speed balance (a vCPU whose core is shared: the Xeon VM's pinned pair measured 168 and 113
+// GFLOP/s of FMA peak, and with one piece per thread every call waits for the slower), in whole multiples of the
+// thread count, so that equal threads still finish together (22 pieces on 16 threads would take two rounds).
+inline int64_t balanced_tasks(int64_t possible, int64_t threads) {
+  if (possible <= threads) return possible;
+  return threads * std::min<int64_t>(4, possible / threads);
+}
+
 }  // namespace
 
 extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, int64_t m, int64_t n,
@@ -531,9 +540,12 @@ extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64
     const int64_t xs = row ? stride_a : stride_b, ws = row ? stride_b : stride_a;
     const int64_t len = row ? n : m;
     const bool w_nk = row ? trans_b != 0 : trans_a == 0;
-    // Column chunks of at least 64 outputs and ~32k multiply-adds each, spread over batch items.
+    // Column chunks of at least 64 outputs and ~32k multiply-adds each, spread over batch items. Rows of a
+    // Linear weight (w_nk) are one dot product per output, so finer chunks cost nothing and balance unequal
+    // threads (balanced_tasks); the other layout reads W in runs of the chunk's width, which must stay long.
     const int64_t chunk = std::max<int64_t>(64, (int64_t{1} << 15) / k + 1);
-    const int64_t chunks = fmas < PARALLEL_MIN_FMAS ? 1 : std::min<int64_t>((len + chunk - 1) / chunk, threads);
+    const int64_t possible = (len + chunk - 1) / chunk;
+    const int64_t chunks = fmas < PARALLEL_MIN_FMAS ? 1 : w_nk ? balanced_tasks(possible, threads) : std::min(possible, threads);
     const int64_t step = (len + chunks - 1) / chunks;
     const auto task = [&](int64_t t) {
       const int64_t bi = t / chunks, j0 = (t % chunks) * step, j1 = std::min(len, j0 + step);
@@ -549,12 +561,12 @@ extern "C" R1_API void r1_matmul(const float* a, const float* b, float* c, int64
 
 #if R1_GEMM_AVX2
   if (batch == 1 && !trans_a && trans_b && m <= FEW_ROWS_MAX) {
-    // A few rows against a Linear weight (see few_rows_tile): parts of whole MR-feature blocks, each thread
-    // reading its share of W once.
+    // A few rows against a Linear weight (see few_rows_tile): parts of whole MR-feature blocks, each reading
+    // its rows of W once (so more parts than threads duplicate nothing; balanced_tasks).
     float* xt = a_buffer.reserve((m + NR - 1) / NR * NR * k);
     pack_rows_transposed(a, m, k, xt);
     const int64_t blocks = (n + MR - 1) / MR;
-    const int64_t parts = fmas < PARALLEL_MIN_FMAS ? 1 : std::min(threads, blocks);
+    const int64_t parts = fmas < PARALLEL_MIN_FMAS ? 1 : balanced_tasks(blocks, threads);
     const int64_t per_part = (blocks + parts - 1) / parts * MR;
     const auto task = [&](int64_t t) {
       const int64_t j0 = t * per_part, j1 = std::min(n, j0 + per_part);
