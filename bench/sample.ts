@@ -11,6 +11,8 @@
 //   QUEUE=0 node --import tsx bench/sample.ts   (batch 1 and 32 only: the rows bench/hf_generate_cpu.py has)
 //   REPEATS=2 node --import tsx bench/sample.ts (the fastest of 2 runs instead of 3)
 //   PROFILE=1 node --import tsx bench/sample.ts 20m (each row set once more with every kernel call timed)
+//   QUEUE=0 taskset -c 0 node --import tsx bench/sample.ts (one thread: then the CPU seconds column, the process's
+//                                CPU time for the fastest run, is the steady figure on a machine others load)
 // Each row records the process's peak resident memory so far (run one size per process for per-size figures).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -53,7 +55,7 @@ const info = machine();
 // Other processes on the machine slow every row down; the load average is recorded so that a busy run shows.
 const loadBefore = loadavg()[0];
 console.log(`backend ${backend}, ${info.model}, ${info.cores} cores, load average ${loadBefore.toFixed(2)}; vocab ${tokenizer.vocabSize}/${VOCAB}, prompts 16-64 tokens, up to ${NEW_TOKENS} new tokens, temperature 0.8, top-p 0.95\n`);
-const header = ['model', 'params', 'requests', 'batch', 'new tokens', 'seconds', 'tokens/s', 'occupancy', 'peak MiB'];
+const header = ['model', 'params', 'requests', 'batch', 'new tokens', 'seconds', 'tokens/s', 'cpu s', 'occupancy', 'peak MiB'];
 const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(6) : c.padStart(10))).join(' ');
 console.log(row(header));
 
@@ -74,22 +76,25 @@ for (const size of sizes) {
   run({ name: 'warm-up', requests: 2, maxBatchSize: 2, varyLength: false }, 99); // JIT, thread pool, first allocations
   for (const set of rowSets) {
     // Fastest of REPEATS runs of the same requests: other work on the machine only ever adds time.
-    let seconds = Infinity;
+    let seconds = Infinity, cpuSeconds = Infinity;
     let out: ReturnType<typeof run> = [];
     for (let repeat = 0; repeat < REPEATS; repeat++) {
       const started = performance.now();
+      const cpu = process.cpuUsage();
       out = run(set, set.requests);
+      const used = process.cpuUsage(cpu);
       seconds = Math.min(seconds, (performance.now() - started) / 1000);
+      cpuSeconds = Math.min(cpuSeconds, (used.user + used.system) / 1e6);
     }
     const tokens = out.reduce((n, r) => n + r.tokenIds.length, 0);
     const result = {
       size, rowSet: set.name, parameters: model.parameterCount(), requests: set.requests, maxBatchSize: set.maxBatchSize,
-      promptTokens: out.reduce((n, r) => n + r.promptTokens, 0), newTokens: tokens, seconds, tokensPerSecond: tokens / seconds,
+      promptTokens: out.reduce((n, r) => n + r.promptTokens, 0), newTokens: tokens, seconds, tokensPerSecond: tokens / seconds, cpuSeconds,
       steps: steps.length, occupancy: steps.reduce((n, e) => n + e.liveRows, 0) / (steps.length * set.maxBatchSize),
       peakRssMiB: process.resourceUsage().maxRSS / 1024,
     };
     results.push(result);
-    console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(set.requests), String(set.maxBatchSize), String(tokens), seconds.toFixed(2), result.tokensPerSecond.toFixed(0), result.occupancy.toFixed(2), result.peakRssMiB.toFixed(0)]));
+    console.log(row([size, `${(result.parameters / 1e6).toFixed(2)}M`, String(set.requests), String(set.maxBatchSize), String(tokens), seconds.toFixed(2), result.tokensPerSecond.toFixed(0), cpuSeconds.toFixed(2), result.occupancy.toFixed(2), result.peakRssMiB.toFixed(0)]));
     if (process.env.PROFILE === '1') profileKernels(() => run(set, set.requests), 1, 'run');
   }
 }
