@@ -492,7 +492,8 @@ export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimi
           const terms = tokenTerms({ logpNew: logp, logpOld: mb.logpOld ?? logp.detach(), logpRef: mb.logpRef, advantages: mb.batch.advantages, mask: mb.batch.mask }, objective);
           const microLoss = variant.aggregate(terms.loss, mb.batch.mask, context);
           loss += microLoss.item();
-          microLoss.backward();
+          // The metrics read the graph's tensors before its backward, which hands their buffers to the next
+          // micro-batch (releaseGraph: on the CPU, the collector then has ~a step's activations less to find).
           if (iteration === 0) {
             // Metrics of the first pass over the rollout: what the policy that sampled it looked like.
             const entropy = meanEntropy(logits, mb.batch.completion);
@@ -502,6 +503,7 @@ export function updatePolicy(model: CausalLM, reference: CausalLM | null, optimi
           }
           clipSum += clipFraction(terms.ratio, mb.batch.advantages, mb.batch.mask, objective) * mb.batch.tokens;
           countedTokens += mb.batch.tokens;
+          microLoss.backward(undefined, { releaseGraph: true });
         });
       }
       // Clipping, the divergence check, AdamW, DeepSeekMoE's bias update (V3 sec. 2.1.2): the end of every trainer's update.
