@@ -52,7 +52,8 @@ import { deepseekDecodesOnDevice } from '../models/deepseek.ts';
 import { DenseModel } from '../models/dense.ts';
 import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../models/dense-decode.ts';
 import type { CausalLM } from '../models/pretrained.ts';
-import { HostRecycler, isUninitializedHostArray, moveHostArray, withHostRecycler, type Backend, type FloatArray } from '../tensor/backend.ts';
+import { HostRecycler, isUninitializedHostArray, moveHostArray, withHostRecycler, type Backend, type FloatArray, type HostArray } from '../tensor/backend.ts';
+import { DeviceArray } from '../tensor/device.ts';
 import { captureGraph, contiguous, cpuBackend, copyInto, dispose, embedding, empty, keep, logSoftmax, mul, noGrad, packBf16, reshape, scope, slice, softmax, Tensor, tensor, withDevice, writeValues, type CacheFormat, type CudaGraph } from '../tensor/index.ts';
 import { streamUniform } from '../tensor/philox.ts';
 import type { DecodeStream, Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -232,8 +233,8 @@ export class SamplingEngine {
   private entered = 0;
   private readonly maxBatch: number;
   private readonly fallbackStopIds: number[];
-  /** A CPU step's arrays, for the next step (recycling()). */
-  private readonly hostRecycler = new HostRecycler();
+  /** The last CPU decode forward's arrays, for the next one (recycling()). */
+  private hostRecycler = new HostRecycler();
 
   constructor(readonly model: CausalLM, readonly tokenizer: Tokenizer, private readonly options: GenerateOptions = {}) {
     if (tokenizer.vocabSize > model.config.vocabSize) {
@@ -304,30 +305,34 @@ export class SamplingEngine {
    * advances every row by one token. Returns whether work remains (requests waiting or in the batch).
    */
   step(): boolean {
-    if (this.open.size > 0) withDevice(this.model.device, () => noGrad(() => (this.model.device === 'cpu' ? this.recycling(() => this.decodeStep()) : this.decodeStep())));
+    if (this.open.size > 0) withDevice(this.model.device, () => noGrad(() => this.decodeStep()));
     if (this.open.size === 0) this.dispose();
     return this.open.size > 0;
   }
 
   /**
-   * Runs a CPU step with its arrays handed back to the allocator at its end, for the next step's ops (each step
-   * makes the same shapes). Everything an op made in a step is dead once its tokens are taken: what outlives
-   * the step is plain numbers, and the KV cache, which is zero-filled memory (zeros()), never an op's output,
-   * so never released. A fresh ArrayBuffer per activation was V8 external memory, and V8 answers it with a
-   * collection per 32-64 MB on the thread that runs the op layer (20m, batch 32: ~5% of a step in the
-   * collector and in allocation). Released arrays move to new ArrayBuffers (moveHostArray): a tensor of the
-   * step read afterwards by mistake throws instead of seeing the next step's values.
+   * Runs a CPU decode forward and draw with their arrays handed on to the next one (each makes the same shapes).
+   * Everything an op made there is dead once the tokens are drawn, except a KV cache made anew when the batch is
+   * relaid out: what else outlives it is plain numbers. A fresh ArrayBuffer per activation was V8 external
+   * memory, and V8 answers it with a collection per 32-64 MB on the thread that runs the op layer (20m, batch 32:
+   * ~5% of a step in the collector and in allocation). Only the decode forward: a prefill's activations are
+   * larger and of other shapes, so they stay the collector's, and each step's recycler holds only the previous
+   * step's arrays (leftovers are dropped), which keeps peak memory where it was. Released arrays move to new
+   * ArrayBuffers (moveHostArray): a tensor of the step read afterwards by mistake throws instead of seeing the
+   * next step's values.
    */
-  private recycling(fn: () => void): void {
+  private recycling<T>(fn: () => T): T {
+    if (this.model.device !== 'cpu') return fn();
     const recycler = this.hostRecycler;
-    withHostRecycler(recycler, () => {
-      try {
-        fn();
-      } finally {
-        for (const array of recycler.handedOut) {
-          if (array.length > 0 && isUninitializedHostArray(array)) recycler.release(moveHostArray(array));
-        }
+    return withHostRecycler(recycler, () => {
+      const result = fn();
+      const next = new HostRecycler();
+      const cache = new Set(this.decoder?.cacheArrays() ?? []);
+      for (const array of recycler.handedOut) {
+        if (array.length > 0 && !cache.has(array) && isUninitializedHostArray(array)) next.release(moveHostArray(array));
       }
+      this.hostRecycler = next;
+      return result;
     });
   }
 
@@ -371,7 +376,7 @@ export class SamplingEngine {
       this.finishStep(decoder, batch, scope(() => queueSampleOnDevice(decoder.next(tokens), this.deviceRows(batch, 0), this.tokenizer.vocabSize)));
       return;
     }
-    const drawn = scope(() => this.draw(decoder.next(tokens), batch));
+    const drawn = this.recycling(() => scope(() => this.draw(decoder.next(tokens), batch)));
     batch.forEach((row, r) => row && this.take(drawn, r, row, r));
     this.options.onStep?.({ rows: batch.length, liveRows: batch.filter((row) => row !== null).length, entered: this.entered, cacheColumns: decoder.length });
   }
@@ -434,7 +439,9 @@ export class SamplingEngine {
     const capacity = span + Math.ceil(span / 4);
     const rows = Math.min(this.maxBatch, this.open.size);
     if (this.decoder === null) {
-      this.decoder = new BatchDecoder(this.model, rows, capacity, { cudaGraphs: this.options.cudaGraphs, kvCache: this.options.kvCache });
+      this.decoder = new BatchDecoder(this.model, rows, capacity, {
+        cudaGraphs: this.options.cudaGraphs, kvCache: this.options.kvCache, release: this.model.device === 'cpu' ? (array) => this.hostRecycler.release(array) : null,
+      });
     } else if (rows > this.decoder.rows.length || capacity > this.decoder.capacity) {
       this.decoder.resize(Math.max(rows, this.decoder.rows.length), Math.max(capacity, this.decoder.capacity));
     }
@@ -711,7 +718,12 @@ export class BatchDecoder {
   /** The cache's format: bf16 only when asked for and decode steps are graphs (the only steps that read it). */
   private readonly format: CacheFormat;
 
-  constructor(private readonly model: CausalLM, rows: number, private columns: number, options: { cudaGraphs?: boolean; kvCache?: CacheFormat } = {}) {
+  /** Where a CPU cache's memory goes when it is let go (the engine's next step may reuse it), or null (the collector). */
+  private readonly release: ((array: HostArray) => void) | null;
+
+  constructor(private readonly model: CausalLM, rows: number, private columns: number,
+    options: { cudaGraphs?: boolean; kvCache?: CacheFormat; release?: ((array: HostArray) => void) | null } = {}) {
+    this.release = options.release ?? null;
     this.rows = new Array<number | null>(rows).fill(null);
     this.kvStart = new Int32Array(rows);
     this.graphs = (options.cudaGraphs ?? true) && deviceDecodeSupported(model);
@@ -872,11 +884,25 @@ export class BatchDecoder {
     this.relayout(this.rows.map((_, r) => r), this.length, rows - this.rows.length, capacity);
   }
 
-  /** Frees the KV cache's device memory (and the graph recorded over it) now; the decoder is not used afterwards. */
+  /**
+   * Frees the KV cache's device memory (and the graph recorded over it) now, or hands its host memory on
+   * (options.release); the decoder is not used afterwards.
+   */
   dispose(): void {
     this.graph?.dispose();
     this.graph = null;
-    for (const layer of this.cache) layer.buffers.forEach((buffer) => dispose(buffer));
+    for (const layer of this.cache) {
+      layer.buffers.forEach((buffer) => {
+        const array = buffer.storage;
+        if (this.release && !(array instanceof DeviceArray) && array.length > 0 && isUninitializedHostArray(array)) this.release(moveHostArray(array));
+        else dispose(buffer);
+      });
+    }
+  }
+
+  /** The host arrays holding the KV cache (none on a device). */
+  cacheArrays(): HostArray[] {
+    return this.cache.flatMap((layer) => layer.buffers.flatMap((buffer) => (buffer.storage instanceof DeviceArray ? [] : [buffer.storage])));
   }
 
   /** The smallest kvStart of a live row: the columns before it hold nothing any row reads. */

@@ -1,6 +1,6 @@
 // Causal self-attention with grouped-query heads (MHA when kv heads = heads, MQA when 1), rotary positions and
 // an optional KV cache for decoding.
-import { attention, copyInto, decodeAttention, defaultDevice, reshape, rope, slice, writeColumns, zeros, type CacheFormat, type Device, type RopeTables, type Tensor } from '../tensor/index.ts';
+import { attention, copyInto, decodeAttention, defaultDevice, full, reshape, rope, slice, writeColumns, type CacheFormat, type Device, type RopeTables, type Tensor } from '../tensor/index.ts';
 import { Linear } from './linear.ts';
 import { Module, type WeightInit } from './module.ts';
 
@@ -30,8 +30,10 @@ export function emptyLayerKvCache(batch: number, capacity: number, kvHeads: numb
   format: CacheFormat = 'f32'): LayerKvCache {
   const perWord = format === 'bf16' ? 2 : 1;
   if (keyDim % perWord !== 0 || valueDim % perWord !== 0) throw new Error(`a ${format} KV cache needs even head sizes, got ${keyDim} and ${valueDim}`);
-  const k = zeros([batch, capacity, kvHeads, keyDim / perWord], 'f32', device);
-  const v = zeros([batch, capacity, kvHeads, valueDim / perWord], 'f32', device);
+  // Zero-filled from the allocator that reuses memory (full, not zeros): the sampling engine hands a finished
+  // cache's memory on to the next cache and to its steps' ops.
+  const k = full([batch, capacity, kvHeads, keyDim / perWord], 0, 'f32', device);
+  const v = full([batch, capacity, kvHeads, valueDim / perWord], 0, 'f32', device);
   return { k, v, length: 0, buffers: [k, v], format };
 }
 
