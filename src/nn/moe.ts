@@ -134,8 +134,8 @@ export interface MoeOutput {
  * DeepSeekMoE on x [B, T, C] (or [n, C], one sequence). Tokens are grouped by expert so that each expert runs
  * on the block of its tokens: one gather brings every (token, expert) pair's row into expert order
  * (moeDispatch), the experts' SwiGLUs are three grouped GEMMs over those blocks, and the results are scaled by
- * their gates and added back into token order with one indexAdd. Gradients reach x, the experts and, through the
- * gates, the router weight. Every step stays on x's device (src/tensor/moe.ts).
+ * their gates and added into the shared experts' output in token order with one indexAdd. Gradients reach x,
+ * the experts and, through the gates, the router weight. Every step stays on x's device (src/tensor/moe.ts).
  */
 export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceWeight = 0): MoeOutput {
   const C = x.shape[x.ndim - 1];
@@ -152,9 +152,9 @@ export function moeForward(x: Tensor, parts: MoeParts, c: MoeConfig, seqBalanceW
   const { gate, up, down } = parts.experts;
   const expertOut = groupedLinear(swiglu(groupedLinear(rows, gate, offsets), groupedLinear(rows, up, offsets)), down, offsets);
   const rowGates = embedding(reshape(gates, [n * K, 1]), slotOfRow, 'in range');
-  const routed = indexAdd(zeros([n, C], x.dtype, x.device), tokenOfRow, mul(expertOut, rowGates), 'in range');
-  const combined = parts.shared ? add(routed, reshape(parts.shared(flat), [n, C])) : routed;
-  const output = reshape(combined, x.shape);
+  // The gated expert rows are added into the shared experts' output (or zeros) in token order.
+  const base = parts.shared ? reshape(parts.shared(flat), [n, C]) : zeros([n, C], x.dtype, x.device);
+  const output = reshape(indexAdd(base, tokenOfRow, mul(expertOut, rowGates), 'in range'), x.shape);
   const balanceLoss = seqBalanceWeight > 0 ? sequenceBalanceLoss(scores, x.ndim === 3 ? x.shape[0] : 1, c, seqBalanceWeight) : null;
   const load = isGradEnabled() ? reshape(expertCounts(experts, E, 1, x.dtype === 'f64' ? 'f64' : 'f32'), [E]) : null;
   return { output, balanceLoss, load };
