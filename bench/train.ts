@@ -7,8 +7,9 @@
 //   MIN_SECONDS=4 node --import tsx bench/train.ts 20m  (time at least 4 s per size instead of 10)
 //   PROFILE=1 node --import tsx bench/train.ts 5m   (then 5 more steps with each kernel call timed: a table of
 //                                                    where a step's time goes, beside bench/torch_cpu_train.py's)
-//   RELEASE_GRAPH=0 node --import tsx bench/train.ts (leave each step's activations to V8's collector instead of
-//                                                    backward({ releaseGraph: true }): the A/B of that option)
+//   RELEASE_GRAPH=0 node --import tsx bench/train.ts (leave each step's activations and gradients to V8's
+//                                                    collector: the A/B of backward's releaseGraph, clipGradNorm's
+//                                                    release and releaseGradients, which the training loop uses)
 // Peak memory is the process's peak resident set so far: run one size per process for a per-size figure.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -19,7 +20,7 @@ import { machine } from './machine.ts';
 import { DenseModel, denseConfig, denseSizes, type DenseSize } from '../src/models/dense.ts';
 import { cpuBackend, Rng, tensor } from '../src/tensor/index.ts';
 import { nativeThreads } from '../src/tensor/backends/native.ts';
-import { AdamW, clipGradNorm } from '../src/train/optimizer.ts';
+import { AdamW, clipGradNorm, releaseGradients } from '../src/train/optimizer.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const batch = Number(process.env.BATCH ?? 16);
@@ -66,10 +67,12 @@ for (const size of sizes) {
   const rng = new Rng(1);
   const step = () => {
     const { inputs, targets } = randomBatch(rng);
+    // As the training loop's optimizerUpdate and finishUpdate do (RELEASE_GRAPH=0: leave it all to the collector).
     model.loss(inputs, targets).backward(undefined, { releaseGraph });
-    clipGradNorm(params, 1);
+    clipGradNorm(params, 1, { release: releaseGraph });
     optimizer.update(1e-4);
-    model.zeroGrad();
+    if (releaseGraph) releaseGradients(params);
+    else model.zeroGrad();
   };
   for (let i = 0; i < warmupSteps; i++) step();
   // Time at least 5 steps and minSeconds, so that a step of any size is measured a few times.

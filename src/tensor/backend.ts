@@ -120,7 +120,7 @@ export function allocHost(dtype: DType, n: number): HostArray {
 export function allocHostUninitialized(dtype: DType, n: number): HostArray {
   const bytes = dtype === 'f64' ? 8 : 4;
   if (n * bytes < 4096) return allocHost(dtype, n);
-  const reused = recycler?.take(dtype, n) ?? spare?.take(dtype, n);
+  const reused = recycler?.take(dtype, n) ?? spare?.take(dtype, n) ?? stepSpare?.take(dtype, n);
   if (reused) {
     recycler?.handedOut.add(reused);
     return reused;
@@ -193,6 +193,21 @@ let recycler: HostRecycler | null = null;
 // What the last backward pass freed and did not use again: the next step's forward allocates its activations
 // (arrays of the same shapes) from it. Replaced by the next pass's leftovers, so it holds at most one pass's.
 let spare: HostRecycler | null = null;
+
+// Gradient buffers the end of a training step handed back (optimizer.ts: clipGradNorm's release, releaseGradients):
+// the next step's weight gradients and clipped copies have the same shapes. Started again by each releaseGradients,
+// so it holds at most what one step released (two sets of a model's gradients).
+let stepSpare: HostRecycler | null = null;
+
+/**
+ * Hands host arrays that nothing will read again to later allocations (each moved first, see moveHostArray);
+ * `startAgain` drops what earlier calls handed back and nobody took. Arrays the allocator did not make
+ * uninitialized, or already moved, are left alone.
+ */
+export function releaseHostArrays(arrays: Iterable<HostArray>, startAgain: boolean): void {
+  if (startAgain || !stepSpare) stepSpare = new HostRecycler();
+  for (const array of arrays) if (array.length > 0 && uninitialized.has(array)) stepSpare.release(moveHostArray(array));
+}
 
 /**
  * Runs fn with `r` serving host allocations from the buffers released to it (then from the previous pass's

@@ -183,12 +183,12 @@ export class Tensor {
   }
 
   /**
-   * Throws when this tensor's host buffer was handed on by a `backward({ releaseGraph: true })` (its ArrayBuffer
-   * is then detached, length 0), instead of reading memory that now belongs to another tensor.
+   * Throws when this tensor's host buffer was handed on (its ArrayBuffer is then detached, length 0: see
+   * backend.ts's moveHostArray), instead of reading memory that now belongs to another tensor.
    */
   private checkNotReleased(): void {
     if (!(this.storage instanceof DeviceArray) && this.storage.length === 0 && this.size > 0) {
-      throw new Error(`${this} was used after backward({ releaseGraph: true }) released its graph's buffers (read what you need before that backward, or leave releaseGraph off)`);
+      throw new Error(`${this} was used after its buffer was released to later steps (by backward({ releaseGraph: true }), or a gradient by clipGradNorm's release or releaseGradients): read what you need before, or leave the release off`);
     }
   }
 

@@ -23,7 +23,7 @@ import { UserError } from '../util/errors.ts';
 import { pickFields } from '../util/pick-fields.ts';
 import { progressBar } from '../util/progress.ts';
 import { allReduceGradients, averageOverRanks } from './data-parallel.ts';
-import { clipGradNorm, type AdamW } from './optimizer.ts';
+import { clipGradNorm, releaseGradients, type AdamW } from './optimizer.ts';
 import { learningRate, scheduleOf, type DecayShape } from './schedule.ts';
 
 
@@ -190,15 +190,16 @@ export function optimizerUpdate(model: CausalLM, optimizer: AdamW, microBatches:
  * §2.1.2), zeroed gradients. `step` (1-based) names the update in the divergence error, thrown before AdamW
  * changes a weight.
  */
-export function finishUpdate(model: Pick<CausalLM, 'parameters' | 'zeroGrad' | 'afterStep'>, optimizer: AdamW, loss: number, lr: number, gradClip: number,
+export function finishUpdate(model: Pick<CausalLM, 'parameters' | 'afterStep'>, optimizer: AdamW, loss: number, lr: number, gradClip: number,
   step: number): Omit<UpdateResult, 'loss'> {
-  const gradNorm = clipGradNorm(model.parameters(), gradClip > 0 ? gradClip : Infinity);
+  // Nothing reads this step's gradients after the update: their buffers serve the next step's (CPU).
+  const gradNorm = clipGradNorm(model.parameters(), gradClip > 0 ? gradClip : Infinity, { release: true });
   if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
     throw new UserError(`step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}: training diverged (try a lower --lr); the last checkpoint is kept`);
   }
   optimizer.update(lr);
   const moeLoads = model.afterStep?.();
-  model.zeroGrad();
+  releaseGradients(model.parameters());
   return { gradNorm, moeLoads };
 }
 

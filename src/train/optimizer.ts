@@ -2,7 +2,7 @@
 // parameters, and global gradient-norm clipping. The update itself is the fused `adamw` kernel (native/r1.h),
 // run in place on each parameter's storage, on the parameter's device (the moments live beside it, kept out of
 // every scope): the optimizer is the one place parameters are written.
-import { kernelsOn, type FloatArray } from '../tensor/backend.ts';
+import { kernelsOn, releaseHostArrays, type FloatArray, type HostArray } from '../tensor/backend.ts';
 import { add, contiguous, copyInto, dispose, div, globalNorm, gt, keep, lt, mul, setGrad, sumSquares, tensor, where, zeros, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
@@ -119,9 +119,10 @@ export class AdamW {
  * torch.nn.utils.clip_grad_norm_), replacing each `.grad` with a new tensor (gradients are never written in
  * place: one may be shared; on a device the old buffers are freed, see setGrad). Returns the norm before
  * clipping; a non-finite norm is returned unclipped for the caller to act on. On a device the work is queued
- * by clipGradNormQueued and the norm read back once, at the end.
+ * by clipGradNormQueued and the norm read back once, at the end. With `release` (a training step's end, where
+ * nothing holds the old gradients), the old host buffers serve the new ones, and an old gradient read later throws.
  */
-export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number, options: { release?: boolean } = {}): number {
   const grads = params.flatMap((p) => (p.grad ? [p.grad] : []));
   if (grads.length > 0 && grads[0].device !== 'cpu') return clipGradNormQueued(params, maxNorm).item();
   let sumSq = 0;
@@ -130,8 +131,34 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number
   if (!Number.isFinite(norm) || norm <= maxNorm) return norm;
   // The 1e-6 keeps the clipped norm just under maxNorm, as PyTorch does.
   const scale = maxNorm / (norm + 1e-6);
-  for (const p of params) if (p.grad) setGrad(p, mul(p.grad, scale));
+  // With release, each old buffer goes back once no parameter's gradient still reads it, so that the next
+  // parameter of its shape takes it (a model repeats a few shapes many times).
+  const readers = new Map<unknown, number>();
+  if (options.release) for (const g of grads) readers.set(g.storage, (readers.get(g.storage) ?? 0) + 1);
+  for (const p of params) {
+    const old = p.grad;
+    if (!old) continue;
+    setGrad(p, mul(old, scale));
+    if (!options.release) continue;
+    const left = readers.get(old.storage)! - 1;
+    readers.set(old.storage, left);
+    if (left === 0) releaseHostArrays([old.storage as HostArray], false);
+  }
   return norm;
+}
+
+/**
+ * Drops every parameter's gradient, as Module.zeroGrad, and hands their host buffers to the next step's
+ * gradients (releaseHostArrays): for a training step's end, where nothing reads the gradients again (one read
+ * later throws). Saves a step's worth of fresh gradient memory for V8's collector to find.
+ */
+export function releaseGradients(params: readonly Tensor[]): void {
+  const buffers = new Set<HostArray>();
+  for (const p of params) {
+    if (p.grad && p.grad.device === 'cpu') buffers.add(p.grad.storage as HostArray);
+    setGrad(p, null);
+  }
+  releaseHostArrays(buffers, true);
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { tensor, withBackend, type Tensor } from '../../src/tensor/index.ts';
-import { AdamW, clipGradNorm, weightDecayGroups } from '../../src/train/optimizer.ts';
+import { matmul, mul, sum, tanh, tensor, withBackend, type Tensor } from '../../src/tensor/index.ts';
+import { AdamW, clipGradNorm, releaseGradients, weightDecayGroups } from '../../src/train/optimizer.ts';
 
 function param(values: number[], shape: number[]): Tensor {
   const p = tensor(values, shape);
@@ -83,4 +83,31 @@ test('clipGradNorm returns the norm before clipping and scales gradients to the 
   const before = a.grad;
   assert.ok(Math.abs(clipGradNorm([a, b], 100) - 6.5) < 1e-5);
   assert.equal(a.grad, before, 'gradients under the limit are left as they are');
+});
+
+test('a step\'s end that releases its gradients (clip with release, releaseGradients) trains the same, and a released gradient throws', () => {
+  // 64 x 64 floats, large enough for the recycling allocator; weights made by an op, as a model's are (randn).
+  const values = (seed: number, n: number) => Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i) * 0.5);
+  const run = (release: boolean) => {
+    const w1 = mul(tensor(values(1, 4096), [64, 64]), 1).detach();
+    const w2 = mul(tensor(values(2, 4096), [64, 64]), 1).detach();
+    w1.requiresGrad = w2.requiresGrad = true;
+    const optimizer = new AdamW([['w1', w1], ['w2', w2]]);
+    let kept: Tensor | null = null;
+    for (let step = 0; step < 4; step++) {
+      const x = tensor(values(3 + step, 4096), [64, 64]);
+      sum(mul(tanh(matmul(x, w1)), matmul(x, w2))).backward();
+      kept = w1.grad;
+      clipGradNorm([w1, w2], 0.5, { release });  // clips on every step: the norm is far above 0.5
+      optimizer.update(1e-2);
+      if (release) releaseGradients([w1, w2]);
+      else for (const w of [w1, w2]) w.grad = null;
+    }
+    return { w1: w1.toArray(), w2: w2.toArray(), kept: kept! };
+  };
+  const plain = run(false), released = run(true);
+  assert.deepEqual(released.w1, plain.w1);
+  assert.deepEqual(released.w2, plain.w2);
+  assert.equal(plain.kept.toArray().length, 4096, 'without release an old gradient stays readable');
+  assert.throws(() => released.kept.toArray(), /used after its buffer was released/);
 });
