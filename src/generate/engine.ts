@@ -168,6 +168,8 @@ export interface GenerationResult {
 }
 
 const DEFAULT_MAX_NEW_TOKENS = 128;
+/** The smallest array a CPU decode step hands on to the next (SamplingEngine.recycling). */
+const RECYCLED_MIN_BYTES = 16384;
 export const DEFAULT_MAX_BATCH_SIZE = 64;
 /**
  * On a GPU a decode step of 256 rows costs about 1.5x one of 64 (H200, 494M shape: 4.5 vs 3.0 ms), so rows are
@@ -315,7 +317,8 @@ export class SamplingEngine {
    * Everything an op made there is dead once the tokens are drawn, except a KV cache made anew when the batch is
    * relaid out: what else outlives it is plain numbers. A fresh ArrayBuffer per activation was V8 external
    * memory, and V8 answers it with a collection per 32-64 MB on the thread that runs the op layer (20m, batch 32:
-   * ~5% of a step in the collector and in allocation). Only the decode forward: a prefill's activations are
+   * ~5% of a step in the collector and in allocation). Only arrays of RECYCLED_MIN_BYTES or more: moving an
+   * array costs ~5 us, twice a fresh small one, so batch 1's arrays (a few KB) stay fresh. Only the decode forward: a prefill's activations are
    * larger and of other shapes, so they stay the collector's, and each step's recycler holds only the previous
    * step's arrays (leftovers are dropped), which keeps peak memory where it was. Released arrays move to new
    * ArrayBuffers (moveHostArray): a tensor of the step read afterwards by mistake throws instead of seeing the
@@ -329,7 +332,7 @@ export class SamplingEngine {
       const next = new HostRecycler();
       const cache = new Set(this.decoder?.cacheArrays() ?? []);
       for (const array of recycler.handedOut) {
-        if (array.length > 0 && !cache.has(array) && isUninitializedHostArray(array)) next.release(moveHostArray(array));
+        if (array.byteLength >= RECYCLED_MIN_BYTES && !cache.has(array) && isUninitializedHostArray(array)) next.release(moveHostArray(array));
       }
       this.hostRecycler = next;
       return result;
