@@ -11,7 +11,8 @@
 // --tokenizer is a folder with a tokenizer.json of at least 151,000 ids (e.g. Qwen's): sampling then draws from
 // the whole vocabulary, as Hugging Face generate does; without it the sampling and GRPO rows are skipped.
 // SKINNY_ROWS=n sets setSkinnyGemmRows (the most rows of a decode GEMM on the skinny kernel; 0: cuBLASLt always),
-// and R1_CUDA_PDL=0 recorded graphs without overlapped launches (native/cuda/common.cuh), to compare.
+// and R1_CUDA_PDL=0 recorded graphs without overlapped launches (native/cuda/common.cuh), to compare; BATCHES=64
+// samples with 64 rows only (default 64,256).
 // `build` times building the 494M shape on the GPU and loading it back from a bf16 checkpoint (loadModel);
 // `sample` also reports the largest difference between the sampler's log-probabilities and the trainer's
 // (tokenLogprobs: one forward over prompt + completion) for the same tokens in the same precision.
@@ -31,7 +32,7 @@ import { DeepSeekModel, deepseekConfig, type DeepSeekConfig } from '../src/model
 import { DenseModel, type DenseConfig } from '../src/models/dense.ts';
 import { loadModel, saveModel } from '../src/models/pretrained.ts';
 import { packSequences, tokenLogprobs } from '../src/rl/trainer.ts';
-import { captureGraph, decodeLinear, decodeLinearSwiglu, dispose, mul, noGrad, packBf16, profileCuda, randn, Rng, scope, setSkinnyGemmRows, slice, synchronize, tensor, useDevice, type CacheFormat, type CudaProfileRow, type Tensor } from '../src/tensor/index.ts';
+import { captureGraph, decodeAttention, decodeLinear, decodeLinearRopeKv, decodeLinearSwiglu, dispose, mul, noGrad, packBf16, profileCuda, randn, Rng, scope, setSkinnyGemmRows, slice, synchronize, tensor, useDevice, type CacheFormat, type CudaProfileRow, type Tensor } from '../src/tensor/index.ts';
 import { denseDecodeLogits, denseDecodeWeights, disposeDecodeWeights } from '../src/models/dense-decode.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { AdamW, clipGradNormQueued } from '../src/train/optimizer.ts';
@@ -156,7 +157,8 @@ function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Toke
     ...(args.includes('--kv-bf16') || args.includes('--kv-bf16-only') ? [{ cudaGraphs: true, kvCache: 'bf16' as const }] : []),
   ];
   for (const { cudaGraphs, kvCache } of variants) {
-    run(Math.min(batch, 8), 8, cudaGraphs, kvCache);
+    // Warmed up as torch_baseline.py warms HF generate up: the same batch, 8 new tokens.
+    run(batch, 8, cudaGraphs, kvCache);
     synchronize('cuda');
     stepTimes = [];
     const start = performance.now();
@@ -176,6 +178,7 @@ function sampleRow(name: keyof typeof SHAPES, model: DenseModel, tokenizer: Toke
     show([`sample ${name} bs${batch} ${promptLength}+${newTokens}${cudaGraphs ? '' : ' launched'}${kvCache === 'bf16' ? ' kv bf16' : ''}${batch <= skinnyRows ? ' skinny' : ''}${overlappedLaunches ? '' : ' no-pdl'}`, Math.round(row.tokensPerSecond), '', row.hfGenerate ?? '-', '',
       row.hfGenerate ? `${(row.tokensPerSecond / row.hfGenerate).toFixed(2)} x HF` : '-']);
     console.log(`  ${row.msPerStep.toFixed(2)} ms per token step (prefill included)${parts ? `: forward ${parts.forwardMs.toFixed(2)} ms, sampling kernel ${parts.samplingMs.toFixed(2)} ms, the rest on the host` : ''}`);
+    if (parts) console.log(`  one-off parts alone: prefill ${parts.prefillMs.toFixed(1)} ms, first step with the graph's recording ${parts.recordMs.toFixed(1)} ms`);
     console.log(`  timeline: ${timeline.firstStepMs.toFixed(1)} ms to the first step's tokens (decoder, prefill, recording, first draw), then ${timeline.steps} steps of ${timeline.medianStepMs.toFixed(3)} ms (median; mean ${timeline.meanStepMs.toFixed(3)}), ${timeline.afterLastStepMs.toFixed(1)} ms after the last`);
     console.log(`  sampler vs trainer log-probabilities over ${agreement.tokensCompared} tokens: largest difference ${agreement.maxLogprobDiff.toExponential(2)}, mean ${agreement.meanLogprobDiff.toExponential(2)}`);
   }
@@ -212,16 +215,24 @@ function stepTimeline(start: number, times: number[], end: number): { firstStepM
  * Where a replayed decode step's time goes: the graph's forward alone (replays, synchronized) and the sampling
  * kernel alone, over a cache of these prompts; the engine's step time less these two is host time.
  */
-function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][], kvCache: CacheFormat): { forwardMs: number; samplingMs: number } {
+function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][], kvCache: CacheFormat): { forwardMs: number; samplingMs: number; prefillMs: number; recordMs: number } {
   const steps = 32;
+  synchronize('cuda');
+  let start = performance.now();
   const decoder = new BatchDecoder(model, prompts.length, prompts[0].length + 2 * steps + 2, { kvCache });
   try {
     return noGrad(() => {
+      // The one-off parts of a generate() call: the prefill (with the cache), then the first step, which records
+      // the graph (the concatenated weights, the capture, its instantiation) and replays it.
       scope(() => decoder.enter(prompts.map((prompt, id) => ({ id, prompt }))));
+      synchronize('cuda');
+      const prefillMs = performance.now() - start;
       const tokens = prompts.map((p) => p[0]);
+      start = performance.now();
       scope(() => decoder.next(tokens));
       synchronize('cuda');
-      let start = performance.now();
+      const recordMs = performance.now() - start;
+      start = performance.now();
       for (let i = 0; i < steps; i++) scope(() => decoder.next(tokens));
       synchronize('cuda');
       const forwardMs = (performance.now() - start) / steps;
@@ -242,7 +253,7 @@ function stepParts(model: DenseModel, tokenizer: Tokenizer, prompts: number[][],
         queued.finish();
         return (performance.now() - start) / steps;
       });
-      return { forwardMs, samplingMs };
+      return { forwardMs, samplingMs, prefillMs, recordMs };
     });
   } finally {
     decoder.dispose();
@@ -272,9 +283,16 @@ function decodeProfile(model: DenseModel, batch: number, kvCache: CacheFormat): 
       const operand = (k: number) => (weights.format === 'bf16' ? packBf16(randn([batch, k], rng)) : randn([batch, k], rng));
       const layer = model.layers[0];
       const [hidden, attended, act] = [operand(c.hiddenSize), operand(c.numHeads * c.headDim), operand(c.intermediateSize)];
+      const query = randn([batch, 1, c.numHeads, c.headDim], rng);
+      const heads = { q: c.numHeads, kv: c.numKvHeads };
       const packed = { x: weights.format, weight: weights.format };
       const shapes: [string, () => Tensor][] = [
-        ['q|k|v', () => decodeLinear(hidden, weights.layers[0].qkv, weights.layers[0].qkvBias, packed)],
+        // As the graph runs them: q|k|v with RoPE and the cache writes (rows paired for RoPE in bf16), attention over
+        // the 193 columns the eager step attended to.
+        ['q|k|v', () => (weights.ropePaired
+          ? decodeLinearRopeKv(hidden, weights.layers[0].qkv, weights.layers[0].qkvBias, positions, model.rope, step.column, cache[0], heads, kvCache)
+          : decodeLinear(hidden, weights.layers[0].qkv, weights.layers[0].qkvBias, packed))],
+        ['attention', () => decodeAttention(query, cache[0].k, cache[0].v, kvStart, step.kvEnd, kvCache, weights.format)],
         ['o', () => decodeLinear(attended, layer.selfAttn.oProj.weight, null, { x: weights.format })],
         // In bf16 the graph's gate|up GEMM has SwiGLU as its epilogue (cuBLASLt: a SwiGLU kernel after it).
         ['gate|up', () => (weights.format === 'bf16' ? decodeLinearSwiglu(hidden, weights.layers[0].gateUp) : decodeLinear(hidden, weights.layers[0].gateUp, null, packed))],
@@ -300,7 +318,7 @@ function decodeProfile(model: DenseModel, batch: number, kvCache: CacheFormat): 
       const cublas = timed(0);
       const skinny = timed(Math.max(64, batch));
       setSkinnyGemmRows(skinnyRows);
-      console.log(`  each GEMM shape alone (bs${batch}, ${calls} calls replayed from a graph), ms per call, cuBLASLt / skinny: ${cublas.map(([name, ms], i) => `${name} ${ms.toFixed(4)} / ${skinny[i][1].toFixed(4)}`).join(', ')}`);
+      console.log(`  each shape alone (bs${batch}, ${calls} calls replayed from a graph), ms per call, cuBLASLt / skinny: ${cublas.map(([name, ms], i) => `${name} ${ms.toFixed(4)} / ${skinny[i][1].toFixed(4)}`).join(', ')}`);
       rows.push({ kind: 'decode-gemms', batch, kvCache, msPerCall: Object.fromEntries(cublas), skinnyMsPerCall: Object.fromEntries(skinny) });
     } finally {
       disposeDecodeWeights(weights);
@@ -362,7 +380,7 @@ if (wants('sample')) {
   } else {
     const tokenizer = Tokenizer.fromFile(dir);
     const model = new DenseModel(config('q05b'), 0);
-    for (const batch of [64, 256]) sampleRow('q05b', model, tokenizer, batch, 64, 256);
+    for (const batch of (process.env.BATCHES ?? '64,256').split(',').map(Number)) sampleRow('q05b', model, tokenizer, batch, 64, 256);
     model.dispose();
   }
 }

@@ -178,6 +178,15 @@ R1_API void r1_cuda_swiglu_rows(const float* gate_up, void* y, int64_t rows, int
 // w's rows in groups of 16: 8 gate rows, then the same 8 up rows (inter a multiple of 8). Up to the skinny GEMM's
 // row count SwiGLU is its epilogue (one kernel); above it, cuBLASLt and a SwiGLU kernel.
 R1_API void r1_cuda_linear_swiglu(const void* x, const void* w, void* y, int64_t m, int64_t inter, int64_t k);
+// r1_cuda_rope_write_kv of qkv = x[B, k] w[(Hq + 2 Hkv) D, k]^T + bias (x and w bf16, bias float or NULL; bf16
+// matmul precision; RoPE over the whole head, D a multiple of 16), w's and bias's rows permuted within each head
+// into tiles of 8 rotation pairs (16 rows: the first elements of pairs 8u..8u+7, then their second elements; pairs
+// (i, i + D/2), or (2i, 2i + 1) when interleaved). Up to the skinny GEMM's row count RoPE and the cache writes are
+// its epilogue (one kernel); above it, cuBLASLt and the RoPE kernel.
+R1_API void r1_cuda_linear_rope_kv(const void* x, const void* w, const float* bias, const int32_t* positions,
+                                   const float* cos, const float* sin, const int32_t* column, float* q, void* k_cache,
+                                   void* v_cache, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int interleaved,
+                                   int64_t capacity, int cache_bf16, int64_t k);
 
 // ---- DeepSeekMoE and MLA on the device (moe.cu, mla.cu; src/tensor/moe.ts): no [tokens, experts] download ----
 // experts [n, K] (int32): for scores [n, E] (sigmoid affinities) and the selection bias [E], each token's K experts

@@ -277,6 +277,7 @@ struct DecodeArgs {
   float scale2;  // scale * log2 e: scores are kept in base 2
   int causal, splits;
   __nv_bfloat16* out16;  // when set, out is written here rounded to bf16 instead (r1_cuda_decode_attention's out_bf16)
+  unsigned* counters;    // when set (and splits > 1, no lse), the last split of each (b, kv head) merges them (arrival_counters)
 };
 
 __device__ inline void cp_async16(void* shared, const void* global, bool valid) {
@@ -437,15 +438,16 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
       for (int r = 0; r < RMAX; ++r) Os[((col_group - 1) * RMAX + r) * D + col] = o[r];
     }
     __syncthreads();
-    if (col_group > 0) return;
-    #pragma unroll
-    for (int r = 0; r < RMAX; ++r) {
-      for (int g2 = 0; g2 < kColGroups - 1; ++g2) o[r] += Os[(g2 * RMAX + r) * D + col];
+    if (col_group == 0) {
+      #pragma unroll
+      for (int r = 0; r < RMAX; ++r) {
+        for (int g2 = 0; g2 < kColGroups - 1; ++g2) o[r] += Os[(g2 * RMAX + r) * D + col];
+      }
     }
   }
   #pragma unroll
   for (int r = 0; r < RMAX; ++r) {
-    if (r >= R) break;
+    if (r >= R || col_group > 0) break;
     const int64_t h = hk * group + r / a.Tq, qi = r % a.Tq;
     if (a.splits > 1) {
       float* part = a.partial + (((split * a.B + b) * a.Hq + h) * a.Tq + qi) * (2 + D);
@@ -460,6 +462,38 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
       if (a.lse && col == 0) a.lse[(b * a.Hq + h) * a.Tq + qi] = l > 0.0f ? (row_m[r] + log2f(l)) * kLn2 : -INFINITY;
     }
   }
+  if (a.splits == 1 || !a.counters) return;
+  // The last split of this (b, kv head) to finish merges the splits' rows, as attention_combine_kernel does (in
+  // split order: the result does not depend on which block is last), saving the decode step a kernel per layer.
+  __shared__ bool last_split;
+  __threadfence();
+  __syncthreads();
+  unsigned* counter = a.counters + b * a.Hkv + hk;
+  if (tid == 0) last_split = atomicAdd(counter, 1u) == unsigned(a.splits - 1);
+  __syncthreads();
+  if (!last_split) return;
+  __threadfence();
+  const int64_t split_stride = a.B * a.Hq * a.Tq * (2 + D);
+  for (int r = 0; r < R; ++r) {
+    const int64_t h = hk * group + r / a.Tq, qi = r % a.Tq;
+    const float* p = a.partial + ((b * a.Hq + h) * a.Tq + qi) * (2 + D);
+    float M = -INFINITY;
+    for (int s = 0; s < a.splits; ++s) M = fmaxf(M, __ldcg(p + s * split_stride));
+    float L = 0.0f, acc = 0.0f;
+    for (int s = 0; s < a.splits; ++s) {
+      const float m = __ldcg(p + s * split_stride);
+      const float w = m == -INFINITY ? 0.0f : expf(m - M);  // a split that saw no key adds nothing
+      L = fmaf(w, __ldcg(p + s * split_stride + 1), L);
+      if (tid < D) acc = fmaf(w, __ldcg(p + s * split_stride + 2 + tid), acc);
+    }
+    if (tid < D) {
+      const float value = L > 0.0f ? acc / L : 0.0f;
+      const int64_t at = ((b * a.Tq + qi) * a.Hq + h) * D + tid;
+      if (a.out16) a.out16[at] = __float2bfloat16_rn(value);
+      else a.out[at] = value;
+    }
+  }
+  if (tid == 0) *counter = 0;  // ready for the next call (every split has arrived)
 }
 
 // ---- backward ----
@@ -692,15 +726,20 @@ void decode_attention(const float* q, const T* k, const T* v, float* out, float*
     const int64_t keys_per_split = ((tiles + splits - 1) / splits) * kDecodeKeys;
     splits = std::max<int64_t>(1, (Tk + keys_per_split - 1) / keys_per_split);
     float* partial = nullptr;
+    unsigned* counters = nullptr;
+    bool zeroed_now = false;
     if (splits > 1) {
       partial = static_cast<float*>(scratch(kScratchAttention, splits * B * Hq * Tq * (2 + D) * sizeof(float)));
       if (!partial) return;
+      // Without lse to write (a decode step), the last split merges the rows; otherwise the combine kernel.
+      if (!lse && !(counters = arrival_counters(B * Hkv, &zeroed_now))) return;
     }
     DecodeArgs a{q, k, v, out, lse, partial, kv_start, kv_end, B, Tq, Tk, Hq, Hkv, kv_batch_stride, v_batch_stride,
-                 keys_per_split, scale * 1.4426950408889634f, causal, static_cast<int>(splits), out16};
+                 keys_per_split, scale * 1.4426950408889634f, causal, static_cast<int>(splits), out16, counters};
     const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));
-    launch_kernel(kernel, grid, kDecodeThreads, shared_bytes, a);
-    if (splits > 1) {
+    if (zeroed_now) kernel<<<grid, kDecodeThreads, shared_bytes, stream()>>>(a);  // after a memset: nothing to overlap
+    else launch_kernel(kernel, grid, kDecodeThreads, shared_bytes, a);
+    if (splits > 1 && !counters) {
       launch_kernel(attention_combine_kernel, static_cast<unsigned>(B * Hq * Tq), 64, 0, partial, out, lse, static_cast<int>(splits), B, Hq, Tq, D, out16);
     }
   };

@@ -53,6 +53,12 @@ __nv_bfloat16* weight_shadow_for_update(const float* p, int64_t n);
 void weights_written(const void* p, int64_t bytes);
 void weights_freed(const void* block, int64_t bytes);
 
+// Zeroed counters (at least `count`) for kernels whose last block to arrive finishes the work (a split GEMM's sums,
+// a split attention's merge): each kernel leaves the counters it used at zero, so all share one buffer (kernels
+// run one after another; an overlapped one waits before touching memory). *zeroed_now: the buffer was just made
+// and its zeroing queued (a memset, not a kernel, is then the previous work on the stream).
+unsigned* arrival_counters(int64_t count, bool* zeroed_now);
+
 // Where a producer kernel writes the bf16 copy of its float32 output y [0, n) beside y itself, so that the GEMMs
 // reading y find a current copy instead of rounding it (r1_cuda.h, "bf16 copies written by their producers"):
 // in bf16 precision, outside graph capture, for a y that starts a block of the caching allocator. The copy is
@@ -87,6 +93,26 @@ bool skinny_linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* 
 // then their 8 up rows): r1_cuda_linear_swiglu's fused epilogue. False, having queued nothing, as skinny_linear.
 bool skinny_linear_swiglu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, int64_t m, int64_t n,
                           int64_t k);
+// The decode step's q|k|v GEMM with RoPE and the cache writes as its epilogue (r1_cuda_linear_rope_kv): each head's
+// D weight rows permuted into tiles of 8 rotation pairs (tile u: the first elements of pairs 8u..8u+7, then their
+// second elements; RoPE over the whole head). False, having queued nothing, as skinny_linear (or D not a multiple
+// of 16).
+struct RopeKvArgs {
+  const int32_t* positions;  // [m]
+  const float* cos;          // [positions, D / 2]
+  const float* sin;
+  const int32_t* column;     // [m]: the cache column written (out of range: skipped)
+  float* q;                  // [m, Hq, D]
+  void* k_cache;             // [m, capacity, Hkv, D], float or (cache_bf16) bf16
+  void* v_cache;
+  int Hq, Hkv, D, interleaved, cache_bf16;
+  int64_t capacity;
+};
+bool skinny_linear_rope_kv(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, int64_t m, int64_t n, int64_t k,
+                           const RopeKvArgs& rope);
+// r1_cuda_rope_write_kv over a GEMM's output in that permuted layout (decode.cu).
+void rope_write_kv_permuted(const float* qkv, const RopeKvArgs& rope, int64_t B);
+
 // y[r, i] = bf16(silu(gate) * up) over a GEMM's output [rows, 2 inter] in that grouped layout (decode.cu).
 void swiglu_grouped_rows(const float* gate_up, __nv_bfloat16* y, int64_t rows, int64_t inter);
 

@@ -35,14 +35,24 @@ int norm_threads(int64_t dim) { return dim >= 4096 ? 1024 : dim >= 1024 ? 512 : 
 
 constexpr int kRowsPerBlock = 8;
 
+// Where element d of a head is in src: d itself, or with `permuted` (RoPE over the whole head), its place in tiles
+// of 8 rotation pairs (r1_cuda_linear_rope_kv's layout: tile u holds the first elements of pairs 8u..8u+7, then
+// their second elements).
+__device__ inline int source_index(int d, int half, int interleaved, bool permuted) {
+  if (!permuted) return d;
+  const int pair = interleaved ? d >> 1 : (d < half ? d : d - half);
+  const int second = interleaved ? (d & 1) : (d >= half ? 1 : 0);
+  return (pair >> 3) * 16 + second * 8 + (pair & 7);
+}
+
 // Rotates one head row src[0, head_dim) into dst (rope.cu's rotation), lanes of one warp over the pairs.
 template <typename T>
 __device__ inline void rotate_row(const float* src, T* dst, const float* cos_row, const float* sin_row, int half,
-                                  int rot, int dim, int interleaved) {
+                                  int rot, int dim, int interleaved, bool permuted) {
   for (int i = threadIdx.x; i < half; i += 32) {
     const float c = cos_row[i], s = sin_row[i];
     const int i1 = interleaved ? 2 * i : i, i2 = interleaved ? 2 * i + 1 : i + half;
-    const float a = src[i1], b = src[i2];
+    const float a = src[source_index(i1, half, interleaved, permuted)], b = src[source_index(i2, half, interleaved, permuted)];
     store_as(dst + i1, a * c - b * s);
     store_as(dst + i2, b * c + a * s);
   }
@@ -55,7 +65,8 @@ __device__ inline void rotate_row(const float* src, T* dst, const float* cos_row
 template <typename T>
 __global__ void rope_write_kv_kernel(const float* qkv, const int32_t* positions, const float* cos, const float* sin,
                                      const int32_t* column, float* q, T* k_cache, T* v_cache, int64_t B, int64_t Hq,
-                                     int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity) {
+                                     int64_t Hkv, int64_t D, int64_t rot_dim, int interleaved, int64_t capacity,
+                                     bool permuted) {
   wait_for_previous_grid();
   allow_next_grid();
   const int64_t heads = Hq + 2 * Hkv;
@@ -68,12 +79,12 @@ __global__ void rope_write_kv_kernel(const float* qkv, const int32_t* positions,
     const float* cos_row = cos + static_cast<int64_t>(positions[b]) * half;
     const float* sin_row = sin + static_cast<int64_t>(positions[b]) * half;
     if (h < Hq) {
-      rotate_row(src, q + (b * Hq + h) * D, cos_row, sin_row, half, rot, dim, interleaved);
+      rotate_row(src, q + (b * Hq + h) * D, cos_row, sin_row, half, rot, dim, interleaved, permuted);
     } else if (h < Hq + Hkv) {
-      if (in_cache) rotate_row(src, k_cache + ((b * capacity + c) * Hkv + (h - Hq)) * D, cos_row, sin_row, half, rot, dim, interleaved);
+      if (in_cache) rotate_row(src, k_cache + ((b * capacity + c) * Hkv + (h - Hq)) * D, cos_row, sin_row, half, rot, dim, interleaved, permuted);
     } else if (in_cache) {
       T* dst = v_cache + ((b * capacity + c) * Hkv + (h - Hq - Hkv)) * D;
-      for (int d = threadIdx.x; d < dim; d += 32) store_as(dst + d, src[d]);
+      for (int d = threadIdx.x; d < dim; d += 32) store_as(dst + d, src[source_index(d, half, interleaved, permuted)]);
     }
   }
 }
@@ -96,6 +107,23 @@ __global__ void swiglu_rows_kernel(const float* gate_up, T* y, int64_t rows, int
 }  // namespace
 
 namespace r1cuda {
+
+void rope_write_kv_permuted(const float* qkv, const RopeKvArgs& r, int64_t B) {
+  const int64_t rows = B * (r.Hq + 2 * r.Hkv);
+  if (rows <= 0) return;
+  const unsigned grid = grid_for(rows, kRowsPerBlock);
+  const dim3 block(32, kRowsPerBlock);
+  if (r.cache_bf16) {
+    launch_kernel(rope_write_kv_kernel<__nv_bfloat16>, grid, block, 0, qkv, r.positions, r.cos, r.sin, r.column, r.q,
+                  static_cast<__nv_bfloat16*>(r.k_cache), static_cast<__nv_bfloat16*>(r.v_cache), B, int64_t(r.Hq),
+                  int64_t(r.Hkv), int64_t(r.D), int64_t(r.D), r.interleaved, r.capacity, true);
+  } else {
+    launch_kernel(rope_write_kv_kernel<float>, grid, block, 0, qkv, r.positions, r.cos, r.sin, r.column, r.q,
+                  static_cast<float*>(r.k_cache), static_cast<float*>(r.v_cache), B, int64_t(r.Hq), int64_t(r.Hkv),
+                  int64_t(r.D), int64_t(r.D), r.interleaved, r.capacity, true);
+  }
+  check_launch("r1_cuda_linear_rope_kv (rope)");
+}
 
 void swiglu_grouped_rows(const float* gate_up, __nv_bfloat16* y, int64_t rows, int64_t inter) {
   if (rows <= 0 || inter <= 0) return;
@@ -127,10 +155,10 @@ R1_API void r1_cuda_rope_write_kv(const float* qkv, const int32_t* positions, co
   const dim3 block(32, kRowsPerBlock);
   if (bf16) {
     launch_kernel(rope_write_kv_kernel<__nv_bfloat16>, grid, block, 0, qkv, positions, cos, sin, column, q, static_cast<__nv_bfloat16*>(k_cache),
-                  static_cast<__nv_bfloat16*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity);
+                  static_cast<__nv_bfloat16*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity, false);
   } else {
     launch_kernel(rope_write_kv_kernel<float>, grid, block, 0, qkv, positions, cos, sin, column, q, static_cast<float*>(k_cache),
-                  static_cast<float*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity);
+                  static_cast<float*>(v_cache), B, Hq, Hkv, D, rot_dim, interleaved, capacity, false);
   }
   check_launch("r1_cuda_rope_write_kv");
 }

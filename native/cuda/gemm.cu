@@ -420,6 +420,28 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
   run_gemm(x_op, w_op, y, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
 }
 
+// The decode step's q|k|v projection with RoPE and the cache writes (r1_cuda.h): on the skinny GEMM's epilogue,
+// or cuBLASLt into scratch and the RoPE kernel reading that layout.
+R1_API void r1_cuda_linear_rope_kv(const void* x, const void* w, const float* bias, const int32_t* positions,
+                                   const float* cos, const float* sin, const int32_t* column, float* q, void* k_cache,
+                                   void* v_cache, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int interleaved,
+                                   int64_t capacity, int cache_bf16, int64_t k) {
+  if (!stream() || B <= 0 || k <= 0) return;
+  if (precision != 2 || D % 16 != 0) {
+    record_message("r1_cuda_linear_rope_kv", "needs bf16 matmul precision and a head size that is a multiple of 16");
+    return;
+  }
+  const auto* x16 = static_cast<const __nv_bfloat16*>(x);
+  const auto* w16 = static_cast<const __nv_bfloat16*>(w);
+  const RopeKvArgs rope{positions, cos, sin, column, q, k_cache, v_cache, int(Hq), int(Hkv), int(D), interleaved, cache_bf16, capacity};
+  const int64_t n = (Hq + 2 * Hkv) * D;
+  if (skinny_linear_rope_kv(x16, w16, bias, B, n, k, rope)) return;
+  auto* qkv = static_cast<float*>(scratch(kScratchGemmOut, size_t(B * n) * sizeof(float)));
+  if (!qkv) return;
+  run_gemm(x16, w16, qkv, bias, 1, B, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear_rope_kv");
+  rope_write_kv_permuted(qkv, rope, B);
+}
+
 // y[m, inter] (bf16) = silu(gate) * up of x[m, k] w[2 inter, k]^T, w's rows in groups of 16 (8 gate rows, then
 // their 8 up rows), both operands bf16: on the skinny GEMM's epilogue, or cuBLASLt into scratch and a SwiGLU kernel.
 R1_API void r1_cuda_linear_swiglu(const void* x, const void* w, void* y, int64_t m, int64_t inter, int64_t k) {

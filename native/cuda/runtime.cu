@@ -145,6 +145,27 @@ void* scratch(ScratchSlot slot, size_t bytes) {
   return ptr;
 }
 
+unsigned* arrival_counters(int64_t count, bool* zeroed_now) {
+  static unsigned* buffer = nullptr;
+  static int64_t size = 0;
+  *zeroed_now = false;
+  if (count <= size) return buffer;
+  // Grown geometrically; the old buffer is retired like scratch()'s (a graph may still use it). The zeroing is
+  // queued on the stream, so while recording a graph it is recorded too, rewriting zeros the counters then hold.
+  const int64_t grown = count < 4096 ? 4096 : count + count / 2;
+  void* ptr = nullptr;
+  cudaError_t err = cudaMalloc(&ptr, size_t(grown) * sizeof(unsigned));
+  if (err == cudaSuccess) err = cudaMemsetAsync(ptr, 0, size_t(grown) * sizeof(unsigned), stream());
+  if (err != cudaSuccess) {
+    record_error("arrival counters", err);
+    return nullptr;
+  }
+  buffer = static_cast<unsigned*>(ptr);
+  size = grown;
+  *zeroed_now = true;
+  return buffer;
+}
+
 // ---- the profile timeline ----
 namespace {
 std::vector<cudaEvent_t> profile_events;

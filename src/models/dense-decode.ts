@@ -14,7 +14,7 @@
 // algorithm for the wider concatenated shapes): every kernel computes each element with the unfused kernel's
 // float32 expression.
 import type { DeviceDecodeStep, LayerKvCache } from '../nn/attention.ts';
-import { addRmsNorm, concat, decodeAttention, decodeLinear, decodeLinearSwiglu, dispose, groupGateUp, keep, matmulPrecision, packBf16, reshape, ropeWriteKv, scope, swigluRows, type CacheFormat, type Tensor } from '../tensor/index.ts';
+import { addRmsNorm, concat, decodeAttention, decodeLinear, decodeLinearRopeKv, decodeLinearSwiglu, dispose, groupGateUp, keep, matmulPrecision, packBf16, pairRopeRows, reshape, ropeWriteKv, scope, swigluRows, type CacheFormat, type Tensor } from '../tensor/index.ts';
 import type { DenseModel } from './dense.ts';
 
 /** The weights a fused decode step reads beside the model's own: per layer, projections concatenated by rows. */
@@ -27,6 +27,11 @@ export interface DenseDecodeWeights {
   layers: { qkv: Tensor; qkvBias: Tensor | null; gateUp: Tensor }[];
   /** 'bf16' in bf16 matmul precision: these weights and the activations GEMMs read are bf16, packed (ops.packBf16). */
   format: CacheFormat;
+  /**
+   * In bf16, when RoPE turns whole heads (rotDim = D, a multiple of 16): q|k|v's rows (and bias) in tiles of
+   * rotation pairs (pairRopeRows), whose RoPE and cache writes are the GEMM's epilogue (decodeLinearRopeKv).
+   */
+  ropePaired: boolean;
 }
 
 /**
@@ -35,13 +40,16 @@ export interface DenseDecodeWeights {
  */
 export function denseDecodeWeights(model: DenseModel): DenseDecodeWeights {
   const format: CacheFormat = matmulPrecision() === 'bf16' ? 'bf16' : 'f32';
+  const D = model.config.headDim;
+  const ropePaired = format === 'bf16' && model.rope.rotDim === D && D % 16 === 0;
+  const pair = (t: Tensor) => (ropePaired ? pairRopeRows(t, D, model.rope.interleaved) : t);
   const join = (parts: Tensor[]) => keep(scope(() => (format === 'bf16' ? packBf16(concat(parts, 0)) : concat(parts, 0))));
   const layers = model.layers.map(({ selfAttn: { qProj, kProj, vProj }, mlp }) => ({
-    qkv: join([qProj.weight, kProj.weight, vProj.weight]),
-    qkvBias: qProj.bias && kProj.bias && vProj.bias ? keep(scope(() => concat([qProj.bias!, kProj.bias!, vProj.bias!], 0))) : null,
+    qkv: join([pair(qProj.weight), pair(kProj.weight), pair(vProj.weight)]),
+    qkvBias: qProj.bias && kProj.bias && vProj.bias ? keep(scope(() => concat([pair(qProj.bias!), pair(kProj.bias!), pair(vProj.bias!)], 0))) : null,
     gateUp: format === 'bf16' ? keep(scope(() => packBf16(groupGateUp(mlp.gateProj.weight, mlp.upProj.weight)))) : join([mlp.gateProj.weight, mlp.upProj.weight]),
   }));
-  return { layers, format };
+  return { layers, format, ropePaired };
 }
 
 export function disposeDecodeWeights(weights: DenseDecodeWeights): void {
@@ -65,7 +73,9 @@ export function denseDecodeLogits(model: DenseModel, weights: DenseDecodeWeights
     const { qkv, qkvBias, gateUp } = weights.layers[l];
     const kv = cache[l];
     const cacheFormat = kv.format ?? 'f32';
-    const q = ropeWriteKv(decodeLinear(normed, qkv, qkvBias, { x: format, weight: format }), positions, model.rope, step.column, kv, heads, cacheFormat);
+    const q = weights.ropePaired
+      ? decodeLinearRopeKv(normed, qkv, qkvBias, positions, model.rope, step.column, kv, heads, cacheFormat)
+      : ropeWriteKv(decodeLinear(normed, qkv, qkvBias, { x: format, weight: format }), positions, model.rope, step.column, kv, heads, cacheFormat);
     const attended = reshape(decodeAttention(q, kv.k, kv.v, kvStart, step.kvEnd, cacheFormat, format), [B, c.numHeads * c.headDim / (format === 'bf16' ? 2 : 1)]);
     const h = addRmsNorm(x, decodeLinear(attended, layer.selfAttn.oProj.weight, layer.selfAttn.oProj.bias, { x: format }), layer.postAttentionLayernorm.weight,
       layer.postAttentionLayernorm.eps, format);

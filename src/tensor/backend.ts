@@ -102,6 +102,8 @@ export interface DeviceBackend {
   groupedWeightGrad(dy: number, x: number, offsets: number, grads: readonly number[], N: number, C: number): void;
   mlaDecodeAttention(q: number, cache: number, out: number, kvStart: number, kvEnd: number, B: number, H: number, D: number, Dv: number, capacity: number,
     scale: number, bf16: boolean): void;
+  linearRopeKv(x: number, w: number, bias: number, positions: number, cos: number, sin: number, column: number, q: number, kCache: number, vCache: number,
+    B: number, Hq: number, Hkv: number, D: number, interleaved: boolean, capacity: number, cacheBf16: boolean, k: number): void;
 }
 
 export function allocHost(dtype: DType, n: number): HostArray {

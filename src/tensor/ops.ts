@@ -1141,6 +1141,49 @@ export function swigluRows(gateUp: Tensor, format: CacheFormat = 'f32'): Tensor 
   return y;
 }
 
+/**
+ * A projection's rows (or a bias) [H D, C] (or [H D]) with each head's D rows in tiles of 8 rotation pairs: tile u
+ * holds the first elements of pairs 8u..8u+7, then their second elements (pairs (i, i + D/2), or (2i, 2i + 1)
+ * when interleaved); the layout whose RoPE is the GEMM's epilogue (decodeLinearRopeKv). D a multiple of 16.
+ */
+export function pairRopeRows(x: Tensor, D: number, interleaved: boolean): Tensor {
+  const rows = x.shape[0];
+  const width = x.size / rows;
+  if (D % 16 !== 0 || rows % D !== 0) throw new Error(`pairRopeRows: ${x} does not hold heads of ${D} rows (D a multiple of 16)`);
+  // Split halves: d = half * D/2 + 8u + i; interleaved: d = 2 (8u + i) + half. Either way, to [u, half, i].
+  const split = interleaved ? reshape(x, [rows / D, D / 16, 8, 2, width]) : reshape(x, [rows / D, 2, D / 16, 8, width]);
+  const paired = contiguous(permute(split, interleaved ? [0, 1, 3, 2, 4] : [0, 2, 1, 3, 4]));
+  return reshape(paired, x.shape);
+}
+
+/**
+ * ropeWriteKv(decodeLinear(x, qkv, bias), ...) in one kernel where the rows allow (the skinny GEMM's epilogue): x
+ * [B, k] packed bf16, qkv [(Hq + 2 Hkv) D, k] packed bf16 and bias [(Hq + 2 Hkv) D] (or null) with rows as
+ * pairRopeRows lays them out; RoPE over the whole head. Returns q [B, 1, Hq, D] and writes the keys and values as
+ * ropeWriteKv does. bf16 matmul precision.
+ */
+export function decodeLinearRopeKv(x: Tensor, qkv: Tensor, bias: Tensor | null, positions: Tensor, tables: RopeTables, column: Tensor, cache: { k: Tensor; v: Tensor },
+  heads: { q: number; kv: number }, format: CacheFormat = 'f32'): Tensor {
+  cudaOnly('decodeLinearRopeKv', x, qkv, positions, tables.cos, tables.sin, column, cache.k, cache.v, ...(bias ? [bias] : []));
+  const [B, capacity, Hkv, words] = cache.k.shape;
+  const D = words * elementsPerWord(format);
+  const Hq = heads.q;
+  const k = logicalColumns(x, 'bf16');
+  const n = (Hq + 2 * Hkv) * D;
+  if (Hkv !== heads.kv || x.ndim !== 2 || x.shape[0] !== B || qkv.ndim !== 2 || qkv.shape[0] !== n || logicalColumns(qkv, 'bf16') !== k || (bias && bias.size !== n)
+    || tables.rotDim !== D || D % 16 !== 0 || !sameShape(cache.k.shape, cache.v.shape) || !cache.k.isContiguous || !cache.v.isContiguous
+    || positions.size !== B || column.size !== B || positions.dtype !== 'i32' || column.dtype !== 'i32') {
+    throw new Error(`decodeLinearRopeKv: x ${x}, qkv ${qkv}, caches ${cache.k} and ${cache.v} (${format}), positions ${positions} and column ${column} do not fit ${Hq} + 2 x ${heads.kv} heads rotated whole (D a multiple of 16)`);
+  }
+  const q = empty([B, 1, Hq, D], 'f32', x.device);
+  cudaBackend().linearRopeKv(deviceAddress(contiguous(x)), deviceAddress(contiguous(qkv)), bias ? deviceAddress(contiguous(bias)) : 0, deviceAddress(contiguous(positions)),
+    deviceAddress(tables.cos), deviceAddress(tables.sin), deviceAddress(contiguous(column)), deviceAddress(q), deviceAddress(cache.k), deviceAddress(cache.v), B, Hq, Hkv, D,
+    tables.interleaved, capacity, format === 'bf16', k);
+  if (cache.k.storage instanceof DeviceArray && cache.k.storage.weight) cudaBackend().registerWeight(cache.k.storage);
+  if (cache.v.storage instanceof DeviceArray && cache.v.storage.weight) cudaBackend().registerWeight(cache.v.storage);
+  return q;
+}
+
 /** Gate and up weights [I, C] each as one [2 I, C] whose rows come in groups of 16: 8 gate rows, then the same 8 up rows (I a multiple of 8). */
 export function groupGateUp(gate: Tensor, up: Tensor): Tensor {
   const [inter, width] = gate.shape;

@@ -111,6 +111,9 @@ export interface CudaLibrary {
   /** r1_cuda_mla_decode_attention: absorbed MLA attention of q [B, H, D] over the latent cache [B, capacity, D], values its first Dv columns. */
   mlaDecodeAttention(q: DevicePtr, cache: DevicePtr, out: DevicePtr, kvStart: DevicePtr, kvEnd: DevicePtr, B: number, H: number, D: number, Dv: number,
     capacity: number, scale: number, bf16: boolean): void;
+  /** r1_cuda_linear_rope_kv: the q|k|v GEMM (rows paired for RoPE) with RoPE and the cache writes. */
+  linearRopeKv(x: DevicePtr, w: DevicePtr, bias: DevicePtr, positions: DevicePtr, cos: DevicePtr, sin: DevicePtr, column: DevicePtr, q: DevicePtr, kCache: DevicePtr,
+    vCache: DevicePtr, B: number, Hq: number, Hkv: number, D: number, interleaved: boolean, capacity: number, cacheBf16: boolean, k: number): void;
 }
 
 /**
@@ -201,6 +204,7 @@ const declarations = {
   r1_cuda_grouped_linear: 'void r1_cuda_grouped_linear(uint64_t a, const uint64_t *weights, uint64_t offsets, uint64_t out, int64_t rows, int64_t E, int64_t J, int64_t Kd, int transposed_w)',
   r1_cuda_grouped_weight_grad: 'void r1_cuda_grouped_weight_grad(uint64_t dy, uint64_t x, uint64_t offsets, const uint64_t *grads, int64_t E, int64_t N, int64_t C)',
   r1_cuda_mla_decode_attention: 'void r1_cuda_mla_decode_attention(uint64_t q, uint64_t cache, uint64_t out, uint64_t kv_start, uint64_t kv_end, int64_t B, int64_t H, int64_t D, int64_t Dv, int64_t capacity, float scale, int bf16)',
+  r1_cuda_linear_rope_kv: 'void r1_cuda_linear_rope_kv(uint64_t x, uint64_t w, uint64_t bias, uint64_t positions, uint64_t cos, uint64_t sin, uint64_t column, uint64_t q, uint64_t k_cache, uint64_t v_cache, int64_t B, int64_t Hq, int64_t Hkv, int64_t D, int interleaved, int64_t capacity, int cache_bf16, int64_t k)',
   r1_cuda_register_weight: 'int r1_cuda_register_weight(uint64_t ptr, int64_t n)',
   r1_cuda_share_bf16_operand: 'int r1_cuda_share_bf16_operand(uint64_t ptr, int64_t n)',
   r1_cuda_bf16_only_output: 'int r1_cuda_bf16_only_output(uint64_t ptr, int64_t n)',
@@ -605,6 +609,11 @@ function makeLibrary(path: string, c: CudaFunctions): CudaLibrary {
       Dv: number, capacity: number, scale: number, bf16: boolean) => {
       c.r1_cuda_mla_decode_attention(q, cache, out, kvStart, kvEnd, B, H, D, Dv, capacity, scale, bf16 ? 1 : 0);
       check('mlaDecodeAttention');
+    }),
+    linearRopeKv: bracket('linearRopeKv', (x: DevicePtr, w: DevicePtr, bias: DevicePtr, positions: DevicePtr, cos: DevicePtr, sin: DevicePtr, column: DevicePtr, q: DevicePtr,
+      kCache: DevicePtr, vCache: DevicePtr, B: number, Hq: number, Hkv: number, D: number, interleaved: boolean, capacity: number, cacheBf16: boolean, k: number) => {
+      c.r1_cuda_linear_rope_kv(x, w, bias, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, interleaved ? 1 : 0, capacity, cacheBf16 ? 1 : 0, k);
+      check('linearRopeKv');
     }),
   };
 }

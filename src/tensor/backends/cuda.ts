@@ -111,6 +111,8 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
     groupedWeightGrad: (dy, x, offsets, grads, N, C) => library.groupedWeightGrad(dy, x, offsets, grads, N, C),
     mlaDecodeAttention: (q, cache, out, kvStart, kvEnd, B, H, D, Dv, capacity, scale, bf16) =>
       library.mlaDecodeAttention(q, cache, out, kvStart, kvEnd, B, H, D, Dv, capacity, scale, bf16),
+    linearRopeKv: (x, w, bias, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, interleaved, capacity, cacheBf16, k) =>
+      library.linearRopeKv(x, w, bias, positions, cos, sin, column, q, kCache, vCache, B, Hq, Hkv, D, interleaved, capacity, cacheBf16, k),
     registerWeight(array) {
       // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
