@@ -11,23 +11,14 @@ import { argmax, sampleFromWeights, sampleOnDevice, samplingDistribution, temper
 import { cudaAvailable } from '../../src/tensor/backends/cuda.ts';
 import { streamUniform } from '../../src/tensor/philox.ts';
 import { Rng, scope, tensor, withDevice } from '../../src/tensor/index.ts';
-import { tinyModel, tinyTokenizer } from './fixtures.ts';
+import { SAMPLING_SETTINGS, tinyModel, tinyTokenizer } from './fixtures.ts';
 
 const available = cudaAvailable();
 const skip = available.ok ? false : available.reason;
 const seed = Number(process.env.R1_TEST_SEED ?? Date.now() % 1_000_000_007);
 if (available.ok) console.log(`# cuda-sampler.test.ts seed ${seed} (replay with R1_TEST_SEED=${seed})`);
 
-const SETTINGS: SamplingParams[] = [
-  { temperature: 0, topK: 0, topP: 1, minP: 0 },
-  { temperature: 1, topK: 0, topP: 1, minP: 0 },
-  { temperature: 0.7, topK: 0, topP: 1, minP: 0 },
-  { temperature: 1, topK: 40, topP: 1, minP: 0 },
-  { temperature: 1, topK: 0, topP: 0.9, minP: 0 },
-  { temperature: 0.8, topK: 50, topP: 0.8, minP: 0 },
-  { temperature: 1, topK: 0, topP: 1, minP: 0.05 },
-  { temperature: 1.3, topK: 0, topP: 0.95, minP: 0.02 },
-];
+const SETTINGS = SAMPLING_SETTINGS;
 
 /** The CPU sampler's token for one row (float64 weights), drawn with the same uniform as the kernel's. */
 function cpuToken(row: Float32Array, sampleVocab: number, p: DeviceSamplingRow): number {

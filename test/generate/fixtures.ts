@@ -1,6 +1,7 @@
 // Tiny models and a tiny tokenizer for the generation, model-loading and CLI tests: small enough for the
 // reference backend, with weights large enough (std 0.3 instead of 0.02) that next-token distributions are
 // peaked, so greedy choices are not decided by float32 rounding.
+import type { SamplingParams } from '../../src/generate/sampler.ts';
 import { DenseModel, type DenseConfig } from '../../src/models/dense.ts';
 import { copyInto, noGrad, randn, Rng } from '../../src/tensor/index.ts';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.ts';
@@ -46,3 +47,15 @@ export function tinyModel(seed = 1, overrides: Partial<DenseConfig> = {}): Dense
   });
   return model;
 }
+
+/** Sampling settings that cover greedy, temperature, top-k, top-p, min-p and their combinations (the fused samplers' tests). */
+export const SAMPLING_SETTINGS: readonly SamplingParams[] = [
+  { temperature: 0, topK: 0, topP: 1, minP: 0 },
+  { temperature: 1, topK: 0, topP: 1, minP: 0 },
+  { temperature: 0.7, topK: 0, topP: 1, minP: 0 },
+  { temperature: 1, topK: 40, topP: 1, minP: 0 },
+  { temperature: 1, topK: 0, topP: 0.9, minP: 0 },
+  { temperature: 0.8, topK: 50, topP: 0.8, minP: 0 },
+  { temperature: 1, topK: 0, topP: 1, minP: 0.05 },
+  { temperature: 1.3, topK: 0, topP: 0.95, minP: 0.02 },
+];

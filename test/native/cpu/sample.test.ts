@@ -8,17 +8,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { argmax, sampleFromWeights, type SamplingParams } from '../../../src/generate/sampler.ts';
 import { nativeBackend } from '../../../src/tensor/backends/native.ts';
+import { SAMPLING_SETTINGS } from '../../generate/fixtures.ts';
 import type { FloatArray } from '../../../src/tensor/backend.ts';
 import { logSoftmax, mul, Rng, softmax, tensor, withBackend } from '../../../src/tensor/index.ts';
 
+// The fused samplers' settings, and the benchmarks' (0.8, top-p 0.95), a small top-k with min-p, a low temperature.
 const SETTINGS: SamplingParams[] = [
-  { temperature: 0, topK: 0, topP: 1, minP: 0 },
-  { temperature: 1, topK: 0, topP: 1, minP: 0 },
-  { temperature: 0.7, topK: 0, topP: 1, minP: 0 },
-  { temperature: 1, topK: 40, topP: 1, minP: 0 },
+  ...SAMPLING_SETTINGS,
   { temperature: 0.8, topK: 0, topP: 0.95, minP: 0 },
-  { temperature: 0.8, topK: 50, topP: 0.8, minP: 0 },
-  { temperature: 1, topK: 0, topP: 1, minP: 0.05 },
   { temperature: 1.3, topK: 3, topP: 0.5, minP: 0.02 },
   { temperature: 0.05, topK: 0, topP: 0.3, minP: 0 },
 ];
