@@ -318,11 +318,11 @@ export class SamplingEngine {
    * relaid out: what else outlives it is plain numbers. A fresh ArrayBuffer per activation was V8 external
    * memory, and V8 answers it with a collection per 32-64 MB on the thread that runs the op layer (20m, batch 32:
    * ~5% of a step in the collector and in allocation). Only arrays of RECYCLED_MIN_BYTES or more: moving an
-   * array costs ~5 us, twice a fresh small one, so batch 1's arrays (a few KB) stay fresh. Only the decode forward: a prefill's activations are
-   * larger and of other shapes, so they stay the collector's, and each step's recycler holds only the previous
-   * step's arrays (leftovers are dropped), which keeps peak memory where it was. Released arrays move to new
-   * ArrayBuffers (moveHostArray): a tensor of the step read afterwards by mistake throws instead of seeing the
-   * next step's values.
+   * array costs ~5 us, twice a fresh small one, so batch 1's arrays (a few KB) stay fresh. Only the decode
+   * forward: a prefill's activations are larger and of other shapes, so they stay the collector's, and each
+   * step's recycler holds only the previous step's arrays (leftovers are dropped), which keeps peak memory where
+   * it was. Released arrays move to new ArrayBuffers (moveHostArray): a tensor of the step read afterwards by
+   * mistake throws instead of seeing the next step's values.
    */
   private recycling<T>(fn: () => T): T {
     if (this.model.device !== 'cpu') return fn();
