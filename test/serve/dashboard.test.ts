@@ -177,6 +177,8 @@ describe('r1 dashboard in Chromium', { skip: chromiumMissing }, () => {
   it('streams a chat answer from the model', async () => {
     await page.fill('#chat-input', 'the cat');
     await page.fill('#chat-max-tokens', '24');
+    // Greedy: a draw at the page's default temperature could end the tiny model's answer at its first token.
+    await page.fill('#chat-temperature', '0');
     await page.click('#chat-form button');
     await page.waitForFunction(() => document.querySelector('.turn.assistant')?.getAttribute('data-done') === 'true', undefined, { timeout: 30_000 });
     const turn = page.locator('.turn.assistant').first();
