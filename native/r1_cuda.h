@@ -102,12 +102,17 @@ R1_API int r1_cuda_share_bf16_operand(const float* ptr, int64_t n);
 // rules above apply to these copies as to a weight's: an unwatched write into such an output afterwards needs
 // r1_cuda_register_weight again.
 // bf16-only outputs: r1_cuda_bf16_only_output(ptr, n), called for a whole block of the caching allocator before
-// the producer runs (r1_swiglu_backward's dgate and dup, r1_cross_entropy_backward's dlogits), makes that producer
-// write the bf16 copy of [ptr, ptr + n) and not the floats: for an output that only bf16 GEMMs read. r1_matmul
-// reads the copy where it would (one matrix), and writes the floats back from it first where it rounds or reads
-// floats itself; any other reader must call r1_cuda_widen_bf16_only(ptr, n) first, which writes the floats
-// (the copy's values, widened) and ends the promise. Returns 0, or 1 when ptr does not start a block of at
-// least n floats or the range overlaps another registration (then the producer writes the floats as usual).
+// the producer runs, makes that producer write the bf16 values of [ptr, ptr + n) and not the floats. The copy
+// lies in the block's own first n * 2 bytes (no allocation), so the activation takes half its float32 bytes of
+// traffic. Producers: r1_matmul (bf16 precision, beta 0: cuBLASLt writes D as bf16), r1_rmsnorm, r1_swiglu and
+// its backward, r1_rope, r1_cross_entropy_backward and the tensor-core r1_attention. Readers of the copy:
+// r1_matmul (one matrix), r1_binary, r1_swiglu and its backward, r1_rope, r1_cross_entropy and its backward, the
+// attention's v, out and dout. r1_matmul writes the floats back from it first where it rounds or reads floats
+// itself; any other reader must call r1_cuda_widen_bf16_only(ptr, n) first, which writes the floats (the copy's
+// values, widened, through a moved copy) and ends the promise and the registration. A kernel that writes the
+// floats instead (a producer without a bf16 path, r1_binary in place) ends them too. Returns 0, or 1 when ptr
+// does not start a block of at least n floats or the range overlaps another registration (then the producer
+// writes the floats as usual).
 R1_API int r1_cuda_bf16_only_output(const float* ptr, int64_t n);
 R1_API void r1_cuda_widen_bf16_only(const float* ptr, int64_t n);
 

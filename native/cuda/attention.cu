@@ -18,6 +18,7 @@
 // In bf16 matmul precision, prefill and training shapes with D == Dv of 64 or 128 run on tensor cores instead
 // (attention_bf16.cu); decoding (the grouped path) and every other shape stay here.
 #include <algorithm>
+#include <utility>
 
 #include <cuda_bf16.h>
 
@@ -499,13 +500,13 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_attention_kernel(Decode
 // ---- backward ----
 
 // delta[b, h, i] = dO . O over Dv (FlashAttention-2's D_i), one warp per row.
-__global__ void attention_delta_kernel(const float* out, const float* dout, float* delta, int64_t rows, int64_t Hq,
-                                       int64_t Tq, int64_t Dv) {
+__global__ void attention_delta_kernel(Input out, Input dout, float* delta, int64_t rows, int64_t Hq, int64_t Tq,
+                                       int64_t Dv) {
   const int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;  // r = (b * Tq + i) * Hq + h
   if (r >= rows) return;
   const int lane = threadIdx.x & 31;
   float acc = 0.0f;
-  for (int64_t e = lane; e < Dv; e += 32) acc += out[r * Dv + e] * dout[r * Dv + e];
+  for (int64_t e = lane; e < Dv; e += 32) acc += read(out, r * Dv + e) * read(dout, r * Dv + e);
   acc = warp_reduce(acc, Add{});
   if (lane == 0) {
     int64_t h = r % Hq, bi = r / Hq, i = bi % Tq, b = bi / Tq;
@@ -773,6 +774,11 @@ R1_API void r1_attention(const float* q, const float* k, const float* v, float* 
                                           v_batch_stride, scale, causal)) {
     return;
   }
+  // The float32 kernels read floats (v may be a bf16-only GEMM output) and write out's floats (which ends a
+  // bf16-only promise made for the tensor-core kernel's copy).
+  widen_pending(k, ((B - 1) * kv_batch_stride + Tk * Hkv * D) * static_cast<int64_t>(sizeof(float)));
+  widen_pending(v, ((B - 1) * v_batch_stride + Tk * Hkv * Dv) * static_cast<int64_t>(sizeof(float)));
+  weights_written(out, B * Tq * Hq * Dv * static_cast<int64_t>(sizeof(float)));
   if (decoding && vectorized && D == Dv && (D == 64 || D == 128)) {
     decode_attention(q, k, v, out, lse, kv_start, nullptr, B, Tq, Tk, Hq, Hkv, D, kv_batch_stride, v_batch_stride, scale, causal);
     return;
@@ -833,9 +839,16 @@ R1_API void r1_attention_backward(const float* q, const float* k, const float* v
   auto* delta = static_cast<float*>(scratch(kScratchAttention, sizeof(float) * B * Hq * Tq));
   if (!delta) return;
   const int64_t rows = B * Tq * Hq;
-  attention_delta_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(out, dout, delta, rows, Hq, Tq, Dv);
+  // out (the forward's) and dout (o_proj's backward GEMM's) may be bf16-only: the delta kernel and the
+  // tensor-core kernel read their copies; the float32 kernel below has their floats written back first.
+  attention_delta_kernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(
+      input_of(out, rows * Dv), input_of(dout, rows * Dv), delta, rows, Hq, Tq, Dv);
   if (attention_backward_bf16(q, k, v, lse, dout, delta, dq, dk, dv, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal)) {
     return;
+  }
+  for (auto [x, count] : {std::pair{q, rows * D}, std::pair{k, B * Tk * Hkv * D}, std::pair{v, B * Tk * Hkv * Dv},
+                          std::pair{dout, rows * Dv}}) {
+    widen_pending(x, count * static_cast<int64_t>(sizeof(float)));
   }
   BackwardArgs a{q, k, v, lse, dout, delta, dq, dk, dv, kv_start, B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal};
   dim3 grid(static_cast<unsigned>((Tk + kBwdKeys - 1) / kBwdKeys), static_cast<unsigned>(Hkv), static_cast<unsigned>(B));

@@ -133,6 +133,7 @@ struct FlashArgs {
   // the dK / dV slices that the blocks of different parts of a group write (0 when a block walks the whole group).
   int64_t heads_per_block, part_stride;
   __nv_bfloat16* out16 = nullptr;  // forward: out's bf16 copy (output_copy), or nullptr
+  bool out_copy_only = false;      // forward: out is bf16-only (o_proj's GEMMs and the backward read the copy)
 };
 
 template <int D>
@@ -268,9 +269,11 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
     if (qi >= a.Tq) continue;
     const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     float* out = a.out + ((b * a.Tq + qi) * a.Hq + h) * D + 2 * c;
-    #pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    if (!a.out_copy_only) {
+      #pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        *reinterpret_cast<float2*>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+      }
     }
     if (a.out16) {
       __nv_bfloat16* out16 = a.out16 + ((b * a.Tq + qi) * a.Hq + h) * D + 2 * c;
@@ -530,12 +533,17 @@ bool attention_forward_bf16(const float* q, const float* k, const float* v, floa
   if (!kb || !vb) {
     auto* kv = static_cast<__nv_bfloat16*>(scratch(kScratchAttentionBf16, 2 * B * kv_count * sizeof(__nv_bfloat16)));
     if (!kv) return true;  // the failure is recorded
-    if (!kb) round_to_bf16(k, kv, B, kv_count, kv_batch_stride), kb = kv;
-    if (!vb) round_to_bf16(v, kv + B * kv_count, B, kv_count, v_batch_stride), vb = kv + B * kv_count;
+    auto round = [&](const float* x, __nv_bfloat16* slot, int64_t stride) {
+      widen_pending(x, ((B - 1) * stride + kv_count) * static_cast<int64_t>(sizeof(float)));
+      round_to_bf16(x, slot, B, kv_count, stride);
+      return static_cast<const __nv_bfloat16*>(slot);
+    };
+    if (!kb) kb = round(k, kv, kv_batch_stride);
+    if (!vb) vb = round(v, kv + B * kv_count, v_batch_stride);
   }
   FlashArgs a{q, nullptr, nullptr, kb, vb, nullptr, nullptr, out, lse, nullptr, nullptr, nullptr,
               kv_start, Tq, Tk, Hq, Hkv, scale, causal};
-  a.out16 = output_copy(out, B * Tq * Hq * D, nullptr);
+  a.out16 = output_copy(out, B * Tq * Hq * D, &a.out_copy_only);
   const dim3 grid(static_cast<unsigned>((Tq + kFwdQueries - 1) / kFwdQueries), static_cast<unsigned>(Hq), static_cast<unsigned>(B));
   const size_t shared_bytes = sizeof(__nv_bfloat16) * (kFwdQueries + 4 * kTile) * (D + 8);
   const char* name = "r1_attention (bf16 tensor cores)";
@@ -559,6 +567,7 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
   auto operand = [](const float* x, __nv_bfloat16* slot, int64_t count) {
     const __nv_bfloat16* copy = loadable_copy(x, count);
     if (copy) return copy;
+    widen_pending(x, count * static_cast<int64_t>(sizeof(float)));
     round_to_bf16(x, slot, 1, count, 0);
     return static_cast<const __nv_bfloat16*>(slot);
   };

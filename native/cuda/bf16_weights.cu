@@ -24,6 +24,10 @@ struct Shadow {
   // The float32 range was not written: the copy holds the values (r1_cuda_bf16_only_output) until
   // r1_cuda_widen_bf16_only writes them back as floats.
   bool float_pending = false;
+  // The copy is the first half of the float32 range itself (a bf16-only output made without a copy of its own:
+  // its floats are never written while it holds the values, so the activation takes half its bytes and nothing
+  // more). Writing the floats ends it: the registration is dropped, and nothing is freed with it.
+  bool inside = false;
 };
 std::mutex registry_mutex;
 std::map<uintptr_t, Shadow> registry;  // start address -> shadow
@@ -62,7 +66,7 @@ int register_range(const char* where, const float* ptr, int64_t n, bool keep_cur
       return 0;
     }
     if (it != registry.end()) {
-      old_copy = it->second.copy;
+      if (!it->second.inside) old_copy = it->second.copy;
       registry.erase(it);
     }
     if (overlaps_registered(lo, hi)) {
@@ -92,8 +96,15 @@ __nv_bfloat16* output_copy(const float* y, int64_t n, bool* copy_only) {
     std::lock_guard<std::mutex> lock(registry_mutex);
     auto it = registry.find(reinterpret_cast<uintptr_t>(y));
     if (it != registry.end() && it->second.n == n && it->second.float_pending) {
-      if (copy_only) *copy_only = true;
-      else it->second.float_pending = false;
+      if (copy_only) {
+        *copy_only = true;
+      } else if (it->second.inside) {
+        // A producer that writes the floats would overwrite a copy kept inside them: the floats alone, then.
+        registry.erase(it);
+        return nullptr;
+      } else {
+        it->second.float_pending = false;
+      }
       it->second.current = true;
       return it->second.copy;
     }
@@ -142,16 +153,33 @@ void widen_pending(const void* p, int64_t bytes) {
     std::lock_guard<std::mutex> lock(registry_mutex);
     auto it = registry.upper_bound(lo);
     if (it != registry.begin()) --it;
-    for (; it != registry.end() && it->first < hi; ++it) {
+    while (it != registry.end() && it->first < hi) {
       if (it->second.float_pending && it->first + sizeof(float) * it->second.n > lo) {
         it->second.float_pending = false;
         pending.emplace_back(it->first, it->second);
+        // A copy inside the floats is overwritten by them: the registration ends.
+        if (it->second.inside) {
+          it = registry.erase(it);
+          continue;
+        }
       }
+      ++it;
     }
   }
   for (auto& [start, shadow] : pending) {
-    widen_kernel<<<grid_for(shadow.n), kThreads, 0, stream()>>>(shadow.copy, reinterpret_cast<float*>(start), shadow.n);
+    const __nv_bfloat16* src = shadow.copy;
+    void* moved = nullptr;
+    if (shadow.inside) {
+      // The floats overlap the copy they are widened from: move the copy out first (stream-ordered, so the
+      // block goes back to the cache only after the widening has read it).
+      moved = r1_cuda_alloc(shadow.n * static_cast<int64_t>(sizeof(__nv_bfloat16)));
+      if (!moved) continue;  // the failure is recorded
+      cudaMemcpyAsync(moved, src, shadow.n * sizeof(__nv_bfloat16), cudaMemcpyDeviceToDevice, stream());
+      src = static_cast<const __nv_bfloat16*>(moved);
+    }
+    widen_kernel<<<grid_for(shadow.n), kThreads, 0, stream()>>>(src, reinterpret_cast<float*>(start), shadow.n);
     check_launch("widening a bf16-only output");
+    if (moved) r1_cuda_free(moved);
   }
 }
 
@@ -162,11 +190,27 @@ const __nv_bfloat16* current_copy(const float* p, int64_t count) {
   return it->second.copy + (p - reinterpret_cast<const float*>(it->first));
 }
 
+const __nv_bfloat16* pending_copy(const float* p, int64_t count) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = holding(p, count);
+  if (it == registry.end() || !it->second.float_pending) return nullptr;
+  return it->second.copy + (p - reinterpret_cast<const float*>(it->first));
+}
+
+__nv_bfloat16* bf16_only_target(const float* y, int64_t n) {
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = registry.find(reinterpret_cast<uintptr_t>(y));
+  if (it == registry.end() || it->second.n != n || !it->second.float_pending) return nullptr;
+  it->second.current = true;
+  return it->second.copy;
+}
+
 const __nv_bfloat16* weight_shadow(const float* p, int64_t count) {
   std::lock_guard<std::mutex> lock(registry_mutex);
   auto it = holding(p, count);
   if (it == registry.end()) return nullptr;
   Shadow& shadow = it->second;
+  if (shadow.inside && !shadow.current) return nullptr;  // promised but not written: nothing to read or round into
   if (!shadow.current) {
     round_to_bf16(reinterpret_cast<const float*>(it->first), shadow.copy, 1, shadow.n, 0);
     shadow.current = true;
@@ -189,8 +233,18 @@ void weights_written(const void* p, int64_t bytes) {
   std::lock_guard<std::mutex> lock(registry_mutex);
   auto it = registry.upper_bound(lo);
   if (it != registry.begin()) --it;
-  for (; it != registry.end() && it->first < hi; ++it) {
-    if (it->first + sizeof(float) * it->second.n > lo) it->second.current = false;
+  while (it != registry.end() && it->first < hi) {
+    if (it->first + sizeof(float) * it->second.n > lo) {
+      // A copy kept inside the floats is gone once they are written.
+      if (it->second.inside) {
+        it = registry.erase(it);
+        continue;
+      }
+      it->second.current = false;
+      // Floats written over the whole range are the values now (r1_binary in place into a bf16-only gradient).
+      if (it->first >= lo && it->first + sizeof(float) * it->second.n <= hi) it->second.float_pending = false;
+    }
+    ++it;
   }
 }
 
@@ -201,7 +255,7 @@ void weights_freed(const void* block, int64_t bytes) {
     std::lock_guard<std::mutex> lock(registry_mutex);
     auto it = registry.lower_bound(lo);
     while (it != registry.end() && it->first < hi) {
-      copies.push_back(it->second.copy);
+      if (!it->second.inside) copies.push_back(it->second.copy);
       it = registry.erase(it);
     }
   }
@@ -225,20 +279,17 @@ R1_API int r1_cuda_share_bf16_operand(const float* ptr, int64_t n) {
 R1_API int r1_cuda_bf16_only_output(const float* ptr, int64_t n) {
   if (!ptr || n <= 0 || !allocation_starts_at(ptr, n * static_cast<int64_t>(sizeof(float)))) return 1;
   const uintptr_t lo = reinterpret_cast<uintptr_t>(ptr), hi = lo + sizeof(float) * n;
-  {
-    std::lock_guard<std::mutex> lock(registry_mutex);
-    auto it = registry.find(lo);
-    if (it != registry.end() && it->second.n == n) {
-      it->second.float_pending = true;
-      return 0;
-    }
-    if (overlaps_registered(lo, hi)) return 1;
-  }
-  auto* copy = static_cast<__nv_bfloat16*>(r1_cuda_alloc(n * static_cast<int64_t>(sizeof(__nv_bfloat16))));
-  if (!copy) return 1;
   std::lock_guard<std::mutex> lock(registry_mutex);
-  Shadow shadow{n, copy, false};
+  auto it = registry.find(lo);
+  if (it != registry.end() && it->second.n == n) {
+    it->second.float_pending = true;
+    return 0;
+  }
+  if (overlaps_registered(lo, hi)) return 1;
+  // A fresh output keeps its copy in the first half of its own floats (Shadow::inside): no allocation.
+  Shadow shadow{n, reinterpret_cast<__nv_bfloat16*>(const_cast<float*>(ptr)), false};
   shadow.float_pending = true;
+  shadow.inside = true;
   registry[lo] = shadow;
   return 0;
 }

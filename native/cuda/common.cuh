@@ -46,8 +46,10 @@ void* scratch(ScratchSlot slot, size_t bytes);
 // weight_shadow: a current bf16 copy of [p, p + count) when that range lies inside one registered weight (a
 // stale copy is refreshed first, on the stream), else nullptr. weight_shadow_for_update: where r1_adamw writes
 // the bf16 copy of [p, p + n) beside p, or nullptr. weights_written: a write the library made to device memory
-// (upload, copy, fill) that makes the copies of the weights it overlaps stale. weights_freed: a freed block,
-// whose registrations are dropped.
+// (upload, copy, fill) or a kernel made to device memory in place (r1_binary into its input, r1_matmul's float32
+// output), which makes the copies it overlaps stale, drops a copy kept inside the floats (r1_cuda_bf16_only_output),
+// and gives a bf16-only range it covers whole its floats back. weights_freed: a freed block, whose registrations
+// are dropped.
 const __nv_bfloat16* weight_shadow(const float* p, int64_t count);
 __nv_bfloat16* weight_shadow_for_update(const float* p, int64_t n);
 void weights_written(const void* p, int64_t bytes);
@@ -71,6 +73,12 @@ __nv_bfloat16* output_copy(const float* y, int64_t n, bool* copy_only);
 void widen_pending(const void* p, int64_t bytes);
 // The current bf16 copy of [p, p + count) if one is registered and current, else nullptr (never rounds).
 const __nv_bfloat16* current_copy(const float* p, int64_t count);
+// The bf16 copy holding the values of [p, p + count) when that range lies inside a bf16-only buffer whose floats
+// are pending (r1_cuda_bf16_only_output), else nullptr: for kernels that read such an input as bf16.
+const __nv_bfloat16* pending_copy(const float* p, int64_t count);
+// Where r1_matmul writes its output y [0, n) as bf16 alone: y's copy when y was promised to it whole
+// (r1_cuda_bf16_only_output), marked current; else nullptr (write the floats).
+__nv_bfloat16* bf16_only_target(const float* y, int64_t n);
 
 // Whether p is the start of a live block of the caching allocator of at least `bytes` (runtime.cu).
 bool allocation_starts_at(const void* p, int64_t bytes);
@@ -171,6 +179,22 @@ inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size
   config.numAttrs = 1;
   cudaError_t err = cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
   if (err != cudaSuccess) record_error("cudaLaunchKernelEx", err);
+}
+
+// An input of an elementwise or row kernel that may be a bf16-only buffer (pending_copy): h, when not null, holds
+// the values as bf16 and f's floats are not written. input_of looks the range up on the host.
+struct Input {
+  const float* f;
+  const __nv_bfloat16* h;
+};
+inline Input input_of(const float* p, int64_t count) { return Input{p, count > 0 ? pending_copy(p, count) : nullptr}; }
+__device__ inline float read(Input x, int64_t i) { return x.h ? __bfloat162float(x.h[i]) : x.f[i]; }
+// Four elements from index 4 * i4 (16-byte aligned floats, 8-byte aligned bf16).
+__device__ inline float4 read4(Input x, int64_t i4) {
+  if (!x.h) return reinterpret_cast<const float4*>(x.f)[i4];
+  const uint2 w = reinterpret_cast<const uint2*>(x.h)[i4];
+  return make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xffff0000u), __uint_as_float(w.y << 16),
+                     __uint_as_float(w.y & 0xffff0000u));
 }
 
 // A float stored into a float or a bf16 element (rounded to nearest even): kernels that write either format.

@@ -154,11 +154,11 @@ __device__ inline void offsets_of(const Strided<N>& s, int64_t linear, int64_t* 
 }
 
 // Operand order of Strided<3>: a, b, out.
-__global__ void binary_kernel(int op, const float* a, const float* b, float* out, Strided<3> s) {
+__global__ void binary_kernel(int op, Input a, Input b, float* out, Strided<3> s) {
   GRID_STRIDE(i, s.total) {
     int64_t off[3];
     offsets_of(s, i, off);
-    out[off[2]] = binary_op(op, a[off[0]], b[off[1]]);
+    out[off[2]] = binary_op(op, read(a, off[0]), read(b, off[1]));
   }
 }
 
@@ -168,17 +168,16 @@ __global__ void binary_kernel(int op, const float* a, const float* b, float* out
 enum Broadcast : int { kWhole = 0, kRow = 1, kScalar = 2 };
 
 template <class Index>
-__device__ inline float4 load4(const float* p, int mode, Index i4, Index col4) {
+__device__ inline float4 load4(Input p, int mode, Index i4, Index col4) {
   if (mode == kScalar) {
-    const float v = p[0];
+    const float v = read(p, 0);
     return make_float4(v, v, v, v);
   }
-  return reinterpret_cast<const float4*>(p)[mode == kWhole ? i4 : col4];
+  return read4(p, mode == kWhole ? i4 : col4);
 }
 
 template <class Index>
-__global__ void binary4_kernel(int op, const float* a, int a_mode, const float* b, int b_mode, float4* out, Index n4,
-                               Index cols4) {
+__global__ void binary4_kernel(int op, Input a, int a_mode, Input b, int b_mode, float4* out, Index n4, Index cols4) {
   for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < n4; i += Index(gridDim.x) * blockDim.x) {
     const Index col = i % cols4;
     const float4 x = load4(a, a_mode, i, col), y = load4(b, b_mode, i, col);
@@ -224,19 +223,19 @@ struct GradientCopies {
   bool dgate = false, dup = false;
 };
 
-__global__ void swiglu4_kernel(const float4* gate, const float4* up, float4* y, uint2* y16, int64_t n4) {
+__global__ void swiglu4_kernel(Input gate, Input up, float4* y, uint2* y16, bool copy_only, int64_t n4) {
   GRID_STRIDE(i, n4) {
-    const float4 g = gate[i], u = up[i];
+    const float4 g = read4(gate, i), u = read4(up, i);
     const float4 v = make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z), swiglu_value(g.w, u.w));
-    y[i] = v;
+    if (!copy_only) y[i] = v;
     if (y16) y16[i] = bf16x4(v);
   }
 }
 
-__global__ void swiglu4_backward_kernel(const float4* gate, const float4* up, const float4* dy, float4* dgate, float4* dup,
-                                        uint2* dgate16, uint2* dup16, GradientCopies only, int64_t n4) {
+__global__ void swiglu4_backward_kernel(Input gate, Input up, Input dy, float4* dgate, float4* dup, uint2* dgate16,
+                                        uint2* dup16, GradientCopies only, int64_t n4) {
   GRID_STRIDE(i, n4) {
-    const float4 g = gate[i], u = up[i], d = dy[i];
+    const float4 g = read4(gate, i), u = read4(up, i), d = read4(dy, i);
     float4 dg, du;
     swiglu_grads(g.x, u.x, d.x, dg.x, du.x);
     swiglu_grads(g.y, u.y, d.y, dg.y, du.y);
@@ -249,19 +248,19 @@ __global__ void swiglu4_backward_kernel(const float4* gate, const float4* up, co
   }
 }
 
-__global__ void swiglu_kernel(const float* gate, const float* up, float* y, __nv_bfloat16* y16, int64_t n) {
+__global__ void swiglu_kernel(Input gate, Input up, float* y, __nv_bfloat16* y16, bool copy_only, int64_t n) {
   GRID_STRIDE(i, n) {
-    const float v = swiglu_value(gate[i], up[i]);
-    y[i] = v;
+    const float v = swiglu_value(read(gate, i), read(up, i));
+    if (!copy_only) y[i] = v;
     if (y16) y16[i] = __float2bfloat16_rn(v);
   }
 }
 
-__global__ void swiglu_backward_kernel(const float* gate, const float* up, const float* dy, float* dgate, float* dup,
-                                       __nv_bfloat16* dgate16, __nv_bfloat16* dup16, GradientCopies only, int64_t n) {
+__global__ void swiglu_backward_kernel(Input gate, Input up, Input dy, float* dgate, float* dup, __nv_bfloat16* dgate16,
+                                       __nv_bfloat16* dup16, GradientCopies only, int64_t n) {
   GRID_STRIDE(i, n) {
     float dg, du;
-    swiglu_grads(gate[i], up[i], dy[i], dg, du);
+    swiglu_grads(read(gate, i), read(up, i), read(dy, i), dg, du);
     if (!only.dgate) dgate[i] = dg;
     if (!only.dup) dup[i] = du;
     if (dgate16) dgate16[i] = __float2bfloat16_rn(dg);
@@ -312,21 +311,33 @@ R1_API void r1_binary(int op, const float* a, const int64_t* a_strides, const fl
     else if (inner == 0 && outer == 0) modes[o] = kScalar;
   }
   const float* operands[2] = {a, b};
+  // In place into a bf16-only buffer: its floats are written back first (its copy may lie inside them).
+  widen_pending(out, s.total * static_cast<int64_t>(sizeof(float)));
+  // An operand that is a bf16-only buffer (a GEMM's output, ops.matmul) is read from its copy: its extent is the
+  // range of elements the strides reach.
+  Input inputs[2];
+  for (int o = 0; o < 2; ++o) {
+    int64_t extent = 1;
+    for (int d = 0; d < s.ndim; ++d) extent += (s.shape[d] - 1) * s.strides[o][d];
+    inputs[o] = input_of(operands[o], extent);
+  }
   bool vectorizable = s.ndim <= 2 && cols % 4 == 0 && aligned16(out);
   for (int o = 0; o < 2; ++o) vectorizable &= modes[o] >= 0 && (modes[o] == kScalar || aligned16(operands[o]));
   if (vectorizable) {
     const int64_t n4 = s.total / 4, cols4 = cols / 4;
     auto* out4 = reinterpret_cast<float4*>(out);
     if (n4 < (int64_t(1) << 31)) {
-      binary4_kernel<int32_t><<<grid_for(n4), kThreads, 0, stream()>>>(op, a, modes[0], b, modes[1], out4,
+      binary4_kernel<int32_t><<<grid_for(n4), kThreads, 0, stream()>>>(op, inputs[0], modes[0], inputs[1], modes[1], out4,
                                                                      static_cast<int32_t>(n4), static_cast<int32_t>(cols4));
     } else {
-      binary4_kernel<int64_t><<<grid_for(n4), kThreads, 0, stream()>>>(op, a, modes[0], b, modes[1], out4, n4, cols4);
+      binary4_kernel<int64_t><<<grid_for(n4), kThreads, 0, stream()>>>(op, inputs[0], modes[0], inputs[1], modes[1], out4, n4, cols4);
     }
   } else {
-    binary_kernel<<<grid_for(s.total), kThreads, 0, stream()>>>(op, a, b, out, s);
+    binary_kernel<<<grid_for(s.total), kThreads, 0, stream()>>>(op, inputs[0], inputs[1], out, s);
   }
   check_launch("r1_binary");
+  // In place (backward() adding into a gradient): the floats are the sum now, whatever copy the target had.
+  weights_written(out, s.total * static_cast<int64_t>(sizeof(float)));
 }
 
 R1_API void r1_where(const float* cond, const int64_t* cond_strides, const float* a, const int64_t* a_strides,
@@ -351,13 +362,15 @@ R1_API void r1_copy(const float* src, const int64_t* src_strides, float* dst, co
 
 R1_API void r1_swiglu(const float* gate, const float* up, float* y, int64_t n) {
   if (n <= 0) return;
-  __nv_bfloat16* y16 = output_copy(y, n, nullptr);
+  bool copy_only = false;
+  __nv_bfloat16* y16 = output_copy(y, n, &copy_only);
+  const Input g = input_of(gate, n), u = input_of(up, n);
   // The copies come from the caching allocator (512-byte aligned), so the four-float path writes 8-byte groups.
   if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(y)) {
-    swiglu4_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up),
-                                                               reinterpret_cast<float4*>(y), reinterpret_cast<uint2*>(y16), n / 4);
+    swiglu4_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(g, u, reinterpret_cast<float4*>(y),
+                                                               reinterpret_cast<uint2*>(y16), copy_only, n / 4);
   } else {
-    swiglu_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, y, y16, n);
+    swiglu_kernel<<<grid_for(n), kThreads, 0, stream()>>>(g, u, y, y16, copy_only, n);
   }
   check_launch("r1_swiglu");
 }
@@ -367,13 +380,13 @@ R1_API void r1_swiglu_backward(const float* gate, const float* up, const float* 
   GradientCopies only;
   __nv_bfloat16* dgate16 = output_copy(dgate, n, &only.dgate);
   __nv_bfloat16* dup16 = output_copy(dup, n, &only.dup);
+  const Input g = input_of(gate, n), u = input_of(up, n), d = input_of(dy, n);
   if (n % 4 == 0 && aligned16(gate) && aligned16(up) && aligned16(dy) && aligned16(dgate) && aligned16(dup)) {
     swiglu4_backward_kernel<<<grid_for(n / 4), kThreads, 0, stream()>>>(
-        reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up), reinterpret_cast<const float4*>(dy),
-        reinterpret_cast<float4*>(dgate), reinterpret_cast<float4*>(dup), reinterpret_cast<uint2*>(dgate16),
+        g, u, d, reinterpret_cast<float4*>(dgate), reinterpret_cast<float4*>(dup), reinterpret_cast<uint2*>(dgate16),
         reinterpret_cast<uint2*>(dup16), only, n / 4);
   } else {
-    swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(gate, up, dy, dgate, dup, dgate16, dup16, only, n);
+    swiglu_backward_kernel<<<grid_for(n), kThreads, 0, stream()>>>(g, u, d, dgate, dup, dgate16, dup16, only, n);
   }
   check_launch("r1_swiglu_backward");
 }

@@ -77,8 +77,9 @@ int precision = 0;                                    // r1_cuda_set_matmul_prec
 struct PlanKey {
   int64_t m, n, k, batch, stride_a, stride_b, stride_c;
   int trans_a, trans_b, precision, align_a, align_b, align_c;
-  int bias;     // the epilogue adds a float32 bias per output column (cuBLASLt's rows of D: r1_cuda_linear)
-  int padding;  // 0: the key has no uninitialised bytes (it is compared and hashed bytewise)
+  int bias;      // the epilogue adds a float32 bias per output column (cuBLASLt's rows of D: r1_cuda_linear)
+  int out_bf16;  // D is written as bf16 (a bf16-only output); also keeps the key free of padding bytes (it is
+                 // compared and hashed bytewise)
   bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
 };
 struct PlanKeyHash {
@@ -131,7 +132,7 @@ Plan make_plan(const PlanKey& key) {
   const int64_t m = key.m, n = key.n, k = key.k;
   bool ok = lt.layout_create(&plan.a, operand_type, key.trans_b ? k : n, key.trans_b ? n : k, key.trans_b ? k : n) == 0 &&
             lt.layout_create(&plan.b, operand_type, key.trans_a ? m : k, key.trans_a ? k : m, key.trans_a ? m : k) == 0 &&
-            lt.layout_create(&plan.c, R_32F, n, m, n) == 0;
+            lt.layout_create(&plan.c, key.out_bf16 ? R_16BF : R_32F, n, m, n) == 0;
   if (!ok) return plan;
   if (key.batch > 1) {
     int32_t count = static_cast<int32_t>(key.batch);
@@ -207,8 +208,8 @@ __device__ inline float load_float(const T* p) { return static_cast<float>(*p); 
 template <>
 __device__ inline float load_float(const __nv_bfloat16* p) { return __bfloat162float(*p); }
 
-template <class T>
-__global__ void tiled_gemm_kernel(const T* a, const T* b, float* c, int64_t m, int64_t n, int64_t k, int trans_a,
+template <class T, class Out>
+__global__ void tiled_gemm_kernel(const T* a, const T* b, Out* c, int64_t m, int64_t n, int64_t k, int trans_a,
                                   int trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float beta,
                                   const float* bias) {
   __shared__ float as[16][17], bs[16][17];
@@ -228,21 +229,22 @@ __global__ void tiled_gemm_kernel(const T* a, const T* b, float* c, int64_t m, i
     __syncthreads();
   }
   if (bias && col < n) sum += bias[col];
-  if (row < m && col < n) c[row * n + col] = beta != 0.0f ? sum + c[row * n + col] : sum;
+  if (row < m && col < n) r1cuda::store_as(c + row * n + col, beta != 0.0f ? sum + load_float(c + row * n + col) : sum);
 }
 
 
 // C = op(A) op(B) (+ bias per column of C) for operands already in the precision's element type (bf16 in bf16
 // precision): the planned cuBLASLt call, or the tiled kernel for shapes cuBLASLt declines. A bias needs batch 1
-// and beta 0.
-void run_gemm(const void* a_op, const void* b_op, float* c, const float* bias, int64_t batch, int64_t m, int64_t n,
-              int64_t k, int trans_a, int trans_b, int64_t sa, int64_t sb, int64_t stride_c, float beta,
-              const char* caller) {
+// and beta 0. c16 (bf16 precision, beta 0, no bias): C is written there as bf16 instead of into c.
+void run_gemm(const void* a_op, const void* b_op, float* c, __nv_bfloat16* c16, const float* bias, int64_t batch,
+              int64_t m, int64_t n, int64_t k, int trans_a, int trans_b, int64_t sa, int64_t sb, int64_t stride_c,
+              float beta, const char* caller) {
   cudaStream_t s = r1cuda::stream();
   const int64_t element = precision == 2 ? 2 : 4;
+  void* d = c16 ? static_cast<void*>(c16) : static_cast<void*>(c);
   PlanKey key{m, n, k, batch, sa, sb, stride_c, trans_a, trans_b, precision,
-              alignment(a_op, sa * element), alignment(b_op, sb * element), alignment(c, stride_c * 4),
-              bias != nullptr, 0};
+              alignment(a_op, sa * element), alignment(b_op, sb * element), alignment(d, stride_c * (c16 ? 2 : 4)),
+              bias != nullptr, c16 != nullptr};
   Plan* plan;
   {
     std::lock_guard<std::mutex> lock(plans_mutex);
@@ -254,7 +256,7 @@ void run_gemm(const void* a_op, const void* b_op, float* c, const float* bias, i
     const float alpha = 1.0f;
     if (bias) lt.desc_set(plan->desc, DESC_BIAS_POINTER, &bias, sizeof bias);
     // cuBLASLt's A is our B, its B our A.
-    int status = lt.matmul(handle, plan->desc, &alpha, b_op, plan->a, a_op, plan->b, &beta, c, plan->c, c, plan->c,
+    int status = lt.matmul(handle, plan->desc, &alpha, b_op, plan->a, a_op, plan->b, &beta, d, plan->c, d, plan->c,
                            &plan->algo, workspace, kWorkspaceBytes, s);
     if (status == 0) return;
     std::string message = "cublasLtMatmul failed with status " + std::to_string(status);
@@ -267,8 +269,13 @@ void run_gemm(const void* a_op, const void* b_op, float* c, const float* bias, i
     if (precision == 2) {
       auto* a16 = static_cast<const __nv_bfloat16*>(a_op) + b0 * sa;
       auto* b16 = static_cast<const __nv_bfloat16*>(b_op) + b0 * sb;
-      tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a16, b16, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb,
-                                                      stride_c, beta, bias);
+      if (c16) {
+        tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a16, b16, c16 + b0 * stride_c, m, n, k, trans_a, trans_b, sa,
+                                                        sb, stride_c, beta, bias);
+      } else {
+        tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a16, b16, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb,
+                                                        stride_c, beta, bias);
+      }
     } else {
       auto* a32 = static_cast<const float*>(a_op) + b0 * sa;
       auto* b32 = static_cast<const float*>(b_op) + b0 * sb;
@@ -354,7 +361,9 @@ R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, i
   if (!s || batch <= 0 || m <= 0 || n <= 0) return;
   if (k <= 0) {
     if (beta == 0.0f) zero_matrices_kernel<<<grid_for(batch * m * n), kThreads, 0, s>>>(c, batch, m * n, stride_c);
+    else widen_pending(c, ((batch - 1) * stride_c + m * n) * static_cast<int64_t>(sizeof(float)));
     check_launch("r1_matmul");
+    weights_written(c, ((batch - 1) * stride_c + m * n) * static_cast<int64_t>(sizeof(float)));
     return;
   }
   trans_a = trans_a != 0;
@@ -368,6 +377,7 @@ R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, i
 
   const void* a_op = a;
   const void* b_op = b;
+  __nv_bfloat16* c16 = nullptr;
   int64_t sa = stride_a, sb = stride_b;
   if (precision == 2) {
     const int64_t batch_a = stride_a == 0 ? 1 : batch, batch_b = stride_b == 0 ? 1 : batch;
@@ -381,12 +391,17 @@ R1_API void r1_matmul(const float* a, const float* b, float* c, int64_t batch, i
     b_op = b16;
     sa = stride_a == 0 ? 0 : m * k;
     sb = stride_b == 0 ? 0 : k * n;
+    // An output promised to its bf16 copy alone (ops.matmul: a product with a weight) is written there as bf16.
+    if (beta == 0.0f && (batch == 1 || stride_c == m * n)) c16 = bf16_only_target(c, batch * m * n);
   } else {
     // Float operands: a bf16-only output among them is written back as floats first.
     widen_pending(a, ((batch - 1) * stride_a + m * k) * static_cast<int64_t>(sizeof(float)));
     widen_pending(b, ((batch - 1) * stride_b + k * n) * static_cast<int64_t>(sizeof(float)));
   }
-  run_gemm(a_op, b_op, c, nullptr, batch, m, n, k, trans_a, trans_b, sa, sb, stride_c, beta, "r1_matmul");
+  const int64_t c_bytes = ((batch - 1) * stride_c + m * n) * static_cast<int64_t>(sizeof(float));
+  if (!c16 && beta != 0.0f) widen_pending(c, c_bytes);
+  run_gemm(a_op, b_op, c, c16, nullptr, batch, m, n, k, trans_a, trans_b, sa, sb, stride_c, beta, "r1_matmul");
+  if (!c16) weights_written(c, c_bytes);
 }
 
 // y[m, n] = x[m, k] w[n, k]^T (+ bias[n]) with the bias added in the GEMM's epilogue: the decode step's
@@ -417,7 +432,7 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
     widen_pending(x, m * k * static_cast<int64_t>(sizeof(float)));
     widen_pending(w, n * k * static_cast<int64_t>(sizeof(float)));
   }
-  run_gemm(x_op, w_op, y, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
+  run_gemm(x_op, w_op, y, nullptr, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
 }
 
 // The decode step's q|k|v projection with RoPE and the cache writes (r1_cuda.h): on the skinny GEMM's epilogue,

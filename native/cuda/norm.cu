@@ -10,9 +10,10 @@ using namespace r1cuda;
 
 namespace {
 
-// y16 (nullable): y's bf16 copy, written in the same pass (output_copy in common.cuh).
-__global__ void rmsnorm_kernel(const float* x, const float* w, float* y, __nv_bfloat16* y16, float* rstd, int64_t dim,
-                               float eps) {
+// y16 (nullable): y's bf16 copy, written in the same pass (output_copy in common.cuh); copy_only: y is a bf16-only
+// output (only GEMMs read it), so its floats are not written.
+__global__ void rmsnorm_kernel(const float* x, const float* w, float* y, __nv_bfloat16* y16, bool copy_only, float* rstd,
+                               int64_t dim, float eps) {
   const float* xr = x + blockIdx.x * dim;
   float* yr = y + blockIdx.x * dim;
   float sum = 0.0f;
@@ -24,7 +25,7 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, float* y, __nv_bf
     __nv_bfloat16* y16r = y16 + blockIdx.x * dim;
     for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
       const float value = w[d] * xr[d] * s;
-      yr[d] = value;
+      if (!copy_only) yr[d] = value;
       y16r[d] = __float2bfloat16_rn(value);
     }
   } else {
@@ -51,8 +52,8 @@ __global__ void rmsnorm_dx_kernel(const float* x, const float* w, const float* r
 // loads. The second pass reads the row again from L1. Block (32, kRowsPerBlock): threadIdx.y picks the row.
 constexpr int kRowsPerBlock = 8;
 
-__global__ void rmsnorm_rows_kernel(const float4* x, const float4* w, float4* y, uint2* y16, float* rstd, int64_t rows,
-                                    int64_t dim4, float eps) {
+__global__ void rmsnorm_rows_kernel(const float4* x, const float4* w, float4* y, uint2* y16, bool copy_only, float* rstd,
+                                    int64_t rows, int64_t dim4, float eps) {
   const int64_t row = blockIdx.x * int64_t(kRowsPerBlock) + threadIdx.y;
   if (row >= rows) return;
   const float4* xr = x + row * dim4;
@@ -67,7 +68,7 @@ __global__ void rmsnorm_rows_kernel(const float4* x, const float4* w, float4* y,
   for (int64_t d = threadIdx.x; d < dim4; d += 32) {
     const float4 v = xr[d], g = w[d];
     const float4 out = make_float4(g.x * v.x * s, g.y * v.y * s, g.z * v.z * s, g.w * v.w * s);
-    y[row * dim4 + d] = out;
+    if (!copy_only) y[row * dim4 + d] = out;
     if (y16) {
       __nv_bfloat162 lo = __floats2bfloat162_rn(out.x, out.y), hi = __floats2bfloat162_rn(out.z, out.w);
       y16[row * dim4 + d] = make_uint2(*reinterpret_cast<uint32_t*>(&lo), *reinterpret_cast<uint32_t*>(&hi));
@@ -141,13 +142,14 @@ extern "C" {
 
 R1_API void r1_rmsnorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim, float eps) {
   if (rows <= 0 || dim <= 0) return;
-  __nv_bfloat16* y16 = output_copy(y, rows * dim, nullptr);
+  bool copy_only = false;
+  __nv_bfloat16* y16 = output_copy(y, rows * dim, &copy_only);
   if (by_rows(rows, dim, {x, w, y})) {
     rmsnorm_rows_kernel<<<static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock), dim3(32, kRowsPerBlock), 0, stream()>>>(
         reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(y),
-        reinterpret_cast<uint2*>(y16), rstd, rows, dim / 4, eps);
+        reinterpret_cast<uint2*>(y16), copy_only, rstd, rows, dim / 4, eps);
   } else {
-    rmsnorm_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, stream()>>>(x, w, y, y16, rstd, dim, eps);
+    rmsnorm_kernel<<<static_cast<unsigned>(rows), threads_for(dim), 0, stream()>>>(x, w, y, y16, copy_only, rstd, dim, eps);
   }
   check_launch("r1_rmsnorm");
 }

@@ -7,8 +7,20 @@ using namespace r1cuda;
 
 namespace {
 
-// Per-thread online softmax statistics of row[0, cols), strided over the block.
-__device__ inline MaxSum row_max_sum(const float* row, int64_t cols) {
+// A row of floats, or of an Input (floats or bf16): row_max_sum reads either.
+__device__ inline bool aligned_row(const float* row) { return (reinterpret_cast<uintptr_t>(row) & 15) == 0; }
+__device__ inline bool aligned_row(Input row) {
+  return row.h ? (reinterpret_cast<uintptr_t>(row.h) & 7) == 0 : (reinterpret_cast<uintptr_t>(row.f) & 15) == 0;
+}
+__device__ inline float row_read(const float* row, int64_t j) { return row[j]; }
+__device__ inline float row_read(Input row, int64_t j) { return read(row, j); }
+__device__ inline float4 row_read4(const float* row, int64_t j4) { return reinterpret_cast<const float4*>(row)[j4]; }
+__device__ inline float4 row_read4(Input row, int64_t j4) { return read4(row, j4); }
+__device__ inline Input offset(Input x, int64_t at) { return Input{x.f + at, x.h ? x.h + at : nullptr}; }
+
+// Per-thread online softmax statistics of row[0, cols), strided over the block (Row: const float* or Input).
+template <class Row>
+__device__ inline MaxSum row_max_sum(Row row, int64_t cols) {
   float m = -INFINITY, s = 0.0f;
   auto add = [&](float x) {
     if (x > m) {
@@ -18,14 +30,13 @@ __device__ inline MaxSum row_max_sum(const float* row, int64_t cols) {
       s += expf(x - m);
     }
   };
-  if ((reinterpret_cast<uintptr_t>(row) & 15) == 0 && (cols & 3) == 0) {
-    const float4* row4 = reinterpret_cast<const float4*>(row);
+  if (aligned_row(row) && (cols & 3) == 0) {
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
-      float4 v = row4[j];
+      float4 v = row_read4(row, j);
       add(v.x), add(v.y), add(v.z), add(v.w);
     }
   } else {
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) add(row[j]);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) add(row_read(row, j));
   }
   if (m == -INFINITY) s = 0.0f;
   return block_max_sum({m, s});
@@ -55,25 +66,26 @@ __global__ void softmax_backward_kernel(const float* y, const float* dy, float* 
   }
 }
 
-__global__ void cross_entropy_kernel(const float* logits, const int32_t* targets, float* loss, float* lse,
-                                     int64_t vocab, int32_t ignore_index) {
-  const float* row = logits + blockIdx.x * vocab;
+// Cross-entropy reads its logits as floats or, where they are a bf16-only GEMM output (the LM head's), as bf16.
+__global__ void cross_entropy_kernel(Input logits, const int32_t* targets, float* loss, float* lse, int64_t vocab,
+                                     int32_t ignore_index) {
+  const Input row = offset(logits, blockIdx.x * vocab);
   MaxSum ms = row_max_sum(row, vocab);
   if (threadIdx.x == 0) {
     float row_lse = ms.max + logf(ms.sum);
     lse[blockIdx.x] = row_lse;
     int32_t target = targets[blockIdx.x];
-    loss[blockIdx.x] = target == ignore_index ? 0.0f : row_lse - row[target];
+    loss[blockIdx.x] = target == ignore_index ? 0.0f : row_lse - read(row, target);
   }
 }
 
 // dlogits = dloss (exp(logit - lse) - onehot(target)); 0 for ignored rows. dlogits16 (nullable): its bf16 copy,
 // written in the same pass (output_copy): the LM head's two backward GEMMs read it.
-__global__ void cross_entropy_backward_kernel(const float* logits, const int32_t* targets, const float* lse,
+__global__ void cross_entropy_backward_kernel(Input logits, const int32_t* targets, const float* lse,
                                               const float* dloss, float* dlogits, __nv_bfloat16* dlogits16,
                                               bool copy_only, int64_t vocab, int32_t ignore_index) {
   const int64_t r = blockIdx.x;
-  const float* row = logits + r * vocab;
+  const Input row = offset(logits, r * vocab);
   float* out = dlogits + r * vocab;
   __nv_bfloat16* out16 = dlogits16 ? dlogits16 + r * vocab : nullptr;
   const int32_t target = targets[r];
@@ -86,11 +98,10 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t
   }
   const float d = dloss[r], row_lse = lse[r];
   // The bf16 row of a copy is 8-byte aligned when vocab is a multiple of 4 (the copy itself is 512-byte aligned).
-  if ((reinterpret_cast<uintptr_t>(row) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0 && (vocab & 3) == 0) {
-    const float4* row4 = reinterpret_cast<const float4*>(row);
+  if (aligned_row(row) && (reinterpret_cast<uintptr_t>(out) & 15) == 0 && (vocab & 3) == 0) {
     float4* out4 = reinterpret_cast<float4*>(out);
     for (int64_t j = threadIdx.x; j < vocab / 4; j += blockDim.x) {
-      float4 v = row4[j];
+      float4 v = read4(row, j);
       const float4 g = make_float4(d * expf(v.x - row_lse), d * expf(v.y - row_lse), d * expf(v.z - row_lse), d * expf(v.w - row_lse));
       if (!copy_only) out4[j] = g;
       if (out16) {
@@ -100,13 +111,13 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-      const float g = d * (expf(row[target] - row_lse) - 1.0f);
+      const float g = d * (expf(read(row, target) - row_lse) - 1.0f);
       if (!copy_only) out[target] = g;
       if (out16) out16[target] = __float2bfloat16_rn(g);
     }
   } else {
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
-      float p = expf(row[j] - row_lse);
+      float p = expf(read(row, j) - row_lse);
       const float g = d * (j == target ? p - 1.0f : p);
       if (!copy_only) out[j] = g;
       if (out16) out16[j] = __float2bfloat16_rn(g);
@@ -147,7 +158,8 @@ R1_API void r1_log_softmax_backward(const float* y, const float* dy, float* dx, 
 R1_API void r1_cross_entropy(const float* logits, const int32_t* targets, float* loss, float* lse, int64_t rows,
                              int64_t vocab, int32_t ignore_index) {
   if (rows <= 0) return;
-  cross_entropy_kernel<<<static_cast<unsigned>(rows), threads_for(vocab), 0, stream()>>>(logits, targets, loss, lse, vocab, ignore_index);
+  cross_entropy_kernel<<<static_cast<unsigned>(rows), threads_for(vocab), 0, stream()>>>(
+      input_of(logits, rows * vocab), targets, loss, lse, vocab, ignore_index);
   check_launch("r1_cross_entropy");
 }
 
@@ -158,7 +170,7 @@ R1_API void r1_cross_entropy_backward(const float* logits, const int32_t* target
   bool copy_only = false;
   __nv_bfloat16* dlogits16 = output_copy(dlogits, rows * vocab, &copy_only);
   cross_entropy_backward_kernel<<<static_cast<unsigned>(rows), threads_for(vocab), 0, stream()>>>(
-      logits, targets, lse, dloss, dlogits, dlogits16, copy_only, vocab, ignore_index);
+      input_of(logits, rows * vocab), targets, lse, dloss, dlogits, dlogits16, copy_only, vocab, ignore_index);
   check_launch("r1_cross_entropy_backward");
 }
 

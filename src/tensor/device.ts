@@ -74,6 +74,11 @@ export class DeviceArray {
    */
   weight = false;
   /**
+   * Registered by ops.registerWeight: a parameter. In bf16 precision a GEMM with a weight operand writes its
+   * output (an activation, or an activation's gradient) as bf16 alone (ops.matmul).
+   */
+  modelWeight = false;
+  /**
    * The floats were not written: a bf16-only output (DeviceBackend.bf16OnlyOutput) whose values are in its bf16
    * copy. address() writes them back before handing the buffer to anything; rawAddress() does not, for the GEMM
    * operands and registrations that read the copy.

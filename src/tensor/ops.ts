@@ -366,7 +366,8 @@ function binaryRaw(op: BinaryOpName, a: Tensor, b: Tensor): Tensor {
   const k = kernels(op, a, b);
   const shape = broadcastShapes(a.shape, b.shape);
   const out = empty(shape, a.dtype, a.device);
-  k.binary(op, a.floatData(), broadcastStrides(a, shape), b.floatData(), broadcastStrides(b, shape), out.floatData(), shape);
+  // Either operand may be a bf16-only GEMM output (ops.matmul): the kernel reads its copy.
+  k.binary(op, rawData(a), broadcastStrides(a, shape), rawData(b), broadcastStrides(b, shape), out.floatData(), shape);
   return out;
 }
 
@@ -389,7 +390,7 @@ export function binaryInPlace(op: BinaryOpName, target: Tensor, x: Operand): voi
   if (!target.isContiguous) throw new Error(`internal: ${op} in place into a non-contiguous ${target}`);
   if (target.dtype !== y.dtype) throw new TypeError(`${op}: dtypes ${target.dtype} and ${y.dtype} differ`);
   const out = target.floatData();
-  kernels(op, target, y).binary(op, out, contiguousStrides(target.shape), y.floatData(), broadcastStrides(y, target.shape), out, target.shape);
+  kernels(op, target, y).binary(op, out, contiguousStrides(target.shape), rawData(y), broadcastStrides(y, target.shape), out, target.shape);
 }
 
 export function sub(a: Operand, b: Operand): Tensor {
@@ -504,12 +505,13 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   const k = kernels('swiglu', gate, up);
   const g0 = contiguous(gate);
   const u0 = contiguous(up);
-  const out = empty(gate.shape, gate.dtype, gate.device);
-  k.swiglu(g0.floatData(), u0.floatData(), out.floatData(), out.size);
+  const out = activationForGemms(empty(gate.shape, gate.dtype, gate.device));
+  // gate and up are GEMM outputs, bf16 alone in bf16 precision: the kernels read their copies.
+  k.swiglu(rawData(g0), rawData(u0), rawData(out), out.size);
   return record(out, 'swiglu', [g0, u0], (g) => {
     const dgate = gradientForGemms(empty(gate.shape, gate.dtype, gate.device), g0);
     const dup = gradientForGemms(empty(up.shape, up.dtype, up.device), u0);
-    k.swigluBackward(g0.floatData(), u0.floatData(), contiguous(g).floatData(), rawData(dgate), rawData(dup), out.size);
+    k.swigluBackward(rawData(g0), rawData(u0), rawData(contiguous(g)), rawData(dgate), rawData(dup), out.size);
     return [dgate, dup];
   });
 }
@@ -667,10 +669,11 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: { ignoreI
   const src = contiguous(logits);
   const losses = empty(targets.shape, logits.dtype, logits.device);
   const lse = empty([rows], logits.dtype, logits.device);
-  k.crossEntropy(src.floatData(), t.intData(), losses.floatData(), lse.floatData(), rows, vocab, ignoreIndex);
+  // The logits may be the LM head's bf16-only output (ops.matmul): the kernels read its copy.
+  k.crossEntropy(rawData(src), t.intData(), losses.floatData(), lse.floatData(), rows, vocab, ignoreIndex);
   const perRow = record(losses, 'crossEntropy', [src], (g) => {
     const dx = gradientForGemms(empty(src.shape, src.dtype, src.device), src);
-    k.crossEntropyBackward(src.floatData(), t.intData(), lse.floatData(), contiguous(g).floatData(), rawData(dx), rows, vocab, ignoreIndex);
+    k.crossEntropyBackward(rawData(src), t.intData(), lse.floatData(), contiguous(g).floatData(), rawData(dx), rows, vocab, ignoreIndex);
     return [dx];
   });
   switch (options.reduction ?? 'mean') {
@@ -719,7 +722,11 @@ function gemm(a: GemmOperand, b: GemmOperand, batchShape: Shape): Tensor {
   const n = b.cols;
   const k2 = kernels('matmul', a.t, b.t);
   const out = empty([...batchShape, m, n], a.t.dtype, a.t.device);
-  k2.matmul(rawData(a.t), rawData(b.t), out.floatData(), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
+  // A product with a weight (an activation, or an activation's gradient) is written as bf16 alone in bf16
+  // precision, as autocast keeps it; its readers take the copy or have the floats written back first. Products of
+  // two activations (weight gradients, which AdamW reads as floats) stay float32.
+  if (isModelWeight(a.t) || isModelWeight(b.t)) activationForGemms(out);
+  k2.matmul(rawData(a.t), rawData(b.t), rawData(out), shapeSize(batchShape), m, n, k, a.trans, b.trans, a.batchStride, b.batchStride, m * n, 0);
   return out;
 }
 
@@ -770,8 +777,22 @@ function rawData(t: Tensor): FloatArray | number {
 function gradientForGemms(grad: Tensor, input: Tensor): Tensor {
   let node = input.node;
   while (node?.op === 'reshape') node = node.inputs[0].node;
-  if (node?.op === 'matmul' && grad.storage instanceof DeviceArray) cudaBackend().bf16OnlyOutput(grad.storage);
-  return grad;
+  return node?.op === 'matmul' ? activationForGemms(grad) : grad;
+}
+
+/**
+ * A fresh output made bf16-only (DeviceBackend.bf16OnlyOutput) in bf16 precision: its kernel writes the bf16
+ * copy alone, for activations that the models' bf16 GEMMs read (RMSNorm's and SwiGLU's outputs, products with a
+ * weight). Any reader of floats has them written back first (DeviceArray.address); the kernel writes it through
+ * rawData.
+ */
+function activationForGemms(out: Tensor): Tensor {
+  if (out.storage instanceof DeviceArray) cudaBackend().bf16OnlyOutput(out.storage);
+  return out;
+}
+
+function isModelWeight(t: Tensor): boolean {
+  return t.storage instanceof DeviceArray && t.storage.modelWeight;
 }
 
 // A float32 operand that more than one bf16 GEMM reads, whole (a view of part of a buffer is rounded per call).
@@ -893,9 +914,9 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const k = kernels('rmsNorm', x, weight);
   const src = contiguous(x);
   const w = contiguous(weight);
-  const out = empty(x.shape, x.dtype, x.device);
+  const out = activationForGemms(empty(x.shape, x.dtype, x.device));
   const rstd = empty([rows], x.dtype, x.device);
-  k.rmsnorm(src.floatData(), w.floatData(), out.floatData(), rstd.floatData(), rows, dim, eps);
+  k.rmsnorm(src.floatData(), w.floatData(), rawData(out), rstd.floatData(), rows, dim, eps);
   return record(out, 'rmsNorm', [src, w], (g) => {
     const dx = empty(x.shape, x.dtype, x.device);
     const dw = zeros(weight.shape, weight.dtype, weight.device);
@@ -926,10 +947,11 @@ export function rope(x: Tensor, positions: Tensor, tables: RopeTables): Tensor {
   const out = empty(x.shape, x.dtype, x.device);
   const apply = (input: FloatArray | number, output: FloatArray | number, inverse: boolean) =>
     k.rope(input, output, positions0.intData(), tables.cos.floatData(), tables.sin.floatData(), B * T, H, D, tables.rotDim, tables.interleaved, inverse);
-  apply(src.floatData(), out.floatData(), false);
+  // x may be a projection's bf16-only output (ops.matmul), the kernel reads its copy; so may the gradient.
+  apply(rawData(src), out.floatData(), false);
   return record(out, 'rope', [src], (g) => {
-    const dx = empty(x.shape, x.dtype, x.device);
-    apply(contiguous(g).floatData(), dx.floatData(), true);
+    const dx = gradientForGemms(empty(x.shape, x.dtype, x.device), src);
+    apply(rawData(contiguous(g)), rawData(dx), true);
     return [dx];
   });
 }
@@ -972,13 +994,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   }
   const k0 = contiguous(k);
   const v0 = contiguous(v);
-  kern.attention(q0.floatData(), k0.floatData(), v0.floatData(), out.floatData(), lse.floatData(), kvStart(), B, Tq, Tk, Hq, Hkv, D, Dv,
+  // Training's output is read by o_proj's GEMMs and the backward: bf16 alone in bf16 precision (the tensor-core
+  // kernel writes the copy; the float32 kernels write floats and end the promise). v (a projection's output) and
+  // the backward's out and dO (o_proj's backward GEMM's) may be bf16-only: the kernels read their copies.
+  activationForGemms(out);
+  kern.attention(q0.floatData(), k0.floatData(), rawData(v0), rawData(out), lse.floatData(), kvStart(), B, Tq, Tk, Hq, Hkv, D, Dv,
     Tk * Hkv * D, Tk * Hkv * Dv, scale, causal);
   return record(out, 'attention', [q0, k0, v0], (g) => {
     const dq = empty(q.shape, q.dtype, q.device);
     const dk = empty(k.shape, k.dtype, k.device);
     const dv = empty(v.shape, v.dtype, v.device);
-    kern.attentionBackward(q0.floatData(), k0.floatData(), v0.floatData(), out.floatData(), lse.floatData(), contiguous(g).floatData(),
+    kern.attentionBackward(q0.floatData(), k0.floatData(), rawData(v0), rawData(out), lse.floatData(), rawData(contiguous(g)),
       dq.floatData(), dk.floatData(), dv.floatData(), kvStart(), B, Tq, Tk, Hq, Hkv, D, Dv, scale, causal);
     return [dq, dk, dv];
   });

@@ -515,6 +515,17 @@ describe('bf16 copies written by their producers', { skip: skipReason }, () => {
     K().matmul(y, device(eye), c, 1, n / k, k, k, false, false, 0, 0, 0, 0);
     return read(c, n);
   };
+  /** The bf16 copy of a bf16-only [y, y + n) as a GEMM reads it (its floats hold the copy: nothing is negated). */
+  const bf16OnlyCopy = (y: number, n: number): Float32Array => {
+    const k = [16, 8, 4, 2, 1].find((d) => n % d === 0)!;
+    const c = device(new Float32Array(n));
+    K().matmul(y, identity(k), c, 1, n / k, k, k, false, false, 0, 0, 0, 0);
+    return read(c, n);
+  };
+  /** A bf16-only output keeps its copy in its first n * 2 bytes; the floats past them were never written (7s). */
+  const untouchedTail = (what: string, y: number, n: number): void => {
+    assert.ok(read(y, n).subarray(Math.ceil(n / 2)).every((x) => x === 7), `${what}: the floats of a bf16-only output are not written`);
+  };
   /** Checks y's float32 values against the reference and its bf16 copy against y rounded. */
   const checkOutput = (what: string, y: number, expected: Float32Array, bound?: number): void => {
     const actual = read(y, expected.length);
@@ -594,10 +605,10 @@ describe('bf16 copies written by their producers', { skip: skipReason }, () => {
   }));
 
   it('bf16-only gradients: swigluBackward and crossEntropyBackward write the copy and not the floats', () => run(() => {
-    // r1_cuda_bf16_only_output before the producer: the float32 buffer keeps what it held (here 7), the copy holds
-    // the gradient within bf16 rounding of the reference (2^-8 relative, as above, plus 1e-6 of the largest),
-    // a float32 GEMM (which reads floats) writes the floats back from the copy first, and so does
-    // r1_cuda_widen_bf16_only: then the floats are the copy's values exactly.
+    // r1_cuda_bf16_only_output before the producer: the copy lies in the first half of the float32 buffer, whose
+    // second half keeps what it held (here 7); the copy holds the gradient within bf16 rounding of the reference
+    // (2^-8 relative, as above, plus 1e-6 of the largest), a float32 GEMM (which reads floats) writes the floats
+    // back from the copy first, and so does r1_cuda_widen_bf16_only: then the floats are the copy's values exactly.
     const n = 4096, gate = normal(n, 3), up = normal(n), dy = normal(n);
     const dgate = new Float32Array(n), dup = new Float32Array(n);
     ref.swigluBackward(gate, up, dy, dgate, dup, n);
@@ -614,8 +625,8 @@ describe('bf16 copies written by their producers', { skip: skipReason }, () => {
     K().crossEntropyBackward(device(logits), device(targets), device(lse), device(dloss), dl, rows, vocab, -100);
     const top = (xs: Float32Array) => xs.reduce((m, e) => Math.max(m, Math.abs(e)), 0);
     for (const [what, ptr, expected, widen] of [['dgate', dg, dgate, 'gemm'], ['dup', du, dup, 'call'], ['dlogits', dl, dlogits, 'call']] as const) {
-      assert.ok(read(ptr, expected.length).every((x) => x === 7), `${what}: the floats of a bf16-only output are not written`);
-      const copy = copyAsRead(ptr, expected.length);  // negates the floats (7 -> -7), not the copy
+      untouchedTail(what, ptr, expected.length);
+      const copy = bf16OnlyCopy(ptr, expected.length);
       const limit = 1e-6 * top(expected);
       for (let i = 0; i < expected.length; i++) {
         assert.ok(Math.abs(copy[i] - expected[i]) <= 2 ** -8 * Math.abs(expected[i]) + limit,
@@ -634,6 +645,170 @@ describe('bf16 copies written by their producers', { skip: skipReason }, () => {
         lib!.widenBf16Only(ptr, expected.length);
       }
       assert.deepEqual(read(ptr, expected.length), copy, `${what}: the floats written back are the copy's values`);
+    }
+  }));
+
+  // bf16 activations (issue 12): a GEMM with a weight writes a bf16-only output as bf16, and the kernels that
+  // read GEMM outputs (binary, SwiGLU, cross-entropy, RoPE, the attention's v, out and dO) read such an input
+  // from its copy. Each input below is made bf16-only by a bf16 GEMM x [n / k, k] @ I_k into a buffer of 7s
+  // (exact: the copy is x rounded, in the buffer's first half), so a kernel that read the floats would see bf16
+  // pairs and 7s; each result must be the
+  // reference's on the rounded x within the kernel's float32 bound of the case table (relative 1e-5 plus 1e-6 of
+  // the largest value; exp-based ones 2e-5) or the attention's bf16 bound.
+  const sevens = (count: number): number => device(new Float32Array(count).fill(7));
+  const identity = (k: number): number => {
+    const eye = new Float32Array(k * k);
+    for (let i = 0; i < k; i++) eye[i * k + i] = 1;
+    return device(eye);
+  };
+  /** A bf16-only device buffer holding x rounded to bf16 (its floats are 7s), and x rounded on the host. */
+  const bf16OnlyInput = (x: Float32Array): [number, Float32Array] => {
+    const n = x.length, k = [16, 8, 4, 2, 1].find((d) => n % d === 0)!, ptr = sevens(n);
+    assert.equal(lib!.bf16OnlyOutput(ptr, n), true);
+    K().matmul(device(x), identity(k), ptr, 1, n / k, k, k, false, false, 0, 0, 0, 0);
+    untouchedTail('a GEMM into a bf16-only output', ptr, n);
+    return [ptr, x.map(bf16)];
+  };
+  const near = (what: string, actual: Float32Array, expected: Float32Array, rel = 1e-5): void => {
+    const top = expected.reduce((m, e) => Math.max(m, Math.abs(e)), 0);
+    for (let i = 0; i < expected.length; i++) {
+      assert.ok(Math.abs(actual[i] - expected[i]) <= rel * Math.abs(expected[i]) + 1e-6 * top,
+        `${what}[${i}]: cuda ${actual[i]}, reference ${expected[i]} (seed ${seed})`);
+    }
+  };
+
+  it('bf16-only GEMM outputs: written as bf16, then read from the copy by binary, SwiGLU, cross-entropy and RoPE', () => run(() => {
+    // The GEMM itself: [48, 40] @ [40, 24] into a bf16-only output is the bf16 product rounded once more.
+    const [m, kk, n] = [48, 40, 24], a = normal(m * kk), b = normal(kk * n);
+    const product = new Float32Array(m * n), c = sevens(m * n);
+    ref.matmul(a.map(bf16), b.map(bf16), product, 1, m, n, kk, false, false, 0, 0, 0, 0);
+    assert.equal(lib!.bf16OnlyOutput(c, m * n), true);
+    K().matmul(device(a), device(b), c, 1, m, n, kk, false, false, 0, 0, 0, 0);
+    untouchedTail('a GEMM into a bf16-only output', c, m * n);
+    lib!.widenBf16Only(c, m * n);
+    near('gemm into a bf16-only output', read(c, m * n), product, 2 ** -8);
+
+    // binary: whole operands (four at a time and strided), a row (bias) and a scalar broadcast, either side.
+    const rows = 12, cols = 20, x = normal(rows * cols), y = normal(rows * cols), bias = normal(cols);
+    const [xb, xr] = bf16OnlyInput(x);
+    // [what, the other operand on the device and on the host, its strides, x's strides, the shape]
+    const cases: [string, number, Float32Array, number[], number[], number[]][] = [
+      ['whole', device(y), y, [cols, 1], [cols, 1], [rows, cols]],
+      ['row', device(bias), bias, [0, 1], [cols, 1], [rows, cols]],
+      ['scalar', device(bias), bias, [0, 0], [cols, 1], [rows, cols]],
+      ['transposed', device(y), y, [1, cols], [1, cols], [cols, rows]],
+    ];
+    for (const [what, other, otherHost, otherStrides, xStrides, shape] of cases) {
+      for (const xFirst of [true, false]) {
+        const expected = new Float32Array(rows * cols), out = device(new Float32Array(rows * cols));
+        if (xFirst) {
+          ref.binary('sub', xr, xStrides, otherHost, otherStrides, expected, shape);
+          K().binary('sub', xb, xStrides, other, otherStrides, out, shape);
+        } else {
+          ref.binary('sub', otherHost, otherStrides, xr, xStrides, expected, shape);
+          K().binary('sub', other, otherStrides, xb, xStrides, out, shape);
+        }
+        near(`binary sub, ${what}, bf16-only ${xFirst ? 'a' : 'b'}`, read(out, rows * cols), expected);
+      }
+    }
+    // In place into a bf16-only target (backward() adding gradients): its floats become the sum, and a GEMM
+    // reading it afterwards rounds the sum, not the stale copy.
+    const [target, targetHost] = bf16OnlyInput(normal(rows * cols));
+    const sum = new Float32Array(rows * cols);
+    ref.binary('add', targetHost, [cols, 1], y, [cols, 1], sum, [rows, cols]);
+    K().binary('add', target, [cols, 1], device(y), [cols, 1], target, [rows, cols]);
+    near('binary add in place into a bf16-only target', read(target, rows * cols), sum);
+    const product2 = device(new Float32Array(rows * cols));
+    K().matmul(target, identity(cols), product2, 1, rows, cols, cols, false, false, 0, 0, 0, 0);
+    assert.deepEqual(read(product2, rows * cols), sum.map(bf16), 'a GEMM after an in-place add reads the new values');
+
+    // SwiGLU forward and backward from bf16-only gate, up and dy, four at a time and one at a time.
+    for (const count of [4096, 998]) {
+      const [g, gr] = bf16OnlyInput(normal(count, 3)), [u, ur] = bf16OnlyInput(normal(count)), [d, dr] = bf16OnlyInput(normal(count));
+      const yRef = new Float32Array(count), dgRef = new Float32Array(count), duRef = new Float32Array(count);
+      ref.swiglu(gr, ur, yRef, count);
+      ref.swigluBackward(gr, ur, dr, dgRef, duRef, count);
+      const yDevice = device(new Float32Array(count)), dg = device(new Float32Array(count)), du = device(new Float32Array(count));
+      K().swiglu(g, u, yDevice, count);
+      K().swigluBackward(g, u, d, dg, du, count);
+      checkOutput(`swiglu y from bf16-only inputs (n ${count})`, yDevice, yRef);
+      checkOutput(`swiglu dgate from bf16-only inputs (n ${count})`, dg, dgRef);
+      checkOutput(`swiglu dup from bf16-only inputs (n ${count})`, du, duRef);
+    }
+
+    // Cross-entropy forward and backward from bf16-only logits (the LM head's), four at a time and one at a time.
+    for (const vocab of [1000, 999]) {
+      const lrows = 6, dloss = normal(lrows);
+      const targets = Int32Array.from({ length: lrows }, (_, r) => (r === 2 ? -100 : (r * 389) % vocab));
+      const [logits, logitsHost] = bf16OnlyInput(normal(lrows * vocab, 3));
+      const loss = new Float32Array(lrows), lse = new Float32Array(lrows), dlogits = new Float32Array(lrows * vocab);
+      ref.crossEntropy(logitsHost, targets, loss, lse, lrows, vocab, -100);
+      ref.crossEntropyBackward(logitsHost, targets, lse, dloss, dlogits, lrows, vocab, -100);
+      const lossDevice = device(new Float32Array(lrows)), lseDevice = device(new Float32Array(lrows)), out = device(new Float32Array(lrows * vocab));
+      K().crossEntropy(logits, device(targets), lossDevice, lseDevice, lrows, vocab, -100);
+      near(`crossEntropy from bf16-only logits (vocab ${vocab})`, read(lossDevice, lrows), loss, 2e-5);
+      K().crossEntropyBackward(logits, device(targets), lseDevice, device(dloss), out, lrows, vocab, -100);
+      checkOutput(`crossEntropyBackward from bf16-only logits (vocab ${vocab})`, out, dlogits);
+    }
+
+    // RoPE from a bf16-only x, and its inverse into a bf16-only output (the backward's dq when only GEMMs read it).
+    const tokens = 12, heads = 3, headDim = 16, rotDim = 12, maxPos = 32, count = tokens * heads * headDim;
+    const positions = Int32Array.from({ length: tokens }, (_, i) => (i * 5) % maxPos);
+    const angles = Array.from({ length: maxPos * rotDim / 2 }, (_, i) => Math.floor(i / (rotDim / 2)) * 10000 ** (-(2 * (i % (rotDim / 2))) / rotDim));
+    const cos = Float32Array.from(angles, Math.cos), sin = Float32Array.from(angles, Math.sin);
+    for (const inverse of [false, true]) {
+      const [xs, xsr] = bf16OnlyInput(normal(count));
+      const yRef = new Float32Array(count);
+      ref.rope(xsr, yRef, positions, cos, sin, tokens, heads, headDim, rotDim, false, inverse);
+      const yDevice = inverse ? sevens(count) : device(new Float32Array(count));
+      if (inverse) assert.equal(lib!.bf16OnlyOutput(yDevice, count), true);
+      K().rope(xs, yDevice, device(positions), device(cos), device(sin), tokens, heads, headDim, rotDim, false, inverse);
+      if (inverse) {
+        untouchedTail('rope into a bf16-only output', yDevice, count);
+        near('rope inverse into a bf16-only output (its copy)', bf16OnlyCopy(yDevice, count), yRef, 2 ** -8);
+      } else {
+        checkOutput('rope from a bf16-only x', yDevice, yRef);
+      }
+    }
+  }));
+
+  it('bf16-only activations: RMSNorm, SwiGLU and the tensor-core attention write their copies alone', () => run(() => {
+    const rows = 40, dim = 96, x = normal(rows * dim), w = normal(dim);
+    const yRef = new Float32Array(rows * dim);
+    ref.rmsnorm(x, w, yRef, new Float32Array(rows), rows, dim, 1e-6);
+    const y = sevens(rows * dim);
+    assert.equal(lib!.bf16OnlyOutput(y, rows * dim), true);
+    K().rmsnorm(device(x), device(w), y, device(new Float32Array(rows)), rows, dim, 1e-6);
+    const n = 4096, gate = normal(n, 3), up = normal(n), sRef = new Float32Array(n), s = sevens(n);
+    ref.swiglu(gate, up, sRef, n);
+    assert.equal(lib!.bf16OnlyOutput(s, n), true);
+    K().swiglu(device(gate), device(up), s, n);
+    for (const [what, ptr, expected] of [['rmsnorm y', y, yRef], ['swiglu y', s, sRef]] as const) {
+      untouchedTail(what, ptr, expected.length);
+      near(`${what} (bf16-only copy)`, bf16OnlyCopy(ptr, expected.length), expected, 2 ** -8);
+    }
+
+    // The attention: out bf16-only, v and dO bf16-only inputs (GEMM outputs), forward and backward within the
+    // tensor-core bound of the reference from the rounded v and dO.
+    const B = 2, T = 70, Hq = 4, Hkv = 2, D = 64, scale = 1 / Math.sqrt(D), BOUND = 1e-2;
+    const q = normal(B * T * Hq * D), k = normal(B * T * Hkv * D);
+    const [v, vr] = bf16OnlyInput(normal(B * T * Hkv * D)), [dout, doutr] = bf16OnlyInput(normal(B * T * Hq * D));
+    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * T);
+    ref.attention(q, k, vr, out, lse, null, B, T, T, Hq, Hkv, D, D, T * Hkv * D, T * Hkv * D, scale, true);
+    const outDevice = sevens(q.length), lseDevice = device(new Float32Array(lse.length)), [qd, kd] = [device(q), device(k)];
+    assert.equal(lib!.bf16OnlyOutput(outDevice, q.length), true);
+    K().attention(qd, kd, v, outDevice, lseDevice, null, B, T, T, Hq, Hkv, D, D, T * Hkv * D, T * Hkv * D, scale, true);
+    untouchedTail('attention out', outDevice, q.length);
+    const outCopy = bf16OnlyCopy(outDevice, q.length);
+    const error = normError('attention out (bf16-only)', outCopy, out);
+    assert.ok(error < BOUND, `attention out from a bf16-only v: relative error ${error} >= ${BOUND} (seed ${seed})`);
+    const grads = { dq: new Float32Array(q.length), dk: new Float32Array(k.length), dv: new Float32Array(vr.length) };
+    ref.attentionBackward(q, k, vr, out, lse, doutr, grads.dq, grads.dk, grads.dv, null, B, T, T, Hq, Hkv, D, D, scale, true);
+    const dq = device(new Float32Array(q.length)), dk = device(new Float32Array(k.length)), dv = device(new Float32Array(vr.length));
+    K().attentionBackward(qd, kd, v, outDevice, lseDevice, dout, dq, dk, dv, null, B, T, T, Hq, Hkv, D, D, scale, true);
+    for (const [what, ptr] of [['dq', dq], ['dk', dk], ['dv', dv]] as const) {
+      const e = normError(`attentionBackward from bf16-only v, out and dO: ${what}`, read(ptr, grads[what].length), grads[what]);
+      assert.ok(e < BOUND, `attentionBackward from bf16-only inputs: ${what} relative error ${e} >= ${BOUND} (seed ${seed})`);
     }
   }));
 

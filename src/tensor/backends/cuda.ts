@@ -4,8 +4,9 @@
 // tensor on CUDA is refused when it is allocated.
 //
 // Precision (`useDevice('cuda', 'bf16')`, the CLI's --precision): GEMMs round their operands to bfloat16 and
-// accumulate in float32 (autocast-style); parameters, optimizer moments, activations between GEMMs and the loss
-// stay float32. bfloat16 has float32's exponent range, so gradients do not underflow and no loss scaling is
+// accumulate in float32 (autocast-style); the products with weights and the activations that GEMMs read are kept
+// as bf16 (bf16-only outputs, docs/DESIGN.md); parameters, their gradients, optimizer moments, the residual
+// stream and the loss stay float32. bfloat16 has float32's exponent range, so gradients do not underflow and no loss scaling is
 // needed (it is for float16).
 import { registerCudaBackend, type DeviceBackend, type DType, type HostArray } from '../backend.ts';
 import { DeviceArray, holdAllocations, setDefaultDevice, type Device, type DeviceMemory } from '../device.ts';
@@ -118,6 +119,7 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
       library.registerWeight(array.address(() => 'a weight'), array.length);
       array.weight = true;
+      array.modelWeight = true;
     },
     shareBf16Operand(array) {
       // A graph must not read a copy rounded before its recording (the buffer may change between replays).
