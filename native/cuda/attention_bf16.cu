@@ -22,14 +22,15 @@
 // gets blocks of its own instead, and one pass adds their dK and dV slices (attention_backward_bf16).
 #include <cuda_bf16.h>
 
+#include <cstdlib>
+
 #include "common.cuh"
 
 namespace {
 
 constexpr int kFwdThreads = 256;  // 8 warps
 constexpr int kFwdQueries = 128;  // queries per forward block, 16 per warp
-constexpr int kBwdThreads = 128;  // 4 warps
-constexpr int kTile = 64;         // keys per forward tile and per backward block
+constexpr int kTile = 64;         // keys per forward tile
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -287,21 +288,23 @@ __global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1) flash_forward_ke
 }
 
 // QT queries per backward tile: 64 for D = 64; 32 for D = 128, which keeps dK and dV (2 x 64 floats a thread)
-// beside the tile's scores in registers.
-template <int D, int QT>
-__global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a) {
+// beside the tile's scores in registers. KT keys per block, 16 per warp (KT / 16 warps): a larger block reads
+// each Q and dO tile for more keys and adds fewer partial dQ sums with atomics.
+template <int D, int QT, int KT>
+__global__ void __launch_bounds__(KT * 2) flash_backward_kernel(FlashArgs a) {
+  constexpr int kThreadsB = KT * 2, kWarps = KT / 16;
   constexpr int S = D + 8, SD = QT + 8;
   extern __shared__ uint4 shared_tc[];
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(shared_tc);
-  __nv_bfloat16* Vs = Ks + kTile * S;
-  __nv_bfloat16* Qs = Vs + kTile * S;      // [2 stages][QT][S]
+  __nv_bfloat16* Vs = Ks + KT * S;
+  __nv_bfloat16* Qs = Vs + KT * S;         // [2 stages][QT][S]
   __nv_bfloat16* dOs = Qs + 2 * QT * S;    // [2 stages][QT][S]
   __nv_bfloat16* dSs = dOs + 2 * QT * S;   // dS^T: [64 keys][QT queries]
-  float* lses = reinterpret_cast<float*>(dSs + kTile * SD);  // [2 stages][QT], lse * log2 e
+  float* lses = reinterpret_cast<float*>(dSs + KT * SD);     // [2 stages][QT], lse * log2 e
   float* deltas = lses + 2 * QT;                              // [2 stages][QT]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
   const int64_t group = a.Hq / a.Hkv, parts = group / a.heads_per_block, offset = a.Tk - a.Tq;
-  const int64_t b = blockIdx.z, hk = blockIdx.y / parts, part = blockIdx.y % parts, k0 = int64_t(blockIdx.x) * kTile;
+  const int64_t b = blockIdx.z, hk = blockIdx.y / parts, part = blockIdx.y % parts, k0 = int64_t(blockIdx.x) * KT;
   const int64_t first_head = hk * group + part * a.heads_per_block;
   const int64_t key_lo = a.kv_start ? max(int64_t(0), int64_t(a.kv_start[b])) : 0;
   const float scale2 = a.scale * kLog2e;
@@ -310,13 +313,13 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
   // j <= offset + i, so causal tiles start at the first query that sees the block's first key.
   const int64_t first_q = a.causal ? (max(int64_t(0), k0 - offset) / QT) * QT : 0;
   const int64_t q_tiles = first_q < a.Tq ? (a.Tq - first_q + QT - 1) / QT : 0;
-  const bool block_visible = min(a.Tk - 1, k0 + kTile - 1) >= key_lo;
+  const bool block_visible = min(a.Tk - 1, k0 + KT - 1) >= key_lo;
   const int64_t tiles = block_visible ? a.heads_per_block * q_tiles : 0;
   auto issue = [&](int64_t t, int stage) {
     const int64_t h = first_head + t / q_tiles, q0 = first_q + (t % q_tiles) * QT;
     const int64_t at = (b * a.Tq + q0) * a.Hq + h;
-    load_tile_async<QT, D, kBwdThreads>(Qs + stage * QT * S, a.qb + at * D, a.Hq * D, a.Tq - q0, tid);
-    load_tile_async<QT, D, kBwdThreads>(dOs + stage * QT * S, a.dob + at * D, a.Hq * D, a.Tq - q0, tid);
+    load_tile_async<QT, D, kThreadsB>(Qs + stage * QT * S, a.qb + at * D, a.Hq * D, a.Tq - q0, tid);
+    load_tile_async<QT, D, kThreadsB>(dOs + stage * QT * S, a.dob + at * D, a.Hq * D, a.Tq - q0, tid);
     if (tid < QT) {
       const int64_t qi = q0 + tid;
       lses[stage * QT + tid] = qi < a.Tq ? a.lse[(b * a.Hq + h) * a.Tq + qi] * kLog2e : -INFINITY;
@@ -324,8 +327,8 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     }
   };
   const int64_t kv_at = (b * a.Tk + k0) * a.Hkv + hk;
-  load_tile_async<kTile, D, kBwdThreads>(Ks, a.k + kv_at * D, a.Hkv * D, a.Tk - k0, tid);
-  load_tile_async<kTile, D, kBwdThreads>(Vs, a.v + kv_at * D, a.Hkv * D, a.Tk - k0, tid);
+  load_tile_async<KT, D, kThreadsB>(Ks, a.k + kv_at * D, a.Hkv * D, a.Tk - k0, tid);
+  load_tile_async<KT, D, kThreadsB>(Vs, a.v + kv_at * D, a.Hkv * D, a.Tk - k0, tid);
   if (tiles > 0) issue(0, 0);
   cp_async_commit();
 
@@ -337,8 +340,9 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.0f;
   }
 
-  // dQ of a tile: warp w takes 16 queries (w % (QT / 16)) and D / (64 / QT) columns (w / (QT / 16)).
-  constexpr int kQGroups = QT / 16, kDCols = D / (4 / kQGroups);
+  // dQ of a tile: warp w takes 16 queries (w % (QT / 16)) and D / (kWarps / (QT / 16)) columns (w / (QT / 16)).
+  constexpr int kQGroups = QT / 16, kDCols = D / (kWarps / kQGroups);
+  static_assert(kWarps % kQGroups == 0 && kDCols % 16 == 0, "the dQ tile must split evenly over the warps");
   const int dq_row0 = (warp % kQGroups) * 16, dq_col0 = (warp / kQGroups) * kDCols;
 
   const uint32_t k_a = shared_address(Ks) + 2 * (a_lane(S, lane) + warp * 16 * S);
@@ -385,7 +389,7 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     }
     // P^T = exp2(S^T scale2 - lse2) where visible; dS^T = P^T (dP^T - D_i), written to shared memory too.
     // A tile of real queries that all see all of the block's real keys skips the masks.
-    const bool whole = q0 + QT <= a.Tq && k0 + kTile <= a.Tk && k0 >= key_lo && (!a.causal || k0 + kTile - 1 <= offset + q0);
+    const bool whole = q0 + QT <= a.Tq && k0 + KT <= a.Tk && k0 >= key_lo && (!a.causal || k0 + KT - 1 <= offset + q0);
     #pragma unroll
     for (int j = 0; j < QT / 8; ++j) {
       #pragma unroll
@@ -424,12 +428,12 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
     }
     __syncthreads();  // dS^T complete
 
-    // dQ = scale dS K over the block's 64 keys: A = dS from the [key][query] tile read transposed.
+    // dQ = scale dS K over the block's KT keys: A = dS from the [key][query] tile read transposed.
     float dq[kDCols / 8][4];
     #pragma unroll
     for (int n = 0; n < kDCols / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
     #pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk) {
+    for (int kk = 0; kk < KT / 16; ++kk) {
       uint32_t tr[4];
       ldmatrix_x4_trans(tr, ds_b + 2 * kk * 16 * SD);
       const uint32_t dsa[4] = {tr[0], tr[2], tr[1], tr[3]};
@@ -448,8 +452,8 @@ __global__ void __launch_bounds__(kBwdThreads) flash_backward_kernel(FlashArgs a
       float* dqr = a.dq + ((b * a.Tq + qi) * a.Hq + h) * D + dq_col0 + 2 * c;
       #pragma unroll
       for (int n = 0; n < kDCols / 8; ++n) {
-        atomicAdd(dqr + n * 8, a.scale * dq[n][2 * r]);
-        atomicAdd(dqr + n * 8 + 1, a.scale * dq[n][2 * r + 1]);
+        // One 8-byte atomic for the lane's pair of columns (sm_90's vector atomics: half the atomic operations).
+        atomicAdd(reinterpret_cast<float2*>(dqr + n * 8), make_float2(a.scale * dq[n][2 * r], a.scale * dq[n][2 * r + 1]));
       }
     }
     __syncthreads();  // dS^T and this stage are rewritten by the next iteration
@@ -579,7 +583,12 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
   // block over the first keys does group x (Tq / QT) tiles while one over the last keys does group x 1, and with
   // few kv heads the grid is one uneven wave (Qwen2.5-0.5B: 2 kv heads of 7 query heads). Then each query head
   // gets blocks of its own, writing dK and dV slices that one pass adds up: more, shorter blocks in waves.
-  const int64_t group = Hq / Hkv, key_tiles = (Tk + kTile - 1) / kTile;
+  // Keys per block (R1_ATTENTION_BACKWARD_KEYS, 64 or 128: an experiment's switch while the two are compared).
+  static const int keys_per_block = [] {
+    const char* v = std::getenv("R1_ATTENTION_BACKWARD_KEYS");
+    return v && std::atoi(v) == 64 ? 64 : 128;
+  }();
+  const int64_t group = Hq / Hkv, key_tiles = (Tk + keys_per_block - 1) / keys_per_block;
   const bool split = group > 1 && key_tiles * Hkv * B < 8 * multiprocessors();
   float *parts_dk = nullptr, *parts_dv = nullptr;
   if (split) {
@@ -591,11 +600,18 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
               kv_start, Tq, Tk, Hq, Hkv, scale, causal, split ? 1 : group, split ? kv_count : 0};
   const dim3 grid(static_cast<unsigned>(key_tiles), static_cast<unsigned>(split ? Hq : Hkv), static_cast<unsigned>(B));
   auto shared_bytes = [&](int qt) {
-    return sizeof(__nv_bfloat16) * (2 * kTile * (D + 8) + 4 * qt * (D + 8) + kTile * (qt + 8)) + sizeof(float) * 4 * qt;
+    return sizeof(__nv_bfloat16) * (2 * keys_per_block * (D + 8) + 4 * qt * (D + 8) + keys_per_block * (qt + 8)) +
+           sizeof(float) * 4 * qt;
   };
   const char* name = "r1_attention_backward (bf16 tensor cores)";
-  if (D == 64) launch(flash_backward_kernel<64, 64>, grid, kBwdThreads, shared_bytes(64), a, name);
-  else launch(flash_backward_kernel<128, 32>, grid, kBwdThreads, shared_bytes(32), a, name);
+  const int threads = keys_per_block * 2;
+  if (keys_per_block == 64) {
+    if (D == 64) launch(flash_backward_kernel<64, 64, 64>, grid, threads, shared_bytes(64), a, name);
+    else launch(flash_backward_kernel<128, 32, 64>, grid, threads, shared_bytes(32), a, name);
+  } else {
+    if (D == 64) launch(flash_backward_kernel<64, 64, 128>, grid, threads, shared_bytes(64), a, name);
+    else launch(flash_backward_kernel<128, 32, 128>, grid, threads, shared_bytes(32), a, name);
+  }
   if (split) {
     // kv_count = B Tk Hkv D is a multiple of 4 (D is 64 or 128); the buffers are 16-byte aligned (checked above).
     sum_parts_kernel<<<grid_for(kv_count / 4), kThreads, 0, stream()>>>(
