@@ -41,7 +41,8 @@ struct cublasLtMatmulHeuristicResult_t {
 };
 enum : int { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77 };          // cublasComputeType_t
 enum : int { R_32F = 0, R_16BF = 14 };                                                // cudaDataType_t
-enum : int { DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8 };  // cublasLtMatmulDescAttributes_t
+enum : int { DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8,
+             DESC_BIAS_DATA_TYPE = 26 };                                              // cublasLtMatmulDescAttributes_t
 enum : int { EPILOGUE_BIAS = 4 };                                                     // cublasLtEpilogue_t
 enum : int { OP_N = 0, OP_T = 1 };                                                    // cublasOperation_t
 enum : int { LAYOUT_BATCH_COUNT = 5, LAYOUT_STRIDED_BATCH_OFFSET = 6 };               // cublasLtMatrixLayoutAttribute_t
@@ -128,6 +129,9 @@ Plan make_plan(const PlanKey& key) {
     // before each call. A bias type left unset is D's (float32).
     int epilogue = EPILOGUE_BIAS;
     lt.desc_set(plan.desc, DESC_EPILOGUE, &epilogue, sizeof epilogue);
+    // With a bf16 D the bias would be read as bf16: it is float32.
+    int bias_type = R_32F;
+    if (key.out_bf16) lt.desc_set(plan.desc, DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
   }
   const int64_t m = key.m, n = key.n, k = key.k;
   bool ok = lt.layout_create(&plan.a, operand_type, key.trans_b ? k : n, key.trans_b ? n : k, key.trans_b ? k : n) == 0 &&
@@ -235,7 +239,7 @@ __global__ void tiled_gemm_kernel(const T* a, const T* b, Out* c, int64_t m, int
 
 // C = op(A) op(B) (+ bias per column of C) for operands already in the precision's element type (bf16 in bf16
 // precision): the planned cuBLASLt call, or the tiled kernel for shapes cuBLASLt declines. A bias needs batch 1
-// and beta 0. c16 (bf16 precision, beta 0, no bias): C is written there as bf16 instead of into c.
+// and beta 0. c16 (bf16 precision, beta 0): C is written there as bf16 instead of into c.
 void run_gemm(const void* a_op, const void* b_op, float* c, __nv_bfloat16* c16, const float* bias, int64_t batch,
               int64_t m, int64_t n, int64_t k, int trans_a, int trans_b, int64_t sa, int64_t sb, int64_t stride_c,
               float beta, const char* caller) {
@@ -417,6 +421,7 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
   }
   const void* x_op = x;
   const void* w_op = w;
+  __nv_bfloat16* y16 = nullptr;
   if (precision == 2) {
     const auto* xf = static_cast<const float*>(x);
     const auto* wf = static_cast<const float*>(w);
@@ -428,11 +433,14 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
     if (skinny_linear(x16, w16, bias, y, m, n, k)) return;
     x_op = x16;
     w_op = w16;
+    // A bf16-only y (ops.linear in training: a projection with a bias) is written as bf16, the bias added first.
+    y16 = bf16_only_target(y, m * n);
   } else {
     widen_pending(x, m * k * static_cast<int64_t>(sizeof(float)));
     widen_pending(w, n * k * static_cast<int64_t>(sizeof(float)));
   }
-  run_gemm(x_op, w_op, y, nullptr, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
+  run_gemm(x_op, w_op, y, y16, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
+  if (!y16) weights_written(y, m * n * static_cast<int64_t>(sizeof(float)));
 }
 
 // The decode step's q|k|v projection with RoPE and the cache writes (r1_cuda.h): on the skinny GEMM's epilogue,

@@ -808,8 +808,35 @@ function gradOfRight(a: Tensor, b: Tensor, g: Tensor): Tensor {
   return sumTo(matmul(transpose(a), g), b.shape);
 }
 
+// On CUDA the bias is added by the GEMM's epilogue (r1_cuda_linear), into the product before it is rounded where
+// it is bf16-only: no pass of its own over the output, whose readers (RoPE, the attention) then read bf16. The
+// backward is matmul's for x @ W^T, plus the bias's sum over rows.
+function linearWithBias(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
+  const [n, k] = weight.shape;
+  const x2 = contiguous(reshape(x, [-1, k]));
+  const m = x2.shape[0];
+  const w = contiguous(weight);
+  if (isGradEnabled() && weight.requiresGrad) shareBf16Operand(x2);
+  const y = empty([m, n], 'f32', x.device);
+  if (isModelWeight(w)) activationForGemms(y);
+  cudaBackend().linear(rawData(x2) as number, false, rawData(w) as number, false, deviceAddress(contiguous(bias)), rawData(y) as number, m, n, k);
+  const out = record(y, 'linear', [x2, w, bias], (g) => {
+    if (x2.requiresGrad && w.requiresGrad) shareBf16Operand(g);
+    return [
+      x2.requiresGrad ? matmul(g, w) : null,
+      w.requiresGrad ? transpose(matmul(transpose(g), x2)) : null,
+      bias.requiresGrad ? sum(g, 0) : null,
+    ];
+  });
+  return reshape(out, [...x.shape.slice(0, -1), n]);
+}
+
 /** x @ W^T + bias with W stored [out, in] (PyTorch and Hugging Face layout). */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  if (bias && x.device === 'cuda' && weight.ndim === 2 && bias.ndim === 1 && bias.size === weight.shape[0] && x.shape[x.ndim - 1] === weight.shape[1] &&
+    x.dtype === 'f32' && weight.dtype === 'f32' && bias.dtype === 'f32') {
+    return linearWithBias(x, weight, bias);
+  }
   const y = matmul(x, transpose(weight));
   if (!bias) return y;
   if (y.device !== 'cpu' || bias.dtype !== y.dtype || !sameShape(broadcastShapes(y.shape, bias.shape), y.shape)) return add(y, bias);

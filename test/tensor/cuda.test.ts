@@ -82,6 +82,8 @@ const opCases: Record<string, OpCase> = {
     run: (logits, targets) => T.crossEntropy(logits, targets, { reduction: 'none' }), kind: 'sums',
   },
   matmul: { inputs: [f(2, 3, 37, 29), f(3, 41, 29)], run: (a, b) => T.matmul(a, T.transpose(b)), kind: 'sums' },
+  // With a bias, CUDA's linear adds it in the GEMM's epilogue (its own op); the CPU's is matmul and add.
+  linear: { inputs: [f(3, 10, 29), f(41, 29), f(41)], run: (x, w, b) => T.linear(x, w, b), kind: 'sums' },
   embedding: { inputs: [f(50, 24), idx(50, 3, 7)], run: (table, ids) => T.embedding(table, ids), kind: 'sums' },
   indexAdd: { inputs: [f(9, 24), idx(9, 14), f(14, 24)], run: (base, index, src) => T.indexAdd(base, index, src), kind: 'sums' },
   gather: { inputs: [f(5, 30), idx(30, 5, 4)], run: (x, index) => T.gather(x, 1, index), kind: 'sums' },
@@ -181,6 +183,7 @@ describe('CUDA bf16 GEMMs', { skip }, () => {
     try {
       compareOp('matmul', opCases.matmul, 1e-2);
       compareOp('linear', { inputs: [f(4, 10, 96), f(80, 96)], run: (x, w) => T.linear(x, w), kind: 'sums' }, 1e-2);
+      compareOp('linear with a bias', { inputs: [f(4, 10, 96), f(80, 96), f(80)], run: (x, w, b) => T.linear(x, w, b), kind: 'sums' }, 1e-2);
     } finally {
       T.setMatmulPrecision('f32');
     }
@@ -534,24 +537,25 @@ describe('gradients kept as bf16 copies alone', { skip }, () => {
 
 describe('bf16 activations: products with a weight kept as bf16 alone', { skip }, () => {
   // In bf16 precision a GEMM with a registered weight writes its output (an activation, or an activation's
-  // gradient) as bf16 alone, as autocast does, and so do RMSNorm and SwiGLU; the kernels that read them (the
-  // residual add, SwiGLU, cross-entropy) read the copies. A residual MLP block with an RMSNorm and the LM head's
+  // gradient) as bf16 alone, as autocast does (a bias added by the GEMM's epilogue first), and so do RMSNorm and
+  // SwiGLU; the kernels that read them (the residual add, SwiGLU, cross-entropy) read the copies. A residual MLP
+  // block (gate with a bias) with an RMSNorm and the LM head's
   // loss: the loss within 1e-2 relative and every gradient within the bf16 bound (1e-2 in norm) of float32 on
   // the CPU, with no float written back in the forward and backward, and the activations bf16-only.
   it('forward and backward match float32 on the CPU without writing floats back', () => {
     const rng = new T.Rng(seed + 47);
-    const [x0, wn0, wg0, wu0, wd0, wh0] = [normal(rng, 48 * 32), normal(rng, 32), normal(rng, 64 * 32), normal(rng, 64 * 32), normal(rng, 32 * 64), normal(rng, 40 * 32)];
+    const [x0, wn0, wg0, bg0, wu0, wd0, wh0] = [normal(rng, 48 * 32), normal(rng, 32), normal(rng, 64 * 32), normal(rng, 64), normal(rng, 64 * 32), normal(rng, 32 * 64), normal(rng, 40 * 32)];
     const targets = Array.from({ length: 48 }, (_, i) => (i * 7) % 40);
     const pending: boolean[] = [];
     let widens = 0;
     const run = (device: 'cpu' | 'cuda') => T.withDevice(device, () => T.scope(() => {
       const x = T.tensor(x0, [48, 32]);
-      const weights = [T.tensor(wn0, [32]), T.tensor(wg0, [64, 32]), T.tensor(wu0, [64, 32]), T.tensor(wd0, [32, 64]), T.tensor(wh0, [40, 32])];
+      const weights = [T.tensor(wn0, [32]), T.tensor(wg0, [64, 32]), T.tensor(bg0, [64]), T.tensor(wu0, [64, 32]), T.tensor(wd0, [32, 64]), T.tensor(wh0, [40, 32])];
       for (const w of weights) (w.requiresGrad = true, T.registerWeight(w));
-      const [wn, wg, wu, wd, wh] = weights;
+      const [wn, wg, bg, wu, wd, wh] = weights;
       x.requiresGrad = true;
       const normed = T.rmsNorm(x, wn, 1e-6);
-      const [gate, up] = [T.linear(normed, wg), T.linear(normed, wu)];
+      const [gate, up] = [T.linear(normed, wg, bg), T.linear(normed, wu)];
       const act = T.swiglu(gate, up);
       const down = T.linear(act, wd);
       const h = T.add(x, down);
@@ -571,7 +575,7 @@ describe('bf16 activations: products with a weight kept as bf16 alone', { skip }
       assert.deepEqual(pending, [true, true, true, true, true, true, false], 'norm, gate, up, SwiGLU, down and logits bf16-only; the residual sum float32');
       assert.equal(widens, 0, 'no float written back: the adds of the residual stream and of the gradients read the copies');
       assert.ok(Math.abs(cuda.loss - cpu.loss) <= 1e-2 * Math.abs(cpu.loss), `loss ${cuda.loss} against ${cpu.loss} (seed ${seed})`);
-      ['x', 'norm', 'gate', 'up', 'down', 'head'].forEach((what, i) => {
+      ['x', 'norm', 'gate', 'gate bias', 'up', 'down', 'head'].forEach((what, i) => {
         const error = errorOf('sums', cuda.grads[i], cpu.grads[i]);
         assert.ok(error <= 1e-2, `gradient of ${what}: error ${error.toExponential(2)} (seed ${seed})`);
       });
