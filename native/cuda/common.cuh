@@ -182,12 +182,18 @@ inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size
 }
 
 // An input of an elementwise or row kernel that may be a bf16-only buffer (pending_copy): h, when not null, holds
-// the values as bf16 and f's floats are not written. input_of looks the range up on the host.
+// the values as bf16 and f's floats are not written. input_of looks the range up on the host; a range that only
+// partly lies in a bf16-only buffer has that buffer's floats written back first, so f is always readable.
 struct Input {
   const float* f;
   const __nv_bfloat16* h;
 };
-inline Input input_of(const float* p, int64_t count) { return Input{p, count > 0 ? pending_copy(p, count) : nullptr}; }
+inline Input input_of(const float* p, int64_t count) {
+  if (count <= 0) return Input{p, nullptr};
+  const __nv_bfloat16* h = pending_copy(p, count);
+  if (!h) widen_pending(p, count * static_cast<int64_t>(sizeof(float)));
+  return Input{p, h};
+}
 __device__ inline float read(Input x, int64_t i) { return x.h ? __bfloat162float(x.h[i]) : x.f[i]; }
 // Four elements from index 4 * i4 (16-byte aligned floats, 8-byte aligned bf16).
 __device__ inline float4 read4(Input x, int64_t i4) {

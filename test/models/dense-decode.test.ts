@@ -60,8 +60,9 @@ describe('the fused CUDA decode step of a dense model', { skip }, () => {
             const cacheError = relativeError(values(fusedCache[l].buffers[i], format), values(buffer, format));
             assert.ok(cacheError <= tolerance, `layer ${l} ${i === 0 ? 'keys' : 'values'}: ${cacheError}`);
           }));
-          // Per layer ~20 calls become 9 in float32 (plus the embedding, first norm and head), ~27 become 10 in bf16.
-          assert.ok(calls(fused.rows) < 0.55 * calls(unfused.rows), `${calls(fused.rows)} kernel calls fused, ${calls(unfused.rows)} unfused`);
+          // Per layer ~17 calls (the biases added in the projections' GEMMs) become 9 in float32 (plus the embedding,
+          // first norm and head), ~25 become 10 in bf16: measured 21 against 37, and 23 against 54.
+          assert.ok(calls(fused.rows) < 0.6 * calls(unfused.rows), `${calls(fused.rows)} kernel calls fused, ${calls(unfused.rows)} unfused`);
         })));
       } finally {
         setMatmulPrecision('f32');

@@ -365,8 +365,9 @@ describe('training on CUDA matches the CPU', { skip }, () => {
   it('DeepSeek (MLA, DeepSeekMoE, MTP), 4 steps', () => compare('deepseek', () => new DeepSeekModel(deepseekConfig(64, { maxPositionEmbeddings: 32 }), 7), 1e-3));
 });
 
-// bf16 precision (GEMM operands and attention on tensor cores rounded to 8 bits of mantissa, weights, moments and
-// everything between GEMMs float32) against float32 on the CPU over 50 AdamW steps from the same initialisation
+// bf16 precision (GEMM operands and attention on tensor cores rounded to 8 bits of mantissa, the products with
+// weights and the activations that GEMMs read kept as bf16; weights, moments, the residual stream and the loss
+// float32) against float32 on the CPU over 50 AdamW steps from the same initialisation
 // on the same batches: each rounding is within 2^-9 relative, and AdamW's normalised updates keep the two runs
 // close, so every loss is within 3e-2 relative for the dense model (head size 64: the tensor-core attention) and
 // 5e-2 for DeepSeek, whose top-2 expert choice may flip on near-ties in either precision. The batches count up

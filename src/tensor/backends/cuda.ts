@@ -117,9 +117,10 @@ function makeBackend(library: CudaLibrary): DeviceBackend {
     registerWeight(array) {
       // The bf16 copy costs half the weight's bytes again: only worth it when GEMMs read bf16.
       if (precision !== 'bf16' || array.dtype !== 'f32' || array.length === 0) return;
+      // Registered again after a write (copyInto), an activation that had a copy stays an activation.
+      if (!array.weight) array.modelWeight = true;
       library.registerWeight(array.address(() => 'a weight'), array.length);
       array.weight = true;
-      array.modelWeight = true;
     },
     shareBf16Operand(array) {
       // A graph must not read a copy rounded before its recording (the buffer may change between replays).
