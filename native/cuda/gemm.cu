@@ -430,11 +430,12 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
     if (!x16) x16 = to_bf16(kScratchGemmA, xf, 1, m * k, 0);
     if (!w16) w16 = to_bf16(kScratchGemmB, wf, 1, n * k, 0);
     if (!x16 || !w16) return;
-    if (skinny_linear(x16, w16, bias, y, m, n, k)) return;
+    // A bf16-only y (ops.linear in training: a projection with a bias) is written as bf16, the bias added first;
+    // a float32 one by the skinny kernel where it covers the shape.
+    y16 = bf16_only_target(y, m * n);
+    if (!y16 && skinny_linear(x16, w16, bias, y, m, n, k)) return weights_written(y, m * n * static_cast<int64_t>(sizeof(float)));
     x_op = x16;
     w_op = w16;
-    // A bf16-only y (ops.linear in training: a projection with a bias) is written as bf16, the bias added first.
-    y16 = bf16_only_target(y, m * n);
   } else {
     widen_pending(x, m * k * static_cast<int64_t>(sizeof(float)));
     widen_pending(w, n * k * static_cast<int64_t>(sizeof(float)));
@@ -479,7 +480,7 @@ R1_API void r1_cuda_linear_swiglu(const void* x, const void* w, void* y, int64_t
   if (skinny_linear_swiglu(x16, w16, y16, m, 2 * inter, k)) return;
   auto* gate_up = static_cast<float*>(scratch(kScratchGemmOut, size_t(m * 2 * inter) * sizeof(float)));
   if (!gate_up) return;
-  run_gemm(x16, w16, gate_up, nullptr, 1, m, 2 * inter, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear_swiglu");
+  run_gemm(x16, w16, gate_up, nullptr, nullptr, 1, m, 2 * inter, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear_swiglu");
   swiglu_grouped_rows(gate_up, y16, m, inter);
 }
 
