@@ -78,7 +78,8 @@ int precision = 0;                                    // r1_cuda_set_matmul_prec
 struct PlanKey {
   int64_t m, n, k, batch, stride_a, stride_b, stride_c;
   int trans_a, trans_b, precision, align_a, align_b, align_c;
-  int bias;      // the epilogue adds a float32 bias per output column (cuBLASLt's rows of D: r1_cuda_linear)
+  int bias;      // the epilogue adds a bias per output column (cuBLASLt's rows of D: r1_cuda_linear): 0 none,
+                 // 1 float32, 2 bf16 (a registered bias's copy)
   int out_bf16;  // D is written as bf16 (a bf16-only output); also keeps the key free of padding bytes (it is
                  // compared and hashed bytewise)
   bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
@@ -129,9 +130,9 @@ Plan make_plan(const PlanKey& key) {
     // before each call. A bias type left unset is D's (float32).
     int epilogue = EPILOGUE_BIAS;
     lt.desc_set(plan.desc, DESC_EPILOGUE, &epilogue, sizeof epilogue);
-    // With a bf16 D the bias would be read as bf16: it is float32.
-    int bias_type = R_32F;
-    if (key.out_bf16) lt.desc_set(plan.desc, DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
+    // The bias's type, where it is not D's.
+    int bias_type = key.bias == 2 ? R_16BF : R_32F;
+    if (key.out_bf16 || key.bias == 2) lt.desc_set(plan.desc, DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
   }
   const int64_t m = key.m, n = key.n, k = key.k;
   bool ok = lt.layout_create(&plan.a, operand_type, key.trans_b ? k : n, key.trans_b ? n : k, key.trans_b ? k : n) == 0 &&
@@ -238,17 +239,18 @@ __global__ void tiled_gemm_kernel(const T* a, const T* b, Out* c, int64_t m, int
 
 
 // C = op(A) op(B) (+ bias per column of C) for operands already in the precision's element type (bf16 in bf16
-// precision): the planned cuBLASLt call, or the tiled kernel for shapes cuBLASLt declines. A bias needs batch 1
-// and beta 0. c16 (bf16 precision, beta 0): C is written there as bf16 instead of into c.
-void run_gemm(const void* a_op, const void* b_op, float* c, __nv_bfloat16* c16, const float* bias, int64_t batch,
+// precision): the planned cuBLASLt call, or the tiled kernel for shapes cuBLASLt declines. A bias (float32, or
+// bf16 with bias_bf16) needs batch 1 and beta 0. c16 (bf16 precision, beta 0): C is written there as bf16 instead
+// of into c. With fallback false, returns false having queued nothing where cuBLASLt has no algorithm.
+bool run_gemm(const void* a_op, const void* b_op, float* c, __nv_bfloat16* c16, const void* bias, int64_t batch,
               int64_t m, int64_t n, int64_t k, int trans_a, int trans_b, int64_t sa, int64_t sb, int64_t stride_c,
-              float beta, const char* caller) {
+              float beta, const char* caller, bool bias_bf16 = false, bool fallback = true) {
   cudaStream_t s = r1cuda::stream();
   const int64_t element = precision == 2 ? 2 : 4;
   void* d = c16 ? static_cast<void*>(c16) : static_cast<void*>(c);
   PlanKey key{m, n, k, batch, sa, sb, stride_c, trans_a, trans_b, precision,
               alignment(a_op, sa * element), alignment(b_op, sb * element), alignment(d, stride_c * (c16 ? 2 : 4)),
-              bias != nullptr, c16 != nullptr};
+              bias ? (bias_bf16 ? 2 : 1) : 0, c16 != nullptr};
   Plan* plan;
   {
     std::lock_guard<std::mutex> lock(plans_mutex);
@@ -262,11 +264,13 @@ void run_gemm(const void* a_op, const void* b_op, float* c, __nv_bfloat16* c16, 
     // cuBLASLt's A is our B, its B our A.
     int status = lt.matmul(handle, plan->desc, &alpha, b_op, plan->a, a_op, plan->b, &beta, d, plan->c, d, plan->c,
                            &plan->algo, workspace, kWorkspaceBytes, s);
-    if (status == 0) return;
+    if (status == 0) return true;
     std::string message = "cublasLtMatmul failed with status " + std::to_string(status);
     r1cuda::record_message(caller, message.c_str());
-    return;
+    return true;
   }
+  if (!fallback) return false;
+  const float* bias32 = static_cast<const float*>(bias);  // the fallback's callers pass float32 biases
   dim3 grid(static_cast<unsigned>((n + 15) / 16), static_cast<unsigned>((m + 15) / 16), 1);
   for (int64_t b0 = 0; b0 < batch; b0 += 65535) {
     grid.z = static_cast<unsigned>(batch - b0 < 65535 ? batch - b0 : 65535);
@@ -275,19 +279,20 @@ void run_gemm(const void* a_op, const void* b_op, float* c, __nv_bfloat16* c16, 
       auto* b16 = static_cast<const __nv_bfloat16*>(b_op) + b0 * sb;
       if (c16) {
         tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a16, b16, c16 + b0 * stride_c, m, n, k, trans_a, trans_b, sa,
-                                                        sb, stride_c, beta, bias);
+                                                        sb, stride_c, beta, bias32);
       } else {
         tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a16, b16, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb,
-                                                        stride_c, beta, bias);
+                                                        stride_c, beta, bias32);
       }
     } else {
       auto* a32 = static_cast<const float*>(a_op) + b0 * sa;
       auto* b32 = static_cast<const float*>(b_op) + b0 * sb;
       tiled_gemm_kernel<<<grid, dim3(16, 16), 0, s>>>(a32, b32, c + b0 * stride_c, m, n, k, trans_a, trans_b, sa, sb,
-                                                      stride_c, beta, bias);
+                                                      stride_c, beta, bias32);
     }
   }
   r1cuda::check_launch(caller);
+  return true;
 }
 
 }  // namespace
@@ -440,8 +445,15 @@ R1_API void r1_cuda_linear(const void* x, int x_bf16, const void* w, int w_bf16,
     widen_pending(x, m * k * static_cast<int64_t>(sizeof(float)));
     widen_pending(w, n * k * static_cast<int64_t>(sizeof(float)));
   }
-  run_gemm(x_op, w_op, y, y16, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
-  if (!y16) weights_written(y, m * n * static_cast<int64_t>(sizeof(float)));
+  if (y16) {
+    // bf16 D with a float32 bias, else with the bias's registered bf16 copy (as autocast adds it), where cuBLASLt
+    // has an algorithm for either; else float32 y, which ends the promise.
+    if (run_gemm(x_op, w_op, y, y16, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear", false, false)) return;
+    const __nv_bfloat16* bias16 = bias ? weight_shadow(bias, n) : nullptr;
+    if (bias16 && run_gemm(x_op, w_op, y, y16, bias16, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear", true, false)) return;
+  }
+  run_gemm(x_op, w_op, y, nullptr, bias, 1, m, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear");
+  weights_written(y, m * n * static_cast<int64_t>(sizeof(float)));
 }
 
 // The decode step's q|k|v projection with RoPE and the cache writes (r1_cuda.h): on the skinny GEMM's epilogue,

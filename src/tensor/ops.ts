@@ -824,7 +824,7 @@ function linearWithBias(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
     if (x2.requiresGrad && w.requiresGrad) shareBf16Operand(g);
     return [
       x2.requiresGrad ? matmul(g, w) : null,
-      w.requiresGrad ? transpose(matmul(transpose(g), x2)) : null,
+      w.requiresGrad ? matmul(transpose(g), x2) : null,  // [n, k]: W's own row-major layout
       bias.requiresGrad ? sum(g, 0) : null,
     ];
   });
