@@ -474,7 +474,7 @@ R1_API void r1_cuda_linear_rope_kv(const void* x, const void* w, const float* bi
   if (skinny_linear_rope_kv(x16, w16, bias, B, n, k, rope)) return;
   auto* qkv = static_cast<float*>(scratch(kScratchGemmOut, size_t(B * n) * sizeof(float)));
   if (!qkv) return;
-  run_gemm(x16, w16, qkv, bias, 1, B, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear_rope_kv");
+  run_gemm(x16, w16, qkv, nullptr, bias, 1, B, n, k, 0, 1, 0, 0, 0, 0.0f, "r1_cuda_linear_rope_kv");
   rope_write_kv_permuted(qkv, rope, B);
 }
 
