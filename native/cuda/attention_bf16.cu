@@ -14,15 +14,13 @@
 // accumulator layout of m16n8k16, which is also the A-operand layout of P V, so P never touches shared memory.
 // Scores are kept in base 2 (scaled by scale * log2 e) so that exp2f is one instruction.
 //
-// Backward (FlashAttention-2, Algorithm 2): a block owns 64 keys of one kv head, 16 per warp, and walks every
+// Backward (FlashAttention-2, Algorithm 2): a block owns 128 keys of one kv head, 16 per warp, and walks every
 // query tile of every query head of its group that can see them. Per tile it forms S^T = K Q^T and dP^T = V dO^T,
 // P^T = exp2(S^T - lse), dS^T = P^T (dP^T - D_i), accumulates dV += P^T dO and dK += dS^T Q in registers, and
 // writes dS^T to shared memory so that the block computes dQ = dS K for the tile and adds it to dq with atomics.
 // When that grid is too small to fill the GPU evenly (few kv heads, short sequences), each query head of a group
 // gets blocks of its own instead, and one pass adds their dK and dV slices (attention_backward_bf16).
 #include <cuda_bf16.h>
-
-#include <cstdlib>
 
 #include "common.cuh"
 
@@ -299,7 +297,7 @@ __global__ void __launch_bounds__(KT * 2) flash_backward_kernel(FlashArgs a) {
   __nv_bfloat16* Vs = Ks + KT * S;
   __nv_bfloat16* Qs = Vs + KT * S;         // [2 stages][QT][S]
   __nv_bfloat16* dOs = Qs + 2 * QT * S;    // [2 stages][QT][S]
-  __nv_bfloat16* dSs = dOs + 2 * QT * S;   // dS^T: [64 keys][QT queries]
+  __nv_bfloat16* dSs = dOs + 2 * QT * S;   // dS^T: [KT keys][QT queries]
   float* lses = reinterpret_cast<float*>(dSs + KT * SD);     // [2 stages][QT], lse * log2 e
   float* deltas = lses + 2 * QT;                              // [2 stages][QT]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
@@ -583,11 +581,9 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
   // block over the first keys does group x (Tq / QT) tiles while one over the last keys does group x 1, and with
   // few kv heads the grid is one uneven wave (Qwen2.5-0.5B: 2 kv heads of 7 query heads). Then each query head
   // gets blocks of its own, writing dK and dV slices that one pass adds up: more, shorter blocks in waves.
-  // Keys per block (R1_ATTENTION_BACKWARD_KEYS, 64 or 128: an experiment's switch while the two are compared).
-  static const int keys_per_block = [] {
-    const char* v = std::getenv("R1_ATTENTION_BACKWARD_KEYS");
-    return v && std::atoi(v) == 64 ? 64 : 128;
-  }();
+  // Keys per block: 128 (measured in training, docs/BENCHMARKS.md; 64 keys with the same 8-byte dQ atomics timed
+  // 7% faster alone at the 494M shape, not yet checked on the device as the kernel the library runs).
+  constexpr int keys_per_block = 128;
   const int64_t group = Hq / Hkv, key_tiles = (Tk + keys_per_block - 1) / keys_per_block;
   const bool split = group > 1 && key_tiles * Hkv * B < 8 * multiprocessors();
   float *parts_dk = nullptr, *parts_dv = nullptr;
@@ -605,13 +601,8 @@ bool attention_backward_bf16(const float* q, const float* k, const float* v, con
   };
   const char* name = "r1_attention_backward (bf16 tensor cores)";
   const int threads = keys_per_block * 2;
-  if (keys_per_block == 64) {
-    if (D == 64) launch(flash_backward_kernel<64, 64, 64>, grid, threads, shared_bytes(64), a, name);
-    else launch(flash_backward_kernel<128, 32, 64>, grid, threads, shared_bytes(32), a, name);
-  } else {
-    if (D == 64) launch(flash_backward_kernel<64, 64, 128>, grid, threads, shared_bytes(64), a, name);
-    else launch(flash_backward_kernel<128, 32, 128>, grid, threads, shared_bytes(32), a, name);
-  }
+  if (D == 64) launch(flash_backward_kernel<64, 64, keys_per_block>, grid, threads, shared_bytes(64), a, name);
+  else launch(flash_backward_kernel<128, 32, keys_per_block>, grid, threads, shared_bytes(32), a, name);
   if (split) {
     // kv_count = B Tk Hkv D is a multiple of 4 (D is 64 or 128); the buffers are 16-byte aligned (checked above).
     sum_parts_kernel<<<grid_for(kv_count / 4), kThreads, 0, stream()>>>(

@@ -808,17 +808,17 @@ function gradOfRight(a: Tensor, b: Tensor, g: Tensor): Tensor {
   return sumTo(matmul(transpose(a), g), b.shape);
 }
 
-// On CUDA the bias is added by the GEMM's epilogue (r1_cuda_linear), into the product before it is rounded where
-// it is bf16-only: no pass of its own over the output, whose readers (RoPE, the attention) then read bf16. The
-// backward is matmul's for x @ W^T, plus the bias's sum over rows.
+// In bf16 precision on CUDA (a weight registered by Module) the bias is added by the GEMM's epilogue
+// (r1_cuda_linear), into the product before it is rounded to the bf16-only output: no pass of its own over the
+// output, whose readers (RoPE, the attention) then read bf16. The backward is matmul's for x @ W^T, plus the bias's
+// sum over rows. Elsewhere linear is matmul and add.
 function linearWithBias(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   const [n, k] = weight.shape;
   const x2 = contiguous(reshape(x, [-1, k]));
   const m = x2.shape[0];
   const w = contiguous(weight);
   if (isGradEnabled() && weight.requiresGrad) shareBf16Operand(x2);
-  const y = empty([m, n], 'f32', x.device);
-  if (isModelWeight(w)) activationForGemms(y);
+  const y = activationForGemms(empty([m, n], 'f32', x.device));
   cudaBackend().linear(rawData(x2) as number, false, rawData(w) as number, false, deviceAddress(contiguous(bias)), rawData(y) as number, m, n, k);
   const out = record(y, 'linear', [x2, w, bias], (g) => {
     if (x2.requiresGrad && w.requiresGrad) shareBf16Operand(g);
@@ -833,8 +833,8 @@ function linearWithBias(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
 
 /** x @ W^T + bias with W stored [out, in] (PyTorch and Hugging Face layout). */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  if (bias && x.device === 'cuda' && weight.ndim === 2 && bias.ndim === 1 && bias.size === weight.shape[0] && x.shape[x.ndim - 1] === weight.shape[1] &&
-    x.dtype === 'f32' && weight.dtype === 'f32' && bias.dtype === 'f32') {
+  if (bias && isModelWeight(weight) && weight.ndim === 2 && bias.ndim === 1 && bias.size === weight.shape[0] && x.shape[x.ndim - 1] === weight.shape[1] &&
+    x.dtype === 'f32' && bias.dtype === 'f32') {
     return linearWithBias(x, weight, bias);
   }
   const y = matmul(x, transpose(weight));

@@ -60,8 +60,9 @@ describe('the fused CUDA decode step of a dense model', { skip }, () => {
             const cacheError = relativeError(values(fusedCache[l].buffers[i], format), values(buffer, format));
             assert.ok(cacheError <= tolerance, `layer ${l} ${i === 0 ? 'keys' : 'values'}: ${cacheError}`);
           }));
-          // Per layer ~17 calls (the biases added in the projections' GEMMs) become 9 in float32 (plus the embedding,
-          // first norm and head), ~25 become 10 in bf16: measured 21 against 37, and 23 against 54.
+          // Per layer ~20 calls become 9 in float32 (plus the embedding, first norm and head), and ~28 become 10 in
+          // bf16 (where the layer-by-layer step also widens the bf16 outputs that its float32 kernels read): measured
+          // 21 fused against 37 to 43 layer by layer in float32, 19 against 60 in bf16.
           assert.ok(calls(fused.rows) < 0.6 * calls(unfused.rows), `${calls(fused.rows)} kernel calls fused, ${calls(unfused.rows)} unfused`);
         })));
       } finally {

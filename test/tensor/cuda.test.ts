@@ -82,7 +82,8 @@ const opCases: Record<string, OpCase> = {
     run: (logits, targets) => T.crossEntropy(logits, targets, { reduction: 'none' }), kind: 'sums',
   },
   matmul: { inputs: [f(2, 3, 37, 29), f(3, 41, 29)], run: (a, b) => T.matmul(a, T.transpose(b)), kind: 'sums' },
-  // With a bias, CUDA's linear adds it in the GEMM's epilogue (its own op); the CPU's is matmul and add.
+  // With a bias (matmul and add here; in bf16 precision with a registered weight, the 'linear' op of the GEMM's
+  // epilogue, which the bf16 activations test below compares with the CPU).
   linear: { inputs: [f(3, 10, 29), f(41, 29), f(41)], run: (x, w, b) => T.linear(x, w, b), kind: 'sums' },
   embedding: { inputs: [f(50, 24), idx(50, 3, 7)], run: (table, ids) => T.embedding(table, ids), kind: 'sums' },
   indexAdd: { inputs: [f(9, 24), idx(9, 14), f(14, 24)], run: (base, index, src) => T.indexAdd(base, index, src), kind: 'sums' },

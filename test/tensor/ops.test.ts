@@ -79,8 +79,9 @@ const gradChecks: Record<string, (t: TestContext) => void> = {
   // A copy between devices: there is one device here, and CUDA has no float64; test/tensor/cuda.test.ts checks
   // that the gradient comes back across the copy.
   to: (t) => t.skip('needs two devices: checked in test/tensor/cuda.test.ts'),
-  // linear's own op is CUDA's, with the bias in the GEMM's epilogue (no float64 there): test/tensor/cuda.test.ts
-  // compares its forward and backward with the CPU's linear, whose matmul and add are checked above.
+  // linear's own op is CUDA's in bf16 precision, with the bias in the GEMM's epilogue (no float64 there):
+  // test/tensor/cuda.test.ts compares its forward and backward with the CPU's linear, whose matmul and add are
+  // checked above.
   linear: (t) => t.skip('CUDA only: compared with the CPU in test/tensor/cuda.test.ts'),
   cast: () => gradcheck((a) => T.cast(T.cast(a, 'f32'), 'f64'), [leaf([3], 65)], { h: 1e-2, tolerance: 1e-4 /* the forward rounds to float32 (~1e-7 relative), so a wide step keeps the difference above the rounding */ }),
 };
