@@ -18,7 +18,7 @@
 // (tokenLogprobs: one forward over prompt + completion) for the same tokens in the same precision.
 // `sample-deepseek` samples DeepSeek shapes (MLA + DeepSeekMoE) the same way: decode steps recorded as CUDA graphs
 // (MoE routed on the device, absorbed MLA over the latent cache), and with --launched also op by op;
-// `train-deepseek` trains one (tokens/s).
+// `train-deepseek` trains one (tokens/s). DEEPSEEK_SHAPES=v3small (a comma-separated list) picks the shapes.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -478,7 +478,7 @@ if (wants('train-deepseek')) trainDeepSeekRow('v3small', 8, 512, 5);
 if (wants('sample-deepseek')) {
   const dir = flag('--tokenizer');
   if (!dir || !existsSync(join(dir, 'tokenizer.json'))) console.log('DeepSeek sampling rows skipped: --tokenizer DIR is needed');
-  else for (const name of ['v3mini', 'v3small'] as const) sampleDeepSeekRow(name, Tokenizer.fromFile(dir), [64, 256], 64, 256);
+  else for (const name of (process.env.DEEPSEEK_SHAPES ?? 'v3mini,v3small').split(',') as Array<keyof typeof DEEPSEEK_SHAPES>) sampleDeepSeekRow(name, Tokenizer.fromFile(dir), [64, 256], 64, 256);
 }
 
 // One GRPO step of the 494M shape as the issue states it: 64 prompts x 8 samples of 256 new tokens (random
