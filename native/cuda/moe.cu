@@ -205,6 +205,42 @@ __global__ void __launch_bounds__(kGemmThreads) grouped_gemm_kernel(const float*
   }
 }
 
+// out[r, j] = sum_k a[r, k] * w_e[j * Kd + k] for an expert's few rows (a decode step's): block (32 columns, expert),
+// warp w the columns j0 + w, j0 + w + 8, ...; the lanes read a weight row together along k (coalesced, each weight
+// read once per 16 rows) and keep 16 rows' sums, reduced across the warp at the end (sums in lane order, then the
+// butterfly). Tiles of rows x columns left the weights' bandwidth unused: each k step of a tile waited for its loads.
+constexpr int kGemvRows = 16, kGemvCols = 32;
+__global__ void __launch_bounds__(kGemmThreads) grouped_gemv_kernel(const float* a, ExpertWeights weights, const int32_t* offsets, float* out,
+                                                                     int64_t J, int64_t Kd) {
+  const int e = blockIdx.y;
+  const int64_t row_begin = offsets[e], row_end = offsets[e + 1];
+  const float* w = weights.w[e];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kGemvRows) {
+    const int rows = static_cast<int>(min(int64_t(kGemvRows), row_end - r0));
+    for (int64_t j = int64_t(blockIdx.x) * kGemvCols + warp; j < min(J, int64_t(blockIdx.x + 1) * kGemvCols); j += kGemmThreads / 32) {
+      const float* wj = w + j * Kd;
+      float acc[kGemvRows];
+      #pragma unroll
+      for (int r = 0; r < kGemvRows; ++r) acc[r] = 0.0f;
+      for (int64_t k = lane; k < Kd; k += 32) {
+        const float wv = wj[k];
+        #pragma unroll
+        for (int r = 0; r < kGemvRows; ++r) {
+          if (r < rows) acc[r] = fmaf(a[(r0 + r) * Kd + k], wv, acc[r]);
+        }
+      }
+      #pragma unroll
+      for (int r = 0; r < kGemvRows; ++r) {
+        float v = acc[r];
+        #pragma unroll
+        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+        if (lane == 0 && r < rows) out[(r0 + r) * J + j] = v;
+      }
+    }
+  }
+}
+
 // dW_e[n, c] = sum over the rows r of expert e of dy[r, n] * x[r, c]: block (c tile, n tile, expert), the rows in
 // increasing order. An expert without rows gets zeros.
 __global__ void __launch_bounds__(kGemmThreads) grouped_weight_grad_kernel(const float* dy, const float* x, const int32_t* offsets,
@@ -292,17 +328,23 @@ R1_API void r1_cuda_grouped_linear(const float* a, const uint64_t* weights, cons
     const int64_t count = std::min<int64_t>(kExpertsPerLaunch, E - e0);
     ExpertWeights w{};
     for (int64_t e = 0; e < count; ++e) w.w[e] = reinterpret_cast<const float*>(weights[e0 + e]);
-    // The tile from the rows an expert gets when the routing is balanced; its row tiles split so that every block
-    // has about one.
+    // From the rows an expert gets when the routing is balanced: a decode step's few rows take the GEMV form
+    // (the weights streamed once), more rows tiles of 32 or 64 (their row tiles split so that every block has
+    // about one).
     const int64_t per_expert = (rows + E - 1) / E;
     auto run = [&](auto kernel, int tm, int tn) {
       const unsigned splits = static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(64, (per_expert + tm - 1) / tm)));
       const dim3 grid(static_cast<unsigned>((J + tn - 1) / tn), static_cast<unsigned>(count), splits);
       kernel<<<grid, kGemmThreads, 0, stream()>>>(a, w, offsets + e0, out, J, Kd, transposed_w);
     };
-    if (per_expert <= 16) run(grouped_gemm_kernel<16, 32>, 16, 32);
-    else if (per_expert <= 32) run(grouped_gemm_kernel<32, 32>, 32, 32);
-    else run(grouped_gemm_kernel<64, 64>, 64, 64);
+    if (!transposed_w && per_expert <= 2 * kGemvRows) {
+      const dim3 grid(static_cast<unsigned>((J + kGemvCols - 1) / kGemvCols), static_cast<unsigned>(count));
+      grouped_gemv_kernel<<<grid, kGemmThreads, 0, stream()>>>(a, w, offsets + e0, out, J, Kd);
+    } else if (per_expert <= 32) {
+      run(grouped_gemm_kernel<32, 64>, 32, 64);
+    } else {
+      run(grouped_gemm_kernel<64, 64>, 64, 64);
+    }
   }
   check_launch("r1_cuda_grouped_linear");
 }
