@@ -10,27 +10,23 @@ using namespace r1cuda;
 
 namespace {
 
-constexpr int kMlaKeys = 32;       // keys per shared-memory tile: one per lane
+constexpr int kMlaKeys = 16;       // keys per shared-memory tile
 constexpr int kMlaHeads = 8;       // heads per block: one warp each
 constexpr int kMlaMaxValues = 32;  // values per lane (Dv <= 1024)
 
 __device__ inline float load_as_float(const float* p) { return *p; }
 __device__ inline float load_as_float(const __nv_bfloat16* p) { return __bfloat162float(*p); }
 
-// Block (head group, row b): warp w handles head h = blockIdx.x * kMlaHeads + w. Per tile of 32 keys, lane j
-// scores key j over all D dims (the key rows padded to D + 1 floats, so that the lanes' rows fall in distinct
-// banks), the warp's max and sum give the online softmax (base 2), and each lane adds the tile's 32 weighted
-// value rows into its Dv / 32 outputs. Sums in a fixed order (four partial sums over d, then keys ascending), so a
-// row's result does not depend on the batch. (Sixteen keys a tile, each scored by a whole warp and reduced by
-// shuffles, took 0.21 ms a layer at 256 rows of 193 keys, D 224: 28% of a 388M DeepSeek step on the H200.)
+// Block (head group, row b): warp w handles head h = blockIdx.x * kMlaHeads + w. Per tile of keys, each lane sums
+// its dims' share of the kMlaKeys dot products, a butterfly gives every lane all of them, and the online softmax
+// (base 2) rescales the lane's Dv / 32 outputs. Scores are float32 sums in a fixed order (lane-strided then the
+// butterfly), so a row's result does not depend on the batch.
 template <typename T>
 __global__ void mla_decode_attention_kernel(const float* q, const T* cache, float* out, const int32_t* kv_start, const int32_t* kv_end,
                                             int64_t H, int64_t D, int64_t Dv, int64_t capacity, float scale2) {
   extern __shared__ float mla_shared[];
-  const int64_t KS = D + 1;                // padded key row
   float* Qs = mla_shared;                  // [kMlaHeads][D], times scale2
-  float* Ks = Qs + kMlaHeads * D;          // [kMlaKeys][KS]
-  float* Ps = Ks + kMlaKeys * KS;          // [kMlaHeads][kMlaKeys]: the tile's weights
+  float* Ks = Qs + kMlaHeads * D;          // [kMlaKeys][D]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.y, h0 = int64_t(blockIdx.x) * kMlaHeads;
   const int64_t h = h0 + warp;
@@ -43,53 +39,48 @@ __global__ void mla_decode_attention_kernel(const float* q, const T* cache, floa
   #pragma unroll
   for (int i = 0; i < kMlaMaxValues; ++i) o[i] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  const float* qh = Qs + warp * D;
-  float* ph = Ps + warp * kMlaKeys;
   for (int64_t k0 = begin; k0 < end; k0 += kMlaKeys) {
     const int keys = static_cast<int>(min(int64_t(kMlaKeys), end - k0));
     __syncthreads();
     // Rows past the last key are zeros: their weight is 0, and 0 * (stale shared memory) could be NaN.
-    const T* tile = rows + k0 * D;
-    const int dim = static_cast<int>(D);
-    for (int i = threadIdx.x; i < kMlaKeys * dim; i += blockDim.x) {
-      const int j = i / dim, d = i - j * dim;
-      Ks[j * (dim + 1) + d] = j < keys ? load_as_float(tile + i) : 0.0f;
-    }
+    for (int64_t i = threadIdx.x; i < kMlaKeys * D; i += blockDim.x) Ks[i] = i < keys * D ? load_as_float(rows + k0 * D + i) : 0.0f;
     __syncthreads();
     if (h >= H) continue;
-    const float* krow = Ks + lane * KS;
-    // Four partial sums (d mod 4) for independent FMAs, added at the end.
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    int64_t d = 0;
-    for (; d + 4 <= D; d += 4) {
-      s0 = fmaf(qh[d], krow[d], s0);
-      s1 = fmaf(qh[d + 1], krow[d + 1], s1);
-      s2 = fmaf(qh[d + 2], krow[d + 2], s2);
-      s3 = fmaf(qh[d + 3], krow[d + 3], s3);
-    }
-    for (; d < D; ++d) s0 = fmaf(qh[d], krow[d], s0);
-    float s = (s0 + s1) + (s2 + s3);
-    if (lane >= keys) s = -INFINITY;
-    float tile_max = s;
+    float s[kMlaKeys];
     #pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+    for (int j = 0; j < kMlaKeys; ++j) s[j] = 0.0f;
+    const float* qh = Qs + warp * D;
+    for (int64_t d = lane; d < D; d += 32) {
+      const float qd = qh[d];
+      #pragma unroll
+      for (int j = 0; j < kMlaKeys; ++j) s[j] = fmaf(qd, Ks[j * D + d], s[j]);
+    }
+    #pragma unroll
+    for (int j = 0; j < kMlaKeys; ++j) {
+      #pragma unroll
+      for (int offset = 16; offset > 0; offset >>= 1) s[j] += __shfl_xor_sync(0xffffffffu, s[j], offset);
+      if (j >= keys) s[j] = -INFINITY;
+    }
+    float tile_max = -INFINITY;
+    #pragma unroll
+    for (int j = 0; j < kMlaKeys; ++j) tile_max = fmaxf(tile_max, s[j]);
     const float m_new = fmaxf(m, tile_max);
     const float alpha = exp2f(m - m_new);  // m = -inf on the first tile: 0
-    const float p = exp2f(s - m_new);
-    float p_sum = p;
+    float p_sum = 0.0f;
     #pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) p_sum += __shfl_xor_sync(0xffffffffu, p_sum, offset);
+    for (int j = 0; j < kMlaKeys; ++j) {
+      s[j] = exp2f(s[j] - m_new);
+      p_sum += s[j];
+    }
     l = l * alpha + p_sum;
     m = m_new;
-    ph[lane] = p;
-    __syncwarp();
     #pragma unroll
     for (int i = 0; i < kMlaMaxValues; ++i) {
       const int64_t d = lane + 32 * i;
       if (d >= Dv) break;
       float acc = o[i] * alpha;
-      #pragma unroll 8
-      for (int j = 0; j < kMlaKeys; ++j) acc = fmaf(ph[j], Ks[j * KS + d], acc);
+      #pragma unroll
+      for (int j = 0; j < kMlaKeys; ++j) acc = fmaf(s[j], Ks[j * D + d], acc);
       o[i] = acc;
     }
   }
@@ -114,7 +105,7 @@ R1_API void r1_cuda_mla_decode_attention(const float* q, const void* cache, floa
     record_message("r1_cuda_mla_decode_attention", "the value width must be at most 1024 and at most the key width");
     return;
   }
-  const size_t shared = sizeof(float) * (kMlaHeads * D + kMlaKeys * (D + 1) + kMlaHeads * kMlaKeys);
+  const size_t shared = sizeof(float) * (kMlaHeads + kMlaKeys) * D;
   const dim3 grid(static_cast<unsigned>((H + kMlaHeads - 1) / kMlaHeads), static_cast<unsigned>(B));
   const float scale2 = scale * 1.4426950408889634f;  // scores in base 2
   auto run = [&](auto kernel, auto typed_cache) {
