@@ -149,8 +149,7 @@ constexpr int kTile = 64, kTileK = 16, kGemmThreads = 256;
 // a row-major weight [J, Kd] read as y = a W^T) or w[k * ldw + j] (transposed_w = 1: weight [Kd, J] read as
 // y = a W, the input gradient). Block (j tile, expert, split): the expert's row tiles split, split + splits, ...
 // A tile is TM rows x TN columns, 16 x 16 threads each computing TM / 16 x TN / 16 of it; float32 sums in
-// increasing k. The tile fits the rows an expert gets: a decode step routes a few rows to each expert, and 64-row
-// tiles of 8 rows left most of the GPU idle (47% of a 388M DeepSeek shape's step at 256 rows, H200).
+// increasing k.
 template <int TM, int TN>
 __global__ void __launch_bounds__(kGemmThreads) grouped_gemm_kernel(const float* a, ExpertWeights weights, const int32_t* offsets,
                                                                      float* out, int64_t J, int64_t Kd, int transposed_w) {
@@ -200,42 +199,6 @@ __global__ void __launch_bounds__(kGemmThreads) grouped_gemm_kernel(const float*
       for (int q = 0; q < RN; ++q) {
         const int64_t j = j0 + tx + 16 * q;
         if (j < J) out[r * J + j] = acc[i][q];
-      }
-    }
-  }
-}
-
-// out[r, j] = sum_k a[r, k] * w_e[j * Kd + k] for an expert's few rows (a decode step's): block (32 columns, expert),
-// warp w the columns j0 + w, j0 + w + 8, ...; the lanes read a weight row together along k (coalesced, each weight
-// read once per 16 rows) and keep 16 rows' sums, reduced across the warp at the end (sums in lane order, then the
-// butterfly). Tiles of rows x columns left the weights' bandwidth unused: each k step of a tile waited for its loads.
-constexpr int kGemvRows = 16, kGemvCols = 32;
-__global__ void __launch_bounds__(kGemmThreads) grouped_gemv_kernel(const float* a, ExpertWeights weights, const int32_t* offsets, float* out,
-                                                                     int64_t J, int64_t Kd) {
-  const int e = blockIdx.y;
-  const int64_t row_begin = offsets[e], row_end = offsets[e + 1];
-  const float* w = weights.w[e];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += kGemvRows) {
-    const int rows = static_cast<int>(min(int64_t(kGemvRows), row_end - r0));
-    for (int64_t j = int64_t(blockIdx.x) * kGemvCols + warp; j < min(J, int64_t(blockIdx.x + 1) * kGemvCols); j += kGemmThreads / 32) {
-      const float* wj = w + j * Kd;
-      float acc[kGemvRows];
-      #pragma unroll
-      for (int r = 0; r < kGemvRows; ++r) acc[r] = 0.0f;
-      for (int64_t k = lane; k < Kd; k += 32) {
-        const float wv = wj[k];
-        #pragma unroll
-        for (int r = 0; r < kGemvRows; ++r) {
-          if (r < rows) acc[r] = fmaf(a[(r0 + r) * Kd + k], wv, acc[r]);
-        }
-      }
-      #pragma unroll
-      for (int r = 0; r < kGemvRows; ++r) {
-        float v = acc[r];
-        #pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-        if (lane == 0 && r < rows) out[(r0 + r) * J + j] = v;
       }
     }
   }
@@ -328,23 +291,13 @@ R1_API void r1_cuda_grouped_linear(const float* a, const uint64_t* weights, cons
     const int64_t count = std::min<int64_t>(kExpertsPerLaunch, E - e0);
     ExpertWeights w{};
     for (int64_t e = 0; e < count; ++e) w.w[e] = reinterpret_cast<const float*>(weights[e0 + e]);
-    // From the rows an expert gets when the routing is balanced: a decode step's few rows take the GEMV form
-    // (the weights streamed once), more rows tiles of 32 or 64 (their row tiles split so that every block has
-    // about one).
+    // Row tiles of one expert split so that a balanced routing keeps every block busy: rows / E / 64 tiles each.
+    // (Smaller tiles for a decode step's few rows per expert, and a GEMV form, were both slower on the H200:
+    // docs/BENCHMARKS.md.)
     const int64_t per_expert = (rows + E - 1) / E;
-    auto run = [&](auto kernel, int tm, int tn) {
-      const unsigned splits = static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(64, (per_expert + tm - 1) / tm)));
-      const dim3 grid(static_cast<unsigned>((J + tn - 1) / tn), static_cast<unsigned>(count), splits);
-      kernel<<<grid, kGemmThreads, 0, stream()>>>(a, w, offsets + e0, out, J, Kd, transposed_w);
-    };
-    if (!transposed_w && per_expert <= 2 * kGemvRows) {
-      const dim3 grid(static_cast<unsigned>((J + kGemvCols - 1) / kGemvCols), static_cast<unsigned>(count));
-      grouped_gemv_kernel<<<grid, kGemmThreads, 0, stream()>>>(a, w, offsets + e0, out, J, Kd);
-    } else if (per_expert <= 32) {
-      run(grouped_gemm_kernel<32, 64>, 32, 64);
-    } else {
-      run(grouped_gemm_kernel<64, 64>, 64, 64);
-    }
+    const unsigned splits = static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(64, (per_expert + kTile - 1) / kTile)));
+    const dim3 grid(static_cast<unsigned>((J + kTile - 1) / kTile), static_cast<unsigned>(count), splits);
+    grouped_gemm_kernel<kTile, kTile><<<grid, kGemmThreads, 0, stream()>>>(a, w, offsets + e0, out, J, Kd, transposed_w);
   }
   check_launch("r1_cuda_grouped_linear");
 }

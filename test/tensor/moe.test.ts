@@ -93,8 +93,7 @@ describe('MoE ops on CUDA match the CPU', { skip }, () => {
     });
   }
 
-  // Rows per expert that pick each form of the kernel from the mean per expert: the GEMV (up to 32, rows in chunks
-  // of 16; its backward's dx on 32-row tiles), and tiles of 64 rows.
+  // Rows per expert below, across and beyond the kernel's 64-row tiles (and its row-tile splits), ragged.
   const rowCounts = [[9, 0, 3, 20, 1, 16], [40, 30, 0, 25, 1], [70, 0, 3, 129, 1]];
   for (const counts of rowCounts) it(`groupedLinear forward and backward within 1e-5 of the CPU (ragged tiles, an expert without rows: ${counts})`, () => {
     const rng = new Rng(seed + 1);
