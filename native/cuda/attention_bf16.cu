@@ -450,8 +450,14 @@ __global__ void __launch_bounds__(KT * 2) flash_backward_kernel(FlashArgs a) {
       float* dqr = a.dq + ((b * a.Tq + qi) * a.Hq + h) * D + dq_col0 + 2 * c;
       #pragma unroll
       for (int n = 0; n < kDCols / 8; ++n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         // One 8-byte atomic for the lane's pair of columns (sm_90's vector atomics: half the atomic operations).
         atomicAdd(reinterpret_cast<float2*>(dqr + n * 8), make_float2(a.scale * dq[n][2 * r], a.scale * dq[n][2 * r + 1]));
+#else
+        // Before sm_90 there is no float2 atomicAdd: two 4-byte atomics.
+        atomicAdd(dqr + n * 8, a.scale * dq[n][2 * r]);
+        atomicAdd(dqr + n * 8 + 1, a.scale * dq[n][2 * r + 1]);
+#endif
       }
     }
     __syncthreads();  // dS^T and this stage are rewritten by the next iteration
